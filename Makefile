@@ -1,0 +1,58 @@
+# belay — common tasks. `make up` to try it, `make test` for the whole suite.
+SHELL    := /bin/bash
+GO       ?= go
+FUZZTIME ?= 10s
+
+.PHONY: up build deps test fuzz-short bench
+
+## up: a local PostgreSQL with the belay proxy in front of it (Ctrl-C stops both)
+up:
+	$(GO) run ./cmd/belay up
+
+## build: the belay binary, ./belay
+build:
+	$(GO) build -o belay ./cmd/belay
+
+## deps: install what the tests need and is missing (Debian/Ubuntu: PostgreSQL server, psql, pgbench, a C compiler for cgo and -race)
+deps:
+	@set -euo pipefail; \
+	have_glob() { compgen -G "$$1" >/dev/null; }; \
+	real_cmd() { local p; p=$$(command -v "$$1" 2>/dev/null) || return 1; [[ "$$(readlink -f "$$p")" != */pg_wrapper ]]; }; \
+	pkgs=""; \
+	{ command -v initdb >/dev/null 2>&1 || have_glob '/usr/lib/postgresql/*/bin/initdb'; } || pkgs="$$pkgs postgresql postgresql-contrib"; \
+	{ have_glob '/usr/lib/postgresql/*/bin/psql' || real_cmd psql; } || pkgs="$$pkgs postgresql-client"; \
+	{ have_glob '/usr/lib/postgresql/*/bin/pgbench' || real_cmd pgbench; } || pkgs="$$pkgs postgresql-contrib"; \
+	command -v gcc >/dev/null 2>&1 || pkgs="$$pkgs gcc libc6-dev"; \
+	[ -z "$$pkgs" ] && exit 0; \
+	pkgs=$$(tr ' ' '\n' <<<"$$pkgs" | sed '/^$$/d' | sort -u | tr '\n' ' '); \
+	echo "deps: installing: $$pkgs"; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "deps: no apt-get here; install PostgreSQL (server, psql, pgbench) and a C compiler yourself: $$pkgs" >&2; exit 1; \
+	fi; \
+	sudo=""; \
+	if [ "$$(id -u)" != 0 ]; then \
+		if command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+		else echo "deps: not root and no sudo: as root, run: apt-get install -y $$pkgs" >&2; exit 1; fi; \
+	fi; \
+	$$sudo apt-get update -qq; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs
+	@compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || { echo "deps: initdb still missing" >&2; exit 1; }
+
+## test: deps, vet, then every test against real PostgreSQL
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
+
+## fuzz-short: each codec fuzz target for $(FUZZTIME) (targets found in codec/*_test.go)
+fuzz-short:
+	@set -euo pipefail; \
+	targets=$$(grep -ho '^func Fuzz[A-Za-z0-9_]*' codec/*_test.go 2>/dev/null | sed 's/^func //' | sort -u || true); \
+	if [ -z "$$targets" ]; then echo "fuzz-short: no Fuzz targets in codec/*_test.go yet"; exit 0; fi; \
+	for f in $$targets; do \
+		echo "$(GO) test -run '^\$$' -fuzz '^$$f\$$' -fuzztime $(FUZZTIME) ./codec"; \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./codec; \
+	done
+
+## bench: every benchmark, with allocations
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -1,0 +1,136 @@
+package codec
+
+import "encoding/binary"
+
+// QueryText returns the SQL of a Query body, without its terminating NUL. A
+// body with a NUL before its end is malformed, as in Postgres.
+func QueryText(body []byte) ([]byte, error) { return onlyCString(body) }
+
+// Parse is a view of a Parse body.
+type Parse struct {
+	Name      []byte // prepared statement name; empty for the unnamed statement
+	Query     []byte
+	ParamOIDs []byte // NumParams raw big-endian uint32 type OIDs (0 = unspecified)
+	NumParams int
+}
+
+// ParseParse parses a Parse body.
+func ParseParse(body []byte) (Parse, error) {
+	name, rest, ok := cstring(body)
+	if !ok {
+		return Parse{}, ErrMalformed
+	}
+	query, rest, ok := cstring(rest)
+	if !ok || len(rest) < 2 {
+		return Parse{}, ErrMalformed
+	}
+	n := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	if len(rest) != 4*n {
+		return Parse{}, ErrMalformed
+	}
+	return Parse{Name: name, Query: query, ParamOIDs: rest[:len(rest):len(rest)], NumParams: n}, nil
+}
+
+// Bind is a view of a Bind body.
+type Bind struct {
+	Portal    []byte // destination portal; empty for the unnamed portal
+	Statement []byte // source prepared statement; empty for the unnamed one
+	// Rest is everything after the two names: parameter format codes,
+	// parameters and result format codes, as they came, for re-encoding
+	// with AppendBind.
+	Rest []byte
+}
+
+// ParseBind parses a Bind body. It checks that the rest lies within the body
+// and ends where the body ends: the parameter format codes, the parameters
+// (each an int32 length, -1 for NULL, and that many bytes) and the result
+// format codes. It does not check the values of the format codes or that
+// their count matches the parameters; the server reports those.
+func ParseBind(body []byte) (Bind, error) {
+	portal, rest, ok := cstring(body)
+	if !ok {
+		return Bind{}, ErrMalformed
+	}
+	stmt, rest, ok := cstring(rest)
+	if !ok {
+		return Bind{}, ErrMalformed
+	}
+	if !validBindRest(rest) {
+		return Bind{}, ErrMalformed
+	}
+	return Bind{Portal: portal, Statement: stmt, Rest: rest[:len(rest):len(rest)]}, nil
+}
+
+func validBindRest(b []byte) bool {
+	// Parameter format codes.
+	if len(b) < 2 {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	if len(b) < 2*n {
+		return false
+	}
+	b = b[2*n:]
+	// Parameters.
+	if len(b) < 2 {
+		return false
+	}
+	n = int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	for range n {
+		if len(b) < 4 {
+			return false
+		}
+		l := int32(binary.BigEndian.Uint32(b))
+		b = b[4:]
+		if l == -1 {
+			continue
+		}
+		if l < 0 || int64(l) > int64(len(b)) {
+			return false
+		}
+		b = b[l:]
+	}
+	// Result format codes.
+	if len(b) < 2 {
+		return false
+	}
+	n = int(binary.BigEndian.Uint16(b))
+	return len(b)-2 == 2*n
+}
+
+// ParseDescribe parses a Describe body: kind 'S' (statement) or 'P' (portal)
+// and the name.
+func ParseDescribe(body []byte) (kind byte, name []byte, err error) {
+	return kindAndName(body)
+}
+
+// ParseClose parses a Close body: kind 'S' (statement) or 'P' (portal) and
+// the name.
+func ParseClose(body []byte) (kind byte, name []byte, err error) {
+	return kindAndName(body)
+}
+
+func kindAndName(b []byte) (byte, []byte, error) {
+	if len(b) < 1 || (b[0] != 'S' && b[0] != 'P') {
+		return 0, nil, ErrMalformed
+	}
+	name, err := onlyCString(b[1:])
+	if err != nil {
+		return 0, nil, err
+	}
+	return b[0], name, nil
+}
+
+// ParseExecute parses an Execute body: the portal and the maximum number of
+// rows to return (0 means no limit; Postgres reads it as an int32 and treats
+// any value <= 0 as no limit).
+func ParseExecute(body []byte) (portal []byte, maxRows uint32, err error) {
+	portal, rest, ok := cstring(body)
+	if !ok || len(rest) != 4 {
+		return nil, 0, ErrMalformed
+	}
+	return portal, binary.BigEndian.Uint32(rest), nil
+}

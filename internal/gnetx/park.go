@@ -1,0 +1,99 @@
+package gnetx
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// Park duplicates c's socket so that gnet may close its own descriptor without
+// closing the connection. The caller must then make gnet close c (return
+// gnet.Close from c's OnTraffic, or call c.EventLoop().Close(c) outside c's own
+// callbacks) and must treat that OnClose as a park, not a loss. It returns the
+// duplicate, which Resume takes back. Call it on c's event loop.
+func Park(c gnet.Conn) (fd int, err error) {
+	fd, err = c.Dup()
+	if err != nil {
+		return -1, fmt.Errorf("park: dup: %w", err)
+	}
+	return fd, nil
+}
+
+// Resume enrolls a parked descriptor on el again. OnOpen fires on el with a
+// connection whose Context() is ctx. The descriptor is consumed whether or not
+// Resume succeeds. Safe to call from any goroutine.
+func Resume(el gnet.EventLoop, fd int, ctx any) error {
+	f := os.NewFile(uintptr(fd), "parked")
+	nc, err := net.FileConn(f) // dups fd again
+	_ = f.Close()
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	ch, err := el.Enroll(gnet.NewContext(context.Background(), ctx), nc)
+	if err != nil {
+		_ = nc.Close()
+		return fmt.Errorf("resume: enroll: %w", err)
+	}
+	go func() {
+		// Enroll closes nc once gnet holds its own duplicate; a failure is
+		// reported here and the peer sees the socket close.
+		if r := <-ch; r.Err != nil {
+			_ = nc.Close()
+		}
+	}()
+	return nil
+}
+
+// Input is the unread input of one connection across parks. The zero value is
+// ready. Not safe for concurrent use: it belongs to the connection's loop.
+type Input struct {
+	carry []byte
+}
+
+// Bytes returns the unread bytes: carried bytes first, then what c holds. The
+// slice is valid until Consume.
+func (in *Input) Bytes(c gnet.Conn) []byte {
+	buf, _ := c.Peek(-1)
+	if len(in.carry) == 0 {
+		return buf
+	}
+	// Rare path (only after a resume): move c's bytes behind the carry.
+	in.carry = append(in.carry, buf...)
+	_, _ = c.Discard(-1)
+	return in.carry
+}
+
+// Consume marks n bytes of the last Bytes as read.
+func (in *Input) Consume(c gnet.Conn, n int) {
+	if len(in.carry) == 0 {
+		if n > 0 {
+			_, _ = c.Discard(n)
+		}
+		return
+	}
+	rest := copy(in.carry, in.carry[n:])
+	in.carry = in.carry[:rest]
+	if rest == 0 {
+		in.carry = nil
+	}
+}
+
+// Save keeps c's unread bytes before c is parked.
+func (in *Input) Save(c gnet.Conn) {
+	buf, _ := c.Peek(-1)
+	if len(buf) > 0 {
+		in.carry = append(in.carry, buf...)
+		_, _ = c.Discard(-1)
+	}
+}
+
+// Buffered is the number of unread bytes held for c.
+func (in *Input) Buffered(c gnet.Conn) int {
+	if c == nil {
+		return len(in.carry)
+	}
+	return len(in.carry) + c.InboundBuffered()
+}

@@ -1,0 +1,27 @@
+// Package pginstance starts and stops a real PostgreSQL server on this machine:
+// initdb on first use, then the postmaster as a child process listening on a
+// loopback port (and a Unix socket), with readiness checked through pgconn.
+//
+// It serves both the test harness (internal/pgtest) and `belay up`, so it
+// imports no testing packages and its defaults are safe for data that persists:
+// durability settings (fsync, synchronous_commit, full_page_writes) are left at
+// PostgreSQL's defaults unless the caller overrides them in Options.Settings.
+//
+// Running as root: PostgreSQL refuses to run as root, so when the effective
+// user is root, initdb and postgres run as the unprivileged user "postgres"
+// (SysProcAttr.Credential), Options.Dir is chowned to it recursively, the
+// directories Start creates are made 0755, and Start fails with a clear error
+// if a parent directory of Dir is not traversable by that user (e.g. /root).
+//
+// Lifetime: the postmaster is started in its own process group (so a terminal's
+// Ctrl-C reaches only the Go program, which then calls Stop) and with a
+// parent-death signal (SIGINT, fast shutdown), so a Go process that dies without
+// calling Stop does not leave a server behind. The fork happens on a dedicated,
+// permanently locked OS thread, because Linux delivers the parent-death signal
+// when the forking thread exits, not the process.
+//
+// Concurrency: Start may be called from several goroutines at once. An Instance
+// is safe for concurrent use; Stop is idempotent.
+//
+// Never imports: anything of belay, testing.
+package pginstance

@@ -1,0 +1,17 @@
+//go:build !linux
+
+package pginstance
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// serverProcAttr puts the postmaster in its own process group. There is no
+// parent-death signal outside Linux: a Go process that dies without Stop
+// leaves the server running.
+func serverProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+}
+
+func startCmd(cmd *exec.Cmd) error { return cmd.Start() }

@@ -1,0 +1,263 @@
+package loop
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/belaydb/belay/poolcore"
+	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/logging"
+	"golang.org/x/sys/unix"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxBufferedBytes = 4 << 20
+	DefaultMaxMessageSize   = 256 << 20
+	DefaultPoolSize         = 20
+)
+
+// Proxy is a running belay: one gnet engine whose loops serve clients and the
+// server connections that serve them. Start returns it; Stop ends it. Its
+// methods are safe for concurrent use.
+type Proxy struct {
+	cfg   Config
+	log   *slog.Logger
+	pools *poolcore.Manager
+	addrs []string
+	unix  string
+
+	eng    gnet.Engine
+	booted chan struct{}
+	done   chan error
+	stop   sync.Once
+
+	clients atomic.Int64 // logged-in clients
+	pins    atomic.Int64 // clients pinned to their server
+	parks   atomic.Int64 // connections parked for backpressure (a count of events)
+
+	cancelMu sync.Mutex
+	cancels  map[uint32]*session // belay-issued PID → session
+
+	gnet.BuiltinEventEngine
+}
+
+// Start listens and serves in the background; it returns once the listeners
+// are up.
+func Start(cfg Config) (*Proxy, error) {
+	if cfg.AuthType == "" {
+		cfg.AuthType = "trust"
+	}
+	if cfg.AuthType != "trust" {
+		return nil, fmt.Errorf("--auth-type %q: only trust is implemented so far", cfg.AuthType)
+	}
+	if cfg.Server == "" {
+		return nil, errors.New("no server address")
+	}
+	if len(cfg.Listen) == 0 {
+		return nil, errors.New("no listen address")
+	}
+	if cfg.PoolSize <= 0 {
+		cfg.PoolSize = DefaultPoolSize
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.MaxBufferedBytes <= 0 {
+		cfg.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	loops := runtime.GOMAXPROCS(0)
+	p := &Proxy{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		booted:  make(chan struct{}),
+		done:    make(chan error, 1),
+		cancels: make(map[uint32]*session),
+		pools: poolcore.NewManager(poolcore.Options{
+			Server: cfg.Server, PoolSize: cfg.PoolSize, NumLoops: loops,
+			Lifetime: cfg.ServerLifetime, IdleTimeout: cfg.ServerIdleTimeout,
+			ConnectTimeout: cfg.ServerConnectTimeout, PassFile: cfg.PassFile, Logger: cfg.Logger,
+		}),
+	}
+	for _, a := range cfg.Listen {
+		p.addrs = append(p.addrs, "tcp://"+a)
+	}
+	if cfg.UnixSocketDir != "" {
+		_, port, err := net.SplitHostPort(cfg.Listen[0])
+		if err != nil {
+			return nil, err
+		}
+		p.unix = filepath.Join(cfg.UnixSocketDir, ".s.PGSQL."+port)
+		_ = os.Remove(p.unix) // a socket left by a process that died
+		p.addrs = append(p.addrs, "unix://"+p.unix)
+	}
+	go func() {
+		p.done <- gnet.Rotate(p, p.addrs,
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(loops),
+			gnet.WithLoadBalancing(gnet.LeastConnections),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithTicker(true),
+			gnet.WithLogLevel(logging.ErrorLevel),
+		)
+	}()
+	select {
+	case <-p.booted:
+		if p.unix != "" {
+			_ = os.Chmod(p.unix, 0o777)
+		}
+		return p, nil
+	case err := <-p.done:
+		return nil, fmt.Errorf("listen %s: %w", strings.Join(p.addrs, ", "), err)
+	}
+}
+
+// Addr is the first TCP listen address.
+func (p *Proxy) Addr() string { return p.cfg.Listen[0] }
+
+// Pools is the proxy's pool manager (for tests and, later, the console).
+func (p *Proxy) Pools() *poolcore.Manager { return p.pools }
+
+// Stats is a snapshot of the proxy's counters.
+type Stats struct{ Clients, Pinned, Parks int64 }
+
+// Stats reads the proxy's counters.
+func (p *Proxy) Stats() Stats {
+	return Stats{Clients: p.clients.Load(), Pinned: p.pins.Load(), Parks: p.parks.Load()}
+}
+
+// Stop closes the listeners and every connection.
+func (p *Proxy) Stop(ctx context.Context) error {
+	var err error
+	p.stop.Do(func() {
+		err = p.eng.Stop(ctx)
+		select {
+		case e := <-p.done:
+			if err == nil && e != nil && !errors.Is(e, context.Canceled) {
+				err = e
+			}
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if p.unix != "" {
+			_ = os.Remove(p.unix)
+		}
+	})
+	return err
+}
+
+// --- gnet.EventHandler -------------------------------------------------------
+
+// OnBoot is gnet's: the listeners are up.
+func (p *Proxy) OnBoot(eng gnet.Engine) gnet.Action {
+	p.eng = eng
+	close(p.booted)
+	return gnet.None
+}
+
+// OnOpen is gnet's, on the connection's loop: a new client, a server that
+// finished its login, or a parked connection coming back.
+func (p *Proxy) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	switch ctx := c.Context().(type) {
+	case *poolcore.Server:
+		return nil, ctx.Opened(c)
+	case *session:
+		ctx.inCB = true
+		a := ctx.reopened(c)
+		ctx.inCB = false
+		return nil, a
+	}
+	s := newSession(p, c, p.pools.LoopFor(c.EventLoop()))
+	c.SetContext(s)
+	return nil, gnet.None
+}
+
+// OnTraffic is gnet's, on the connection's loop.
+func (p *Proxy) OnTraffic(c gnet.Conn) gnet.Action {
+	switch ctx := c.Context().(type) {
+	case *session:
+		ctx.inCB = true
+		a := ctx.onTraffic(c)
+		ctx.inCB = false
+		return a
+	case *poolcore.Server:
+		return ctx.OnTraffic(c)
+	}
+	return gnet.Close
+}
+
+// OnClose is gnet's, on the connection's loop.
+func (p *Proxy) OnClose(c gnet.Conn, err error) gnet.Action {
+	switch ctx := c.Context().(type) {
+	case *session:
+		ctx.onClose()
+	case *poolcore.Server:
+		ctx.Closed(err)
+	}
+	return gnet.None
+}
+
+// OnTick is gnet's, on its own goroutine: idle and lifetime sweeps, run on
+// each loop.
+func (p *Proxy) OnTick() (time.Duration, gnet.Action) {
+	p.pools.Tick()
+	return 100 * time.Millisecond, gnet.None
+}
+
+// --- cancel keys -------------------------------------------------------------
+
+// register issues the client's BackendKeyData.
+func (p *Proxy) register(s *session) (pid, secret uint32) {
+	var b [8]byte
+	p.cancelMu.Lock()
+	defer p.cancelMu.Unlock()
+	for {
+		_, _ = rand.Read(b[:])
+		pid = binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
+		if _, taken := p.cancels[pid]; pid != 0 && !taken {
+			break
+		}
+	}
+	p.cancels[pid] = s
+	return pid, binary.BigEndian.Uint32(b[4:])
+}
+
+func (p *Proxy) unregister(pid uint32) {
+	p.cancelMu.Lock()
+	delete(p.cancels, pid)
+	p.cancelMu.Unlock()
+}
+
+// cancel routes a CancelRequest to the loop of the session it names.
+func (p *Proxy) cancel(pid uint32, secret []byte) {
+	p.cancelMu.Lock()
+	s := p.cancels[pid]
+	p.cancelMu.Unlock()
+	if s == nil {
+		return
+	}
+	key := append([]byte(nil), secret...)
+	_ = s.loop.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if !s.done {
+			s.cancelQuery(key)
+		}
+		return nil
+	}))
+}
+
+func closeFD(fd int) { _ = unix.Close(fd) }

@@ -1,0 +1,730 @@
+package loop
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/belaydb/belay/codec"
+	"github.com/belaydb/belay/codec/sqlstate"
+	"github.com/belaydb/belay/internal/gnetx"
+	"github.com/belaydb/belay/planner"
+	"github.com/belaydb/belay/poolcore"
+	"github.com/panjf2000/gnet/v2"
+)
+
+type sessState uint8
+
+const (
+	sStartup sessState = iota // reading the startup packet
+	sLogin                    // waiting for a server to learn the parameters the client gets
+	sReady                    // serving queries
+	sClosing                  // closed or about to be
+)
+
+// maxServerMessage bounds a message from Postgres (its own limit is 1 GB).
+const maxServerMessage = 1<<30 + 1<<20
+
+// session is one client connection. It belongs to its event loop: every
+// method runs there, and so nothing in it is locked. It implements
+// poolcore.Client.
+type session struct {
+	p    *Proxy
+	c    gnet.Conn // nil while parked
+	in   gnetx.Input
+	loop *poolcore.Loop
+	pool *poolcore.Pool
+
+	state sessState
+	counted,
+	sslAsked, gssAsked bool
+
+	key         poolcore.Key
+	sig         string // the SET statement of its startup parameters
+	negotiate   []byte // NegotiateProtocolVersion to send before AuthenticationOk
+	pid, secret uint32
+
+	server    *poolcore.Server
+	waiting   bool
+	t         tracker
+	cliRemain int // bytes of a CopyData body still to stream to the server
+	srvRemain int // bytes of a server message body still to stream to the client
+
+	parkedFD  int  // the client's socket while parked, else -1
+	parking   bool // the next OnClose is a park
+	pollArmed bool
+	inCB      bool // inside a gnet callback of the client's own connection
+	done      bool // closed() ran
+}
+
+func newSession(p *Proxy, c gnet.Conn, l *poolcore.Loop) *session {
+	return &session{p: p, c: c, loop: l, t: newTracker(), parkedFD: -1}
+}
+
+// onTraffic handles bytes from the client.
+func (s *session) onTraffic(c gnet.Conn) gnet.Action {
+	switch s.state {
+	case sStartup:
+		return s.startupTraffic(c)
+	case sReady:
+		return s.clientData(c)
+	case sLogin:
+		return s.boundWaiting(c)
+	}
+	_, _ = c.Discard(-1)
+	return gnet.None
+}
+
+func (s *session) startupTraffic(c gnet.Conn) gnet.Action {
+	for s.state == sStartup {
+		data := s.in.Bytes(c)
+		st := parseStartup(data)
+		switch st.kind {
+		case startupNeedMore:
+			return gnet.None
+		case startupReject:
+			s.p.log.Debug("startup rejected", "remote", c.RemoteAddr(), "err", st.err.Message)
+			return s.fatal(st.err)
+		case startupSSL, startupGSS:
+			if (st.kind == startupSSL && s.sslAsked) || (st.kind == startupGSS && s.gssAsked) {
+				return s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation, Message: "duplicate SSL/GSS negotiation request"})
+			}
+			s.sslAsked = s.sslAsked || st.kind == startupSSL
+			s.gssAsked = s.gssAsked || st.kind == startupGSS
+			s.in.Consume(c, st.n)
+			_, _ = c.Write([]byte{'N'})
+		case startupCancel:
+			s.in.Consume(c, st.n)
+			s.p.cancel(st.cancelPID, st.cancelKey)
+			return gnet.Close
+		case startupLogin:
+			s.in.Consume(c, st.n)
+			return s.login(st)
+		}
+	}
+	return gnet.None
+}
+
+func (s *session) login(st startup) gnet.Action {
+	n := s.p.clients.Add(1)
+	s.counted = true
+	if max := s.p.cfg.MaxClientConn; max > 0 && n > int64(max) {
+		return s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.TooManyConnections, Message: "sorry, too many clients already"})
+	}
+	s.key = poolcore.Key{Database: st.database, User: st.user}
+	s.sig = setSQL(st.params)
+	if st.minor > 0 || len(st.unrecognized) > 0 {
+		s.negotiate = codec.AppendNegotiateProtocolVersion(nil, 0, st.unrecognized)
+	}
+	pool, err := s.p.pools.Pool(s.key)
+	if err != nil {
+		return s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure, Message: err.Error()})
+	}
+	s.pool = pool
+	pool.Join(s.loop)
+	s.pid, s.secret = s.p.register(s)
+	if msgs, ok := pool.CachedParams(s.sig); ok {
+		s.welcome(msgs)
+		return s.clientData(s.c)
+	}
+	// The first client with these parameters: a server tells what they are.
+	s.state = sLogin
+	if sc := pool.Acquire(s.loop, s, s.sig); sc != nil {
+		s.ServerReady(sc)
+	} else {
+		s.waiting = true
+	}
+	return gnet.None
+}
+
+// welcome ends the startup phase: AuthenticationOk (trust), the parameters,
+// the belay-issued BackendKeyData and ReadyForQuery.
+func (s *session) welcome(params []byte) {
+	b := s.loop.Scratch()
+	b = append(b, s.negotiate...)
+	b = codec.AppendAuthenticationOk(b)
+	b = append(b, params...)
+	b = codec.AppendBackendKeyData(b, s.pid, s.secret)
+	b = codec.AppendReadyForQuery(b, 'I')
+	_, _ = s.c.Write(b)
+	s.loop.KeepScratch(b)
+	s.state = sReady
+	s.negotiate = nil
+}
+
+// paramMessages encodes what Postgres sent in ParameterStatus, sorted.
+func paramMessages(params map[string]string) []byte {
+	names := make([]string, 0, len(params))
+	for k := range params {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b []byte
+	for _, k := range names {
+		b = codec.AppendParameterStatus(b, k, params[k])
+	}
+	return b
+}
+
+// ServerReady is poolcore's hand-off of a server to this client.
+func (s *session) ServerReady(sc *poolcore.Server) {
+	s.waiting = false
+	if s.state == sClosing {
+		s.giveBack(sc)
+		return
+	}
+	s.server = sc
+	if sc.AppliedSig != s.sig {
+		sc.Exec(applySQL(sc.AppliedSig, s.sig), s.applied)
+		return
+	}
+	if s.state == sLogin {
+		s.applied(sc, nil)
+		return
+	}
+	s.resumeWork()
+}
+
+// applied continues once the client's startup parameters are set on sc.
+func (s *session) applied(sc *poolcore.Server, perr *poolcore.PgError) {
+	if s.state == sClosing || s.server != sc {
+		s.giveBack(sc)
+		return
+	}
+	if perr != nil {
+		// The parameters are invalid (Postgres would refuse the startup).
+		sc.Dirty = true
+		s.server = nil
+		s.pool.Release(sc)
+		s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.Code(perr.Code), Message: perr.Message, Detail: perr.Detail, Hint: perr.Hint})
+		return
+	}
+	sc.AppliedSig = s.sig
+	if s.state == sLogin {
+		msgs := paramMessages(sc.Params)
+		s.pool.StoreParams(s.sig, msgs)
+		s.server = nil
+		s.pool.Release(sc)
+		s.welcome(msgs)
+	}
+	s.resumeWork()
+}
+
+// resumeWork processes client input that waited for a server or a login.
+func (s *session) resumeWork() {
+	if s.state != sReady {
+		return
+	}
+	if s.c == nil {
+		s.unparkClient()
+		return
+	}
+	if s.in.Buffered(s.c) > 0 {
+		if s.clientData(s.c) == gnet.Close {
+			s.closeClient()
+		}
+	}
+}
+
+// ServerFailed: no server could be had for this client.
+func (s *session) ServerFailed(err error) {
+	s.waiting = false
+	var pe *poolcore.PgError
+	if errors.As(err, &pe) {
+		s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.Code(pe.Code), Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint})
+		return
+	}
+	s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
+		Message: fmt.Sprintf("belay could not connect to the server: %v", err)})
+}
+
+// ServerLost: the server this client held closed or broke.
+func (s *session) ServerLost(sc *poolcore.Server, err error) {
+	if s.server != sc {
+		return
+	}
+	s.server = nil
+	s.srvRemain, s.cliRemain = 0, 0
+	s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
+		Message: "server closed the connection unexpectedly", Detail: err.Error()})
+}
+
+// boundWaiting keeps a client that sends while it waits (for a login or a
+// server) from growing belay's memory: past the bound it is parked.
+func (s *session) boundWaiting(c gnet.Conn) gnet.Action {
+	if s.in.Buffered(c) > s.p.cfg.MaxBufferedBytes {
+		return s.parkClient(c)
+	}
+	return gnet.None
+}
+
+// clientData forwards the client's messages to its server, taking one from the
+// pool when it has none.
+func (s *session) clientData(c gnet.Conn) gnet.Action {
+	for {
+		if s.state != sReady {
+			return gnet.None
+		}
+		if s.server != nil {
+			if s.server.Conn() == nil || s.server.Busy() {
+				return s.boundWaiting(c) // parked, or belay's own query first
+			}
+			return s.forward(c)
+		}
+		data := s.in.Bytes(c)
+		if len(data) == 0 {
+			return gnet.None
+		}
+		typ, bodyLen, act, ok := s.header(data)
+		if !ok {
+			return act
+		}
+		switch typ {
+		case codec.MsgTerminate:
+			return gnet.Close
+		case codec.MsgCopyData, codec.MsgCopyDone, codec.MsgCopyFail, codec.MsgFlush:
+			// Copy messages after a COPY failed, or a Flush with nothing
+			// pending: Postgres ignores them, so they need no server.
+			if len(data) < 5+bodyLen {
+				return s.boundWaiting(c)
+			}
+			s.in.Consume(c, 5+bodyLen)
+			continue
+		}
+		if sc := s.pool.Acquire(s.loop, s, s.sig); sc != nil {
+			s.server = sc
+			if sc.AppliedSig != s.sig {
+				sc.Exec(applySQL(sc.AppliedSig, s.sig), s.applied)
+				return gnet.None
+			}
+			continue
+		}
+		s.waiting = true
+		return s.boundWaiting(c)
+	}
+}
+
+// header reads and checks the next frontend message header.
+func (s *session) header(data []byte) (typ byte, bodyLen int, act gnet.Action, ok bool) {
+	typ, bodyLen, err := codec.PeekHeader(data, maxServerMessage)
+	switch {
+	case err == codec.ErrShortBuffer:
+		return 0, 0, gnet.None, false
+	case err != nil:
+		return 0, 0, s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation, Message: "invalid message length"}), false
+	}
+	switch typ {
+	case codec.MsgQuery, codec.MsgParse, codec.MsgBind, codec.MsgDescribe, codec.MsgExecute, codec.MsgClose,
+		codec.MsgSync, codec.MsgFlush, codec.MsgTerminate, codec.MsgFunctionCall, codec.MsgCopyDone, codec.MsgCopyFail:
+		if bodyLen > s.p.cfg.MaxMessageSize {
+			return 0, 0, s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProgramLimitExceeded,
+				Message: fmt.Sprintf("message of %d bytes exceeds the maximum of %d", bodyLen, s.p.cfg.MaxMessageSize)}), false
+		}
+	case codec.MsgCopyData:
+	default:
+		return 0, 0, s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation,
+			Message: fmt.Sprintf("invalid frontend message type %d", typ)}), false
+	}
+	return typ, bodyLen, gnet.None, true
+}
+
+// forward writes the client's whole messages (and CopyData as it streams in)
+// to its server in one write. The bytes are views into the loop's buffer.
+func (s *session) forward(c gnet.Conn) gnet.Action {
+	sc := s.server
+	data := s.in.Bytes(c)
+	off := 0
+	var act gnet.Action
+loop:
+	for off < len(data) {
+		if s.cliRemain > 0 {
+			k := min(s.cliRemain, len(data)-off)
+			off += k
+			s.cliRemain -= k
+			continue
+		}
+		typ, bodyLen, a, ok := s.header(data[off:])
+		if !ok {
+			act = a
+			break
+		}
+		if typ == codec.MsgTerminate {
+			act = gnet.Close
+			break
+		}
+		if typ == codec.MsgCopyData {
+			off += 5
+			s.cliRemain = bodyLen
+			continue
+		}
+		if len(data)-off < 5+bodyLen {
+			break
+		}
+		body := data[off+5 : off+5+bodyLen]
+		switch typ {
+		case codec.MsgQuery:
+			q, err := codec.QueryText(body)
+			if err != nil {
+				act = s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation, Message: "invalid Query message"})
+				break loop
+			}
+			s.notePlan(planner.SessionEffects(q))
+		case codec.MsgParse:
+			m, err := codec.ParseParse(body)
+			if err != nil {
+				act = s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation, Message: "invalid Parse message"})
+				break loop
+			}
+			if len(m.Name) > 0 {
+				s.notePlan(planner.EffectSession) // a named statement outlives the transaction
+			} else {
+				s.notePlan(planner.SessionEffects(m.Query))
+			}
+		}
+		s.t.client(typ)
+		off += 5 + bodyLen
+	}
+	if off > 0 {
+		if _, err := sc.Conn().Write(data[:off]); err != nil {
+			s.in.Consume(c, off)
+			return gnet.Close
+		}
+	}
+	s.in.Consume(c, off)
+	if act != gnet.None {
+		return act
+	}
+	if sc.Conn().OutboundBuffered() > s.p.cfg.MaxBufferedBytes {
+		// Postgres reads slower than the client sends (a big COPY): stop
+		// reading the client until it catches up.
+		return s.parkClient(c)
+	}
+	return gnet.None
+}
+
+func (s *session) notePlan(e planner.Effect) {
+	if e&planner.EffectSession != 0 && !s.t.pinned {
+		s.t.pinned = true
+		s.p.pins.Add(1)
+	}
+}
+
+// ServerTraffic forwards the server's output to the client, streaming large
+// messages, and releases the server at the ReadyForQuery that ends the client's
+// transaction.
+func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
+	if s.c == nil {
+		// The client is parked: its output waits, and it comes back now.
+		s.unparkClient()
+		return gnet.None
+	}
+	in := sc.Input()
+	data := in.Bytes(c)
+	off := 0
+	release := false
+	for off < len(data) {
+		if s.srvRemain > 0 {
+			k := min(s.srvRemain, len(data)-off)
+			off += k
+			s.srvRemain -= k
+			continue
+		}
+		typ, bodyLen, err := codec.PeekHeader(data[off:], maxServerMessage)
+		if err == codec.ErrShortBuffer {
+			break
+		}
+		if err != nil {
+			_, _ = s.c.Write(data[:off])
+			in.Consume(c, off)
+			s.server = nil
+			s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation, Message: "invalid message from server"})
+			sc.Close()
+			return gnet.None
+		}
+		if typ != codec.MsgReadyForQuery && typ != codec.MsgParameterStatus {
+			s.t.server(typ, 0)
+			off += 5
+			s.srvRemain = bodyLen
+			continue
+		}
+		if len(data)-off < 5+bodyLen {
+			break // small; wait for all of it
+		}
+		body := data[off+5 : off+5+bodyLen]
+		off += 5 + bodyLen
+		if typ == codec.MsgParameterStatus {
+			sc.NoteParameterStatus(body)
+			continue
+		}
+		status, _ := codec.ReadyForQueryStatus(body)
+		sc.TxStatus = status
+		if s.t.server(typ, status) {
+			release = true
+			break
+		}
+	}
+	if off > 0 {
+		_, _ = s.c.Write(data[:off])
+	}
+	in.Consume(c, off)
+	if release {
+		s.server = nil
+		s.pool.Release(sc)
+		if s.in.Buffered(s.c) > 0 { // pipelined input waits for a server
+			if s.clientData(s.c) == gnet.Close {
+				s.closeClient()
+			}
+		}
+		return gnet.None
+	}
+	if s.c.OutboundBuffered() > s.p.cfg.MaxBufferedBytes {
+		return s.parkServer(sc, c)
+	}
+	return gnet.None
+}
+
+// giveBack returns a server the session no longer wants.
+func (s *session) giveBack(sc *poolcore.Server) {
+	if s.server == sc {
+		s.server = nil
+	}
+	s.pool.Release(sc)
+}
+
+// fatal writes a FATAL error to the client and returns the action that
+// closes it; for use in the client's own callbacks.
+func (s *session) fatal(e codec.ErrorResponse) gnet.Action {
+	if s.c != nil {
+		b := codec.AppendErrorResponse(s.loop.Scratch(), e)
+		_, _ = s.c.Write(b)
+		s.loop.KeepScratch(b)
+	}
+	s.state = sClosing
+	return gnet.Close
+}
+
+// kill is fatal from outside the client's callbacks.
+func (s *session) kill(e codec.ErrorResponse) {
+	s.fatal(e)
+	s.closeClient()
+}
+
+func (s *session) closeClient() {
+	s.state = sClosing
+	if s.c != nil {
+		_ = s.c.Close() // asynchronous: OnClose follows on this loop
+		return
+	}
+	if s.parkedFD >= 0 {
+		closeFD(s.parkedFD)
+		s.parkedFD = -1
+	}
+	s.closed()
+}
+
+// onClose is gnet's OnClose for the client connection.
+func (s *session) onClose() {
+	if s.parking {
+		s.parking = false
+		s.c = nil
+		return
+	}
+	s.c = nil
+	s.closed()
+}
+
+// closed releases what the client held. A server in the middle of its work is
+// drained (pending replies discarded, a running query cancelled, an open
+// transaction rolled back) and returns to the pool; only a server that got a
+// partial message is closed.
+func (s *session) closed() {
+	if s.done {
+		return
+	}
+	s.done = true
+	s.state = sClosing
+	if s.counted {
+		s.counted = false
+		s.p.clients.Add(-1)
+		s.p.unregister(s.pid)
+	}
+	if s.pool != nil {
+		s.pool.Leave(s.loop)
+	}
+	if s.waiting {
+		s.waiting = false
+		s.pool.CancelWait(s.loop, s)
+	}
+	if s.t.pinned {
+		s.t.pinned = false
+		s.p.pins.Add(-1)
+		if s.server != nil {
+			s.server.Dirty = true
+		}
+	}
+	sc := s.server
+	if sc == nil {
+		return
+	}
+	s.server = nil
+	if s.cliRemain > 0 || sc.Conn() == nil || sc.Busy() {
+		sc.Close() // it got half a message, is parked, or runs belay's own query
+		return
+	}
+	pending := s.t.pending
+	var b []byte
+	if s.t.copyIn {
+		b = codec.AppendCopyFail(b, "client disconnected")
+	}
+	if s.t.openBatch {
+		b = codec.AppendSync(b)
+		pending++
+	}
+	if len(b) > 0 {
+		_, _ = sc.Conn().Write(b)
+	}
+	sc.Drain(pending, s.srvRemain)
+	s.srvRemain = 0
+}
+
+// cancel asks Postgres to cancel the query the client runs now, if any.
+// On the loop.
+func (s *session) cancelQuery(secret []byte) {
+	if len(secret) != 4 || subtle.ConstantTimeCompare(secret, be32(s.secret)) != 1 {
+		return
+	}
+	if s.server != nil && s.t.busy() {
+		s.server.Cancel()
+	}
+}
+
+func be32(v uint32) []byte { return []byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)} }
+
+// --- backpressure -----------------------------------------------------------
+
+// parkServer stops reading the server while the client's output is over the
+// bound. From the server's callback c.
+func (s *session) parkServer(sc *poolcore.Server, c gnet.Conn) gnet.Action {
+	s.armPoll()
+	if sc.Conn().OutboundBuffered() > 0 {
+		return gnet.None // gnet would drop unsent bytes on close: retry later
+	}
+	closeIt, err := sc.Park(c)
+	if err != nil {
+		s.p.log.Warn("cannot park server", "err", err)
+		return gnet.None
+	}
+	s.p.parks.Add(1)
+	if closeIt {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// parkClient stops reading the client. From the client's callback c.
+func (s *session) parkClient(c gnet.Conn) gnet.Action {
+	s.armPoll()
+	if c.OutboundBuffered() > 0 {
+		if s.in.Buffered(c) > 4*s.p.cfg.MaxBufferedBytes {
+			// It neither reads its results nor stops sending.
+			s.p.log.Warn("closing a client that sends without reading", "remote", c.RemoteAddr())
+			return gnet.Close
+		}
+		return gnet.None
+	}
+	fd, err := gnetx.Park(c)
+	if err != nil {
+		return gnet.None
+	}
+	s.in.Save(c)
+	s.parkedFD = fd
+	s.parking = true
+	s.p.parks.Add(1)
+	if s.inCB {
+		return gnet.Close
+	}
+	_ = c.EventLoop().Close(c) // OnClose runs now and sees the park
+	return gnet.None
+}
+
+func (s *session) unparkClient() {
+	if s.parkedFD < 0 || s.c != nil || s.parking {
+		return
+	}
+	fd := s.parkedFD
+	s.parkedFD = -1
+	if err := gnetx.Resume(s.loop.EventLoop(), fd, s); err != nil {
+		s.p.log.Warn("cannot resume client", "err", err)
+		s.closed()
+	}
+}
+
+// reopened is OnOpen of a resumed client connection.
+func (s *session) reopened(c gnet.Conn) gnet.Action {
+	s.c = c
+	if s.state == sClosing {
+		return gnet.Close
+	}
+	if sc := s.server; sc != nil && sc.Conn() != nil && sc.Input().Buffered(sc.Conn()) > 0 {
+		if s.ServerTraffic(sc, sc.Conn()) == gnet.Close {
+			_ = sc.Conn().EventLoop().Close(sc.Conn())
+		}
+	}
+	return s.onTraffic(c)
+}
+
+// armPoll checks parked connections again shortly: gnet tells nobody when an
+// outbound buffer drains.
+func (s *session) armPoll() {
+	if s.pollArmed {
+		return
+	}
+	s.pollArmed = true
+	el := s.loop.EventLoop()
+	time.AfterFunc(time.Millisecond, func() {
+		_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			s.pollArmed = false
+			s.poll()
+			return nil
+		}))
+	})
+}
+
+func (s *session) poll() {
+	if s.state == sClosing {
+		return
+	}
+	low := s.p.cfg.MaxBufferedBytes / 4
+	again := false
+	if sc := s.server; sc != nil && sc.Parked() {
+		if s.c != nil && s.c.OutboundBuffered() <= low {
+			if err := sc.Unpark(); err != nil {
+				return
+			}
+		} else {
+			again = true
+		}
+	}
+	if s.c == nil && s.parkedFD >= 0 {
+		sc := s.server
+		if sc == nil || (sc.Conn() != nil && sc.Conn().OutboundBuffered() <= low) {
+			s.unparkClient()
+		} else {
+			again = true
+		}
+	}
+	if s.c != nil && s.server != nil && s.server.Conn() != nil && !s.server.Parked() &&
+		s.c.OutboundBuffered() > s.p.cfg.MaxBufferedBytes {
+		// A park that had to wait for the server's outbound buffer to empty.
+		if a := s.parkServer(s.server, nil); a == gnet.Close {
+			_ = s.server.Conn().EventLoop().Close(s.server.Conn())
+		}
+		again = true
+	}
+	if again {
+		s.armPoll()
+	}
+}

@@ -1,0 +1,710 @@
+package poolcore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/belaydb/belay/codec"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+)
+
+// maxServerMessage bounds a message from Postgres (its own limit is 1 GB).
+const maxServerMessage = 1<<30 + 1<<20
+
+// Key identifies a pool: server connections log in as User to Database.
+type Key struct{ Database, User string }
+
+func (k Key) String() string { return k.User + "@" + k.Database }
+
+// Options configure a Manager.
+type Options struct {
+	// Server is the Postgres "host:port" (or a Unix socket directory and port as "/dir:port").
+	Server string
+	// PoolSize is the most server connections a pool may hold open.
+	PoolSize int
+	// NumLoops is the number of gnet event loops (each gets a share of every pool).
+	NumLoops int
+	// Lifetime closes a server released after living this long (0: never).
+	Lifetime time.Duration
+	// IdleTimeout closes a server idle for this long (0: never).
+	IdleTimeout time.Duration
+	// ConnectTimeout bounds one login.
+	ConnectTimeout time.Duration
+	// PassFile is a .pgpass file for md5/SCRAM logins ("" = libpq defaults).
+	PassFile string
+	Logger   *slog.Logger
+}
+
+// Manager holds every pool. Safe for concurrent use.
+type Manager struct {
+	opts  Options
+	log   *slog.Logger
+	epoch time.Time
+
+	mu    sync.Mutex // guards pools and loops
+	pools map[Key]*Pool
+	loops []*Loop
+
+	// Counters for tests and metrics.
+	Dials     atomic.Int64 // logins started
+	Transfers atomic.Int64 // servers closed on one loop to give their slot to another
+}
+
+// NewManager returns a Manager; nothing is dialled until a client asks.
+func NewManager(o Options) *Manager {
+	if o.NumLoops < 1 {
+		o.NumLoops = 1
+	}
+	if o.PoolSize < 1 {
+		o.PoolSize = 1
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 15 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Manager{opts: o, log: o.Logger, epoch: time.Now(), pools: make(map[Key]*Pool)}
+}
+
+func (m *Manager) now() int64 { return int64(time.Since(m.epoch)) }
+
+// Loop is the per-event-loop side of the Manager. Its fields belong to its
+// loop and are used without locks.
+type Loop struct {
+	m       *Manager
+	idx     int
+	el      gnet.EventLoop
+	servers map[*Server]struct{}
+	scratch []byte
+	depth   int // nesting of synchronous hand-offs
+}
+
+// Scratch is a reusable buffer for building messages on the loop; give it
+// back with KeepScratch once written.
+func (l *Loop) Scratch() []byte { return l.scratch[:0] }
+
+// KeepScratch keeps b's storage for the next Scratch.
+func (l *Loop) KeepScratch(b []byte) {
+	if cap(b) <= 64<<10 {
+		l.scratch = b[:0]
+	}
+}
+
+// Index is the loop's number, 0..NumLoops-1.
+func (l *Loop) Index() int { return l.idx }
+
+// EventLoop is the gnet loop.
+func (l *Loop) EventLoop() gnet.EventLoop { return l.el }
+
+// LoopFor returns the Loop of el, created the first time el is seen. Safe for
+// concurrent use; call it once per connection, not per message.
+func (m *Manager) LoopFor(el gnet.EventLoop) *Loop {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, l := range m.loops {
+		if l.el == el {
+			return l
+		}
+	}
+	if len(m.loops) == m.opts.NumLoops {
+		panic("BUG: more gnet event loops than Options.NumLoops")
+	}
+	l := &Loop{m: m, idx: len(m.loops), el: el, servers: make(map[*Server]struct{})}
+	m.loops = append(m.loops, l)
+	return l
+}
+
+func (m *Manager) loop(i int) *Loop {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if i < len(m.loops) {
+		return m.loops[i]
+	}
+	return nil
+}
+
+// Pool returns the pool for k, creating it. Safe for concurrent use.
+func (m *Manager) Pool(k Key) (*Pool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p := m.pools[k]; p != nil {
+		return p, nil
+	}
+	cfg, err := m.connConfig(k)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{key: k, m: m, size: int32(m.opts.PoolSize), cfg: cfg,
+		perLoop: make([]loopPool, m.opts.NumLoops), params: make(map[string][]byte)}
+	m.pools[k] = p
+	return p, nil
+}
+
+func (m *Manager) connConfig(k Key) (*pgconn.Config, error) {
+	host, port, err := net.SplitHostPort(m.opts.Server)
+	if err != nil {
+		return nil, fmt.Errorf("server address %q: %w", m.opts.Server, err)
+	}
+	dsn := fmt.Sprintf("host=%s port=%s sslmode=disable", quoteDSN(host), port)
+	if m.opts.PassFile != "" {
+		dsn += " passfile=" + quoteDSN(m.opts.PassFile)
+	}
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cfg.User = k.User
+	cfg.Database = k.Database
+	cfg.ConnectTimeout = m.opts.ConnectTimeout
+	cfg.RuntimeParams = map[string]string{}
+	cfg.Fallbacks = nil
+	// The password comes from the passfile for this user, looked up per key.
+	cfg.Password = lookupPassFile(m.opts.PassFile, host, port, k)
+	return cfg, nil
+}
+
+func quoteDSN(s string) string {
+	out := []byte{'\''}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' || s[i] == '\\' {
+			out = append(out, '\\')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}
+
+// Pools returns a snapshot of all pools. Safe for concurrent use.
+func (m *Manager) Pools() []*Pool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Pool, 0, len(m.pools))
+	for _, p := range m.pools {
+		out = append(out, p)
+	}
+	return out
+}
+
+// Pool is one (database, user) pool. Its shared fields are atomic; perLoop[i]
+// belongs to loop i except for the atomics other loops read.
+type Pool struct {
+	key  Key
+	m    *Manager
+	cfg  *pgconn.Config
+	size int32
+	open atomic.Int32 // servers open or being dialled
+
+	perLoop []loopPool
+
+	paramMu sync.Mutex
+	params  map[string][]byte // client startup signature → ParameterStatus messages it gets
+}
+
+type waiter struct {
+	c     Client
+	since int64
+}
+
+type loopPool struct {
+	idle    []*Server // LIFO; owned by the loop
+	waiters []waiter  // FIFO from whead; owned by the loop
+	whead   int
+
+	// Read by other loops to decide where a free slot goes.
+	nIdle     atomic.Int32
+	nWait     atomic.Int32
+	active    atomic.Int32
+	held      atomic.Int32 // servers open or dialling on this loop
+	dialing   atomic.Int32 // logins in flight for this loop
+	clients   atomic.Int32 // clients of the pool on this loop (the stable measure of demand)
+	headSince atomic.Int64 // since when the oldest waiter waits; 0: none
+	_         [64]byte
+}
+
+// Key is the pool's key.
+func (p *Pool) Key() Key { return p.key }
+
+// Stats is a snapshot of a pool, for tests and metrics.
+type Stats struct{ Open, Idle, Active, Waiting int }
+
+// Stats reads the pool's counters. Safe for concurrent use.
+func (p *Pool) Stats() Stats {
+	s := Stats{Open: int(p.open.Load())}
+	for i := range p.perLoop {
+		lp := &p.perLoop[i]
+		s.Idle += int(lp.nIdle.Load())
+		s.Active += int(lp.active.Load())
+		s.Waiting += int(lp.nWait.Load())
+	}
+	return s
+}
+
+// CachedParams returns the ParameterStatus messages recorded for sig.
+func (p *Pool) CachedParams(sig string) ([]byte, bool) {
+	p.paramMu.Lock()
+	defer p.paramMu.Unlock()
+	b, ok := p.params[sig]
+	return b, ok
+}
+
+// StoreParams records the ParameterStatus messages a client with sig gets.
+func (p *Pool) StoreParams(sig string, msgs []byte) {
+	p.paramMu.Lock()
+	defer p.paramMu.Unlock()
+	if len(p.params) < 1024 {
+		p.params[sig] = msgs
+	}
+}
+
+// Acquire returns an idle server of the pool on l at once, or nil after
+// queueing c, which then gets ServerReady or ServerFailed later. On l.
+func (p *Pool) Acquire(l *Loop, c Client, sig string) *Server {
+	lp := &p.perLoop[l.idx]
+	if n := len(lp.idle); n > 0 {
+		i := n - 1
+		for j := n - 1; j >= 0 && j >= n-8; j-- {
+			if lp.idle[j].AppliedSig == sig {
+				i = j
+				break
+			}
+		}
+		sc := lp.idle[i]
+		copy(lp.idle[i:], lp.idle[i+1:])
+		lp.idle[n-1] = nil
+		lp.idle = lp.idle[:n-1]
+		lp.nIdle.Add(-1)
+		lp.active.Add(1)
+		sc.state, sc.owner = stateActive, c
+		return sc
+	}
+	now := p.m.now()
+	if len(lp.waiters) == lp.whead {
+		lp.headSince.Store(now)
+	}
+	lp.waiters = append(lp.waiters, waiter{c: c, since: now})
+	lp.nWait.Add(1)
+	if p.reserve(l.idx) {
+		p.dial(l)
+		return nil
+	}
+	// The budget is used up: a loop with idle servers gives one up.
+	for i := range p.perLoop {
+		if i != l.idx && p.perLoop[i].nIdle.Load() > 0 {
+			if other := p.m.loop(i); other != nil {
+				_ = other.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+					p.giveUpIdle(other)
+					return nil
+				}))
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// Join counts a client of the pool on l; Leave uncounts it. The counts decide
+// how the pool's servers are spread over the loops.
+func (p *Pool) Join(l *Loop)  { p.perLoop[l.idx].clients.Add(1) }
+func (p *Pool) Leave(l *Loop) { p.perLoop[l.idx].clients.Add(-1) }
+
+// CancelWait removes c from the wait queue of l (it went away). On l.
+func (p *Pool) CancelWait(l *Loop, c Client) {
+	lp := &p.perLoop[l.idx]
+	for i := lp.whead; i < len(lp.waiters); i++ {
+		if lp.waiters[i].c == c {
+			copy(lp.waiters[i:], lp.waiters[i+1:])
+			lp.waiters[len(lp.waiters)-1] = waiter{}
+			lp.waiters = lp.waiters[:len(lp.waiters)-1]
+			lp.nWait.Add(-1)
+			p.resetHead(lp)
+			return
+		}
+	}
+}
+
+func (p *Pool) popWaiter(lp *loopPool) (Client, bool) {
+	if lp.whead == len(lp.waiters) {
+		return nil, false
+	}
+	w := lp.waiters[lp.whead]
+	lp.waiters[lp.whead] = waiter{}
+	lp.whead++
+	if lp.whead == len(lp.waiters) {
+		lp.waiters, lp.whead = lp.waiters[:0], 0
+	} else if lp.whead > 1024 && lp.whead*2 > len(lp.waiters) {
+		n := copy(lp.waiters, lp.waiters[lp.whead:])
+		lp.waiters, lp.whead = lp.waiters[:n], 0
+	}
+	lp.nWait.Add(-1)
+	p.resetHead(lp)
+	return w.c, true
+}
+
+func (p *Pool) resetHead(lp *loopPool) {
+	if lp.whead == len(lp.waiters) {
+		lp.headSince.Store(0)
+	} else {
+		lp.headSince.Store(lp.waiters[lp.whead].since)
+	}
+}
+
+func (p *Pool) reserve(loopIdx int) bool {
+	for {
+		n := p.open.Load()
+		if n >= p.size {
+			return false
+		}
+		if p.open.CompareAndSwap(n, n+1) {
+			p.perLoop[loopIdx].held.Add(1)
+			return true
+		}
+	}
+}
+
+// Release gives sc back: reset if a client left state on it, then to the
+// next waiter, to an idle stack, or its slot to a starved loop. On the loop.
+func (p *Pool) Release(sc *Server) {
+	sc.owner = nil
+	p.perLoop[sc.loop.idx].active.Add(-1)
+	p.finishRelease(sc)
+}
+
+func (p *Pool) finishRelease(sc *Server) {
+	if sc.state == stateClosed || sc.conn == nil {
+		if sc.state != stateClosed {
+			sc.Close()
+		}
+		return
+	}
+	switch {
+	case sc.TxStatus != 'I':
+		sc.Exec("ROLLBACK", func(sc *Server, err *PgError) {
+			if err != nil || sc.TxStatus != 'I' {
+				sc.Close()
+				return
+			}
+			p.finishRelease(sc)
+		})
+		return
+	case sc.Dirty:
+		sc.Exec("DISCARD ALL", func(sc *Server, err *PgError) {
+			if err != nil {
+				sc.Close()
+				return
+			}
+			sc.Dirty, sc.AppliedSig = false, ""
+			p.finishRelease(sc)
+		})
+		return
+	}
+	l := sc.loop
+	if p.m.opts.Lifetime > 0 && time.Since(sc.born) > p.m.opts.Lifetime {
+		sc.Close()
+		return
+	}
+	lp := &p.perLoop[l.idx]
+	switch target := p.pickLoop(l.idx); target {
+	case -1:
+		sc.state, sc.owner = stateIdle, nil
+		sc.idleSince = time.Now()
+		lp.idle = append(lp.idle, sc)
+		lp.nIdle.Add(1)
+	case l.idx:
+		c, _ := p.popWaiter(lp)
+		p.handoff(sc, c)
+	default:
+		p.moveSlot(sc, target)
+	}
+}
+
+// moveSlot closes sc and spends its slot on a login for loop target. The
+// accounting moves now, not when the close completes, so that the next
+// decision already sees it.
+func (p *Pool) moveSlot(sc *Server, target int) {
+	l := p.m.loop(target)
+	if l == nil {
+		return
+	}
+	p.m.Transfers.Add(1)
+	p.m.log.Debug("moving a server slot", "pool", p.key, "from", sc.loop.idx, "to", target)
+	p.perLoop[sc.loop.idx].held.Add(-1)
+	p.perLoop[target].held.Add(1)
+	sc.slotMoved = true
+	sc.Close()
+	p.dial(l)
+}
+
+// handoff gives sc to c. Deeply nested hand-offs (a chain of clients that
+// release at once) are deferred to the loop's queue.
+func (p *Pool) handoff(sc *Server, c Client) {
+	l := sc.loop
+	p.perLoop[l.idx].active.Add(1)
+	sc.state, sc.owner = stateActive, c
+	if l.depth > 8 {
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			if sc.state == stateActive && sc.owner == c {
+				c.ServerReady(sc)
+			}
+			return nil
+		}))
+		return
+	}
+	l.depth++
+	c.ServerReady(sc)
+	l.depth--
+}
+
+// starveAfter is how long a loop's oldest waiter may wait, and must wait twice
+// as long as the local one, before a released server's slot moves to it. It
+// is well above the cost of a login, which the move spends.
+const starveAfter = int64(50 * time.Millisecond)
+
+// unserved says loop i has waiters that no login in flight will serve.
+func (lp *loopPool) unserved() bool { return lp.nWait.Load() > lp.dialing.Load() }
+
+// pickLoop decides where a server released on loop local goes: local (its
+// waiters), another loop (its slot moves there), or -1 (nobody waits: idle).
+// A slot moves only when the pool is full and another loop has waiters that no
+// login in flight will serve, and then only if that loop holds fewer servers
+// than its share of the pool by demand while local holds more, or if its
+// oldest waiter starves. Under balanced load servers stay where they are and
+// no login is spent.
+func (p *Pool) pickLoop(local int) int {
+	now := p.m.now()
+	best, bestWait := -1, int64(-1)
+	var total int64
+	for i := range p.perLoop {
+		lp := &p.perLoop[i]
+		total += int64(lp.clients.Load())
+		if i == local || !lp.unserved() {
+			continue
+		}
+		if hs := lp.headSince.Load(); hs != 0 && now-hs > bestWait {
+			best, bestWait = i, now-hs
+		}
+	}
+	localHS := p.perLoop[local].headSince.Load()
+	stay, localWait := local, int64(0) // where the server goes if it does not move
+	if localHS == 0 {
+		stay = -1 // idle: a client of this loop will want it in a moment
+	} else {
+		localWait = now - localHS
+	}
+	if best < 0 || p.open.Load() < p.size {
+		return stay // nobody else waits, or they can log in servers of their own
+	}
+	if bestWait > starveAfter && bestWait > 2*localWait && p.perLoop[best].dialing.Load() == 0 {
+		return best
+	}
+	// Share by clients: move if local holds more than its share and best less.
+	if total > 0 {
+		lpL, lpB := &p.perLoop[local], &p.perLoop[best]
+		size := int64(p.size)
+		dL, dB := int64(lpL.clients.Load()), int64(lpB.clients.Load())
+		heldL, heldB := int64(lpL.held.Load()), int64(lpB.held.Load())
+		// More than one server above and below the shares (size*d/total):
+		// a move costs a login.
+		if heldL*total > size*dL+total && heldB*total+total < size*dB {
+			return best
+		}
+	}
+	return stay
+}
+
+// arrived is a freshly logged-in server on its loop.
+func (p *Pool) arrived(sc *Server) {
+	p.perLoop[sc.loop.idx].dialing.Add(-1)
+	sc.born = time.Now()
+	p.finishRelease(sc)
+}
+
+// gone accounts for a server that closed, and gives its slot to the loop
+// whose unserved waiter waits longest.
+func (p *Pool) gone(sc *Server) {
+	if sc.slotMoved {
+		return // moveSlot did the accounting
+	}
+	p.open.Add(-1)
+	p.perLoop[sc.loop.idx].held.Add(-1)
+	if best := p.longestUnserved(); best >= 0 {
+		if l := p.m.loop(best); l != nil && p.reserve(best) {
+			p.dial(l)
+		}
+	}
+}
+
+// longestUnserved is the loop whose oldest waiter no login in flight will
+// serve and waits longest, or -1.
+func (p *Pool) longestUnserved() int {
+	best, bestWait, now := -1, int64(-1), p.m.now()
+	for i := range p.perLoop {
+		lp := &p.perLoop[i]
+		if hs := lp.headSince.Load(); hs != 0 && lp.unserved() && now-hs > bestWait {
+			best, bestWait = i, now-hs
+		}
+	}
+	return best
+}
+
+// giveUpMinIdle is how long a server must have been idle before its slot
+// moves to a loop with waiters: a server released a moment ago is about to be
+// taken by a client of its own loop, and a move costs a login.
+const giveUpMinIdle = 2 * time.Millisecond
+
+// giveUpIdle moves the slot of l's longest idle server to the loop whose
+// waiters no login will serve, if there is one. On l.
+func (p *Pool) giveUpIdle(l *Loop) {
+	lp := &p.perLoop[l.idx]
+	if len(lp.idle) == 0 || time.Since(lp.idle[0].idleSince) < giveUpMinIdle {
+		return
+	}
+	if target := p.longestUnserved(); target >= 0 && target != l.idx {
+		p.moveSlot(lp.idle[0], target)
+	}
+}
+
+func (p *Pool) removeIdle(sc *Server) {
+	lp := &p.perLoop[sc.loop.idx]
+	for i, s := range lp.idle {
+		if s == sc {
+			copy(lp.idle[i:], lp.idle[i+1:])
+			lp.idle[len(lp.idle)-1] = nil
+			lp.idle = lp.idle[:len(lp.idle)-1]
+			lp.nIdle.Add(-1)
+			return
+		}
+	}
+}
+
+// dial logs a new server in for l, off the loop. The slot is reserved.
+func (p *Pool) dial(l *Loop) {
+	p.m.Dials.Add(1)
+	p.perLoop[l.idx].dialing.Add(1)
+	p.m.log.Debug("dialling", "pool", p.key, "loop", l.idx, "open", p.open.Load())
+	go func() {
+		err := p.login(l)
+		if err == nil {
+			return
+		}
+		p.m.log.Warn("server login failed", "pool", p.key, "err", err)
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			p.dialFailed(l, err)
+			return nil
+		}))
+	}()
+}
+
+func (p *Pool) login(l *Loop) error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.m.opts.ConnectTimeout)
+	defer cancel()
+	conn, err := pgconn.ConnectConfig(ctx, p.cfg.Copy())
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			return &PgError{Severity: pgErr.Severity, Code: pgErr.Code, Message: pgErr.Message, Detail: pgErr.Detail, Hint: pgErr.Hint}
+		}
+		return err
+	}
+	hc, err := conn.Hijack()
+	if err != nil {
+		_ = conn.Close(ctx)
+		return err
+	}
+	sc := &Server{pool: p, loop: l, PID: hc.PID, CancelKey: hc.SecretKey, Params: hc.ParameterStatuses,
+		TxStatus: 'I', state: stateDialing, parkedFD: -1}
+	ch, err := l.el.Enroll(gnet.NewContext(context.Background(), sc), hc.Conn)
+	if err != nil {
+		_ = hc.Conn.Close()
+		return err
+	}
+	if r := <-ch; r.Err != nil {
+		_ = hc.Conn.Close()
+		return r.Err
+	}
+	return nil
+}
+
+// dialFailed gives the slot back and fails the waiters of l: the same login
+// would fail for them too.
+func (p *Pool) dialFailed(l *Loop, err error) {
+	p.open.Add(-1)
+	lp := &p.perLoop[l.idx]
+	lp.held.Add(-1)
+	lp.dialing.Add(-1)
+	for {
+		c, ok := p.popWaiter(lp)
+		if !ok {
+			break
+		}
+		c.ServerFailed(err)
+	}
+}
+
+// cancel sends a CancelRequest for sc's running query, off the loop.
+func (m *Manager) cancel(sc *Server) {
+	if len(sc.CancelKey) == 0 {
+		return
+	}
+	key := append([]byte(nil), sc.CancelKey...)
+	pid := sc.PID
+	addr := m.opts.Server
+	go func() {
+		c, err := net.DialTimeout("tcp", addr, m.opts.ConnectTimeout)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(m.opts.ConnectTimeout))
+		_, _ = c.Write(codec.AppendCancelRequest(nil, pid, key))
+		var b [1]byte
+		_, _ = c.Read(b[:]) // the server closes when done
+	}()
+}
+
+// Sweep closes servers idle or alive too long, and gives the slot of a
+// server idle here to a loop with waiters. Call it on l, periodically.
+func (m *Manager) Sweep(l *Loop) {
+	now := time.Now()
+	for _, p := range m.Pools() {
+		p.giveUpIdle(l)
+		lp := &p.perLoop[l.idx]
+		for i := len(lp.idle) - 1; i >= 0; i-- {
+			sc := lp.idle[i]
+			if (m.opts.IdleTimeout > 0 && now.Sub(sc.idleSince) > m.opts.IdleTimeout) ||
+				(m.opts.Lifetime > 0 && now.Sub(sc.born) > m.opts.Lifetime) {
+				sc.Close() // takes it off lp.idle
+			}
+		}
+	}
+}
+
+// Tick runs Sweep on every loop. Call it periodically from any goroutine.
+func (m *Manager) Tick() {
+	m.mu.Lock()
+	loops := append([]*Loop(nil), m.loops...)
+	m.mu.Unlock()
+	for _, l := range loops {
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			m.Sweep(l)
+			return nil
+		}))
+	}
+}
+
+// CloseAll closes every server of l. On l.
+func (m *Manager) CloseAll(l *Loop) {
+	for sc := range l.servers {
+		sc.Close()
+	}
+}
+
+func closeFD(fd int) { _ = unix.Close(fd) }

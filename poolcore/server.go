@@ -1,0 +1,388 @@
+package poolcore
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/belaydb/belay/codec"
+	"github.com/belaydb/belay/internal/gnetx"
+	"github.com/panjf2000/gnet/v2"
+)
+
+// Client is the side a server connection is handed to: a client session. All
+// methods are called on the client's (and so the server's) event loop.
+type Client interface {
+	// ServerReady hands sc to the client, which now owns it until Release.
+	ServerReady(sc *Server)
+	// ServerFailed tells a waiting client that no server could be had.
+	ServerFailed(err error)
+	// ServerTraffic is called when the attached server has bytes to read.
+	ServerTraffic(sc *Server, c gnet.Conn) gnet.Action
+	// ServerLost tells the owner that its server closed or broke.
+	ServerLost(sc *Server, err error)
+}
+
+type serverState uint8
+
+const (
+	stateDialing serverState = iota
+	stateIdle
+	stateActive   // owned by a client
+	stateInternal // running a query of belay's own (reset, SET, ROLLBACK)
+	stateDraining // client gone: discarding output until the pending replies are in
+	stateParked   // off the loop for backpressure; still owned
+	stateClosed
+)
+
+// PgError is an error reported by Postgres, copied out of the wire.
+type PgError struct {
+	Severity, Code, Message, Detail, Hint string
+}
+
+func (e *PgError) Error() string {
+	return fmt.Sprintf("%s: %s (SQLSTATE %s)", e.Severity, e.Message, e.Code)
+}
+
+func pgErrorFrom(body []byte) *PgError {
+	f, err := codec.ParseErrorFields(body)
+	if err != nil {
+		return &PgError{Severity: "ERROR", Code: "XX000", Message: "malformed error from server"}
+	}
+	return &PgError{Severity: string(f.Severity), Code: string(f.Code), Message: string(f.Message),
+		Detail: string(f.Detail), Hint: string(f.Hint)}
+}
+
+// Server is one connection to Postgres. Not safe for concurrent use: it
+// belongs to its event loop.
+type Server struct {
+	pool *Pool
+	loop *Loop
+	conn gnet.Conn
+	in   gnetx.Input
+
+	state serverState
+	owner Client
+
+	// PID and CancelKey are the server's own BackendKeyData.
+	PID       uint32
+	CancelKey []byte
+	// Params holds the values the server reported with ParameterStatus.
+	Params map[string]string
+	// AppliedSig identifies the client startup parameters applied with SET
+	// ("" for none); a client whose signature differs gets them applied first.
+	AppliedSig string
+	// Dirty says a client changed session state belay does not track (it was
+	// pinned): the server is reset (DISCARD ALL) before anyone else gets it.
+	Dirty bool
+	// TxStatus is the status of the last ReadyForQuery.
+	TxStatus byte
+
+	born      time.Time
+	idleSince time.Time
+
+	// internal query in flight
+	pendingRFQ int
+	firstErr   *PgError
+	then       func(sc *Server, err *PgError)
+
+	skip int // bytes of a long message still to discard
+
+	parkedFD int
+	// slotMoved: the server was closed to give its slot to another loop.
+	slotMoved bool
+}
+
+// Conn is the server's gnet connection (nil while it is parked). On the loop.
+func (sc *Server) Conn() gnet.Conn { return sc.conn }
+
+// Input is the server's unread input. On the loop.
+func (sc *Server) Input() *gnetx.Input { return &sc.in }
+
+// Pool is the pool the server belongs to.
+func (sc *Server) Pool() *Pool { return sc.pool }
+
+// Opened is called by the gnet handler (OnOpen) when a dialled or resumed
+// server connection appears on its loop; its result is OnOpen's action.
+func (sc *Server) Opened(c gnet.Conn) gnet.Action {
+	sc.conn = c
+	switch sc.state {
+	case stateClosed: // closed while a resume was under way
+		return gnet.Close
+	case stateDialing:
+		sc.loop.servers[sc] = struct{}{}
+		sc.pool.arrived(sc)
+	case stateParked:
+		sc.state = stateActive
+		if sc.owner != nil {
+			return sc.owner.ServerTraffic(sc, c) // bytes carried across the park
+		}
+	}
+	return gnet.None
+}
+
+// Busy says the server runs a query of belay's own; its owner must wait.
+func (sc *Server) Busy() bool { return sc.state == stateInternal }
+
+// Cancel sends Postgres a CancelRequest for the server's running query.
+func (sc *Server) Cancel() { sc.pool.m.cancel(sc) }
+
+// OnTraffic routes the server's input: to its owner, to belay's own query, or
+// to the idle handler. On the loop.
+func (sc *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	switch sc.state {
+	case stateActive:
+		return sc.owner.ServerTraffic(sc, c)
+	case stateInternal, stateDraining:
+		return sc.consumeInternal(c)
+	default:
+		return sc.idleTraffic(c)
+	}
+}
+
+// idleTraffic handles what an idle server may say on its own: a parameter
+// change, a notice, or a FATAL error before it goes away.
+func (sc *Server) idleTraffic(c gnet.Conn) gnet.Action {
+	data := sc.in.Bytes(c)
+	off := 0
+	for {
+		f, n, err := codec.ReadFrame(data[off:], maxServerMessage)
+		if err == codec.ErrShortBuffer {
+			break
+		}
+		if err != nil {
+			return sc.broken(c, fmt.Errorf("idle server sent a bad frame: %w", err))
+		}
+		off += n
+		switch f.Type {
+		case codec.MsgParameterStatus:
+			sc.noteParameterStatus(f.Body)
+		case codec.MsgNoticeResponse:
+		case codec.MsgErrorResponse:
+			sc.pool.m.log.Info("server error on idle connection", "pool", sc.pool.key, "error", pgErrorFrom(f.Body))
+			return sc.broken(c, pgErrorFrom(f.Body))
+		default:
+			return sc.broken(c, fmt.Errorf("idle server sent unexpected message %q", f.Type))
+		}
+	}
+	sc.in.Consume(c, off)
+	return gnet.None
+}
+
+func (sc *Server) noteParameterStatus(body []byte) {
+	name, value, err := codec.ParseParameterStatus(body)
+	if err != nil {
+		return
+	}
+	if sc.Params == nil {
+		sc.Params = make(map[string]string)
+	}
+	if sc.Params[string(name)] != string(value) {
+		sc.Params[string(name)] = string(value)
+	}
+}
+
+// NoteParameterStatus records a ParameterStatus the owner forwarded.
+func (sc *Server) NoteParameterStatus(body []byte) { sc.noteParameterStatus(body) }
+
+// broken discards the server from its gnet callback.
+func (sc *Server) broken(c gnet.Conn, err error) gnet.Action {
+	sc.pool.m.log.Debug("discarding server connection", "pool", sc.pool.key, "err", err)
+	sc.state = stateClosed
+	return gnet.Close
+}
+
+// Close discards the server; it is never handed out again. On the loop, from
+// outside the server's own gnet callbacks.
+func (sc *Server) Close() {
+	if sc.state == stateClosed {
+		return
+	}
+	if sc.state == stateIdle {
+		sc.pool.removeIdle(sc)
+	}
+	sc.state = stateClosed
+	if sc.conn != nil {
+		_ = sc.conn.Close() // asynchronous; OnClosed does the accounting
+		return
+	}
+	if sc.parkedFD >= 0 {
+		closeFD(sc.parkedFD)
+		sc.parkedFD = -1
+	}
+	sc.Closed(nil)
+}
+
+// Closed is called by the gnet handler when the server's connection closed
+// (or by Close for a parked server). On the loop.
+func (sc *Server) Closed(err error) {
+	if sc.state == stateParked && sc.conn != nil {
+		// gnet closed its descriptor; the socket lives on in parkedFD.
+		sc.conn = nil
+		return
+	}
+	owner, was := sc.owner, sc.state
+	sc.state = stateClosed
+	sc.owner = nil
+	sc.conn = nil
+	if _, ok := sc.loop.servers[sc]; !ok {
+		return // already accounted for
+	}
+	delete(sc.loop.servers, sc)
+	if was == stateIdle {
+		sc.pool.removeIdle(sc)
+	}
+	if owner != nil {
+		sc.pool.perLoop[sc.loop.idx].active.Add(-1)
+	}
+	sc.pool.gone(sc)
+	if owner != nil {
+		if err == nil {
+			err = fmt.Errorf("server closed the connection")
+		}
+		owner.ServerLost(sc, err)
+	}
+}
+
+// Park stops reading from the server until Unpark: the owner's client is not
+// keeping up. Bytes already read are kept. It returns true if the owner must
+// return gnet.Close from the server's own callback (from is the connection of
+// that callback, or nil when called from elsewhere).
+func (sc *Server) Park(from gnet.Conn) (closeFromCallback bool, err error) {
+	if sc.state != stateActive || sc.conn == nil {
+		return false, nil
+	}
+	fd, err := gnetx.Park(sc.conn)
+	if err != nil {
+		return false, err
+	}
+	sc.in.Save(sc.conn)
+	sc.parkedFD = fd
+	sc.state = stateParked
+	if from == sc.conn {
+		return true, nil
+	}
+	_ = sc.conn.EventLoop().Close(sc.conn)
+	return false, nil
+}
+
+// Parked reports whether the server is parked.
+func (sc *Server) Parked() bool { return sc.state == stateParked }
+
+// Unpark puts a parked server back on its loop; Opened follows. On the loop.
+func (sc *Server) Unpark() error {
+	if sc.state != stateParked || sc.parkedFD < 0 || sc.conn != nil {
+		return nil
+	}
+	fd := sc.parkedFD
+	sc.parkedFD = -1
+	sc.conn = nil
+	if err := gnetx.Resume(sc.loop.el, fd, sc); err != nil {
+		sc.state = stateClosed
+		sc.Closed(err)
+		return err
+	}
+	return nil
+}
+
+// Exec runs sql (a simple Query) on the server as belay's own and calls then on
+// the loop once its ReadyForQuery is in, with the first error it reported. The
+// server must not be owned by a client's query at that moment.
+func (sc *Server) Exec(sql string, then func(sc *Server, err *PgError)) {
+	sc.state = stateInternal
+	sc.pendingRFQ = 1
+	sc.firstErr = nil
+	sc.then = then
+	buf := sc.loop.scratch[:0]
+	buf = codec.AppendQuery(buf, sql)
+	sc.loop.scratch = buf[:0]
+	if _, err := sc.conn.Write(buf); err != nil {
+		sc.Close()
+	}
+}
+
+// Drain takes a server back from a client that went away while pending
+// replies were still due: the output is discarded until pending
+// ReadyForQuery messages came in, an open transaction is rolled back, and the
+// server returns to its pool. On the loop.
+func (sc *Server) Drain(pending, skip int) {
+	if sc.owner != nil {
+		sc.owner = nil
+		sc.pool.perLoop[sc.loop.idx].active.Add(-1)
+	}
+	sc.state = stateDraining
+	sc.pendingRFQ = pending
+	sc.skip = skip
+	sc.firstErr = nil
+	sc.then = func(sc *Server, _ *PgError) { sc.pool.finishRelease(sc) }
+	if pending == 0 {
+		sc.pool.finishRelease(sc)
+		return
+	}
+	sc.pool.m.cancel(sc)
+	if sc.conn != nil && sc.in.Buffered(sc.conn) > 0 {
+		_ = sc.conn.Wake(nil)
+	}
+}
+
+func (sc *Server) consumeInternal(c gnet.Conn) gnet.Action {
+	data := sc.in.Bytes(c)
+	off := 0
+	for sc.pendingRFQ > 0 && off < len(data) {
+		if sc.skip > 0 { // the rest of a long message nobody reads
+			k := min(sc.skip, len(data)-off)
+			off += k
+			sc.skip -= k
+			continue
+		}
+		typ, bodyLen, err := codec.PeekHeader(data[off:], maxServerMessage)
+		if err == codec.ErrShortBuffer {
+			break
+		}
+		if err != nil {
+			return sc.broken(c, err)
+		}
+		switch typ {
+		case codec.MsgReadyForQuery, codec.MsgErrorResponse, codec.MsgParameterStatus, codec.MsgCopyInResponse:
+		default:
+			sc.skip = 5 + bodyLen
+			continue
+		}
+		if off+5+bodyLen > len(data) {
+			break // need it whole; it is small
+		}
+		body := data[off+5 : off+5+bodyLen]
+		off += 5 + bodyLen
+		switch typ {
+		case codec.MsgReadyForQuery:
+			sc.pendingRFQ--
+			if len(body) == 1 {
+				sc.TxStatus = body[0]
+			}
+		case codec.MsgErrorResponse:
+			if sc.firstErr == nil {
+				sc.firstErr = pgErrorFrom(body)
+			}
+		case codec.MsgParameterStatus:
+			sc.noteParameterStatus(body)
+		case codec.MsgCopyInResponse:
+			// A client that vanished inside COPY FROM STDIN: end the COPY.
+			sc.loop.scratch = codec.AppendCopyFail(sc.loop.scratch[:0], "client disconnected")
+			_, _ = c.Write(sc.loop.scratch)
+		}
+	}
+	sc.in.Consume(c, off)
+	if sc.pendingRFQ > 0 {
+		return gnet.None
+	}
+	then, err := sc.then, sc.firstErr
+	sc.then, sc.firstErr = nil, nil
+	sc.state = stateActive // held by belay until then decides
+	then(sc, err)
+	if sc.state == stateClosed {
+		return gnet.Close
+	}
+	if sc.conn != nil && sc.in.Buffered(c) > 0 && sc.state == stateIdle {
+		return sc.idleTraffic(c)
+	}
+	return gnet.None
+}
