@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ const usage = `belay: a horizontal-scaling layer for PostgreSQL
 Usage:
   belay up      [flags]   start a local cluster (Postgres + proxy) under ./.belay
   belay proxy   [flags]   run the proxy (gateway and pooler in one process)
+  belay bench   [flags]   benchmark direct Postgres, PgBouncer and belay side by side
 
 Run 'belay COMMAND -h' for a command's flags.
 `
@@ -36,6 +38,8 @@ func main() {
 		err = runUp(os.Args[2:])
 	case "proxy":
 		err = runProxy(os.Args[2:])
+	case "bench":
+		err = runBench(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -74,6 +78,7 @@ func runProxy(args []string) error {
 	idle := fs.Duration("server-idle-timeout", 10*time.Minute, "close a server connection idle this long (0: never)")
 	connTimeout := fs.Duration("server-connect-timeout", 15*time.Second, "bound on one login to Postgres")
 	passFile := fs.String("passfile", "", "libpq .pgpass file with passwords for md5/SCRAM servers (default: $PGPASSFILE, ~/.pgpass)")
+	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the whole run to FILE (for flame graphs)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -85,6 +90,16 @@ func runProxy(args []string) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	p, err := loop.Start(loop.Config{
 		Listen:               strings.Split(*listen, ","),
 		UnixSocketDir:        *unixDir,
