@@ -2,6 +2,7 @@ package loop
 
 import (
 	"context"
+	"fmt"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -270,10 +271,17 @@ func TestHostileInput(t *testing.T) {
 // transaction or running a query.
 func checkPoolClean(t *testing.T, p *Proxy, pg *pginstance.Instance, user string, size int) {
 	t.Helper()
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Log("last state:", last)
+		}
+	}()
 	eventually(t, 10*time.Second, "the pool to be clean", func() bool {
 		for _, pool := range p.Pools().Pools() {
 			if pool.Key().User == user {
 				s := pool.Stats()
+				last = fmt.Sprintf("pool %+v", s)
 				if s.Active != 0 || s.Waiting != 0 || s.Open > size {
 					return false
 				}
@@ -289,6 +297,7 @@ func checkPoolClean(t *testing.T, p *Proxy, pg *pginstance.Instance, user string
 			WHERE usename = $1 AND backend_type = 'client backend' AND state <> 'idle'`, user).Scan(&busy); err != nil {
 			t.Fatal(err)
 		}
+		last += fmt.Sprintf(", %d busy backends", busy)
 		return busy == 0
 	})
 	if n := serverConns(t, pg, user); n > size {

@@ -1,0 +1,32 @@
+// Package bench is belay's side-by-side benchmark harness (`belay bench`): it
+// starts one PostgreSQL (internal/pginstance), a PgBouncer (Debian's package,
+// installed with apt-get when missing) and belay (a separate `belay proxy`
+// process, so that /proc gives its CPU time and resident memory), all with the
+// same pool size, and runs each scenario against direct Postgres, PgBouncer and
+// belay, alternating the targets per round (A B C A B C) so that machine drift
+// cancels out. It writes report.md, results.json and PNG charts (gonum/plot).
+//
+// Scenarios: pgbench select-only with -M simple / extended / prepared (plus a
+// PgBouncer session-mode row, since PgBouncer cannot keep prepared statements
+// in transaction mode), TPC-B, connection churn (-C), client counts 10, 100
+// (and 1,000 in full mode, split over several pgbench processes), idle
+// connections held by the harness while 10 pgbench clients work, and a slow
+// client reading a large result while the proxy's RSS is sampled.
+//
+// Figures come from pgbench's per-transaction logs (latency percentiles), its
+// summary (tps, failed transactions, aborted clients) and /proc/PID/stat and
+// /proc/PID/statm of the proxy process (CPU seconds, RSS).
+//
+// The pure parts (log parsing, percentiles, /proc parsing, report rendering)
+// are in files of their own and unit-tested; the rest drives processes.
+// With Options.FlameDir set, Run instead profiles belay under each core
+// scenario and renders flame graphs with package flamegraphs.
+//
+// Concurrency: Run drives one scenario at a time from the calling goroutine;
+// the helpers it starts (RSS sampler, idle-connection dialers, process
+// waiters) end before the step that started them returns. Nothing here is
+// safe for concurrent use unless it says so.
+//
+// Never imports: loop, poolcore, planner, codec (belay is measured as a
+// black box, through its binary; tests may use loop to run a proxy in-process).
+package bench
