@@ -112,6 +112,7 @@ func Start(cfg Config) (*Proxy, error) {
 			gnet.WithNumEventLoop(loops),
 			gnet.WithLoadBalancing(gnet.LeastConnections),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReuseAddr(true), // restart while old connections sit in TIME_WAIT, as Postgres does
 			gnet.WithTicker(true),
 			gnet.WithLogLevel(logging.ErrorLevel),
 		)
