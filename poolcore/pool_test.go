@@ -18,19 +18,19 @@ func (*fakeLoop) Register(context.Context, net.Addr) (<-chan gnet.RegisteredResu
 func (*fakeLoop) Enroll(context.Context, net.Conn) (<-chan gnet.RegisteredResult, error) {
 	return nil, nil
 }
-func (*fakeLoop) Execute(context.Context, gnet.Runnable) error                { return nil }
+func (*fakeLoop) Execute(context.Context, gnet.Runnable) error                 { return nil }
 func (*fakeLoop) Schedule(context.Context, gnet.Runnable, time.Duration) error { return nil }
-func (*fakeLoop) Close(gnet.Conn) error                                       { return nil }
+func (*fakeLoop) Close(gnet.Conn) error                                        { return nil }
 
 // fakeConn is a server connection that is never written to here.
 type fakeConn struct{ gnet.Conn }
 
 type fakeClient struct{ got *Server }
 
-func (c *fakeClient) ServerReady(sc *Server)                            { c.got = sc }
-func (c *fakeClient) ServerFailed(error)                                {}
+func (c *fakeClient) ServerReady(sc *Server)                       { c.got = sc }
+func (c *fakeClient) ServerFailed(error)                           {}
 func (c *fakeClient) ServerTraffic(*Server, gnet.Conn) gnet.Action { return gnet.None }
-func (c *fakeClient) ServerLost(*Server, error)                         {}
+func (c *fakeClient) ServerLost(*Server, error)                    {}
 
 func testPool(t testing.TB, loops, size int) (*Pool, []*Loop) {
 	m := NewManager(Options{Server: "127.0.0.1:1", PoolSize: size, NumLoops: loops})
