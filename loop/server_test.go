@@ -182,3 +182,49 @@ func TestUnixSocketAndMaxClients(t *testing.T) {
 		return true
 	})
 }
+
+// TestCancelRequest: a client's CancelRequest (pgx sends one when its context
+// ends) reaches the server running its query through belay's key, and a
+// cancel with a wrong key or for an idle client touches nobody.
+func TestCancelRequest(t *testing.T) {
+	pg := pgtest.Shared(t)
+	p := startProxy(t, pg, nil)
+	c := connect(t, p.connString("postgres", "postgres"))
+	other := connect(t, p.connString("postgres", "postgres"))
+
+	// other runs a query; c is idle: a cancel for c must not stop other.
+	errOther := make(chan error, 1)
+	go func() {
+		_, err := other.Exec(context.Background(), "SELECT pg_sleep(1)")
+		errOther <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := c.PgConn().CancelRequest(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A forged key for other's PID does nothing either.
+	forged := p.cancelsFor(other.PgConn().PID())
+	if !forged {
+		t.Fatal("belay did not register other's key")
+	}
+	p.cancel(other.PgConn().PID(), []byte{0, 0, 0, 0})
+	if err := <-errOther; err != nil {
+		t.Fatalf("a cancel for another client stopped this one: %v", err)
+	}
+
+	// c's own cancel stops its query within a second, with Postgres's 57014.
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		_ = c.PgConn().CancelRequest(context.Background())
+	}()
+	start := time.Now()
+	_, err := c.Exec(context.Background(), "SELECT pg_sleep(30)")
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the cancelled query ran for %v", took)
+	}
+	checkCode(t, err, string(sqlstate.QueryCanceled))
+	var one int
+	if err := c.QueryRow(context.Background(), "SELECT 1").Scan(&one); err != nil {
+		t.Fatalf("after the cancel: %v", err)
+	}
+}

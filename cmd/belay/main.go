@@ -1,4 +1,3 @@
-// Command belay is the horizontal-scaling layer for PostgreSQL: see README.md.
 package main
 
 import (

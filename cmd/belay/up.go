@@ -39,9 +39,9 @@ func runUp(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("belay up: unexpected arguments %q", fs.Args())
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("belay up: --log-level %q: want debug, info, warn or error", *logLevel)
+	level, err := parseLogLevel(*logLevel)
+	if err != nil {
+		return fmt.Errorf("belay up: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 

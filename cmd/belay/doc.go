@@ -1,0 +1,8 @@
+// Command belay is the horizontal-scaling layer for PostgreSQL (see
+// README.md): `belay up` starts a local cluster, `belay proxy` the proxy,
+// `belay bench` the side-by-side benchmark.
+//
+// This package turns flags into configuration and wires the packages
+// together; nothing else. It owns the process's signals (SIGINT and SIGTERM
+// stop it cleanly).
+package main
