@@ -65,9 +65,21 @@ func (p *Proxy) connString(db, user string) string {
 
 func connect(t testing.TB, connString string) *pgx.Conn {
 	t.Helper()
+	return connectMode(t, connString, pgx.QueryExecModeCacheStatement)
+}
+
+// connectMode connects with pgx in the given query execution mode; the
+// connection is closed when the test ends.
+func connectMode(t testing.TB, connString string, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = mode
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	c, err := pgx.Connect(ctx, connString)
+	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("connect %s: %v", connString, err)
 	}

@@ -24,16 +24,7 @@ func TestPgx(t *testing.T) {
 		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol}
 	for _, mode := range modes {
 		t.Run(mode.String(), func(t *testing.T) {
-			cfg, err := pgx.ParseConfig(p.connString("postgres", "postgres"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.DefaultQueryExecMode = mode
-			c, err := pgx.ConnectConfig(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close(ctx)
+			c := connectMode(t, p.connString("postgres", "postgres"), mode)
 			table := "pgx_" + strings.ReplaceAll(mode.String(), " ", "_")
 			mustExec(t, c, "DROP TABLE IF EXISTS "+table)
 			mustExec(t, c, "CREATE TABLE "+table+" (id int PRIMARY KEY, name text, n numeric)")
@@ -234,13 +225,7 @@ func TestPinning(t *testing.T) {
 	p := startProxy(t, pg, func(c *Config) { c.PoolSize = 1 })
 	ctx := context.Background()
 	simple := func() *pgx.Conn {
-		cfg, _ := pgx.ParseConfig(p.connString("postgres", "pinner"))
-		cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-		c, err := pgx.ConnectConfig(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
+		return connectMode(t, p.connString("postgres", "pinner"), pgx.QueryExecModeSimpleProtocol)
 	}
 	a := simple()
 	mustExec(t, a, "SET work_mem = '7MB'")

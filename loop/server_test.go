@@ -76,13 +76,7 @@ func TestServerLifetimeAndIdle(t *testing.T) {
 		c.ServerIdleTimeout = 200 * time.Millisecond
 	})
 	ctx := context.Background()
-	cfg, _ := pgx.ParseConfig(p.connString("postgres", "aging"))
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
-	c, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
+	c := connectMode(t, p.connString("postgres", "aging"), pgx.QueryExecModeExec)
 	pids := map[int]bool{}
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
@@ -111,13 +105,7 @@ func TestServerDiesMidQuery(t *testing.T) {
 	mustExecDirect(t, pg.ConnString("postgres", "postgres"), "DROP ROLE IF EXISTS victim; CREATE ROLE victim LOGIN SUPERUSER")
 	p := startProxy(t, pg, func(c *Config) { c.PoolSize = 1 })
 	ctx := context.Background()
-	cfg, _ := pgx.ParseConfig(p.connString("postgres", "victim"))
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
-	c, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
+	c := connectMode(t, p.connString("postgres", "victim"), pgx.QueryExecModeExec)
 	errc := make(chan error, 1)
 	go func() {
 		_, err := c.Exec(ctx, "SELECT pg_sleep(30)")
