@@ -72,7 +72,13 @@ func (s *session) onTraffic(c gnet.Conn) gnet.Action {
 	case sReady:
 		return s.clientData(c)
 	case sLogin:
-		return s.boundWaiting(c)
+		// Clients wait for ReadyForQuery before they send; megabytes before
+		// the login completes are an attack, not a pipeline.
+		if s.in.Buffered(c) > s.p.cfg.MaxBufferedBytes {
+			return s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation,
+				Message: "too much data sent before the login completed"})
+		}
+		return gnet.None
 	}
 	_, _ = c.Discard(-1)
 	return gnet.None
