@@ -54,6 +54,10 @@ SELECT 1/0;
 SELECT 'after error';
 ROLLBACK;
 SELECT count(*) AS n FROM psql_t;
+\lo_import '` + filepath.Join(dir, "in.csv") + `'
+\set loid :LASTOID
+\lo_export :loid '` + filepath.Join(dir, "lo.csv") + `'
+\lo_unlink :loid
 `
 	var in strings.Builder
 	for i := 0; i < 500; i++ {
@@ -80,6 +84,11 @@ SELECT count(*) AS n FROM psql_t;
 	copied, err := os.ReadFile(filepath.Join(dir, "out.csv"))
 	if err != nil || string(copied) != in.String() {
 		t.Fatalf("\\copy out differs from what went in (%d vs %d bytes, %v)", len(copied), in.Len(), err)
+	}
+	// \lo_import and \lo_export run on libpq's fastpath: FunctionCall messages.
+	lo, err := os.ReadFile(filepath.Join(dir, "lo.csv"))
+	if err != nil || string(lo) != in.String() || !strings.Contains(out, "lo_import") {
+		t.Fatalf("large object round trip through FunctionCall: %d bytes, %v\n%s", len(lo), err, out)
 	}
 
 	// A 100 MB result.

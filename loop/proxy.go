@@ -81,7 +81,10 @@ func Start(cfg Config) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	loops := runtime.GOMAXPROCS(0)
+	loops := cfg.EventLoops
+	if loops <= 0 {
+		loops = min(runtime.NumCPU(), runtime.GOMAXPROCS(0))
+	}
 	p := &Proxy{
 		cfg:     cfg,
 		log:     cfg.Logger,

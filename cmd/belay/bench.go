@@ -1,6 +1,60 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 
-// runBench is replaced by the bench harness (issue F).
-func runBench(args []string) error { return errors.New("belay bench: not built yet") }
+	"github.com/belaydb/belay/bench"
+)
+
+// runBench is `belay bench`: direct PostgreSQL, PgBouncer and belay side by
+// side (package bench), or with --flamegraphs, CPU flame graphs of belay.
+func runBench(args []string) error {
+	fs := flag.NewFlagSet("belay bench", flag.ContinueOnError)
+	quick := fs.Bool("quick", false, "core scenarios only, short runs, one round (under 4 minutes on 2 cores)")
+	out := fs.String("out", "bench-out", "directory for report.md, results.json and the PNG charts")
+	duration := fs.Duration("duration", 0, "length of each timed run (default 5s with --quick, else 20s)")
+	rounds := fs.Int("rounds", 0, "rounds per scenario; the report shows medians (default 1 with --quick, else 3)")
+	poolSize := fs.Int("pool-size", 20, "server connections per pool, for PgBouncer and belay alike")
+	scale := fs.Int("scale", 10, "pgbench scale factor")
+	idle := fs.Int("idle-clients", 0, "idle clients of the idle-connection scenario (default 1000 with --quick, else 10000)")
+	only := fs.String("scenarios", "", "comma-separated substrings: run only the scenarios whose ID contains one")
+	noBouncer := fs.Bool("no-pgbouncer", false, "leave PgBouncer out")
+	noInstall := fs.Bool("no-install", false, "do not install PgBouncer with apt-get when it is missing")
+	flame := fs.String("flamegraphs", "", "instead of comparing, profile belay under each core scenario and write flame graphs to DIR")
+	keep := fs.Bool("keep", false, "keep the temporary directory (Postgres data, logs)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: belay bench [flags]\n\n"+
+			"Starts PostgreSQL, PgBouncer (installed with apt-get when missing) and belay on this machine and runs\n"+
+			"pgbench and other clients against each, alternating them; writes report.md and charts to --out.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("belay bench: unexpected arguments %q", fs.Args())
+	}
+	o := bench.Options{
+		Quick: *quick, Out: *out, Duration: *duration, Rounds: *rounds, PoolSize: *poolSize,
+		Scale: *scale, IdleClients: *idle, NoPgBouncer: *noBouncer, InstallPgBouncer: !*noInstall,
+		FlameDir: *flame, Keep: *keep, Progress: os.Stderr,
+		Command: "belay bench " + strings.Join(args, " "),
+	}
+	if *only != "" {
+		o.Only = strings.Split(*only, ",")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	_, err := bench.Run(ctx, o)
+	return err
+}
