@@ -169,3 +169,21 @@ func BenchmarkHandoffToWaiter(b *testing.B) {
 		p.Release(sc) // to c1
 	}
 }
+
+// TestClosedIdleServerIsNeverHandedOut: an idle server that breaks (it sent
+// a FATAL, or garbage) leaves the idle stack at once.
+func TestClosedIdleServerIsNeverHandedOut(t *testing.T) {
+	p, ls := testPool(t, 1, 2)
+	a := idleServer(p, ls[0])
+	b := idleServer(p, ls[0])
+	a.markClosed() // what broken() does from a's callback
+	for i := 0; i < 2; i++ {
+		got := p.Acquire(ls[0], &fakeClient{}, "")
+		if got == a {
+			t.Fatal("a broken idle server was handed out")
+		}
+		if i == 0 && got != b {
+			t.Fatalf("Acquire = %p, want the healthy server", got)
+		}
+	}
+}

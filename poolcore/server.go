@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/belaydb/belay/codec"
+	"github.com/belaydb/belay/codec/sqlstate"
 	"github.com/belaydb/belay/internal/gnetx"
 	"github.com/panjf2000/gnet/v2"
 )
@@ -46,7 +47,7 @@ func (e *PgError) Error() string {
 func pgErrorFrom(body []byte) *PgError {
 	f, err := codec.ParseErrorFields(body)
 	if err != nil {
-		return &PgError{Severity: "ERROR", Code: "XX000", Message: "malformed error from server"}
+		return &PgError{Severity: "ERROR", Code: string(sqlstate.InternalError), Message: "malformed error from server"}
 	}
 	return &PgError{Severity: string(f.Severity), Code: string(f.Code), Message: string(f.Message),
 		Detail: string(f.Detail), Hint: string(f.Hint)}
@@ -187,8 +188,17 @@ func (sc *Server) NoteParameterStatus(body []byte) { sc.noteParameterStatus(body
 // broken discards the server from its gnet callback.
 func (sc *Server) broken(c gnet.Conn, err error) gnet.Action {
 	sc.pool.m.log.Debug("discarding server connection", "pool", sc.pool.key, "err", err)
-	sc.state = stateClosed
+	sc.markClosed()
 	return gnet.Close
+}
+
+// markClosed takes the server out of service at once: off the idle stack,
+// never handed out again. The accounting follows in Closed.
+func (sc *Server) markClosed() {
+	if sc.state == stateIdle {
+		sc.pool.removeIdle(sc)
+	}
+	sc.state = stateClosed
 }
 
 // Close discards the server; it is never handed out again. On the loop, from
@@ -197,10 +207,7 @@ func (sc *Server) Close() {
 	if sc.state == stateClosed {
 		return
 	}
-	if sc.state == stateIdle {
-		sc.pool.removeIdle(sc)
-	}
-	sc.state = stateClosed
+	sc.markClosed()
 	if sc.conn != nil {
 		_ = sc.conn.Close() // asynchronous; OnClosed does the accounting
 		return
