@@ -174,6 +174,26 @@ func TestHostileInput(t *testing.T) {
 			}
 		}
 	})
+	t.Run("SSL and GSS encryption requests are declined", func(t *testing.T) {
+		r := dialRaw(t, p)
+		request := func(code uint32) []byte {
+			b := make([]byte, 8)
+			binary.BigEndian.PutUint32(b, 8)
+			binary.BigEndian.PutUint32(b[4:], code)
+			return b
+		}
+		for _, code := range []uint32{codec.GSSENCRequestCode, codec.SSLRequestCode} {
+			r.send(request(code))
+			var b [1]byte
+			_ = r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(r.c, b[:]); err != nil || b[0] != 'N' {
+				t.Fatalf("request %d: answer %q %v, want 'N'", code, b[0], err)
+			}
+		}
+		r.login("hostile")
+		r.send(request(codec.SSLRequestCode)) // after the startup: not a message
+		r.expectFatal(sqlstate.ProtocolViolation, "invalid frontend message type 0")
+	})
 	t.Run("startup without user", func(t *testing.T) {
 		r := dialRaw(t, p)
 		r.send(startupPacket(codec.ProtocolVersion30, "database", "postgres"))
