@@ -56,3 +56,13 @@ fuzz-short:
 ## bench: every benchmark, with allocations
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: bench-quick flamegraphs
+
+## bench-quick: direct PostgreSQL, PgBouncer and belay side by side, core scenarios (about 3 minutes; installs PgBouncer if missing); report in bench-out/
+bench-quick:
+	$(GO) run ./cmd/belay bench --quick --out bench-out
+
+## flamegraphs: CPU flame graphs of belay under each core scenario, regenerated into flamegraphs/ (SVGs, raw profiles, README.md)
+flamegraphs:
+	$(GO) run ./cmd/belay bench --quick --duration 10s --flamegraphs flamegraphs

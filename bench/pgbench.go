@@ -92,13 +92,13 @@ func Median(xs []float64) float64 {
 
 // PgbenchSummary is what ParsePgbenchOutput reads from pgbench's output.
 type PgbenchSummary struct {
-	TPS       float64 // "tps = X (...)"; 0 when absent
-	Processed int64   // "number of transactions actually processed: N"
-	Failed    int64   // "number of failed transactions: N (x%)"
-	Aborted   int     // "client N aborted ..." lines
-	ConnFails int     // connection failures reported
-	Errors    []string // distinct error messages, client numbers removed, first few
-	Incomplete bool   // "Run was aborted; the above results are incomplete."
+	TPS        float64  // "tps = X (...)"; 0 when absent
+	Processed  int64    // "number of transactions actually processed: N"
+	Failed     int64    // "number of failed transactions: N (x%)"
+	Aborted    int      // "client N aborted ..." lines
+	ConnFails  int      // connection failures reported
+	Errors     []string // distinct error messages, client numbers removed, first few
+	Incomplete bool     // "Run was aborted; the above results are incomplete."
 }
 
 var (
@@ -187,7 +187,7 @@ func runPgbench(ctx context.Context, pgbenchBin string, spec pgbenchSpec) (pgben
 		procs = (spec.Clients + spec.MaxClientsPerProc - 1) / spec.MaxClientsPerProc
 	}
 	// Generous deadline: the run, connecting every client, and a stuck tail.
-	deadline := spec.Duration + 30*time.Second + time.Duration(spec.Clients)*20*time.Millisecond
+	deadline := spec.Duration + 15*time.Second + time.Duration(spec.Clients)*10*time.Millisecond
 	rctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 
@@ -273,8 +273,8 @@ func runPgbench(ctx context.Context, pgbenchBin string, spec pgbenchSpec) (pgben
 		}
 	}
 	if run.Killed {
-		run.Summary.Errors = append(run.Summary.Errors,
-			fmt.Sprintf("pgbench did not finish within %s and was killed (hang)", deadline.Round(time.Second)))
+		run.Summary.Errors = append([]string{fmt.Sprintf("pgbench hung: it had not finished %s after it started and was killed; its figures are lost",
+			deadline.Round(time.Second))}, run.Summary.Errors...)
 	}
 	if spec.LogPrefix != "" {
 		files, _ := filepath.Glob(spec.LogPrefix + ".*")

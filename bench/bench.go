@@ -1,0 +1,608 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/belaydb/belay/internal/pginstance"
+)
+
+// Options configure Run. The zero value of a field means its default.
+type Options struct {
+	// Quick runs the core scenarios only, with shorter runs: under 4 minutes
+	// on a 2-core machine.
+	Quick bool
+	// Out is the directory for report.md, results.json and the charts.
+	Out string
+	// Duration of each timed run (default 5s quick, 20s full).
+	Duration time.Duration
+	// Rounds of every scenario (default 1 quick, 3 full); the report shows
+	// the median across rounds.
+	Rounds int
+	// PoolSize is the server connections per pool of PgBouncer and belay (default 20).
+	PoolSize int
+	// Scale is pgbench's scale factor (default 10).
+	Scale int
+	// IdleClients held open by the idle scenario (default 1,000 quick, 10,000 full).
+	IdleClients int
+	// SlowDuration is how long the slow client reads (default 5s quick, 15s full).
+	SlowDuration time.Duration
+	// SlowRate is the slow client's reading rate in bytes/s (default 1 MiB/s).
+	SlowRate int64
+	// Scenarios replaces DefaultScenarios when not nil.
+	Scenarios []Scenario
+	// Only keeps the scenarios whose ID contains one of these strings.
+	Only []string
+	// Jobs is pgbench's threads per process (default: the number of cores).
+	Jobs int
+	// MaxClientsPerPgbench splits larger client counts over several pgbench
+	// processes (default 500).
+	MaxClientsPerPgbench int
+
+	// BelayExe is the belay binary, run as `BelayExe proxy ...` (default:
+	// this executable). BelayEnv is added to its environment.
+	BelayExe string
+	BelayEnv []string
+
+	// NoPgBouncer leaves PgBouncer out (its rows say why).
+	NoPgBouncer bool
+	// InstallPgBouncer installs Debian's pgbouncer with apt-get when missing.
+	InstallPgBouncer bool
+
+	// FlameDir, when set, makes Run profile belay under each scenario
+	// instead of comparing targets: DIR/<scenario>.svg and .pb.gz, and
+	// DIR/README.md (see RunFlamegraphs).
+	FlameDir string
+
+	// WorkDir holds Postgres's data, logs and pgbench's logs (default: a new
+	// temporary directory, removed at the end unless Keep).
+	WorkDir string
+	Keep    bool
+
+	// Progress receives one line per step (default os.Stderr).
+	Progress io.Writer
+	// Command is the command line shown in the report.
+	Command string
+	// SourceDir is where the belay commit is read with git (default ".").
+	SourceDir string
+	// NoCharts skips the PNG charts.
+	NoCharts bool
+	// WarmUp is the select-only pgbench run through every target before the
+	// first scenario (default 1s; negative: none).
+	WarmUp time.Duration
+}
+
+func (o *Options) setDefaults() error {
+	if o.Duration <= 0 {
+		o.Duration = 20 * time.Second
+		if o.Quick {
+			o.Duration = 5 * time.Second
+		}
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 3
+		if o.Quick {
+			o.Rounds = 1
+		}
+	}
+	if o.PoolSize <= 0 {
+		o.PoolSize = 20
+	}
+	if o.Scale <= 0 {
+		o.Scale = 10
+	}
+	if o.IdleClients <= 0 {
+		o.IdleClients = 10000
+		if o.Quick {
+			o.IdleClients = 1000
+		}
+	}
+	if o.SlowDuration <= 0 {
+		o.SlowDuration = 15 * time.Second
+		if o.Quick {
+			o.SlowDuration = 5 * time.Second
+		}
+	}
+	if o.SlowRate <= 0 {
+		o.SlowRate = 1 << 20
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = runtime.NumCPU()
+	}
+	if o.MaxClientsPerPgbench <= 0 {
+		o.MaxClientsPerPgbench = 500
+	}
+	if o.WarmUp == 0 {
+		o.WarmUp = time.Second
+	}
+	if o.Progress == nil {
+		o.Progress = os.Stderr
+	}
+	if o.SourceDir == "" {
+		o.SourceDir = "."
+	}
+	if o.BelayExe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("bench: finding the belay binary: %w", err)
+		}
+		o.BelayExe = exe
+	}
+	if o.Scenarios == nil {
+		o.Scenarios = DefaultScenarios(o.Quick, o.IdleClients)
+	}
+	if len(o.Only) > 0 {
+		var keep []Scenario
+		for _, s := range o.Scenarios {
+			for _, w := range o.Only {
+				if matchScenario(o.Scenarios, s.ID, strings.TrimSpace(w)) {
+					keep = append(keep, s)
+					break
+				}
+			}
+		}
+		if len(keep) == 0 {
+			return fmt.Errorf("bench: no scenario matches %q", o.Only)
+		}
+		o.Scenarios = keep
+	}
+	if o.Out == "" && o.FlameDir == "" {
+		o.Out = "bench-out"
+	}
+	return nil
+}
+
+// matchScenario reports whether the --scenarios term w selects id: the
+// scenario of that exact ID if there is one, else every ID containing w.
+func matchScenario(all []Scenario, id, w string) bool {
+	for _, s := range all {
+		if s.ID == w {
+			return id == w
+		}
+	}
+	return w != "" && strings.Contains(id, w)
+}
+
+// env is the running environment of one Run.
+type env struct {
+	o       Options
+	start   time.Time
+	work    string
+	pgbench string
+	pg      *pginstance.Instance
+
+	bouncerBin string
+	bouncer    *process
+	bouncerPt  int
+	belay      *process
+	belayPort  int
+	noBouncer  string // why PgBouncer is not run, when it is not
+	notes      []string
+
+	mu sync.Mutex // guards progress output
+}
+
+func (e *env) logf(format string, args ...any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fmt.Fprintf(e.o.Progress, "[%4.0fs] %s\n", time.Since(e.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// Run starts the environment, runs every scenario against every target and
+// writes the report to o.Out. With o.FlameDir set it runs RunFlamegraphs.
+// Everything it starts is stopped before it returns.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	e := &env{o: o, start: time.Now()}
+	defer e.close()
+	if err := e.setup(ctx, o.FlameDir == ""); err != nil {
+		return nil, err
+	}
+	if o.FlameDir != "" {
+		return nil, e.flamegraphs(ctx)
+	}
+	rep := &Report{Meta: e.meta(ctx)}
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, err
+	}
+	e.warmUp(ctx)
+	for _, sc := range o.Scenarios {
+		res, err := e.runScenario(ctx, sc)
+		if err != nil {
+			return nil, err
+		}
+		rep.Scenarios = append(rep.Scenarios, res)
+	}
+	rep.Meta.WallSeconds = time.Since(e.start).Seconds()
+	rep.Meta.LoadEnd = loadAvg()
+	rep.Meta.Notes = append(rep.Meta.Notes, e.notes...)
+	if err := e.write(rep); err != nil {
+		return rep, err
+	}
+	e.logf("done in %s: %s", time.Since(e.start).Round(time.Second), filepath.Join(o.Out, "report.md"))
+	return rep, nil
+}
+
+func (e *env) setup(ctx context.Context, withBouncer bool) error {
+	o := e.o
+	if n := raiseNoFile(uint64(2*o.IdleClients + 4096)); n < uint64(o.IdleClients+1024) {
+		e.logf("warning: RLIMIT_NOFILE is %d; %d idle clients may not fit", n, o.IdleClients)
+	}
+	var err error
+	if e.pgbench, err = exec.LookPath("pgbench"); err != nil {
+		if bd, berr := pginstance.FindBinDir(); berr == nil {
+			if p := filepath.Join(bd, "pgbench"); fileExists(p) {
+				e.pgbench, err = p, nil
+			}
+		}
+		if err != nil {
+			return errors.New("bench: pgbench not found (Debian: apt-get install postgresql-contrib, or make deps)")
+		}
+	}
+	if o.WorkDir == "" {
+		if e.work, err = os.MkdirTemp("", "belay-bench-"); err != nil {
+			return err
+		}
+	} else {
+		e.work = o.WorkDir
+		if err := os.MkdirAll(e.work, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(e.work, 0o755); err != nil { // PostgreSQL and PgBouncer run as postgres
+		return err
+	}
+	if withBouncer && !o.NoPgBouncer {
+		e.bouncerBin, err = findPgBouncer(ctx, o.InstallPgBouncer, e.logf)
+		if err != nil {
+			e.noBouncer = err.Error()
+			e.logf("PgBouncer left out: %v", err)
+		}
+	} else if withBouncer {
+		e.noBouncer = "left out (--no-pgbouncer)"
+	}
+	maxConns := 1100
+	if o.Quick {
+		maxConns = 400
+	}
+	for _, sc := range o.Scenarios {
+		maxConns = max(maxConns, sc.Clients+100)
+	}
+	e.logf("starting PostgreSQL (max_connections=%d, fsync=off) in %s", maxConns, e.work)
+	if e.pg, err = startPostgres(ctx, filepath.Join(e.work, "pg"), maxConns, o.Scale, e.pgbench, e.logf); err != nil {
+		return err
+	}
+	if e.bouncerBin != "" {
+		if err := e.startBouncer(ctx); err != nil {
+			return err
+		}
+	}
+	if o.FlameDir == "" {
+		if err := e.startBelay(ctx, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *env) startBouncer(ctx context.Context) error {
+	maxClients := e.o.IdleClients + 2000
+	p, port, err := startPgBouncer(ctx, e.bouncerBin, filepath.Join(e.work, "pgbouncer"), e.pg.Port, e.o.PoolSize, maxClients)
+	if err != nil {
+		return err
+	}
+	e.bouncer, e.bouncerPt = p, port
+	e.logf("PgBouncer (pid %d) on 127.0.0.1:%d, pool_mode=transaction, default_pool_size=%d", p.pid, port, e.o.PoolSize)
+	return nil
+}
+
+func (e *env) startBelay(ctx context.Context, profile string) error {
+	p, port, err := startBelay(ctx, e.o.BelayExe, e.o.BelayEnv, e.work, e.pg.Addr(), e.o.PoolSize, profile)
+	if err != nil {
+		return err
+	}
+	e.belay, e.belayPort = p, port
+	e.logf("belay (pid %d) on 127.0.0.1:%d, --pool-size %d", p.pid, port, e.o.PoolSize)
+	return nil
+}
+
+func (e *env) close() {
+	if e.belay != nil {
+		if err := e.belay.Stop(); err != nil {
+			e.logf("%v", err)
+		}
+	}
+	if e.bouncer != nil {
+		if err := e.bouncer.Stop(); err != nil {
+			e.logf("%v", err)
+		}
+	}
+	if e.pg != nil {
+		if err := e.pg.Stop(); err != nil {
+			e.logf("%v", err)
+		}
+	}
+	if e.work != "" && e.o.WorkDir == "" && !e.o.Keep {
+		_ = os.RemoveAll(e.work)
+	}
+}
+
+// target returns the target called name, restarting its proxy if it died.
+func (e *env) target(ctx context.Context, name string) (Target, string, error) {
+	t := Target{Name: name, Label: targetLabel(name), Host: "127.0.0.1", DB: benchDB}
+	switch name {
+	case Direct:
+		t.Port = e.pg.Port
+	case PgBouncer, PgBouncerSession:
+		if e.bouncer == nil {
+			return t, "PgBouncer not available: " + e.noBouncer, nil
+		}
+		if e.bouncer.exited() {
+			note := fmt.Sprintf("PgBouncer (pid %d) exited (%v) and was restarted; log: %s", e.bouncer.pid, e.bouncer.err,
+				trunc(readTail(filepath.Join(e.work, "pgbouncer", "pgbouncer.log"), 400), 400))
+			e.notes = append(e.notes, note)
+			e.logf("%s", note)
+			_ = e.bouncer.Stop()
+			if err := e.startBouncer(ctx); err != nil {
+				return t, "", err
+			}
+		}
+		t.Port, t.PID = e.bouncerPt, e.bouncer.pid
+		if name == PgBouncerSession {
+			t.DB = benchDB + "_session"
+		}
+	case Belay:
+		if e.belay.exited() {
+			note := fmt.Sprintf("belay (pid %d) exited (%v) and was restarted; log tail: %s", e.belay.pid, e.belay.err,
+				trunc(readTail(filepath.Join(e.work, "belay.log"), 600), 600))
+			e.notes = append(e.notes, note)
+			e.logf("%s", note)
+			_ = e.belay.Stop()
+			if err := e.startBelay(ctx, ""); err != nil {
+				return t, "", err
+			}
+		}
+		t.Port, t.PID = e.belayPort, e.belay.pid
+	}
+	return t, "", nil
+}
+
+// restart stops the proxy of target name and starts a new one.
+func (e *env) restart(ctx context.Context, name string) (Target, error) {
+	switch name {
+	case PgBouncer, PgBouncerSession:
+		if e.bouncer != nil {
+			if err := e.bouncer.Stop(); err != nil {
+				return Target{}, err
+			}
+			if err := e.startBouncer(ctx); err != nil {
+				return Target{}, err
+			}
+		}
+	case Belay:
+		if err := e.belay.Stop(); err != nil {
+			return Target{}, err
+		}
+		if err := e.startBelay(ctx, ""); err != nil {
+			return Target{}, err
+		}
+	}
+	t, _, err := e.target(ctx, name)
+	return t, err
+}
+
+// runScenario runs sc against every target, round by round (A B C A B C).
+func (e *env) runScenario(ctx context.Context, sc Scenario) (ScenarioResult, error) {
+	names := targetsFor(sc, true)
+	runs := map[string][]RunResult{}
+	for round := 1; round <= e.o.Rounds; round++ {
+		for _, name := range names {
+			if err := ctx.Err(); err != nil {
+				return ScenarioResult{}, err
+			}
+			r := RunResult{Scenario: sc.ID, Target: name, Round: round, CPUPer1k: -1}
+			t, na, err := e.target(ctx, name)
+			if err != nil {
+				return ScenarioResult{}, err
+			}
+			if na == "" && name == Direct && sc.DirectNA != "" {
+				na = sc.DirectNA
+			}
+			if na != "" {
+				r.NA = na
+				runs[name] = append(runs[name], r)
+				continue
+			}
+			switch sc.Kind {
+			case KindPgbench:
+				err = e.runPgbenchScenario(ctx, sc, t, &r)
+			case KindIdle:
+				// A fresh proxy, so that the RSS per idle client is not
+				// hidden by memory earlier scenarios left allocated.
+				if t, err = e.restart(ctx, name); err != nil {
+					return ScenarioResult{}, err
+				}
+				err = e.runIdle(ctx, sc, t, &r)
+			case KindSlow:
+				err = e.runSlow(ctx, t, &r)
+			}
+			if err != nil {
+				return ScenarioResult{}, fmt.Errorf("%s against %s: %w", sc.ID, name, err)
+			}
+			e.logf("round %d/%d  %-22s %-26s %s", round, e.o.Rounds, sc.ID, t.Label, summaryLine(sc, r))
+			runs[name] = append(runs[name], r)
+		}
+	}
+	res := ScenarioResult{Scenario: sc}
+	for _, name := range names {
+		res.Rows = append(res.Rows, aggregate(name, targetLabel(name), runs[name]))
+	}
+	return res, nil
+}
+
+func summaryLine(sc Scenario, r RunResult) string {
+	errs := r.Failed + int64(r.Aborted) + int64(r.ConnFails) + int64(r.IdleOpenErrors)
+	if r.Hung {
+		errs++
+	}
+	s := ""
+	switch sc.Kind {
+	case KindSlow:
+		s = fmt.Sprintf("read %s at %s/s, RSS %s -> peak %s, query ended %s after the client left",
+			mib(r.BytesRead), mib(int64(r.ReadRate)), mib(r.RSSBase), mib(r.RSSPeak), releaseText(r.ServerReleaseMs))
+	case KindIdle:
+		s = fmt.Sprintf("%d idle open, %s per idle client, workers %.0f tps, p99 %.2f ms", r.IdleOpened, bytesText(r.RSSPerIdle), r.TPS, r.P99)
+	default:
+		s = fmt.Sprintf("%8.0f tps  p50 %.2f ms  p99 %.2f ms", r.TPS, r.P50, r.P99)
+		if r.CPUPer1k >= 0 {
+			s += fmt.Sprintf("  cpu %.3f s/1k tx", r.CPUPer1k)
+		}
+	}
+	if errs > 0 || len(r.Errors) > 0 {
+		s += fmt.Sprintf("  errors %d", errs)
+		if len(r.Errors) > 0 {
+			s += ": " + trunc(r.Errors[0], 120)
+		}
+	}
+	return s
+}
+
+// pgbenchRun runs pgbench for sc against t and fills r's pgbench figures
+// and the proxy's CPU time.
+func (e *env) pgbenchInto(ctx context.Context, sc Scenario, t Target, r *RunResult) error {
+	prefix := filepath.Join(e.work, "pgbench-logs", fmt.Sprintf("%s-%s-r%d", sc.ID, t.Name, r.Round))
+	if err := os.MkdirAll(filepath.Dir(prefix), 0o755); err != nil {
+		return err
+	}
+	var before ProcStat
+	if t.PID != 0 {
+		before, _ = readProcStat(t.PID)
+	}
+	run, err := runPgbench(ctx, e.pgbench, pgbenchSpec{
+		Host: t.Host, Port: t.Port, DB: t.DB, User: "postgres",
+		Args: sc.PgbenchArgs, Clients: sc.Clients, Jobs: e.o.Jobs,
+		Duration: e.o.Duration, LogPrefix: prefix, MaxClientsPerProc: e.o.MaxClientsPerPgbench,
+	})
+	if err != nil {
+		return err
+	}
+	s := run.Summary
+	r.TPS, r.Transactions, r.Failed, r.Aborted, r.ConnFails = s.TPS, s.Processed, s.Failed, s.Aborted, s.ConnFails
+	r.Errors = s.Errors
+	r.Hung = run.Killed
+	r.Seconds = run.Wall.Seconds()
+	r.Failed = max(s.Failed, run.Log.Failed) // the summary and the log count the same failures
+	r.setLatencies(run.Log.Latencies)
+	if t.PID != 0 {
+		if after, err := readProcStat(t.PID); err == nil {
+			r.CPUSeconds = after.CPUSeconds() - before.CPUSeconds()
+			if r.Transactions > 0 {
+				r.CPUPer1k = r.CPUSeconds / float64(r.Transactions) * 1000
+			}
+		}
+	}
+	return nil
+}
+
+// warmUp runs a short select-only pgbench through every target, so that
+// the proxies have opened their server connections and Postgres's caches are
+// warm before the first timed run.
+func (e *env) warmUp(ctx context.Context) {
+	if e.o.WarmUp < 0 {
+		return
+	}
+	for _, name := range []string{Direct, PgBouncer, PgBouncerSession, Belay} {
+		t, na, err := e.target(ctx, name)
+		if err != nil || na != "" {
+			continue
+		}
+		run, err := runPgbench(ctx, e.pgbench, pgbenchSpec{
+			Host: t.Host, Port: t.Port, DB: t.DB, User: "postgres", Args: []string{"-S"},
+			Clients: 10, Jobs: e.o.Jobs, Duration: e.o.WarmUp,
+		})
+		if err == nil {
+			e.logf("warm-up %-26s %8.0f tps", t.Label, run.Summary.TPS)
+		}
+	}
+}
+
+func (e *env) runPgbenchScenario(ctx context.Context, sc Scenario, t Target, r *RunResult) error {
+	return e.pgbenchInto(ctx, sc, t, r)
+}
+
+// write writes report.md, results.json and the charts.
+func (e *env) write(rep *Report) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(e.o.Out, "results.json"), b, 0o644); err != nil {
+		return err
+	}
+	charts := map[string][]string{}
+	if !e.o.NoCharts {
+		if charts, err = WriteCharts(e.o.Out, rep); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(filepath.Join(e.o.Out, "report.md"), []byte(RenderMarkdown(rep, charts)), 0o644)
+}
+
+func (e *env) meta(ctx context.Context) Meta {
+	m := Meta{
+		Command: e.o.Command, Started: e.start, Quick: e.o.Quick, Rounds: e.o.Rounds,
+		Duration: e.o.Duration.Seconds(), PoolSize: e.o.PoolSize, Scale: e.o.Scale,
+		Cores: runtime.NumCPU(), CPUModel: cpuModel(), Memory: memTotal(),
+		PostgresVersion: serverVersion(ctx, e.pg), BelayCommit: gitCommit(e.o.SourceDir),
+		GoVersion: runtime.Version(), SlowReadRate: e.o.SlowRate,
+		PgBouncerVersion: "not run", LoadStart: loadAvg(),
+	}
+	if out, err := exec.Command("uname", "-sr").Output(); err == nil {
+		m.Kernel = strings.TrimSpace(string(out))
+	}
+	if out, err := exec.Command(e.pgbench, "--version").Output(); err == nil {
+		m.PgbenchVersion = strings.TrimSpace(string(out))
+	}
+	if e.bouncerBin != "" {
+		m.PgBouncerVersion = pgbouncerVersion(e.bouncerBin)
+	} else if e.noBouncer != "" {
+		m.PgBouncerVersion = "not run: " + e.noBouncer
+	}
+	var kv []string
+	s := pgSettings(0)
+	for _, k := range []string{"shared_buffers", "fsync", "synchronous_commit", "full_page_writes"} {
+		kv = append(kv, k+"="+s[k])
+	}
+	m.PostgresSettings = strings.Join(kv, ", ")
+	return m
+}
+
+// loadAvg is the first three fields of /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

@@ -1,0 +1,203 @@
+package bench
+
+import (
+	"fmt"
+	"image/color"
+	"math"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// targetColor gives each target the same color in every chart.
+func targetColor(name string) color.Color {
+	switch name {
+	case Direct:
+		return color.RGBA{R: 0x80, G: 0x80, B: 0x80, A: 0xff}
+	case PgBouncer:
+		return color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}
+	case PgBouncerSession:
+		return color.RGBA{R: 0x6b, G: 0xae, B: 0xd6, A: 0xff}
+	case Belay:
+		return color.RGBA{R: 0xe6, G: 0x55, B: 0x0d, A: 0xff}
+	}
+	return plotutil.Color(0)
+}
+
+// WriteCharts writes each scenario's charts into dir as PNG: throughput
+// bars and a latency CDF for pgbench scenarios, the RSS timeline for the
+// slow client. It returns the file names by scenario ID.
+func WriteCharts(dir string, rep *Report) (map[string][]string, error) {
+	out := map[string][]string{}
+	for i := range rep.Scenarios {
+		s := &rep.Scenarios[i]
+		var files []string
+		if s.Scenario.Kind == KindSlow {
+			f := s.Scenario.ID + "-rss.png"
+			if ok, err := rssChart(filepath.Join(dir, f), s); err != nil {
+				return nil, err
+			} else if ok {
+				files = append(files, f)
+			}
+		} else {
+			f := s.Scenario.ID + "-tps.png"
+			if err := tpsChart(filepath.Join(dir, f), s); err != nil {
+				return nil, err
+			}
+			files = append(files, f)
+			f = s.Scenario.ID + "-latency.png"
+			if ok, err := cdfChart(filepath.Join(dir, f), s); err != nil {
+				return nil, err
+			} else if ok {
+				files = append(files, f)
+			}
+		}
+		out[s.Scenario.ID] = files
+	}
+	return out, nil
+}
+
+func tpsChart(path string, s *ScenarioResult) error {
+	p := plot.New()
+	p.Title.Text = s.Scenario.ID + ": throughput (median of rounds)"
+	p.Y.Label.Text = "transactions / s"
+	p.Y.Min = 0
+	var names []string
+	var xys plotter.XYs
+	var labels []string
+	for i, r := range s.Rows {
+		v := r.TPS
+		name := r.Label
+		if r.NA != "" {
+			v, name = 0, r.Label+" (n/a)"
+		}
+		names = append(names, name)
+		bar, err := plotter.NewBarChart(plotter.Values{v}, vg.Points(50))
+		if err != nil {
+			return err
+		}
+		bar.XMin = float64(i)
+		bar.Color = targetColor(r.Target)
+		bar.LineStyle.Width = 0
+		p.Add(bar)
+		xys = append(xys, plotter.XY{X: float64(i), Y: v})
+		labels = append(labels, tpsText(v))
+	}
+	if lb, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: labels}); err == nil {
+		for i := range lb.TextStyle {
+			lb.TextStyle[i].XAlign = -0.5
+			lb.TextStyle[i].YAlign = 0
+		}
+		p.Add(lb)
+	}
+	p.NominalX(names...)
+	p.Y.Max *= 1.1
+	return p.Save(6*vg.Inch, 4*vg.Inch, path)
+}
+
+// cdfPoints samples the CDF of sorted latencies (µs) as (ms, fraction)
+// points: evenly in rank, plus more points in the tail.
+func cdfPoints(sorted []float64, n int) plotter.XYs {
+	if len(sorted) == 0 {
+		return nil
+	}
+	var xys plotter.XYs
+	add := func(q float64) {
+		v := Percentile(sorted, q) / 1000
+		if v <= 0 {
+			v = 0.001
+		}
+		xys = append(xys, plotter.XY{X: v, Y: q})
+	}
+	for i := 1; i <= n; i++ {
+		add(float64(i) / float64(n))
+	}
+	for _, q := range []float64{0.991, 0.993, 0.995, 0.997, 0.999, 0.9995, 0.9999} {
+		add(q)
+	}
+	add(1e-9) // the minimum
+	// sort by quantile
+	for i := 1; i < len(xys); i++ {
+		for j := i; j > 0 && xys[j].Y < xys[j-1].Y; j-- {
+			xys[j], xys[j-1] = xys[j-1], xys[j]
+		}
+	}
+	return xys
+}
+
+func cdfChart(path string, s *ScenarioResult) (bool, error) {
+	p := plot.New()
+	p.Title.Text = s.Scenario.ID + ": latency CDF (all rounds)"
+	p.X.Label.Text = "latency, ms (log scale)"
+	p.Y.Label.Text = "fraction of transactions"
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Min, p.Y.Max = 0, 1
+	p.Legend.Top = false
+	p.Legend.Left = false
+	any := false
+	for _, r := range s.Rows {
+		lat := r.Latencies()
+		if len(lat) == 0 {
+			continue
+		}
+		l, err := plotter.NewLine(cdfPoints(lat, 400))
+		if err != nil {
+			return false, err
+		}
+		l.Color = targetColor(r.Target)
+		l.Width = vg.Points(1.5)
+		p.Add(l)
+		p.Legend.Add(fmt.Sprintf("%s (p99 %s ms)", r.Label, ms(r.P99)), l)
+		any = true
+	}
+	if !any {
+		return false, nil
+	}
+	p.Add(plotter.NewGrid())
+	return true, p.Save(6*vg.Inch, 4*vg.Inch, path)
+}
+
+func rssChart(path string, s *ScenarioResult) (bool, error) {
+	p := plot.New()
+	p.Title.Text = s.Scenario.ID + ": proxy resident memory while the client reads slowly"
+	p.X.Label.Text = "seconds since the query was sent"
+	p.Y.Label.Text = "RSS, MiB"
+	p.Y.Min = 0
+	any := false
+	top := 0.0
+	for _, r := range s.Rows {
+		if r.NA != "" || len(r.Runs) == 0 {
+			continue
+		}
+		run := r.Runs[0]
+		if len(run.RSSSamples) == 0 {
+			continue
+		}
+		var xys plotter.XYs
+		for _, smp := range run.RSSSamples {
+			v := float64(smp.RSS) / (1 << 20)
+			top = math.Max(top, v)
+			xys = append(xys, plotter.XY{X: smp.T, Y: v})
+		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return false, err
+		}
+		l.Color = targetColor(r.Target)
+		l.Width = vg.Points(1.5)
+		p.Add(l)
+		p.Legend.Add(r.Label, l)
+		any = true
+	}
+	if !any {
+		return false, nil
+	}
+	p.Y.Max = math.Max(top*1.2, 16)
+	p.Legend.Top = true
+	p.Add(plotter.NewGrid())
+	return true, p.Save(6*vg.Inch, 4*vg.Inch, path)
+}

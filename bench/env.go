@@ -1,0 +1,366 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/belaydb/belay/internal/pginstance"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Target is one way of reaching Postgres that a scenario is run against.
+type Target struct {
+	Name  string // "direct", "pgbouncer", "pgbouncer-session", "belay"
+	Label string // as shown in the report
+	Host  string
+	Port  int
+	DB    string
+	// PID is the proxy process whose CPU and memory are measured; 0 for direct.
+	PID int
+}
+
+// Addr is "host:port".
+func (t Target) Addr() string { return fmt.Sprintf("%s:%d", t.Host, t.Port) }
+
+// Target names.
+const (
+	Direct           = "direct"
+	PgBouncer        = "pgbouncer"
+	PgBouncerSession = "pgbouncer-session"
+	Belay            = "belay"
+)
+
+// benchDB is the database pgbench initializes and every scenario uses.
+const benchDB = "pgbench"
+
+// pgSettings are the PostgreSQL settings of the benchmark server. Durability
+// is off: the bench measures the proxies, not the disk.
+func pgSettings(maxConns int) map[string]string {
+	return map[string]string{
+		"max_connections":    strconv.Itoa(maxConns),
+		"shared_buffers":     "256MB",
+		"fsync":              "off",
+		"synchronous_commit": "off",
+		"full_page_writes":   "off",
+		"max_wal_size":       "4GB",
+		"checkpoint_timeout": "30min",
+	}
+}
+
+// startPostgres starts the server and initializes pgbench's tables at scale.
+func startPostgres(ctx context.Context, dir string, maxConns, scale int, pgbenchBin string, logf func(string, ...any)) (*pginstance.Instance, error) {
+	inst, err := pginstance.Start(ctx, pginstance.Options{Dir: dir, Settings: pgSettings(maxConns)})
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgconn.Connect(ctx, inst.ConnString("postgres", inst.Superuser))
+	if err == nil {
+		err = conn.Exec(ctx, "CREATE DATABASE "+benchDB).Close()
+		_ = conn.Close(ctx)
+	}
+	if err != nil {
+		_ = inst.Stop()
+		return nil, fmt.Errorf("bench: creating database %s: %w", benchDB, err)
+	}
+	logf("pgbench -i -s %d (PostgreSQL on %s)", scale, inst.Addr())
+	cmd := exec.CommandContext(ctx, pgbenchBin, "-i", "-q", "-s", strconv.Itoa(scale),
+		"-h", inst.Host, "-p", strconv.Itoa(inst.Port), "-U", inst.Superuser, benchDB)
+	cmd.Env = clientEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = inst.Stop()
+		return nil, fmt.Errorf("bench: pgbench -i: %v\n%s", err, out)
+	}
+	return inst, nil
+}
+
+// serverVersion returns SHOW server_version.
+func serverVersion(ctx context.Context, inst *pginstance.Instance) string {
+	conn, err := pgconn.Connect(ctx, inst.ConnString("postgres", inst.Superuser))
+	if err != nil {
+		return "unknown"
+	}
+	defer conn.Close(ctx)
+	res, err := conn.Exec(ctx, "SHOW server_version").ReadAll()
+	if err != nil || len(res) == 0 || len(res[0].Rows) == 0 {
+		return "unknown"
+	}
+	return string(res[0].Rows[0][0])
+}
+
+// findPgBouncer returns the pgbouncer binary, installing Debian's package
+// with apt-get when it is missing and install is set.
+func findPgBouncer(ctx context.Context, install bool, logf func(string, ...any)) (string, error) {
+	look := func() string {
+		if p, err := exec.LookPath("pgbouncer"); err == nil {
+			return p
+		}
+		for _, p := range []string{"/usr/sbin/pgbouncer", "/usr/bin/pgbouncer", "/usr/local/bin/pgbouncer"} {
+			if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+				return p
+			}
+		}
+		return ""
+	}
+	if p := look(); p != "" {
+		return p, nil
+	}
+	if !install {
+		return "", errors.New("bench: pgbouncer is not installed (and installing it was not asked for)")
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		return "", errors.New("bench: pgbouncer is not installed and there is no apt-get here: install PgBouncer yourself")
+	}
+	if os.Geteuid() != 0 {
+		return "", errors.New("bench: pgbouncer is not installed; as root, run: apt-get install -y pgbouncer")
+	}
+	logf("installing PgBouncer: apt-get update && apt-get install -y pgbouncer")
+	// Keep the package from starting its own service (policy-rc.d is how
+	// Debian asks maintainer scripts not to start daemons).
+	const policy = "/usr/sbin/policy-rc.d"
+	if _, err := os.Stat(policy); errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(policy, []byte("#!/bin/sh\n# written by belay bench while installing pgbouncer\nexit 101\n"), 0o755); err == nil {
+			defer os.Remove(policy)
+		}
+	}
+	run := func(args ...string) error {
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("bench: %s: %v\n%s", strings.Join(args, " "), err, tail(out, 2000))
+		}
+		return nil
+	}
+	if err := run("apt-get", "-o", "DPkg::Lock::Timeout=300", "update", "-qq"); err != nil {
+		return "", err
+	}
+	if err := run("apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", "--no-install-recommends", "pgbouncer"); err != nil {
+		return "", err
+	}
+	stopPackagedPgBouncer(ctx)
+	if p := look(); p != "" {
+		return p, nil
+	}
+	return "", errors.New("bench: installed pgbouncer but cannot find its binary")
+}
+
+// stopPackagedPgBouncer stops and disables the service Debian's package may
+// have started (the harness runs its own PgBouncer on ports of its own).
+func stopPackagedPgBouncer(ctx context.Context) {
+	quiet := func(args ...string) {
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+		_ = cmd.Run()
+	}
+	if fi, err := os.Stat("/run/systemd/system"); err == nil && fi.IsDir() {
+		quiet("systemctl", "disable", "--now", "pgbouncer.service")
+	}
+	if _, err := os.Stat("/etc/init.d/pgbouncer"); err == nil {
+		quiet("/etc/init.d/pgbouncer", "stop")
+		if _, err := exec.LookPath("update-rc.d"); err == nil {
+			quiet("update-rc.d", "pgbouncer", "disable")
+		}
+	}
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// pgbouncerVersion is the first line of `pgbouncer --version`.
+func pgbouncerVersion(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	l, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(l)
+}
+
+// pgbouncerIni is the configuration of the harness's PgBouncer: two entries
+// for the same database, "pgbench" in transaction mode and
+// "pgbench_session" in session mode.
+func pgbouncerIni(dir string, port, pgPort, poolSize, maxClients int) string {
+	return fmt.Sprintf(`;; written by belay bench
+[databases]
+%[6]s = host=127.0.0.1 port=%[3]d dbname=%[6]s
+%[6]s_session = host=127.0.0.1 port=%[3]d dbname=%[6]s pool_mode=session
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %[2]d
+unix_socket_dir = %[1]s
+auth_type = trust
+auth_file = %[1]s/userlist.txt
+pool_mode = transaction
+default_pool_size = %[4]d
+max_client_conn = %[5]d
+listen_backlog = 4096
+ignore_startup_parameters = extra_float_digits
+log_connections = 0
+log_disconnections = 0
+logfile = %[1]s/pgbouncer.log
+`, dir, port, pgPort, poolSize, maxClients, benchDB)
+}
+
+// startPgBouncer writes its configuration under dir and starts it.
+func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxClients int) (*process, int, error) {
+	cred, uid, gid, err := postgresCred()
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, 0, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	ini := filepath.Join(dir, "pgbouncer.ini")
+	files := map[string]string{
+		ini:                                pgbouncerIni(dir, port, pgPort, poolSize, maxClients),
+		filepath.Join(dir, "userlist.txt"): `"postgres" ""` + "\n",
+	}
+	for p, s := range files {
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			return nil, 0, err
+		}
+	}
+	if cred != nil {
+		for _, p := range []string{dir, ini, filepath.Join(dir, "userlist.txt")} {
+			if err := os.Lchown(p, uid, gid); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	p, err := startProcess("pgbouncer", bin, []string{ini}, clientEnv(), filepath.Join(dir, "stderr.log"), cred)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := waitServing(ctx, p, fmt.Sprintf("127.0.0.1:%d", port), benchDB); err != nil {
+		_ = p.Stop()
+		return nil, 0, fmt.Errorf("%w\n--- pgbouncer log ---\n%s", err, readTail(filepath.Join(dir, "pgbouncer.log"), 2000))
+	}
+	return p, port, nil
+}
+
+// startBelay starts `exe proxy` in front of pgAddr.
+func startBelay(ctx context.Context, exe string, env []string, dir, pgAddr string, poolSize int, cpuProfile string) (*process, int, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	args := []string{"proxy", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--server", pgAddr,
+		"--pool-size", strconv.Itoa(poolSize), "--log-level", "warn"}
+	if cpuProfile != "" {
+		args = append(args, "--cpu-profile", cpuProfile)
+	}
+	logPath := filepath.Join(dir, "belay.log")
+	p, err := startProcess("belay", exe, args, append(clientEnv(), env...), logPath, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := waitServing(ctx, p, fmt.Sprintf("127.0.0.1:%d", port), benchDB); err != nil {
+		_ = p.Stop()
+		return nil, 0, fmt.Errorf("%w\n--- belay log ---\n%s", err, readTail(logPath, 2000))
+	}
+	return p, port, nil
+}
+
+// waitServing polls addr until a login and SELECT 1 succeed (or p exits).
+func waitServing(ctx context.Context, p *process, addr, db string) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var last error
+	for {
+		if p.exited() {
+			return fmt.Errorf("bench: %s exited at startup: %v", p.name, p.err)
+		}
+		qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
+		c, err := dialRaw(qctx, addr, "postgres", db, 0)
+		if err == nil {
+			err = c.query(qctx, "SELECT 1")
+			c.Close()
+		}
+		qcancel()
+		if err == nil {
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bench: %s not serving on %s: %v", p.name, addr, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func readTail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > n {
+		_, _ = f.Seek(fi.Size()-n, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	return string(bytes.TrimSpace(b))
+}
+
+// gitCommit describes the belay source in dir: short commit, "+dirty" when
+// the tree has changes; "unknown" outside a git checkout.
+func gitCommit(dir string) string {
+	out, err := exec.Command("git", "-C", dir, "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	c := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "-C", dir, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		c += "+dirty"
+	}
+	return c
+}
+
+// cpuModel is the "model name" of /proc/cpuinfo.
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// memTotal is MemTotal of /proc/meminfo, e.g. "24.0 GiB".
+func memTotal() string {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "unknown"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "MemTotal:") {
+			f := strings.Fields(l)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				return fmt.Sprintf("%.1f GiB", kb/(1<<20))
+			}
+		}
+	}
+	return "unknown"
+}

@@ -1,0 +1,330 @@
+package bench
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseProcStat(t *testing.T) {
+	// The command name may hold spaces and parentheses.
+	line := "4242 (belay (x) y) S 1 4242 4242 0 -1 4194560 1234 0 0 0 1500 250 0 0 20 0 9 0 123456 1000000 2000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+	st, err := ParseProcStat([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.UTimeTicks != 1500 || st.STimeTicks != 250 {
+		t.Fatalf("utime, stime = %d, %d; want 1500, 250", st.UTimeTicks, st.STimeTicks)
+	}
+	if got := st.CPUSeconds(); got != 17.5 {
+		t.Fatalf("CPUSeconds = %v, want 17.5", got)
+	}
+	for _, bad := range []string{"", "12 noparen S 1", "1 (x) S 1 2 3"} {
+		if _, err := ParseProcStat([]byte(bad)); err == nil {
+			t.Errorf("ParseProcStat(%q): no error", bad)
+		}
+	}
+	// Our own process parses.
+	if _, err := readProcStat(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseStatm(t *testing.T) {
+	rss, err := ParseStatm([]byte("52000 3000 1000 200 0 4000 0\n"), 4096)
+	if err != nil || rss != 3000*4096 {
+		t.Fatalf("ParseStatm = %d, %v; want %d", rss, err, 3000*4096)
+	}
+	if _, err := ParseStatm([]byte("52000"), 4096); err == nil {
+		t.Fatal("short statm: no error")
+	}
+	if rss, err := readRSS(os.Getpid()); err != nil || rss <= 0 {
+		t.Fatalf("readRSS(self) = %d, %v", rss, err)
+	}
+}
+
+func TestParsePgbenchLogAndPercentiles(t *testing.T) {
+	var b strings.Builder
+	// 1000 transactions with latencies 1..1000 µs, in shuffled order, plus
+	// a failed and a skipped one and a line with schedule lag and retries.
+	for i := 0; i < 1000; i++ {
+		v := (i*7919)%1000 + 1
+		b.WriteString("3 ")
+		b.WriteString(itoa(i))
+		b.WriteString(" ")
+		b.WriteString(itoa(v))
+		b.WriteString(" 0 1700000000 123456\n")
+	}
+	b.WriteString("4 1 failed 0 1700000000 123456 0 1\n")
+	b.WriteString("4 2 skipped 0 1700000000 123456 12\n\n")
+	var st LogStats
+	if err := ParsePgbenchLog(strings.NewReader(b.String()), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Latencies) != 1000 || st.Failed != 1 || st.Skipped != 1 {
+		t.Fatalf("got %d latencies, %d failed, %d skipped", len(st.Latencies), st.Failed, st.Skipped)
+	}
+	var r RunResult
+	r.setLatencies(st.Latencies)
+	if r.P50 != 0.5 || r.P99 != 0.99 || r.P999 != 0.999 {
+		t.Fatalf("p50/p99/p99.9 = %v/%v/%v ms; want 0.5/0.99/0.999", r.P50, r.P99, r.P999)
+	}
+	if got := Percentile(nil, 0.5); got != 0 {
+		t.Fatalf("Percentile(nil) = %v", got)
+	}
+	if got := Percentile([]float64{7}, 0.999); got != 7 {
+		t.Fatalf("Percentile of one = %v", got)
+	}
+	if err := ParsePgbenchLog(strings.NewReader("1 2 abc 0 1 2\n"), &st); err == nil {
+		t.Fatal("bad latency: no error")
+	}
+	if err := ParsePgbenchLog(strings.NewReader("1 2 3\n"), &st); err == nil {
+		t.Fatal("short line: no error")
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := Median(c.in); got != c.want {
+			t.Errorf("Median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+const pgbenchOK = `pgbench (15.18 (Debian 15.18-0+deb12u1))
+transaction type: <builtin: select only>
+scaling factor: 10
+query mode: simple
+number of clients: 10
+number of threads: 2
+maximum number of tries: 1
+duration: 5 s
+number of transactions actually processed: 73519
+number of failed transactions: 0 (0.000%)
+latency average = 0.678 ms
+initial connection time = 12.345 ms
+tps = 14736.123456 (without initial connection time)
+`
+
+const pgbenchAborted = `pgbench: error: client 3 aborted in command 1 (SQL) of script 0; ERROR:  prepared statement "P0_1" does not exist
+pgbench: error: client 7 aborted in command 1 (SQL) of script 0; ERROR:  prepared statement "P0_1" does not exist
+pgbench: error: client 8 aborted in command 1 (SQL) of script 0; ERROR:  prepared statement "P0_1" already exists
+pgbench: error: Run was aborted; the above results are incomplete.
+`
+
+func TestParsePgbenchOutput(t *testing.T) {
+	s := ParsePgbenchOutput(pgbenchOK, "")
+	if s.TPS != 14736.123456 || s.Processed != 73519 || s.Failed != 0 || s.Aborted != 0 || len(s.Errors) != 0 || s.Incomplete {
+		t.Fatalf("ok run: %+v", s)
+	}
+	s = ParsePgbenchOutput(strings.Replace(pgbenchOK, "73519", "1200", 1), pgbenchAborted)
+	if s.Aborted != 3 || !s.Incomplete || s.Processed != 1200 {
+		t.Fatalf("aborted run: %+v", s)
+	}
+	if len(s.Errors) != 2 || !strings.Contains(s.Errors[0], `prepared statement "P0_1" does not exist`) || strings.Contains(s.Errors[0], "client 3") {
+		t.Fatalf("errors not deduplicated without client numbers: %q", s.Errors)
+	}
+	s = ParsePgbenchOutput("", "pgbench: error: connection to server at \"127.0.0.1\", port 1 failed: Connection refused\n")
+	if s.ConnFails != 1 || len(s.Errors) != 1 {
+		t.Fatalf("connection failure: %+v", s)
+	}
+	s = ParsePgbenchOutput("tps = 812.5 (including reconnection times)\n", "")
+	if s.TPS != 812.5 {
+		t.Fatalf("-C tps: %+v", s)
+	}
+}
+
+func TestAggregateMedians(t *testing.T) {
+	runs := []RunResult{
+		{TPS: 100, P50: 1, P99: 5, P999: 9, CPUPer1k: 0.1, Failed: 1, Errors: []string{"x"}, lat: []float64{3, 1}},
+		{TPS: 300, P50: 3, P99: 7, P999: 11, CPUPer1k: 0.3, Aborted: 2, Errors: []string{"x", "y"}, lat: []float64{2}},
+		{TPS: 200, P50: 2, P99: 6, P999: 10, CPUPer1k: 0.2},
+	}
+	row := aggregate(Belay, "belay", runs)
+	if row.TPS != 200 || row.P50 != 2 || row.P99 != 6 || row.P999 != 10 || row.CPUPer1k != 0.2 {
+		t.Fatalf("medians: %+v", row)
+	}
+	if row.ErrorCount() != 3 || len(row.Errors) != 2 {
+		t.Fatalf("errors: %d %q", row.ErrorCount(), row.Errors)
+	}
+	if lat := row.Latencies(); len(lat) != 3 || lat[0] != 1 || lat[2] != 3 {
+		t.Fatalf("latencies %v", lat)
+	}
+	na := aggregate(Direct, "direct", []RunResult{{NA: "no"}, {NA: "no"}})
+	if na.NA != "no" || na.CPUPer1k != -1 {
+		t.Fatalf("n/a row: %+v", na)
+	}
+}
+
+func TestFormatting(t *testing.T) {
+	for in, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -1234: "-1,234"} {
+		if got := thousands(in); got != want {
+			t.Errorf("thousands(%d) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[int64]string{512 << 10: "512 KiB", 3 << 20: "3.0 MiB", 3 << 30: "3.00 GiB", -(2 << 20): "-2.0 MiB"} {
+		if got := mib(in); got != want {
+			t.Errorf("mib(%d) = %q, want %q", in, got, want)
+		}
+	}
+	if got := bytesText(5324.8); got != "5.2 KiB" {
+		t.Errorf("bytesText = %q", got)
+	}
+}
+
+func TestMatchScenario(t *testing.T) {
+	all := DefaultScenarios(false, 10000)
+	if !matchScenario(all, "select-simple-c10", "select-simple-c10") || matchScenario(all, "select-simple-c100", "select-simple-c10") {
+		t.Fatal("an exact ID must select only itself")
+	}
+	if !matchScenario(all, "select-prepared-c100", "prepared") || matchScenario(all, "tpcb-c10", "prepared") {
+		t.Fatal("a substring selects the IDs containing it")
+	}
+	ids := map[string]bool{}
+	for _, s := range all {
+		if ids[s.ID] {
+			t.Fatalf("duplicate scenario ID %s", s.ID)
+		}
+		ids[s.ID] = true
+	}
+	for _, id := range []string{"select-simple-c1000", "idle-10000", "slow-client", "churn-c10", "tpcb-c10"} {
+		if !ids[id] {
+			t.Errorf("full mode lacks %s", id)
+		}
+	}
+	if q := DefaultScenarios(true, 1000); len(q) >= len(all) {
+		t.Fatal("quick mode should run fewer scenarios")
+	}
+}
+
+// sampleReport is a report as Run builds it, without running anything.
+func sampleReport() *Report {
+	mk := func(target string, tps float64, lat []float64, cpu float64) RunResult {
+		r := RunResult{Target: target, TPS: tps, CPUPer1k: cpu, Transactions: int64(tps * 5)}
+		r.setLatencies(lat)
+		return r
+	}
+	lat := func(base float64) []float64 {
+		var l []float64
+		for i := 1; i <= 2000; i++ {
+			l = append(l, base*float64(i)/1000)
+		}
+		return l
+	}
+	sel := DefaultScenarios(true, 1000)[0]
+	prep := DefaultScenarios(true, 1000)[2]
+	idle := DefaultScenarios(true, 1000)[6]
+	slow := DefaultScenarios(true, 1000)[7]
+	bad := mk(PgBouncer, 40, lat(500), 0.02)
+	bad.Aborted, bad.Errors = 10, []string{`client aborted in command 1 (SQL) of script 0; ERROR: prepared statement "P0_1" does not exist`}
+	idleRun := func(target string, per float64) RunResult {
+		r := mk(target, 9000, lat(800), 0.03)
+		r.IdleWanted, r.IdleOpened, r.RSSBefore, r.RSSIdle, r.RSSPerIdle = 1000, 1000, 10<<20, 15<<20, per
+		return r
+	}
+	slowRun := func(target string, base, peak int64) RunResult {
+		return RunResult{Target: target, CPUPer1k: -1, BytesRead: 5 << 20, ReadRate: 1 << 20, RSSBase: base, RSSPeak: peak,
+			ServerReleaseMs: 25, StillServes: true, RSSSamples: []RSSSample{{0, base}, {0.1, peak}, {0.2, peak}}}
+	}
+	return &Report{
+		Meta: Meta{Command: "belay bench --quick", Started: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC), WallSeconds: 200,
+			Quick: true, Rounds: 1, Duration: 5, PoolSize: 20, Scale: 10, Cores: 2, CPUModel: "AMD EPYC", SlowReadRate: 1 << 20,
+			PostgresVersion: "15.18", PgBouncerVersion: "PgBouncer 1.18.0", BelayCommit: "abc123"},
+		Scenarios: []ScenarioResult{
+			{Scenario: sel, Rows: []Row{
+				aggregate(Direct, "direct", []RunResult{mk(Direct, 15000, lat(400), -1)}),
+				aggregate(PgBouncer, "PgBouncer", []RunResult{mk(PgBouncer, 10000, lat(600), 0.034)}),
+				aggregate(Belay, "belay", []RunResult{mk(Belay, 12000, lat(500), 0.05)}),
+			}},
+			{Scenario: prep, Rows: []Row{
+				aggregate(Direct, "direct", []RunResult{mk(Direct, 20000, lat(300), -1)}),
+				aggregate(PgBouncer, "PgBouncer", []RunResult{bad}),
+				aggregate(PgBouncerSession, "PgBouncer (session mode)", []RunResult{mk(PgBouncerSession, 16000, lat(400), 0.03)}),
+				aggregate(Belay, "belay", []RunResult{mk(Belay, 8000, lat(500), 0.05)}),
+			}},
+			{Scenario: idle, Rows: []Row{
+				aggregate(Direct, "direct", []RunResult{{Target: Direct, NA: idle.DirectNA}}),
+				aggregate(PgBouncer, "PgBouncer", []RunResult{idleRun(PgBouncer, 2048)}),
+				aggregate(Belay, "belay", []RunResult{idleRun(Belay, 5300)}),
+			}},
+			{Scenario: slow, Rows: []Row{
+				aggregate(Direct, "direct", []RunResult{{Target: Direct, NA: slow.DirectNA}}),
+				aggregate(PgBouncer, "PgBouncer", []RunResult{slowRun(PgBouncer, 8<<20, 8<<20)}),
+				aggregate(Belay, "belay", []RunResult{slowRun(Belay, 15<<20, 21<<20)}),
+			}},
+		},
+	}
+}
+
+func TestRenderMarkdown(t *testing.T) {
+	rep := sampleReport()
+	md := RenderMarkdown(rep, map[string][]string{"select-simple-c10": {"select-simple-c10-tps.png"}})
+	for _, want := range []string{
+		"`belay bench --quick`",
+		"| machine | 2 cores (AMD EPYC)",
+		"## select-only, simple protocol (`-S -M simple`), 10 clients",
+		"| direct | 15,000 | 1.50 |",
+		"| PgBouncer | 10,000 | 1.00 |",
+		"| belay | 12,000 | 1.20 | 0.500 | 0.990 | 0.999 | 0.050 | 0 |",
+		"ratio to PgBouncer (session mode)",
+		"| PgBouncer | 40 | 0.00 |",
+		"| belay | 8,000 | 0.50 |",
+		"10 clients aborted",
+		`prepared statement "P0_1" does not exist`,
+		"| direct | n/a |",
+		"| belay | 1,000 | 10.0 MiB | 15.0 MiB | 5.2 KiB | 9,000 |",
+		"| belay | 5.0 MiB | 1.0 MiB/s | 15.0 MiB | 21.0 MiB | 6.0 MiB | 25 ms | yes | 0 |",
+		"![select-simple-c10-tps](select-simple-c10-tps.png)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	sum := RenderSummary(rep)
+	for _, want := range []string{
+		"| select-simple-c10 | 15,000 | 10,000 | 12,000 | 1.20 |",
+		"| select-prepared-c10 | 20,000 | 40 | 8,000 | n/a: PgBouncer failed |",
+		"| select-prepared-c10 vs PgBouncer session mode | 20,000 | 16,000 | 8,000 | 0.50 |",
+		"| idle-1000: proxy RSS per idle client | n/a | 2.0 KiB | 5.2 KiB | 2.59 |",
+		"| slow-client: proxy peak RSS growth | n/a | +0 KiB | +6.0 MiB |",
+	} {
+		if !strings.Contains(sum, want) {
+			t.Errorf("summary lacks %q:\n%s", want, sum)
+		}
+	}
+	if t.Failed() {
+		t.Log(md)
+	}
+}
+
+func TestWriteCharts(t *testing.T) {
+	dir := t.TempDir()
+	charts, err := WriteCharts(dir, sampleReport())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"select-simple-c10": 2, "select-prepared-c10": 2, "idle-1000": 2, "slow-client": 1}
+	for id, n := range want {
+		if len(charts[id]) != n {
+			t.Errorf("%s: charts %v, want %d", id, charts[id], n)
+		}
+		for _, f := range charts[id] {
+			b, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil || len(b) < 1000 || string(b[1:4]) != "PNG" {
+				t.Errorf("%s: not a PNG (%d bytes, %v)", f, len(b), err)
+			}
+		}
+	}
+	if pts := cdfPoints([]float64{1000, 2000, 3000}, 10); len(pts) == 0 || pts[0].Y > pts[len(pts)-1].Y || math.IsNaN(pts[0].X) {
+		t.Fatalf("cdfPoints: %v", pts)
+	}
+}

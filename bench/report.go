@@ -1,0 +1,320 @@
+package bench
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// RenderMarkdown renders rep as report.md. charts maps a scenario ID to the
+// chart files (relative to report.md) to show under its table.
+func RenderMarkdown(rep *Report, charts map[string][]string) string {
+	var b strings.Builder
+	m := rep.Meta
+	b.WriteString("# belay bench: direct PostgreSQL, PgBouncer and belay side by side\n\n")
+	if m.Command != "" {
+		fmt.Fprintf(&b, "`%s`, started %s", m.Command, m.Started.Format("2006-01-02 15:04 MST"))
+	} else {
+		fmt.Fprintf(&b, "Started %s", m.Started.Format("2006-01-02 15:04 MST"))
+	}
+	if m.WallSeconds > 0 {
+		fmt.Fprintf(&b, ", took %s", (time.Duration(m.WallSeconds) * time.Second).String())
+	}
+	b.WriteString(".\n\n")
+	b.WriteString("| | |\n|---|---|\n")
+	fmt.Fprintf(&b, "| machine | %d cores (%s), %s, %s; load average %s at the start, %s at the end |\n", m.Cores, m.CPUModel, m.Memory, m.Kernel, m.LoadStart, m.LoadEnd)
+	fmt.Fprintf(&b, "| PostgreSQL | %s (%s; pgbench scale %d) |\n", m.PostgresVersion, m.PostgresSettings, m.Scale)
+	fmt.Fprintf(&b, "| PgBouncer | %s (pool_mode=transaction, default_pool_size=%d) |\n", m.PgBouncerVersion, m.PoolSize)
+	fmt.Fprintf(&b, "| belay | commit %s (%s), --pool-size %d |\n", m.BelayCommit, m.GoVersion, m.PoolSize)
+	fmt.Fprintf(&b, "| runs | %s; %g s per run, %d round(s), targets alternated per round; figures are medians across rounds |\n", m.PgbenchVersion, m.Duration, m.Rounds)
+	b.WriteString("\n")
+	b.WriteString("tps is pgbench's (without initial connection time); latency percentiles come from pgbench's " +
+		"per-transaction logs (`-l`); proxy CPU is utime+stime of the proxy process (/proc/PID/stat) over the run, " +
+		"per 1,000 transactions; errors are failed transactions + aborted clients + failed connections + hung runs. " +
+		"Everything runs on this one machine over loopback TCP: pgbench and the proxy share the cores.\n\n")
+	for _, n := range m.Notes {
+		fmt.Fprintf(&b, "> **Note:** %s\n\n", n)
+	}
+	b.WriteString("## Summary\n\n")
+	b.WriteString(RenderSummary(rep))
+	for _, s := range rep.Scenarios {
+		fmt.Fprintf(&b, "\n## %s\n\n", s.Scenario.Title)
+		switch s.Scenario.Kind {
+		case KindSlow:
+			renderSlow(&b, &s, m)
+		case KindIdle:
+			renderIdle(&b, &s)
+		default:
+			renderPgbench(&b, &s)
+		}
+		renderErrors(&b, &s)
+		if hung := hungRows(&s); s.Scenario.SessionRow && hung != "" {
+			fmt.Fprintf(&b, "\nHung (%s): `pgbench -M prepared` prepares each statement with a blocking PQprepare on a client's first use of it. "+
+				"Where a pooler gives each client a server of its own (PgBouncer in session mode; belay pins a client that prepares, for now) "+
+				"and clients outnumber the pool, a pgbench thread blocks in one client's prepare while its other clients hold the servers: "+
+				"nothing moves until pgbench is killed.\n", hung)
+		}
+		if files := charts[s.Scenario.ID]; len(files) > 0 {
+			b.WriteString("\n")
+			for _, f := range files {
+				fmt.Fprintf(&b, "![%s](%s) ", strings.TrimSuffix(f, ".png"), f)
+			}
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+func refLabel(s *ScenarioResult) string {
+	if ref := s.Reference(); ref != nil && ref.Target == PgBouncerSession {
+		return "ratio to PgBouncer (session mode)"
+	}
+	return "ratio to PgBouncer"
+}
+
+func renderPgbench(b *strings.Builder, s *ScenarioResult) {
+	fmt.Fprintf(b, "| target | tps | %s | p50 ms | p99 ms | p99.9 ms | proxy CPU s / 1k tx | errors |\n", refLabel(s))
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	ref := s.Reference()
+	for _, r := range s.Rows {
+		if r.NA != "" {
+			fmt.Fprintf(b, "| %s | n/a | | | | | | %s |\n", r.Label, r.NA)
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Label, tpsText(r.TPS), ratio(r.TPS, ref),
+			ms(r.P50), ms(r.P99), ms(r.P999), cpuText(r.CPUPer1k), errText(r))
+	}
+}
+
+func renderIdle(b *strings.Builder, s *ScenarioResult) {
+	fmt.Fprintf(b, "| target | idle clients open | proxy RSS before | with idle clients | RSS per idle client | workers' tps | %s | p50 ms | p99 ms | p99.9 ms | proxy CPU s / 1k tx | errors |\n", refLabel(s))
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	ref := s.Reference()
+	for _, r := range s.Rows {
+		if r.NA != "" {
+			fmt.Fprintf(b, "| %s | n/a | | | | | | | | | | %s |\n", r.Label, r.NA)
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Label,
+			thousands(int64(r.IdleOpened)), mib(r.RSSBefore), mib(r.RSSIdle), bytesText(r.RSSPerIdle),
+			tpsText(r.TPS), ratio(r.TPS, ref), ms(r.P50), ms(r.P99), ms(r.P999), cpuText(r.CPUPer1k), errText(r))
+	}
+}
+
+func renderSlow(b *strings.Builder, s *ScenarioResult, m Meta) {
+	fmt.Fprintf(b, "The client reads at most %s/s and leaves after reading for a while; the proxy's RSS is sampled every 100 ms.\n\n", mib(m.SlowReadRate))
+	b.WriteString("| target | bytes read | read rate | proxy RSS before | peak RSS | peak growth | server query ended after the client left | serves a new client afterwards | errors |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range s.Rows {
+		if r.NA != "" {
+			fmt.Fprintf(b, "| %s | n/a | | | | | | | %s |\n", r.Label, r.NA)
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s | %s/s | %s | %s | %s | %s | %s | %s |\n", r.Label, mib(r.BytesRead), mib(int64(r.ReadRate)),
+			mib(r.RSSBase), mib(r.RSSPeak), mib(r.RSSPeak-r.RSSBase), releaseText(r.ReleaseMs), yesNo(r.Serves), errText(r))
+	}
+}
+
+func hungRows(s *ScenarioResult) string {
+	var names []string
+	for _, r := range s.Rows {
+		if r.Hung > 0 {
+			names = append(names, r.Label)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+func renderErrors(b *strings.Builder, s *ScenarioResult) {
+	first := true
+	for _, r := range s.Rows {
+		if len(r.Errors) == 0 {
+			continue
+		}
+		if first {
+			b.WriteString("\nErrors:\n")
+			first = false
+		}
+		for _, e := range r.Errors {
+			fmt.Fprintf(b, "- %s: `%s`\n", r.Label, strings.ReplaceAll(e, "`", "'"))
+		}
+	}
+}
+
+// RenderSummary is one line per scenario: each target's tps (or the
+// scenario's own figure), belay ÷ PgBouncer, p99 and errors. It is the table
+// README.md quotes.
+func RenderSummary(rep *Report) string {
+	var b strings.Builder
+	b.WriteString("| scenario | direct | PgBouncer | belay | belay ÷ PgBouncer | p99 ms: direct / PgBouncer / belay | errors: direct / PgBouncer / belay |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
+	cell := func(r *Row, f func(Row) string) string {
+		if r == nil || r.NA != "" {
+			return "n/a"
+		}
+		return f(*r)
+	}
+	tps := func(r Row) string { return tpsText(r.TPS) }
+	p99 := func(r Row) string { return ms(r.P99) }
+	errs := func(r Row) string { return thousands(r.ErrorCount()) }
+	for i := range rep.Scenarios {
+		s := &rep.Scenarios[i]
+		d, pb, bl := s.Row(Direct), s.Row(PgBouncer), s.Row(Belay)
+		name := s.Scenario.ID
+		switch s.Scenario.Kind {
+		case KindSlow:
+			growth := func(r Row) string { return "+" + mib(r.RSSPeak-r.RSSBase) }
+			fmt.Fprintf(&b, "| %s: proxy peak RSS growth | %s | %s | %s | | | %s / %s / %s |\n", name,
+				cell(d, growth), cell(pb, growth), cell(bl, growth), cell(d, errs), cell(pb, errs), cell(bl, errs))
+			continue
+		case KindIdle:
+			per := func(r Row) string { return bytesText(r.RSSPerIdle) }
+			fmt.Fprintf(&b, "| %s: proxy RSS per idle client | %s | %s | %s | %s | | |\n", name,
+				cell(d, per), cell(pb, per), cell(bl, per), ratioOf(bl, pb, func(r Row) float64 { return r.RSSPerIdle }))
+			name += ": workers' tps"
+		}
+		rat := ratioOf(bl, pb, func(r Row) float64 { return r.TPS })
+		if s.Scenario.SessionRow && pb != nil && pb.ErrorCount() > 0 {
+			rat = "n/a: PgBouncer failed" // PgBouncer in transaction mode cannot keep prepared statements
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s / %s / %s | %s / %s / %s |\n", name,
+			cell(d, tps), cell(pb, tps), cell(bl, tps), rat,
+			cell(d, p99), cell(pb, p99), cell(bl, p99), cell(d, errs), cell(pb, errs), cell(bl, errs))
+		if ps := s.Row(PgBouncerSession); s.Scenario.SessionRow && ps != nil {
+			fmt.Fprintf(&b, "| %s vs PgBouncer session mode | %s | %s | %s | %s | %s / %s / %s | %s / %s / %s |\n", s.Scenario.ID,
+				cell(d, tps), cell(ps, tps), cell(bl, tps), ratioOf(bl, ps, func(r Row) float64 { return r.TPS }),
+				cell(d, p99), cell(ps, p99), cell(bl, p99), cell(d, errs), cell(ps, errs), cell(bl, errs))
+		}
+	}
+	return b.String()
+}
+
+func ratioOf(a, b *Row, f func(Row) float64) string {
+	if a == nil || b == nil || a.NA != "" || b.NA != "" || f(*b) == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", f(*a)/f(*b))
+}
+
+func ratio(v float64, ref *Row) string {
+	if ref == nil || ref.NA != "" || ref.TPS == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", v/ref.TPS)
+}
+
+func errText(r Row) string {
+	n := r.ErrorCount()
+	if n == 0 && len(r.Errors) == 0 {
+		return "0"
+	}
+	var parts []string
+	if r.Failed > 0 {
+		parts = append(parts, thousands(r.Failed)+" failed tx")
+	}
+	if r.Aborted > 0 {
+		parts = append(parts, fmt.Sprintf("%d clients aborted", r.Aborted))
+	}
+	if r.ConnFails > 0 {
+		parts = append(parts, fmt.Sprintf("%d connections failed", r.ConnFails))
+	}
+	if r.Hung > 0 {
+		parts = append(parts, fmt.Sprintf("pgbench hung in %d of %d runs", r.Hung, len(r.Runs)))
+	}
+	if r.IdleErrors > 0 {
+		parts = append(parts, fmt.Sprintf("%d idle connections failed", r.IdleErrors))
+	}
+	if len(parts) == 0 {
+		return "see below"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func tpsText(v float64) string { return thousands(int64(math.Round(v))) }
+
+func ms(v float64) string {
+	switch {
+	case v == 0:
+		return "–"
+	case v < 10:
+		return fmt.Sprintf("%.3f", v)
+	case v < 100:
+		return fmt.Sprintf("%.2f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func cpuText(v float64) string {
+	if v < 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.3f", v)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func releaseText(msv float64) string {
+	if msv < 0 {
+		return "still running after 10 s"
+	}
+	if msv == 0 {
+		return "–"
+	}
+	if msv < 1000 {
+		return fmt.Sprintf("%.0f ms", msv)
+	}
+	return fmt.Sprintf("%.1f s", msv/1000)
+}
+
+// thousands formats n with commas: 12345 → "12,345".
+func thousands(n int64) string {
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	s := fmt.Sprint(n)
+	var out []byte
+	for i := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}
+
+// mib formats a byte count: "812 KiB", "3.4 MiB", "1.20 GiB".
+func mib(n int64) string {
+	neg := ""
+	if n < 0 {
+		neg, n = "-", -n
+	}
+	f := float64(n)
+	switch {
+	case n < 1<<20:
+		return fmt.Sprintf("%s%.0f KiB", neg, f/(1<<10))
+	case n < 1<<30:
+		return fmt.Sprintf("%s%.1f MiB", neg, f/(1<<20))
+	}
+	return fmt.Sprintf("%s%.2f GiB", neg, f/(1<<30))
+}
+
+// bytesText formats a per-client byte count: "5.2 KiB", "740 B".
+func bytesText(v float64) string {
+	switch {
+	case math.Abs(v) < 1024:
+		return fmt.Sprintf("%.0f B", v)
+	case math.Abs(v) < 1<<20:
+		return fmt.Sprintf("%.1f KiB", v/1024)
+	}
+	return fmt.Sprintf("%.2f MiB", v/(1<<20))
+}

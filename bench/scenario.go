@@ -1,0 +1,110 @@
+package bench
+
+import "fmt"
+
+// Kind is how a scenario drives its target.
+type Kind int
+
+const (
+	// KindPgbench is one timed pgbench run.
+	KindPgbench Kind = iota
+	// KindIdle holds Scenario.Idle idle connections open while pgbench runs.
+	KindIdle
+	// KindSlow is one client reading a large result slowly.
+	KindSlow
+)
+
+// Scenario is one workload run against every target.
+type Scenario struct {
+	ID    string // file-name safe, e.g. "select-simple-c10"
+	Title string
+	Kind  Kind
+	// PgbenchArgs are pgbench's workload flags (-S, -M mode, -C); for
+	// KindIdle those of the working clients.
+	PgbenchArgs []string
+	// Clients is the number of pgbench clients.
+	Clients int
+	// Idle is the number of idle connections held open (KindIdle).
+	Idle int
+	// SessionRow adds PgBouncer in session mode as a fourth target, and
+	// ratios are then taken to it (prepared statements).
+	SessionRow bool
+	// DirectNA, when set, is why direct Postgres is not run.
+	DirectNA string
+}
+
+// slowQuery is the large result of the slow-client scenario: 2,000,000 rows of
+// about 1 kB, about 2 GB.
+const slowQuery = "SELECT repeat('x', 1000) FROM generate_series(1, 2000000)"
+
+// DefaultScenarios returns the scenarios of a quick or a full run; idle is
+// the number of idle clients of the idle-connection scenario.
+func DefaultScenarios(quick bool, idle int) []Scenario {
+	sel := func(mode string, clients int, session bool) Scenario {
+		return Scenario{
+			ID:          fmt.Sprintf("select-%s-c%d", mode, clients),
+			Title:       fmt.Sprintf("select-only, %s protocol (`-S -M %s`), %s clients", mode, mode, thousands(int64(clients))),
+			PgbenchArgs: []string{"-S", "-M", mode},
+			Clients:     clients,
+			SessionRow:  session,
+		}
+	}
+	tpcb := func(clients int) Scenario {
+		return Scenario{
+			ID:          fmt.Sprintf("tpcb-c%d", clients),
+			Title:       fmt.Sprintf("TPC-B-like, the default script (`-M simple`), %d clients", clients),
+			PgbenchArgs: []string{"-M", "simple"},
+			Clients:     clients,
+		}
+	}
+	s := []Scenario{
+		sel("simple", 10, false),
+		sel("extended", 10, false),
+		sel("prepared", 10, true),
+		tpcb(10),
+		{
+			ID:          "churn-c10",
+			Title:       "connection churn: a new connection per transaction (`-C -S -M simple`), 10 clients",
+			PgbenchArgs: []string{"-C", "-S", "-M", "simple"},
+			Clients:     10,
+		},
+		sel("simple", 100, false),
+	}
+	if !quick {
+		s = append(s,
+			sel("prepared", 100, true),
+			tpcb(100),
+			sel("simple", 1000, false),
+		)
+	}
+	s = append(s,
+		Scenario{
+			ID:          fmt.Sprintf("idle-%d", idle),
+			Title:       fmt.Sprintf("%s idle clients held open while 10 clients work (`-S -M simple`)", thousands(int64(idle))),
+			Kind:        KindIdle,
+			PgbenchArgs: []string{"-S", "-M", "simple"},
+			Clients:     10,
+			Idle:        idle,
+			DirectNA:    "PostgreSQL needs a backend process per client",
+		},
+		Scenario{
+			ID:       "slow-client",
+			Title:    "one slow client reading a large result (`" + slowQuery + "`, about 2 GB)",
+			Kind:     KindSlow,
+			DirectNA: "no proxy in between: nothing to measure",
+		},
+	)
+	return s
+}
+
+// targetsFor lists the target names sc is run against, in run order.
+func targetsFor(sc Scenario, withPgBouncer bool) []string {
+	t := []string{Direct}
+	if withPgBouncer {
+		t = append(t, PgBouncer)
+		if sc.SessionRow {
+			t = append(t, PgBouncerSession)
+		}
+	}
+	return append(t, Belay)
+}
