@@ -34,7 +34,7 @@ type Config struct {
 	// PassFile is a libpq .pgpass file with the passwords belay logs in to Postgres with
 	// (md5 and SCRAM-SHA-256 servers); empty means the libpq defaults (PGPASSFILE, ~/.pgpass).
 	PassFile string
-	// EventLoops is the number of gnet event loops; 0 means one per core.
+	// EventLoops is the number of gnet event loops; 0 means DefaultEventLoops.
 	EventLoops int
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger

@@ -36,7 +36,10 @@ func startProxy(t testing.TB, pg *pginstance.Instance, mod func(*Config)) *Proxy
 		Listen:   []string{"127.0.0.1:" + strconv.Itoa(freePort(t))},
 		Server:   pg.Addr(),
 		PoolSize: 4,
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// Two loops even on small machines: the cross-loop paths of the
+		// pools (slot moves, waiters on another loop) must be exercised.
+		EventLoops: 2,
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if os.Getenv("BELAY_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -77,7 +77,7 @@ func runProxy(args []string) error {
 	idle := fs.Duration("server-idle-timeout", 10*time.Minute, "close a server connection idle this long (0: never)")
 	connTimeout := fs.Duration("server-connect-timeout", 15*time.Second, "bound on one login to Postgres")
 	passFile := fs.String("passfile", "", "libpq .pgpass file with passwords for md5/SCRAM servers (default: $PGPASSFILE, ~/.pgpass)")
-	loops := fs.Int("event-loops", 0, "gnet event loops (0: one per core)")
+	loops := fs.Int("event-loops", 0, "gnet event loops (0: one per two cores)")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the whole run to FILE (for flame graphs)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
