@@ -7,36 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
-)
 
-var (
-	forkOnce sync.Once
-	forkReqs chan func()
+	"github.com/belaydb/belay/internal/pginstance"
 )
-
-// startCmd starts cmd from a goroutine locked to its OS thread for the life of
-// the process: Linux sends the parent-death signal when the forking thread
-// exits, so forking from a thread that never ends makes Pdeathsig mean "the
-// harness died" (as in internal/pginstance).
-func startCmd(cmd *exec.Cmd) error {
-	forkOnce.Do(func() {
-		forkReqs = make(chan func())
-		go func() {
-			runtime.LockOSThread() // never unlocked
-			for f := range forkReqs {
-				f()
-			}
-		}()
-	})
-	errc := make(chan error, 1)
-	forkReqs <- func() { errc <- cmd.Start() }
-	return <-errc
-}
 
 // process is a long-lived child (PgBouncer, belay) in its own process group.
 type process struct {
@@ -62,7 +39,7 @@ func startProcess(name, bin string, args, env []string, logPath string, cred *sy
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM, Credential: cred}
-	if err := startCmd(cmd); err != nil {
+	if err := pginstance.StartCmd(cmd); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("bench: starting %s: %w", name, err)
 	}

@@ -247,7 +247,14 @@ func TestPinning(t *testing.T) {
 	// The pool has one server, held by a: another client waits for it.
 	done := make(chan error, 1)
 	go func() {
-		b := simple()
+		// Not simple(): t.Fatal and t.Cleanup belong to the test goroutine.
+		cfg, _ := pgx.ParseConfig(p.connString("postgres", "pinner"))
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		b, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			done <- err
+			return
+		}
 		defer b.Close(ctx)
 		var wm string
 		if err := b.QueryRow(ctx, "SHOW work_mem").Scan(&wm); err != nil {
@@ -258,7 +265,7 @@ func TestPinning(t *testing.T) {
 			done <- fmt.Errorf("another client sees the pinned client's SET")
 			return
 		}
-		_, err := b.Exec(ctx, "EXECUTE p")
+		_, err = b.Exec(ctx, "EXECUTE p")
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Code != "26000" {
 			done <- fmt.Errorf("EXECUTE p from a fresh client: %v, want 26000", err)

@@ -286,7 +286,7 @@ func launch(ctx context.Context, o Options, binDir, dir, dataDir, sockDir, su st
 	}
 	inst.cmd = cmd
 
-	if err := startCmd(cmd); err != nil {
+	if err := StartCmd(cmd); err != nil {
 		inst.closeLog()
 		return nil, fmt.Errorf("pginstance: starting postgres: %w", err)
 	}

@@ -18,12 +18,12 @@ var (
 	forkReqs chan func()
 )
 
-// startCmd starts cmd from a goroutine locked to its OS thread for the life of
+// StartCmd starts cmd from a goroutine locked to its OS thread for the life of
 // the process. Linux sends the parent-death signal when the forking thread
 // exits (go.dev/issue/27505), and the Go runtime ends a thread when a goroutine
 // locked to it returns; forking from a thread that never ends makes the signal
-// mean "this process died".
-func startCmd(cmd *exec.Cmd) error {
+// mean "this process died". Use it for any child that sets Pdeathsig.
+func StartCmd(cmd *exec.Cmd) error {
 	forkOnce.Do(func() {
 		forkReqs = make(chan func())
 		go func() {

@@ -14,4 +14,4 @@ func serverProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 }
 
-func startCmd(cmd *exec.Cmd) error { return cmd.Start() }
+func StartCmd(cmd *exec.Cmd) error { return cmd.Start() }
