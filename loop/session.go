@@ -14,6 +14,7 @@ import (
 	"github.com/belaydb/belay/planner"
 	"github.com/belaydb/belay/poolcore"
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 )
 
 type sessState uint8
@@ -118,6 +119,8 @@ func (s *session) login(st startup) gnet.Action {
 	n := s.p.clients.Add(1)
 	s.counted = true
 	if max := s.p.cfg.MaxClientConn; max > 0 && n > int64(max) {
+		s.counted = false // a refused client holds no place, even while it lingers
+		s.p.clients.Add(-1)
 		return s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.TooManyConnections, Message: "sorry, too many clients already"})
 	}
 	s.key = poolcore.Key{Database: st.database, User: st.user}
@@ -503,18 +506,52 @@ func (s *session) giveBack(sc *poolcore.Server) {
 // fatal writes a FATAL error to the client and returns the action that
 // closes it; for use in the client's own callbacks.
 func (s *session) fatal(e codec.ErrorResponse) gnet.Action {
+	s.state = sClosing
+	if s.c == nil {
+		return gnet.Close
+	}
+	b := codec.AppendErrorResponse(s.loop.Scratch(), e)
+	_, _ = s.c.Write(b)
+	s.loop.KeepScratch(b)
+	return s.lingerClose()
+}
+
+// lingerDuration bounds a lingering close.
+const lingerDuration = time.Second
+
+// lingerClose ends a connection whose client may still be sending (the
+// message belay refused may be megabytes long). Closing with unread input
+// makes the kernel send RST, which can destroy the error before the client
+// reads it; so belay shuts down its side once the error is out, discards what
+// still comes, and closes at the client's EOF or after lingerDuration.
+func (s *session) lingerClose() gnet.Action {
+	c := s.c
+	if c.OutboundBuffered() > 0 {
+		return gnet.Close // gnet flushes what it can on close
+	}
+	if err := unix.Shutdown(c.Fd(), unix.SHUT_WR); err != nil {
+		return gnet.Close
+	}
+	_, _ = c.Discard(-1)
+	el := s.loop.EventLoop()
+	time.AfterFunc(lingerDuration, func() {
+		_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			if s.c == c {
+				_ = el.Close(c)
+			}
+			return nil
+		}))
+	})
+	return gnet.None
+}
+
+// kill is fatal from outside the client's callbacks.
+func (s *session) kill(e codec.ErrorResponse) {
 	if s.c != nil {
 		b := codec.AppendErrorResponse(s.loop.Scratch(), e)
 		_, _ = s.c.Write(b)
 		s.loop.KeepScratch(b)
 	}
-	s.state = sClosing
-	return gnet.Close
-}
-
-// kill is fatal from outside the client's callbacks.
-func (s *session) kill(e codec.ErrorResponse) {
-	s.fatal(e)
 	s.closeClient()
 }
 
