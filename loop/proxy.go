@@ -34,9 +34,10 @@ const (
 // that call; with a loop per core every P is busy in syscalls, so the Go
 // runtime's sysmon retakes Ps and hands them off (futex and nanosleep calls
 // by the thousand per second), and each loop's epoll_wait returns fewer
-// events. Side by side with PgBouncer on 2 cores (pgbench -S, 10 and 100
-// clients), one loop cost 26–31 ms of CPU per 1,000 transactions against
-// 32–43 ms for two.
+// events. Side by side with PgBouncer on 2 cores (bench/sidebyside.sh,
+// pgbench -S, 3 rounds; medians of CPU per 1,000 transactions at 10 and 100
+// clients): one loop 26.3 and 30.9 ms, two loops 31.9 and 43.1 ms, PgBouncer
+// 22.2 and 26.6 ms.
 func DefaultEventLoops() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // Proxy is a running belay: one gnet engine whose loops serve clients and the
