@@ -19,6 +19,11 @@ const (
 	DefaultMaxMessageSize  = 256 << 20
 )
 
+// MaxProtocolMessage bounds any message a proxy streams rather than holds
+// (DataRow, CopyData): Postgres itself refuses messages over 1 GB
+// (PQ_LARGE_MESSAGE_LIMIT), and this sits just above that.
+const MaxProtocolMessage = 1<<30 + 1<<20
+
 // MaxCancelKeyLength is the longest secret key of a CancelRequest or
 // BackendKeyData, as protocol 3.2 allows; 3.0 keys are 4 bytes.
 const MaxCancelKeyLength = 256

@@ -19,7 +19,6 @@ import (
 	"github.com/belaydb/belay/poolcore"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
-	"golang.org/x/sys/unix"
 )
 
 // Defaults for the zero values of Config.
@@ -274,5 +273,3 @@ func (p *Proxy) cancel(pid uint32, secret []byte) {
 		return nil
 	}))
 }
-
-func closeFD(fd int) { _ = unix.Close(fd) }

@@ -26,9 +26,6 @@ const (
 	sClosing                  // closed or about to be
 )
 
-// maxServerMessage bounds a message from Postgres (its own limit is 1 GB).
-const maxServerMessage = 1<<30 + 1<<20
-
 // session is one client connection. It belongs to its event loop: every
 // method runs there, and so nothing in it is locked. It implements
 // poolcore.Client.
@@ -318,7 +315,7 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 
 // header reads and checks the next frontend message header.
 func (s *session) header(data []byte) (typ byte, bodyLen int, act gnet.Action, ok bool) {
-	typ, bodyLen, err := codec.PeekHeader(data, maxServerMessage)
+	typ, bodyLen, err := codec.PeekHeader(data, codec.MaxProtocolMessage)
 	switch {
 	case err == codec.ErrShortBuffer:
 		return 0, 0, gnet.None, false
@@ -441,7 +438,7 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 			s.srvRemain -= k
 			continue
 		}
-		typ, bodyLen, err := codec.PeekHeader(data[off:], maxServerMessage)
+		typ, bodyLen, err := codec.PeekHeader(data[off:], codec.MaxProtocolMessage)
 		if err == codec.ErrShortBuffer {
 			break
 		}
@@ -510,10 +507,15 @@ func (s *session) fatal(e codec.ErrorResponse) gnet.Action {
 	if s.c == nil {
 		return gnet.Close
 	}
+	s.writeError(e)
+	return s.lingerClose()
+}
+
+// writeError sends e to the client.
+func (s *session) writeError(e codec.ErrorResponse) {
 	b := codec.AppendErrorResponse(s.loop.Scratch(), e)
 	_, _ = s.c.Write(b)
 	s.loop.KeepScratch(b)
-	return s.lingerClose()
 }
 
 // lingerDuration bounds a lingering close.
@@ -548,9 +550,7 @@ func (s *session) lingerClose() gnet.Action {
 // kill is fatal from outside the client's callbacks.
 func (s *session) kill(e codec.ErrorResponse) {
 	if s.c != nil {
-		b := codec.AppendErrorResponse(s.loop.Scratch(), e)
-		_, _ = s.c.Write(b)
-		s.loop.KeepScratch(b)
+		s.writeError(e)
 	}
 	s.closeClient()
 }
@@ -562,7 +562,7 @@ func (s *session) closeClient() {
 		return
 	}
 	if s.parkedFD >= 0 {
-		closeFD(s.parkedFD)
+		gnetx.CloseParked(s.parkedFD)
 		s.parkedFD = -1
 	}
 	s.closed()

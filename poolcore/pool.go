@@ -13,11 +13,7 @@ import (
 	"github.com/belaydb/belay/codec"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/sys/unix"
 )
-
-// maxServerMessage bounds a message from Postgres (its own limit is 1 GB).
-const maxServerMessage = 1<<30 + 1<<20
 
 // Key identifies a pool: server connections log in as User to Database.
 type Key struct{ Database, User string }
@@ -706,5 +702,3 @@ func (m *Manager) CloseAll(l *Loop) {
 		sc.Close()
 	}
 }
-
-func closeFD(fd int) { _ = unix.Close(fd) }

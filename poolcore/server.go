@@ -146,7 +146,7 @@ func (sc *Server) idleTraffic(c gnet.Conn) gnet.Action {
 	data := sc.in.Bytes(c)
 	off := 0
 	for {
-		f, n, err := codec.ReadFrame(data[off:], maxServerMessage)
+		f, n, err := codec.ReadFrame(data[off:], codec.MaxProtocolMessage)
 		if err == codec.ErrShortBuffer {
 			break
 		}
@@ -213,7 +213,7 @@ func (sc *Server) Close() {
 		return
 	}
 	if sc.parkedFD >= 0 {
-		closeFD(sc.parkedFD)
+		gnetx.CloseParked(sc.parkedFD)
 		sc.parkedFD = -1
 	}
 	sc.Closed(nil)
@@ -299,10 +299,10 @@ func (sc *Server) Exec(sql string, then func(sc *Server, err *PgError)) {
 	sc.pendingRFQ = 1
 	sc.firstErr = nil
 	sc.then = then
-	buf := sc.loop.scratch[:0]
-	buf = codec.AppendQuery(buf, sql)
-	sc.loop.scratch = buf[:0]
-	if _, err := sc.conn.Write(buf); err != nil {
+	buf := codec.AppendQuery(sc.loop.Scratch(), sql)
+	_, err := sc.conn.Write(buf)
+	sc.loop.KeepScratch(buf)
+	if err != nil {
 		sc.Close()
 	}
 }
@@ -341,7 +341,7 @@ func (sc *Server) consumeInternal(c gnet.Conn) gnet.Action {
 			sc.skip -= k
 			continue
 		}
-		typ, bodyLen, err := codec.PeekHeader(data[off:], maxServerMessage)
+		typ, bodyLen, err := codec.PeekHeader(data[off:], codec.MaxProtocolMessage)
 		if err == codec.ErrShortBuffer {
 			break
 		}
@@ -373,8 +373,9 @@ func (sc *Server) consumeInternal(c gnet.Conn) gnet.Action {
 			sc.noteParameterStatus(body)
 		case codec.MsgCopyInResponse:
 			// A client that vanished inside COPY FROM STDIN: end the COPY.
-			sc.loop.scratch = codec.AppendCopyFail(sc.loop.scratch[:0], "client disconnected")
-			_, _ = c.Write(sc.loop.scratch)
+			buf := codec.AppendCopyFail(sc.loop.Scratch(), "client disconnected")
+			_, _ = c.Write(buf)
+			sc.loop.KeepScratch(buf)
 		}
 	}
 	sc.in.Consume(c, off)

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 )
 
 // Park duplicates c's socket so that gnet may close its own descriptor without
@@ -46,6 +47,10 @@ func Resume(el gnet.EventLoop, fd int, ctx any) error {
 	}()
 	return nil
 }
+
+// CloseParked closes a parked descriptor that will not be resumed (its
+// connection ended while parked).
+func CloseParked(fd int) { _ = unix.Close(fd) }
 
 // Input is the unread input of one connection across parks. The zero value is
 // ready. Not safe for concurrent use: it belongs to the connection's loop.
