@@ -52,15 +52,40 @@ func Resume(el gnet.EventLoop, fd int, ctx any) error {
 // connection ended while parked).
 func CloseParked(fd int) { _ = unix.Close(fd) }
 
-// Input is the unread input of one connection across parks. The zero value is
-// ready. Not safe for concurrent use: it belongs to the connection's loop.
+// Input is the unread input of one connection across parks, and its TLS
+// layer when it has one. The zero value is ready. Not safe for concurrent
+// use: it belongs to the connection's loop.
 type Input struct {
-	carry []byte
+	carry []byte // bytes carried across a park; with TLS, the plaintext
+	tls   *TLS
+	err   error
 }
 
+// SetTLS makes the connection's bytes TLS records from now on: Bytes returns
+// plaintext and Write encrypts. Call it once the handshake is done and before
+// the connection's next bytes are read.
+func (in *Input) SetTLS(t *TLS) { in.tls = t }
+
+// TLS is the connection's TLS layer, or nil.
+func (in *Input) TLS() *TLS { return in.tls }
+
+// Err is the TLS layer's error (a bad record, or the peer's close_notify as
+// io.EOF) once Bytes met one; the connection should then be closed.
+func (in *Input) Err() error { return in.err }
+
 // Bytes returns the unread bytes: carried bytes first, then what c holds. The
-// slice is valid until Consume.
+// slice is valid until Consume. With TLS, it is the plaintext of every whole
+// record received so far. c may be nil (parked): then only carried bytes.
 func (in *Input) Bytes(c gnet.Conn) []byte {
+	if in.tls != nil {
+		if in.err == nil {
+			in.carry, in.err = in.tls.decrypt(c, in.carry)
+		}
+		return in.carry
+	}
+	if c == nil {
+		return in.carry
+	}
 	buf, _ := c.Peek(-1)
 	if len(in.carry) == 0 {
 		return buf
@@ -73,7 +98,7 @@ func (in *Input) Bytes(c gnet.Conn) []byte {
 
 // Consume marks n bytes of the last Bytes as read.
 func (in *Input) Consume(c gnet.Conn, n int) {
-	if len(in.carry) == 0 {
+	if len(in.carry) == 0 && in.tls == nil {
 		if n > 0 {
 			_, _ = c.Discard(n)
 		}
@@ -81,24 +106,42 @@ func (in *Input) Consume(c gnet.Conn, n int) {
 	}
 	rest := copy(in.carry, in.carry[n:])
 	in.carry = in.carry[:rest]
-	if rest == 0 {
-		in.carry = nil
+	if rest == 0 && cap(in.carry) > 1<<20 {
+		in.carry = nil // a large result passed through; do not keep its buffer
 	}
 }
 
 // Save keeps c's unread bytes before c is parked.
 func (in *Input) Save(c gnet.Conn) {
 	buf, _ := c.Peek(-1)
-	if len(buf) > 0 {
-		in.carry = append(in.carry, buf...)
-		_, _ = c.Discard(-1)
+	if len(buf) == 0 {
+		return
 	}
+	if in.tls != nil {
+		in.tls.t.in = append(in.tls.t.in, buf...)
+	} else {
+		in.carry = append(in.carry, buf...)
+	}
+	_, _ = c.Discard(-1)
 }
 
-// Buffered is the number of unread bytes held for c.
+// Buffered is the number of unread bytes held for c (with TLS, plaintext and
+// records not yet decrypted together).
 func (in *Input) Buffered(c gnet.Conn) int {
-	if c == nil {
-		return len(in.carry)
+	n := len(in.carry)
+	if in.tls != nil {
+		n += len(in.tls.t.in)
 	}
-	return len(in.carry) + c.InboundBuffered()
+	if c != nil {
+		n += c.InboundBuffered()
+	}
+	return n
+}
+
+// Write sends b on c, encrypted when the connection has TLS. On the loop.
+func (in *Input) Write(c gnet.Conn, b []byte) (int, error) {
+	if in.tls != nil {
+		return in.tls.write(c, b)
+	}
+	return c.Write(b)
 }
