@@ -215,3 +215,24 @@ func appendErrorOrNotice(dst []byte, typ byte, severity string, e ErrorResponse)
 	dst = append(dst, 0)
 	return FinishMessage(dst, start)
 }
+
+// AppendAuthentication appends an Authentication request of the given kind
+// (AuthCleartextPassword, AuthMD5Password with the salt as data,
+// AuthSASLContinue, AuthSASLFinal, ...) with data after the kind.
+func AppendAuthentication(dst []byte, kind uint32, data []byte) []byte {
+	dst, start := BeginMessage(dst, MsgAuthentication)
+	dst = binary.BigEndian.AppendUint32(dst, kind)
+	dst = append(dst, data...)
+	return FinishMessage(dst, start)
+}
+
+// AppendAuthenticationSASL appends an AuthenticationSASL offering mechanisms.
+func AppendAuthenticationSASL(dst []byte, mechanisms ...string) []byte {
+	dst, start := BeginMessage(dst, MsgAuthentication)
+	dst = binary.BigEndian.AppendUint32(dst, AuthSASL)
+	for _, m := range mechanisms {
+		dst = appendCString(dst, m)
+	}
+	dst = append(dst, 0)
+	return FinishMessage(dst, start)
+}

@@ -134,3 +134,26 @@ func ParseExecute(body []byte) (portal []byte, maxRows uint32, err error) {
 	}
 	return portal, binary.BigEndian.Uint32(rest), nil
 }
+
+// PasswordText returns the password of a PasswordMessage ('p' answering
+// AuthenticationCleartextPassword or AuthenticationMD5Password).
+func PasswordText(body []byte) ([]byte, error) { return onlyCString(body) }
+
+// ParseSASLInitialResponse parses the 'p' message that starts a SASL
+// exchange: the mechanism and the client's first message (nil when the
+// client sent length -1, "no data").
+func ParseSASLInitialResponse(body []byte) (mechanism, data []byte, err error) {
+	mechanism, rest, ok := cstring(body)
+	if !ok || len(rest) < 4 {
+		return nil, nil, ErrMalformed
+	}
+	n := int32(binary.BigEndian.Uint32(rest))
+	rest = rest[4:]
+	switch {
+	case n == -1 && len(rest) == 0:
+		return mechanism, nil, nil
+	case n < 0 || int(n) != len(rest):
+		return nil, nil, ErrMalformed
+	}
+	return mechanism, rest[:len(rest):len(rest)], nil
+}

@@ -772,3 +772,52 @@ func FuzzParseNegotiateProtocolVersion(f *testing.F) {
 		}
 	})
 }
+
+func FuzzPasswordText(f *testing.F) {
+	addBodies(f, &pgproto3.PasswordMessage{Password: "md5" + "0123456789abcdef0123456789abcdef"}, &pgproto3.PasswordMessage{Password: ""})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		pw, err := codec.PasswordText(body)
+		var m pgproto3.PasswordMessage
+		perr := m.Decode(body)
+		if err != nil {
+			if err != codec.ErrMalformed {
+				t.Fatal(err)
+			}
+			if perr == nil && reencodes(&m, codec.AppendFrame(nil, 'p', body)) {
+				t.Fatalf("pgproto3 accepts %q", body)
+			}
+			return
+		}
+		within(t, "password", pw, body)
+		if perr != nil || m.Password != string(pw) {
+			t.Fatalf("%q vs pgproto3 %q (%v)", pw, m.Password, perr)
+		}
+	})
+}
+
+func FuzzParseSASLInitialResponse(f *testing.F) {
+	addBodies(f,
+		&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte("n,,n=,r=rOprNGfwEbeRWgbNEkqO")},
+		&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: nil},
+	)
+	f.Add([]byte("SCRAM-SHA-256\x00\xff\xff\xff\xff"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		mech, data, err := codec.ParseSASLInitialResponse(body)
+		var m pgproto3.SASLInitialResponse
+		perr := m.Decode(body)
+		if err != nil {
+			if err != codec.ErrMalformed {
+				t.Fatal(err)
+			}
+			if perr == nil && reencodes(&m, codec.AppendFrame(nil, 'p', body)) {
+				t.Fatalf("pgproto3 accepts %q", body)
+			}
+			return
+		}
+		within(t, "mechanism", mech, body)
+		within(t, "data", data, body)
+		if perr != nil || m.AuthMechanism != string(mech) || !bytes.Equal(m.Data, data) {
+			t.Fatalf("%q %q vs pgproto3 %q %q (%v)", mech, data, m.AuthMechanism, m.Data, perr)
+		}
+	})
+}
