@@ -20,9 +20,39 @@
 // and a new one logged in on the other (see balance.go for the rule, which
 // keeps this rare).
 //
-// Login never runs on a loop: a goroutine dials and authenticates with pgconn
-// (trust, md5, SCRAM-SHA-256), hijacks the socket and enrolls it on the target
-// loop (gnet ≥ 2.8 EventLoop.Enroll); OnOpen then hands it to a waiter.
+// Login never runs on a loop: a goroutine dials, negotiates TLS if
+// Options.ServerTLSMode asks for it (libpq's sslmode words), authenticates
+// (trust, cleartext, md5, SCRAM-SHA-256, through package auth) with
+// pgproto3's Frontend, and enrolls the socket on the target loop (gnet ≥ 2.8
+// EventLoop.Enroll); OnOpen then hands it to a waiter. See login.go. A TLS
+// server's records are decrypted on the loop by Server.Input().Bytes and
+// encrypted by Server.Write, which is how everything writes to a server.
+//
+// The password comes from the pool's Credentials (SetCredentials: the loop
+// passes through what it learnt authenticating the client), else from
+// .pgpass; without a password, an md5 hash or SCRAM keys as pg_authid stores
+// them answer the matching challenge.
+//
+// # Cancels never hit the next client
+//
+// A CancelRequest goes to Postgres on a connection of its own, and Postgres
+// signals the backend asynchronously (pgbouncer issue #245: a cancel that
+// lands after the query ended cancels whatever the server runs next, perhaps
+// another client's query). So each Server counts its cancels in flight; the
+// goroutine that sends one reports back on the server's loop once Postgres
+// closed the cancel connection, or the attempt failed. A server released
+// while the count is above zero goes to nobody, neither a waiter nor the idle
+// stack: it waits in a state of its own (Stats.CancelWait) and is released
+// for real when the count drops to zero. By then the signal was delivered,
+// and a backend signalled while idle, reading its next command, ignores it.
+// A cancel whose outcome is unknown (timeout after the request was written)
+// closes the server at its release instead. Cancels go over plain TCP even
+// to TLS servers, which Postgres accepts.
+//
+// # Waiting
+//
+// A client that waits in a pool's queue longer than Options.QueryWaitTimeout
+// is taken out of it by Manager.Sweep and told ServerFailed(ErrQueryWaitTimeout).
 //
 // Methods documented "on the loop" must run on the server's event loop;
 // Manager and Pool lookups are safe for concurrent use.

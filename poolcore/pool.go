@@ -4,14 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/belaydb/belay/codec"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/panjf2000/gnet/v2"
 )
 
@@ -36,7 +38,35 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// PassFile is a .pgpass file for md5/SCRAM logins ("" = libpq defaults).
 	PassFile string
-	Logger   *slog.Logger
+	// ServerTLSMode is libpq's sslmode for server connections: disable (""),
+	// allow, prefer, require, verify-ca or verify-full (see login.go).
+	ServerTLSMode string
+	// ServerTLSCAFile holds the CA certificates that verify the server
+	// (verify-ca, verify-full; with require, as in libpq, it makes require
+	// verify the chain too). "" means the system roots.
+	ServerTLSCAFile string
+	// ServerTLSCertFile and ServerTLSKeyFile are a client certificate for
+	// Postgres's cert authentication (optional).
+	ServerTLSCertFile, ServerTLSKeyFile string
+	// QueryWaitTimeout fails a client that waited this long in a pool's
+	// queue with ErrQueryWaitTimeout (0: it waits for ever).
+	QueryWaitTimeout time.Duration
+	Logger           *slog.Logger
+}
+
+// ErrQueryWaitTimeout is what ServerFailed reports to a client that waited
+// longer than Options.QueryWaitTimeout for a server.
+var ErrQueryWaitTimeout = errors.New("query_wait_timeout")
+
+// Check reports options that cannot work (an unknown TLS mode, unreadable
+// certificate files), so that a caller can refuse to start. NewManager
+// accepts them anyway; every login then fails with the same error.
+func (o Options) Check() error {
+	if _, _, err := net.SplitHostPort(o.Server); err != nil {
+		return fmt.Errorf("server address %q: %w", o.Server, err)
+	}
+	_, err := newServerTLS(o)
+	return err
 }
 
 // Manager holds every pool. Safe for concurrent use.
@@ -48,6 +78,13 @@ type Manager struct {
 	mu    sync.Mutex // guards pools and loops
 	pools map[Key]*Pool
 	loops []*Loop
+
+	tls    *serverTLS // how logins use TLS; nil with tlsErr
+	tlsErr error      // why the TLS options cannot work
+
+	// cancelAddr is where CancelRequests go: Options.Server (a test may
+	// point it elsewhere to delay them).
+	cancelAddr string
 
 	// Counters for tests and metrics.
 	Dials     atomic.Int64 // logins started
@@ -68,7 +105,9 @@ func NewManager(o Options) *Manager {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Manager{opts: o, log: o.Logger, epoch: time.Now(), pools: make(map[Key]*Pool)}
+	m := &Manager{opts: o, log: o.Logger, epoch: time.Now(), pools: make(map[Key]*Pool), cancelAddr: o.Server}
+	m.tls, m.tlsErr = newServerTLS(o)
+	return m
 }
 
 func (m *Manager) now() int64 { return int64(time.Since(m.epoch)) }
@@ -135,48 +174,18 @@ func (m *Manager) Pool(k Key) (*Pool, error) {
 	if p := m.pools[k]; p != nil {
 		return p, nil
 	}
-	cfg, err := m.connConfig(k)
-	if err != nil {
-		return nil, err
-	}
-	p := &Pool{key: k, m: m, size: int32(m.opts.PoolSize), cfg: cfg,
-		perLoop: make([]loopPool, m.opts.NumLoops), params: make(map[string][]byte)}
-	m.pools[k] = p
-	return p, nil
-}
-
-func (m *Manager) connConfig(k Key) (*pgconn.Config, error) {
 	host, port, err := net.SplitHostPort(m.opts.Server)
 	if err != nil {
 		return nil, fmt.Errorf("server address %q: %w", m.opts.Server, err)
 	}
-	dsn := fmt.Sprintf("host=%s port=%s sslmode=disable", quoteDSN(host), port)
-	if m.opts.PassFile != "" {
-		dsn += " passfile=" + quoteDSN(m.opts.PassFile)
+	if m.tlsErr != nil {
+		return nil, m.tlsErr
 	}
-	cfg, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		return nil, err
-	}
-	cfg.User = k.User
-	cfg.Database = k.Database
-	cfg.ConnectTimeout = m.opts.ConnectTimeout
-	cfg.RuntimeParams = map[string]string{}
-	cfg.Fallbacks = nil
-	// The password comes from the passfile for this user, looked up per key.
-	cfg.Password = lookupPassFile(m.opts.PassFile, host, port, k)
-	return cfg, nil
-}
-
-func quoteDSN(s string) string {
-	out := []byte{'\''}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' || s[i] == '\\' {
-			out = append(out, '\\')
-		}
-		out = append(out, s[i])
-	}
-	return string(append(out, '\''))
+	p := &Pool{key: k, m: m, size: int32(m.opts.PoolSize), host: host, port: port,
+		passfile: lookupPassFile(m.opts.PassFile, host, port, k),
+		perLoop:  make([]loopPool, m.opts.NumLoops), params: make(map[string][]byte)}
+	m.pools[k] = p
+	return p, nil
 }
 
 // Pools returns a snapshot of all pools. Safe for concurrent use.
@@ -195,9 +204,12 @@ func (m *Manager) Pools() []*Pool {
 type Pool struct {
 	key  Key
 	m    *Manager
-	cfg  *pgconn.Config
 	size int32
 	open atomic.Int32 // servers open or being dialled
+
+	host, port string                      // of Options.Server
+	passfile   string                      // the .pgpass password for key, looked up once
+	creds      atomic.Pointer[Credentials] // set by SetCredentials; nil: none
 
 	perLoop []loopPool
 
@@ -223,14 +235,17 @@ type loopPool struct {
 	dialing   atomic.Int32 // logins in flight for this loop
 	clients   atomic.Int32 // clients of the pool on this loop (the stable measure of demand)
 	headSince atomic.Int64 // since when the oldest waiter waits; 0: none
-	_         [64]byte
+	// servers released while a cancel of theirs is in flight (stateCancelWait)
+	cancelWait atomic.Int32
+	_          [64]byte
 }
 
 // Key is the pool's key.
 func (p *Pool) Key() Key { return p.key }
 
 // Stats is a snapshot of a pool, for tests and metrics.
-type Stats struct{ Open, Idle, Active, Waiting int }
+// CancelWait counts released servers held back until their cancels finish.
+type Stats struct{ Open, Idle, Active, Waiting, CancelWait int }
 
 // Stats reads the pool's counters. Safe for concurrent use.
 func (p *Pool) Stats() Stats {
@@ -240,6 +255,7 @@ func (p *Pool) Stats() Stats {
 		s.Idle += int(lp.nIdle.Load())
 		s.Active += int(lp.active.Load())
 		s.Waiting += int(lp.nWait.Load())
+		s.CancelWait += int(lp.cancelWait.Load())
 	}
 	return s
 }
@@ -379,6 +395,22 @@ func (p *Pool) finishRelease(sc *Server) {
 		if sc.state != stateClosed {
 			sc.Close()
 		}
+		return
+	}
+	if sc.cancels > 0 {
+		// A CancelRequest for this server is still on its way: Postgres
+		// could signal the backend while the next client's query runs.
+		// Nobody gets the server until every cancel finished (cancelDone).
+		if sc.state != stateCancelWait {
+			sc.state = stateCancelWait
+			p.perLoop[sc.loop.idx].cancelWait.Add(1)
+		}
+		return
+	}
+	if sc.cancelUnsure {
+		// A cancel timed out or broke after it may have reached Postgres: it
+		// may still land. The server is not worth that risk.
+		sc.Close()
 		return
 	}
 	switch {
@@ -602,29 +634,26 @@ func (p *Pool) dial(l *Loop) {
 func (p *Pool) login(l *Loop) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.m.opts.ConnectTimeout)
 	defer cancel()
-	conn, err := pgconn.ConnectConfig(ctx, p.cfg.Copy())
+	r, err := p.connect(ctx)
 	if err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) {
-			return &PgError{Severity: pgErr.Severity, Code: pgErr.Code, Message: pgErr.Message, Detail: pgErr.Detail, Hint: pgErr.Hint}
-		}
 		return err
 	}
-	hc, err := conn.Hijack()
-	if err != nil {
-		_ = conn.Close(ctx)
-		return err
-	}
-	sc := &Server{pool: p, loop: l, PID: hc.PID, CancelKey: hc.SecretKey, Params: hc.ParameterStatuses,
+	sc := &Server{pool: p, loop: l, PID: r.pid, CancelKey: r.key, Params: r.params,
 		TxStatus: 'I', state: stateDialing, parkedFD: -1}
-	ch, err := l.el.Enroll(gnet.NewContext(context.Background(), sc), hc.Conn)
+	if r.tls != nil {
+		// From now on the loop decrypts the server's records (Input.Bytes)
+		// and encrypts what poolcore and the owner write (Server.Write).
+		r.tls.Detach()
+		sc.in.SetTLS(r.tls)
+	}
+	ch, err := l.el.Enroll(gnet.NewContext(context.Background(), sc), r.nc)
 	if err != nil {
-		_ = hc.Conn.Close()
+		_ = r.nc.Close()
 		return err
 	}
-	if r := <-ch; r.Err != nil {
-		_ = hc.Conn.Close()
-		return r.Err
+	if res := <-ch; res.Err != nil {
+		_ = r.nc.Close()
+		return res.Err
 	}
 	return nil
 }
@@ -645,34 +674,99 @@ func (p *Pool) dialFailed(l *Loop, err error) {
 	}
 }
 
-// cancel sends a CancelRequest for sc's running query, off the loop.
+// cancel sends a CancelRequest for sc's running query, off the loop. On
+// sc's loop.
+//
+// Postgres signals the backend asynchronously: the cancel connection's
+// process sends SIGINT and closes. A signal that lands after the query ended,
+// once the server went to another client, would cancel that client's query
+// (pgbouncer issue #245). So every cancel is counted on the server
+// (sc.cancels) until its connection closed (or failed), and a server released
+// meanwhile waits in stateCancelWait instead of going to a waiter or the idle
+// stack. When the count is back to 0 it is released for real: by then the
+// signal was delivered, and a backend that gets SIGINT while idle, reading
+// its next command, ignores it.
 func (m *Manager) cancel(sc *Server) {
-	if len(sc.CancelKey) == 0 {
+	if len(sc.CancelKey) == 0 || sc.state == stateClosed {
 		return
 	}
-	key := append([]byte(nil), sc.CancelKey...)
-	pid := sc.PID
-	addr := m.opts.Server
+	sc.cancels++
+	msg := codec.AppendCancelRequest(nil, sc.PID, sc.CancelKey)
+	addr, timeout, el := m.cancelAddr, m.opts.ConnectTimeout, sc.loop.el
 	go func() {
-		c, err := net.DialTimeout("tcp", addr, m.opts.ConnectTimeout)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(m.opts.ConnectTimeout))
-		_, _ = c.Write(codec.AppendCancelRequest(nil, pid, key))
-		var b [1]byte
-		_, _ = c.Read(b[:]) // the server closes when done
+		sure := sendCancel(addr, timeout, msg)
+		_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			sc.cancelDone(sure)
+			return nil
+		}))
 	}()
 }
 
-// Sweep closes servers idle or alive too long, and gives the slot of a
-// server idle here to a loop with waiters. Call it on l, periodically.
+// sendCancel sends one CancelRequest over plain TCP (Postgres accepts it so
+// even when the server's sessions use TLS) and waits for Postgres to close
+// the connection, which it does once it signalled the backend. sure is false
+// when the request may have reached Postgres but its outcome is unknown (a
+// timeout or an error after the write).
+func sendCancel(addr string, timeout time.Duration, msg []byte) (sure bool) {
+	network, address := serverNetwork(addr)
+	c, err := net.DialTimeout(network, address, timeout)
+	if err != nil {
+		return true // never reached Postgres
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write(msg); err != nil {
+		return false
+	}
+	var b [1]byte
+	for {
+		if _, err := c.Read(b[:]); err != nil {
+			return errors.Is(err, io.EOF)
+		}
+	}
+}
+
+// serverNetwork maps "host:port" to a dial address; a host starting with '/'
+// is a Unix socket directory, as in libpq.
+func serverNetwork(server string) (network, address string) {
+	host, port, err := net.SplitHostPort(server)
+	if err == nil && strings.HasPrefix(host, "/") {
+		return "unix", filepath.Join(host, ".s.PGSQL."+port)
+	}
+	return "tcp", server
+}
+
+// cancelDone counts a cancel of sc as finished and releases sc for real if it
+// waited for it. On sc's loop.
+func (sc *Server) cancelDone(sure bool) {
+	sc.cancels--
+	if !sure {
+		sc.cancelUnsure = true
+	}
+	if sc.cancels > 0 || sc.state != stateCancelWait {
+		return
+	}
+	sc.pool.perLoop[sc.loop.idx].cancelWait.Add(-1)
+	sc.state = stateActive // held by belay until finishRelease decides
+	sc.pool.finishRelease(sc)
+}
+
+// Sweep closes servers idle or alive too long, fails clients that waited
+// longer than Options.QueryWaitTimeout, and gives the slot of a server idle
+// here to a loop with waiters. Call it on l, periodically.
 func (m *Manager) Sweep(l *Loop) {
 	now := time.Now()
 	for _, p := range m.Pools() {
 		p.giveUpIdle(l)
 		lp := &p.perLoop[l.idx]
+		if qwt := int64(m.opts.QueryWaitTimeout); qwt > 0 && lp.whead < len(lp.waiters) {
+			// The queue is in arrival order: the expired ones are at its head.
+			t := m.now()
+			for lp.whead < len(lp.waiters) && t-lp.waiters[lp.whead].since > qwt {
+				c, _ := p.popWaiter(lp)
+				c.ServerFailed(ErrQueryWaitTimeout)
+			}
+		}
 		for i := len(lp.idle) - 1; i >= 0; i-- {
 			sc := lp.idle[i]
 			if (m.opts.IdleTimeout > 0 && now.Sub(sc.idleSince) > m.opts.IdleTimeout) ||

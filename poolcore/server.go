@@ -1,6 +1,7 @@
 package poolcore
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -32,6 +33,9 @@ const (
 	stateInternal // running a query of belay's own (reset, SET, ROLLBACK)
 	stateDraining // client gone: discarding output until the pending replies are in
 	stateParked   // off the loop for backpressure; still owned
+	// stateCancelWait: released, but a CancelRequest for it is in flight;
+	// handed to nobody until the cancel finished (see Manager.cancel).
+	stateCancelWait
 	stateClosed
 )
 
@@ -91,6 +95,14 @@ type Server struct {
 	parkedFD int
 	// slotMoved: the server was closed to give its slot to another loop.
 	slotMoved bool
+
+	// cancels counts CancelRequests for this server still in flight; while
+	// it is above 0 a released server waits in stateCancelWait.
+	cancels int
+	// cancelUnsure: a cancel ended without Postgres closing its connection
+	// (timeout, error after the write), so it may still land: the server is
+	// closed at its next release instead of being reused.
+	cancelUnsure bool
 }
 
 // Conn is the server's gnet connection (nil while it is parked). On the loop.
@@ -121,10 +133,26 @@ func (sc *Server) Opened(c gnet.Conn) gnet.Action {
 	return gnet.None
 }
 
+// Write sends b to the server, encrypted when the connection uses TLS. Every
+// write to a server goes through it. On the loop.
+func (sc *Server) Write(b []byte) (int, error) {
+	if sc.conn == nil {
+		return 0, errParkedWrite
+	}
+	return sc.in.Write(sc.conn, b)
+}
+
+var errParkedWrite = errors.New("poolcore: write to a server that is parked or closed")
+
+// TLS reports whether the connection to the server is encrypted.
+func (sc *Server) TLS() bool { return sc.in.TLS() != nil }
+
 // Busy says the server runs a query of belay's own; its owner must wait.
 func (sc *Server) Busy() bool { return sc.state == stateInternal }
 
-// Cancel sends Postgres a CancelRequest for the server's running query.
+// Cancel sends Postgres a CancelRequest for the server's running query, off
+// the loop. Until the request is done, the server, once released, goes to
+// nobody else (see Manager.cancel). On the loop.
 func (sc *Server) Cancel() { sc.pool.m.cancel(sc) }
 
 // OnTraffic routes the server's input: to its owner, to belay's own query, or
@@ -144,6 +172,9 @@ func (sc *Server) OnTraffic(c gnet.Conn) gnet.Action {
 // change, a notice, or a FATAL error before it goes away.
 func (sc *Server) idleTraffic(c gnet.Conn) gnet.Action {
 	data := sc.in.Bytes(c)
+	if err := sc.in.Err(); err != nil {
+		return sc.broken(c, fmt.Errorf("server TLS: %w", err))
+	}
 	off := 0
 	for {
 		f, n, err := codec.ReadFrame(data[off:], codec.MaxProtocolMessage)
@@ -195,10 +226,18 @@ func (sc *Server) broken(c gnet.Conn, err error) gnet.Action {
 // markClosed takes the server out of service at once: off the idle stack,
 // never handed out again. The accounting follows in Closed.
 func (sc *Server) markClosed() {
-	if sc.state == stateIdle {
-		sc.pool.removeIdle(sc)
-	}
+	sc.leaveState(sc.state)
 	sc.state = stateClosed
+}
+
+// leaveState undoes the bookkeeping of state st (idle, cancel wait).
+func (sc *Server) leaveState(st serverState) {
+	switch st {
+	case stateIdle:
+		sc.pool.removeIdle(sc)
+	case stateCancelWait:
+		sc.pool.perLoop[sc.loop.idx].cancelWait.Add(-1)
+	}
 }
 
 // Close discards the server; it is never handed out again. On the loop, from
@@ -235,9 +274,7 @@ func (sc *Server) Closed(err error) {
 		return // already accounted for
 	}
 	delete(sc.loop.servers, sc)
-	if was == stateIdle {
-		sc.pool.removeIdle(sc)
-	}
+	sc.leaveState(was)
 	if owner != nil {
 		sc.pool.perLoop[sc.loop.idx].active.Add(-1)
 	}
@@ -300,7 +337,7 @@ func (sc *Server) Exec(sql string, then func(sc *Server, err *PgError)) {
 	sc.firstErr = nil
 	sc.then = then
 	buf := codec.AppendQuery(sc.loop.Scratch(), sql)
-	_, err := sc.conn.Write(buf)
+	_, err := sc.Write(buf)
 	sc.loop.KeepScratch(buf)
 	if err != nil {
 		sc.Close()
@@ -333,6 +370,9 @@ func (sc *Server) Drain(pending, skip int) {
 
 func (sc *Server) consumeInternal(c gnet.Conn) gnet.Action {
 	data := sc.in.Bytes(c)
+	if err := sc.in.Err(); err != nil {
+		return sc.broken(c, fmt.Errorf("server TLS: %w", err))
+	}
 	off := 0
 	for sc.pendingRFQ > 0 && off < len(data) {
 		if sc.skip > 0 { // the rest of a long message nobody reads
@@ -374,7 +414,7 @@ func (sc *Server) consumeInternal(c gnet.Conn) gnet.Action {
 		case codec.MsgCopyInResponse:
 			// A client that vanished inside COPY FROM STDIN: end the COPY.
 			buf := codec.AppendCopyFail(sc.loop.Scratch(), "client disconnected")
-			_, _ = c.Write(buf)
+			_, _ = sc.in.Write(c, buf)
 			sc.loop.KeepScratch(buf)
 		}
 	}
