@@ -34,6 +34,17 @@ type Config struct {
 	// PassFile is a libpq .pgpass file with the passwords belay logs in to Postgres with
 	// (md5 and SCRAM-SHA-256 servers); empty means the libpq defaults (PGPASSFILE, ~/.pgpass).
 	PassFile string
+	// ServerTLSMode is libpq's sslmode for connections to Postgres: disable
+	// (the default), allow, prefer, require, verify-ca or verify-full.
+	ServerTLSMode string
+	// ServerTLSCAFile verifies Postgres's certificate ("" = the system roots).
+	ServerTLSCAFile string
+	// ServerTLSCertFile and ServerTLSKeyFile are belay's client certificate
+	// for Postgres's cert authentication (optional).
+	ServerTLSCertFile, ServerTLSKeyFile string
+	// QueryWaitTimeout fails a client that waited this long for a server
+	// connection (0: it waits for ever).
+	QueryWaitTimeout time.Duration
 	// EventLoops is the number of gnet event loops; 0 means DefaultEventLoops.
 	EventLoops int
 	// Logger receives structured logs; nil means slog.Default().

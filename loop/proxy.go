@@ -105,6 +105,7 @@ func Start(cfg Config) (*Proxy, error) {
 			Server: cfg.Server, PoolSize: cfg.PoolSize, NumLoops: loops,
 			Lifetime: cfg.ServerLifetime, IdleTimeout: cfg.ServerIdleTimeout,
 			ConnectTimeout: cfg.ServerConnectTimeout, PassFile: cfg.PassFile, Logger: cfg.Logger,
+			ServerTLSMode: cfg.ServerTLSMode, ServerTLSCAFile: cfg.ServerTLSCAFile, ServerTLSCertFile: cfg.ServerTLSCertFile, ServerTLSKeyFile: cfg.ServerTLSKeyFile, QueryWaitTimeout: cfg.QueryWaitTimeout,
 		}),
 	}
 	for _, a := range cfg.Listen {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/belaydb/belay/loop"
+	"github.com/belaydb/belay/poolcore"
 )
 
 const usage = `belay: a horizontal-scaling layer for PostgreSQL
@@ -77,6 +78,11 @@ func runProxy(args []string) error {
 	idle := fs.Duration("server-idle-timeout", 10*time.Minute, "close a server connection idle this long (0: never)")
 	connTimeout := fs.Duration("server-connect-timeout", 15*time.Second, "bound on one login to Postgres")
 	passFile := fs.String("passfile", "", "libpq .pgpass file with passwords for md5/SCRAM servers (default: $PGPASSFILE, ~/.pgpass)")
+	srvTLSMode := fs.String("server-tls-mode", "disable", "TLS to Postgres (libpq sslmode): disable, allow, prefer, require, verify-ca or verify-full")
+	srvTLSCA := fs.String("server-tls-ca-file", "", "CA certificates that verify Postgres (verify-ca, verify-full; default: the system roots)")
+	srvTLSCert := fs.String("server-tls-cert-file", "", "client certificate for Postgres's cert authentication (PEM)")
+	srvTLSKey := fs.String("server-tls-key-file", "", "its private key (PEM)")
+	queryWait := fs.Duration("query-wait-timeout", 0, "fail a client that waited this long for a server connection (0: never)")
 	loops := fs.Int("event-loops", 0, "gnet event loops (0: one per two cores)")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the whole run to FILE (for flame graphs)")
 	if err := fs.Parse(args); err != nil {
@@ -100,6 +106,10 @@ func runProxy(args []string) error {
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
+	if err := (poolcore.Options{Server: *server, ServerTLSMode: *srvTLSMode, ServerTLSCAFile: *srvTLSCA,
+		ServerTLSCertFile: *srvTLSCert, ServerTLSKeyFile: *srvTLSKey}).Check(); err != nil {
+		return err
+	}
 	p, err := loop.Start(loop.Config{
 		Listen:               strings.Split(*listen, ","),
 		UnixSocketDir:        *unixDir,
@@ -113,6 +123,11 @@ func runProxy(args []string) error {
 		ServerIdleTimeout:    *idle,
 		ServerConnectTimeout: *connTimeout,
 		PassFile:             *passFile,
+		ServerTLSMode:        *srvTLSMode,
+		ServerTLSCAFile:      *srvTLSCA,
+		ServerTLSCertFile:    *srvTLSCert,
+		ServerTLSKeyFile:     *srvTLSKey,
+		QueryWaitTimeout:     *queryWait,
 		EventLoops:           *loops,
 		Logger:               logger,
 	})
