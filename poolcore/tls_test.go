@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/belaydb/belay/internal/pginstance"
 	"github.com/belaydb/belay/internal/pgtest"
@@ -202,5 +203,36 @@ func TestOptionsCheck(t *testing.T) {
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%+v: err = %v, want %q", tc.o, err, tc.want)
 		}
+	}
+}
+
+// TestServerWithoutTLS: a server that answers SSLRequest with 'N' fails
+// require and verify-*, and serves prefer and allow in plain.
+func TestServerWithoutTLS(t *testing.T) {
+	pg := pgtest.Shared(t) // ssl=off
+	ca := testcert.New(t)
+	for _, mode := range []string{"require", "verify-ca", "verify-full"} {
+		t.Run(mode, func(t *testing.T) {
+			e := startEngine(t, Options{Server: pg.Addr(), PoolSize: 1, ServerTLSMode: mode, ServerTLSCAFile: ca.CertFile})
+			err := newClient(e).acquireErr(t, e.pool(t, pg.Superuser, "postgres"))
+			if !strings.Contains(err.Error(), "does not support TLS") || !strings.Contains(err.Error(), mode) {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+	for _, mode := range []string{"prefer", "allow", "disable"} {
+		t.Run(mode, func(t *testing.T) {
+			e := startEngine(t, Options{Server: pg.Addr(), PoolSize: 1, ServerTLSMode: mode})
+			p := e.pool(t, pg.Superuser, "postgres")
+			c := newClient(e)
+			sc := c.acquire(t, p, 30*time.Second)
+			if sc.TLS() {
+				t.Fatal("TLS layer on a plain connection")
+			}
+			if got := c.one(t, sc, "SELECT 1"); got != "1" {
+				t.Fatal(got)
+			}
+			c.release(p, sc)
+		})
 	}
 }
