@@ -47,6 +47,7 @@ func testProxy(args []string) error {
 	server := fs.String("server", "", "")
 	poolSize := fs.Int("pool-size", 0, "")
 	fs.String("log-level", "warn", "")
+	fs.String("auth-type", "trust", "")
 	cpuProfile := fs.String("cpu-profile", "", "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -64,7 +65,7 @@ func testProxy(args []string) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	p, err := loop.Start(loop.Config{
-		Listen: []string{*listen}, Server: *server, PoolSize: *poolSize,
+		Listen: []string{*listen}, Server: *server, PoolSize: *poolSize, AuthType: "trust",
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {

@@ -262,7 +262,7 @@ func startBelay(ctx context.Context, exe string, env []string, dir, pgAddr strin
 		return nil, 0, err
 	}
 	args := []string{"proxy", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--server", pgAddr,
-		"--pool-size", strconv.Itoa(poolSize), "--log-level", "warn"}
+		"--pool-size", strconv.Itoa(poolSize), "--log-level", "warn", "--auth-type", "trust"}
 	if cpuProfile != "" {
 		args = append(args, "--cpu-profile", cpuProfile)
 	}

@@ -19,8 +19,51 @@ type Config struct {
 	PoolSize int
 	// MaxClientConn is the most client connections served at once; 0 means no limit.
 	MaxClientConn int
-	// AuthType is the client authentication method; only "trust" exists until issue B.
+	// AuthType is the client authentication method: scram-sha-256 (the
+	// default), md5, password, trust, cert, or hba (AuthHBAFile decides per
+	// connection).
 	AuthType string
+	// AuthFile is a PgBouncer userlist ("user" "secret" per line, the secret
+	// plaintext, md5... or SCRAM-SHA-256$...).
+	AuthFile string
+	// AuthHBAFile is a pg_hba.conf-format file, used when AuthType is "hba".
+	AuthHBAFile string
+	// AuthUser, when set, looks up the secrets of users missing from AuthFile
+	// by running AuthQuery as this user (its own password from AuthFile or
+	// PassFile), as PgBouncer's auth_user does.
+	AuthUser string
+	// AuthQuery is the lookup; $1 is the user name. Empty means DefaultAuthQuery.
+	AuthQuery string
+	// AuthDatabase is where AuthQuery runs; empty means the client's database.
+	AuthDatabase string
+
+	// TLSMode is PgBouncer's client_tls_sslmode: disable, allow, prefer,
+	// require, verify-ca or verify-full. Empty means prefer when a
+	// certificate is configured, else disable.
+	TLSMode string
+	// TLSCertFile and TLSKeyFile are belay's certificate for clients.
+	TLSCertFile, TLSKeyFile string
+	// TLSCAFile verifies client certificates (verify-ca, verify-full, cert auth).
+	TLSCAFile string
+
+	// ClientLoginTimeout closes a client that has not finished startup,
+	// TLS and authentication in this time (0: DefaultClientLoginTimeout).
+	ClientLoginTimeout time.Duration
+	// QueryWaitTimeout fails a client that waited this long for a server
+	// (PgBouncer's query_wait_timeout; 0: it waits for ever).
+	QueryWaitTimeout time.Duration
+	// IdleTransactionTimeout closes a client that sits idle inside a
+	// transaction for this long, rolling the transaction back (0: never).
+	IdleTransactionTimeout time.Duration
+
+	// PeerID and Peers let several belay processes share one port
+	// (SO_REUSEPORT): each issues cancel keys that carry its PeerID, and a
+	// CancelRequest that lands on the wrong process is forwarded to the
+	// address Peers gives for the key's peer. PeerID 0 means no peers.
+	PeerID int
+	Peers  map[int]string
+	// ReusePort sets SO_REUSEPORT on the listeners.
+	ReusePort bool
 	// MaxMessageSize bounds a client message belay must hold whole to inspect (Query, Parse, ...).
 	MaxMessageSize int
 	// MaxBufferedBytes bounds what belay buffers for one connection before it stops reading its peer.
@@ -42,9 +85,6 @@ type Config struct {
 	// ServerTLSCertFile and ServerTLSKeyFile are belay's client certificate
 	// for Postgres's cert authentication (optional).
 	ServerTLSCertFile, ServerTLSKeyFile string
-	// QueryWaitTimeout fails a client that waited this long for a server
-	// connection (0: it waits for ever).
-	QueryWaitTimeout time.Duration
 	// EventLoops is the number of gnet event loops; 0 means DefaultEventLoops.
 	EventLoops int
 	// Logger receives structured logs; nil means slog.Default().

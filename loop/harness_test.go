@@ -36,6 +36,7 @@ func startProxy(t testing.TB, pg *pginstance.Instance, mod func(*Config)) *Proxy
 		Listen:   []string{"127.0.0.1:" + strconv.Itoa(freePort(t))},
 		Server:   pg.Addr(),
 		PoolSize: 4,
+		AuthType: "trust",
 		// Two loops even on small machines: the cross-loop paths of the
 		// pools (slot moves, waiters on another loop) must be exercised.
 		EventLoops: 2,

@@ -314,7 +314,7 @@ func checkPoolClean(t *testing.T, p *Proxy, pg *pginstance.Instance, user string
 		defer c.Close(context.Background())
 		var busy int
 		if err := c.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
-			WHERE usename = $1 AND backend_type = 'client backend' AND state <> 'idle'`, user).Scan(&busy); err != nil {
+			WHERE usename = $1 AND backend_type = 'client backend' AND state <> 'idle' AND pid <> pg_backend_pid()`, user).Scan(&busy); err != nil {
 			t.Fatal(err)
 		}
 		last += fmt.Sprintf(", %d busy backends", busy)

@@ -3,6 +3,7 @@ package loop
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/belaydb/belay/auth"
+	"github.com/belaydb/belay/codec"
 	"github.com/belaydb/belay/poolcore"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
@@ -23,9 +26,10 @@ import (
 
 // Defaults for the zero values of Config.
 const (
-	DefaultMaxBufferedBytes = 4 << 20
-	DefaultMaxMessageSize   = 256 << 20
-	DefaultPoolSize         = 20
+	DefaultClientLoginTimeout = 60 * time.Second // PgBouncer's client_login_timeout
+	DefaultMaxBufferedBytes   = 4 << 20
+	DefaultMaxMessageSize     = 256 << 20
+	DefaultPoolSize           = 20
 )
 
 // DefaultEventLoops is one event loop per two cores. A loop spends most of
@@ -61,18 +65,22 @@ type Proxy struct {
 	cancelMu sync.Mutex
 	cancels  map[uint32]*session // belay-issued PID → session
 
+	// client authentication and TLS, fixed at Start
+	method      authMethod
+	users       map[string]auth.Secret // the auth file
+	hba         *auth.HBA
+	authq       *authQuerier
+	mockKey     []byte // salts mock SCRAM exchanges for unknown users
+	tls         *tls.Config
+	tlsRequired bool
+	tlsSlots    chan struct{} // bounds concurrent handshakes
+
 	gnet.BuiltinEventEngine
 }
 
 // Start listens and serves in the background; it returns once the listeners
 // are up.
 func Start(cfg Config) (*Proxy, error) {
-	if cfg.AuthType == "" {
-		cfg.AuthType = "trust"
-	}
-	if cfg.AuthType != "trust" {
-		return nil, fmt.Errorf("--auth-type %q: only trust is implemented so far", cfg.AuthType)
-	}
 	if cfg.Server == "" {
 		return nil, errors.New("no server address")
 	}
@@ -91,6 +99,12 @@ func Start(cfg Config) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.ClientLoginTimeout <= 0 {
+		cfg.ClientLoginTimeout = DefaultClientLoginTimeout
+	}
+	if cfg.ServerConnectTimeout <= 0 {
+		cfg.ServerConnectTimeout = 15 * time.Second
+	}
 	loops := cfg.EventLoops
 	if loops <= 0 {
 		loops = DefaultEventLoops()
@@ -105,8 +119,12 @@ func Start(cfg Config) (*Proxy, error) {
 			Server: cfg.Server, PoolSize: cfg.PoolSize, NumLoops: loops,
 			Lifetime: cfg.ServerLifetime, IdleTimeout: cfg.ServerIdleTimeout,
 			ConnectTimeout: cfg.ServerConnectTimeout, PassFile: cfg.PassFile, Logger: cfg.Logger,
-			ServerTLSMode: cfg.ServerTLSMode, ServerTLSCAFile: cfg.ServerTLSCAFile, ServerTLSCertFile: cfg.ServerTLSCertFile, ServerTLSKeyFile: cfg.ServerTLSKeyFile, QueryWaitTimeout: cfg.QueryWaitTimeout,
+			ServerTLSMode: cfg.ServerTLSMode, ServerTLSCAFile: cfg.ServerTLSCAFile, ServerTLSCertFile: cfg.ServerTLSCertFile, ServerTLSKeyFile: cfg.ServerTLSKeyFile,
+			QueryWaitTimeout: cfg.QueryWaitTimeout,
 		}),
+	}
+	if err := p.setupAuth(); err != nil {
+		return nil, err
 	}
 	for _, a := range cfg.Listen {
 		p.addrs = append(p.addrs, "tcp://"+a)
@@ -127,6 +145,7 @@ func Start(cfg Config) (*Proxy, error) {
 			gnet.WithLoadBalancing(gnet.LeastConnections),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true), // restart while old connections sit in TIME_WAIT, as Postgres does
+			gnet.WithReusePort(cfg.ReusePort),
 			gnet.WithTicker(true),
 			gnet.WithLogLevel(logging.ErrorLevel),
 		)
@@ -171,6 +190,9 @@ func (p *Proxy) Stop(ctx context.Context) error {
 		}
 		if p.unix != "" {
 			_ = os.Remove(p.unix)
+		}
+		if p.authq != nil {
+			p.authq.close()
 		}
 	})
 	return err
@@ -236,7 +258,9 @@ func (p *Proxy) OnTick() (time.Duration, gnet.Action) {
 
 // --- cancel keys -------------------------------------------------------------
 
-// register issues the client's BackendKeyData.
+// register issues the client's BackendKeyData. With peers, the top 16 bits
+// of the secret carry this process's PeerID, so that any peer receiving the
+// CancelRequest knows where to send it.
 func (p *Proxy) register(s *session) (pid, secret uint32) {
 	var b [8]byte
 	p.cancelMu.Lock()
@@ -249,7 +273,11 @@ func (p *Proxy) register(s *session) (pid, secret uint32) {
 		}
 	}
 	p.cancels[pid] = s
-	return pid, binary.BigEndian.Uint32(b[4:])
+	secret = binary.BigEndian.Uint32(b[4:])
+	if p.cfg.PeerID > 0 {
+		secret = uint32(p.cfg.PeerID)<<16 | secret&0xffff
+	}
+	return pid, secret
 }
 
 func (p *Proxy) unregister(pid uint32) {
@@ -258,12 +286,14 @@ func (p *Proxy) unregister(pid uint32) {
 	p.cancelMu.Unlock()
 }
 
-// cancel routes a CancelRequest to the loop of the session it names.
+// cancel routes a CancelRequest to the loop of the session it names, or to
+// the peer that issued the key.
 func (p *Proxy) cancel(pid uint32, secret []byte) {
 	p.cancelMu.Lock()
 	s := p.cancels[pid]
 	p.cancelMu.Unlock()
 	if s == nil {
+		p.forwardCancel(pid, secret)
 		return
 	}
 	key := append([]byte(nil), secret...)
@@ -273,4 +303,35 @@ func (p *Proxy) cancel(pid uint32, secret []byte) {
 		}
 		return nil
 	}))
+}
+
+// forwardCancel sends a cancel for a key this process did not issue to the
+// peer that did. The peer's own address never forwards again (the key names
+// it), so a request cannot loop.
+func (p *Proxy) forwardCancel(pid uint32, secret []byte) {
+	if p.cfg.PeerID == 0 || len(secret) != 4 {
+		return
+	}
+	peer := int(binary.BigEndian.Uint16(secret))
+	addr, ok := p.cfg.Peers[peer]
+	if peer == p.cfg.PeerID || !ok {
+		return
+	}
+	pkt := codec.AppendCancelRequest(nil, pid, secret)
+	go func() {
+		network := "tcp"
+		if strings.HasPrefix(addr, "/") {
+			network = "unix"
+		}
+		c, err := net.DialTimeout(network, addr, p.cfg.ServerConnectTimeout)
+		if err != nil {
+			p.log.Warn("cannot forward a cancel request to its peer", "peer", peer, "addr", addr, "err", err)
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(p.cfg.ServerConnectTimeout))
+		_, _ = c.Write(pkt)
+		var b [1]byte
+		_, _ = c.Read(b[:]) // the peer closes once it has taken the request
+	}()
 }

@@ -20,7 +20,10 @@ import (
 type sessState uint8
 
 const (
-	sStartup sessState = iota // reading the startup packet
+	sStartup sessState = iota // reading the startup packet (and TLS negotiation)
+	sTLS                      // TLS handshake under way off the loop (the client is parked)
+	sLookup                   // waiting for auth_query to find the user's secret
+	sAuth                     // password exchange with the client
 	sLogin                    // waiting for a server to learn the parameters the client gets
 	sReady                    // serving queries
 	sClosing                  // closed or about to be
@@ -41,8 +44,13 @@ type session struct {
 	sslAsked, gssAsked bool
 
 	key         poolcore.Key
-	sig         string // the SET statement of its startup parameters
-	negotiate   []byte // NegotiateProtocolVersion to send before AuthenticationOk
+	sig         string        // the SET statement of its startup parameters
+	preamble    []byte        // sent before AuthenticationOk: NegotiateProtocolVersion, SASLFinal
+	login       startup       // the StartupMessage, kept until authentication ends
+	ax          *authExchange // the password exchange under way
+	loginTimer  *time.Timer   // ClientLoginTimeout, stopped at welcome
+	idleTxTimer *time.Timer   // IdleTransactionTimeout, armed while idle in a transaction
+	idleTxSince time.Time     // when the client went idle in its transaction; zero when it is not
 	pid, secret uint32
 
 	server    *poolcore.Server
@@ -59,17 +67,40 @@ type session struct {
 }
 
 func newSession(p *Proxy, c gnet.Conn, l *poolcore.Loop) *session {
-	return &session{p: p, c: c, loop: l, t: newTracker(), parkedFD: -1}
+	s := &session{p: p, c: c, loop: l, t: newTracker(), parkedFD: -1}
+	el := l.EventLoop()
+	s.loginTimer = time.AfterFunc(p.cfg.ClientLoginTimeout, func() {
+		_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			if s.state < sReady && !s.done {
+				// Postgres's words for its authentication_timeout.
+				s.kill(fatalf(sqlstate.QueryCanceled, "canceling authentication due to timeout"))
+			}
+			return nil
+		}))
+	})
+	return s
 }
 
 // onTraffic handles bytes from the client.
 func (s *session) onTraffic(c gnet.Conn) gnet.Action {
+	a := s.traffic(c)
+	if err := s.in.Err(); err != nil && a == gnet.None {
+		s.p.log.Debug("client TLS error", "remote", c.RemoteAddr(), "err", err)
+		s.state = sClosing
+		return gnet.Close
+	}
+	return a
+}
+
+func (s *session) traffic(c gnet.Conn) gnet.Action {
 	switch s.state {
 	case sStartup:
 		return s.startupTraffic(c)
 	case sReady:
 		return s.clientData(c)
-	case sLogin:
+	case sAuth:
+		return s.authTraffic(c)
+	case sLogin, sLookup:
 		// Clients wait for ReadyForQuery before they send; megabytes before
 		// the login completes are an attack, not a pipeline.
 		if s.in.Buffered(c) > s.p.cfg.MaxBufferedBytes {
@@ -85,6 +116,9 @@ func (s *session) onTraffic(c gnet.Conn) gnet.Action {
 func (s *session) startupTraffic(c gnet.Conn) gnet.Action {
 	for s.state == sStartup {
 		data := s.in.Bytes(c)
+		if len(data) > 0 && data[0] == tlsRecordHandshake && s.p.tls != nil && s.in.TLS() == nil && !s.sslAsked {
+			return s.startTLS(c, false) // PostgreSQL 17's direct TLS: a ClientHello first
+		}
 		st := parseStartup(data)
 		switch st.kind {
 		case startupNeedMore:
@@ -99,35 +133,40 @@ func (s *session) startupTraffic(c gnet.Conn) gnet.Action {
 			s.sslAsked = s.sslAsked || st.kind == startupSSL
 			s.gssAsked = s.gssAsked || st.kind == startupGSS
 			s.in.Consume(c, st.n)
-			_, _ = c.Write([]byte{'N'})
+			if st.kind == startupSSL && s.p.tls != nil && s.in.TLS() == nil {
+				if s.in.Buffered(c) > 0 {
+					// Bytes the client sent before it saw 'S' would be taken
+					// as if they came over TLS (CVE-2021-23214).
+					return s.fatal(fatalf(sqlstate.ProtocolViolation, "received unencrypted data after SSL request"))
+				}
+				return s.startTLS(c, true)
+			}
+			_, _ = s.write([]byte{'N'})
 		case startupCancel:
 			s.in.Consume(c, st.n)
 			s.p.cancel(st.cancelPID, st.cancelKey)
 			return gnet.Close
 		case startupLogin:
 			s.in.Consume(c, st.n)
-			return s.login(st)
+			return s.startupMessage(st)
 		}
 	}
 	return gnet.None
 }
 
-func (s *session) login(st startup) gnet.Action {
-	n := s.p.clients.Add(1)
-	s.counted = true
-	if max := s.p.cfg.MaxClientConn; max > 0 && n > int64(max) {
-		s.counted = false // a refused client holds no place, even while it lingers
-		s.p.clients.Add(-1)
-		return s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.TooManyConnections, Message: "sorry, too many clients already"})
-	}
+// authenticated continues the login once the client has proved who it is:
+// cred says how belay logs in to Postgres as that user.
+func (s *session) authenticated(cred poolcore.Credentials) gnet.Action {
+	st := s.login
+	s.login = startup{}
 	s.key = poolcore.Key{Database: st.database, User: st.user}
 	s.sig = setSQL(st.params)
-	if st.minor > 0 || len(st.unrecognized) > 0 {
-		s.negotiate = codec.AppendNegotiateProtocolVersion(nil, 0, st.unrecognized)
-	}
 	pool, err := s.p.pools.Pool(s.key)
 	if err != nil {
 		return s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure, Message: err.Error()})
+	}
+	if cred.Password != "" || cred.MD5 != "" || cred.SCRAM != nil {
+		pool.SetCredentials(cred)
 	}
 	s.pool = pool
 	pool.Join(s.loop)
@@ -150,15 +189,16 @@ func (s *session) login(st startup) gnet.Action {
 // the belay-issued BackendKeyData and ReadyForQuery.
 func (s *session) welcome(params []byte) {
 	b := s.loop.Scratch()
-	b = append(b, s.negotiate...)
+	b = append(b, s.preamble...)
 	b = codec.AppendAuthenticationOk(b)
 	b = append(b, params...)
 	b = codec.AppendBackendKeyData(b, s.pid, s.secret)
 	b = codec.AppendReadyForQuery(b, 'I')
-	_, _ = s.c.Write(b)
+	_, _ = s.write(b)
 	s.loop.KeepScratch(b)
 	s.state = sReady
-	s.negotiate = nil
+	s.preamble = nil
+	s.loginTimer.Stop()
 }
 
 // paramMessages encodes what Postgres sent in ParameterStatus, sorted.
@@ -238,6 +278,10 @@ func (s *session) resumeWork() {
 // ServerFailed: no server could be had for this client.
 func (s *session) ServerFailed(err error) {
 	s.waiting = false
+	if errors.Is(err, poolcore.ErrQueryWaitTimeout) {
+		s.kill(fatalf(sqlstate.ProtocolViolation, "query_wait_timeout")) // PgBouncer's words and code
+		return
+	}
 	var pe *poolcore.PgError
 	if errors.As(err, &pe) {
 		s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.Code(pe.Code), Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint})
@@ -394,7 +438,8 @@ loop:
 		off += 5 + bodyLen
 	}
 	if off > 0 {
-		if _, err := sc.Conn().Write(data[:off]); err != nil {
+		s.idleTxSince = time.Time{}
+		if _, err := sc.Write(data[:off]); err != nil {
 			s.in.Consume(c, off)
 			return gnet.Close
 		}
@@ -443,7 +488,7 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 			break
 		}
 		if err != nil {
-			_, _ = s.c.Write(data[:off])
+			_, _ = s.write(data[:off])
 			in.Consume(c, off)
 			s.server = nil
 			s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation, Message: "invalid message from server"})
@@ -473,7 +518,7 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		}
 	}
 	if off > 0 {
-		_, _ = s.c.Write(data[:off])
+		_, _ = s.write(data[:off])
 	}
 	in.Consume(c, off)
 	if release {
@@ -486,10 +531,42 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		}
 		return gnet.None
 	}
+	if s.p.cfg.IdleTransactionTimeout > 0 && sc.TxStatus != codec.TxIdle && !s.t.busy() {
+		s.armIdleTx()
+	}
 	if s.c.OutboundBuffered() > s.p.cfg.MaxBufferedBytes {
 		return s.parkServer(sc, c)
 	}
 	return gnet.None
+}
+
+// armIdleTx starts the idle-in-transaction clock: the client has its
+// transaction's results and holds the server. Anything it sends stops the
+// clock (forward).
+func (s *session) armIdleTx() {
+	s.idleTxSince = time.Now()
+	if s.idleTxTimer == nil {
+		s.idleTxTimer = time.AfterFunc(s.p.cfg.IdleTransactionTimeout, s.idleTxFired)
+		return
+	}
+	s.idleTxTimer.Reset(s.p.cfg.IdleTransactionTimeout)
+}
+
+// idleTxFired runs on the timer's goroutine and checks on the loop.
+func (s *session) idleTxFired() {
+	_ = s.loop.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if s.done || s.idleTxSince.IsZero() || s.server == nil || s.t.busy() {
+			return nil
+		}
+		if left := s.p.cfg.IdleTransactionTimeout - time.Since(s.idleTxSince); left > 0 {
+			s.idleTxTimer.Reset(left)
+			return nil
+		}
+		// Postgres's words for idle_in_transaction_session_timeout; closed()
+		// rolls the transaction back and returns the server to the pool.
+		s.kill(fatalf(sqlstate.IdleInTransactionSessionTimeout, "terminating connection due to idle-in-transaction timeout"))
+		return nil
+	}))
 }
 
 // giveBack returns a server the session no longer wants.
@@ -511,10 +588,13 @@ func (s *session) fatal(e codec.ErrorResponse) gnet.Action {
 	return s.lingerClose()
 }
 
+// write sends b to the client (through TLS when it has it). On the loop.
+func (s *session) write(b []byte) (int, error) { return s.in.Write(s.c, b) }
+
 // writeError sends e to the client.
 func (s *session) writeError(e codec.ErrorResponse) {
 	b := codec.AppendErrorResponse(s.loop.Scratch(), e)
-	_, _ = s.c.Write(b)
+	_, _ = s.write(b)
 	s.loop.KeepScratch(b)
 }
 
@@ -589,6 +669,10 @@ func (s *session) closed() {
 	}
 	s.done = true
 	s.state = sClosing
+	s.loginTimer.Stop()
+	if s.idleTxTimer != nil {
+		s.idleTxTimer.Stop()
+	}
 	if s.counted {
 		s.counted = false
 		s.p.clients.Add(-1)
@@ -627,20 +711,58 @@ func (s *session) closed() {
 		pending++
 	}
 	if len(b) > 0 {
-		_, _ = sc.Conn().Write(b)
+		_, _ = sc.Write(b)
 	}
 	sc.Drain(pending, s.srvRemain)
 	s.srvRemain = 0
 }
 
-// cancel asks Postgres to cancel the query the client runs now, if any.
-// On the loop.
+// cancelQuery is a CancelRequest with this client's key, on the loop. A
+// query running on a server is cancelled there (poolcore makes sure the
+// cancel cannot outlive the query and reach the server's next client); a
+// query still waiting for a server is dropped and answered as Postgres
+// answers a cancelled one; an idle client has nothing to cancel.
 func (s *session) cancelQuery(secret []byte) {
 	if len(secret) != 4 || subtle.ConstantTimeCompare(secret, be32(s.secret)) != 1 {
 		return
 	}
-	if s.server != nil && s.t.busy() {
+	switch {
+	case s.server != nil && s.t.busy():
 		s.server.Cancel()
+	case s.waiting && s.state == sReady && s.c != nil:
+		s.cancelWaiting()
+	}
+}
+
+// cancelWaiting drops the first whole unit of work (a Query, or extended
+// messages through Sync) of a client waiting for a server, and answers it
+// with Postgres's cancel error.
+func (s *session) cancelWaiting() {
+	data := s.in.Bytes(s.c)
+	end := -1
+	for off := 0; off < len(data); {
+		typ, bodyLen, err := codec.PeekHeader(data[off:], codec.MaxProtocolMessage)
+		if err != nil || len(data)-off < 5+bodyLen {
+			break
+		}
+		off += 5 + bodyLen
+		if typ == codec.MsgQuery || typ == codec.MsgSync || typ == codec.MsgFunctionCall {
+			end = off
+			break
+		}
+	}
+	if end < 0 {
+		return // not a whole unit yet: nothing has been asked
+	}
+	s.in.Consume(s.c, end)
+	b := codec.AppendErrorResponse(s.loop.Scratch(), codec.ErrorResponse{Severity: "ERROR",
+		Code: sqlstate.QueryCanceled, Message: "canceling statement due to user request"})
+	b = codec.AppendReadyForQuery(b, 'I')
+	_, _ = s.write(b)
+	s.loop.KeepScratch(b)
+	if s.in.Buffered(s.c) == 0 {
+		s.waiting = false
+		s.pool.CancelWait(s.loop, s)
 	}
 }
 

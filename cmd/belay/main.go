@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -68,7 +69,21 @@ func runProxy(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:6432", "TCP address(es) to accept clients on, comma-separated")
 	server := fs.String("server", "127.0.0.1:5432", "Postgres server host:port")
 	poolSize := fs.Int("pool-size", loop.DefaultPoolSize, "server connections per (database, user) pool")
-	authType := fs.String("auth-type", "trust", "client authentication: trust (more come with TLS and auth)")
+	authType := fs.String("auth-type", "scram-sha-256", "client authentication: scram-sha-256, md5, password, trust, cert, or hba (per --auth-hba-file)")
+	authFile := fs.String("auth-file", "", "PgBouncer userlist: \"user\" \"password | md5... | SCRAM-SHA-256$...\" per line")
+	authHBA := fs.String("auth-hba-file", "", "pg_hba.conf-format rules, used with --auth-type hba")
+	authUser := fs.String("auth-user", "", "look up users missing from --auth-file by running --auth-query as this user")
+	authQuery := fs.String("auth-query", loop.DefaultAuthQuery, "the lookup run as --auth-user; $1 is the user name")
+	authDB := fs.String("auth-dbname", "", "database --auth-query runs in (default: the client's)")
+	tlsMode := fs.String("tls-mode", "", "client TLS: disable, allow, prefer, require, verify-ca or verify-full (default: prefer with a certificate, else disable)")
+	tlsCert := fs.String("tls-cert", "", "belay's TLS certificate for clients (PEM)")
+	tlsKey := fs.String("tls-key", "", "its private key (PEM)")
+	tlsCA := fs.String("tls-ca", "", "CA that verifies client certificates (verify-ca, verify-full, cert auth)")
+	loginTimeout := fs.Duration("client-login-timeout", loop.DefaultClientLoginTimeout, "close clients that have not logged in after this long")
+	idleTx := fs.Duration("idle-transaction-timeout", 0, "close clients idle inside a transaction this long, rolling it back (0: never)")
+	peerID := fs.Int("peer-id", 0, "this process's id among belays sharing a port (1-32767; 0: none)")
+	peers := fs.String("peers", "", "the other belays: id=host:port or id=/unix/socket, comma-separated (cancel requests are forwarded there)")
+	reusePort := fs.Bool("reuse-port", false, "listen with SO_REUSEPORT so several belays can share the port")
 	unixDir := fs.String("unix-socket-dir", "", "also accept clients on DIR/.s.PGSQL.<port>")
 	maxClients := fs.Int("max-client-conn", 0, "most clients served at once (0: no limit)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -95,6 +110,10 @@ func runProxy(args []string) error {
 	if err != nil {
 		return err
 	}
+	peerMap, err := parsePeers(*peers)
+	if err != nil {
+		return err
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -111,25 +130,39 @@ func runProxy(args []string) error {
 		return err
 	}
 	p, err := loop.Start(loop.Config{
-		Listen:               strings.Split(*listen, ","),
-		UnixSocketDir:        *unixDir,
-		Server:               *server,
-		PoolSize:             *poolSize,
-		MaxClientConn:        *maxClients,
-		AuthType:             *authType,
-		MaxMessageSize:       *maxMsg,
-		MaxBufferedBytes:     *maxBuf,
-		ServerLifetime:       *lifetime,
-		ServerIdleTimeout:    *idle,
-		ServerConnectTimeout: *connTimeout,
-		PassFile:             *passFile,
-		ServerTLSMode:        *srvTLSMode,
-		ServerTLSCAFile:      *srvTLSCA,
-		ServerTLSCertFile:    *srvTLSCert,
-		ServerTLSKeyFile:     *srvTLSKey,
-		QueryWaitTimeout:     *queryWait,
-		EventLoops:           *loops,
-		Logger:               logger,
+		Listen:                 strings.Split(*listen, ","),
+		UnixSocketDir:          *unixDir,
+		Server:                 *server,
+		PoolSize:               *poolSize,
+		MaxClientConn:          *maxClients,
+		AuthType:               *authType,
+		AuthFile:               *authFile,
+		AuthHBAFile:            *authHBA,
+		AuthUser:               *authUser,
+		AuthQuery:              *authQuery,
+		AuthDatabase:           *authDB,
+		TLSMode:                *tlsMode,
+		TLSCertFile:            *tlsCert,
+		TLSKeyFile:             *tlsKey,
+		TLSCAFile:              *tlsCA,
+		ClientLoginTimeout:     *loginTimeout,
+		IdleTransactionTimeout: *idleTx,
+		PeerID:                 *peerID,
+		Peers:                  peerMap,
+		ReusePort:              *reusePort,
+		MaxMessageSize:         *maxMsg,
+		MaxBufferedBytes:       *maxBuf,
+		ServerLifetime:         *lifetime,
+		ServerIdleTimeout:      *idle,
+		ServerConnectTimeout:   *connTimeout,
+		PassFile:               *passFile,
+		ServerTLSMode:          *srvTLSMode,
+		ServerTLSCAFile:        *srvTLSCA,
+		ServerTLSCertFile:      *srvTLSCert,
+		ServerTLSKeyFile:       *srvTLSKey,
+		QueryWaitTimeout:       *queryWait,
+		EventLoops:             *loops,
+		Logger:                 logger,
 	})
 	if err != nil {
 		return err
@@ -142,4 +175,21 @@ func runProxy(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return p.Stop(ctx)
+}
+
+// parsePeers reads --peers: id=address pairs, comma-separated.
+func parsePeers(s string) (map[int]string, error) {
+	out := map[int]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		id, err := strconv.Atoi(k)
+		if !ok || err != nil || id < 1 || id > 32767 || v == "" {
+			return nil, fmt.Errorf("--peers: %q is not id=address with id 1-32767", kv)
+		}
+		out[id] = v
+	}
+	return out, nil
 }

@@ -1,0 +1,141 @@
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/belaydb/belay/codec/sqlstate"
+	"github.com/belaydb/belay/internal/pginstance"
+	"github.com/belaydb/belay/internal/pgtest"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// authCluster is a Postgres that asks every role but postgres for a password,
+// with roles whose secrets belay knows in different forms.
+type authCluster struct {
+	pg       *pginstance.Instance
+	authFile string
+	secrets  map[string]string // rolpassword, as Postgres stores it
+}
+
+// Roles: alice (SCRAM in Postgres, plaintext in the auth file), bob (md5 in
+// both), carol (only her SCRAM verifier in the auth file), dave (in no file:
+// found by auth_query).
+func newAuthCluster(t *testing.T) *authCluster {
+	pg := pgtest.New(t, pginstance.Options{
+		Settings: map[string]string{"password_encryption": "scram-sha-256"},
+		HBA: []string{
+			"host all bob 127.0.0.1/32 md5",
+			"host all alice,carol,dave 127.0.0.1/32 scram-sha-256",
+		},
+	})
+	admin := pg.ConnString("postgres", "postgres")
+	mustExecDirect(t, admin, "SET password_encryption = 'md5'; CREATE ROLE bob LOGIN PASSWORD 'bob pw'")
+	mustExecDirect(t, admin, "CREATE ROLE alice LOGIN PASSWORD 'alice pw'; CREATE ROLE carol LOGIN PASSWORD 'carol pw'; CREATE ROLE dave LOGIN PASSWORD 'dave pw'")
+	c := connect(t, admin)
+	ac := &authCluster{pg: pg, secrets: map[string]string{}}
+	for _, u := range []string{"alice", "bob", "carol", "dave"} {
+		var s string
+		if err := c.QueryRow(context.Background(), "SELECT rolpassword FROM pg_authid WHERE rolname = $1", u).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		ac.secrets[u] = s
+	}
+	ac.authFile = filepath.Join(t.TempDir(), "userlist.txt")
+	list := fmt.Sprintf(";; PgBouncer userlist\n\"alice\" \"alice pw\"\n\"bob\" \"%s\"\n\"carol\" \"%s\"\n", ac.secrets["bob"], ac.secrets["carol"])
+	if err := os.WriteFile(ac.authFile, []byte(list), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return ac
+}
+
+// login connects as user with password and returns the connection or the error.
+func login(p *Proxy, user, password, extra string) (*pgx.Conn, error) {
+	cs := p.connString("postgres", user) + " password='" + password + "' " + extra
+	return pgx.Connect(context.Background(), cs)
+}
+
+// whoOnServer is the role Postgres itself sees.
+func whoOnServer(t *testing.T, c *pgx.Conn) string {
+	t.Helper()
+	var who string
+	if err := c.QueryRow(context.Background(), "SELECT session_user").Scan(&who); err != nil {
+		t.Fatal(err)
+	}
+	return who
+}
+
+func expectAuthFailed(t *testing.T, err error, user string) {
+	t.Helper()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		t.Fatalf("%s: want 28P01, got %v", user, err)
+	}
+	want := fmt.Sprintf("password authentication failed for user %q", user)
+	if pe.Code != string(sqlstate.InvalidPassword) || pe.Severity != "FATAL" || pe.Message != want {
+		t.Fatalf("%s: got %s %s %q, want FATAL 28P01 %q", user, pe.Severity, pe.Code, pe.Message, want)
+	}
+}
+
+// TestClientAuth: belay authenticates clients itself with SCRAM, md5 and
+// cleartext against an auth file and auth_query, answers a wrong password and
+// an unknown user alike, and logs in to Postgres as the user without a
+// password of its own (SCRAM and md5 passthrough).
+func TestClientAuth(t *testing.T) {
+	ac := newAuthCluster(t)
+	for _, method := range []string{"scram-sha-256", "md5", "password"} {
+		t.Run(method, func(t *testing.T) {
+			p := startProxy(t, ac.pg, func(c *Config) {
+				c.AuthType = method
+				c.AuthFile = ac.authFile
+				c.AuthUser = "postgres" // trusted by this Postgres
+				c.PassFile = filepath.Join(t.TempDir(), "none")
+			})
+			users := []struct{ user, pw string }{{"alice", "alice pw"}, {"carol", "carol pw"}, {"dave", "dave pw"}}
+			if method != "scram-sha-256" {
+				users = append(users, struct{ user, pw string }{"bob", "bob pw"})
+			}
+			for _, u := range users {
+				c, err := login(p, u.user, u.pw, "")
+				if err != nil {
+					t.Fatalf("%s: %v", u.user, err)
+				}
+				if who := whoOnServer(t, c); who != u.user {
+					t.Fatalf("Postgres sees %q, want %q", who, u.user)
+				}
+				_ = c.Close(context.Background())
+				_, err = login(p, u.user, "wrong", "")
+				expectAuthFailed(t, err, u.user)
+			}
+			_, err := login(p, "nobody", "whatever", "")
+			expectAuthFailed(t, err, "nobody")
+			if method == "scram-sha-256" {
+				// Only an md5 hash is stored for bob: SCRAM cannot succeed,
+				// as in Postgres.
+				_, err := login(p, "bob", "bob pw", "")
+				expectAuthFailed(t, err, "bob")
+			}
+		})
+	}
+
+	t.Run("psql", func(t *testing.T) {
+		psql := pgtest.RequireBinary(t, "psql")
+		p := startProxy(t, ac.pg, func(c *Config) { c.AuthType = "scram-sha-256"; c.AuthFile = ac.authFile })
+		env := append(clientEnv(p), "PGUSER=carol", "PGPASSWORD=carol pw")
+		out, err := run(t, env, "", psql, "-XAtc", "SELECT session_user")
+		if err != nil || strings.TrimSpace(out) != "carol" {
+			t.Fatalf("psql as carol: %v\n%s", err, out)
+		}
+		env = append(clientEnv(p), "PGUSER=carol", "PGPASSWORD=not hers")
+		out, err = run(t, env, "", psql, "-XAtc", "SELECT 1")
+		if err == nil || !strings.Contains(out, `FATAL:  password authentication failed for user "carol"`) {
+			t.Fatalf("psql with a wrong password: %v\n%s", err, out)
+		}
+	})
+}
