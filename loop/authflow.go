@@ -1,7 +1,6 @@
 package loop
 
 import (
-	"crypto/subtle"
 	"fmt"
 	"io"
 
@@ -171,21 +170,11 @@ func (a *authExchange) message(typ byte, body []byte) authStep {
 // checkPassword checks a cleartext password, or an md5 response.
 func (a *authExchange) checkPassword(pw string) authStep {
 	a.want = wantNothing
-	ok := false
+	var ok bool
 	if a.method == methodMD5 {
 		ok = auth.CheckMD5(a.secret, a.user, a.salt, pw)
 	} else {
-		switch a.secret.Kind {
-		case auth.SecretPlain:
-			ok = subtle.ConstantTimeCompare([]byte(pw), []byte(a.secret.Plain)) == 1
-		case auth.SecretMD5:
-			ok = subtle.ConstantTimeCompare([]byte(auth.MD5Hash(a.user, pw)), []byte(a.secret.MD5)) == 1
-		case auth.SecretSCRAM:
-			v := a.secret.SCRAM
-			got := auth.NewVerifier(pw, v.Salt, v.Iterations)
-			ok = subtle.ConstantTimeCompare(got.StoredKey, v.StoredKey) == 1 &&
-				subtle.ConstantTimeCompare(got.ServerKey, v.ServerKey) == 1
-		}
+		ok = auth.CheckPassword(a.secret, a.user, pw)
 	}
 	if !ok {
 		return a.fail()
@@ -204,7 +193,7 @@ func (a *authExchange) checkPassword(pw string) authStep {
 
 func (a *authExchange) scramErr(err error) authStep {
 	if e, ok := err.(*auth.Error); ok && e.Code != sqlstate.InvalidPassword {
-		return authStep{outcome: authFail, err: fatalf(e.Code, "%s", e.Message)}
+		return authStep{outcome: authFail, err: codec.ErrorResponse{Severity: "FATAL", Code: e.Code, Message: e.Message, Detail: e.Detail}}
 	}
 	return a.fail()
 }
@@ -212,11 +201,8 @@ func (a *authExchange) scramErr(err error) authStep {
 // fail is Postgres's answer to a wrong password, and to an unknown user.
 func (a *authExchange) fail() authStep {
 	a.want = wantNothing
-	msg := fmt.Sprintf("password authentication failed for user %q", a.user)
-	if a.method == methodCert {
-		msg = fmt.Sprintf("certificate authentication failed for user %q", a.user)
-	}
-	return authStep{outcome: authFail, err: fatalf(sqlstate.InvalidPassword, "%s", msg)}
+	e := auth.PasswordFailed(a.user)
+	return authStep{outcome: authFail, err: codec.ErrorResponse{Severity: "FATAL", Code: e.Code, Message: e.Message}}
 }
 
 // credentialsOf is how belay logs in as a user it did not ask for a password
