@@ -124,6 +124,40 @@ func TestClientAuth(t *testing.T) {
 		})
 	}
 
+	t.Run("hba", func(t *testing.T) {
+		hba := filepath.Join(t.TempDir(), "hba.conf")
+		rules := "# belay's own rules\n" +
+			"host all alice 127.0.0.1/32 scram-sha-256\n" +
+			"host all bob 127.0.0.0/8 md5\n" +
+			"host all mallory 0.0.0.0/0 reject\n" +
+			"host all postgres 127.0.0.1/32 trust\n"
+		if err := os.WriteFile(hba, []byte(rules), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := startProxy(t, ac.pg, func(c *Config) {
+			c.AuthType, c.AuthHBAFile, c.AuthFile = "hba", hba, ac.authFile
+		})
+		for _, u := range []struct{ user, pw string }{{"alice", "alice pw"}, {"bob", "bob pw"}, {"postgres", ""}} {
+			c, err := login(p, u.user, u.pw, "")
+			if err != nil {
+				t.Fatalf("%s: %v", u.user, err)
+			}
+			_ = c.Close(context.Background())
+		}
+		_, err := login(p, "alice", "bob pw", "")
+		expectAuthFailed(t, err, "alice")
+		for user, want := range map[string]string{
+			"mallory": `pg_hba.conf rejects connection for host "127.0.0.1", user "mallory", database "postgres", no encryption`,
+			"carol":   `no pg_hba.conf entry for host "127.0.0.1", user "carol", database "postgres", no encryption`,
+		} {
+			_, err := login(p, user, "carol pw", "")
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != string(sqlstate.InvalidAuthorizationSpecification) || pe.Message != want {
+				t.Fatalf("%s: %v, want 28000 %q", user, err, want)
+			}
+		}
+	})
+
 	t.Run("psql", func(t *testing.T) {
 		psql := pgtest.RequireBinary(t, "psql")
 		p := startProxy(t, ac.pg, func(c *Config) { c.AuthType = "scram-sha-256"; c.AuthFile = ac.authFile })

@@ -3,6 +3,8 @@ package loop
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -218,4 +220,107 @@ func TestLateCancels(t *testing.T) {
 		t.Fatalf("too little traffic to mean anything: %d victim queries, %d cancels", victimQueries.Load(), cancels.Load())
 	}
 	checkPoolClean(t, p, pg, "postgres", 2)
+}
+
+// TestCancelAcrossPeers: two belays share a port with SO_REUSEPORT; a
+// CancelRequest that reaches the process which did not issue the key is
+// forwarded to the one that did, and stops the query there.
+func TestCancelAcrossPeers(t *testing.T) {
+	pg := pgtest.Shared(t)
+	shared := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	own := []string{fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	peers := map[int]string{1: own[0], 2: own[1]}
+	var ps [2]*Proxy
+	for i := range ps {
+		ps[i] = startProxy(t, pg, func(c *Config) {
+			c.Listen = []string{own[i], shared}
+			c.ReusePort = true
+			c.PeerID = i + 1
+			c.Peers = peers
+		})
+	}
+	// The client is on peer 1; its cancel goes to peer 2.
+	c := connectMode(t, ps[0].connString("postgres", "postgres"), pgx.QueryExecModeExec)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(context.Background(), "SELECT pg_sleep(30)")
+		errc <- err
+	}()
+	eventually(t, 10*time.Second, "the query to run", func() bool { return serverBusy(t, pg) })
+	conn, err := net.Dial("tcp", own[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, _ = conn.Write(codec.AppendCancelRequest(nil, c.PgConn().PID(), c.PgConn().SecretKey()))
+	_ = conn.Close()
+	select {
+	case err := <-errc:
+		checkCode(t, err, string(sqlstate.QueryCanceled))
+		t.Logf("cancelled through the other peer in %v", time.Since(start).Round(time.Millisecond))
+	case <-time.After(20 * time.Second):
+		t.Fatal("the cancel sent to the other peer did not stop the query")
+	}
+	// Both still serve on the shared port.
+	for i := 0; i < 4; i++ {
+		cc := connectMode(t, strings.Replace(ps[0].connString("postgres", "postgres"), "port="+portOf(own[0]), "port="+portOf(shared), 1), pgx.QueryExecModeExec)
+		if _, err := cc.Exec(context.Background(), "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
+}
+
+// TestCancelWhileWaiting: a client waiting for a server gets its query
+// cancelled without a server and without touching the client that holds it.
+func TestCancelWhileWaiting(t *testing.T) {
+	pg := pgtest.Shared(t)
+	p := startProxy(t, pg, func(c *Config) { c.PoolSize = 1 })
+	ctx := context.Background()
+	holder := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	waiter := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := waiter.Exec(ctx, "SELECT 'never ran'")
+		errc <- err
+	}()
+	eventually(t, 10*time.Second, "the client to wait", func() bool {
+		for _, pool := range p.Pools().Pools() {
+			if pool.Stats().Waiting > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	if err := waiter.PgConn().CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		checkCode(t, err, string(sqlstate.QueryCanceled))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting client's cancel did nothing")
+	}
+	// The holder's transaction is untouched; the waiter works once it ends.
+	if _, err := tx.Exec(ctx, "SELECT 2"); err != nil {
+		t.Fatalf("holder after the other's cancel: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := waiter.Exec(ctx, "SELECT 3"); err != nil {
+		t.Fatalf("waiter after its cancel: %v", err)
+	}
+	checkPoolClean(t, p, pg, "postgres", 1)
 }
