@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/belaydb/belay/internal/pginstance"
+	"github.com/belaydb/belay/internal/testcert"
 )
 
 // Options configure Run. The zero value of a field means its default.
@@ -188,6 +189,7 @@ type env struct {
 	belayPort  int
 	noBouncer  string // why PgBouncer is not run, when it is not
 	notes      []string
+	tls        testcert.Pair // the proxies' certificate for the TLS scenarios
 
 	mu sync.Mutex // guards progress output
 }
@@ -284,6 +286,9 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 	if e.pg, err = startPostgres(ctx, filepath.Join(e.work, "pg"), maxConns, o.Scale, e.pgbench, e.logf); err != nil {
 		return err
 	}
+	if e.tls, err = proxyCert(filepath.Join(e.work, "tls")); err != nil {
+		return err
+	}
 	if e.bouncerBin != "" {
 		if err := e.startBouncer(ctx); err != nil {
 			return err
@@ -299,7 +304,7 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 
 func (e *env) startBouncer(ctx context.Context) error {
 	maxClients := e.o.IdleClients + 2000
-	p, port, err := startPgBouncer(ctx, e.bouncerBin, filepath.Join(e.work, "pgbouncer"), e.pg.Port, e.o.PoolSize, maxClients)
+	p, port, err := startPgBouncer(ctx, e.bouncerBin, filepath.Join(e.work, "pgbouncer"), e.pg.Port, e.o.PoolSize, maxClients, e.tls)
 	if err != nil {
 		return err
 	}
@@ -309,7 +314,7 @@ func (e *env) startBouncer(ctx context.Context) error {
 }
 
 func (e *env) startBelay(ctx context.Context, profile string) error {
-	p, port, err := startBelay(ctx, e.o.BelayExe, e.o.BelayEnv, e.work, e.pg.Addr(), e.o.PoolSize, profile)
+	p, port, err := startBelay(ctx, e.o.BelayExe, e.o.BelayEnv, e.work, e.pg.Addr(), e.o.PoolSize, profile, e.tls)
 	if err != nil {
 		return err
 	}
@@ -494,6 +499,7 @@ func (e *env) pgbenchInto(ctx context.Context, sc Scenario, t Target, r *RunResu
 		Host: t.Host, Port: t.Port, DB: t.DB, User: "postgres",
 		Args: sc.PgbenchArgs, Clients: sc.Clients, Jobs: e.o.Jobs,
 		Duration: e.o.Duration, LogPrefix: prefix, MaxClientsPerProc: e.o.MaxClientsPerPgbench,
+		SSLMode: sslMode(sc),
 	})
 	if err != nil {
 		return err

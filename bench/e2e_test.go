@@ -47,7 +47,10 @@ func testProxy(args []string) error {
 	server := fs.String("server", "", "")
 	poolSize := fs.Int("pool-size", 0, "")
 	fs.String("log-level", "warn", "")
-	fs.String("auth-type", "trust", "")
+	authType := fs.String("auth-type", "trust", "")
+	tlsMode := fs.String("tls-mode", "", "")
+	tlsCert := fs.String("tls-cert", "", "")
+	tlsKey := fs.String("tls-key", "", "")
 	cpuProfile := fs.String("cpu-profile", "", "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -65,7 +68,8 @@ func testProxy(args []string) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	p, err := loop.Start(loop.Config{
-		Listen: []string{*listen}, Server: *server, PoolSize: *poolSize, AuthType: "trust",
+		Listen: []string{*listen}, Server: *server, PoolSize: *poolSize, AuthType: *authType,
+		TLSMode: *tlsMode, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -112,6 +116,7 @@ func TestEndToEnd(t *testing.T) {
 		InstallPgBouncer: true, Command: "go test ./bench -run TestEndToEnd",
 		Scenarios: []Scenario{
 			{ID: "select-simple-c4", Title: "select-only simple, 4 clients", PgbenchArgs: []string{"-S", "-M", "simple"}, Clients: 4},
+			withTLS(Scenario{ID: "select-simple-c4", Title: "select-only simple, 4 clients", PgbenchArgs: []string{"-S", "-M", "simple"}, Clients: 4}),
 			{ID: "select-prepared-c4", Title: "select-only prepared, 4 clients", PgbenchArgs: []string{"-S", "-M", "prepared"}, Clients: 4, SessionRow: true},
 			{ID: "idle-50", Title: "50 idle clients", Kind: KindIdle, PgbenchArgs: []string{"-S"}, Clients: 2, Idle: 50, DirectNA: "n/a"},
 			{ID: "slow-client", Title: "slow client", Kind: KindSlow, DirectNA: "n/a"},

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/belaydb/belay/internal/pginstance"
+	"github.com/belaydb/belay/internal/testcert"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -191,7 +192,7 @@ func pgbouncerVersion(bin string) string {
 // pgbouncerIni is the configuration of the harness's PgBouncer: two entries
 // for the same database, "pgbench" in transaction mode and
 // "pgbench_session" in session mode.
-func pgbouncerIni(dir string, port, pgPort, poolSize, maxClients int) string {
+func pgbouncerIni(dir string, port, pgPort, poolSize, maxClients int, cert testcert.Pair) string {
 	return fmt.Sprintf(`;; written by belay bench
 [databases]
 %[6]s = host=127.0.0.1 port=%[3]d dbname=%[6]s
@@ -211,11 +212,14 @@ ignore_startup_parameters = extra_float_digits
 log_connections = 0
 log_disconnections = 0
 logfile = %[1]s/pgbouncer.log
-`, dir, port, pgPort, poolSize, maxClients, benchDB)
+client_tls_sslmode = allow
+client_tls_cert_file = %[7]s
+client_tls_key_file = %[8]s
+`, dir, port, pgPort, poolSize, maxClients, benchDB, cert.CertFile, cert.KeyFile)
 }
 
 // startPgBouncer writes its configuration under dir and starts it.
-func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxClients int) (*process, int, error) {
+func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxClients int, cert testcert.Pair) (*process, int, error) {
 	cred, uid, gid, err := postgresCred()
 	if err != nil {
 		return nil, 0, err
@@ -229,7 +233,7 @@ func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxC
 	}
 	ini := filepath.Join(dir, "pgbouncer.ini")
 	files := map[string]string{
-		ini:                                pgbouncerIni(dir, port, pgPort, poolSize, maxClients),
+		ini:                                pgbouncerIni(dir, port, pgPort, poolSize, maxClients, cert),
 		filepath.Join(dir, "userlist.txt"): `"postgres" ""` + "\n",
 	}
 	for p, s := range files {
@@ -238,7 +242,7 @@ func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxC
 		}
 	}
 	if cred != nil {
-		for _, p := range []string{dir, ini, filepath.Join(dir, "userlist.txt")} {
+		for _, p := range []string{dir, ini, filepath.Join(dir, "userlist.txt"), filepath.Dir(cert.KeyFile), cert.CertFile, cert.KeyFile} {
 			if err := os.Lchown(p, uid, gid); err != nil {
 				return nil, 0, err
 			}
@@ -256,13 +260,14 @@ func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxC
 }
 
 // startBelay starts `exe proxy` in front of pgAddr.
-func startBelay(ctx context.Context, exe string, env []string, dir, pgAddr string, poolSize int, cpuProfile string) (*process, int, error) {
+func startBelay(ctx context.Context, exe string, env []string, dir, pgAddr string, poolSize int, cpuProfile string, cert testcert.Pair) (*process, int, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, 0, err
 	}
 	args := []string{"proxy", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--server", pgAddr,
-		"--pool-size", strconv.Itoa(poolSize), "--log-level", "warn", "--auth-type", "trust"}
+		"--pool-size", strconv.Itoa(poolSize), "--log-level", "warn", "--auth-type", "trust",
+		"--tls-mode", "allow", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile}
 	if cpuProfile != "" {
 		args = append(args, "--cpu-profile", cpuProfile)
 	}
@@ -363,4 +368,17 @@ func memTotal() string {
 		}
 	}
 	return "unknown"
+}
+
+// proxyCert makes the certificate PgBouncer and belay present in the TLS
+// scenarios, signed by a throwaway CA, under dir.
+func proxyCert(dir string) (testcert.Pair, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return testcert.Pair{}, err
+	}
+	ca, err := testcert.NewCA(dir)
+	if err != nil {
+		return testcert.Pair{}, err
+	}
+	return ca.IssueServer("bench", "127.0.0.1", "localhost")
 }

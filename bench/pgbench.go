@@ -169,6 +169,8 @@ type pgbenchSpec struct {
 	LogPrefix string // per-transaction logs go to LogPrefix.<n>.<pid>[.<thread>]
 	// MaxClientsPerProc splits Clients over several pgbench processes.
 	MaxClientsPerProc int
+	// SSLMode is libpq's sslmode for pgbench ("disable" when empty).
+	SSLMode string
 }
 
 // pgbenchRun is the combined result of the processes of one pgbenchSpec.
@@ -220,7 +222,11 @@ func runPgbench(ctx context.Context, pgbenchBin string, spec pgbenchSpec) (pgben
 		args = append(args, spec.Args...)
 		args = append(args, spec.DB)
 		cmd := exec.CommandContext(rctx, pgbenchBin, args...)
-		cmd.Env = append(clientEnv(), "PGCONNECT_TIMEOUT=30")
+		sslmode := spec.SSLMode
+		if sslmode == "" {
+			sslmode = "disable"
+		}
+		cmd.Env = append(clientEnv(), "PGCONNECT_TIMEOUT=30", "PGSSLMODE="+sslmode)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		cmd.WaitDelay = 5 * time.Second
 		var so, se bytes.Buffer

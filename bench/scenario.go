@@ -31,6 +31,27 @@ type Scenario struct {
 	SessionRow bool
 	// DirectNA, when set, is why direct Postgres is not run.
 	DirectNA string
+	// TLS runs pgbench with sslmode=require (PgBouncer and belay both accept
+	// TLS with the same ECDSA P-256 certificate); otherwise sslmode=disable.
+	TLS bool
+}
+
+// sslMode is pgbench's sslmode for sc.
+func sslMode(sc Scenario) string {
+	if sc.TLS {
+		return "require"
+	}
+	return "disable"
+}
+
+// withTLS is sc over TLS.
+func withTLS(sc Scenario) Scenario {
+	sc.ID += "-tls"
+	sc.Title += ", over TLS (`sslmode=require`)"
+	sc.TLS = true
+	sc.SessionRow = false
+	sc.DirectNA = "the harness's PostgreSQL runs without TLS"
+	return sc
 }
 
 // slowQuery is the large result of the slow-client scenario: 2,000,000 rows of
@@ -57,17 +78,20 @@ func DefaultScenarios(quick bool, idle int) []Scenario {
 			Clients:     clients,
 		}
 	}
+	churn := Scenario{
+		ID:          "churn-c10",
+		Title:       "connection churn: a new connection per transaction (`-C -S -M simple`), 10 clients",
+		PgbenchArgs: []string{"-C", "-S", "-M", "simple"},
+		Clients:     10,
+	}
 	s := []Scenario{
 		sel("simple", 10, false),
+		withTLS(sel("simple", 10, false)),
 		sel("extended", 10, false),
 		sel("prepared", 10, true),
 		tpcb(10),
-		{
-			ID:          "churn-c10",
-			Title:       "connection churn: a new connection per transaction (`-C -S -M simple`), 10 clients",
-			PgbenchArgs: []string{"-C", "-S", "-M", "simple"},
-			Clients:     10,
-		},
+		churn,
+		withTLS(churn),
 		sel("simple", 100, false),
 	}
 	if !quick {

@@ -1,5 +1,6 @@
 // Package testcert makes a throwaway certificate authority and certificates
-// signed by it, for tests of TLS between clients, belay and PostgreSQL.
+// signed by it, for tests of TLS between clients, belay and PostgreSQL, and
+// for the bench harness's TLS scenarios.
 // Keys are ECDSA P-256; everything is valid from an hour ago for a day.
 //
 // Concurrency: a CA is safe for concurrent use once made.
@@ -44,7 +45,19 @@ var serial atomic.Int64
 // New makes a CA whose files live in t.TempDir().
 func New(t testing.TB) *CA {
 	t.Helper()
-	key := newKey(t)
+	ca, err := NewCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// NewCA makes a CA whose files live in dir.
+func NewCA(dir string) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(serial.Add(1)),
 		Subject:               pkix.Name{CommonName: "belay test CA"},
@@ -56,15 +69,15 @@ func New(t testing.TB) *CA {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	ca := &CA{Cert: cert, Key: key, dir: t.TempDir()}
-	ca.CertFile = writePEM(t, ca.dir, "ca.crt", "CERTIFICATE", der)
-	return ca
+	ca := &CA{Cert: cert, Key: key, dir: dir}
+	ca.CertFile, err = writePEM(dir, "ca.crt", "CERTIFICATE", der)
+	return ca, err
 }
 
 // Pool is a cert pool holding the CA.
@@ -76,18 +89,42 @@ func (ca *CA) Pool() *x509.CertPool {
 
 // Server issues a server certificate for the given DNS names and IP addresses.
 func (ca *CA) Server(t testing.TB, name string, hosts ...string) Pair {
-	return ca.issue(t, name, hosts, x509.ExtKeyUsageServerAuth)
+	t.Helper()
+	return must(t)(ca.IssueServer(name, hosts...))
 }
 
 // Client issues a client certificate whose common name is cn (Postgres's
 // cert authentication compares it with the user name).
 func (ca *CA) Client(t testing.TB, cn string) Pair {
-	return ca.issue(t, cn, nil, x509.ExtKeyUsageClientAuth)
+	t.Helper()
+	return must(t)(ca.IssueClient(cn))
 }
 
-func (ca *CA) issue(t testing.TB, cn string, hosts []string, usage x509.ExtKeyUsage) Pair {
-	t.Helper()
-	key := newKey(t)
+func must(t testing.TB) func(Pair, error) Pair {
+	return func(p Pair, err error) Pair {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+}
+
+// IssueServer is Server without a testing.TB.
+func (ca *CA) IssueServer(name string, hosts ...string) (Pair, error) {
+	return ca.issue(name, hosts, x509.ExtKeyUsageServerAuth)
+}
+
+// IssueClient is Client without a testing.TB.
+func (ca *CA) IssueClient(cn string) (Pair, error) {
+	return ca.issue(cn, nil, x509.ExtKeyUsageClientAuth)
+}
+
+func (ca *CA) issue(cn string, hosts []string, usage x509.ExtKeyUsage) (Pair, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return Pair{}, err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial.Add(1)),
 		Subject:      pkix.Name{CommonName: cn},
@@ -105,46 +142,34 @@ func (ca *CA) issue(t testing.TB, cn string, hosts []string, usage x509.ExtKeyUs
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
-		t.Fatal(err)
+		return Pair{}, err
 	}
 	kder, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return Pair{}, err
 	}
 	base := cn + "-" + big.NewInt(serial.Add(1)).String()
-	p := Pair{
-		CertFile: writePEM(t, ca.dir, base+".crt", "CERTIFICATE", der),
-		KeyFile:  writePEM(t, ca.dir, base+".key", "EC PRIVATE KEY", kder),
+	var p Pair
+	if p.CertFile, err = writePEM(ca.dir, base+".crt", "CERTIFICATE", der); err != nil {
+		return p, err
+	}
+	if p.KeyFile, err = writePEM(ca.dir, base+".key", "EC PRIVATE KEY", kder); err != nil {
+		return p, err
 	}
 	p.TLS, err = tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return p, err
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-// writePEM writes a PEM file. Postgres
-// (running as another user) reads them, so the directory is made 0755 and
-// the files 0644, except keys, which Postgres wants 0600 and owned by itself
-// (Chown is the caller's business when it runs Postgres as another user).
-func writePEM(t testing.TB, dir, name, typ string, der []byte) string {
-	t.Helper()
+// writePEM writes a PEM file: certificates 0644, keys 0600 (Postgres and
+// PgBouncer refuse group- or world-readable keys). The directory is made
+// 0755 so that a server running as another user can reach the files once
+// the caller has chowned them.
+func writePEM(dir, name, typ string, der []byte) (string, error) {
 	_ = os.Chmod(dir, 0o755)
 	p := filepath.Join(dir, name)
 	mode := os.FileMode(0o644)
 	if typ != "CERTIFICATE" {
 		mode = 0o600
 	}
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return p, os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
 }
