@@ -106,8 +106,11 @@ func (in *Input) Consume(c gnet.Conn, n int) {
 	}
 	rest := copy(in.carry, in.carry[n:])
 	in.carry = in.carry[:rest]
-	if rest == 0 && cap(in.carry) > 1<<20 {
-		in.carry = nil // a large result passed through; do not keep its buffer
+	if rest == 0 {
+		if in.tls != nil {
+			putPlain(in.carry) // an idle TLS connection holds no plaintext buffer
+		}
+		in.carry = nil
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -154,6 +155,19 @@ func addrOf(nc net.Conn, local bool) net.Addr {
 // (one record holds at most 16 KiB).
 const plainChunk = 16 << 10
 
+// plainBufs holds plaintext buffers between uses, so that an idle TLS client
+// holds none: Input.Consume gives its buffer back once it is empty.
+var plainBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2*plainChunk); return &b }}
+
+func getPlain() []byte { return (*plainBufs.Get().(*[]byte))[:0] }
+
+func putPlain(b []byte) {
+	if cap(b) <= 4*plainChunk {
+		b = b[:0]
+		plainBufs.Put(&b)
+	}
+}
+
 // decrypt moves c's raw bytes into t and reads all whole records into dst.
 func (t *TLS) decrypt(c gnet.Conn, dst []byte) ([]byte, error) {
 	if c != nil {
@@ -163,6 +177,9 @@ func (t *TLS) decrypt(c gnet.Conn, dst []byte) ([]byte, error) {
 		}
 	}
 	var err error
+	if dst == nil {
+		dst = getPlain()
+	}
 	for {
 		if cap(dst)-len(dst) < plainChunk {
 			dst = append(dst[:cap(dst)], make([]byte, plainChunk)...)[:len(dst)]
