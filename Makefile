@@ -42,16 +42,11 @@ deps:
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
+	$(MAKE) --no-print-directory fuzz-short FUZZTIME=2s FUZZ_LOG=$${TMPDIR:-/tmp}/belay-fuzz-short.log
 
-## fuzz-short: each codec fuzz target for $(FUZZTIME) (targets found in codec/*_test.go)
+## fuzz-short: every fuzz target of the module for $(FUZZTIME), one after another (scripts/fuzz.sh)
 fuzz-short:
-	@set -euo pipefail; \
-	targets=$$(grep -ho '^func Fuzz[A-Za-z0-9_]*' codec/*_test.go 2>/dev/null | sed 's/^func //' | sort -u || true); \
-	if [ -z "$$targets" ]; then echo "fuzz-short: no Fuzz targets in codec/*_test.go yet"; exit 0; fi; \
-	for f in $$targets; do \
-		echo "$(GO) test -run '^\$$' -fuzz '^$$f\$$' -fuzztime $(FUZZTIME) ./codec"; \
-		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./codec; \
-	done
+	GO=$(GO) FUZZ_LOG=$${FUZZ_LOG:-fuzz.log} ./scripts/fuzz.sh $(FUZZTIME)
 
 ## bench: every benchmark, with allocations
 bench:

@@ -1,8 +1,42 @@
-// Package loop is belay's front end: a gnet engine (one event loop per core)
-// that accepts clients on TCP and Unix sockets, runs their startup (SSLRequest
-// and GSSENCRequest are declined with 'N' until TLS lands; protocol 3.x with
-// NegotiateProtocolVersion; trust authentication), and then runs one session
-// per client that forwards its messages to a pooled server connection.
+// Package loop is belay's front end: a gnet engine that accepts clients on
+// TCP and Unix sockets, runs their startup (TLS after an SSLRequest or
+// directly, as Postgres 17 allows; GSSENCRequest declined with 'N'; protocol
+// 3.x with NegotiateProtocolVersion), authenticates them, and then runs one
+// session per client that forwards its messages to a pooled server
+// connection.
+//
+// # Startup, TLS and authentication
+//
+// A session goes sStartup → (sTLS) → (sLookup) → sAuth → sLogin → sReady.
+// The TLS handshake is the one step that leaves the loop: crypto/tls cannot
+// resume a handshake after "no data yet", and its public-key work would stall
+// the loop's other clients. The client is parked (internal/gnetx), a
+// goroutine bounded by Proxy.tlsSlots runs the handshake with blocking I/O
+// and a deadline, and hands the result back with EventLoop.Execute; from then
+// on records are decrypted and encrypted on the loop (gnetx.TLS over the
+// loop's buffers), never with a goroutine per connection.
+//
+// Authentication is authExchange, a pure state machine (table-tested and
+// fuzzed) over package auth: SCRAM-SHA-256, md5 and cleartext against the
+// auth file or auth_query (authQuerier, which runs on its own goroutine and
+// reports back with Execute), plus trust, cert and pg_hba rules. A user belay
+// does not know goes through the same exchange as a wrong password and gets
+// the same 28P01. What the exchange learns (the password, the md5 hash, or
+// the SCRAM ClientKey recovered from the client's proof) becomes the pool's
+// Credentials, so belay logs in to Postgres as the user with no password of
+// its own.
+//
+// Cancel keys are belay's: a CancelRequest finds the session by PID, checks
+// the secret in constant time, and cancels only what that client runs now
+// (poolcore keeps the server from anyone else until the cancel is done); a
+// client still waiting for a server has its query dropped and answered with
+// 57014. With Config.PeerID, the secret's top 16 bits name the process that
+// issued it, and a cancel that lands on another process sharing the port is
+// forwarded to it.
+//
+// Limits: ClientLoginTimeout (57014, Postgres's words), QueryWaitTimeout
+// (08P01 query_wait_timeout, PgBouncer's), IdleTransactionTimeout (25P03,
+// Postgres's), MaxClientConn (53300).
 //
 // # Who owns what
 //
@@ -10,7 +44,10 @@
 // method of session runs there, so nothing in a session is locked. gnet
 // callbacks (OnOpen, OnTraffic, OnClose) are the entry points; poolcore calls
 // back into a session (ServerReady, ServerTraffic, ...) on the same loop.
-// Proxy's own fields are safe for concurrent use (atomics, cancelMu).
+// Proxy's own fields are safe for concurrent use (atomics, cancelMu; the
+// authentication and TLS settings are fixed at Start). The only goroutines
+// loop starts are TLS handshakes, auth_query lookups and cancel forwards;
+// each hands its result to the session's loop with EventLoop.Execute.
 //
 // # The data path
 //

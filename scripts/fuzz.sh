@@ -10,7 +10,7 @@ set -uo pipefail
 dur=${1:?usage: fuzz.sh DURATION [PATTERN]}
 pattern=${2:-.}
 GO=${GO:-go}
-log=${FUZZ_LOG:-fuzz.log}
+log=$(realpath -m "${FUZZ_LOG:-fuzz.log}")
 : >"$log"
 cd "$(dirname "$0")/.."
 failed=0
