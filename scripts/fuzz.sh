@@ -19,7 +19,7 @@ for file in $(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do
 	pkg=./$(dirname "${file#./}")
 	for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //'); do
 		echo "$pkg.$f" | grep -Eq -- "$pattern" || continue
-		out=$($GO test -run '^$' -fuzz "^$f\$" -fuzztime "$dur" -parallel 1 "$pkg" 2>&1)
+		out=$($GO test -run '^$' -fuzz "^$f\$" -fuzztime "$dur" -timeout 0 -parallel 1 "$pkg" 2>&1)
 		rc=$?
 		printf '=== %s %s (exit %d)\n%s\n' "$pkg" "$f" "$rc" "$out" >>"$log"
 		last=$(grep -E 'fuzz: elapsed' <<<"$out" | tail -1)
