@@ -288,7 +288,8 @@ func TestHostileInput(t *testing.T) {
 
 // checkPoolClean waits until user's pool has no active server and no waiter,
 // holds at most size servers, and Postgres shows no backend of user in a
-// transaction or running a query.
+// transaction or running a query and at most size backends of user in all (a
+// leaked server would stay; the backend of one just closed leaves soon).
 func checkPoolClean(t *testing.T, p *Proxy, pg *pginstance.Instance, user string, size int) {
 	t.Helper()
 	var last string
@@ -311,16 +312,15 @@ func checkPoolClean(t *testing.T, p *Proxy, pg *pginstance.Instance, user string
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close(context.Background())
-		var busy int
-		if err := c.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
-			WHERE usename = $1 AND backend_type = 'client backend' AND state <> 'idle' AND pid <> pg_backend_pid()`, user).Scan(&busy); err != nil {
+		var busy, all int
+		if err := c.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE state <> 'idle'), count(*) FROM pg_stat_activity
+			WHERE usename = $1 AND backend_type = 'client backend' AND pid <> pg_backend_pid()`, user).Scan(&busy, &all); err != nil {
 			t.Fatal(err)
 		}
+		_ = c.Close(context.Background())
 		last += fmt.Sprintf(", %d busy backends", busy)
-		return busy == 0
+		// Backends of servers closed a moment ago (by an earlier test's
+		// proxy, or a slot move) take a while to leave pg_stat_activity.
+		return busy == 0 && all <= size
 	})
-	if n := serverConns(t, pg, user); n > size {
-		t.Fatalf("%d server connections of %s for a pool of %d: leaked", n, user, size)
-	}
 }

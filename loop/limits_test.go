@@ -57,16 +57,9 @@ func TestLimits(t *testing.T) {
 			c.QueryWaitTimeout = 300 * time.Millisecond
 		})
 		ctx := context.Background()
-		holder := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
-		tx, err := holder.Begin(ctx) // holds the only server
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
-			t.Fatal(err)
-		}
+		tx := holdServer(t, p)
 		waiter := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
-		_, err = waiter.Exec(ctx, "SELECT 1")
+		_, err := waiter.Exec(ctx, "SELECT 1")
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Code != string(sqlstate.ProtocolViolation) || pe.Message != "query_wait_timeout" {
 			t.Fatalf("waiter: %v, want 08P01 query_wait_timeout", err)
@@ -281,14 +274,7 @@ func TestCancelWhileWaiting(t *testing.T) {
 	pg := pgtest.Shared(t)
 	p := startProxy(t, pg, func(c *Config) { c.PoolSize = 1 })
 	ctx := context.Background()
-	holder := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
-	tx, err := holder.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
-		t.Fatal(err)
-	}
+	tx := holdServer(t, p)
 	waiter := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
 	errc := make(chan error, 1)
 	go func() {
@@ -323,4 +309,19 @@ func TestCancelWhileWaiting(t *testing.T) {
 		t.Fatalf("waiter after its cancel: %v", err)
 	}
 	checkPoolClean(t, p, pg, "postgres", 1)
+}
+
+// holdServer opens a transaction through p that holds one server until the
+// returned transaction ends.
+func holdServer(t *testing.T, p *Proxy) pgx.Tx {
+	t.Helper()
+	c := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
+	tx, err := c.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(context.Background(), "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }
