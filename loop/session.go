@@ -474,6 +474,12 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 	}
 	in := sc.Input()
 	data := in.Bytes(c)
+	if err := in.Err(); err != nil {
+		// A bad TLS record, or Postgres's close_notify: the server is gone.
+		s.ServerLost(sc, err)
+		sc.Close()
+		return gnet.None
+	}
 	off := 0
 	release := false
 	for off < len(data) {

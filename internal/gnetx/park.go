@@ -59,6 +59,7 @@ type Input struct {
 	carry []byte // bytes carried across a park; with TLS, the plaintext
 	tls   *TLS
 	err   error
+	plain *[]byte // with TLS: the pooled buffer carry lives in, while it is not empty
 }
 
 // SetTLS makes the connection's bytes TLS records from now on: Bytes returns
@@ -79,6 +80,10 @@ func (in *Input) Err() error { return in.err }
 func (in *Input) Bytes(c gnet.Conn) []byte {
 	if in.tls != nil {
 		if in.err == nil {
+			if in.plain == nil {
+				in.plain = plainBufs.Get().(*[]byte)
+				in.carry = (*in.plain)[:0]
+			}
 			in.carry, in.err = in.tls.decrypt(c, in.carry)
 		}
 		return in.carry
@@ -107,9 +112,11 @@ func (in *Input) Consume(c gnet.Conn, n int) {
 	rest := copy(in.carry, in.carry[n:])
 	in.carry = in.carry[:rest]
 	if rest == 0 {
-		if in.tls != nil {
-			putPlain(in.carry) // an idle TLS connection holds no plaintext buffer
+		if in.plain != nil && cap(in.carry) <= 4*plainChunk {
+			*in.plain = in.carry[:0] // an idle TLS connection holds no plaintext buffer
+			plainBufs.Put(in.plain)
 		}
+		in.plain = nil
 		in.carry = nil
 	}
 }

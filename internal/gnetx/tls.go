@@ -159,15 +159,6 @@ const plainChunk = 16 << 10
 // holds none: Input.Consume gives its buffer back once it is empty.
 var plainBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2*plainChunk); return &b }}
 
-func getPlain() []byte { return (*plainBufs.Get().(*[]byte))[:0] }
-
-func putPlain(b []byte) {
-	if cap(b) <= 4*plainChunk {
-		b = b[:0]
-		plainBufs.Put(&b)
-	}
-}
-
 // decrypt moves c's raw bytes into t and reads all whole records into dst.
 func (t *TLS) decrypt(c gnet.Conn, dst []byte) ([]byte, error) {
 	if c != nil {
@@ -177,9 +168,6 @@ func (t *TLS) decrypt(c gnet.Conn, dst []byte) ([]byte, error) {
 		}
 	}
 	var err error
-	if dst == nil {
-		dst = getPlain()
-	}
 	for {
 		if cap(dst)-len(dst) < plainChunk {
 			dst = append(dst[:cap(dst)], make([]byte, plainChunk)...)[:len(dst)]
@@ -187,8 +175,7 @@ func (t *TLS) decrypt(c gnet.Conn, dst []byte) ([]byte, error) {
 		n, rerr := t.conn.Read(dst[len(dst):cap(dst)])
 		dst = dst[:len(dst)+n]
 		if rerr != nil {
-			var ne net.Error
-			if !errors.As(rerr, &ne) || !ne.Temporary() {
+			if rerr != errNoData {
 				err = rerr
 			}
 			break
