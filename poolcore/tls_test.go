@@ -1,9 +1,6 @@
 package poolcore
 
 import (
-	"os"
-	"os/user"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,54 +16,10 @@ import (
 func tlsInstance(t *testing.T, ca *testcert.CA) *pginstance.Instance {
 	t.Helper()
 	srv := ca.Server(t, "postgres", "127.0.0.1")
-	// Postgres reads the files as its own user (postgres, when the tests
-	// run as root) and wants the key 0600 and owned by it; the test's
-	// temporary directories are not traversable by it.
-	dir, err := os.MkdirTemp("", "belay-tls-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	uid, gid := -1, -1
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatal(err)
-		}
-		uid, _ = strconv.Atoi(u.Uid)
-		gid, _ = strconv.Atoi(u.Gid)
-	}
-	cp := func(src, name string, mode os.FileMode) string {
-		b, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dst := filepath.Join(dir, name)
-		if err := os.WriteFile(dst, b, mode); err != nil {
-			t.Fatal(err)
-		}
-		if uid >= 0 {
-			if err := os.Chown(dst, uid, gid); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return dst
-	}
-	inst := pgtest.New(t, pginstance.Options{
-		Settings: map[string]string{
-			"ssl":           "on",
-			"ssl_cert_file": cp(srv.CertFile, "server.crt", 0o644),
-			"ssl_key_file":  cp(srv.KeyFile, "server.key", 0o600),
-			"ssl_ca_file":   cp(ca.CertFile, "ca.crt", 0o644),
-		},
-		HBA: []string{
-			"hostssl all u_cert 127.0.0.1/32 cert",
-			"hostssl all all    127.0.0.1/32 trust",
-			"host    all all    127.0.0.1/32 reject",
-		},
+	inst := pgtest.NewTLS(t, srv.CertFile, srv.KeyFile, ca.CertFile, []string{
+		"hostssl all u_cert 127.0.0.1/32 cert",
+		"hostssl all all    127.0.0.1/32 trust",
+		"host    all all    127.0.0.1/32 reject",
 	})
 	superExec(t, inst.SocketDir, inst.Port, inst.Superuser, "CREATE ROLE u_cert LOGIN")
 	return inst

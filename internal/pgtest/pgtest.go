@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -257,4 +258,56 @@ func RequireBinary(t testing.TB, name string) string {
 	}
 	t.Fatalf("pgtest: %s not found beside the PostgreSQL server binaries nor on PATH; install it (make deps; on Debian: apt-get install postgresql postgresql-client postgresql-contrib)", name)
 	return ""
+}
+
+// NewTLS starts a private instance with ssl=on, serving certFile and keyFile
+// (and verifying client certificates against caFile when it is not empty),
+// with the given pg_hba.conf lines first. Postgres reads the files as its own
+// user (postgres when the tests run as root), wants the key 0600 and owned by
+// it, and cannot traverse test temporary directories: so they are copied
+// into a directory of their own, chowned to that user.
+func NewTLS(t testing.TB, certFile, keyFile, caFile string, hba []string) *pginstance.Instance {
+	t.Helper()
+	dir, err := os.MkdirTemp("", tempPattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeTempDir(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := -1, -1
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ = strconv.Atoi(u.Uid)
+		gid, _ = strconv.Atoi(u.Gid)
+	}
+	cp := func(src, name string, mode os.FileMode) string {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(dir, name)
+		if err := os.WriteFile(dst, b, mode); err != nil {
+			t.Fatal(err)
+		}
+		if uid >= 0 {
+			if err := os.Chown(dst, uid, gid); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dst
+	}
+	settings := map[string]string{
+		"ssl":           "on",
+		"ssl_cert_file": cp(certFile, "server.crt", 0o644),
+		"ssl_key_file":  cp(keyFile, "server.key", 0o600),
+	}
+	if caFile != "" {
+		settings["ssl_ca_file"] = cp(caFile, "ca.crt", 0o644)
+	}
+	return New(t, pginstance.Options{Settings: settings, HBA: hba})
 }
