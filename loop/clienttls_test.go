@@ -3,6 +3,8 @@ package loop
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -74,6 +76,27 @@ func TestClientTLS(t *testing.T) {
 		r := dialRaw(t, p)
 		r.send(append(codec.AppendSSLRequest(nil), codec.AppendStartupMessage(nil, codec.ProtocolVersion30, "user", "postgres")...))
 		r.expectFatal(sqlstate.ProtocolViolation, "unencrypted data after SSL request")
+	})
+	t.Run("hostssl rule", func(t *testing.T) {
+		hba := filepath.Join(t.TempDir(), "hba.conf")
+		if err := os.WriteFile(hba, []byte("hostssl all postgres 127.0.0.1/32 trust\nhost all all 0.0.0.0/0 reject\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ph := startProxy(t, pg, func(c *Config) {
+			c.AuthType, c.AuthHBAFile = "hba", hba
+			c.TLSMode = "allow"
+			c.TLSCertFile, c.TLSKeyFile = srv.CertFile, srv.KeyFile
+		})
+		cs := ph.connString("postgres", "postgres")
+		c := connect(t, strings.Replace(cs, "sslmode=disable", "sslmode=require", 1))
+		if who := whoOnServer(t, c); who != "postgres" {
+			t.Fatalf("logged in as %q", who)
+		}
+		_, err := pgx.Connect(context.Background(), cs)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Message != `pg_hba.conf rejects connection for host "127.0.0.1", user "postgres", database "postgres", no encryption` {
+			t.Fatalf("plain connection under a hostssl rule: %v", err)
+		}
 	})
 	t.Run("cert auth", func(t *testing.T) {
 		pc := startProxy(t, pg, func(c *Config) {
