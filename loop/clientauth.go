@@ -259,10 +259,15 @@ func (p *Proxy) handshake(s *session, fd int, pre []byte, sendS bool) {
 		}
 		_ = nc.Close()
 	}
-	_ = s.loop.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+	if xerr := s.loop.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 		s.tlsDone(t, err)
 		return nil
-	}))
+	})); xerr != nil && s.parkedFD >= 0 {
+		// The engine stopped while the handshake ran: no loop will take the
+		// client back, and nothing else touches the session any more.
+		gnetx.CloseParked(s.parkedFD)
+		s.parkedFD = -1
+	}
 }
 
 // tlsDone is the end of a handshake, on the loop.
