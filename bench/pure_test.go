@@ -220,10 +220,15 @@ func sampleReport() *Report {
 		}
 		return l
 	}
-	sel := DefaultScenarios(true, 1000)[0]
-	prep := DefaultScenarios(true, 1000)[2]
-	idle := DefaultScenarios(true, 1000)[6]
-	slow := DefaultScenarios(true, 1000)[7]
+	byID := func(id string) Scenario {
+		for _, sc := range DefaultScenarios(true, 1000) {
+			if sc.ID == id {
+				return sc
+			}
+		}
+		panic("BUG: no scenario " + id)
+	}
+	sel, prep, idle, slow := byID("select-simple-c10"), byID("select-prepared-c10"), byID("idle-1000"), byID("slow-client")
 	bad := mk(PgBouncer, 40, lat(500), 0.02)
 	bad.Aborted, bad.Errors = 10, []string{`client aborted in command 1 (SQL) of script 0; ERROR: prepared statement "P0_1" does not exist`}
 	idleRun := func(target string, per float64) RunResult {
