@@ -26,7 +26,17 @@ for file in $(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do
 		execs=$(sed -nE 's/.*execs: ([0-9]+).*/\1/p' <<<"$last")
 		newi=$(sed -nE 's/.*new interesting: ([0-9]+).*/\1/p' <<<"$last")
 		result=ok
-		if [ $rc -ne 0 ]; then result="FAIL (see $log)"; failed=1; fi
+		if [ $rc -ne 0 ]; then
+			if grep -q 'context deadline exceeded' <<<"$out" && ! grep -q 'Failing input written' <<<"$out"; then
+				# Go's fuzzing coordinator sometimes reports its own deadline
+				# as a failure when -fuzztime ends mid-exchange with a worker;
+				# no input failed, none was written.
+				result="ok (go: deadline at the end)"
+			else
+				result="FAIL (see $log)"
+				failed=1
+			fi
+		fi
 		printf '%-22s %-34s %14s %8s  %s\n' "$pkg" "$f" "${execs:-?}" "${newi:-?}" "$result"
 	done
 done
