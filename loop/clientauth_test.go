@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/belaydb/belay/codec"
 	"github.com/belaydb/belay/codec/sqlstate"
 	"github.com/belaydb/belay/internal/pginstance"
 	"github.com/belaydb/belay/internal/pgtest"
+	"github.com/belaydb/belay/internal/testcert"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -172,4 +176,88 @@ func TestClientAuth(t *testing.T) {
 			t.Fatalf("psql with a wrong password: %v\n%s", err, out)
 		}
 	})
+}
+
+// TestHostileAuth: whatever a client sends during authentication or before a
+// TLS handshake, it gets Postgres's FATAL and SQLSTATE where the protocol
+// allows, nothing is leaked, and belay keeps serving.
+func TestHostileAuth(t *testing.T) {
+	ac := newAuthCluster(t)
+	ca := testcert.New(t)
+	srv := ca.Server(t, "belay", "127.0.0.1")
+	p := startProxy(t, ac.pg, func(c *Config) {
+		c.AuthType, c.AuthFile = "scram-sha-256", ac.authFile
+		c.TLSMode, c.TLSCertFile, c.TLSKeyFile = "allow", srv.CertFile, srv.KeyFile
+		c.ClientLoginTimeout = 2 * time.Second
+	})
+	startAuth := func(t *testing.T) *rawConn {
+		r := dialRaw(t, p)
+		r.send(codec.AppendStartupMessage(nil, codec.ProtocolVersion30, "user", "alice", "database", "postgres"))
+		if f, err := r.next(); err != nil || f.Type != codec.MsgAuthentication {
+			t.Fatalf("want AuthenticationSASL, got %q %v", f.Type, err)
+		}
+		return r
+	}
+	sasl := func(mech, data string) []byte {
+		body := append([]byte(mech+"\x00"), byte(len(data)>>24), byte(len(data)>>16), byte(len(data)>>8), byte(len(data)))
+		return codec.AppendFrame(nil, codec.MsgPasswordMessage, append(body, data...))
+	}
+	for _, tc := range []struct {
+		name string
+		send []byte
+		code sqlstate.Code
+		msg  string
+	}{
+		{"a query instead of a password", codec.AppendQuery(nil, "SELECT 1"), sqlstate.ProtocolViolation, "expected password response, got message type 81"},
+		{"another SASL mechanism", sasl("SCRAM-SHA-256-PLUS", "p=tls-server-end-point,,n=,r=abc"), sqlstate.ProtocolViolation, "client selected an invalid SASL authentication mechanism"},
+		{"an oversized password message", append([]byte{'p', 0, 0x10, 0, 0}, make([]byte, 64)...), sqlstate.ProtocolViolation, "invalid password packet size"},
+		{"a malformed client-first-message", sasl("SCRAM-SHA-256", "garbage"), sqlstate.ProtocolViolation, "malformed SCRAM message"},
+		{"channel binding not offered", sasl("SCRAM-SHA-256", "p=tls-server-end-point,,n=,r=abc"), sqlstate.ProtocolViolation, ""},
+		{"a malformed SASL frame", codec.AppendFrame(nil, codec.MsgPasswordMessage, []byte("SCRAM-SHA-256\x00\x00\x00")), sqlstate.ProtocolViolation, "malformed SASL message"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startAuth(t)
+			r.send(tc.send)
+			r.expectFatal(tc.code, tc.msg)
+		})
+	}
+	t.Run("vanishes mid-SCRAM", func(t *testing.T) {
+		r := startAuth(t)
+		r.send(sasl("SCRAM-SHA-256", "n,,n=,r=rOprNGfwEbeRWgbNEkqO"))
+		if f, err := r.next(); err != nil || f.Type != codec.MsgAuthentication {
+			t.Fatalf("want SASLContinue, got %q %v", f.Type, err)
+		}
+		_ = r.c.Close()
+	})
+	t.Run("garbage instead of a ClientHello", func(t *testing.T) {
+		r := dialRaw(t, p)
+		r.send(codec.AppendSSLRequest(nil))
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(r.c, b); err != nil || b[0] != 'S' {
+			t.Fatalf("SSLRequest: %q %v", b, err)
+		}
+		r.send([]byte("this is not TLS\r\n\r\n"))
+		if _, err := r.next(); err == nil {
+			t.Fatal("a message after a failed handshake")
+		}
+	})
+	t.Run("silent after 'S'", func(t *testing.T) {
+		r := dialRaw(t, p)
+		r.send(codec.AppendSSLRequest(nil))
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(r.c, b); err != nil || b[0] != 'S' {
+			t.Fatalf("SSLRequest: %q %v", b, err)
+		}
+		start := time.Now()
+		if _, err := r.next(); err == nil { // the handshake's deadline is the login timeout
+			t.Fatal("a message without a handshake")
+		}
+		t.Logf("closed %v after 'S'", time.Since(start).Round(time.Millisecond))
+	})
+	eventually(t, 10*time.Second, "every client to be gone", func() bool { return p.Stats().Clients == 0 })
+	c, err := login(p, "alice", "alice pw", "sslmode=require")
+	if err != nil {
+		t.Fatalf("belay stopped serving: %v", err)
+	}
+	_ = c.Close(context.Background())
 }
