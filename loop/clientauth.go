@@ -326,6 +326,9 @@ func (p *Proxy) setupAuth() error {
 			p.authq.password = s.Plain
 		}
 	}
+	if cfg.AuthFile == "" && cfg.AuthUser == "" && (p.hba != nil || p.method == methodSCRAM || p.method == methodMD5 || p.method == methodPassword) {
+		p.log.Warn("no --auth-file and no --auth-user: belay knows no password, so every password login fails", "auth_type", cfg.AuthType)
+	}
 	p.mockKey = make([]byte, 32)
 	_, _ = rand.Read(p.mockKey)
 	p.tlsSlots = make(chan struct{}, 4*runtime.GOMAXPROCS(0))
