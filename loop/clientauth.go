@@ -40,9 +40,9 @@ func (s *session) startupMessage(st startup) gnet.Action {
 		return s.fatal(fatalf(sqlstate.TooManyConnections, "sorry, too many clients already"))
 	}
 	if st.minor > 0 || len(st.unrecognized) > 0 {
-		s.preamble = codec.AppendNegotiateProtocolVersion(nil, 0, st.unrecognized)
+		s.hs.preamble = codec.AppendNegotiateProtocolVersion(nil, 0, st.unrecognized)
 	}
-	s.login = st
+	s.hs.login = st
 	tlsOn := s.in.TLS() != nil
 	if s.p.tlsRequired && !tlsOn && !s.isUnix() {
 		return s.fatal(fatalf(sqlstate.InvalidAuthorizationSpecification,
@@ -65,7 +65,7 @@ func (s *session) startupMessage(st startup) gnet.Action {
 		}
 		return s.authenticated(credentialsOf(secret))
 	}
-	s.ax = &authExchange{method: method, user: st.user, rand: rand.Reader, mock: s.p.mockKey}
+	s.hs.ax = &authExchange{method: method, user: st.user, rand: rand.Reader, mock: s.p.mockKey}
 	if !known && s.p.authq != nil {
 		s.state = sLookup
 		el := s.loop.EventLoop()
@@ -78,7 +78,7 @@ func (s *session) startupMessage(st startup) gnet.Action {
 		}()
 		return gnet.None
 	}
-	s.ax.secret = secret
+	s.hs.ax.secret = secret
 	return s.beginAuth()
 }
 
@@ -88,11 +88,11 @@ func (s *session) secretFound(secret auth.Secret, err error) {
 		return
 	}
 	if err != nil {
-		s.p.log.Warn("auth_query failed", "user", s.login.user, "err", err)
+		s.p.log.Warn("auth_query failed", "user", s.hs.login.user, "err", err)
 		s.kill(fatalf(sqlstate.ConnectionFailure, "belay could not look up the user: %v", err))
 		return
 	}
-	s.ax.secret = secret
+	s.hs.ax.secret = secret
 	s.outside(s.beginAuth())
 }
 
@@ -104,9 +104,9 @@ func (s *session) outside(a gnet.Action) {
 }
 
 func (s *session) beginAuth() gnet.Action {
-	st := s.ax.begin()
-	b := append(s.preamble, st.out...)
-	s.preamble = nil
+	st := s.hs.ax.begin()
+	b := append(s.hs.preamble, st.out...)
+	s.hs.preamble = nil
 	s.state = sAuth
 	if st.outcome == authFail {
 		_, _ = s.write(b)
@@ -129,15 +129,15 @@ func (s *session) authTraffic(c gnet.Conn) gnet.Action {
 		case typ == codec.MsgTerminate:
 			return gnet.Close
 		}
-		step := s.ax.message(typ, data[5:5+bodyLen])
+		step := s.hs.ax.message(typ, data[5:5+bodyLen])
 		s.in.Consume(c, 5+bodyLen)
 		switch step.outcome {
 		case authFail:
-			s.p.log.Info("client authentication failed", "remote", c.RemoteAddr(), "user", s.login.user, "err", step.err.Message)
+			s.p.log.Info("client authentication failed", "remote", c.RemoteAddr(), "user", s.hs.login.user, "err", step.err.Message)
 			return s.fatal(step.err)
 		case authOK:
-			s.ax = nil
-			s.preamble = step.out
+			s.hs.ax = nil
+			s.hs.preamble = step.out
 			return s.authenticated(step.cred)
 		}
 		_, _ = s.write(step.out)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/belaydb/belay/auth"
 	"github.com/belaydb/belay/codec"
+	"github.com/belaydb/belay/codec/sqlstate"
 	"github.com/belaydb/belay/poolcore"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
@@ -64,6 +65,10 @@ type Proxy struct {
 
 	cancelMu sync.Mutex
 	cancels  map[uint32]*session // belay-issued PID → session
+
+	// logins[i] holds loop i's sessions not yet logged in, with when they
+	// opened (UnixNano); only loop i touches it.
+	logins []map[*session]int64
 
 	// client authentication and TLS, fixed at Start
 	method      authMethod
@@ -115,13 +120,17 @@ func Start(cfg Config) (*Proxy, error) {
 		booted:  make(chan struct{}),
 		done:    make(chan error, 1),
 		cancels: make(map[uint32]*session),
-		pools: poolcore.NewManager(poolcore.Options{
-			Server: cfg.Server, PoolSize: cfg.PoolSize, NumLoops: loops,
-			Lifetime: cfg.ServerLifetime, IdleTimeout: cfg.ServerIdleTimeout,
-			ConnectTimeout: cfg.ServerConnectTimeout, PassFile: cfg.PassFile, Logger: cfg.Logger,
-			ServerTLSMode: cfg.ServerTLSMode, ServerTLSCAFile: cfg.ServerTLSCAFile, ServerTLSCertFile: cfg.ServerTLSCertFile, ServerTLSKeyFile: cfg.ServerTLSKeyFile,
-			QueryWaitTimeout: cfg.QueryWaitTimeout,
-		}),
+	}
+	p.pools = poolcore.NewManager(poolcore.Options{
+		Server: cfg.Server, PoolSize: cfg.PoolSize, NumLoops: loops,
+		Lifetime: cfg.ServerLifetime, IdleTimeout: cfg.ServerIdleTimeout,
+		ConnectTimeout: cfg.ServerConnectTimeout, PassFile: cfg.PassFile, Logger: cfg.Logger,
+		ServerTLSMode: cfg.ServerTLSMode, ServerTLSCAFile: cfg.ServerTLSCAFile, ServerTLSCertFile: cfg.ServerTLSCertFile, ServerTLSKeyFile: cfg.ServerTLSKeyFile,
+		QueryWaitTimeout: cfg.QueryWaitTimeout, OnSweep: p.sweepLogins,
+	})
+	p.logins = make([]map[*session]int64, loops)
+	for i := range p.logins {
+		p.logins[i] = map[*session]int64{}
 	}
 	if err := p.setupAuth(); err != nil {
 		return nil, err
@@ -334,4 +343,17 @@ func (p *Proxy) forwardCancel(pid uint32, secret []byte) {
 		var b [1]byte
 		_, _ = c.Read(b[:]) // the peer closes once it has taken the request
 	}()
+}
+
+// sweepLogins ends the clients of loop l that have not logged in within
+// ClientLoginTimeout, with Postgres's error for its authentication_timeout.
+// On l, from poolcore's Sweep (every 100 ms): one map per loop instead of a
+// timer per connection.
+func (p *Proxy) sweepLogins(l *poolcore.Loop) {
+	old := time.Now().UnixNano() - int64(p.cfg.ClientLoginTimeout)
+	for s, opened := range p.logins[l.Index()] {
+		if opened < old && s.state != sClosing {
+			s.kill(fatalf(sqlstate.QueryCanceled, "canceling authentication due to timeout"))
+		}
+	}
 }

@@ -44,13 +44,9 @@ type session struct {
 	sslAsked, gssAsked bool
 
 	key         poolcore.Key
-	sig         string        // the SET statement of its startup parameters
-	preamble    []byte        // sent before AuthenticationOk: NegotiateProtocolVersion, SASLFinal
-	login       startup       // the StartupMessage, kept until authentication ends
-	ax          *authExchange // the password exchange under way
-	loginTimer  *time.Timer   // ClientLoginTimeout, stopped at welcome
-	idleTxTimer *time.Timer   // IdleTransactionTimeout, armed while idle in a transaction
-	idleTxSince time.Time     // when the client went idle in its transaction; zero when it is not
+	sig         string     // the SET statement of its startup parameters
+	hs          *handshake // until the client is logged in; nil afterwards
+	idleTx      *idleTx    // with IdleTransactionTimeout, from the first idle moment in a transaction
 	pid, secret uint32
 
 	server    *poolcore.Server
@@ -66,19 +62,32 @@ type session struct {
 	done      bool // closed() ran
 }
 
+// handshake is what a session needs only until it is logged in; an idle
+// client holds none of it.
+type handshake struct {
+	login    startup       // the StartupMessage, kept until authentication ends
+	preamble []byte        // sent before AuthenticationOk: NegotiateProtocolVersion, SASLFinal
+	ax       *authExchange // the password exchange under way
+}
+
+// idleTx is the idle-in-transaction clock of a session.
+type idleTx struct {
+	timer *time.Timer
+	since time.Time // when the client went idle in its transaction; zero when it is not
+}
+
 func newSession(p *Proxy, c gnet.Conn, l *poolcore.Loop) *session {
-	s := &session{p: p, c: c, loop: l, t: newTracker(), parkedFD: -1}
-	el := l.EventLoop()
-	s.loginTimer = time.AfterFunc(p.cfg.ClientLoginTimeout, func() {
-		_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			if s.state < sReady && !s.done {
-				// Postgres's words for its authentication_timeout.
-				s.kill(fatalf(sqlstate.QueryCanceled, "canceling authentication due to timeout"))
-			}
-			return nil
-		}))
-	})
+	s := &session{p: p, c: c, loop: l, t: newTracker(), parkedFD: -1, hs: &handshake{}}
+	p.logins[l.Index()][s] = time.Now().UnixNano() // sweepLogins enforces ClientLoginTimeout
 	return s
+}
+
+// loggedIn drops what only the login needed.
+func (s *session) loggedIn() {
+	if s.hs != nil {
+		s.hs = nil
+		delete(s.p.logins[s.loop.Index()], s)
+	}
 }
 
 // onTraffic handles bytes from the client.
@@ -157,8 +166,7 @@ func (s *session) startupTraffic(c gnet.Conn) gnet.Action {
 // authenticated continues the login once the client has proved who it is:
 // cred says how belay logs in to Postgres as that user.
 func (s *session) authenticated(cred poolcore.Credentials) gnet.Action {
-	st := s.login
-	s.login = startup{}
+	st := s.hs.login
 	s.key = poolcore.Key{Database: st.database, User: st.user}
 	s.sig = setSQL(st.params)
 	pool, err := s.p.pools.Pool(s.key)
@@ -189,7 +197,7 @@ func (s *session) authenticated(cred poolcore.Credentials) gnet.Action {
 // the belay-issued BackendKeyData and ReadyForQuery.
 func (s *session) welcome(params []byte) {
 	b := s.loop.Scratch()
-	b = append(b, s.preamble...)
+	b = append(b, s.hs.preamble...)
 	b = codec.AppendAuthenticationOk(b)
 	b = append(b, params...)
 	b = codec.AppendBackendKeyData(b, s.pid, s.secret)
@@ -197,8 +205,7 @@ func (s *session) welcome(params []byte) {
 	_, _ = s.write(b)
 	s.loop.KeepScratch(b)
 	s.state = sReady
-	s.preamble = nil
-	s.loginTimer.Stop()
+	s.loggedIn()
 }
 
 // paramMessages encodes what Postgres sent in ParameterStatus, sorted.
@@ -438,7 +445,9 @@ loop:
 		off += 5 + bodyLen
 	}
 	if off > 0 {
-		s.idleTxSince = time.Time{}
+		if s.idleTx != nil {
+			s.idleTx.since = time.Time{}
+		}
 		if _, err := sc.Write(data[:off]); err != nil {
 			s.in.Consume(c, off)
 			return gnet.Close
@@ -550,22 +559,23 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 // transaction's results and holds the server. Anything it sends stops the
 // clock (forward).
 func (s *session) armIdleTx() {
-	s.idleTxSince = time.Now()
-	if s.idleTxTimer == nil {
-		s.idleTxTimer = time.AfterFunc(s.p.cfg.IdleTransactionTimeout, s.idleTxFired)
+	if s.idleTx == nil {
+		s.idleTx = &idleTx{since: time.Now()}
+		s.idleTx.timer = time.AfterFunc(s.p.cfg.IdleTransactionTimeout, s.idleTxFired)
 		return
 	}
-	s.idleTxTimer.Reset(s.p.cfg.IdleTransactionTimeout)
+	s.idleTx.since = time.Now()
+	s.idleTx.timer.Reset(s.p.cfg.IdleTransactionTimeout)
 }
 
 // idleTxFired runs on the timer's goroutine and checks on the loop.
 func (s *session) idleTxFired() {
 	_ = s.loop.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		if s.done || s.idleTxSince.IsZero() || s.server == nil || s.t.busy() {
+		if s.done || s.idleTx.since.IsZero() || s.server == nil || s.t.busy() {
 			return nil
 		}
-		if left := s.p.cfg.IdleTransactionTimeout - time.Since(s.idleTxSince); left > 0 {
-			s.idleTxTimer.Reset(left)
+		if left := s.p.cfg.IdleTransactionTimeout - time.Since(s.idleTx.since); left > 0 {
+			s.idleTx.timer.Reset(left)
 			return nil
 		}
 		// Postgres's words for idle_in_transaction_session_timeout; closed()
@@ -675,9 +685,9 @@ func (s *session) closed() {
 	}
 	s.done = true
 	s.state = sClosing
-	s.loginTimer.Stop()
-	if s.idleTxTimer != nil {
-		s.idleTxTimer.Stop()
+	s.loggedIn()
+	if s.idleTx != nil {
+		s.idleTx.timer.Stop()
 	}
 	if s.counted {
 		s.counted = false

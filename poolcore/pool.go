@@ -52,6 +52,10 @@ type Options struct {
 	// queue with ErrQueryWaitTimeout (0: it waits for ever).
 	QueryWaitTimeout time.Duration
 	Logger           *slog.Logger
+	// OnSweep, when set, runs at the end of every Sweep, on the loop swept:
+	// the owner's own periodic work per loop (the loop package's login
+	// timeouts) without a timer per connection.
+	OnSweep func(l *Loop)
 }
 
 // ErrQueryWaitTimeout is what ServerFailed reports to a client that waited
@@ -774,6 +778,9 @@ func (m *Manager) Sweep(l *Loop) {
 				sc.Close() // takes it off lp.idle
 			}
 		}
+	}
+	if m.opts.OnSweep != nil {
+		m.opts.OnSweep(l)
 	}
 }
 
