@@ -40,9 +40,8 @@ func (s *session) startupMessage(st startup) gnet.Action {
 		return s.fatal(fatalf(sqlstate.TooManyConnections, "sorry, too many clients already"))
 	}
 	if st.minor > 0 || len(st.unrecognized) > 0 {
-		s.hs.preamble = codec.AppendNegotiateProtocolVersion(nil, 0, st.unrecognized)
+		s.handshake().preamble = codec.AppendNegotiateProtocolVersion(nil, 0, st.unrecognized)
 	}
-	s.hs.login = st
 	tlsOn := s.in.TLS() != nil
 	if s.p.tlsRequired && !tlsOn && !s.isUnix() {
 		return s.fatal(fatalf(sqlstate.InvalidAuthorizationSpecification,
@@ -55,7 +54,7 @@ func (s *session) startupMessage(st startup) gnet.Action {
 	secret, known := s.p.users[st.user]
 	switch method {
 	case methodTrust:
-		return s.authenticated(credentialsOf(secret))
+		return s.authenticated(&st, credentialsOf(secret))
 	case methodReject:
 		return s.fatal(fatalf(sqlstate.InvalidAuthorizationSpecification,
 			"pg_hba.conf rejects connection for host %q, user %q, database %q, %s", s.hostName(), st.user, st.database, encryption(tlsOn)))
@@ -63,9 +62,11 @@ func (s *session) startupMessage(st startup) gnet.Action {
 		if e := s.checkCert(st.user); e != nil {
 			return s.fatal(*e)
 		}
-		return s.authenticated(credentialsOf(secret))
+		return s.authenticated(&st, credentialsOf(secret))
 	}
-	s.hs.ax = &authExchange{method: method, user: st.user, rand: rand.Reader, mock: s.p.mockKey}
+	hs := s.handshake() // the exchange takes more than this callback
+	hs.login = st
+	hs.ax = &authExchange{method: method, user: st.user, rand: rand.Reader, mock: s.p.mockKey}
 	if !known && s.p.authq != nil {
 		s.state = sLookup
 		el := s.loop.EventLoop()
@@ -138,7 +139,7 @@ func (s *session) authTraffic(c gnet.Conn) gnet.Action {
 		case authOK:
 			s.hs.ax = nil
 			s.hs.preamble = step.out
-			return s.authenticated(step.cred)
+			return s.authenticated(&s.hs.login, step.cred)
 		}
 		_, _ = s.write(step.out)
 	}

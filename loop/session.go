@@ -77,17 +77,23 @@ type idleTx struct {
 }
 
 func newSession(p *Proxy, c gnet.Conn, l *poolcore.Loop) *session {
-	s := &session{p: p, c: c, loop: l, t: newTracker(), parkedFD: -1, hs: &handshake{}}
+	s := &session{p: p, c: c, loop: l, t: newTracker(), parkedFD: -1}
 	p.logins[l.Index()][s] = time.Now().UnixNano() // sweepLogins enforces ClientLoginTimeout
 	return s
 }
 
+// handshake is s.hs, allocated on first use: a trust login never needs it.
+func (s *session) handshake() *handshake {
+	if s.hs == nil {
+		s.hs = &handshake{}
+	}
+	return s.hs
+}
+
 // loggedIn drops what only the login needed.
 func (s *session) loggedIn() {
-	if s.hs != nil {
-		s.hs = nil
-		delete(s.p.logins[s.loop.Index()], s)
-	}
+	s.hs = nil
+	delete(s.p.logins[s.loop.Index()], s)
 }
 
 // onTraffic handles bytes from the client.
@@ -165,8 +171,7 @@ func (s *session) startupTraffic(c gnet.Conn) gnet.Action {
 
 // authenticated continues the login once the client has proved who it is:
 // cred says how belay logs in to Postgres as that user.
-func (s *session) authenticated(cred poolcore.Credentials) gnet.Action {
-	st := s.hs.login
+func (s *session) authenticated(st *startup, cred poolcore.Credentials) gnet.Action {
 	s.key = poolcore.Key{Database: st.database, User: st.user}
 	s.sig = setSQL(st.params)
 	pool, err := s.p.pools.Pool(s.key)
@@ -197,7 +202,9 @@ func (s *session) authenticated(cred poolcore.Credentials) gnet.Action {
 // the belay-issued BackendKeyData and ReadyForQuery.
 func (s *session) welcome(params []byte) {
 	b := s.loop.Scratch()
-	b = append(b, s.hs.preamble...)
+	if s.hs != nil {
+		b = append(b, s.hs.preamble...)
+	}
 	b = codec.AppendAuthenticationOk(b)
 	b = append(b, params...)
 	b = codec.AppendBackendKeyData(b, s.pid, s.secret)
