@@ -69,9 +69,9 @@ func (s *session) startupMessage(st startup) gnet.Action {
 	hs.ax = &authExchange{method: method, user: st.user, rand: rand.Reader, mock: s.p.mockKey}
 	if !known && s.p.authq != nil {
 		s.state = sLookup
-		el := s.loop.EventLoop()
+		el, db, user := s.loop.EventLoop(), st.database, st.user // not st: capturing it would move it to the heap for every login
 		go func() {
-			secret, err := s.p.authq.lookup(st.database, st.user)
+			secret, err := s.p.authq.lookup(db, user)
 			_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 				s.secretFound(secret, err)
 				return nil
@@ -109,11 +109,10 @@ func (s *session) beginAuth() gnet.Action {
 	b := append(s.hs.preamble, st.out...)
 	s.hs.preamble = nil
 	s.state = sAuth
+	_, _ = s.write(b)
 	if st.outcome == authFail {
-		_, _ = s.write(b)
 		return s.fatal(st.err)
 	}
-	_, _ = s.write(b)
 	return s.authTraffic(s.c)
 }
 
