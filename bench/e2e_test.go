@@ -111,7 +111,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	o := Options{
 		Out: t.TempDir(), Duration: time.Second, Rounds: 1, Scale: 1, PoolSize: 4,
-		SlowDuration: time.Second, SlowRate: 256 << 10, Jobs: 2, WarmUp: -1,
+		SlowDuration: 3 * time.Second, SlowRate: 256 << 10, Jobs: 2, WarmUp: -1,
 		BelayExe: os.Args[0], BelayEnv: []string{proxyEnv + "=1"},
 		InstallPgBouncer: true, Command: "go test ./bench -run TestEndToEnd",
 		Scenarios: []Scenario{
