@@ -34,6 +34,10 @@ type ScramClient struct {
 	v         Verifier
 	clientKey []byte
 
+	// maxIter is the highest iteration count accepted (MaxClientIterations
+	// when zero); tests lower it.
+	maxIter int64
+
 	nonce     string
 	randErr   error
 	first     []byte // client-first-message
@@ -113,7 +117,11 @@ func (c *ScramClient) Final(serverFirst []byte) ([]byte, error) {
 		return nil, clientErr(`malformed SCRAM message (attribute "i" expected)`)
 	}
 	iter, ok := cStrtol(iterStr)
-	if !ok || iter < 1 || iter > MaxClientIterations {
+	maxIter := c.maxIter
+	if maxIter == 0 {
+		maxIter = MaxClientIterations
+	}
+	if !ok || iter < 1 || iter > maxIter {
 		return nil, clientErr("malformed SCRAM message (invalid iteration count)")
 	}
 	if sc.cur() != 0 {
