@@ -52,6 +52,19 @@ func ParseUserlist(r io.Reader) (map[string]Secret, error) {
 	broken := func(p int, what string) (map[string]Secret, error) {
 		return users, fmt.Errorf("auth file line %d: %s", line(p), what)
 	}
+	// quoted reads the field whose opening quote is at buf[open]: its raw
+	// text and the position after its closing quote, or what is wrong.
+	quoted := func(open int, unterminated, tooLong string, max int) (field string, next int, err string) {
+		start := open + 1
+		end := findQuote(buf, start, false)
+		switch {
+		case end >= len(buf):
+			return "", 0, "broken auth file (" + unterminated + ")"
+		case end-start >= max:
+			return "", 0, tooLong
+		}
+		return buf[start:end], end + 1, ""
+	}
 	p := 0
 	for p < len(buf) {
 		for p < len(buf) && isCSpace(buf[p]) {
@@ -69,30 +82,19 @@ func ParseUserlist(r io.Reader) (map[string]Secret, error) {
 		if buf[p] != '"' {
 			return broken(p, "broken auth file (a line must start with a double quote or ';')")
 		}
-		userStart := p + 1
-		p = findQuote(buf, userStart, false)
+		user, next, err := quoted(p, "unterminated user name", "username too long in auth file", pgbouncerMaxUsername)
+		if err != "" {
+			return broken(p, err)
+		}
+		p = findQuote(buf, next, true)
 		if p >= len(buf) {
-			return broken(userStart-1, "broken auth file (unterminated user name)")
+			return broken(next, "broken auth file (no password field)")
 		}
-		if p-userStart >= pgbouncerMaxUsername {
-			return broken(userStart, "username too long in auth file")
+		pw, next, err := quoted(p, "unterminated password", "password too long in auth file", pgbouncerMaxPassword)
+		if err != "" {
+			return broken(p, err)
 		}
-		user := buf[userStart:p]
-		p++
-		p = findQuote(buf, p, true)
-		if p >= len(buf) {
-			return broken(userStart-1, "broken auth file (no password field)")
-		}
-		pwStart := p + 1
-		p = findQuote(buf, pwStart, false)
-		if p >= len(buf) {
-			return broken(pwStart-1, "broken auth file (unterminated password)")
-		}
-		if p-pwStart >= pgbouncerMaxPassword {
-			return broken(pwStart, "password too long in auth file")
-		}
-		pw := buf[pwStart:p]
-		p++
+		p = next
 		users[unquote(user)] = ParseSecret(unquote(pw))
 		for p < len(buf) && buf[p] != '\n' {
 			p++
