@@ -220,3 +220,8 @@ func credentialsOf(s auth.Secret) poolcore.Credentials {
 func fatalf(code sqlstate.Code, format string, args ...any) codec.ErrorResponse {
 	return codec.ErrorResponse{Severity: "FATAL", Code: code, Message: fmt.Sprintf(format, args...)}
 }
+
+// fatalFromServer is Postgres's own error, passed on to the client as FATAL.
+func fatalFromServer(pe *poolcore.PgError) codec.ErrorResponse {
+	return codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.Code(pe.Code), Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
-	"fmt"
 	"sort"
 	"time"
 
@@ -119,8 +118,7 @@ func (s *session) traffic(c gnet.Conn) gnet.Action {
 		// Clients wait for ReadyForQuery before they send; megabytes before
 		// the login completes are an attack, not a pipeline.
 		if s.in.Buffered(c) > s.p.cfg.MaxBufferedBytes {
-			return s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation,
-				Message: "too much data sent before the login completed"})
+			return s.fatal(fatalf(sqlstate.ProtocolViolation, "too much data sent before the login completed"))
 		}
 		return gnet.None
 	}
@@ -143,7 +141,7 @@ func (s *session) startupTraffic(c gnet.Conn) gnet.Action {
 			return s.fatal(st.err)
 		case startupSSL, startupGSS:
 			if (st.kind == startupSSL && s.sslAsked) || (st.kind == startupGSS && s.gssAsked) {
-				return s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation, Message: "duplicate SSL/GSS negotiation request"})
+				return s.fatal(fatalf(sqlstate.ProtocolViolation, "duplicate SSL/GSS negotiation request"))
 			}
 			s.sslAsked = s.sslAsked || st.kind == startupSSL
 			s.gssAsked = s.gssAsked || st.kind == startupGSS
@@ -176,7 +174,7 @@ func (s *session) authenticated(st *startup, cred poolcore.Credentials) gnet.Act
 	s.sig = setSQL(st.params)
 	pool, err := s.p.pools.Pool(s.key)
 	if err != nil {
-		return s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure, Message: err.Error()})
+		return s.fatal(fatalf(sqlstate.ConnectionFailure, "%v", err))
 	}
 	if cred.Password != "" || cred.MD5 != "" || cred.SCRAM != nil {
 		pool.SetCredentials(cred)
@@ -259,7 +257,7 @@ func (s *session) applied(sc *poolcore.Server, perr *poolcore.PgError) {
 		sc.Dirty = true
 		s.server = nil
 		s.pool.Release(sc)
-		s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.Code(perr.Code), Message: perr.Message, Detail: perr.Detail, Hint: perr.Hint})
+		s.kill(fatalFromServer(perr))
 		return
 	}
 	sc.AppliedSig = s.sig
@@ -298,11 +296,10 @@ func (s *session) ServerFailed(err error) {
 	}
 	var pe *poolcore.PgError
 	if errors.As(err, &pe) {
-		s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.Code(pe.Code), Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint})
+		s.kill(fatalFromServer(pe))
 		return
 	}
-	s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
-		Message: fmt.Sprintf("belay could not connect to the server: %v", err)})
+	s.kill(fatalf(sqlstate.ConnectionFailure, "belay could not connect to the server: %v", err))
 }
 
 // ServerLost: the server this client held closed or broke.
@@ -378,19 +375,18 @@ func (s *session) header(data []byte) (typ byte, bodyLen int, act gnet.Action, o
 	case err == codec.ErrShortBuffer:
 		return 0, 0, gnet.None, false
 	case err != nil:
-		return 0, 0, s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation, Message: "invalid message length"}), false
+		return 0, 0, s.fatal(fatalf(sqlstate.ProtocolViolation, "invalid message length")), false
 	}
 	switch typ {
 	case codec.MsgQuery, codec.MsgParse, codec.MsgBind, codec.MsgDescribe, codec.MsgExecute, codec.MsgClose,
 		codec.MsgSync, codec.MsgFlush, codec.MsgTerminate, codec.MsgFunctionCall, codec.MsgCopyDone, codec.MsgCopyFail:
 		if bodyLen > s.p.cfg.MaxMessageSize {
-			return 0, 0, s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProgramLimitExceeded,
-				Message: fmt.Sprintf("message of %d bytes exceeds the maximum of %d", bodyLen, s.p.cfg.MaxMessageSize)}), false
+			return 0, 0, s.fatal(fatalf(sqlstate.ProgramLimitExceeded,
+				"message of %d bytes exceeds the maximum of %d", bodyLen, s.p.cfg.MaxMessageSize)), false
 		}
 	case codec.MsgCopyData:
 	default:
-		return 0, 0, s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation,
-			Message: fmt.Sprintf("invalid frontend message type %d", typ)}), false
+		return 0, 0, s.fatal(fatalf(sqlstate.ProtocolViolation, "invalid frontend message type %d", typ)), false
 	}
 	return typ, bodyLen, gnet.None, true
 }
@@ -432,14 +428,14 @@ loop:
 		case codec.MsgQuery:
 			q, err := codec.QueryText(body)
 			if err != nil {
-				act = s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation, Message: "invalid Query message"})
+				act = s.fatal(fatalf(sqlstate.ProtocolViolation, "invalid Query message"))
 				break loop
 			}
 			s.notePlan(planner.SessionEffects(q))
 		case codec.MsgParse:
 			m, err := codec.ParseParse(body)
 			if err != nil {
-				act = s.fatal(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation, Message: "invalid Parse message"})
+				act = s.fatal(fatalf(sqlstate.ProtocolViolation, "invalid Parse message"))
 				break loop
 			}
 			if len(m.Name) > 0 {
@@ -513,7 +509,7 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 			_, _ = s.write(data[:off])
 			in.Consume(c, off)
 			s.server = nil
-			s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ProtocolViolation, Message: "invalid message from server"})
+			s.kill(fatalf(sqlstate.ProtocolViolation, "invalid message from server"))
 			sc.Close()
 			return gnet.None
 		}

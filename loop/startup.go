@@ -40,7 +40,7 @@ type startup struct {
 type param struct{ name, value string }
 
 func reject(code sqlstate.Code, format string, args ...any) startup {
-	return startup{kind: startupReject, err: codec.ErrorResponse{Severity: "FATAL", Code: code, Message: fmt.Sprintf(format, args...)}}
+	return startup{kind: startupReject, err: fatalf(code, format, args...)}
 }
 
 // parseStartup decodes the packet at the start of b, as Postgres's
