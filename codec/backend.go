@@ -120,6 +120,40 @@ func ParseParameterStatus(body []byte) (name, value []byte, err error) {
 	return name, value, nil
 }
 
+// ParseDataRow parses a DataRow body into cols (appended to, so a caller can
+// reuse its slice): one view per column, nil for NULL. The count and every
+// length are checked against the body before anything is appended.
+func ParseDataRow(body []byte, cols [][]byte) ([][]byte, error) {
+	if len(body) < 2 {
+		return cols, ErrMalformed
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	rest := body[2:]
+	if len(rest) < 4*n { // every column has at least its length word
+		return cols, ErrMalformed
+	}
+	for i := 0; i < n; i++ {
+		if len(rest) < 4 {
+			return cols, ErrMalformed
+		}
+		l := int32(binary.BigEndian.Uint32(rest))
+		rest = rest[4:]
+		switch {
+		case l == -1:
+			cols = append(cols, nil)
+		case l < 0 || int(l) > len(rest):
+			return cols, ErrMalformed
+		default:
+			cols = append(cols, rest[:l:l])
+			rest = rest[l:]
+		}
+	}
+	if len(rest) != 0 {
+		return cols, ErrMalformed
+	}
+	return cols, nil
+}
+
 // ParseBackendKeyData parses a BackendKeyData body: the backend's process ID
 // and its secret key, 4 bytes in protocol 3.0 and up to MaxCancelKeyLength
 // bytes in 3.2, returned raw.

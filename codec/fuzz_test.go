@@ -602,6 +602,33 @@ func FuzzParseParameterStatus(f *testing.F) {
 	})
 }
 
+func FuzzParseDataRow(f *testing.F) {
+	addBodies(f, &pgproto3.DataRow{Values: [][]byte{[]byte("search_path"), nil, {}}}, &pgproto3.DataRow{})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		cols, err := codec.ParseDataRow(body, nil)
+		var m pgproto3.DataRow
+		perr := m.Decode(body)
+		if err != nil {
+			if perr == nil && reencodes(&m, frame('D', body)) {
+				t.Fatalf("codec rejects (%v) what pgproto3 round-trips: %+v", err, m)
+			}
+			return
+		}
+		if perr != nil || len(cols) != len(m.Values) {
+			t.Fatalf("codec %q, pgproto3 %+v %v", cols, m, perr)
+		}
+		for i, c := range cols {
+			within(t, "column", c, body)
+			if (c == nil) != (m.Values[i] == nil) || !bytes.Equal(c, m.Values[i]) {
+				t.Fatalf("column %d: codec %q, pgproto3 %q", i, c, m.Values[i])
+			}
+		}
+		if !reencodes(&m, frame('D', body)) {
+			t.Fatalf("pgproto3 does not re-encode what codec accepts: %q", body)
+		}
+	})
+}
+
 func FuzzParseBackendKeyData(f *testing.F) {
 	addBodies(f, &pgproto3.BackendKeyData{ProcessID: 1234, SecretKey: []byte{1, 2, 3, 4}}, &pgproto3.BackendKeyData{ProcessID: 1, SecretKey: bytes.Repeat([]byte{3}, 32)})
 	f.Fuzz(func(t *testing.T, body []byte) {

@@ -48,6 +48,10 @@ type Options struct {
 	// ServerTLSCertFile and ServerTLSKeyFile are a client certificate for
 	// Postgres's cert authentication (optional).
 	ServerTLSCertFile, ServerTLSKeyFile string
+	// MaxPreparedStatements bounds the prepared statements belay keeps on
+	// each server connection (0: DefaultMaxStatements); the least recently
+	// used is deallocated to make room.
+	MaxPreparedStatements int
 	// QueryWaitTimeout fails a client that waited this long in a pool's
 	// queue with ErrQueryWaitTimeout (0: it waits for ever).
 	QueryWaitTimeout time.Duration
@@ -434,6 +438,7 @@ func (p *Pool) finishRelease(sc *Server) {
 				return
 			}
 			sc.Dirty, sc.AppliedSig = false, ""
+			sc.Stmts.Reset()
 			p.finishRelease(sc)
 		})
 		return
@@ -643,7 +648,7 @@ func (p *Pool) login(l *Loop) error {
 		return err
 	}
 	sc := &Server{pool: p, loop: l, PID: r.pid, CancelKey: r.key, Params: r.params,
-		TxStatus: 'I', state: stateDialing, parkedFD: -1}
+		TxStatus: 'I', state: stateDialing, parkedFD: -1, Stmts: Statements{Max: p.m.opts.MaxPreparedStatements}}
 	if r.tls != nil {
 		// From now on the loop decrypts the server's records (Input.Bytes)
 		// and encrypts what poolcore and the owner write (Server.Write).

@@ -81,6 +81,13 @@ type Server struct {
 	Dirty bool
 	// TxStatus is the status of the last ReadyForQuery.
 	TxStatus byte
+	// Stmts are the prepared statements belay created on the server, under
+	// server-side names (the owner maps its clients' names to them).
+	Stmts Statements
+	// Unnamed is the owner-defined holder of the server's unnamed prepared
+	// statement (nil: none, or nobody knows whose). Any simple Query,
+	// belay's own included, destroys the unnamed statement.
+	Unnamed any
 
 	born      time.Time
 	idleSince time.Time
@@ -89,6 +96,8 @@ type Server struct {
 	pendingRFQ int
 	firstErr   *PgError
 	then       func(sc *Server, err *PgError)
+	row        func(cols [][]byte) // ExecRows: each DataRow
+	cols       [][]byte
 
 	skip int // bytes of a long message still to discard
 
@@ -331,12 +340,28 @@ func (sc *Server) Unpark() error {
 // Exec runs sql (a simple Query) on the server as belay's own and calls then on
 // the loop once its ReadyForQuery is in, with the first error it reported. The
 // server must not be owned by a client's query at that moment.
-func (sc *Server) Exec(sql string, then func(sc *Server, err *PgError)) {
+func (sc *Server) Exec(sql string, then func(sc *Server, err *PgError)) { sc.ExecRows(sql, nil, then) }
+
+// ExecRows is Exec that also hands row each DataRow of the result, its
+// columns as views valid during the call (nil for NULL). On the loop.
+func (sc *Server) ExecRows(sql string, row func(cols [][]byte), then func(sc *Server, err *PgError)) {
+	sc.Unnamed = nil // a simple Query destroys the unnamed statement
+	sc.execute(codec.AppendQuery(sc.loop.Scratch(), sql), row, then)
+}
+
+// ExecMessages is Exec for extended-protocol messages of belay's own that end
+// in one Sync (a Parse and a Sync, say); their replies are discarded. msgs may
+// be the loop's scratch buffer. On the loop.
+func (sc *Server) ExecMessages(msgs []byte, then func(sc *Server, err *PgError)) {
+	sc.execute(msgs, nil, then)
+}
+
+func (sc *Server) execute(buf []byte, row func(cols [][]byte), then func(sc *Server, err *PgError)) {
 	sc.state = stateInternal
 	sc.pendingRFQ = 1
 	sc.firstErr = nil
 	sc.then = then
-	buf := codec.AppendQuery(sc.loop.Scratch(), sql)
+	sc.row = row
 	_, err := sc.Write(buf)
 	sc.loop.KeepScratch(buf)
 	if err != nil {
@@ -358,6 +383,7 @@ func (sc *Server) Drain(pending, skip int) {
 	sc.skip = skip
 	sc.firstErr = nil
 	sc.then = func(sc *Server, _ *PgError) { sc.pool.finishRelease(sc) }
+	sc.row = nil
 	if pending == 0 {
 		sc.pool.finishRelease(sc)
 		return
@@ -390,6 +416,11 @@ func (sc *Server) consumeInternal(c gnet.Conn) gnet.Action {
 		}
 		switch typ {
 		case codec.MsgReadyForQuery, codec.MsgErrorResponse, codec.MsgParameterStatus, codec.MsgCopyInResponse:
+		case codec.MsgDataRow:
+			if sc.row != nil {
+				break
+			}
+			fallthrough
 		default:
 			sc.skip = 5 + bodyLen
 			continue
@@ -411,6 +442,12 @@ func (sc *Server) consumeInternal(c gnet.Conn) gnet.Action {
 			}
 		case codec.MsgParameterStatus:
 			sc.noteParameterStatus(body)
+		case codec.MsgDataRow:
+			var err error
+			if sc.cols, err = codec.ParseDataRow(body, sc.cols[:0]); err != nil {
+				return sc.broken(c, err)
+			}
+			sc.row(sc.cols)
 		case codec.MsgCopyInResponse:
 			// A client that vanished inside COPY FROM STDIN: end the COPY.
 			buf := codec.AppendCopyFail(sc.loop.Scratch(), "client disconnected")
@@ -423,7 +460,8 @@ func (sc *Server) consumeInternal(c gnet.Conn) gnet.Action {
 		return gnet.None
 	}
 	then, err := sc.then, sc.firstErr
-	sc.then, sc.firstErr = nil, nil
+	sc.then, sc.firstErr, sc.row = nil, nil, nil
+	clear(sc.cols)
 	sc.state = stateActive // held by belay until then decides
 	then(sc, err)
 	if sc.state == stateClosed {
