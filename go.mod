@@ -7,10 +7,12 @@ require (
 	github.com/jackc/pgpassfile v1.0.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/panjf2000/gnet/v2 v2.9.7
+	github.com/pganalyze/pg_query_go/v5 v5.1.0
 	github.com/xdg-go/stringprep v1.0.4
 	golang.org/x/sys v0.32.0
 	golang.org/x/text v0.41.0
 	gonum.org/v1/plot v0.17.0
+	google.golang.org/protobuf v1.31.0
 )
 
 require (

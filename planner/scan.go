@@ -1,18 +1,10 @@
 package planner
 
-// Effect is a bit set of what a statement does beyond its own transaction.
-type Effect uint8
-
-const (
-	// EffectSession: the statement leaves state on the server session
-	// (SET, PREPARE, LISTEN, temp objects, held cursors, session locks, ...).
-	EffectSession Effect = 1 << iota
-	// EffectReset: the statement resets the session (DISCARD, RESET ALL).
-	EffectReset
-)
-
 // SessionEffects scans sql, which may hold several statements, and returns the
-// union of their effects. It allocates nothing.
+// union of their effects as the legacy bits EffectSession and EffectReset. It
+// allocates nothing. It is the fallback scanner: Parse maps its result onto
+// the Eff bits when pg_query cannot parse the text. It is deleted once the loop
+// has switched to Parse/Cache.
 func SessionEffects(sql []byte) Effect {
 	var eff Effect
 	s := scanner{src: sql}

@@ -1,0 +1,31 @@
+package planner
+
+import (
+	_ "embed"
+	"strings"
+	"sync"
+)
+
+// builtin_funcs.txt lists the names of the functions in pg_catalog (from a
+// PostgreSQL 15 catalog, plus the few that 16 added), one a line. A call of
+// any other name, or of a name qualified by a schema other than pg_catalog,
+// is a call of a user function.
+//
+//go:embed builtin_funcs.txt
+var builtinList string
+
+var builtins = sync.OnceValue(func() map[string]struct{} {
+	m := make(map[string]struct{}, 2700)
+	for _, name := range strings.Fields(builtinList) {
+		m[name] = struct{}{}
+	}
+	return m
+})
+
+// isBuiltin reports whether an unqualified function name is a built-in one.
+// (A user function of the same name shadows it only if pg_catalog is put
+// after its schema in search_path, which this ignores.)
+func isBuiltin(name string) bool {
+	_, ok := builtins()[name]
+	return ok
+}

@@ -1,0 +1,165 @@
+package planner
+
+import "strings"
+
+// Class is what kind of statement a plan holds; see Plan.Class for how the
+// classes of several statements combine.
+type Class uint8
+
+const (
+	// ClassUnknown: did not parse. The proxy forwards it and Postgres reports
+	// the error.
+	ClassUnknown Class = iota
+	// ClassRead: SELECT, VALUES, TABLE, SHOW, EXPLAIN (without ANALYZE of a
+	// write) with nothing that writes.
+	ClassRead
+	// ClassWrite: INSERT, UPDATE, DELETE, MERGE, SELECT ... FOR UPDATE/SHARE,
+	// a data-modifying CTE, SELECT INTO, CALL, DO, a call of a function known
+	// to write (nextval, setval, pg_advisory_*, set_config, lo_*, pg_notify,
+	// txid_current, ...).
+	ClassWrite
+	// ClassTxControl: BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK,
+	// SAVEPOINT, RELEASE, ROLLBACK TO, PREPARE TRANSACTION, COMMIT PREPARED,
+	// ROLLBACK PREPARED.
+	ClassTxControl
+	// ClassSession: SET, RESET, PREPARE, EXECUTE, DEALLOCATE, LISTEN,
+	// UNLISTEN, NOTIFY, DISCARD, LOAD, DECLARE, CLOSE, FETCH, MOVE.
+	ClassSession
+	// ClassUtility: DDL, VACUUM, ANALYZE, COPY, GRANT, CHECKPOINT and
+	// everything else.
+	ClassUtility
+)
+
+var classNames = [...]string{"Unknown", "Read", "Write", "TxControl", "Session", "Utility"}
+
+func (c Class) String() string {
+	if int(c) < len(classNames) {
+		return classNames[c]
+	}
+	return "Class(?)"
+}
+
+// rank orders classes by strength: Write > Utility > Session > TxControl > Read.
+func (c Class) rank() int {
+	switch c {
+	case ClassRead:
+		return 1
+	case ClassTxControl:
+		return 2
+	case ClassSession:
+		return 3
+	case ClassUtility:
+		return 4
+	case ClassWrite:
+		return 5
+	}
+	return 0
+}
+
+// Effect is a bit set of what a statement does beyond its own transaction.
+type Effect uint32
+
+const (
+	// EffGUC: may change a session GUC: SET/RESET (not SET LOCAL, not SET
+	// TRANSACTION), SET SESSION CHARACTERISTICS, RESET ALL, DISCARD ALL, a
+	// call of set_config whose third argument is not the constant true.
+	EffGUC Effect = 1 << iota
+	// EffPrepare: SQL PREPARE (Stmt.Name).
+	EffPrepare
+	// EffExecute: SQL EXECUTE (Stmt.Name) at top level.
+	EffExecute
+	// EffDeallocate: DEALLOCATE [PREPARE] name (Stmt.Name).
+	EffDeallocate
+	// EffDeallocateAll: DEALLOCATE [PREPARE] ALL.
+	EffDeallocateAll
+	// EffDiscardAll: DISCARD ALL.
+	EffDiscardAll
+	// EffListen: LISTEN.
+	EffListen
+	// EffTemp: creates or uses temporary objects: CREATE TEMP/TEMPORARY ...,
+	// SELECT INTO TEMP, CREATE TEMP TABLE AS, any pg_temp.x reference.
+	EffTemp
+	// EffHoldCursor: DECLARE ... WITH HOLD.
+	EffHoldCursor
+	// EffAdvisoryLock: a session-level advisory lock call: pg_advisory_lock,
+	// pg_advisory_lock_shared, pg_try_advisory_lock,
+	// pg_try_advisory_lock_shared (not the _xact_ ones).
+	EffAdvisoryLock
+	// EffRole: SET ROLE x / SET SESSION AUTHORIZATION x (not LOCAL; not
+	// NONE/DEFAULT).
+	EffRole
+	// EffLoad: LOAD.
+	EffLoad
+	// EffMayRelease: may release pinned state: UNLISTEN, DISCARD (any),
+	// CLOSE, pg_advisory_unlock*, RESET ROLE, SET ROLE NONE, RESET SESSION
+	// AUTHORIZATION, SET SESSION AUTHORIZATION DEFAULT, RESET ALL, DROP (any).
+	EffMayRelease
+
+	effLast = EffMayRelease
+)
+
+// EffPin is state that cannot follow a client to another server.
+const EffPin = EffListen | EffTemp | EffHoldCursor | EffAdvisoryLock | EffRole | EffLoad
+
+// Legacy bits of the lexical scanner SessionEffects. They live at the top of
+// the word so that they never collide with the Eff bits above; Parse never
+// sets them. Deprecated: they go away once the loop uses Parse/Cache.
+const (
+	// EffectSession: the statement leaves state on the server session
+	// (SET, PREPARE, LISTEN, temp objects, held cursors, session locks, ...).
+	EffectSession Effect = 1 << 30
+	// EffectReset: the statement resets the session (DISCARD, RESET ALL).
+	EffectReset Effect = 1 << 31
+)
+
+var effNames = [...]string{"GUC", "Prepare", "Execute", "Deallocate", "DeallocateAll", "DiscardAll",
+	"Listen", "Temp", "HoldCursor", "AdvisoryLock", "Role", "Load", "MayRelease"}
+
+// String lists the set bits, e.g. "GUC|Temp"; "0" for none.
+func (e Effect) String() string {
+	if e == 0 {
+		return "0"
+	}
+	var b strings.Builder
+	add := func(s string) {
+		if b.Len() > 0 {
+			b.WriteByte('|')
+		}
+		b.WriteString(s)
+	}
+	for i, n := range effNames {
+		if e&(1<<i) != 0 {
+			add(n)
+		}
+	}
+	if e&EffectSession != 0 {
+		add("legacySession")
+	}
+	if e&EffectReset != 0 {
+		add("legacyReset")
+	}
+	return b.String()
+}
+
+// fromLegacy maps the lexical scanner's bits conservatively onto Eff bits:
+// anything session-ish may pin and may change a GUC; a reset may release.
+func fromLegacy(e Effect) Effect {
+	var out Effect
+	if e&EffectSession != 0 {
+		out |= EffPin | EffGUC
+	}
+	if e&EffectReset != 0 {
+		out |= EffMayRelease
+	}
+	return out
+}
+
+// Volatility is what the server says of a function (pg_proc.provolatile).
+type Volatility uint8
+
+const (
+	VolatilityUnknown   Volatility = iota // not known yet: a plan calling it is not ReplicaOK
+	VolatilityImmutable                   // 'i'
+	VolatilityStable                      // 's'
+	VolatilityVolatile                    // 'v': may write, so not ReplicaOK
+)

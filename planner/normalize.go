@@ -1,0 +1,245 @@
+package planner
+
+import "strconv"
+
+// maxParams is the most parameters a statement may have (the extended
+// protocol's Bind counts them in an int16). Normalize leaves a text alone
+// rather than number past it.
+const maxParams = 65535
+
+// Normalize appends sql to dst with each literal replaced by $k, numbering
+// after the largest $n already in sql, so that `WHERE aid = 42` and
+// `WHERE aid = 43` normalize alike. Literals are numbers, strings ('',
+// E'', B'', X'', N'') and dollar-quoted strings used as values. It returns
+// how many literals it replaced. It allocates nothing when dst has room.
+//
+// It keeps the text parseable where the original parsed, and so leaves
+// alone, by design:
+//   - statements that never take parameters: only statements starting with
+//     SELECT, INSERT, UPDATE, DELETE, MERGE, WITH, VALUES, TABLE, EXPLAIN,
+//     PREPARE, EXECUTE, DECLARE, CALL or '(' are normalized; SET, RESET,
+//     SHOW, CREATE, ALTER, COPY, VACUUM, DO, NOTIFY, FETCH, ... are copied;
+//   - a string after an identifier or keyword that is not one of a few value
+//     keywords (SELECT WHERE AND OR NOT LIKE THEN ...), or after ')' or ']':
+//     it is a typed literal (interval '1 day', date '...', foo.bar '...',
+//     varchar(3) 'abc');
+//   - numbers inside the parentheses after a type name that takes integer
+//     modifiers (varchar(10), numeric(10,2), timestamp(3), ...) or after
+//     EXPLAIN (its options);
+//   - U&'...' strings, numbers with trailing junk (1abc), and everything
+//     when numbering would pass $65535.
+//
+// Known exceptions, where a text that parsed may not parse normalized:
+// FETCH FIRST -5 ROWS (a signed constant is required there) and a type
+// modifier of a user-defined type written with a built-in type's name.
+// Like pg_query it assumes standard_conforming_strings = on.
+// Normalizing a normalized text changes nothing.
+func Normalize(dst, sql []byte) (out []byte, literals int) {
+	_, n, maxN := normalize(nil, sql, false, 0)
+	if n == 0 || maxN+n > maxParams {
+		return append(dst, sql...), 0
+	}
+	out, n, _ = normalize(dst, sql, true, maxN)
+	return out, n
+}
+
+type tokKind uint8
+
+const (
+	tkNone   tokKind = iota // start of a statement
+	tkIdent                 // unquoted identifier or keyword
+	tkQuoted                // "quoted identifier"
+	tkValue                 // literal or $n
+	tkClose                 // ) or ]
+	tkPunct                 // anything else: ( , = operators ...
+)
+
+// normalize is one pass of Normalize: counting (emit false: returns the
+// number of literals to replace and the largest $n) or writing (emit true,
+// numbering from base+1).
+func normalize(dst, s []byte, emit bool, base int) (out []byte, n, maxN int) {
+	var (
+		prev         = tkNone
+		ps, pe       int  // the previous identifier
+		first        = true // waiting for a statement's first token
+		on           bool   // this statement is normalized
+		depth, keepD int    // paren depth; depth of a typmod group (0: none)
+		last         int    // emit: s[last:] not yet copied
+	)
+	replace := func(i, e int) {
+		n++
+		if !emit {
+			return
+		}
+		dst = append(dst, s[last:i]...)
+		if i > 0 && isIdentCont(s[i-1]) {
+			dst = append(dst, ' ')
+		}
+		dst = append(dst, '$')
+		dst = strconv.AppendInt(dst, int64(base+n), 10)
+		if e < len(s) && isIdentCont(s[e]) {
+			dst = append(dst, ' ')
+		}
+		last = e
+	}
+	// valueStringOK: may a string at this point be replaced?
+	valueStringOK := func() bool {
+		switch prev {
+		case tkPunct:
+			return true
+		case tkIdent:
+			return valueKeyword(s[ps:pe])
+		}
+		return false
+	}
+	i := 0
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case isSpace(c):
+			i++
+			continue
+		case c == '-' && i+1 < len(s) && s[i+1] == '-', c == '/' && i+1 < len(s) && s[i+1] == '*':
+			i = skipBlank(s, i)
+			continue
+		case c == ';' && depth <= 0:
+			i++
+			prev, first, on, depth, keepD = tkNone, true, false, 0, 0
+			continue
+		}
+		if first {
+			first = false
+			on = c == '('
+			if isIdentStart(c) {
+				on = normalizedStatement(s[i:identEnd(s, i)])
+			}
+		}
+		switch {
+		case c == '\'' || c == '$' && dollarTagLen(s, i) > 0 ||
+			(c == 'e' || c == 'E' || c == 'b' || c == 'B' || c == 'x' || c == 'X' || c == 'n' || c == 'N') && i+1 < len(s) && s[i+1] == '\'':
+			e := literalEnd(s, i)
+			if on && valueStringOK() {
+				replace(i, e)
+			}
+			i, prev = e, tkValue
+		case (c == 'u' || c == 'U') && i+2 < len(s) && s[i+1] == '&' && (s[i+2] == '\'' || s[i+2] == '"'):
+			if s[i+2] == '\'' {
+				i, prev = stringEnd(s, i+2, false), tkValue
+			} else {
+				i, prev = quotedEnd(s, i+2, '"', false), tkQuoted
+			}
+		case c == '"':
+			i, prev = quotedEnd(s, i, '"', false), tkQuoted
+		case c == '$':
+			j := i + 1
+			v := 0
+			for j < len(s) && isDigit(s[j]) {
+				if v < 1<<20 {
+					v = v*10 + int(s[j]-'0')
+				}
+				j++
+			}
+			if v > maxN {
+				maxN = v
+			}
+			i, prev = j, tkValue
+		case isDigit(c) || c == '.' && i+1 < len(s) && isDigit(s[i+1]):
+			e, clean := numberEnd(s, i)
+			if !clean {
+				e = identEnd(s, e)
+			} else if on && keepD == 0 {
+				replace(i, e)
+			}
+			i, prev = e, tkValue
+		case isIdentStart(c):
+			ps, pe = i, identEnd(s, i)
+			i, prev = pe, tkIdent
+		case c == '(':
+			depth++
+			if keepD == 0 && prev == tkIdent && typmodKeyword(s[ps:pe]) {
+				keepD = depth
+			}
+			i, prev = i+1, tkPunct
+		case c == ')':
+			if depth == keepD {
+				keepD = 0
+			}
+			depth--
+			i, prev = i+1, tkClose
+		case c == ']':
+			i, prev = i+1, tkClose
+		default:
+			i, prev = i+1, tkPunct
+		}
+	}
+	if emit {
+		dst = append(dst, s[last:]...)
+	}
+	return dst, n, maxN
+}
+
+// normalizedStatement: does a statement starting with this keyword take
+// parameters (and so get normalized)?
+func normalizedStatement(w []byte) bool {
+	switch len(w) {
+	case 4:
+		return eq(w, "with") || eq(w, "call")
+	case 5:
+		return eq(w, "merge") || eq(w, "table")
+	case 6:
+		return eq(w, "select") || eq(w, "insert") || eq(w, "update") || eq(w, "delete") || eq(w, "values")
+	case 7:
+		return eq(w, "explain") || eq(w, "prepare") || eq(w, "execute") || eq(w, "declare")
+	}
+	return false
+}
+
+// valueKeyword: after this keyword a string is a value, not a typed literal.
+func valueKeyword(w []byte) bool {
+	switch len(w) {
+	case 2:
+		return eq(w, "or") || eq(w, "is") || eq(w, "in") || eq(w, "by") || eq(w, "to") || eq(w, "on")
+	case 3:
+		return eq(w, "and") || eq(w, "not") || eq(w, "key") || eq(w, "all")
+	case 4:
+		return eq(w, "like") || eq(w, "then") || eq(w, "else") || eq(w, "when") || eq(w, "case") ||
+			eq(w, "from") || eq(w, "both")
+	case 5:
+		return eq(w, "where") || eq(w, "ilike") || eq(w, "limit") || eq(w, "value")
+	case 6:
+		return eq(w, "select") || eq(w, "values") || eq(w, "offset") || eq(w, "having") || eq(w, "escape") ||
+			eq(w, "return")
+	case 7:
+		return eq(w, "between") || eq(w, "similar") || eq(w, "leading") || eq(w, "placing")
+	case 8:
+		return eq(w, "distinct") || eq(w, "trailing")
+	case 9:
+		return eq(w, "returning")
+	}
+	return false
+}
+
+// typmodKeyword: numbers in the parentheses after this word must stay
+// constants (built-in types whose modifiers the grammar takes as Iconst, and
+// EXPLAIN's options).
+func typmodKeyword(w []byte) bool {
+	switch len(w) {
+	case 3:
+		return eq(w, "bit") || eq(w, "dec")
+	case 4:
+		return eq(w, "char") || eq(w, "time")
+	case 5:
+		return eq(w, "float") || eq(w, "nchar")
+	case 6:
+		return eq(w, "varbit") || eq(w, "second") || eq(w, "timetz")
+	case 7:
+		return eq(w, "varchar") || eq(w, "numeric") || eq(w, "decimal") || eq(w, "varying") || eq(w, "explain")
+	case 8:
+		return eq(w, "interval")
+	case 9:
+		return eq(w, "character") || eq(w, "timestamp")
+	case 11:
+		return eq(w, "timestamptz")
+	}
+	return false
+}
