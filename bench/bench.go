@@ -182,14 +182,15 @@ type env struct {
 	pgbench string
 	pg      *pginstance.Instance
 
-	bouncerBin string
-	bouncer    *process
-	bouncerPt  int
-	belay      *process
-	belayPort  int
-	noBouncer  string // why PgBouncer is not run, when it is not
-	notes      []string
-	tls        testcert.Pair // the proxies' certificate for the TLS scenarios
+	bouncerBin   string
+	bouncer      *process
+	bouncerPt    int
+	belay        *process
+	belayPort    int
+	belayMetrics int    // port of belay's /metrics
+	noBouncer    string // why PgBouncer is not run, when it is not
+	notes        []string
+	tls          testcert.Pair // the proxies' certificate for the TLS scenarios
 
 	mu sync.Mutex // guards progress output
 }
@@ -314,10 +315,15 @@ func (e *env) startBouncer(ctx context.Context) error {
 }
 
 func (e *env) startBelay(ctx context.Context, profile string) error {
-	p, port, err := startBelay(ctx, e.o.BelayExe, e.o.BelayEnv, e.work, e.pg.Addr(), e.o.PoolSize, profile, e.tls)
+	mport, err := freePort()
 	if err != nil {
 		return err
 	}
+	p, port, err := startBelay(ctx, e.o.BelayExe, e.o.BelayEnv, e.work, e.pg.Addr(), e.o.PoolSize, profile, e.tls, mport)
+	if err != nil {
+		return err
+	}
+	e.belayMetrics = mport
 	e.belay, e.belayPort = p, port
 	e.logf("belay (pid %d) on 127.0.0.1:%d, --pool-size %d", p.pid, port, e.o.PoolSize)
 	return nil
@@ -380,6 +386,7 @@ func (e *env) target(ctx context.Context, name string) (Target, string, error) {
 			}
 		}
 		t.Port, t.PID = e.belayPort, e.belay.pid
+		t.Metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", e.belayMetrics)
 	}
 	return t, "", nil
 }
@@ -495,6 +502,10 @@ func (e *env) pgbenchInto(ctx context.Context, sc Scenario, t Target, r *RunResu
 	if t.PID != 0 {
 		before, _ = readProcStat(t.PID)
 	}
+	var hits0, misses0 uint64
+	if t.Metrics != "" {
+		hits0, misses0, _ = planCacheCounts(ctx, t.Metrics)
+	}
 	run, err := runPgbench(ctx, e.pgbench, pgbenchSpec{
 		Host: t.Host, Port: t.Port, DB: t.DB, User: "postgres",
 		Args: sc.PgbenchArgs, Clients: sc.Clients, Jobs: e.o.Jobs,
@@ -511,6 +522,13 @@ func (e *env) pgbenchInto(ctx context.Context, sc Scenario, t Target, r *RunResu
 	r.Seconds = run.Wall.Seconds()
 	r.Failed = max(s.Failed, run.Log.Failed) // the summary and the log count the same failures
 	r.setLatencies(run.Log.Latencies)
+	if t.Metrics != "" {
+		// belay copies its counters out every 100 ms (at each loop's sweep).
+		time.Sleep(300 * time.Millisecond)
+		if hits, misses, err := planCacheCounts(ctx, t.Metrics); err == nil {
+			r.PlanHits, r.PlanMisses = hits-hits0, misses-misses0
+		}
+	}
 	if t.PID != 0 {
 		if after, err := readProcStat(t.PID); err == nil {
 			r.CPUSeconds = after.CPUSeconds() - before.CPUSeconds()

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -52,6 +54,7 @@ func testProxy(args []string) error {
 	tlsCert := fs.String("tls-cert", "", "")
 	tlsKey := fs.String("tls-key", "", "")
 	cpuProfile := fs.String("cpu-profile", "", "")
+	metricsAddr := fs.String("metrics-listen", "", "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -74,6 +77,16 @@ func testProxy(args []string) error {
 	})
 	if err != nil {
 		return err
+	}
+	if *metricsAddr != "" {
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { p.Metrics().WritePrometheus(w) }),
+			ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
 	}
 	<-sig
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -202,6 +215,9 @@ func TestEndToEnd(t *testing.T) {
 				}
 				if name != Direct && !preparedOnBouncer && r.CPUPer1k < 0 {
 					t.Errorf("%s %s: no proxy CPU figure", sc.ID, name)
+				}
+				if name == Belay && sc.Kind == KindPgbench && r.Runs[0].PlanHits+r.Runs[0].PlanMisses == 0 {
+					t.Errorf("%s: no plan cache counts read from belay's /metrics", sc.ID)
 				}
 				if sc.Kind == KindIdle && r.IdleOpened != sc.Idle {
 					t.Errorf("%s %s: %d idle connections open, want %d (%q)", sc.ID, name, r.IdleOpened, sc.Idle, r.Errors)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,8 @@ type Target struct {
 	DB    string
 	// PID is the proxy process whose CPU and memory are measured; 0 for direct.
 	PID int
+	// Metrics is belay's Prometheus endpoint ("" for the other targets).
+	Metrics string
 }
 
 // Addr is "host:port".
@@ -259,15 +262,17 @@ func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxC
 	return p, port, nil
 }
 
-// startBelay starts `exe proxy` in front of pgAddr.
-func startBelay(ctx context.Context, exe string, env []string, dir, pgAddr string, poolSize int, cpuProfile string, cert testcert.Pair) (*process, int, error) {
+// startBelay starts `exe proxy` in front of pgAddr, with its metrics on
+// metricsPort.
+func startBelay(ctx context.Context, exe string, env []string, dir, pgAddr string, poolSize int, cpuProfile string, cert testcert.Pair, metricsPort int) (*process, int, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, 0, err
 	}
 	args := []string{"proxy", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--server", pgAddr,
 		"--pool-size", strconv.Itoa(poolSize), "--log-level", "warn", "--auth-type", "trust",
-		"--tls-mode", "allow", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile}
+		"--tls-mode", "allow", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile,
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metricsPort)}
 	if cpuProfile != "" {
 		args = append(args, "--cpu-profile", cpuProfile)
 	}
@@ -381,4 +386,41 @@ func proxyCert(dir string) (testcert.Pair, error) {
 		return testcert.Pair{}, err
 	}
 	return ca.IssueServer("bench", "127.0.0.1", "localhost")
+}
+
+// planCacheCounts reads belay's plan cache hits and misses from its
+// Prometheus endpoint.
+func planCacheCounts(ctx context.Context, url string) (hits, misses uint64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, v, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "belay_plan_cache_hits_total":
+			hits = uint64(n)
+		case "belay_plan_cache_misses_total":
+			misses = uint64(n)
+		}
+	}
+	return hits, misses, nil
 }

@@ -85,6 +85,16 @@ func renderPgbench(b *strings.Builder, s *ScenarioResult) {
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Label, tpsText(r.TPS), ratio(r.TPS, ref),
 			ms(r.P50), ms(r.P99), ms(r.P999), cpuText(r.CPUPer1k), errText(r))
 	}
+	if r := s.Row(Belay); r != nil {
+		var hits, misses uint64
+		for _, run := range r.Runs {
+			hits, misses = hits+run.PlanHits, misses+run.PlanMisses
+		}
+		if hits+misses > 0 {
+			fmt.Fprintf(b, "\nbelay's plan cache served %s of %s statements (%.3f%%); %s were parsed.\n",
+				thousands(int64(hits)), thousands(int64(hits+misses)), 100*float64(hits)/float64(hits+misses), thousands(int64(misses)))
+		}
+	}
 }
 
 func renderIdle(b *strings.Builder, s *ScenarioResult) {

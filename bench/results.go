@@ -29,6 +29,10 @@ type RunResult struct {
 	// there is no proxy or no transaction.
 	CPUPer1k float64 `json:"proxy_cpu_s_per_1k_tx"`
 	Seconds  float64 `json:"seconds"`
+	// PlanHits and PlanMisses are belay's plan cache lookups during the run
+	// (from its /metrics; zero for the other targets).
+	PlanHits   uint64 `json:"plan_cache_hits,omitempty"`
+	PlanMisses uint64 `json:"plan_cache_misses,omitempty"`
 
 	// Idle connections (KindIdle).
 	IdleWanted     int     `json:"idle_wanted,omitempty"`

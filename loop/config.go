@@ -85,6 +85,12 @@ type Config struct {
 	// ServerTLSCertFile and ServerTLSKeyFile are belay's client certificate
 	// for Postgres's cert authentication (optional).
 	ServerTLSCertFile, ServerTLSKeyFile string
+	// MaxPreparedStatements bounds the prepared statements belay keeps on
+	// each server connection (0: poolcore.DefaultMaxStatements).
+	MaxPreparedStatements int
+	// PlanCacheBytes bounds the plan cache (shared out between the event
+	// loops; 0: DefaultPlanCacheBytes).
+	PlanCacheBytes int
 	// EventLoops is the number of gnet event loops; 0 means DefaultEventLoops.
 	EventLoops int
 	// Logger receives structured logs; nil means slog.Default().

@@ -52,15 +52,30 @@
 // # The data path
 //
 // Frames are views into the loop's read buffer and are written to the peer
-// without a copy of belay's own. Client messages belay must look at (Query,
-// Parse) are held whole, up to Config.MaxMessageSize; CopyData and every
-// server message but ReadyForQuery and ParameterStatus stream through in
-// pieces, so a 1 GB row never sits in belay.
+// without a copy of belay's own, except the messages that name a prepared
+// statement, which are rewritten. Client messages belay must look at (Query,
+// Parse, Bind, Describe, Close) are held whole, up to Config.MaxMessageSize;
+// CopyData and every server message but ReadyForQuery, ParameterStatus and
+// ErrorResponse stream through in pieces, so a 1 GB row never sits in belay.
 //
-// Transaction pooling: tracker (pure, table-tested) releases the server at the
-// ReadyForQuery that leaves the client idle with nothing pending. Statements
-// with session effects (planner.SessionEffects) pin the client to its server
-// until it leaves; the server is then reset (DISCARD ALL) before reuse.
+// Transaction pooling, with no rigid pooling mode: tracker (pure,
+// table-tested) releases the server at the ReadyForQuery that leaves the
+// client idle with nothing pending. Each Query and Parse is planned through
+// the loop's planner.Cache. What a session holds follows the client to the
+// server it lands on next:
+//   - prepared statements, protocol-level and SQL PREPARE (stmts.go): client
+//     names map to server-side names, statements are prepared lazily where
+//     the client lands, each server keeps a bounded set; replies (pure,
+//     table-tested) is the queue of answers the server owes, which lets belay
+//     answer for the server, drop the answers to its own messages and undo
+//     what a failed batch would have created;
+//   - settings (state.go): after a transaction that may have changed one,
+//     belay reads the session's settings from the server and makes them the
+//     client's signature, applied where it lands next.
+// What cannot move (LISTEN, temporary objects, WITH HOLD cursors, session
+// advisory locks, SET ROLE, LOAD) pins the client to its server until the
+// server says it is released; a pinned client's server is reset (DISCARD
+// ALL) before anyone else gets it.
 //
 // Backpressure: gnet cannot pause reads, so when a peer's outbound buffer
 // passes Config.MaxBufferedBytes the connection feeding it is parked

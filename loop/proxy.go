@@ -20,6 +20,7 @@ import (
 	"github.com/belaydb/belay/auth"
 	"github.com/belaydb/belay/codec"
 	"github.com/belaydb/belay/codec/sqlstate"
+	"github.com/belaydb/belay/planner"
 	"github.com/belaydb/belay/poolcore"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
@@ -29,8 +30,10 @@ import (
 const (
 	DefaultClientLoginTimeout = 60 * time.Second // PgBouncer's client_login_timeout
 	DefaultMaxBufferedBytes   = 4 << 20
-	DefaultMaxMessageSize     = 256 << 20
-	DefaultPoolSize           = 20
+	// DefaultPlanCacheBytes bounds the plan cache of a proxy.
+	DefaultPlanCacheBytes = 64 << 20
+	DefaultMaxMessageSize = 256 << 20
+	DefaultPoolSize       = 20
 )
 
 // DefaultEventLoops is one event loop per two cores. A loop spends most of
@@ -59,8 +62,13 @@ type Proxy struct {
 	done   chan error
 	stop   sync.Once
 
-	clients atomic.Int64 // logged-in clients
-	pins    atomic.Int64 // clients pinned to their server
+	clients atomic.Int64  // logged-in clients
+	pins    atomic.Int64  // clients pinned to their server
+	stmtSeq atomic.Uint64 // names the server-side statements of SQL PREPARE
+
+	// plans[i] is loop i's plan cache; only loop i touches it.
+	plans   []*planner.Cache
+	metrics *proxyMetrics
 	parks   atomic.Int64 // connections parked for backpressure (a count of events)
 
 	cancelMu sync.Mutex
@@ -98,6 +106,9 @@ func Start(cfg Config) (*Proxy, error) {
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
+	if cfg.PlanCacheBytes <= 0 {
+		cfg.PlanCacheBytes = DefaultPlanCacheBytes
+	}
 	if cfg.MaxBufferedBytes <= 0 {
 		cfg.MaxBufferedBytes = DefaultMaxBufferedBytes
 	}
@@ -126,8 +137,13 @@ func Start(cfg Config) (*Proxy, error) {
 		Lifetime: cfg.ServerLifetime, IdleTimeout: cfg.ServerIdleTimeout,
 		ConnectTimeout: cfg.ServerConnectTimeout, PassFile: cfg.PassFile, Logger: cfg.Logger,
 		ServerTLSMode: cfg.ServerTLSMode, ServerTLSCAFile: cfg.ServerTLSCAFile, ServerTLSCertFile: cfg.ServerTLSCertFile, ServerTLSKeyFile: cfg.ServerTLSKeyFile,
-		QueryWaitTimeout: cfg.QueryWaitTimeout, OnSweep: p.sweepLogins,
+		QueryWaitTimeout: cfg.QueryWaitTimeout, OnSweep: p.sweep, MaxPreparedStatements: cfg.MaxPreparedStatements,
 	})
+	p.metrics = newProxyMetrics(p, loops)
+	p.plans = make([]*planner.Cache, loops)
+	for i := range p.plans {
+		p.plans[i] = planner.NewCache(cfg.PlanCacheBytes / loops)
+	}
 	p.logins = make([]map[*session]int64, loops)
 	for i := range p.logins {
 		p.logins[i] = map[*session]int64{}
@@ -176,12 +192,21 @@ func (p *Proxy) Addr() string { return p.cfg.Listen[0] }
 // Pools is the proxy's pool manager (for tests and, later, the console).
 func (p *Proxy) Pools() *poolcore.Manager { return p.pools }
 
-// Stats is a snapshot of the proxy's counters.
-type Stats struct{ Clients, Pinned, Parks int64 }
+// Stats is a snapshot of the proxy's counters. The plan cache's are as of
+// each loop's last sweep.
+type Stats struct {
+	Clients, Pinned, Parks int64
+	PlanHits, PlanMisses   uint64
+}
 
 // Stats reads the proxy's counters.
 func (p *Proxy) Stats() Stats {
-	return Stats{Clients: p.clients.Load(), Pinned: p.pins.Load(), Parks: p.parks.Load()}
+	st := Stats{Clients: p.clients.Load(), Pinned: p.pins.Load(), Parks: p.parks.Load()}
+	for i := range p.metrics.plans {
+		st.PlanHits += p.metrics.plans[i].hits.Load()
+		st.PlanMisses += p.metrics.plans[i].misses.Load()
+	}
+	return st
 }
 
 // Stop closes the listeners and every connection.
@@ -349,6 +374,12 @@ func (p *Proxy) forwardCancel(pid uint32, secret []byte) {
 // ClientLoginTimeout, with Postgres's error for its authentication_timeout.
 // On l, from poolcore's Sweep (every 100 ms): one map per loop instead of a
 // timer per connection.
+// sweep is the proxy's periodic work on each loop.
+func (p *Proxy) sweep(l *poolcore.Loop) {
+	p.sweepLogins(l)
+	p.notePlans(l)
+}
+
 func (p *Proxy) sweepLogins(l *poolcore.Loop) {
 	old := time.Now().UnixNano() - int64(p.cfg.ClientLoginTimeout)
 	for s, opened := range p.logins[l.Index()] {

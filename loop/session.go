@@ -43,16 +43,26 @@ type session struct {
 	sslAsked, gssAsked bool
 
 	key         poolcore.Key
-	sig         string     // the SET statement of its startup parameters
-	hs          *handshake // until the client is logged in; nil afterwards
-	idleTx      *idleTx    // with IdleTransactionTimeout, from the first idle moment in a transaction
+	sig         string        // the SQL that applies its session settings: the signature servers are matched on
+	startSig    string        // sig of its startup parameters alone (the key of the pool's cached ParameterStatus)
+	start       []param       // its startup parameters
+	st          *sessionState // what it set beyond them; nil until it does
+	ps          *stmtState    // its prepared statements; nil until it has one
+	r           replies       // the answers its server owes, in order
+	hs          *handshake    // until the client is logged in; nil afterwards
+	idleTx      *idleTx       // with IdleTransactionTimeout, from the first idle moment in a transaction
 	pid, secret uint32
 
-	server    *poolcore.Server
-	waiting   bool
-	t         tracker
-	cliRemain int // bytes of a CopyData body still to stream to the server
-	srvRemain int // bytes of a server message body still to stream to the client
+	server     *poolcore.Server
+	waiting    bool
+	t          tracker
+	checkState bool        // it may have changed its settings or released a pin: ask the server before letting it go
+	pinForever bool        // pinned by something nothing undoes (LOAD)
+	prepTried  *clientStmt // a statement belay failed to prepare for the Query under way
+	cliRemain  int         // bytes of a CopyData body still to stream to the server
+	srvRemain  int         // bytes of a server message body still to stream to the client
+	srvDrop    int         // bytes of a server message belay drops (the answer to its own)
+	quietWait  bool        // input waits until the server owes nothing
 
 	parkedFD  int  // the client's socket while parked, else -1
 	parking   bool // the next OnClose is a park
@@ -77,6 +87,7 @@ type idleTx struct {
 
 func newSession(p *Proxy, c gnet.Conn, l *poolcore.Loop) *session {
 	s := &session{p: p, c: c, loop: l, t: newTracker(), parkedFD: -1}
+	s.r.failed = s.undo
 	p.logins[l.Index()][s] = time.Now().UnixNano() // sweepLogins enforces ClientLoginTimeout
 	return s
 }
@@ -171,7 +182,9 @@ func (s *session) startupTraffic(c gnet.Conn) gnet.Action {
 // cred says how belay logs in to Postgres as that user.
 func (s *session) authenticated(st *startup, cred poolcore.Credentials) gnet.Action {
 	s.key = poolcore.Key{Database: st.database, User: st.user}
-	s.sig = setSQL(st.params)
+	s.start = st.params
+	s.sig = startupSQL(st.params)
+	s.startSig = s.sig
 	pool, err := s.p.pools.Pool(s.key)
 	if err != nil {
 		return s.fatal(fatalf(sqlstate.ConnectionFailure, "%v", err))
@@ -182,7 +195,7 @@ func (s *session) authenticated(st *startup, cred poolcore.Credentials) gnet.Act
 	s.pool = pool
 	pool.Join(s.loop)
 	s.pid, s.secret = s.p.register(s)
-	if msgs, ok := pool.CachedParams(s.sig); ok {
+	if msgs, ok := pool.CachedParams(s.startSig); ok {
 		s.welcome(msgs)
 		return s.clientData(s.c)
 	}
@@ -263,7 +276,7 @@ func (s *session) applied(sc *poolcore.Server, perr *poolcore.PgError) {
 	sc.AppliedSig = s.sig
 	if s.state == sLogin {
 		msgs := paramMessages(sc.Params)
-		s.pool.StoreParams(s.sig, msgs)
+		s.pool.StoreParams(s.startSig, msgs)
 		s.server = nil
 		s.pool.Release(sc)
 		s.welcome(msgs)
@@ -308,7 +321,8 @@ func (s *session) ServerLost(sc *poolcore.Server, err error) {
 		return
 	}
 	s.server = nil
-	s.srvRemain, s.cliRemain = 0, 0
+	s.srvRemain, s.cliRemain, s.srvDrop = 0, 0, 0
+	s.r.reset()
 	s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
 		Message: "server closed the connection unexpectedly", Detail: err.Error()})
 }
@@ -392,12 +406,15 @@ func (s *session) header(data []byte) (typ byte, bodyLen int, act gnet.Action, o
 }
 
 // forward writes the client's whole messages (and CopyData as it streams in)
-// to its server in one write. The bytes are views into the loop's buffer.
+// to its server in one write. The bytes are views into the loop's buffer,
+// except where a prepared statement's name is mapped (stmts.go).
 func (s *session) forward(c gnet.Conn) gnet.Action {
 	sc := s.server
 	data := s.in.Bytes(c)
+	w := rewriter{data: data, sc: sc, s: s}
 	off := 0
 	var act gnet.Action
+	var pause *clientStmt // the server must prepare this before the next message
 loop:
 	for off < len(data) {
 		if s.cliRemain > 0 {
@@ -423,42 +440,93 @@ loop:
 		if len(data)-off < 5+bodyLen {
 			break
 		}
-		body := data[off+5 : off+5+bodyLen]
+		end := off + 5 + bodyLen
+		body := data[off+5 : end]
+		bad := ""
 		switch typ {
 		case codec.MsgQuery:
 			q, err := codec.QueryText(body)
 			if err != nil {
-				act = s.fatal(fatalf(sqlstate.ProtocolViolation, "invalid Query message"))
+				bad = "Query"
+				break
+			}
+			if s.needsPrepare(q) && (off > 0 || !s.r.empty()) {
+				// belay must run a query of its own first, which only
+				// works with nothing outstanding: send what came before,
+				// and come back when its answers are in (ServerTraffic).
+				s.quietWait = true
 				break loop
 			}
-			s.notePlan(planner.SessionEffects(q))
+			e, missing := s.query(&w, off, end, q)
+			if missing != nil {
+				pause = missing
+				break loop
+			}
+			s.r.push(e)
 		case codec.MsgParse:
 			m, err := codec.ParseParse(body)
 			if err != nil {
-				act = s.fatal(fatalf(sqlstate.ProtocolViolation, "invalid Parse message"))
-				break loop
+				bad = "Parse"
+				break
 			}
-			if len(m.Name) > 0 {
-				s.notePlan(planner.EffectSession) // a named statement outlives the transaction
-			} else {
-				s.notePlan(planner.SessionEffects(m.Query))
+			w.parse(off, end, m)
+		case codec.MsgBind:
+			m, err := codec.ParseBind(body)
+			if err != nil {
+				bad = "Bind"
+				break
 			}
+			w.bind(off, end, m)
+		case codec.MsgDescribe:
+			kind, name, err := codec.ParseDescribe(body)
+			if err != nil {
+				bad = "Describe"
+				break
+			}
+			w.describe(off, end, kind, name)
+		case codec.MsgClose:
+			kind, name, err := codec.ParseClose(body)
+			if err != nil {
+				bad = "Close"
+				break
+			}
+			w.close(off, end, kind, name)
+		case codec.MsgExecute:
+			s.r.push(reply{kind: rExecute})
+		case codec.MsgSync:
+			s.r.push(reply{kind: rSync})
+		case codec.MsgFunctionCall:
+			s.r.push(reply{kind: rQuery})
+		}
+		if bad != "" {
+			act = s.fatal(fatalf(sqlstate.ProtocolViolation, "invalid %s message", bad))
+			break
 		}
 		s.t.client(typ)
-		off += 5 + bodyLen
+		off = end
 	}
 	if off > 0 {
 		if s.idleTx != nil {
 			s.idleTx.since = time.Time{}
 		}
-		if _, err := sc.Write(data[:off]); err != nil {
+		out := w.bytes(off)
+		_, err := sc.Write(out)
+		if w.out != nil {
+			s.loop.KeepScratch(w.out)
+		}
+		if err != nil {
 			s.in.Consume(c, off)
 			return gnet.Close
 		}
 	}
 	s.in.Consume(c, off)
+	s.writeSynth()
 	if act != gnet.None {
 		return act
+	}
+	if pause != nil {
+		s.prepareFirst(sc, pause)
+		return gnet.None
 	}
 	if sc.Conn().OutboundBuffered() > s.p.cfg.MaxBufferedBytes {
 		// Postgres reads slower than the client sends (a big COPY): stop
@@ -468,16 +536,84 @@ loop:
 	return gnet.None
 }
 
-func (s *session) notePlan(e planner.Effect) {
-	if e&planner.EffectSession != 0 && !s.t.pinned {
-		s.t.pinned = true
-		s.p.pins.Add(1)
+// query handles a Query message at data[off:end]: its plan's effects, and
+// the names of prepared statements it uses. missing is a statement the
+// server must prepare before the Query can go (nothing was changed then).
+func (s *session) query(w *rewriter, off, end int, q []byte) (e reply, missing *clientStmt) {
+	plan := s.plan(q)
+	e = reply{kind: rQuery}
+	if plan.Effects&sqlStmtEffects != 0 {
+		var msg []byte
+		msg, missing, e = s.sqlQuery(q, s.prepTried)
+		if missing != nil {
+			return e, missing
+		}
+		if msg != nil {
+			w.replace(off, end, func(dst []byte) []byte { return append(dst, msg...) })
+		}
+	}
+	s.prepTried = nil
+	if plan.Effects&planner.EffGUC != 0 {
+		s.noteCustom(q)
+	}
+	s.noteEffects(plan.Effects)
+	if s.ps != nil {
+		s.ps.hasUnnamed = false // a simple Query destroys the unnamed statement
+	}
+	w.sc.Unnamed = nil
+	return e, nil
+}
+
+// needsPrepare says whether Query q may need belay to prepare a statement
+// first (a cheap check: the plan's effects).
+func (s *session) needsPrepare(q []byte) bool {
+	return s.ps != nil && len(s.ps.named) > 0 && s.plan(q).Effects&sqlStmtEffects != 0
+}
+
+// prepareFirst prepares st on sc with belay's own query, then handles the
+// client's input again. On the loop.
+func (s *session) prepareFirst(sc *poolcore.Server, st *clientStmt) {
+	then := func(sc *poolcore.Server, err *poolcore.PgError) {
+		if err == nil {
+			sc.Stmts.Add(st.sname)
+		} else {
+			s.prepTried = st // let the client's statement fail as it will
+		}
+		if s.state == sClosing || s.server != sc {
+			s.giveBack(sc)
+			return
+		}
+		s.resumeWork()
+	}
+	if st.prepare != "" {
+		sc.Exec(st.prepare, then)
+		return
+	}
+	sc.ExecMessages(codec.AppendSync(append(s.loop.Scratch(), st.parse...)), then)
+}
+
+// writeSynth sends the client the answers belay gives in the server's stead
+// that are due now.
+func (s *session) writeSynth() {
+	if s.srvRemain > 0 || s.srvDrop > 0 || s.c == nil {
+		return
+	}
+	var b []byte
+	for typ := s.r.synth(); typ != 0; typ = s.r.synth() {
+		b = append(b, typ, 0, 0, 0, 4)
+	}
+	if b != nil {
+		_, _ = s.write(b)
 	}
 }
 
+// plan is the plan of sql from this loop's cache.
+func (s *session) plan(sql []byte) *planner.Plan { return s.p.plans[s.loop.Index()].Plan(sql) }
+
 // ServerTraffic forwards the server's output to the client, streaming large
 // messages, and releases the server at the ReadyForQuery that ends the client's
-// transaction.
+// transaction. Answers to belay's own messages are dropped and answers it
+// owes in the server's stead are slipped in (replies).
 func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 	if s.c == nil {
 		// The client is parked: its output waits, and it comes back now.
@@ -492,8 +628,14 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		sc.Close()
 		return gnet.None
 	}
-	off := 0
-	release := false
+	off, seg := 0, 0 // data[seg:off] is forwarded but not yet written
+	flush := func() {
+		if off > seg {
+			_, _ = s.write(data[seg:off])
+		}
+		seg = off
+	}
+	idle := false
 	for off < len(data) {
 		if s.srvRemain > 0 {
 			k := min(s.srvRemain, len(data)-off)
@@ -501,53 +643,106 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 			s.srvRemain -= k
 			continue
 		}
+		if s.srvDrop > 0 {
+			flush()
+			k := min(s.srvDrop, len(data)-off)
+			off += k
+			seg = off
+			s.srvDrop -= k
+			continue
+		}
+		if typ := s.r.synth(); typ != 0 {
+			flush()
+			_, _ = s.write([]byte{typ, 0, 0, 0, 4})
+			continue
+		}
 		typ, bodyLen, err := codec.PeekHeader(data[off:], codec.MaxProtocolMessage)
 		if err == codec.ErrShortBuffer {
 			break
 		}
+		whole := typ == codec.MsgReadyForQuery || typ == codec.MsgParameterStatus || typ == codec.MsgErrorResponse
+		if err == nil && whole && len(data)-off < 5+bodyLen {
+			break // small; wait for all of it
+		}
+		var fwd bool
+		var fix []string
+		if err == nil {
+			fwd, fix, err = s.r.answer(typ)
+		}
 		if err != nil {
-			_, _ = s.write(data[:off])
+			flush()
 			in.Consume(c, off)
+			s.p.log.Warn("server out of step with its client", "pool", s.key, "err", err)
 			s.server = nil
 			s.kill(fatalf(sqlstate.ProtocolViolation, "invalid message from server"))
 			sc.Close()
 			return gnet.None
 		}
-		if typ != codec.MsgReadyForQuery && typ != codec.MsgParameterStatus {
+		if !fwd {
+			if typ == codec.MsgReadyForQuery {
+				s.t.server(typ, data[off+5])
+			}
+			s.srvDrop = 5 + bodyLen
+			continue
+		}
+		if fix != nil {
+			flush()
+			b := fixError(s.loop.Scratch(), data[off+5:off+5+bodyLen], fix)
+			_, _ = s.write(b)
+			s.loop.KeepScratch(b)
+			off += 5 + bodyLen
+			seg = off
+			continue
+		}
+		if !whole {
 			s.t.server(typ, 0)
 			off += 5
 			s.srvRemain = bodyLen
 			continue
 		}
-		if len(data)-off < 5+bodyLen {
-			break // small; wait for all of it
-		}
 		body := data[off+5 : off+5+bodyLen]
 		off += 5 + bodyLen
-		if typ == codec.MsgParameterStatus {
+		switch typ {
+		case codec.MsgParameterStatus:
 			sc.NoteParameterStatus(body)
+			continue
+		case codec.MsgErrorResponse:
+			s.t.server(typ, 0)
 			continue
 		}
 		status, _ := codec.ReadyForQueryStatus(body)
 		sc.TxStatus = status
-		if s.t.server(typ, status) {
-			release = true
+		s.t.server(typ, status)
+		if s.t.idle() && s.r.empty() {
+			idle = true
 			break
 		}
 	}
-	if off > 0 {
-		_, _ = s.write(data[:off])
-	}
+	flush()
 	in.Consume(c, off)
-	if release {
-		s.server = nil
-		s.pool.Release(sc)
-		if s.in.Buffered(s.c) > 0 { // pipelined input waits for a server
-			if s.clientData(s.c) == gnet.Close {
-				s.closeClient()
+	s.writeSynth()
+	if idle {
+		switch {
+		case s.checkState:
+			s.askState(sc)
+			return gnet.None
+		case s.t.releasable():
+			s.server = nil
+			s.pool.Release(sc)
+			if s.in.Buffered(s.c) > 0 { // pipelined input waits for a server
+				if s.clientData(s.c) == gnet.Close {
+					s.closeClient()
+				}
 			}
+			return gnet.None
 		}
-		return gnet.None
+	}
+	if s.quietWait && s.r.empty() && s.server == sc {
+		s.quietWait = false
+		if s.clientData(s.c) == gnet.Close {
+			s.closeClient()
+			return gnet.None
+		}
 	}
 	if s.p.cfg.IdleTransactionTimeout > 0 && sc.TxStatus != codec.TxIdle && !s.t.busy() {
 		s.armIdleTx()
@@ -711,11 +906,15 @@ func (s *session) closed() {
 			s.server.Dirty = true
 		}
 	}
+	s.r.reset()
 	sc := s.server
 	if sc == nil {
 		return
 	}
 	s.server = nil
+	if sc.Unnamed == s {
+		sc.Unnamed = nil
+	}
 	if s.cliRemain > 0 || sc.Conn() == nil || sc.Busy() {
 		sc.Close() // it got half a message, is parked, or runs belay's own query
 		return

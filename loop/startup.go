@@ -170,21 +170,13 @@ func parseOptions(s string) ([]param, error) {
 	return out, nil
 }
 
-// setSQL is the statement that gives a server session the client's startup
-// parameters; it also serves as the signature servers are matched on.
-func setSQL(params []param) string {
-	if len(params) == 0 {
-		return ""
+// startupSQL is settingsSQL of a client's startup parameters.
+func startupSQL(params []param) string {
+	set := make([]setting, len(params))
+	for i, p := range params {
+		set[i] = setting{p.name, p.value}
 	}
-	var b strings.Builder
-	for _, p := range params {
-		b.WriteString(`SET "`)
-		b.WriteString(strings.ReplaceAll(p.name, `"`, `""`))
-		b.WriteString(`" TO '`)
-		b.WriteString(strings.ReplaceAll(p.value, `'`, `''`))
-		b.WriteString("';")
-	}
-	return b.String()
+	return settingsSQL(sortSettings(set))
 }
 
 // applySQL moves a server from the state of signature from to that of to.

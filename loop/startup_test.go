@@ -60,8 +60,9 @@ func TestParseStartup(t *testing.T) {
 						t.Fatalf("params %v, want %v", s.params, want)
 					}
 				}
-				if got := setSQL(s.params); got != `SET "application_name" TO 'psql';SET "datestyle" TO 'ISO';SET "search_path" TO 'a b';SET "work_mem" TO '1MB';` {
-					t.Fatalf("setSQL %s", got)
+				if got := startupSQL(s.params); got != `SELECT pg_catalog.set_config(E'application_name', E'psql', false), pg_catalog.set_config(E'datestyle', E'ISO', false), `+
+					`pg_catalog.set_config(E'search_path', E'a b', false), pg_catalog.set_config(E'work_mem', E'1MB', false)` {
+					t.Fatalf("startupSQL %s", got)
 				}
 			}},
 		{name: "protocol 3.2 negotiates", in: packet(3<<16|2, "user", "u", "_pq_.x", "1"), kind: startupLogin, chk: func(t *testing.T, s startup) {
@@ -70,8 +71,8 @@ func TestParseStartup(t *testing.T) {
 			}
 		}},
 		{name: "quotes escaped", in: packet(codec.ProtocolVersion30, "user", "u", "application_name", `it's "x"`), kind: startupLogin, chk: func(t *testing.T, s startup) {
-			if got := setSQL(s.params); got != `SET "application_name" TO 'it''s "x"';` {
-				t.Fatalf("setSQL %s", got)
+			if got := startupSQL(s.params); got != `SELECT pg_catalog.set_config(E'application_name', E'it''s "x"', false)` {
+				t.Fatalf("startupSQL %s", got)
 			}
 		}},
 	}

@@ -51,9 +51,11 @@ func (t *tracker) server(typ, status byte) (release bool) {
 	return false
 }
 
-func (t *tracker) releasable() bool {
-	return t.pending == 0 && !t.openBatch && t.status == 'I' && !t.pinned
-}
+func (t *tracker) releasable() bool { return t.idle() && !t.pinned }
+
+// idle says the client holds the server but owes it nothing and is outside a
+// transaction: the moment to release it, or to ask it about the session.
+func (t *tracker) idle() bool { return t.pending == 0 && !t.openBatch && t.status == 'I' }
 
 // busy says the server still owes replies or holds an open batch.
 func (t *tracker) busy() bool { return t.pending > 0 || t.openBatch }

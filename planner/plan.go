@@ -54,6 +54,11 @@ type Plan struct {
 	// Functions are the user (not built-in) functions called, as written
 	// (schema.name if qualified), deduplicated and sorted.
 	Functions []string
+	// Settings are the custom settings (names with a dot, myapp.tenant) that
+	// SET, RESET or set_config with a constant name change, lower-cased,
+	// deduplicated and sorted: Postgres lists them in no catalog, so a proxy
+	// following a session's settings asks for each by name.
+	Settings []string
 	// Params are the spans of each $n parameter and each literal (numbers
 	// and strings; not NULL, TRUE, FALSE) in the planned text, in order.
 	Params []Span
@@ -105,6 +110,7 @@ func Parse(sql string) *Plan {
 	}
 	p.Tables = sortUniq(w.tables)
 	p.Functions = sortUniq(w.funcs)
+	p.Settings = sortUniq(w.settings)
 	slices.SortFunc(w.params, func(a, b Span) int { return int(a.Loc - b.Loc) })
 	p.Params = slices.Compact(w.params)
 	p.replicaBase = p.ReplicaOK
@@ -133,9 +139,10 @@ func sortUniq(s []string) []string {
 type walker struct {
 	sql    string
 	p      *Plan
-	tables []string
-	funcs  []string
-	params []Span
+	tables   []string
+	funcs    []string
+	params   []Span
+	settings []string
 
 	// per statement
 	exec        bool // the statement runs what is walked (not PREPARE, not EXPLAIN without ANALYZE)
@@ -184,6 +191,7 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 	case *pg.Node_VariableSetStmt:
 		st.Class = ClassSession
 		st.Effects = varSetEffects(n.VariableSetStmt)
+		w.setting(n.VariableSetStmt.Name)
 	case *pg.Node_ConstraintsSetStmt, *pg.Node_FetchStmt:
 		st.Class = ClassSession
 	case *pg.Node_PrepareStmt:
@@ -246,6 +254,13 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 	}
 	replicaOK = base && !w.writes && !w.primaryOnly && st.Class != ClassWrite && st.Class != ClassUnknown
 	return st, replicaOK
+}
+
+// setting notes a setting name that a statement changes, if it is custom.
+func (w *walker) setting(name string) {
+	if strings.Contains(name, ".") {
+		w.settings = append(w.settings, strings.ToLower(name))
+	}
 }
 
 // cursorOptHold is CURSOR_OPT_HOLD of Postgres's parsenodes.h.
@@ -402,6 +417,11 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 		w.writes = true
 	case name == "set_config":
 		w.writes = true
+		if len(n.Args) > 0 {
+			if c := n.Args[0].GetAConst(); c != nil {
+				w.setting(c.GetSval().GetSval())
+			}
+		}
 		if len(n.Args) < 3 || !constTrue(n.Args[2]) {
 			w.eff |= EffGUC
 		}

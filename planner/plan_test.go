@@ -308,3 +308,18 @@ func FuzzParse(f *testing.F) {
 		checkSpans(t, sql, p)
 	})
 }
+
+func TestSettings(t *testing.T) {
+	cases := map[string]string{
+		"SET myapp.Tenant = 'x'":          "myapp.tenant",
+		"RESET a.b; SET work_mem = '1MB'": "a.b",
+		"SELECT set_config('c.d', 'v', false), set_config('work_mem', '1MB', false)": "c.d",
+		"SELECT set_config($1, 'v', false)":                                          "",
+		"SET LOCAL x.y = 1; SET x.y = 2":                                             "x.y",
+	}
+	for sql, want := range cases {
+		if got := strings.Join(Parse(sql).Settings, ","); got != want {
+			t.Errorf("%s: settings %q, want %q", sql, got, want)
+		}
+	}
+}

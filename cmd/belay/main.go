@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -99,6 +101,9 @@ func runProxy(args []string) error {
 	srvTLSKey := fs.String("server-tls-key-file", "", "its private key (PEM)")
 	queryWait := fs.Duration("query-wait-timeout", 0, "fail a client that waited this long for a server connection (0: never)")
 	loops := fs.Int("event-loops", 0, "gnet event loops (0: one per two cores)")
+	maxPrepared := fs.Int("max-prepared-statements", poolcore.DefaultMaxStatements, "prepared statements belay keeps per server connection (the least recently used is deallocated)")
+	planCache := fs.Int("plan-cache-bytes", loop.DefaultPlanCacheBytes, "memory bound of the plan cache, bytes")
+	metricsAddr := fs.String("metrics-listen", "", "serve Prometheus metrics on http://ADDR/metrics (empty: off)")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the whole run to FILE (for flame graphs)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -162,10 +167,24 @@ func runProxy(args []string) error {
 		ServerTLSKeyFile:       *srvTLSKey,
 		QueryWaitTimeout:       *queryWait,
 		EventLoops:             *loops,
+		MaxPreparedStatements:  *maxPrepared,
+		PlanCacheBytes:         *planCache,
 		Logger:                 logger,
 	})
 	if err != nil {
 		return err
+	}
+	if *metricsAddr != "" {
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			_ = p.Stop(context.Background())
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) { p.Metrics().WritePrometheus(w) })
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
 	}
 	logger.Info("belay proxy listening", "listen", *listen, "server", *server, "pool_size", *poolSize)
 	sig := make(chan os.Signal, 1)

@@ -1,0 +1,222 @@
+package loop
+
+import "fmt"
+
+// replyKind is what the server answers to one message it was sent.
+type replyKind uint8
+
+const (
+	rParse      replyKind = iota // ParseComplete
+	rBind                        // BindComplete
+	rClose                       // CloseComplete
+	rDescStmt                    // ParameterDescription, then RowDescription or NoData
+	rDescPortal                  // RowDescription or NoData
+	rExecute                     // rows, then CommandComplete, EmptyQueryResponse or PortalSuspended
+	rSync                        // ReadyForQuery
+	rQuery                       // anything through ReadyForQuery (a Query or a FunctionCall)
+	rSynthParse                  // nothing from the server: belay answers ParseComplete itself
+	rSynthClose                  // nothing from the server: belay answers CloseComplete itself
+)
+
+// reply is one answer the client (or belay) is owed by the server, in the
+// order the messages were sent.
+type reply struct {
+	kind replyKind
+	own  bool // a message belay slipped in: its answer is not the client's (an error still is)
+	gotT bool // rDescStmt: the ParameterDescription came
+
+	// What to undo when the message fails or is skipped by an earlier error
+	// (Postgres skips everything up to the Sync):
+	sname   string      // rParse: the server-side statement that is then not prepared; own rClose: that is still prepared
+	cname   string      // rParse, rSynthParse: the client's statement that then does not exist
+	unnamed bool        // rParse of the unnamed statement
+	stmt    *clientStmt // rParse, rSynthParse: the client's statement entry cname must still be
+
+	// rQuery: the client's SQL statements whose effects take hold once
+	// Postgres reports them complete (CommandComplete number i+1).
+	conf []confirm
+	done int // CommandCompletes seen
+	// fix holds pairs of server-side statement names and the client's names
+	// for them: an error about one shows the client its own name.
+	fix []string
+}
+
+// confirm is an effect of statement number idx of a Query, applied when it
+// completes.
+type confirm struct {
+	idx int
+	do  func()
+}
+
+// replies is the queue of answers the server owes, which lets belay drop the
+// answers to its own messages, answer in the client's stead where it sent
+// nothing, and undo what a failed message would have created. Postgres's
+// rule it follows: after an error in an extended-protocol message, the
+// server skips every message up to the next Sync.
+//
+// Pure: no I/O. Not safe for concurrent use (it lives on a loop).
+type replies struct {
+	q []reply
+	h int
+	// failed undoes what e's message set up when it failed or was skipped.
+	failed func(e *reply)
+}
+
+func (r *replies) push(e reply) {
+	if r.h > 0 && r.h == len(r.q) {
+		clear(r.q) // drop references held by old entries
+		r.q, r.h = r.q[:0], 0
+	}
+	r.q = append(r.q, e)
+}
+
+func (r *replies) empty() bool { return r.h == len(r.q) }
+
+func (r *replies) head() *reply {
+	if r.empty() {
+		return nil
+	}
+	return &r.q[r.h]
+}
+
+func (r *replies) pop() {
+	r.q[r.h] = reply{}
+	r.h++
+}
+
+// synth pops a synthetic answer at the head: what belay must send the client
+// now (0 when the head is the server's to answer).
+func (r *replies) synth() byte {
+	e := r.head()
+	if e == nil {
+		return 0
+	}
+	var typ byte
+	switch e.kind {
+	case rSynthParse:
+		typ = '1'
+	case rSynthClose:
+		typ = '3'
+	default:
+		return 0
+	}
+	r.pop()
+	return typ
+}
+
+// answer takes the next message of type typ from the server. forward says
+// whether the client gets it; fix, for an error, holds pairs of names to
+// replace in its message (nil mostly). An error reply means the server stopped the
+// batch: everything up to the next Sync is skipped and undone.
+func (r *replies) answer(typ byte) (forward bool, fix []string, err error) {
+	switch typ {
+	case 'N', 'A', 'S': // notice, notification, parameter status: any time
+		return true, nil, nil
+	}
+	e := r.head()
+	if e == nil {
+		if typ == 'E' { // a FATAL from the server on its own (shutdown)
+			return true, nil, nil
+		}
+		return false, nil, fmt.Errorf("server sent %q with nothing outstanding", typ)
+	}
+	own := e.own
+	switch e.kind {
+	case rQuery:
+		switch typ {
+		case 'C':
+			e.done++
+			for _, c := range e.conf {
+				if c.idx == e.done-1 {
+					c.do()
+				}
+			}
+		case 'E':
+			e.conf = nil // what did not complete never takes hold
+			return !own, e.fix, nil
+		case 'Z':
+			r.pop()
+		}
+		return !own, nil, nil
+	case rSync:
+		switch typ {
+		case 'Z':
+			r.pop()
+			return !own, nil, nil
+		case 'E': // a COMMIT of the implicit transaction failed
+			return !own, nil, nil
+		}
+	default:
+		if typ == 'E' {
+			fix = e.fix
+			r.failAll()
+			return true, fix, nil
+		}
+		if r.ends(e, typ) {
+			r.pop()
+			return !own, nil, nil
+		}
+		if r.part(e, typ) {
+			return !own, nil, nil
+		}
+	}
+	return false, nil, fmt.Errorf("server sent %q while %d was due", typ, e.kind)
+}
+
+// ends says whether typ completes e's answer.
+func (r *replies) ends(e *reply, typ byte) bool {
+	switch e.kind {
+	case rParse:
+		return typ == '1'
+	case rBind:
+		return typ == '2'
+	case rClose:
+		return typ == '3'
+	case rDescStmt:
+		if typ == 't' && !e.gotT {
+			e.gotT = true
+			return false
+		}
+		return e.gotT && (typ == 'T' || typ == 'n')
+	case rDescPortal:
+		return typ == 'T' || typ == 'n'
+	case rExecute:
+		return typ == 'C' || typ == 'I' || typ == 's'
+	}
+	return false
+}
+
+// part says whether typ belongs inside e's answer.
+func (r *replies) part(e *reply, typ byte) bool {
+	switch e.kind {
+	case rDescStmt:
+		return typ == 't' && e.gotT // ends recorded it
+	case rExecute:
+		switch typ {
+		case 'D', 'G', 'H', 'W', 'd', 'c':
+			return true
+		}
+	}
+	return false
+}
+
+// failAll undoes the failed head and every entry up to the next Sync, which
+// the server skips.
+func (r *replies) failAll() {
+	for !r.empty() {
+		e := &r.q[r.h]
+		if e.kind == rSync || e.kind == rQuery {
+			return
+		}
+		if r.failed != nil {
+			r.failed(e)
+		}
+		r.pop()
+	}
+}
+
+// reset forgets everything outstanding (the server is gone or was drained).
+func (r *replies) reset() {
+	clear(r.q)
+	r.q, r.h = r.q[:0], 0
+}

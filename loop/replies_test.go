@@ -1,0 +1,105 @@
+package loop
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestReplies runs message exchanges through the reply queue: each case
+// queues what was sent and feeds what the server answered; the transcript
+// is what the client got ('+' synthetic, letters forwarded, '-' dropped)
+// and which entries were undone.
+func TestReplies(t *testing.T) {
+	type sent struct {
+		kind replyKind
+		own  bool
+		name string
+	}
+	cases := []struct {
+		name   string
+		sent   []sent
+		server string
+		want   string
+		undone string
+	}{
+		{"pgbench prepared", []sent{{kind: rBind}, {kind: rExecute}, {kind: rSync}}, "2DCZ", "2DCZ", ""},
+		{"parse already on the server", []sent{{kind: rSynthParse}, {kind: rDescStmt}, {kind: rSync}}, "tTZ", "+1tTZ", ""},
+		{"injected close and parse", []sent{{kind: rClose, own: true}, {kind: rParse, own: true, name: "b1"}, {kind: rBind}, {kind: rExecute}, {kind: rSync}},
+			"312DDCZ", "--2DDCZ", ""},
+		{"injected parse fails: the client sees the error, the batch is undone",
+			[]sent{{kind: rParse, own: true, name: "b1"}, {kind: rBind}, {kind: rExecute}, {kind: rSynthParse, name: "c2"}, {kind: rSync}},
+			"EZ", "EZ", "b1,c2"},
+		{"describe statement then no data", []sent{{kind: rParse, name: "x"}, {kind: rDescStmt}, {kind: rSync}}, "1tnZ", "1tnZ", ""},
+		{"copy in execute", []sent{{kind: rBind}, {kind: rExecute}, {kind: rSync}}, "2GCZ", "2GCZ", ""},
+		{"query with notices and a notification", []sent{{kind: rQuery}}, "NTDDCAZ", "NTDDCAZ", ""},
+		{"commit of the implicit transaction fails at Sync", []sent{{kind: rBind}, {kind: rExecute}, {kind: rSync}}, "2CEZ", "2CEZ", ""},
+		{"suspended portal", []sent{{kind: rBind}, {kind: rExecute}, {kind: rExecute}, {kind: rSync}}, "2DsDCZ", "2DsDCZ", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var undone []string
+			r := replies{failed: func(e *reply) {
+				if n := e.sname + e.cname; n != "" {
+					undone = append(undone, n)
+				}
+			}}
+			for _, s := range c.sent {
+				e := reply{kind: s.kind, own: s.own}
+				if s.kind == rSynthParse {
+					e.cname = s.name
+				} else {
+					e.sname = s.name
+				}
+				r.push(e)
+			}
+			var got strings.Builder
+			for _, typ := range []byte(c.server) {
+				for syn := r.synth(); syn != 0; syn = r.synth() {
+					got.WriteString("+" + string(syn))
+				}
+				fwd, _, err := r.answer(typ)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fwd {
+					got.WriteByte(typ)
+				} else {
+					got.WriteByte('-')
+				}
+			}
+			if got.String() != c.want || strings.Join(undone, ",") != c.undone {
+				t.Fatalf("client got %q, undone %q; want %q, %q", got.String(), strings.Join(undone, ","), c.want, c.undone)
+			}
+			if !r.empty() {
+				t.Fatalf("%d entries left", len(r.q)-r.h)
+			}
+		})
+	}
+}
+
+func TestRepliesDesync(t *testing.T) {
+	var r replies
+	if _, _, err := r.answer('D'); err == nil {
+		t.Fatal("a DataRow with nothing outstanding was accepted")
+	}
+	r.push(reply{kind: rBind})
+	if _, _, err := r.answer('Z'); err == nil {
+		t.Fatal("ReadyForQuery for a Bind was accepted")
+	}
+}
+
+func BenchmarkRepliesPgbench(b *testing.B) {
+	var r replies
+	b.ReportAllocs()
+	for b.Loop() {
+		r.push(reply{kind: rBind})
+		r.push(reply{kind: rExecute})
+		r.push(reply{kind: rSync})
+		for _, typ := range []byte("2DCZ") {
+			_ = r.synth()
+			if _, _, err := r.answer(typ); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

@@ -1,0 +1,267 @@
+package loop
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/belaydb/belay/planner"
+	"github.com/belaydb/belay/poolcore"
+)
+
+// Session state that follows the client.
+//
+// A client's settings are what Postgres itself reports as set in its
+// session: after a transaction in which the client may have changed one (SET,
+// RESET, set_config, DISCARD ALL: the planner says EffGUC), belay asks the
+// server before it lets it go — pg_settings where source = 'session', plus
+// current_setting of the custom names (myapp.x) the client set, which
+// pg_settings does not list. Reading the outcome rather than replaying the
+// client's SQL gets SET inside a rolled-back transaction, RESET, SET LOCAL and
+// set_config right without a second interpreter of Postgres's rules. The
+// settings become the client's signature: the SQL that applies them (after
+// RESET ALL) on whichever server it lands next, and the key servers are
+// matched on, so a server already in that state is preferred.
+//
+// State that cannot move — LISTEN, temporary objects, WITH HOLD cursors,
+// session advisory locks, a changed role, LOAD — pins the client to its
+// server. After anything that may release it (UNLISTEN, DISCARD, CLOSE, DROP,
+// an unlock, RESET ROLE) the same query counts what still holds the server,
+// and at zero the pin ends.
+
+// setting is one session setting of a client.
+type setting struct{ name, value string }
+
+// stateQuery is belay's question to a server about its session: one row per
+// session setting, then a row with a NULL name whose value counts what pins
+// the session to the server.
+func stateQuery(user string, custom []string) string {
+	var b strings.Builder
+	b.WriteString("SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'")
+	for _, n := range custom {
+		b.WriteString(" UNION ALL SELECT ")
+		b.WriteString(quoteLiteral(n))
+		b.WriteString(", pg_catalog.current_setting(")
+		b.WriteString(quoteLiteral(n))
+		b.WriteString(", true)")
+	}
+	b.WriteString(" UNION ALL SELECT NULL, ((SELECT count(*) FROM pg_catalog.pg_listening_channels())" +
+		" + (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)" +
+		" + (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())" +
+		" + (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())" +
+		" + (session_user <> current_user OR session_user <> ")
+	b.WriteString(quoteLiteral(user))
+	b.WriteString(")::int)::text")
+	return b.String()
+}
+
+// settingsSQL is the statement that gives a server session these settings
+// (sorted by name); it is also the signature servers are matched on. It uses
+// set_config, which takes a value as Postgres's startup packet does (a list
+// such as search_path=a,b stays a list), and E” literals, which read the same
+// whatever standard_conforming_strings says.
+func settingsSQL(set []setting) string {
+	if len(set) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	for i, p := range set {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("pg_catalog.set_config(")
+		b.WriteString(quoteLiteral(p.name))
+		b.WriteString(", ")
+		b.WriteString(quoteLiteral(p.value))
+		b.WriteString(", false)")
+	}
+	return b.String()
+}
+
+// quoteLiteral quotes s as an escape string literal.
+func quoteLiteral(s string) string {
+	if !strings.ContainsAny(s, `'\`) {
+		return "E'" + s + "'"
+	}
+	r := strings.NewReplacer(`\`, `\\`, `'`, `''`)
+	return "E'" + r.Replace(s) + "'"
+}
+
+// sortSettings orders set by name, the last value of a name winning.
+func sortSettings(set []setting) []setting {
+	sort.SliceStable(set, func(i, j int) bool { return strings.ToLower(set[i].name) < strings.ToLower(set[j].name) })
+	out := set[:0]
+	for _, p := range set {
+		if n := len(out); n > 0 && strings.EqualFold(out[n-1].name, p.name) {
+			out[n-1] = p
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// sessionState is what a client changed beyond its startup parameters,
+// allocated when it first does.
+type sessionState struct {
+	custom   []string  // custom setting names it set (pg_settings does not list them)
+	settings []setting // its settings, as the server last reported them
+}
+
+// noteEffects records what a statement the client sends does to its
+// session. On the loop.
+func (s *session) noteEffects(e planner.Effect) {
+	if e == 0 {
+		return
+	}
+	if e&planner.EffGUC != 0 {
+		s.checkState = true
+	}
+	if e&planner.EffPin != 0 {
+		s.pin()
+	}
+	if e&planner.EffLoad != 0 {
+		s.pinForever = true // a loaded library cannot be unloaded
+	}
+	if e&planner.EffMayRelease != 0 && s.t.pinned {
+		s.checkState = true
+	}
+}
+
+// noteCustom records the custom setting names a Query sets (myapp.tenant):
+// Postgres lists them nowhere, so belay asks for each by name. The text is
+// planned again, uncached: normalization may have replaced a set_config's
+// name with a parameter.
+func (s *session) noteCustom(q []byte) {
+	for _, n := range planner.Parse(string(q)).Settings {
+		if s.st == nil {
+			s.st = &sessionState{}
+		}
+		if !containsFold(s.st.custom, n) {
+			s.st.custom = append(s.st.custom, n)
+		}
+	}
+}
+
+func containsFold(list []string, s string) bool {
+	for _, v := range list {
+		if strings.EqualFold(v, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// pin keeps the client on its server (counted in belay_pins_total).
+func (s *session) pin() {
+	if !s.t.pinned {
+		s.t.pinned = true
+		s.p.pins.Add(1)
+		s.p.metrics.pins.Inc()
+	}
+}
+
+func (s *session) unpin() {
+	if s.t.pinned && !s.pinForever {
+		s.t.pinned = false
+		s.p.pins.Add(-1)
+	}
+}
+
+// resetSettings drops what the client set: only its startup parameters
+// remain (DISCARD ALL).
+func (s *session) resetSettings() {
+	s.st = nil
+	s.sig = s.startSig
+}
+
+// askState runs the state query on sc, which the client holds idle, and then
+// releases the server or keeps it pinned. On the loop.
+func (s *session) askState(sc *poolcore.Server) {
+	s.checkState = false
+	var custom []string
+	if s.st != nil {
+		custom = s.st.custom
+	}
+	var got []setting
+	pins := -1
+	sc.ExecRows(stateQuery(s.key.User, custom), func(cols [][]byte) {
+		if len(cols) != 2 {
+			return
+		}
+		if cols[0] == nil {
+			pins, _ = strconv.Atoi(string(cols[1]))
+			return
+		}
+		if cols[1] == nil || (len(cols[1]) == 0 && containsFold(custom, string(cols[0]))) {
+			return // a custom setting reset, or never set
+		}
+		got = append(got, setting{string(cols[0]), string(cols[1])})
+	}, func(sc *poolcore.Server, err *poolcore.PgError) {
+		if err != nil {
+			// The client's own transaction state is fine (it was idle), so
+			// this is belay's problem: keep the client where it is.
+			s.p.log.Warn("cannot read session state", "err", err)
+			s.pin()
+			s.pinForever = true
+			s.afterState(sc)
+			return
+		}
+		s.settled(sc, got, pins)
+	})
+}
+
+// settled takes in what the server said about the client's session.
+func (s *session) settled(sc *poolcore.Server, got []setting, pins int) {
+	// A startup parameter RESET went back to the server's default, not to
+	// what the client asked for at startup as Postgres would: put it back.
+	missing := false
+	for _, p := range s.start {
+		found := false
+		for _, g := range got {
+			if strings.EqualFold(g.name, p.name) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			got = append(got, setting{p.name, p.value})
+			missing = true
+		}
+	}
+	got = sortSettings(got)
+	if s.st == nil {
+		s.st = &sessionState{}
+	}
+	s.st.settings = got
+	s.sig = settingsSQL(got)
+	if pins == 0 {
+		s.unpin()
+	}
+	if missing {
+		sc.Exec(s.sig, func(sc *poolcore.Server, err *poolcore.PgError) {
+			if err == nil {
+				sc.AppliedSig = s.sig
+			}
+			s.afterState(sc)
+		})
+		return
+	}
+	sc.AppliedSig = s.sig
+	s.afterState(sc)
+}
+
+// afterState releases the server unless the client is still pinned, then
+// goes on with what the client sent meanwhile.
+func (s *session) afterState(sc *poolcore.Server) {
+	if s.state == sClosing || s.server != sc {
+		s.giveBack(sc)
+		return
+	}
+	if s.t.releasable() && s.r.empty() {
+		s.server = nil
+		s.pool.Release(sc)
+	}
+	s.resumeWork()
+}
