@@ -72,6 +72,7 @@
 //   - settings (state.go): after a transaction that may have changed one,
 //     belay reads the session's settings from the server and makes them the
 //     client's signature, applied where it lands next.
+//
 // What cannot move (LISTEN, temporary objects, WITH HOLD cursors, session
 // advisory locks, SET ROLE, LOAD) pins the client to its server until the
 // server says it is released; a pinned client's server is reset (DISCARD

@@ -24,7 +24,9 @@ type protoStep struct {
 	msgs  []pgproto3.FrontendMessage
 }
 
-func q(sql string) protoStep { return protoStep{msgs: []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}} }
+func q(sql string) protoStep {
+	return protoStep{msgs: []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}}
+}
 func otherQ(sql string) protoStep {
 	s := q(sql)
 	s.other = true
