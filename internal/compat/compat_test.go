@@ -304,9 +304,9 @@ func runThrough(t *testing.T, name string, run runFunc, ep endpoint, ref string,
 		}()
 	}
 	wg.Wait()
-	var slowest time.Duration
+	var took []string
 	for i, r := range results {
-		slowest = max(slowest, r.d)
+		took = append(took, r.d.Round(time.Millisecond).String())
 		switch {
 		case r.err != nil:
 			t.Errorf("%s instance %d through belay: %v\ntranscript:\n%s", name, i+1, r.err, r.out)
@@ -314,7 +314,7 @@ func runThrough(t *testing.T, name string, run runFunc, ep endpoint, ref string,
 			t.Errorf("%s instance %d through belay differs from the direct reference (- direct, + belay):\n%s", name, i+1, lineDiff(ref, normalize(r.out, i+1)))
 		}
 	}
-	t.Logf("%s: %d instances through belay (%d server connections) in %v (slowest %v)", name, instances, poolSize, time.Since(start).Round(time.Millisecond), slowest.Round(time.Millisecond))
+	t.Logf("%s: %d instances through belay (%d server connections) in %v (each: %s)", name, instances, poolSize, time.Since(start).Round(time.Millisecond), strings.Join(took, " "))
 }
 
 // checkIdle waits until belay has no client left, nothing pinned, and every
