@@ -200,13 +200,14 @@ func runProgram(ctx context.Context, dir string, env []string, mergeStderr bool,
 	} else {
 		cmd.Stderr = &stderr
 	}
+	start := time.Now()
 	err := cmd.Run()
 	// Whatever the outcome, leave nothing of the group behind.
 	if cmd.Process != nil {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 	if ctx.Err() != nil {
-		err = fmt.Errorf("timed out after %v, killed: %w", runTimeout, ctx.Err())
+		err = fmt.Errorf("timed out after %v, killed with its process group: %w", time.Since(start).Round(time.Millisecond), ctx.Err())
 	}
 	if err != nil {
 		return stdout.String(), fmt.Errorf("%s: %w\nstderr:\n%s", filepath.Base(argv[0]), err, stderr.String())
