@@ -427,3 +427,36 @@ func TestHarness(t *testing.T) {
 		}
 	}
 }
+
+// TestRunProgramTimeout: a scenario that hangs is killed at its deadline
+// with everything it started.
+func TestRunProgramTimeout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	pidFile := filepath.Join(t.TempDir(), "child")
+	start := time.Now()
+	_, err := runProgram(ctx, "", nil, false, "/bin/sh", "-c", "sleep 60 & echo $! > "+pidFile+"; wait")
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("err = %v, want a time-out", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v to kill", d)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(child, 0) == nil {
+		// A killed child stays a zombie until init reaps it; it is gone
+		// once /proc says so or it no longer exists.
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child)); err == nil && strings.Contains(string(st), ") Z ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d of the timed-out program is still running", child)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
