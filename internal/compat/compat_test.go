@@ -3,6 +3,7 @@ package compat
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -184,7 +185,8 @@ func testdata(t *testing.T, elem ...string) string {
 
 // runProgram runs argv in dir in a process group of its own and returns
 // what it wrote to stdout (and stderr too, interleaved, when mergeStderr).
-// A process still running when ctx ends is killed with its whole group.
+// A process still running when ctx ends is killed with its whole group; one
+// that exits leaving a child that holds its output is an error too.
 func runProgram(ctx context.Context, dir string, env []string, mergeStderr bool, argv ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = dir
@@ -192,7 +194,7 @@ func runProgram(ctx context.Context, dir string, env []string, mergeStderr bool,
 	cmd.Stdin = nil
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
+	cmd.WaitDelay = 2 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	if mergeStderr {
@@ -202,9 +204,11 @@ func runProgram(ctx context.Context, dir string, env []string, mergeStderr bool,
 	}
 	start := time.Now()
 	err := cmd.Run()
-	// Whatever the outcome, leave nothing of the group behind.
-	if cmd.Process != nil {
+	if errors.Is(err, exec.ErrWaitDelay) {
+		// The program exited but something it started still holds its
+		// output: the group still exists (so its id is not reused), end it.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		err = fmt.Errorf("left a process behind (killed its group): %w", err)
 	}
 	if ctx.Err() != nil {
 		err = fmt.Errorf("timed out after %v, killed with its process group: %w", time.Since(start).Round(time.Millisecond), ctx.Err())
@@ -458,5 +462,16 @@ func TestRunProgramTimeout(t *testing.T) {
 			t.Fatalf("child %d of the timed-out program is still running", child)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRunProgramLeftBehind: a program that exits leaving a child that holds
+// its output is an error, and the child is killed.
+func TestRunProgramLeftBehind(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	_, err := runProgram(ctx, "", nil, false, "/bin/sh", "-c", "sleep 60 &")
+	if err == nil || !strings.Contains(err.Error(), "left a process behind") {
+		t.Fatalf("err = %v, want a process left behind", err)
 	}
 }
