@@ -13,7 +13,7 @@ up:
 build:
 	$(GO) build -o belay ./cmd/belay
 
-## deps: install what the tests need and is missing (Debian/Ubuntu: PostgreSQL server, psql, pgbench, a C compiler for cgo and -race)
+## deps: install what the tests need and is missing (Debian/Ubuntu: PostgreSQL server, psql, pgbench, a C compiler for cgo and -race; for internal/compat: psycopg 3, the JDBC driver and a JDK, node and npm, then node-postgres with npm ci)
 deps:
 	@set -euo pipefail; \
 	have_glob() { compgen -G "$$1" >/dev/null; }; \
@@ -23,6 +23,11 @@ deps:
 	{ have_glob '/usr/lib/postgresql/*/bin/psql' || real_cmd psql; } || pkgs="$$pkgs postgresql-client"; \
 	{ have_glob '/usr/lib/postgresql/*/bin/pgbench' || real_cmd pgbench; } || pkgs="$$pkgs postgresql-contrib"; \
 	command -v gcc >/dev/null 2>&1 || pkgs="$$pkgs gcc libc6-dev"; \
+	/usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1 || pkgs="$$pkgs python3-psycopg"; \
+	[ -f /usr/share/java/postgresql.jar ] || pkgs="$$pkgs libpostgresql-jdbc-java"; \
+	command -v javac >/dev/null 2>&1 || pkgs="$$pkgs default-jdk-headless"; \
+	command -v node >/dev/null 2>&1 || pkgs="$$pkgs nodejs npm"; \
+	command -v npm >/dev/null 2>&1 || pkgs="$$pkgs npm"; \
 	[ -z "$$pkgs" ] && exit 0; \
 	pkgs=$$(tr ' ' '\n' <<<"$$pkgs" | sed '/^$$/d' | sort -u | tr '\n' ' '); \
 	echo "deps: installing: $$pkgs"; \
@@ -37,11 +42,16 @@ deps:
 	$$sudo apt-get update -qq; \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs
 	@compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || { echo "deps: initdb still missing" >&2; exit 1; }
+	@set -euo pipefail; d=internal/compat/testdata/node; \
+	[ -d "$$d/node_modules" ] && exit 0; \
+	command -v npm >/dev/null 2>&1 || { echo "deps: npm still missing" >&2; exit 1; }; \
+	echo "deps: npm ci in $$d"; \
+	cd "$$d" && npm ci --no-audit --no-fund
 
-## test: deps, vet, then every test against real PostgreSQL
+## test: deps, vet, then every test against real PostgreSQL (a client missing for internal/compat fails, not skips)
 test: deps
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 25m ./...
+	BELAY_COMPAT_REQUIRE=1 $(GO) test -race -count=1 -timeout 25m ./...
 	$(MAKE) --no-print-directory fuzz-short FUZZTIME=2s FUZZ_LOG=$${TMPDIR:-/tmp}/belay-fuzz-short.log
 
 ## fuzz-short: every fuzz target of the module for $(FUZZTIME), one after another (scripts/fuzz.sh)
