@@ -22,7 +22,11 @@ const (
 // order the messages were sent.
 type reply struct {
 	kind replyKind
-	own  bool // a message belay slipped in: its answer is not the client's (an error still is)
+	own  bool // a message belay slipped in: its answer is not the client's (an error still is, unless quiet)
+	// quiet: belay's own messages before a client's Query, ending in a Sync
+	// of belay's own; an error there is not shown (the client's statement
+	// then fails on its own).
+	quiet bool
 	gotT bool // rDescStmt: the ParameterDescription came
 
 	// What to undo when the message fails or is skipped by an earlier error
@@ -148,9 +152,9 @@ func (r *replies) answer(typ byte) (forward bool, fix []string, err error) {
 		}
 	default:
 		if typ == 'E' {
-			fix = e.fix
+			fix, quiet := e.fix, own && e.quiet
 			r.failAll()
-			return true, fix, nil
+			return !quiet, fix, nil
 		}
 		if r.ends(e, typ) {
 			r.pop()

@@ -58,11 +58,9 @@ type session struct {
 	t          tracker
 	checkState bool        // it may have changed its settings or released a pin: ask the server before letting it go
 	pinForever bool        // pinned by something nothing undoes (LOAD)
-	prepTried  *clientStmt // a statement belay failed to prepare for the Query under way
 	cliRemain  int         // bytes of a CopyData body still to stream to the server
 	srvRemain  int         // bytes of a server message body still to stream to the client
 	srvDrop    int         // bytes of a server message belay drops (the answer to its own)
-	quietWait  bool        // input waits until the server owes nothing
 
 	parkedFD  int  // the client's socket while parked, else -1
 	parking   bool // the next OnClose is a park
@@ -414,8 +412,6 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 	w := rewriter{data: data, sc: sc, s: s}
 	off := 0
 	var act gnet.Action
-	var pause *clientStmt // the server must prepare this before the next message
-loop:
 	for off < len(data) {
 		if s.cliRemain > 0 {
 			k := min(s.cliRemain, len(data)-off)
@@ -450,19 +446,7 @@ loop:
 				bad = "Query"
 				break
 			}
-			if s.needsPrepare(q) && (off > 0 || !s.r.empty()) {
-				// belay must run a query of its own first, which only
-				// works with nothing outstanding: send what came before,
-				// and come back when its answers are in (ServerTraffic).
-				s.quietWait = true
-				break loop
-			}
-			e, missing := s.query(&w, off, end, q)
-			if missing != nil {
-				pause = missing
-				break loop
-			}
-			s.r.push(e)
+			s.query(&w, off, end, q)
 		case codec.MsgParse:
 			m, err := codec.ParseParse(body)
 			if err != nil {
@@ -524,10 +508,6 @@ loop:
 	if act != gnet.None {
 		return act
 	}
-	if pause != nil {
-		s.prepareFirst(sc, pause)
-		return gnet.None
-	}
 	if sc.Conn().OutboundBuffered() > s.p.cfg.MaxBufferedBytes {
 		// Postgres reads slower than the client sends (a big COPY): stop
 		// reading the client until it catches up.
@@ -537,22 +517,13 @@ loop:
 }
 
 // query handles a Query message at data[off:end]: its plan's effects, and
-// the names of prepared statements it uses. missing is a statement the
-// server must prepare before the Query can go (nothing was changed then).
-func (s *session) query(w *rewriter, off, end int, q []byte) (e reply, missing *clientStmt) {
+// the names of prepared statements it uses.
+func (s *session) query(w *rewriter, off, end int, q []byte) {
 	plan := s.plan(q)
-	e = reply{kind: rQuery}
+	e := reply{kind: rQuery}
 	if plan.Effects&sqlStmtEffects != 0 {
-		var msg []byte
-		msg, missing, e = s.sqlQuery(q, s.prepTried)
-		if missing != nil {
-			return e, missing
-		}
-		if msg != nil {
-			w.replace(off, end, func(dst []byte) []byte { return append(dst, msg...) })
-		}
+		e = w.sqlQuery(off, end, q)
 	}
-	s.prepTried = nil
 	if plan.Effects&planner.EffGUC != 0 {
 		s.noteCustom(q)
 	}
@@ -561,35 +532,7 @@ func (s *session) query(w *rewriter, off, end int, q []byte) (e reply, missing *
 		s.ps.hasUnnamed = false // a simple Query destroys the unnamed statement
 	}
 	w.sc.Unnamed = nil
-	return e, nil
-}
-
-// needsPrepare says whether Query q may need belay to prepare a statement
-// first (a cheap check: the plan's effects).
-func (s *session) needsPrepare(q []byte) bool {
-	return s.ps != nil && len(s.ps.named) > 0 && s.plan(q).Effects&sqlStmtEffects != 0
-}
-
-// prepareFirst prepares st on sc with belay's own query, then handles the
-// client's input again. On the loop.
-func (s *session) prepareFirst(sc *poolcore.Server, st *clientStmt) {
-	then := func(sc *poolcore.Server, err *poolcore.PgError) {
-		if err == nil {
-			sc.Stmts.Add(st.sname)
-		} else {
-			s.prepTried = st // let the client's statement fail as it will
-		}
-		if s.state == sClosing || s.server != sc {
-			s.giveBack(sc)
-			return
-		}
-		s.resumeWork()
-	}
-	if st.prepare != "" {
-		sc.Exec(st.prepare, then)
-		return
-	}
-	sc.ExecMessages(codec.AppendSync(append(s.loop.Scratch(), st.parse...)), then)
+	s.r.push(e)
 }
 
 // writeSynth sends the client the answers belay gives in the server's stead
@@ -734,13 +677,6 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 					s.closeClient()
 				}
 			}
-			return gnet.None
-		}
-	}
-	if s.quietWait && s.r.empty() && s.server == sc {
-		s.quietWait = false
-		if s.clientData(s.c) == gnet.Close {
-			s.closeClient()
 			return gnet.None
 		}
 	}

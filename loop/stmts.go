@@ -1,8 +1,10 @@
 package loop
 
 import (
+	"bytes"
 	"encoding/hex"
 	"hash/maphash"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -30,15 +32,23 @@ type clientStmt struct {
 	sname   string         // its name on servers
 	parse   []byte         // a Parse message that prepares it as sname (protocol statements)
 	prepare string         // SQL that prepares it as sname (SQL PREPARE)
+	cname   string         // the client's name for it
 	eff     planner.Effect // what executing it does to the session
+	deps    []*clientStmt  // the statements its text EXECUTEs (nil: unknown name), as mapped
+	refs    []string       // the names its text EXECUTEs
+	// With deps: the Parse as the client sent it. EXECUTE finds its
+	// statement by name when it runs, so when the client's names point
+	// elsewhere (DEALLOCATE p; PREPARE p AS ...) the text is mapped again.
+	orig *codec.Parse
 }
 
 // stmtState is a client's prepared statements, allocated on first use.
 type stmtState struct {
-	named      map[string]*clientStmt
-	unnamed    []byte // the Parse message of its unnamed statement
-	unnamedEff planner.Effect
-	hasUnnamed bool
+	named       map[string]*clientStmt
+	unnamed     []byte // the Parse message of its unnamed statement
+	unnamedEff  planner.Effect
+	unnamedDeps []*clientStmt
+	hasUnnamed  bool
 }
 
 var stmtSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
@@ -112,34 +122,65 @@ func (w *rewriter) bytes(end int) []byte {
 	return w.out
 }
 
-// ensure makes st exist on the server before the message at off: it slips in
-// Closes for what the server's set evicts and st's Parse. It reports false
-// when st cannot be prepared inside a batch (a SQL PREPARE's statement).
-func (w *rewriter) ensure(at int, st *clientStmt) bool {
+// ensure makes st exist on the server before the message at off: it slips
+// in Closes for what the server's set evicts and st's Parse, or for a SQL
+// PREPARE's statement, its PREPARE run through a portal of belay's own
+// (which works inside a client's batch and leaves the client's unnamed
+// statement and portal alone). quiet marks what goes before a client's
+// Query: errors there are not shown.
+func (w *rewriter) ensure(at int, st *clientStmt, quiet bool) {
+	w.ensureAll(at, st.deps, quiet)
 	sc := w.sc
 	if sc.Stmts.Has(st.sname) {
-		return true
-	}
-	if st.parse == nil {
-		return false
+		return
 	}
 	w.begin(at)
-	w.evict()
-	w.out = append(w.out, st.parse...)
+	w.evict(quiet)
 	sc.Stmts.Add(st.sname)
-	w.s.r.push(reply{kind: rParse, own: true, sname: st.sname})
-	return true
+	if st.parse != nil {
+		w.out = append(w.out, st.parse...)
+		w.s.r.push(reply{kind: rParse, own: true, quiet: quiet, sname: st.sname})
+		return
+	}
+	// Closing first makes it idempotent: an earlier run may have failed
+	// before its statement was closed.
+	w.out = codec.AppendClose(w.out, 'S', ownName)
+	w.out = codec.AppendClose(w.out, 'P', ownName)
+	w.out = codec.AppendParse(w.out, codec.Parse{Name: ownName, Query: []byte(st.prepare)})
+	w.out = codec.AppendBind(w.out, codec.Bind{Portal: ownName, Statement: ownName, Rest: noParams})
+	w.out = codec.AppendExecute(w.out, ownName, 0)
+	w.s.r.push(reply{kind: rClose, own: true, quiet: quiet})
+	w.s.r.push(reply{kind: rClose, own: true, quiet: quiet})
+	w.s.r.push(reply{kind: rParse, own: true, quiet: quiet})
+	w.s.r.push(reply{kind: rBind, own: true, quiet: quiet})
+	w.s.r.push(reply{kind: rExecute, own: true, quiet: quiet, sname: st.sname, fix: []string{st.sname, st.cname}})
 }
 
+// ensureAll ensures each statement of list (nil entries skipped).
+func (w *rewriter) ensureAll(at int, list []*clientStmt, quiet bool) {
+	for _, d := range list {
+		if d != nil {
+			w.ensure(at, d, quiet)
+		}
+	}
+}
+
+// ownName names the statement and portal through which belay runs a SQL
+// PREPARE of its own.
+var ownName = []byte("belay.prepare")
+
+// noParams is the rest of a Bind without parameters or result formats.
+var noParams = []byte{0, 0, 0, 0, 0, 0}
+
 // evict closes what the server's set must give up before it takes a new name.
-func (w *rewriter) evict() {
+func (w *rewriter) evict(quiet bool) {
 	for {
 		name, ok := w.sc.Stmts.Evict()
 		if !ok {
 			return
 		}
 		w.out = codec.AppendClose(w.out, 'S', []byte(name))
-		w.s.r.push(reply{kind: rClose, own: true, sname: name})
+		w.s.r.push(reply{kind: rClose, own: true, quiet: quiet, sname: name})
 	}
 }
 
@@ -151,38 +192,46 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 	if plan.Effects&planner.EffGUC != 0 {
 		s.noteCustom(m.Query)
 	}
+	var deps []*clientStmt
+	var refs []string
+	var orig *codec.Parse
 	if plan.Effects&sqlStmtEffects != 0 {
-		// SQL PREPARE, EXECUTE or DEALLOCATE through the extended protocol
-		// would reach the server under the client's names: pin the client
-		// instead of rewriting it, and reset the server when it leaves.
-		s.pin()
-		s.pinForever = true
+		var rewritten bool
+		o := codec.Parse{Query: bytes.Clone(m.Query), ParamOIDs: bytes.Clone(m.ParamOIDs), NumParams: m.NumParams}
+		m.Query, refs, deps, rewritten = s.executeThroughParse(m.Query, plan)
+		if refs != nil {
+			orig = &o
+		}
+		if rewritten {
+			w.ensureAll(off, deps, false)
+			// The text changed: the Parse is re-encoded below (named) or
+			// here (unnamed).
+			if len(m.Name) == 0 {
+				w.replace(off, end, func(dst []byte) []byte { return codec.AppendParse(dst, m) })
+			}
+		}
 	}
 	if len(m.Name) == 0 {
-		ps.unnamed = append(ps.unnamed[:0], w.data[off:end]...)
-		ps.unnamedEff, ps.hasUnnamed = plan.Effects, true
+		ps.unnamed = codec.AppendParse(ps.unnamed[:0], m)
+		ps.unnamedEff, ps.unnamedDeps, ps.hasUnnamed = plan.Effects, deps, true
 		sc.Unnamed = s
 		s.noteEffects(plan.Effects)
 		s.r.push(reply{kind: rParse, unnamed: true})
 		return
 	}
-	if old, ok := ps.named[string(m.Name)]; ok {
+	name := string(m.Name)
+	if old, ok := ps.named[name]; ok {
 		// Postgres refuses a name in use (42P05): so does the server, asked
-		// to prepare the old statement's server-side name again. (A SQL
-		// PREPARE's statement cannot be prepared inside a batch: then the
-		// server refuses a query of belay's own text, 42601, under that name.)
+		// to prepare the old statement's server-side name again.
+		w.ensure(off, old, false)
 		q := m
-		if !w.ensure(off, old) {
-			q = codec.Parse{Query: []byte("belay: duplicate prepared statement")}
-		}
 		q.Name = []byte(old.sname)
 		w.replace(off, end, func(dst []byte) []byte { return codec.AppendParse(dst, q) })
-		s.r.push(reply{kind: rParse, fix: []string{old.sname, string(m.Name)}})
+		s.r.push(reply{kind: rParse, fix: []string{old.sname, name}})
 		return
 	}
-	name := string(m.Name)
-	st := &clientStmt{sname: serverStmtName(m.Query, m.ParamOIDs), eff: plan.Effects}
-	st.parse = codec.AppendParse(nil, codec.Parse{Name: []byte(st.sname), Query: m.Query, ParamOIDs: m.ParamOIDs, NumParams: m.NumParams})
+	st := &clientStmt{cname: name, eff: plan.Effects, deps: deps, refs: refs, orig: orig}
+	st.setText(m)
 	ps.named[name] = st
 	if sc.Stmts.Has(st.sname) {
 		w.replace(off, end, nil)
@@ -190,10 +239,74 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 		return
 	}
 	w.begin(off)
-	w.evict()
+	w.evict(false)
 	w.replace(off, end, func(dst []byte) []byte { return append(dst, st.parse...) })
 	sc.Stmts.Add(st.sname)
 	s.r.push(reply{kind: rParse, sname: st.sname, cname: name, stmt: st})
+}
+
+// setText makes m's text (mapped) what st prepares on servers.
+func (st *clientStmt) setText(m codec.Parse) {
+	st.sname = serverStmtName(m.Query, m.ParamOIDs)
+	m.Name = []byte(st.sname)
+	st.parse = codec.AppendParse(nil, m)
+}
+
+// remap maps the text of a statement that EXECUTEs others again if the
+// client's names point elsewhere now.
+func (s *session) remap(st *clientStmt) {
+	if st.orig == nil {
+		return
+	}
+	same := true
+	for i, n := range st.refs {
+		if s.ps.named[n] != st.deps[i] {
+			same = false
+		}
+	}
+	if same {
+		return
+	}
+	m := *st.orig
+	m.Query, st.refs, st.deps, _ = s.executeThroughParse(m.Query, s.plan(m.Query))
+	st.setText(m)
+}
+
+// executeThroughParse maps the names of SQL EXECUTE statements in a Parse's
+// text (pgx sends `EXECUTE p(1)` that way) and returns the text, the names
+// it executes and the statements they are now (nil for a name the client
+// does not have: Postgres reports it), and whether the text changed.
+// PREPARE, DEALLOCATE and DISCARD ALL through the extended protocol are not
+// followed: they pin the client for good (its server is reset when it
+// leaves).
+func (s *session) executeThroughParse(q []byte, plan *planner.Plan) (_ []byte, refs []string, deps []*clientStmt, changed bool) {
+	if plan.Effects&sqlStmtEffects != planner.EffExecute {
+		s.pin()
+		s.pinForever = true
+		return q, nil, nil, false
+	}
+	var b []byte
+	last := 0
+	for _, st := range planner.Parse(string(q)).Stmts {
+		if st.Effects&planner.EffExecute == 0 {
+			continue
+		}
+		var old *clientStmt
+		if s.ps != nil {
+			old = s.ps.named[st.Name]
+		}
+		refs, deps = append(refs, st.Name), append(deps, old)
+		if old == nil {
+			continue
+		}
+		b = append(append(b, q[last:st.NameSpan.Loc]...), old.sname...)
+		last = int(st.NameSpan.End())
+		s.noteEffects(old.eff)
+	}
+	if b == nil {
+		return q, refs, deps, false
+	}
+	return append(b, q[last:]...), refs, deps, true
 }
 
 // statement resolves the statement a Bind or a Describe names, slipping in
@@ -203,6 +316,10 @@ func (w *rewriter) statement(off int, name []byte) (sname []byte, fix []string) 
 	s, sc := w.s, w.sc
 	if len(name) == 0 {
 		ps := s.ps
+		if ps != nil && ps.hasUnnamed {
+			w.ensureAll(off, ps.unnamedDeps, false)
+			s.noteEffects(ps.unnamedEff)
+		}
 		switch {
 		case ps != nil && ps.hasUnnamed && sc.Unnamed != s:
 			// Its unnamed statement is on another server, or another client's
@@ -219,9 +336,6 @@ func (w *rewriter) statement(off int, name []byte) (sname []byte, fix []string) 
 			s.r.push(reply{kind: rClose, own: true})
 			sc.Unnamed = nil
 		}
-		if ps != nil && ps.hasUnnamed {
-			s.noteEffects(ps.unnamedEff)
-		}
 		return nil, nil
 	}
 	if s.ps == nil {
@@ -232,7 +346,9 @@ func (w *rewriter) statement(off int, name []byte) (sname []byte, fix []string) 
 		return nil, nil // Postgres reports it missing, with the client's name
 	}
 	s.noteEffects(st.eff)
-	if !w.ensure(off, st) {
+	s.remap(st)
+	w.ensure(off, st, false)
+	if st.parse == nil || st.deps != nil {
 		fix = []string{st.sname, string(name)}
 	}
 	return []byte(st.sname), fix
@@ -307,6 +423,10 @@ func (s *session) undo(e *reply) {
 		if e.own && e.sname != "" && sc != nil {
 			sc.Stmts.Add(e.sname) // the Close was skipped: still prepared
 		}
+	case rExecute:
+		if e.own && e.sname != "" && sc != nil {
+			sc.Stmts.Remove(e.sname) // belay's PREPARE of a client's statement failed
+		}
 	}
 }
 
@@ -331,89 +451,79 @@ func fixError(dst, body []byte, fix []string) []byte {
 const sqlStmtEffects = planner.EffPrepare | planner.EffExecute | planner.EffDeallocate |
 	planner.EffDeallocateAll | planner.EffDiscardAll
 
-// sqlQuery handles a Query whose statements use prepared statements by name
-// or drop them. It returns the rewritten Query message (nil: forward as it
-// came), or, in missing, a statement the server must prepare first: the
-// caller prepares it with belay's own query and handles the Query again.
-func (s *session) sqlQuery(q []byte, tried *clientStmt) (msg []byte, missing *clientStmt, e reply) {
-	e = reply{kind: rQuery}
+// sqlQuery handles a Query at data[off:end] whose statements use prepared
+// statements by name or drop them: it prepares what the server lacks first
+// (quietly, ending in a Sync of belay's own), rewrites the names, and
+// returns the Query's reply entry, whose confirmations apply what each
+// statement did once Postgres reports it complete.
+func (w *rewriter) sqlQuery(off, end int, q []byte) reply {
+	s, sc := w.s, w.sc
+	e := reply{kind: rQuery}
 	p := planner.Parse(string(q))
 	if p.Err != nil {
-		return nil, nil, e
+		return e
 	}
 	ps := s.stmts()
-	sc := s.server
 	// This Query's view of the client's names, as its statements change it.
-	view := make(map[string]*clientStmt, len(ps.named))
-	for k, v := range ps.named {
-		view[k] = v
-	}
-	known := func(st *clientStmt) bool { return st == tried || sc.Stmts.Has(st.sname) }
-	// First: does the server lack a statement this Query uses?
+	view := maps.Clone(ps.named)
+	injected := false
 	for _, st := range p.Stmts {
 		switch {
-		case st.Effects&planner.EffDeallocateAll != 0, st.Effects&planner.EffDiscardAll != 0:
+		case st.Effects&(planner.EffDeallocateAll|planner.EffDiscardAll) != 0:
 			clear(view)
-		case st.Effects&planner.EffPrepare != 0:
-			if old := view[st.Name]; old != nil && old.sname != "" && !known(old) {
-				return nil, old, e
+		case st.Effects&(planner.EffPrepare|planner.EffExecute|planner.EffDeallocate) != 0:
+			old := view[st.Name]
+			if old != nil && old.sname != "" && !sc.Stmts.Has(old.sname) {
+				w.ensure(off, old, true)
+				injected = true
 			}
-			view[st.Name] = &clientStmt{}
-		case st.Effects&(planner.EffExecute|planner.EffDeallocate) != 0:
-			if old := view[st.Name]; old != nil && old.sname != "" && !known(old) {
-				return nil, old, e
-			}
-			if st.Effects&planner.EffDeallocate != 0 {
+			switch {
+			case st.Effects&planner.EffDeallocate != 0:
 				delete(view, st.Name)
+			case st.Effects&planner.EffPrepare != 0 && old == nil:
+				view[st.Name] = &clientStmt{} // prepared by this Query
 			}
 		}
 	}
-	clear(view)
-	for k, v := range ps.named {
-		view[k] = v
+	if injected {
+		w.out = codec.AppendSync(w.out)
+		s.r.push(reply{kind: rSync, own: true, quiet: true})
 	}
-	var b strings.Builder
+	view = maps.Clone(ps.named)
+	var b []byte
 	last := 0
-	rename := func(span planner.Span, name string) {
-		b.Write(q[last:span.Loc])
-		b.WriteString(name)
-		last = int(span.Loc + span.Len)
+	rename := func(st planner.Stmt, old *clientStmt) {
+		b = append(append(b, q[last:st.NameSpan.Loc]...), old.sname...)
+		last = int(st.NameSpan.End())
+		e.fix = append(e.fix, old.sname, st.Name)
 	}
 	for i, st := range p.Stmts {
+		old := view[st.Name]
 		switch {
 		case st.Effects&planner.EffPrepare != 0:
-			if old := view[st.Name]; old != nil {
-				rename(st.NameSpan, old.sname) // Postgres's 42P05, shown with the client's name
-				e.fix = append(e.fix, old.sname, st.Name)
+			if old != nil {
+				rename(st, old) // Postgres's 42P05, shown with the client's name
 				continue
 			}
-			name := "s" + strconv.FormatUint(s.p.stmtSeq.Add(1), 10)
-			end := int(st.Span.Loc + st.Span.Len)
-			ns := &clientStmt{sname: name, prepare: "PREPARE " + name + string(q[st.NameSpan.Loc+st.NameSpan.Len:end]),
-				eff: st.Effects &^ planner.EffPrepare} // what its body does, when executed
-			rename(st.NameSpan, name)
+			sname := "s" + strconv.FormatUint(s.p.stmtSeq.Add(1), 10)
+			ns := &clientStmt{sname: sname, cname: st.Name,
+				prepare: "PREPARE " + sname + string(q[st.NameSpan.End():st.Span.End()]),
+				eff:     st.Effects &^ planner.EffPrepare} // what its body does, when executed
+			rename(st, ns)
 			view[st.Name] = ns
-			cname := st.Name
-			e.conf = append(e.conf, confirm{i, func() { ps.named[cname] = ns; sc.Stmts.Add(name) }})
-		case st.Effects&planner.EffExecute != 0:
-			if old := view[st.Name]; old != nil {
-				rename(st.NameSpan, old.sname)
-				e.fix = append(e.fix, old.sname, st.Name)
-				s.noteEffects(old.eff)
-			}
-		case st.Effects&planner.EffDeallocate != 0:
-			if old := view[st.Name]; old != nil {
-				rename(st.NameSpan, old.sname)
-				e.fix = append(e.fix, old.sname, st.Name)
-				delete(view, st.Name)
-				cname := st.Name
-				e.conf = append(e.conf, confirm{i, func() {
-					if ps.named[cname] == old {
-						delete(ps.named, cname)
-					}
-					sc.Stmts.Remove(old.sname)
-				}})
-			}
+			e.conf = append(e.conf, confirm{i, func() { ps.named[ns.cname] = ns; sc.Stmts.Add(sname) }})
+		case st.Effects&planner.EffExecute != 0 && old != nil:
+			rename(st, old)
+			s.noteEffects(old.eff)
+		case st.Effects&planner.EffDeallocate != 0 && old != nil:
+			rename(st, old)
+			delete(view, st.Name)
+			e.conf = append(e.conf, confirm{i, func() {
+				if ps.named[st.Name] == old {
+					delete(ps.named, st.Name)
+				}
+				sc.Stmts.Remove(old.sname)
+			}})
 		case st.Effects&planner.EffDeallocateAll != 0:
 			clear(view)
 			e.conf = append(e.conf, confirm{i, func() { clear(ps.named); sc.Stmts.Reset() }})
@@ -422,11 +532,11 @@ func (s *session) sqlQuery(q []byte, tried *clientStmt) (msg []byte, missing *cl
 			e.conf = append(e.conf, confirm{i, func() { s.discarded(sc) }})
 		}
 	}
-	if last == 0 {
-		return nil, nil, e
+	if b != nil {
+		b = append(b, q[last:]...)
+		w.replace(off, end, func(dst []byte) []byte { return codec.AppendQuery(dst, string(b)) })
 	}
-	b.Write(q[last:])
-	return codec.AppendQuery(nil, b.String()), nil, e
+	return e
 }
 
 // discarded follows a client's DISCARD ALL: it holds no prepared statement,
