@@ -185,6 +185,8 @@ func TestParseNames(t *testing.T) {
 		{"DEALLOCATE PREPARE x", "x", "x"},
 		{"DEALLOCATE x", "x", "x"},
 		{"DEALLOCATE ALL", "", ""},
+		{"DEALLOCATE PREPARE", "prepare", "PREPARE"},
+		{"DEALLOCATE prepare prepare", "prepare", "prepare"},
 		{"  /* a /* nested */ comment */ -- line\n\tprepare /* here */ Q1 as select 1", "q1", "Q1"},
 		{"execute -- c\n\"Q\"", "Q", `"Q"`},
 		{"deallocate /**/ prepare /**/ s_1", "s_1", "s_1"},
