@@ -110,7 +110,7 @@ func TestCacheVolatilityInvalidation(t *testing.T) {
 	po := c.Plan(other)
 
 	c.SetVolatility("app.price", VolatilityStable) // step 1: O(1)
-	p2 := c.Plan(q)                                 // step 2: re-planned at lookup
+	p2 := c.Plan(q)                                // step 2: re-planned at lookup
 	if !p2.ReplicaOK {
 		t.Fatal("stable function: not ReplicaOK after SetVolatility")
 	}

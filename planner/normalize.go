@@ -9,8 +9,8 @@ const maxParams = 65535
 
 // Normalize appends sql to dst with each literal replaced by $k, numbering
 // after the largest $n already in sql, so that `WHERE aid = 42` and
-// `WHERE aid = 43` normalize alike. Literals are numbers, strings ('',
-// E'', B'', X'', N'') and dollar-quoted strings used as values. It returns
+// `WHERE aid = 43` normalize alike. Literals are numbers, strings (”,
+// E”, B”, X”, N”) and dollar-quoted strings used as values. It returns
 // how many literals it replaced. It allocates nothing when dst has room.
 //
 // It keeps the text parseable where the original parsed, and so leaves
@@ -60,7 +60,7 @@ const (
 func normalize(dst, s []byte, emit bool, base int) (out []byte, n, maxN int) {
 	var (
 		prev         = tkNone
-		ps, pe       int  // the previous identifier
+		ps, pe       int    // the previous identifier
 		first        = true // waiting for a statement's first token
 		on           bool   // this statement is normalized
 		depth, keepD int    // paren depth; depth of a typmod group (0: none)
