@@ -9,8 +9,8 @@ const maxParams = 65535
 
 // Normalize appends sql to dst with each literal replaced by $k, numbering
 // after the largest $n already in sql, so that `WHERE aid = 42` and
-// `WHERE aid = 43` normalize alike. Literals are numbers, strings (”,
-// E”, B”, X”, N”) and dollar-quoted strings used as values. It returns
+// `WHERE aid = 43` normalize alike. Literals are numbers, strings ('x',
+// E'x', B'1', X'f', N'x') and dollar-quoted strings used as values. It returns
 // how many literals it replaced. It allocates nothing when dst has room.
 //
 // It keeps the text parseable where the original parsed, and so leaves
