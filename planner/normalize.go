@@ -35,11 +35,17 @@ const maxParams = 65535
 // Like pg_query it assumes standard_conforming_strings = on.
 // Normalizing a normalized text changes nothing.
 func Normalize(dst, sql []byte) (out []byte, literals int) {
-	_, n, maxN := normalize(nil, sql, false, 0)
-	if n == 0 || maxN+n > maxParams {
-		return append(dst, sql...), 0
+	// One pass numbering from $1; a second one only when sql already has
+	// parameters to number after (rare: texts mix them seldom).
+	start := len(dst)
+	out, n, maxN := normalize(dst, sql, 0)
+	if n == 0 || maxN == 0 {
+		return out, n
 	}
-	out, n, _ = normalize(dst, sql, true, maxN)
+	if maxN+n > maxParams {
+		return append(out[:start], sql...), 0
+	}
+	out, n, _ = normalize(out[:start], sql, maxN)
 	return out, n
 }
 
@@ -54,10 +60,9 @@ const (
 	tkPunct                 // anything else: ( , = operators ...
 )
 
-// normalize is one pass of Normalize: counting (emit false: returns the
-// number of literals to replace and the largest $n) or writing (emit true,
-// numbering from base+1).
-func normalize(dst, s []byte, emit bool, base int) (out []byte, n, maxN int) {
+// normalize is one pass of Normalize, numbering from base+1. It returns the
+// number of literals replaced and the largest $n of s.
+func normalize(dst, s []byte, base int) (out []byte, n, maxN int) {
 	var (
 		prev         = tkNone
 		ps, pe       int    // the previous identifier
@@ -68,9 +73,6 @@ func normalize(dst, s []byte, emit bool, base int) (out []byte, n, maxN int) {
 	)
 	replace := func(i, e int) {
 		n++
-		if !emit {
-			return
-		}
 		dst = append(dst, s[last:i]...)
 		if i > 0 && isIdentCont(s[i-1]) {
 			dst = append(dst, ' ')
@@ -95,10 +97,21 @@ func normalize(dst, s []byte, emit bool, base int) (out []byte, n, maxN int) {
 	i := 0
 	for i < len(s) {
 		c := s[i]
-		switch {
-		case isSpace(c):
+		cl := charClass[c]
+		if cl&clSpace != 0 {
 			i++
 			continue
+		}
+		// Fast path: an identifier or keyword (not a string prefix: E'', U&'').
+		if cl&clIdentStart != 0 && !first && !(i+1 < len(s) && (s[i+1] == '\'' || s[i+1] == '&')) {
+			j := i + 1
+			for j < len(s) && charClass[s[j]]&clIdentCont != 0 {
+				j++
+			}
+			ps, pe, i, prev = i, j, j, tkIdent
+			continue
+		}
+		switch {
 		case c == '-' && i+1 < len(s) && s[i+1] == '-', c == '/' && i+1 < len(s) && s[i+1] == '*':
 			i = skipBlank(s, i)
 			continue
@@ -172,9 +185,7 @@ func normalize(dst, s []byte, emit bool, base int) (out []byte, n, maxN int) {
 			i, prev = i+1, tkPunct
 		}
 	}
-	if emit {
-		dst = append(dst, s[last:]...)
-	}
+	dst = append(dst, s[last:]...)
 	return dst, n, maxN
 }
 
