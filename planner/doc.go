@@ -22,6 +22,11 @@
 //     Cache.InvalidateFunctions mark such entries stale in O(1); they are
 //     re-planned at their next lookup.
 //
+// The bodies of DO blocks are PL code that pg_query does not parse: the
+// lexical scanner looks through them, conservatively. What a user function
+// does to the session (a function body may SET, LISTEN or create temporary
+// tables) is not known here.
+//
 // It errs on the side of pinning: a false positive costs multiplexing for
 // one client, a false negative would leak one client's state to another.
 //

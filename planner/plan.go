@@ -169,8 +169,17 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 	case *pg.Node_SelectStmt, *pg.Node_VariableShowStmt:
 		st.Class = ClassRead
 	case *pg.Node_InsertStmt, *pg.Node_UpdateStmt, *pg.Node_DeleteStmt, *pg.Node_MergeStmt,
-		*pg.Node_CallStmt, *pg.Node_DoStmt:
+		*pg.Node_CallStmt:
 		st.Class = ClassWrite
+	case *pg.Node_DoStmt:
+		// The body is opaque PL code: the lexical scanner looks through it
+		// (CREATE TEMP, set_config, advisory locks, ...), conservatively.
+		st.Class = ClassWrite
+		for _, a := range n.DoStmt.Args {
+			if d := a.GetDefElem(); d != nil && d.Defname == "as" {
+				st.Effects |= fromLegacy(SessionEffects([]byte(d.Arg.GetString_().GetSval())))
+			}
+		}
 	case *pg.Node_ExplainStmt:
 		st.Class = ClassRead
 		if explainAnalyze(n.ExplainStmt.Options) {

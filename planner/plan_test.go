@@ -55,6 +55,8 @@ func TestParseClassAndEffects(t *testing.T) {
 		{"SELECT * INTO TEMP u FROM t", ClassWrite, EffTemp, false},
 		{"CALL proc(1)", ClassWrite, 0, false},
 		{"DO $$BEGIN END$$", ClassWrite, 0, false},
+		{"DO $$BEGIN CREATE TEMP TABLE x (); END$$", ClassWrite, EffPin | EffGUC, false},
+		{"DO LANGUAGE plpgsql 'BEGIN PERFORM pg_advisory_lock(1); END'", ClassWrite, EffPin | EffGUC, false},
 		{"SELECT nextval('s')", ClassWrite, 0, false},
 		{"SELECT setval('s', 1)", ClassWrite, 0, false},
 		{"SELECT pg_catalog.nextval('s')", ClassWrite, 0, false},
