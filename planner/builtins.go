@@ -9,7 +9,10 @@ import (
 // builtin_funcs.txt lists the names of the functions in pg_catalog (from a
 // PostgreSQL 15 catalog, plus the few that 16 added), one a line. A call of
 // any other name, or of a name qualified by a schema other than pg_catalog,
-// is a call of a user function.
+// is a call of a user function. Regenerate it against a fresh cluster with
+//
+//	psql -At -c "SELECT DISTINCT proname FROM pg_proc p JOIN pg_namespace n
+//	  ON n.oid = p.pronamespace WHERE nspname = 'pg_catalog' ORDER BY 1"
 //
 //go:embed builtin_funcs.txt
 var builtinList string

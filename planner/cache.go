@@ -94,10 +94,16 @@ func (c *Cache) Plan(sql []byte) *Plan {
 			return c.hit(e)
 		}
 	}
+	return c.miss(sql, c.buf, n)
+}
+
+// miss plans sql whose normalized form is norm (n literals replaced) and
+// admits the plan.
+func (c *Cache) miss(sql, norm []byte, n int) *Plan {
 	c.stats.Misses++
 	var p *Plan
 	if n > 0 {
-		p = Parse(string(c.buf))
+		p = Parse(string(norm))
 		if p.Err != nil {
 			// Only a text that parsed is cached under its normalized key, so a
 			// hit there never hides a text whose original parses.

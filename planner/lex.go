@@ -6,11 +6,36 @@ package planner
 
 type text interface{ ~string | ~[]byte }
 
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
-}
+const (
+	clSpace      = 1 << iota // white space
+	clIdentStart             // a letter, '_', a byte of a multi-byte character
+	clIdentCont              // clIdentStart, a digit, '$'
+	clDigit
+)
 
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+// charClass classifies bytes like Postgres's scanner does.
+var charClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		if b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == '\f' || b == '\v' {
+			t[c] |= clSpace
+		}
+		if b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b == '_' || b >= 0x80 {
+			t[c] |= clIdentStart | clIdentCont
+		}
+		if b >= '0' && b <= '9' {
+			t[c] |= clDigit | clIdentCont
+		}
+		if b == '$' {
+			t[c] |= clIdentCont
+		}
+	}
+	return t
+}()
+
+func isSpace(c byte) bool { return charClass[c]&clSpace != 0 }
+
+func isDigit(c byte) bool { return charClass[c]&clDigit != 0 }
 
 func isHex(c byte) bool { return isDigit(c) || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
 

@@ -9,37 +9,50 @@ const maxParams = 65535
 
 // Normalize appends sql to dst with each literal replaced by $k, numbering
 // after the largest $n already in sql, so that `WHERE aid = 42` and
-// `WHERE aid = 43` normalize alike. Literals are numbers, strings ('',
-// E'', B'', X'', N'') and dollar-quoted strings used as values. It returns
+// `WHERE aid = 43` normalize alike. Literals are numbers, strings ('x',
+// E'x', B'1', X'f', N'x') and dollar-quoted strings used as values. It returns
 // how many literals it replaced. It allocates nothing when dst has room.
 //
 // It keeps the text parseable where the original parsed, and so leaves
 // alone, by design:
+//
 //   - statements that never take parameters: only statements starting with
 //     SELECT, INSERT, UPDATE, DELETE, MERGE, WITH, VALUES, TABLE, EXPLAIN,
 //     PREPARE, EXECUTE, DECLARE, CALL or '(' are normalized; SET, RESET,
 //     SHOW, CREATE, ALTER, COPY, VACUUM, DO, NOTIFY, FETCH, ... are copied;
+//
 //   - a string after an identifier or keyword that is not one of a few value
 //     keywords (SELECT WHERE AND OR NOT LIKE THEN ...), or after ')' or ']':
 //     it is a typed literal (interval '1 day', date '...', foo.bar '...',
 //     varchar(3) 'abc');
-//   - numbers inside the parentheses after a type name that takes integer
-//     modifiers (varchar(10), numeric(10,2), timestamp(3), ...) or after
-//     EXPLAIN (its options);
+//
+//   - literals inside the parentheses after a type name that takes integer
+//     modifiers (varchar(10), numeric(10,2), timestamp(3), ...), after
+//     CURRENT_TIME, CURRENT_TIMESTAMP, LOCALTIME, LOCALTIMESTAMP, EXTRACT
+//     (EXTRACT('year' FROM x)) or EXPLAIN (its options);
+//
 //   - U&'...' strings, numbers with trailing junk (1abc), and everything
 //     when numbering would pass $65535.
 //
-// Known exceptions, where a text that parsed may not parse normalized:
-// FETCH FIRST -5 ROWS (a signed constant is required there) and a type
-// modifier of a user-defined type written with a built-in type's name.
+//   - a signed number after FIRST, NEXT or OFFSET (FETCH FIRST -5 ROWS
+//     ONLY, OFFSET -5 ROWS need a signed constant there).
+//
+// No text known to parse fails to parse normalized; should one turn up,
+// Cache.Plan falls back to planning the original.
 // Like pg_query it assumes standard_conforming_strings = on.
 // Normalizing a normalized text changes nothing.
 func Normalize(dst, sql []byte) (out []byte, literals int) {
-	_, n, maxN := normalize(nil, sql, false, 0)
-	if n == 0 || maxN+n > maxParams {
-		return append(dst, sql...), 0
+	// One pass numbering from $1; a second one only when sql already has
+	// parameters to number after (rare: texts mix them seldom).
+	start := len(dst)
+	out, n, maxN := normalize(dst, sql, 0)
+	if n == 0 || maxN == 0 {
+		return out, n
 	}
-	out, n, _ = normalize(dst, sql, true, maxN)
+	if maxN+n > maxParams {
+		return append(out[:start], sql...), 0
+	}
+	out, n, _ = normalize(out[:start], sql, maxN)
 	return out, n
 }
 
@@ -54,23 +67,20 @@ const (
 	tkPunct                 // anything else: ( , = operators ...
 )
 
-// normalize is one pass of Normalize: counting (emit false: returns the
-// number of literals to replace and the largest $n) or writing (emit true,
-// numbering from base+1).
-func normalize(dst, s []byte, emit bool, base int) (out []byte, n, maxN int) {
+// normalize is one pass of Normalize, numbering from base+1. It returns the
+// number of literals replaced and the largest $n of s.
+func normalize(dst, s []byte, base int) (out []byte, n, maxN int) {
 	var (
 		prev         = tkNone
-		ps, pe       int  // the previous identifier
+		ps, pe       int    // the previous identifier
 		first        = true // waiting for a statement's first token
 		on           bool   // this statement is normalized
 		depth, keepD int    // paren depth; depth of a typmod group (0: none)
-		last         int    // emit: s[last:] not yet copied
+		last         int    // s[last:] not yet copied
+		sign         bool   // the last token is a sign after FIRST, NEXT or OFFSET
 	)
 	replace := func(i, e int) {
 		n++
-		if !emit {
-			return
-		}
 		dst = append(dst, s[last:i]...)
 		if i > 0 && isIdentCont(s[i-1]) {
 			dst = append(dst, ' ')
@@ -95,10 +105,21 @@ func normalize(dst, s []byte, emit bool, base int) (out []byte, n, maxN int) {
 	i := 0
 	for i < len(s) {
 		c := s[i]
-		switch {
-		case isSpace(c):
+		cl := charClass[c]
+		if cl&clSpace != 0 {
 			i++
 			continue
+		}
+		// Fast path: an identifier or keyword (not a string prefix: E'', U&'').
+		if cl&clIdentStart != 0 && !first && !(i+1 < len(s) && (s[i+1] == '\'' || s[i+1] == '&')) {
+			j := i + 1
+			for j < len(s) && charClass[s[j]]&clIdentCont != 0 {
+				j++
+			}
+			ps, pe, i, prev = i, j, j, tkIdent
+			continue
+		}
+		switch {
 		case c == '-' && i+1 < len(s) && s[i+1] == '-', c == '/' && i+1 < len(s) && s[i+1] == '*':
 			i = skipBlank(s, i)
 			continue
@@ -107,6 +128,8 @@ func normalize(dst, s []byte, emit bool, base int) (out []byte, n, maxN int) {
 			prev, first, on, depth, keepD = tkNone, true, false, 0, 0
 			continue
 		}
+		signed := sign // this token follows FIRST/NEXT/OFFSET and a sign
+		sign = false
 		if first {
 			first = false
 			on = c == '('
@@ -118,7 +141,7 @@ func normalize(dst, s []byte, emit bool, base int) (out []byte, n, maxN int) {
 		case c == '\'' || c == '$' && dollarTagLen(s, i) > 0 ||
 			(c == 'e' || c == 'E' || c == 'b' || c == 'B' || c == 'x' || c == 'X' || c == 'n' || c == 'N') && i+1 < len(s) && s[i+1] == '\'':
 			e := literalEnd(s, i)
-			if on && valueStringOK() {
+			if on && keepD == 0 && valueStringOK() {
 				replace(i, e)
 			}
 			i, prev = e, tkValue
@@ -147,7 +170,7 @@ func normalize(dst, s []byte, emit bool, base int) (out []byte, n, maxN int) {
 			e, clean := numberEnd(s, i)
 			if !clean {
 				e = identEnd(s, e)
-			} else if on && keepD == 0 {
+			} else if on && keepD == 0 && !signed {
 				replace(i, e)
 			}
 			i, prev = e, tkValue
@@ -169,12 +192,13 @@ func normalize(dst, s []byte, emit bool, base int) (out []byte, n, maxN int) {
 		case c == ']':
 			i, prev = i+1, tkClose
 		default:
+			// FETCH FIRST/NEXT and OFFSET ... ROWS take a signed constant,
+			// not -$k.
+			sign = (c == '-' || c == '+') && prev == tkIdent && signedConstKeyword(s[ps:pe])
 			i, prev = i+1, tkPunct
 		}
 	}
-	if emit {
-		dst = append(dst, s[last:]...)
-	}
+	dst = append(dst, s[last:]...)
 	return dst, n, maxN
 }
 
@@ -219,11 +243,24 @@ func valueKeyword(w []byte) bool {
 	return false
 }
 
-// typmodKeyword: numbers in the parentheses after this word must stay
-// constants (built-in types whose modifiers the grammar takes as Iconst, and
-// EXPLAIN's options).
+// signedConstKeyword: a sign after this keyword may have to be followed by a
+// constant (FETCH FIRST -1 ROWS ONLY, OFFSET -1 ROWS).
+func signedConstKeyword(w []byte) bool {
+	return eq(w, "first") || eq(w, "next") || eq(w, "offset")
+}
+
+// typmodKeyword: literals in the parentheses after this word must stay
+// constants (built-in types whose modifiers the grammar takes as Iconst,
+// CURRENT_TIME(3) and the like, EXTRACT('field' FROM ...), EXPLAIN's
+// options).
 func typmodKeyword(w []byte) bool {
 	switch len(w) {
+	case 12:
+		return eq(w, "current_time")
+	case 14:
+		return eq(w, "localtimestamp")
+	case 17:
+		return eq(w, "current_timestamp")
 	case 3:
 		return eq(w, "bit") || eq(w, "dec")
 	case 4:
@@ -233,11 +270,12 @@ func typmodKeyword(w []byte) bool {
 	case 6:
 		return eq(w, "varbit") || eq(w, "second") || eq(w, "timetz")
 	case 7:
-		return eq(w, "varchar") || eq(w, "numeric") || eq(w, "decimal") || eq(w, "varying") || eq(w, "explain")
+		return eq(w, "varchar") || eq(w, "numeric") || eq(w, "decimal") || eq(w, "varying") || eq(w, "explain") ||
+			eq(w, "extract")
 	case 8:
 		return eq(w, "interval")
 	case 9:
-		return eq(w, "character") || eq(w, "timestamp")
+		return eq(w, "character") || eq(w, "timestamp") || eq(w, "localtime")
 	case 11:
 		return eq(w, "timestamptz")
 	}

@@ -176,8 +176,17 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 	case *pg.Node_SelectStmt, *pg.Node_VariableShowStmt:
 		st.Class = ClassRead
 	case *pg.Node_InsertStmt, *pg.Node_UpdateStmt, *pg.Node_DeleteStmt, *pg.Node_MergeStmt,
-		*pg.Node_CallStmt, *pg.Node_DoStmt:
+		*pg.Node_CallStmt:
 		st.Class = ClassWrite
+	case *pg.Node_DoStmt:
+		// The body is opaque PL code: the lexical scanner looks through it
+		// (CREATE TEMP, set_config, advisory locks, ...), conservatively.
+		st.Class = ClassWrite
+		for _, a := range n.DoStmt.Args {
+			if d := a.GetDefElem(); d != nil && d.Defname == "as" {
+				st.Effects |= fromLegacy(SessionEffects([]byte(d.Arg.GetString_().GetSval())))
+			}
+		}
 	case *pg.Node_ExplainStmt:
 		st.Class = ClassRead
 		if explainAnalyze(n.ExplainStmt.Options) {
@@ -196,11 +205,11 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 		st.Class = ClassSession
 	case *pg.Node_PrepareStmt:
 		st.Class, st.Effects, st.Name = ClassSession, EffPrepare, n.PrepareStmt.Name
-		st.NameSpan = w.nameSpan(loc, "prepare")
+		st.NameSpan = w.nameSpan(loc, "prepare", "")
 		w.exec = false
 	case *pg.Node_ExecuteStmt:
 		st.Class, st.Effects, st.Name = ClassSession, EffExecute, n.ExecuteStmt.Name
-		st.NameSpan = w.nameSpan(loc, "execute")
+		st.NameSpan = w.nameSpan(loc, "execute", "")
 		base = false // what it runs is not known here
 	case *pg.Node_DeallocateStmt:
 		st.Class, st.Name = ClassSession, n.DeallocateStmt.Name
@@ -266,19 +275,22 @@ func (w *walker) setting(name string) {
 // cursorOptHold is CURSOR_OPT_HOLD of Postgres's parsenodes.h.
 const cursorOptHold = 0x0020
 
-// nameSpan finds the name after the keywords kws (the last ones optional
-// after the first) from the statement's start.
-func (w *walker) nameSpan(loc int, kws ...string) Span {
+// nameSpan finds the name after the keyword kw and, if opt is not "", the
+// optional keyword opt (which is itself the name when nothing follows it:
+// DEALLOCATE PREPARE is the deallocation of a statement named prepare).
+func (w *walker) nameSpan(loc int, kw, opt string) Span {
 	i := skipBlank(w.sql, loc)
-	for k, kw := range kws {
-		j, ok := keywordAt(w.sql, i, kw)
-		if !ok {
-			if k == 0 {
-				return Span{}
+	j, ok := keywordAt(w.sql, i, kw)
+	if !ok {
+		return Span{}
+	}
+	i = skipBlank(w.sql, j)
+	if opt != "" {
+		if j, ok := keywordAt(w.sql, i, opt); ok {
+			if k := skipBlank(w.sql, j); nameTokenEnd(w.sql, k) > k {
+				i = k
 			}
-			continue
 		}
-		i = skipBlank(w.sql, j)
 	}
 	e := nameTokenEnd(w.sql, i)
 	if e < 0 {

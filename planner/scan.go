@@ -186,11 +186,9 @@ func (s *scanner) skipDollar() {
 	s.pos = len(s.src)
 }
 
-func isIdentStart(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c >= 0x80
-}
+func isIdentStart(c byte) bool { return charClass[c]&clIdentStart != 0 }
 
-func isIdentCont(c byte) bool { return isIdentStart(c) || c >= '0' && c <= '9' || c == '$' }
+func isIdentCont(c byte) bool { return charClass[c]&clIdentCont != 0 }
 
 func lower(c byte) byte {
 	if c >= 'A' && c <= 'Z' {
