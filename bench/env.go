@@ -194,12 +194,17 @@ func pgbouncerVersion(bin string) string {
 
 // pgbouncerIni is the configuration of the harness's PgBouncer: two entries
 // for the same database, "pgbench" in transaction mode and
-// "pgbench_session" in session mode.
+// "pgbench_session" in session mode. Session mode gives each client a server
+// for its whole connection, so its pool is sized for every client of the
+// session-mode scenarios (sessionPoolSize): with fewer servers than clients,
+// pgbench -M prepared deadlocks in it (a thread blocks in one client's
+// PQprepare while its other clients hold the servers).
 func pgbouncerIni(dir string, port, pgPort, poolSize, maxClients int, cert testcert.Pair) string {
 	return fmt.Sprintf(`;; written by belay bench
 [databases]
 %[6]s = host=127.0.0.1 port=%[3]d dbname=%[6]s
-%[6]s_session = host=127.0.0.1 port=%[3]d dbname=%[6]s pool_mode=session
+%[6]s_session = host=127.0.0.1 port=%[3]d dbname=%[6]s pool_mode=session pool_size=%[9]d
+
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -218,8 +223,12 @@ logfile = %[1]s/pgbouncer.log
 client_tls_sslmode = allow
 client_tls_cert_file = %[7]s
 client_tls_key_file = %[8]s
-`, dir, port, pgPort, poolSize, maxClients, benchDB, cert.CertFile, cert.KeyFile)
+`, dir, port, pgPort, poolSize, maxClients, benchDB, cert.CertFile, cert.KeyFile, sessionPoolSize)
 }
+
+// sessionPoolSize is the server pool of PgBouncer's session-mode entry: at
+// least the clients of any scenario with a session row.
+const sessionPoolSize = 200
 
 // startPgBouncer writes its configuration under dir and starts it.
 func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxClients int, cert testcert.Pair) (*process, int, error) {

@@ -25,7 +25,7 @@ func RenderMarkdown(rep *Report, charts map[string][]string) string {
 	b.WriteString("| | |\n|---|---|\n")
 	fmt.Fprintf(&b, "| machine | %d cores (%s), %s, %s; load average %s at the start, %s at the end |\n", m.Cores, m.CPUModel, m.Memory, m.Kernel, m.LoadStart, m.LoadEnd)
 	fmt.Fprintf(&b, "| PostgreSQL | %s (%s; pgbench scale %d) |\n", m.PostgresVersion, m.PostgresSettings, m.Scale)
-	fmt.Fprintf(&b, "| PgBouncer | %s (pool_mode=transaction, default_pool_size=%d) |\n", m.PgBouncerVersion, m.PoolSize)
+	fmt.Fprintf(&b, "| PgBouncer | %s (pool_mode=transaction, default_pool_size=%d; the session-mode row: pool_mode=session, pool_size=%d, a server per client) |\n", m.PgBouncerVersion, m.PoolSize, sessionPoolSize)
 	fmt.Fprintf(&b, "| belay | commit %s (%s), --pool-size %d |\n", m.BelayCommit, m.GoVersion, m.PoolSize)
 	fmt.Fprintf(&b, "| runs | %s; %g s per run, %d round(s), targets alternated per round; figures are medians across rounds |\n", m.PgbenchVersion, m.Duration, m.Rounds)
 	b.WriteString("\n")
@@ -51,7 +51,7 @@ func RenderMarkdown(rep *Report, charts map[string][]string) string {
 		renderErrors(&b, &s)
 		if hung := hungRows(&s); s.Scenario.SessionRow && hung != "" {
 			fmt.Fprintf(&b, "\nHung (%s): `pgbench -M prepared` prepares each statement with a blocking PQprepare on a client's first use of it. "+
-				"Where a pooler gives each client a server of its own (PgBouncer in session mode; belay pins a client that prepares, for now) "+
+				"Where a pooler gives each client a server of its own (PgBouncer in session mode) "+
 				"and clients outnumber the pool, a pgbench thread blocks in one client's prepare while its other clients hold the servers: "+
 				"nothing moves until pgbench is killed.\n", hung)
 		}

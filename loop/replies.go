@@ -27,7 +27,7 @@ type reply struct {
 	// of belay's own; an error there is not shown (the client's statement
 	// then fails on its own).
 	quiet bool
-	gotT bool // rDescStmt: the ParameterDescription came
+	gotT  bool // rDescStmt: the ParameterDescription came
 
 	// What to undo when the message fails or is skipped by an earlier error
 	// (Postgres skips everything up to the Sync):
@@ -62,14 +62,17 @@ type confirm struct {
 type replies struct {
 	q []reply
 	h int
-	// failed undoes what e's message set up when it failed or was skipped.
-	failed func(e *reply)
+	// undo takes back what e's message set up when it failed or was
+	// skipped (the session; an interface, so that setting it allocates
+	// nothing).
+	undo undoer
 }
+
+type undoer interface{ undo(e *reply) }
 
 func (r *replies) push(e reply) {
 	if r.h > 0 && r.h == len(r.q) {
-		clear(r.q) // drop references held by old entries
-		r.q, r.h = r.q[:0], 0
+		r.reset()
 	}
 	r.q = append(r.q, e)
 }
@@ -212,15 +215,32 @@ func (r *replies) failAll() {
 		if e.kind == rSync || e.kind == rQuery {
 			return
 		}
-		if r.failed != nil {
-			r.failed(e)
+		if r.undo != nil {
+			r.undo.undo(e)
 		}
 		r.pop()
 	}
 }
 
-// reset forgets everything outstanding (the server is gone or was drained).
+// reset forgets everything outstanding (the server is gone or was drained),
+// and the memory of a long pipeline.
 func (r *replies) reset() {
-	clear(r.q)
-	r.q, r.h = r.q[:0], 0
+	if cap(r.q) > 32 {
+		r.q = nil
+	} else {
+		clear(r.q)
+		r.q = r.q[:0]
+	}
+	r.h = 0
+}
+
+// ownSyncs counts the Syncs of belay's own still unanswered.
+func (r *replies) ownSyncs() int {
+	n := 0
+	for i := r.h; i < len(r.q); i++ {
+		if r.q[i].kind == rSync && r.q[i].own {
+			n++
+		}
+	}
+	return n
 }

@@ -56,11 +56,11 @@ type session struct {
 	server     *poolcore.Server
 	waiting    bool
 	t          tracker
-	checkState bool        // it may have changed its settings or released a pin: ask the server before letting it go
-	pinForever bool        // pinned by something nothing undoes (LOAD)
-	cliRemain  int         // bytes of a CopyData body still to stream to the server
-	srvRemain  int         // bytes of a server message body still to stream to the client
-	srvDrop    int         // bytes of a server message belay drops (the answer to its own)
+	checkState bool // it may have changed its settings or released a pin: ask the server before letting it go
+	pinForever bool // pinned by something nothing undoes (LOAD)
+	cliRemain  int  // bytes of a CopyData body still to stream to the server
+	srvRemain  int  // bytes of a server message body still to stream to the client
+	srvDrop    int  // bytes of a server message belay drops (the answer to its own)
 
 	parkedFD  int  // the client's socket while parked, else -1
 	parking   bool // the next OnClose is a park
@@ -85,7 +85,7 @@ type idleTx struct {
 
 func newSession(p *Proxy, c gnet.Conn, l *poolcore.Loop) *session {
 	s := &session{p: p, c: c, loop: l, t: newTracker(), parkedFD: -1}
-	s.r.failed = s.undo
+	s.r.undo = s
 	p.logins[l.Index()][s] = time.Now().UnixNano() // sweepLogins enforces ClientLoginTimeout
 	return s
 }
@@ -855,7 +855,7 @@ func (s *session) closed() {
 		sc.Close() // it got half a message, is parked, or runs belay's own query
 		return
 	}
-	pending := s.t.pending
+	pending := s.t.pending + s.r.ownSyncs()
 	var b []byte
 	if s.t.copyIn {
 		b = codec.AppendCopyFail(b, "client disconnected")

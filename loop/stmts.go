@@ -30,6 +30,7 @@ import (
 // clientStmt is one prepared statement of a client.
 type clientStmt struct {
 	sname   string         // its name on servers
+	snameB  []byte         // the same, for the messages that carry it
 	parse   []byte         // a Parse message that prepares it as sname (protocol statements)
 	prepare string         // SQL that prepares it as sname (SQL PREPARE)
 	cname   string         // the client's name for it
@@ -248,7 +249,8 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 // setText makes m's text (mapped) what st prepares on servers.
 func (st *clientStmt) setText(m codec.Parse) {
 	st.sname = serverStmtName(m.Query, m.ParamOIDs)
-	m.Name = []byte(st.sname)
+	st.snameB = []byte(st.sname)
+	m.Name = st.snameB
 	st.parse = codec.AppendParse(nil, m)
 }
 
@@ -351,7 +353,10 @@ func (w *rewriter) statement(off int, name []byte) (sname []byte, fix []string) 
 	if st.parse == nil || st.deps != nil {
 		fix = []string{st.sname, string(name)}
 	}
-	return []byte(st.sname), fix
+	if st.snameB == nil {
+		st.snameB = []byte(st.sname)
+	}
+	return st.snameB, fix
 }
 
 // bind handles a Bind at data[off:end].

@@ -137,8 +137,8 @@ func sortUniq(s []string) []string {
 }
 
 type walker struct {
-	sql    string
-	p      *Plan
+	sql      string
+	p        *Plan
 	tables   []string
 	funcs    []string
 	params   []Span
