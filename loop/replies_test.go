@@ -108,3 +108,31 @@ func BenchmarkRepliesPgbench(b *testing.B) {
 		}
 	}
 }
+
+// FuzzReplies drives the queue with what clients send (even bytes: a kind
+// to push) and what servers answer (odd bytes: a message type): whatever
+// the order, it never panics, never answers for more than was sent, and a
+// Sync's ReadyForQuery always ends the skipping an error started.
+func FuzzReplies(f *testing.F) {
+	f.Add([]byte{0, 'P', 2, 'B', 10, 'S', 1, '1', 1, '2', 1, 'Z'})
+	f.Add([]byte{16, 0, 4, 1, 'E', 1, 'Z'})
+	f.Add([]byte{14, 1, 'T', 1, 'D', 1, 'E', 1, 'C', 1, 'Z'})
+	kinds := []replyKind{rParse, rBind, rClose, rDescStmt, rDescPortal, rExecute, rSync, rQuery, rSynthParse, rSynthClose}
+	f.Fuzz(func(t *testing.T, script []byte) {
+		u := &undoLog{}
+		r := replies{undo: u}
+		for i := 0; i+1 < len(script); i += 2 {
+			if script[i]%2 == 0 {
+				r.push(reply{kind: kinds[int(script[i+1])%len(kinds)], own: script[i]&4 != 0, quiet: script[i]&8 != 0})
+				continue
+			}
+			for r.synth() != 0 {
+			}
+			before := len(r.q) - r.h
+			_, _, err := r.answer(script[i+1])
+			if r.h > len(r.q) || (err == nil && len(r.q)-r.h > before) {
+				t.Fatalf("queue broken: h %d len %d (was %d outstanding)", r.h, len(r.q), before)
+			}
+		}
+	})
+}

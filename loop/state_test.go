@@ -137,3 +137,56 @@ func TestSessionStateFollows(t *testing.T) {
 		}
 	}
 }
+
+// TestPins: each kind of state that cannot move pins the client to its
+// server (and counts in belay_pins_total) until the statement that releases
+// it; meanwhile another client gets the other server and never sees it.
+func TestPins(t *testing.T) {
+	pg := pgtest.Shared(t)
+	p := startProxy(t, pg, func(c *Config) { c.PoolSize, c.EventLoops = 2, 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := connectMode(t, pg.ConnString("postgres", "postgres"), pgx.QueryExecModeExec)
+	mustExec(t, admin, "DROP ROLE IF EXISTS belay_pin_role")
+	mustExec(t, admin, "CREATE ROLE belay_pin_role")
+	cases := []struct {
+		name, pin, check, release string
+	}{
+		{"listen", "LISTEN belay_pin", "SELECT count(*)::text FROM pg_listening_channels()", "UNLISTEN *"},
+		{"temp table", "CREATE TEMP TABLE pin_t (x int)", "SELECT count(*)::text FROM pg_class WHERE relname = 'pin_t' AND relnamespace = pg_my_temp_schema()", "DROP TABLE pin_t"},
+		{"held cursor", "DECLARE pin_c CURSOR WITH HOLD FOR SELECT 1", "SELECT count(*)::text FROM pg_cursors WHERE name = 'pin_c'", "CLOSE pin_c"},
+		{"advisory lock", "SELECT pg_advisory_lock(4242)", "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND pid = pg_backend_pid()", "SELECT pg_advisory_unlock(4242)"},
+		{"role", "SET ROLE belay_pin_role", "SELECT (current_user = 'belay_pin_role')::int::text", "RESET ROLE"},
+		{"discard", "CREATE TEMP TABLE pin_d (x int); LISTEN belay_pin2", "SELECT count(*)::text FROM pg_listening_channels()", "DISCARD ALL"},
+	}
+	pinsBefore := p.metrics.pins.Get()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
+			b := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
+			mustExec(t, a, c.pin)
+			if st := p.Stats(); st.Pinned != 1 {
+				t.Fatalf("%d clients pinned after %q, want 1", st.Pinned, c.pin)
+			}
+			for i := 0; i < 5; i++ { // a keeps its state across transactions
+				var got string
+				if err := a.QueryRow(ctx, c.check).Scan(&got); err != nil || got != "1" {
+					t.Fatalf("pinned client sees %q, %v", got, err)
+				}
+				// b, on the other server, sees none of it
+				if err := b.QueryRow(ctx, c.check).Scan(&got); err != nil || got != "0" {
+					t.Fatalf("other client sees %q, %v", got, err)
+				}
+			}
+			mustExec(t, a, c.release)
+			eventually(t, 5*time.Second, "the pin to end", func() bool { return p.Stats().Pinned == 0 })
+			var got string
+			if err := a.QueryRow(ctx, c.check).Scan(&got); err != nil || got != "0" {
+				t.Fatalf("after %q the client still sees %q, %v", c.release, got, err)
+			}
+		})
+	}
+	if n := p.metrics.pins.Get() - pinsBefore; n != uint64(len(cases)) {
+		t.Fatalf("belay_pins_total grew by %d, want %d", n, len(cases))
+	}
+}
