@@ -148,6 +148,15 @@ var protoScripts = []struct {
 		q("RESET work_mem"),
 		otherQ("SET work_mem = '6MB'"),
 		q("SHOW work_mem"),
+		// reported settings: the client sees ParameterStatus as from Postgres
+		q("SET application_name = 'mine'; SET DateStyle = 'German'"),
+		otherQ("SET application_name = 'other'; SET DateStyle = 'SQL, DMY'"),
+		q("SELECT current_setting('application_name'), current_setting('DateStyle'), '2024-01-31'::date"),
+		q("RESET application_name"),
+		otherQ("SELECT 1"),
+		q("SELECT current_setting('application_name'), current_setting('DateStyle')"),
+		q("RESET ALL"),
+		q("SHOW DateStyle"),
 	}},
 }
 

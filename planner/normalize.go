@@ -78,6 +78,8 @@ func normalize(dst, s []byte, base int) (out []byte, n, maxN int) {
 		depth, keepD int    // paren depth; depth of a typmod group (0: none)
 		last         int    // s[last:] not yet copied
 		sign         bool   // the last token is a sign after FIRST, NEXT or OFFSET
+		inType       bool   // after :: or AS, where a type name may follow
+		bounds       int    // depth of array bounds of such a type ('int[3]': a constant)
 	)
 	replace := func(i, e int) {
 		n++
@@ -117,6 +119,9 @@ func normalize(dst, s []byte, base int) (out []byte, n, maxN int) {
 				j++
 			}
 			ps, pe, i, prev = i, j, j, tkIdent
+			if j-ps == 2 && (s[ps]|0x20) == 'a' && (s[ps+1]|0x20) == 's' {
+				inType = true
+			}
 			continue
 		}
 		switch {
@@ -170,7 +175,7 @@ func normalize(dst, s []byte, base int) (out []byte, n, maxN int) {
 			e, clean := numberEnd(s, i)
 			if !clean {
 				e = identEnd(s, e)
-			} else if on && keepD == 0 && !signed {
+			} else if on && keepD == 0 && bounds == 0 && !signed {
 				replace(i, e)
 			}
 			i, prev = e, tkValue
@@ -189,13 +194,32 @@ func normalize(dst, s []byte, base int) (out []byte, n, maxN int) {
 			}
 			depth--
 			i, prev = i+1, tkClose
+		case c == ':' && i+1 < len(s) && s[i+1] == ':':
+			inType = true
+			i, prev = i+2, tkPunct
+			continue
+		case c == '[':
+			if inType || bounds > 0 {
+				bounds++ // array bounds of a type name take constants
+			}
+			i, prev = i+1, tkPunct
+			continue
 		case c == ']':
+			if bounds > 0 {
+				bounds--
+			}
 			i, prev = i+1, tkClose
+			continue
 		default:
 			// FETCH FIRST/NEXT and OFFSET ... ROWS take a signed constant,
 			// not -$k.
 			sign = (c == '-' || c == '+') && prev == tkIdent && signedConstKeyword(s[ps:pe])
 			i, prev = i+1, tkPunct
+		}
+		// A type name goes on through identifiers, quoted names, dots and a
+		// typmod's parentheses; anything else ends it.
+		if keepD == 0 && (prev == tkValue || prev == tkPunct && c != '(' && c != '.') {
+			inType = false
 		}
 	}
 	dst = append(dst, s[last:]...)

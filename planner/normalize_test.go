@@ -43,6 +43,10 @@ func TestNormalize(t *testing.T) {
 		{"SELECT * FROM t OFFSET 2 ROWS FETCH FIRST 5 ROWS ONLY", "SELECT * FROM t OFFSET $1 ROWS FETCH FIRST $2 ROWS ONLY", 2},
 		{"SELECT * FROM t LIMIT -5 OFFSET -2", "SELECT * FROM t LIMIT -$1 OFFSET -2", 1},
 		{"SELECT CURRENT_TIMESTAMP(3), localtime(2), EXTRACT('year' FROM d), extract(epoch FROM d - 1)", "SELECT CURRENT_TIMESTAMP(3), localtime(2), EXTRACT('year' FROM d), extract(epoch FROM d - 1)", 0},
+		// array bounds of a type name are constants; subscripts and ARRAY[] are not
+		{"SELECT ''::A[0]", "SELECT $1::A[0]", 1},
+		{"SELECT x::varchar(10)[2], ARRAY[1,2], a[3]", "SELECT x::varchar(10)[2], ARRAY[$1,$2], a[$3]", 3},
+		{"SELECT CAST(x AS int[3]), y[4]", "SELECT CAST(x AS int[3]), y[$1]", 1},
 		{"", "", 0},
 	}
 	for _, c := range cases {
