@@ -55,9 +55,10 @@ func execute() *pgproto3.Execute { return &pgproto3.Execute{} }
 
 var protoScripts = []struct {
 	name  string
+	conn  string // connection parameters of the first client beyond user and dbname
 	steps []protoStep
 }{
-	{"named statements follow the client", []protoStep{
+	{"named statements follow the client", "", []protoStep{
 		ext(parse("s1", "SELECT $1::int + 1"), &pgproto3.Describe{ObjectType: 'S', Name: "s1"}),
 		otherExt(parse("s1", "SELECT 'other'"), bind("s1"), execute()),
 		ext(bind("s1", "41"), execute()),
@@ -77,7 +78,7 @@ var protoScripts = []struct {
 		otherExt(parse("a", "SELECT 7")),
 		ext(bind("a"), execute(), bind("b"), execute()),
 	}},
-	{"unnamed statement across batches", []protoStep{
+	{"unnamed statement across batches", "", []protoStep{
 		ext(parse("", "SELECT $1::text || 'x'"), &pgproto3.Describe{ObjectType: 'S'}),
 		otherExt(parse("", "SELECT 'other'"), bind(""), execute()),
 		ext(bind("", "a"), execute()),
@@ -85,13 +86,13 @@ var protoScripts = []struct {
 		q("SELECT 1"), // destroys the unnamed statement
 		ext(bind("", "a"), execute()),
 	}},
-	{"pipelined batches and a failing one between", []protoStep{
+	{"pipelined batches and a failing one between", "", []protoStep{
 		{msgs: []pgproto3.FrontendMessage{parse("p", "SELECT $1::int * 2"), bind("p", "3"), execute(), &pgproto3.Sync{},
 			bind("p", "x"), execute(), &pgproto3.Sync{}, bind("p", "5"), execute(), &pgproto3.Sync{}}},
 		otherExt(parse("p", "SELECT 1")),
 		ext(bind("p", "6"), execute()),
 	}},
-	{"SQL PREPARE, EXECUTE and DEALLOCATE", []protoStep{
+	{"SQL PREPARE, EXECUTE and DEALLOCATE", "", []protoStep{
 		q("PREPARE p(int) AS SELECT $1 * 2"),
 		otherQ("PREPARE p AS SELECT 'other'"),
 		q("EXECUTE p(21)"),
@@ -112,7 +113,7 @@ var protoScripts = []struct {
 		q("EXECUTE r"),
 		q("EXECUTE s"),
 	}},
-	{"DISCARD ALL and DEALLOCATE ALL are the client's own", []protoStep{
+	{"DISCARD ALL and DEALLOCATE ALL are the client's own", "", []protoStep{
 		q("PREPARE p AS SELECT 1"),
 		ext(parse("n", "SELECT 2")),
 		otherQ("PREPARE p AS SELECT 'other'"),
@@ -128,14 +129,29 @@ var protoScripts = []struct {
 		q("EXECUTE p"),
 		otherQ("EXECUTE p"),
 	}},
-	{"more statements than a server keeps", []protoStep{
+	{"more statements than a server keeps", "", []protoStep{
 		ext(parse("e1", "SELECT 1"), parse("e2", "SELECT 2"), parse("e3", "SELECT 3"), parse("e4", "SELECT 4"), parse("e5", "SELECT 5")),
 		ext(bind("e1"), execute(), bind("e2"), execute(), bind("e3"), execute(), bind("e4"), execute(), bind("e5"), execute()),
 		otherExt(parse("x", "SELECT 'x'"), bind("x"), execute()),
 		ext(bind("e5"), execute(), bind("e1"), execute(), bind("e4"), execute(), bind("e2"), execute(), bind("e3"), execute()),
 		ext(&pgproto3.Describe{ObjectType: 'S', Name: "e1"}, bind("e1"), execute()),
 	}},
-	{"settings follow the client", []protoStep{
+	{"startup parameters, reset", "application_name=app options='-c DateStyle=German -c search_path=a,b'", []protoStep{
+		q("SELECT current_setting('application_name'), current_setting('DateStyle'), current_setting('search_path')"),
+		q("SET application_name = 'changed'; SET DateStyle = 'ISO'"),
+		otherQ("SELECT 1"),
+		q("RESET application_name"),
+		otherQ("SELECT 1"),
+		q("SELECT current_setting('application_name'), current_setting('DateStyle')"),
+		q("RESET ALL"),
+		otherQ("SELECT 1"),
+		q("SELECT current_setting('application_name'), current_setting('DateStyle'), current_setting('search_path')"),
+		q("RESET work_mem"), // a reset that touches no startup parameter
+		q("SET application_name = 'x'; DISCARD ALL"),
+		q("DISCARD ALL"),
+		q("SHOW application_name"),
+	}},
+	{"settings follow the client", "", []protoStep{
 		q("SET work_mem = '1234kB'"),
 		otherQ("SET work_mem = '5MB'"),
 		q("SHOW work_mem"),
@@ -166,8 +182,8 @@ func TestProtocolScripts(t *testing.T) {
 	host, port, _ := net.SplitHostPort(p.Addr())
 	for _, sc := range protoScripts {
 		t.Run(sc.name, func(t *testing.T) {
-			direct := runProtoScript(t, pg.Host, fmt.Sprint(pg.Port), sc.steps)
-			through := runProtoScript(t, host, port, sc.steps)
+			direct := runProtoScript(t, pg.Host, fmt.Sprint(pg.Port), sc.conn, sc.steps)
+			through := runProtoScript(t, host, port, sc.conn, sc.steps)
 			if direct != through {
 				t.Fatalf("transcripts differ\n--- direct\n%s\n--- through belay\n%s", direct, through)
 			}
@@ -181,12 +197,12 @@ func TestProtocolScripts(t *testing.T) {
 
 // runProtoScript runs steps on two fresh connections and returns the first
 // client's transcript.
-func runProtoScript(t *testing.T, host, port string, steps []protoStep) string {
+func runProtoScript(t *testing.T, host, port, conn string, steps []protoStep) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	open := func() (*pgconn.PgConn, *pgproto3.Frontend) {
-		c, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable", host, port))
+	open := func(conn string) (*pgconn.PgConn, *pgproto3.Frontend) {
+		c, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable %s", host, port, conn))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -198,8 +214,8 @@ func runProtoScript(t *testing.T, host, port string, steps []protoStep) string {
 		_ = hj.Conn.SetDeadline(time.Now().Add(20 * time.Second))
 		return c, hj.Frontend
 	}
-	_, me := open()
-	_, other := open()
+	_, me := open(conn)
+	_, other := open("")
 	var out strings.Builder
 	for i, st := range steps {
 		f := me

@@ -58,6 +58,7 @@ type session struct {
 	t          tracker
 	checkState bool // it may have changed its settings or released a pin: ask the server before letting it go
 	pinForever bool // pinned by something nothing undoes (LOAD)
+	resetting  bool // a RESET under way: hold the ParameterStatus of startup parameters (state.go)
 	cliRemain  int  // bytes of a CopyData body still to stream to the server
 	srvRemain  int  // bytes of a server message body still to stream to the client
 	srvDrop    int  // bytes of a server message belay drops (the answer to its own)
@@ -644,12 +645,17 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 			continue
 		}
 		body := data[off+5 : off+5+bodyLen]
-		off += 5 + bodyLen
 		switch typ {
 		case codec.MsgParameterStatus:
+			if name, _, err := codec.ParseParameterStatus(body); err == nil && s.holdStatus(name, sc) {
+				flush()
+				seg = off + 5 + bodyLen
+			}
 			sc.NoteParameterStatus(body)
+			off += 5 + bodyLen
 			continue
 		case codec.MsgErrorResponse:
+			off += 5 + bodyLen
 			s.t.server(typ, 0)
 			continue
 		}
@@ -658,8 +664,20 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		s.t.server(typ, status)
 		if s.t.idle() && s.r.empty() {
 			idle = true
+			if s.resetting && s.checkState {
+				// The ReadyForQuery waits for the startup parameters
+				// a RESET took away to be restored (reportHeld).
+				flush()
+				if s.st == nil {
+					s.st = &sessionState{}
+				}
+				s.st.heldRFQ = status
+				seg = off + 5 + bodyLen
+			}
+			off += 5 + bodyLen
 			break
 		}
+		off += 5 + bodyLen
 	}
 	flush()
 	in.Consume(c, off)

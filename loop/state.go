@@ -2,6 +2,8 @@ package loop
 
 import (
 	"sort"
+
+	"github.com/belaydb/belay/codec"
 	"strconv"
 	"strings"
 
@@ -107,6 +109,61 @@ func sortSettings(set []setting) []setting {
 type sessionState struct {
 	custom   []string  // custom setting names it set (pg_settings does not list them)
 	settings []setting // its settings, as the server last reported them
+	// held are the ParameterStatus belay kept from the client while a RESET
+	// put a startup parameter to the server's default rather than to the
+	// client's value, with the value the client had; once they are restored
+	// it reports those that changed, then heldRFQ, the ReadyForQuery it
+	// kept back meanwhile (0: none).
+	held    []setting
+	heldRFQ byte
+}
+
+// holdStatus says whether a ParameterStatus for name must wait: a reset is
+// under way and name is one of the client's startup parameters.
+func (s *session) holdStatus(name []byte, sc *poolcore.Server) bool {
+	if !s.resetting {
+		return false
+	}
+	for _, p := range s.start {
+		if !strings.EqualFold(p.name, string(name)) {
+			continue
+		}
+		if s.st == nil {
+			s.st = &sessionState{}
+		}
+		for _, h := range s.st.held {
+			if h.name == string(name) {
+				return true
+			}
+		}
+		s.st.held = append(s.st.held, setting{string(name), sc.Params[string(name)]})
+		return true
+	}
+	return false
+}
+
+// reportHeld sends the client what belay held back during a reset: the
+// ParameterStatus of the startup parameters whose value changed for the
+// client, as the server has them now, then the ReadyForQuery.
+func (s *session) reportHeld(sc *poolcore.Server) {
+	s.resetting = false
+	if s.st == nil || (len(s.st.held) == 0 && s.st.heldRFQ == 0) {
+		return
+	}
+	b := s.loop.Scratch()
+	for _, h := range s.st.held {
+		if v := sc.Params[h.name]; v != h.value {
+			b = codec.AppendParameterStatus(b, h.name, v)
+		}
+	}
+	if s.st.heldRFQ != 0 {
+		b = codec.AppendReadyForQuery(b, s.st.heldRFQ)
+	}
+	s.st.held, s.st.heldRFQ = s.st.held[:0], 0
+	if s.c != nil {
+		_, _ = s.write(b)
+	}
+	s.loop.KeepScratch(b)
 }
 
 // noteEffects records what a statement the client sends does to its
@@ -117,6 +174,9 @@ func (s *session) noteEffects(e planner.Effect) {
 	}
 	if e&planner.EffGUC != 0 {
 		s.checkState = true
+	}
+	if e&planner.EffReset != 0 && len(s.start) > 0 {
+		s.resetting = true
 	}
 	if e&planner.EffPin != 0 {
 		s.pin()
@@ -205,6 +265,7 @@ func (s *session) askState(sc *poolcore.Server) {
 			s.p.log.Warn("cannot read session state", "err", err)
 			s.pin()
 			s.pinForever = true
+			s.reportHeld(sc)
 			s.afterState(sc)
 			return
 		}
@@ -244,11 +305,13 @@ func (s *session) settled(sc *poolcore.Server, got []setting, pins int) {
 			if err == nil {
 				sc.AppliedSig = s.sig
 			}
+			s.reportHeld(sc)
 			s.afterState(sc)
 		})
 		return
 	}
 	sc.AppliedSig = s.sig
+	s.reportHeld(sc)
 	s.afterState(sc)
 }
 

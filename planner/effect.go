@@ -94,8 +94,12 @@ const (
 	// CLOSE, pg_advisory_unlock*, RESET ROLE, SET ROLE NONE, RESET SESSION
 	// AUTHORIZATION, SET SESSION AUTHORIZATION DEFAULT, RESET ALL, DROP (any).
 	EffMayRelease
+	// EffReset: puts settings back to their defaults: RESET x, SET x TO
+	// DEFAULT, RESET ALL, DISCARD ALL (the defaults a client's own startup
+	// parameters set, which a proxy must restore itself).
+	EffReset
 
-	effLast = EffMayRelease
+	effLast = EffReset
 )
 
 // EffPin is state that cannot follow a client to another server.
@@ -113,7 +117,7 @@ const (
 )
 
 var effNames = [...]string{"GUC", "Prepare", "Execute", "Deallocate", "DeallocateAll", "DiscardAll",
-	"Listen", "Temp", "HoldCursor", "AdvisoryLock", "Role", "Load", "MayRelease"}
+	"Listen", "Temp", "HoldCursor", "AdvisoryLock", "Role", "Load", "MayRelease", "Reset"}
 
 // String lists the set bits, e.g. "GUC|Temp"; "0" for none.
 func (e Effect) String() string {

@@ -228,7 +228,7 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 	case *pg.Node_DiscardStmt:
 		st.Class, st.Effects = ClassSession, EffMayRelease
 		if n.DiscardStmt.Target == pg.DiscardMode_DISCARD_ALL {
-			st.Effects |= EffGUC | EffDiscardAll
+			st.Effects |= EffGUC | EffDiscardAll | EffReset
 		}
 	case *pg.Node_LoadStmt:
 		st.Class, st.Effects = ClassSession, EffLoad
@@ -572,7 +572,7 @@ func txReplicaOK(t *pg.TransactionStmt) bool {
 // varSetEffects: what a SET/RESET leaves on the session.
 func varSetEffects(v *pg.VariableSetStmt) Effect {
 	if v.Kind == pg.VariableSetKind_VAR_RESET_ALL {
-		return EffGUC | EffMayRelease
+		return EffGUC | EffMayRelease | EffReset
 	}
 	if v.IsLocal {
 		return 0
@@ -583,7 +583,7 @@ func varSetEffects(v *pg.VariableSetStmt) Effect {
 		return 0
 	case "role":
 		if reset {
-			return EffGUC | EffMayRelease
+			return EffGUC | EffMayRelease | EffReset
 		}
 		if len(v.Args) == 1 && strings.EqualFold(v.Args[0].GetAConst().GetSval().GetSval(), "none") {
 			return EffGUC | EffMayRelease
@@ -591,9 +591,12 @@ func varSetEffects(v *pg.VariableSetStmt) Effect {
 		return EffGUC | EffRole
 	case "session_authorization":
 		if reset {
-			return EffGUC | EffMayRelease
+			return EffGUC | EffMayRelease | EffReset
 		}
 		return EffGUC | EffRole
+	}
+	if reset {
+		return EffGUC | EffReset
 	}
 	return EffGUC
 }
