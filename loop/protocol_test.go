@@ -201,21 +201,8 @@ func runProtoScript(t *testing.T, host, port, conn string, steps []protoStep) st
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	open := func(conn string) (*pgconn.PgConn, *pgproto3.Frontend) {
-		c, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable %s", host, port, conn))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close(context.Background()) })
-		hj, err := c.Hijack()
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = hj.Conn.SetDeadline(time.Now().Add(20 * time.Second))
-		return c, hj.Frontend
-	}
-	_, me := open(conn)
-	_, other := open("")
+	me, _ := openRaw(t, ctx, host, port, conn)
+	other, _ := openRaw(t, ctx, host, port, "")
 	var out strings.Builder
 	for i, st := range steps {
 		f := me
@@ -250,6 +237,23 @@ func runProtoScript(t *testing.T, host, port, conn string, steps []protoStep) st
 		}
 	}
 	return out.String()
+}
+
+// openRaw logs in with pgconn and hands over the connection as a pgproto3
+// Frontend (closed when the test ends, or earlier by closing the net.Conn).
+func openRaw(t *testing.T, ctx context.Context, host, port, params string) (*pgproto3.Frontend, net.Conn) {
+	t.Helper()
+	c, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable %s", host, port, params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hj, err := c.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hj.Conn.Close() })
+	_ = hj.Conn.SetDeadline(time.Now().Add(20 * time.Second))
+	return hj.Frontend, hj.Conn
 }
 
 func describeBackend(m pgproto3.BackendMessage) string {
