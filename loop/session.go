@@ -56,12 +56,13 @@ type session struct {
 	server     *poolcore.Server
 	waiting    bool
 	t          tracker
-	checkState bool // it may have changed its settings or released a pin: ask the server before letting it go
-	pinForever bool // pinned by something nothing undoes (LOAD)
-	resetting  bool // a RESET under way: hold the ParameterStatus of startup parameters (state.go)
-	cliRemain  int  // bytes of a CopyData body still to stream to the server
-	srvRemain  int  // bytes of a server message body still to stream to the client
-	srvDrop    int  // bytes of a server message belay drops (the answer to its own)
+	checkState bool     // it may have changed its settings or released a pin: ask the server before letting it go
+	pinForever bool     // pinned by something nothing undoes (LOAD)
+	resetting  bool     // a RESET under way: hold the ParameterStatus of startup parameters (state.go)
+	fns        []string // user functions its plans called whose volatility this loop's cache does not know
+	cliRemain  int      // bytes of a CopyData body still to stream to the server
+	srvRemain  int      // bytes of a server message body still to stream to the client
+	srvDrop    int      // bytes of a server message belay drops (the answer to its own)
 
 	parkedFD  int  // the client's socket while parked, else -1
 	parking   bool // the next OnClose is a park
@@ -521,6 +522,7 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 // the names of prepared statements it uses.
 func (s *session) query(w *rewriter, off, end int, q []byte) {
 	plan := s.plan(q)
+	s.noteFunctions(plan)
 	e := reply{kind: rQuery}
 	if plan.Effects&sqlStmtEffects != 0 {
 		e = w.sqlQuery(off, end, q)
@@ -684,6 +686,9 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 	s.writeSynth()
 	if idle {
 		switch {
+		case len(s.fns) > 0:
+			s.learnFunctions(sc, s.settle)
+			return gnet.None
 		case s.checkState:
 			s.askState(sc)
 			return gnet.None

@@ -1,6 +1,8 @@
 package loop
 
 import (
+	"context"
+	"slices"
 	"sort"
 
 	"github.com/belaydb/belay/codec"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/belaydb/belay/planner"
 	"github.com/belaydb/belay/poolcore"
+	"github.com/panjf2000/gnet/v2"
 )
 
 // Session state that follows the client.
@@ -178,6 +181,9 @@ func (s *session) noteEffects(e planner.Effect) {
 	if e&planner.EffReset != 0 && len(s.start) > 0 {
 		s.resetting = true
 	}
+	if e&planner.EffFunctionDDL != 0 {
+		s.p.invalidateFunctions(s.loop)
+	}
 	if e&planner.EffPin != 0 {
 		s.pin()
 	}
@@ -315,6 +321,16 @@ func (s *session) settled(sc *poolcore.Server, got []setting, pins int) {
 	s.afterState(sc)
 }
 
+// settle goes on once belay's own questions about the server are answered:
+// the session's state next, if the client may have changed it.
+func (s *session) settle(sc *poolcore.Server) {
+	if s.checkState && s.state != sClosing && s.server == sc {
+		s.askState(sc)
+		return
+	}
+	s.afterState(sc)
+}
+
 // afterState releases the server unless the client is still pinned, then
 // goes on with what the client sent meanwhile.
 func (s *session) afterState(sc *poolcore.Server) {
@@ -327,4 +343,99 @@ func (s *session) afterState(sc *poolcore.Server) {
 		s.pool.Release(sc)
 	}
 	s.resumeWork()
+}
+
+// --- what plans know of the server: functions' volatility --------------------
+
+// A plan that calls a user function can run on a replica only if the
+// function does not write; only the server knows (pg_proc.provolatile). The
+// plan cache learns it in two steps: after the transaction of a client whose
+// plans called functions this loop's cache does not know, belay asks the
+// client's server (under the client's search_path) and reports the answer
+// with SetVolatility, which marks the plans calling user functions stale;
+// each is re-derived at its next lookup. DDL on functions through belay
+// forgets what every loop learnt (InvalidateFunctions).
+
+// noteFunctions records the user functions of plan this loop's cache does
+// not know yet.
+func (s *session) noteFunctions(plan *planner.Plan) {
+	if len(plan.Functions) == 0 {
+		return
+	}
+	c := s.p.plans[s.loop.Index()]
+	for _, fn := range c.Unknown(plan, nil) {
+		if !slices.Contains(s.fns, fn) {
+			s.fns = append(s.fns, fn)
+		}
+	}
+}
+
+// volatilityQuery asks for the volatility of each function, as the session
+// resolves its name: the most volatile of its overloads; NULL when there is
+// none.
+func volatilityQuery(fns []string) string {
+	var b strings.Builder
+	for i, fn := range fns {
+		if i > 0 {
+			b.WriteString(" UNION ALL ")
+		}
+		schema, name, qualified := strings.Cut(fn, ".")
+		if !qualified {
+			schema, name = "", fn
+		}
+		b.WriteString("SELECT " + quoteLiteral(fn) + ", (SELECT max(p.provolatile)::text FROM pg_catalog.pg_proc p" +
+			" JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.proname = " + quoteLiteral(name))
+		if qualified {
+			b.WriteString(" AND n.nspname = " + quoteLiteral(schema) + ")")
+		} else {
+			b.WriteString(" AND n.nspname = ANY (pg_catalog.current_schemas(true)))")
+		}
+	}
+	return b.String()
+}
+
+// learnFunctions asks sc, which the client holds idle, about s.fns, reports
+// the answers to this loop's plan cache, then goes on with next.
+func (s *session) learnFunctions(sc *poolcore.Server, next func(sc *poolcore.Server)) {
+	fns := s.fns
+	s.fns = nil
+	c := s.p.plans[s.loop.Index()]
+	sc.ExecRows(volatilityQuery(fns), func(cols [][]byte) {
+		if len(cols) != 2 {
+			return
+		}
+		v := planner.VolatilityVolatile // unknown here: assume the worst
+		if len(cols[1]) == 1 {
+			switch cols[1][0] {
+			case 'i':
+				v = planner.VolatilityImmutable
+			case 's':
+				v = planner.VolatilityStable
+			}
+		}
+		c.SetVolatility(string(cols[0]), v)
+	}, func(sc *poolcore.Server, err *poolcore.PgError) {
+		if err != nil {
+			s.p.log.Debug("cannot read functions' volatility", "err", err)
+		}
+		next(sc)
+	})
+}
+
+// invalidateFunctions makes every loop's plan cache forget what it learnt of
+// functions (a client ran DDL on functions). On the loop of the client.
+func (p *Proxy) invalidateFunctions(here *poolcore.Loop) {
+	p.plans[here.Index()].InvalidateFunctions()
+	for i := range p.plans {
+		if i == here.Index() {
+			continue
+		}
+		if l := p.pools.Loop(i); l != nil {
+			c := p.plans[i]
+			_ = l.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+				c.InvalidateFunctions()
+				return nil
+			}))
+		}
+	}
 }

@@ -190,6 +190,7 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 	s, sc := w.s, w.sc
 	ps := s.stmts()
 	plan := s.plan(m.Query)
+	s.noteFunctions(plan)
 	if plan.Effects&planner.EffGUC != 0 {
 		s.noteCustom(m.Query)
 	}

@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/belaydb/belay/internal/pgtest"
+	"github.com/belaydb/belay/planner"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/panjf2000/gnet/v2"
 )
 
 // TestStatementsOutliveTheirServer: a client's prepared statements (pgx's
@@ -100,4 +102,50 @@ func TestVanishInsideABatch(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT $1::int", 7).Scan(&n); err != nil || n != 7 {
 		t.Fatalf("next client: %d, %v", n, err)
 	}
+}
+
+// planOn plans sql with loop i's cache, on that loop.
+func (p *Proxy) planOn(t *testing.T, i int, sql string) *planner.Plan {
+	t.Helper()
+	ch := make(chan *planner.Plan, 1)
+	if err := p.pools.Loop(i).EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		ch <- p.plans[i].Plan([]byte(sql))
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	return <-ch
+}
+
+// TestPlanCacheLearnsVolatility: the plan cache's two-step invalidation
+// with the real server. A plan that calls a user function may run on a
+// replica only once belay has learnt from the server that the function does
+// not write; DDL on functions through belay makes it learn again.
+func TestPlanCacheLearnsVolatility(t *testing.T) {
+	pg := pgtest.Shared(t)
+	p := startProxy(t, pg, func(c *Config) { c.EventLoops = 1 })
+	c := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeSimpleProtocol)
+	mustExec(t, c, "CREATE OR REPLACE FUNCTION belay_imm(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1'")
+	mustExec(t, c, "CREATE OR REPLACE FUNCTION belay_vol(int) RETURNS int LANGUAGE sql VOLATILE AS 'SELECT $1'")
+	const imm, vol = "SELECT belay_imm(1)", "SELECT belay_vol(1)"
+	if p.planOn(t, 0, imm).ReplicaOK {
+		t.Fatal("a plan calling an unknown user function may run on a replica")
+	}
+	mustExec(t, c, imm) // the client's transaction, then belay asks the server
+	mustExec(t, c, vol)
+	eventually(t, 5*time.Second, "belay to learn belay_imm is immutable", func() bool { return p.planOn(t, 0, imm).ReplicaOK })
+	if p.planOn(t, 0, vol).ReplicaOK {
+		t.Fatal("a plan calling a volatile function may run on a replica")
+	}
+	mustExec(t, c, "ALTER FUNCTION belay_imm(int) VOLATILE")
+	if p.planOn(t, 0, imm).ReplicaOK {
+		t.Fatal("after ALTER FUNCTION ... VOLATILE the plan still runs on a replica")
+	}
+	mustExec(t, c, imm)
+	mustExec(t, c, "SELECT 1") // the answer is in once the next query runs
+	if p.planOn(t, 0, imm).ReplicaOK {
+		t.Fatal("belay learnt a volatile function is not")
+	}
+	mustExec(t, c, "DROP FUNCTION belay_imm(int)")
+	mustExec(t, c, "DROP FUNCTION belay_vol(int)")
 }

@@ -199,6 +199,18 @@ func (c *Cache) SetVolatility(fn string, v Volatility) {
 	c.gen++
 }
 
+// Unknown appends to dst the user functions of p whose volatility the cache
+// does not know (what a caller should ask the server about, then report
+// with SetVolatility).
+func (c *Cache) Unknown(p *Plan, dst []string) []string {
+	for _, fn := range p.Functions {
+		if _, ok := c.vol[fn]; !ok {
+			dst = append(dst, fn)
+		}
+	}
+	return dst
+}
+
 // InvalidateFunctions forgets every known volatility (call it after DDL on
 // functions) and marks the entries calling user functions stale, in O(1).
 func (c *Cache) InvalidateFunctions() {

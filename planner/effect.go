@@ -98,8 +98,13 @@ const (
 	// DEFAULT, RESET ALL, DISCARD ALL (the defaults a client's own startup
 	// parameters set, which a proxy must restore itself).
 	EffReset
+	// EffFunctionDDL: creates, changes or drops functions (CREATE/ALTER/DROP
+	// FUNCTION, PROCEDURE, ROUTINE, AGGREGATE, their renames and moves,
+	// extensions, DROP SCHEMA): what a cache knows of functions' volatility
+	// may no longer hold (Cache.InvalidateFunctions).
+	EffFunctionDDL
 
-	effLast = EffReset
+	effLast = EffFunctionDDL
 )
 
 // EffPin is state that cannot follow a client to another server.
@@ -117,7 +122,7 @@ const (
 )
 
 var effNames = [...]string{"GUC", "Prepare", "Execute", "Deallocate", "DeallocateAll", "DiscardAll",
-	"Listen", "Temp", "HoldCursor", "AdvisoryLock", "Role", "Load", "MayRelease", "Reset"}
+	"Listen", "Temp", "HoldCursor", "AdvisoryLock", "Role", "Load", "MayRelease", "Reset", "FunctionDDL"}
 
 // String lists the set bits, e.g. "GUC|Temp"; "0" for none.
 func (e Effect) String() string {

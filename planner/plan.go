@@ -241,6 +241,24 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 		st.Class, st.Effects = ClassSession, EffMayRelease
 	case *pg.Node_DropStmt:
 		st.Class, st.Effects, base = ClassUtility, EffMayRelease, false
+		switch n.DropStmt.RemoveType {
+		case pg.ObjectType_OBJECT_FUNCTION, pg.ObjectType_OBJECT_PROCEDURE, pg.ObjectType_OBJECT_ROUTINE,
+			pg.ObjectType_OBJECT_AGGREGATE, pg.ObjectType_OBJECT_EXTENSION, pg.ObjectType_OBJECT_SCHEMA:
+			st.Effects |= EffFunctionDDL
+		}
+	case *pg.Node_CreateFunctionStmt, *pg.Node_AlterFunctionStmt, *pg.Node_CreateExtensionStmt,
+		*pg.Node_AlterExtensionStmt, *pg.Node_AlterExtensionContentsStmt:
+		st.Class, st.Effects, base = ClassUtility, EffFunctionDDL, false
+	case *pg.Node_RenameStmt:
+		st.Class, base = ClassUtility, false
+		if funcObject(n.RenameStmt.RenameType) {
+			st.Effects = EffFunctionDDL
+		}
+	case *pg.Node_AlterObjectSchemaStmt:
+		st.Class, base = ClassUtility, false
+		if funcObject(n.AlterObjectSchemaStmt.ObjectType) {
+			st.Effects = EffFunctionDDL
+		}
 	case *pg.Node_CopyStmt:
 		c := n.CopyStmt
 		st.Class = ClassUtility
@@ -270,6 +288,15 @@ func (w *walker) setting(name string) {
 	if strings.Contains(name, ".") {
 		w.settings = append(w.settings, strings.ToLower(name))
 	}
+}
+
+// funcObject: is t a kind of function?
+func funcObject(t pg.ObjectType) bool {
+	switch t {
+	case pg.ObjectType_OBJECT_FUNCTION, pg.ObjectType_OBJECT_PROCEDURE, pg.ObjectType_OBJECT_ROUTINE, pg.ObjectType_OBJECT_AGGREGATE:
+		return true
+	}
+	return false
 }
 
 // cursorOptHold is CURSOR_OPT_HOLD of Postgres's parsenodes.h.

@@ -144,7 +144,7 @@ func TestParseClassAndEffects(t *testing.T) {
 		{"SELECT pg_temp.f()", ClassRead, EffTemp, false},
 		{"SELECT 'pg_temp'", ClassRead, 0, true},
 		{"DROP TABLE t", ClassUtility, EffMayRelease, false},
-		{"DROP FUNCTION f", ClassUtility, EffMayRelease, false},
+		{"DROP FUNCTION f", ClassUtility, EffMayRelease | EffFunctionDDL, false},
 		{"VACUUM t", ClassUtility, 0, false},
 		{"ANALYZE t", ClassUtility, 0, false},
 		{"COPY t FROM STDIN", ClassUtility, 0, false},
@@ -325,5 +325,37 @@ func TestSettings(t *testing.T) {
 		if got := strings.Join(Parse(sql).Settings, ","); got != want {
 			t.Errorf("%s: settings %q, want %q", sql, got, want)
 		}
+	}
+}
+
+func TestFunctionDDL(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 1'": true,
+		"ALTER FUNCTION f() VOLATILE":     true,
+		"DROP FUNCTION f()":               true,
+		"DROP PROCEDURE p()":              true,
+		"ALTER FUNCTION f() RENAME TO g":  true,
+		"ALTER FUNCTION f() SET SCHEMA s": true,
+		"CREATE EXTENSION pgcrypto":       true,
+		"DROP SCHEMA s CASCADE":           true,
+		"DROP TABLE t":                    false,
+		"ALTER TABLE t RENAME TO u":       false,
+		"SELECT f()":                      false,
+	} {
+		if got := Parse(sql).Effects&EffFunctionDDL != 0; got != want {
+			t.Errorf("%s: EffFunctionDDL %v, want %v", sql, got, want)
+		}
+	}
+}
+
+func TestCacheUnknown(t *testing.T) {
+	c := NewCache(1 << 20)
+	p := c.Plan([]byte("SELECT f(1), g(2), now()"))
+	if got := strings.Join(c.Unknown(p, nil), ","); got != "f,g" {
+		t.Fatalf("unknown %q", got)
+	}
+	c.SetVolatility("f", VolatilityImmutable)
+	if got := strings.Join(c.Unknown(p, nil), ","); got != "g" {
+		t.Fatalf("unknown after SetVolatility %q", got)
 	}
 }

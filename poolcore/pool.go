@@ -166,6 +166,10 @@ func (m *Manager) LoopFor(el gnet.EventLoop) *Loop {
 	return l
 }
 
+// Loop is event loop i once it has started (nil before). Safe for
+// concurrent use.
+func (m *Manager) Loop(i int) *Loop { return m.loop(i) }
+
 func (m *Manager) loop(i int) *Loop {
 	m.mu.Lock()
 	defer m.mu.Unlock()
