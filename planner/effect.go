@@ -110,9 +110,10 @@ const (
 // EffPin is state that cannot follow a client to another server.
 const EffPin = EffListen | EffTemp | EffHoldCursor | EffAdvisoryLock | EffRole | EffLoad
 
-// Legacy bits of the lexical scanner SessionEffects. They live at the top of
-// the word so that they never collide with the Eff bits above; Parse never
-// sets them. Deprecated: they go away once the loop uses Parse/Cache.
+// Bits of the lexical scanner SessionEffects, the fallback of Parse for text
+// pg_query cannot parse (fromLegacy maps them to Eff bits). They live at the
+// top of the word so that they never collide with the Eff bits above; Parse
+// never returns them.
 const (
 	// EffectSession: the statement leaves state on the server session
 	// (SET, PREPARE, LISTEN, temp objects, held cursors, session locks, ...).
