@@ -73,6 +73,11 @@
 //     belay reads the session's settings from the server and makes them the
 //     client's signature, applied where it lands next.
 //
+// The plan cache's knowledge of the server (state.go): after a transaction
+// whose plans called user functions the loop's cache does not know, belay
+// asks the client's server for their volatility; DDL on functions makes
+// every loop's cache forget it.
+//
 // What cannot move (LISTEN, temporary objects, WITH HOLD cursors, session
 // advisory locks, SET ROLE, LOAD) pins the client to its server until the
 // server says it is released; a pinned client's server is reset (DISCARD
