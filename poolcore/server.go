@@ -349,13 +349,8 @@ func (sc *Server) ExecRows(sql string, row func(cols [][]byte), then func(sc *Se
 	sc.execute(codec.AppendQuery(sc.loop.Scratch(), sql), row, then)
 }
 
-// ExecMessages is Exec for extended-protocol messages of belay's own that end
-// in one Sync (a Parse and a Sync, say); their replies are discarded. msgs may
-// be the loop's scratch buffer. On the loop.
-func (sc *Server) ExecMessages(msgs []byte, then func(sc *Server, err *PgError)) {
-	sc.execute(msgs, nil, then)
-}
-
+// execute writes belay's own messages, buf (the loop's scratch), which end
+// in one ReadyForQuery.
 func (sc *Server) execute(buf []byte, row func(cols [][]byte), then func(sc *Server, err *PgError)) {
 	sc.state = stateInternal
 	sc.pendingRFQ = 1
