@@ -382,27 +382,40 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 	}
 }
 
-// header reads and checks the next frontend message header.
+// header reads and checks the next frontend message header; a bad one
+// closes the client with a FATAL error.
 func (s *session) header(data []byte) (typ byte, bodyLen int, act gnet.Action, ok bool) {
+	typ, bodyLen, bad, ok := s.checkHeader(data)
+	if bad != nil {
+		return 0, 0, s.fatal(*bad), false
+	}
+	return typ, bodyLen, gnet.None, ok
+}
+
+// checkHeader reads the next frontend message header: ok false with bad nil
+// means it is not all in yet; bad is the FATAL error a bad one deserves.
+func (s *session) checkHeader(data []byte) (typ byte, bodyLen int, bad *codec.ErrorResponse, ok bool) {
 	typ, bodyLen, err := codec.PeekHeader(data, codec.MaxProtocolMessage)
 	switch {
 	case err == codec.ErrShortBuffer:
-		return 0, 0, gnet.None, false
+		return 0, 0, nil, false
 	case err != nil:
-		return 0, 0, s.fatal(fatalf(sqlstate.ProtocolViolation, "invalid message length")), false
+		e := fatalf(sqlstate.ProtocolViolation, "invalid message length")
+		return 0, 0, &e, false
 	}
 	switch typ {
 	case codec.MsgQuery, codec.MsgParse, codec.MsgBind, codec.MsgDescribe, codec.MsgExecute, codec.MsgClose,
 		codec.MsgSync, codec.MsgFlush, codec.MsgTerminate, codec.MsgFunctionCall, codec.MsgCopyDone, codec.MsgCopyFail:
 		if bodyLen > s.p.cfg.MaxMessageSize {
-			return 0, 0, s.fatal(fatalf(sqlstate.ProgramLimitExceeded,
-				"message of %d bytes exceeds the maximum of %d", bodyLen, s.p.cfg.MaxMessageSize)), false
+			e := fatalf(sqlstate.ProgramLimitExceeded, "message of %d bytes exceeds the maximum of %d", bodyLen, s.p.cfg.MaxMessageSize)
+			return 0, 0, &e, false
 		}
 	case codec.MsgCopyData:
 	default:
-		return 0, 0, s.fatal(fatalf(sqlstate.ProtocolViolation, "invalid frontend message type %d", typ)), false
+		e := fatalf(sqlstate.ProtocolViolation, "invalid frontend message type %d", typ)
+		return 0, 0, &e, false
 	}
-	return typ, bodyLen, gnet.None, true
+	return typ, bodyLen, nil, true
 }
 
 // forward writes the client's whole messages (and CopyData as it streams in)
@@ -414,6 +427,10 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 	w := rewriter{data: data, sc: sc, s: s}
 	off := 0
 	var act gnet.Action
+	// A bad message closes the client, but only once what came before it is
+	// written: the error would be encoded in the loop's scratch buffer,
+	// which w.out may be.
+	var bad *codec.ErrorResponse
 	for off < len(data) {
 		if s.cliRemain > 0 {
 			k := min(s.cliRemain, len(data)-off)
@@ -421,9 +438,9 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 			s.cliRemain -= k
 			continue
 		}
-		typ, bodyLen, a, ok := s.header(data[off:])
+		typ, bodyLen, e, ok := s.checkHeader(data[off:])
 		if !ok {
-			act = a
+			bad = e
 			break
 		}
 		if typ == codec.MsgTerminate {
@@ -440,40 +457,40 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 		}
 		end := off + 5 + bodyLen
 		body := data[off+5 : end]
-		bad := ""
+		invalid := ""
 		switch typ {
 		case codec.MsgQuery:
 			q, err := codec.QueryText(body)
 			if err != nil {
-				bad = "Query"
+				invalid = "Query"
 				break
 			}
 			s.query(&w, off, end, q)
 		case codec.MsgParse:
 			m, err := codec.ParseParse(body)
 			if err != nil {
-				bad = "Parse"
+				invalid = "Parse"
 				break
 			}
 			w.parse(off, end, m)
 		case codec.MsgBind:
 			m, err := codec.ParseBind(body)
 			if err != nil {
-				bad = "Bind"
+				invalid = "Bind"
 				break
 			}
 			w.bind(off, end, m)
 		case codec.MsgDescribe:
 			kind, name, err := codec.ParseDescribe(body)
 			if err != nil {
-				bad = "Describe"
+				invalid = "Describe"
 				break
 			}
 			w.describe(off, end, kind, name)
 		case codec.MsgClose:
 			kind, name, err := codec.ParseClose(body)
 			if err != nil {
-				bad = "Close"
+				invalid = "Close"
 				break
 			}
 			w.close(off, end, kind, name)
@@ -484,8 +501,9 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 		case codec.MsgFunctionCall:
 			s.r.push(reply{kind: rQuery})
 		}
-		if bad != "" {
-			act = s.fatal(fatalf(sqlstate.ProtocolViolation, "invalid %s message", bad))
+		if invalid != "" {
+			e := fatalf(sqlstate.ProtocolViolation, "invalid %s message", invalid)
+			bad = &e
 			break
 		}
 		s.t.client(typ)
@@ -507,6 +525,9 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 	}
 	s.in.Consume(c, off)
 	s.writeSynth()
+	if bad != nil {
+		return s.fatal(*bad)
+	}
 	if act != gnet.None {
 		return act
 	}
