@@ -196,12 +196,13 @@ func (p *Proxy) Pools() *poolcore.Manager { return p.pools }
 // each loop's last sweep.
 type Stats struct {
 	Clients, Pinned, Parks int64
+	PinsTotal              uint64 // clients ever pinned (belay_pins_total)
 	PlanHits, PlanMisses   uint64
 }
 
 // Stats reads the proxy's counters.
 func (p *Proxy) Stats() Stats {
-	st := Stats{Clients: p.clients.Load(), Pinned: p.pins.Load(), Parks: p.parks.Load()}
+	st := Stats{Clients: p.clients.Load(), Pinned: p.pins.Load(), Parks: p.parks.Load(), PinsTotal: p.metrics.pins.Get()}
 	for i := range p.metrics.plans {
 		st.PlanHits += p.metrics.plans[i].hits.Load()
 		st.PlanMisses += p.metrics.plans[i].misses.Load()

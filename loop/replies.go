@@ -37,9 +37,11 @@ type reply struct {
 	stmt    *clientStmt // rParse, rSynthParse: the client's statement entry cname must still be
 
 	// rQuery: the client's SQL statements whose effects take hold once
-	// Postgres reports them complete (CommandComplete number i+1).
-	conf []confirm
-	done int // CommandCompletes seen
+	// Postgres reports them complete (CommandComplete number i+1); rExecute:
+	// the effect of the statement its portal runs.
+	conf   []confirm
+	unexec func() // rExecute: undoes what the client's PREPARE did when it went out
+	done   int    // CommandCompletes seen
 	// fix holds pairs of server-side statement names and the client's names
 	// for them: an error about one shows the client its own name.
 	fix []string
@@ -160,6 +162,11 @@ func (r *replies) answer(typ byte) (forward bool, fix []string, err error) {
 			return !quiet, fix, nil
 		}
 		if r.ends(e, typ) {
+			if typ == 'C' && e.kind == rExecute {
+				for _, c := range e.conf { // a SQL PREPARE or DEALLOCATE run through a portal
+					c.do()
+				}
+			}
 			r.pop()
 			return !own, nil, nil
 		}

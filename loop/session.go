@@ -495,7 +495,7 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 			}
 			w.close(off, end, kind, name)
 		case codec.MsgExecute:
-			s.r.push(reply{kind: rExecute})
+			s.r.push(s.execute(body))
 		case codec.MsgSync:
 			s.r.push(reply{kind: rSync})
 		case codec.MsgFunctionCall:

@@ -41,6 +41,14 @@ type clientStmt struct {
 	// statement by name when it runs, so when the client's names point
 	// elsewhere (DEALLOCATE p; PREPARE p AS ...) the text is mapped again.
 	orig *codec.Parse
+	// What running it does to the client's names, for a SQL PREPARE,
+	// DEALLOCATE or DISCARD ALL sent through Parse: early (a PREPARE) when
+	// the Execute goes out, so that what follows in the same batch sees the
+	// name, returning its undo should the Execute fail; exec (the others)
+	// when Postgres reports it complete. fix names the names in its errors.
+	early func() (undo func())
+	exec  func()
+	fix   []string
 }
 
 // stmtState is a client's prepared statements, allocated on first use.
@@ -49,7 +57,11 @@ type stmtState struct {
 	unnamed     []byte // the Parse message of its unnamed statement
 	unnamedEff  planner.Effect
 	unnamedDeps []*clientStmt
+	unnamedRun  *clientStmt // its exec and fix, if it has them
 	hasUnnamed  bool
+	// portals maps the portals whose statement has an exec to it (nil
+	// until there is one).
+	portals map[string]*clientStmt
 }
 
 var stmtSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
@@ -197,7 +209,16 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 	var deps []*clientStmt
 	var refs []string
 	var orig *codec.Parse
-	if plan.Effects&sqlStmtEffects != 0 {
+	var run *clientStmt // exec and fix of a SQL PREPARE, DEALLOCATE or DISCARD ALL
+	if plan.Effects&sqlStmtEffects&^planner.EffExecute != 0 {
+		var q []byte
+		if q, run = w.sqlThroughParse(off, m.Query); run != nil && q != nil {
+			m.Query = q
+			if len(m.Name) == 0 {
+				w.replace(off, end, func(dst []byte) []byte { return codec.AppendParse(dst, m) })
+			}
+		}
+	} else if plan.Effects&sqlStmtEffects != 0 {
 		var rewritten bool
 		o := codec.Parse{Query: bytes.Clone(m.Query), ParamOIDs: bytes.Clone(m.ParamOIDs), NumParams: m.NumParams}
 		m.Query, refs, deps, rewritten = s.executeThroughParse(m.Query, plan)
@@ -215,7 +236,7 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 	}
 	if len(m.Name) == 0 {
 		ps.unnamed = codec.AppendParse(ps.unnamed[:0], m)
-		ps.unnamedEff, ps.unnamedDeps, ps.hasUnnamed = plan.Effects, deps, true
+		ps.unnamedEff, ps.unnamedDeps, ps.unnamedRun, ps.hasUnnamed = plan.Effects, deps, run, true
 		sc.Unnamed = s
 		s.noteEffects(plan.Effects)
 		s.r.push(reply{kind: rParse, unnamed: true})
@@ -233,6 +254,9 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 		return
 	}
 	st := &clientStmt{cname: name, eff: plan.Effects, deps: deps, refs: refs, orig: orig}
+	if run != nil {
+		st.early, st.exec, st.fix = run.early, run.exec, run.fix
+	}
 	st.setText(m)
 	ps.named[name] = st
 	if sc.Stmts.Has(st.sname) {
@@ -279,15 +303,7 @@ func (s *session) remap(st *clientStmt) {
 // text (pgx sends `EXECUTE p(1)` that way) and returns the text, the names
 // it executes and the statements they are now (nil for a name the client
 // does not have: Postgres reports it), and whether the text changed.
-// PREPARE, DEALLOCATE and DISCARD ALL through the extended protocol are not
-// followed: they pin the client for good (its server is reset when it
-// leaves).
 func (s *session) executeThroughParse(q []byte, plan *planner.Plan) (_ []byte, refs []string, deps []*clientStmt, changed bool) {
-	if plan.Effects&sqlStmtEffects != planner.EffExecute {
-		s.pin()
-		s.pinForever = true
-		return q, nil, nil, false
-	}
 	var b []byte
 	last := 0
 	for _, st := range planner.Parse(string(q)).Stmts {
@@ -310,6 +326,85 @@ func (s *session) executeThroughParse(q []byte, plan *planner.Plan) (_ []byte, r
 		return q, refs, deps, false
 	}
 	return append(b, q[last:]...), refs, deps, true
+}
+
+// sqlThroughParse maps a SQL PREPARE, DEALLOCATE or DISCARD ALL sent
+// through Parse (psycopg 3 and JDBC send every statement so): it returns the
+// mapped text (nil: as it came) and, in run, what executing it does to the
+// client's names, applied when Postgres reports it complete. The names are
+// mapped as they are when the Parse comes: a named statement run again later
+// acts on the same names. A text with other statements as well is followed
+// no further: it pins the client for good (its server is reset when it
+// leaves), and Postgres refuses several statements in one Parse anyway.
+func (w *rewriter) sqlThroughParse(off int, q []byte) (mapped []byte, run *clientStmt) {
+	s := w.s
+	ps := s.stmts()
+	p := planner.Parse(string(q))
+	if p.Err != nil || len(p.Stmts) != 1 {
+		s.pin()
+		s.pinForever = true
+		return nil, nil
+	}
+	st := p.Stmts[0]
+	rename := func(sname string) []byte {
+		return append(append(append([]byte(nil), q[:st.NameSpan.Loc]...), sname...), q[st.NameSpan.End():]...)
+	}
+	run = &clientStmt{}
+	old := ps.named[st.Name]
+	switch {
+	case st.Effects&planner.EffPrepare != 0 && old != nil:
+		w.ensure(off, old, false) // Postgres's 42P05, shown with the client's name
+		return rename(old.sname), &clientStmt{fix: []string{old.sname, st.Name}}
+	case st.Effects&planner.EffPrepare != 0:
+		sname := "s" + strconv.FormatUint(s.p.stmtSeq.Add(1), 10)
+		ns := &clientStmt{sname: sname, cname: st.Name,
+			prepare: "PREPARE " + sname + string(q[st.NameSpan.End():st.Span.End()]),
+			eff:     st.Effects &^ planner.EffPrepare}
+		run.fix = []string{sname, st.Name}
+		run.early = func() func() {
+			sc := s.server
+			prev := ps.named[ns.cname]
+			ps.named[ns.cname] = ns
+			sc.Stmts.Add(sname)
+			return func() {
+				if ps.named[ns.cname] == ns {
+					if prev != nil {
+						ps.named[ns.cname] = prev
+					} else {
+						delete(ps.named, ns.cname)
+					}
+				}
+				sc.Stmts.Remove(sname)
+			}
+		}
+		return rename(sname), run
+	case st.Effects&planner.EffDeallocate != 0 && old != nil:
+		w.ensure(off, old, false)
+		run.fix = []string{old.sname, st.Name}
+		run.exec = func() {
+			if ps.named[st.Name] == old {
+				delete(ps.named, st.Name)
+			}
+			if s.server != nil {
+				s.server.Stmts.Remove(old.sname)
+			}
+		}
+		return rename(old.sname), run
+	case st.Effects&planner.EffDeallocateAll != 0:
+		run.exec = func() {
+			clear(ps.named)
+			if s.server != nil {
+				s.server.Stmts.Reset()
+			}
+		}
+	case st.Effects&planner.EffDiscardAll != 0:
+		run.exec = func() {
+			if s.server != nil {
+				s.discarded(s.server)
+			}
+		}
+	}
+	return nil, run
 }
 
 // statement resolves the statement a Bind or a Describe names, slipping in
@@ -362,12 +457,63 @@ func (w *rewriter) statement(off int, name []byte) (sname []byte, fix []string) 
 
 // bind handles a Bind at data[off:end].
 func (w *rewriter) bind(off, end int, m codec.Bind) {
+	w.s.notePortal(m.Portal, m.Statement)
 	sname, fix := w.statement(off, m.Statement)
 	if sname != nil {
 		m.Statement = sname
 		w.replace(off, end, func(dst []byte) []byte { return codec.AppendBind(dst, m) })
 	}
 	w.s.r.push(reply{kind: rBind, fix: fix})
+}
+
+// notePortal remembers which portals run a statement with an exec (only
+// once there is one: the map is nil otherwise).
+func (s *session) notePortal(portal, stmt []byte) {
+	ps := s.ps
+	if ps == nil {
+		return
+	}
+	var st *clientStmt
+	if len(stmt) == 0 {
+		if ps.hasUnnamed {
+			st = ps.unnamedRun
+		}
+	} else if named := ps.named[string(stmt)]; named != nil && (named.exec != nil || named.early != nil || named.fix != nil) {
+		st = named
+	}
+	if st == nil {
+		if ps.portals != nil {
+			delete(ps.portals, string(portal))
+		}
+		return
+	}
+	if ps.portals == nil {
+		ps.portals = make(map[string]*clientStmt)
+	}
+	ps.portals[string(portal)] = st
+}
+
+// execute handles an Execute: the effect of the statement its portal runs
+// takes hold when Postgres reports it complete.
+func (s *session) execute(body []byte) reply {
+	e := reply{kind: rExecute}
+	if s.ps == nil || s.ps.portals == nil {
+		return e
+	}
+	portal, _, err := codec.ParseExecute(body)
+	if err != nil {
+		return e
+	}
+	if st := s.ps.portals[string(portal)]; st != nil {
+		e.fix = st.fix
+		if st.exec != nil {
+			e.conf = []confirm{{0, st.exec}}
+		}
+		if st.early != nil {
+			e.unexec = st.early()
+		}
+	}
+	return e
 }
 
 // describe handles a Describe at data[off:end].
@@ -403,6 +549,9 @@ func (w *rewriter) close(off, end int, kind byte, name []byte) {
 		}
 		w.sc.Unnamed = nil
 	}
+	if kind == 'P' && s.ps != nil && s.ps.portals != nil {
+		delete(s.ps.portals, string(name))
+	}
 	s.r.push(reply{kind: rClose})
 }
 
@@ -432,6 +581,9 @@ func (s *session) undo(e *reply) {
 	case rExecute:
 		if e.own && e.sname != "" && sc != nil {
 			sc.Stmts.Remove(e.sname) // belay's PREPARE of a client's statement failed
+		}
+		if e.unexec != nil {
+			e.unexec() // the client's PREPARE failed or was skipped
 		}
 	}
 }
