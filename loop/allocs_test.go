@@ -17,7 +17,10 @@ import (
 // message. A count, not a time, so the machine's load does not decide it.
 func TestHotPathAllocations(t *testing.T) {
 	pg := pgtest.Shared(t)
-	p := startProxy(t, pg, func(c *Config) { c.PoolSize = 8 }) // more servers than clients: no client ever waits (waiting has its own costs)
+	// More servers than clients and one event loop: no client ever waits and no
+	// server slot moves between loops (a wait or a new login has costs of its
+	// own, per event, not per message).
+	p := startProxy(t, pg, func(c *Config) { c.PoolSize, c.EventLoops = 8, 1 })
 	pgbench := pgtest.RequireBinary(t, "pgbench")
 	cs := p.connString("postgres", "postgres")
 	if out, err := exec.Command(pgbench, "-i", "-s", "1", "-q", cs).CombinedOutput(); err != nil {

@@ -409,8 +409,10 @@ func (w *rewriter) sqlThroughParse(off int, q []byte) (mapped []byte, run *clien
 
 // statement resolves the statement a Bind or a Describe names, slipping in
 // what the server needs first. It returns the server-side name to use
-// (nil: the name as it came) and the names to fix in an error.
-func (w *rewriter) statement(off int, name []byte) (sname []byte, fix []string) {
+// (nil: the name as it came), the names to fix in an error, and what the
+// client has of the statement (nil: nothing, or an unnamed statement with
+// no SQL of its own to follow).
+func (w *rewriter) statement(off int, name []byte) (sname []byte, fix []string, st *clientStmt) {
 	s, sc := w.s, w.sc
 	if len(name) == 0 {
 		ps := s.ps
@@ -434,14 +436,17 @@ func (w *rewriter) statement(off int, name []byte) (sname []byte, fix []string) 
 			s.r.push(reply{kind: rClose, own: true})
 			sc.Unnamed = nil
 		}
-		return nil, nil
+		if ps != nil && ps.hasUnnamed {
+			return nil, nil, ps.unnamedRun
+		}
+		return nil, nil, nil
 	}
 	if s.ps == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	st, ok := s.ps.named[string(name)]
 	if !ok {
-		return nil, nil // Postgres reports it missing, with the client's name
+		return nil, nil, nil // Postgres reports it missing, with the client's name
 	}
 	s.noteEffects(st.eff)
 	s.remap(st)
@@ -452,13 +457,13 @@ func (w *rewriter) statement(off int, name []byte) (sname []byte, fix []string) 
 	if st.snameB == nil {
 		st.snameB = []byte(st.sname)
 	}
-	return st.snameB, fix
+	return st.snameB, fix, st
 }
 
 // bind handles a Bind at data[off:end].
 func (w *rewriter) bind(off, end int, m codec.Bind) {
-	w.s.notePortal(m.Portal, m.Statement)
-	sname, fix := w.statement(off, m.Statement)
+	sname, fix, st := w.statement(off, m.Statement)
+	w.s.notePortal(m.Portal, st)
 	if sname != nil {
 		m.Statement = sname
 		w.replace(off, end, func(dst []byte) []byte { return codec.AppendBind(dst, m) })
@@ -466,22 +471,14 @@ func (w *rewriter) bind(off, end int, m codec.Bind) {
 	w.s.r.push(reply{kind: rBind, fix: fix})
 }
 
-// notePortal remembers which portals run a statement with an exec (only
-// once there is one: the map is nil otherwise).
-func (s *session) notePortal(portal, stmt []byte) {
+// notePortal remembers which portals run a statement with something to
+// follow when it runs (only once there is one: the map is nil otherwise).
+func (s *session) notePortal(portal []byte, st *clientStmt) {
 	ps := s.ps
 	if ps == nil {
 		return
 	}
-	var st *clientStmt
-	if len(stmt) == 0 {
-		if ps.hasUnnamed {
-			st = ps.unnamedRun
-		}
-	} else if named := ps.named[string(stmt)]; named != nil && (named.exec != nil || named.early != nil || named.fix != nil) {
-		st = named
-	}
-	if st == nil {
+	if st == nil || (st.exec == nil && st.early == nil && st.fix == nil) {
 		if ps.portals != nil {
 			delete(ps.portals, string(portal))
 		}
@@ -522,7 +519,7 @@ func (w *rewriter) describe(off, end int, kind byte, name []byte) {
 		w.s.r.push(reply{kind: rDescPortal})
 		return
 	}
-	sname, fix := w.statement(off, name)
+	sname, fix, _ := w.statement(off, name)
 	if sname != nil {
 		w.replace(off, end, func(dst []byte) []byte { return codec.AppendDescribe(dst, 'S', sname) })
 	}
