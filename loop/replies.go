@@ -93,21 +93,21 @@ func (r *replies) pop() {
 	r.h++
 }
 
+// synthDue says whether the head is an answer belay gives itself.
+func (r *replies) synthDue() bool {
+	e := r.head()
+	return e != nil && (e.kind == rSynthParse || e.kind == rSynthClose)
+}
+
 // synth pops a synthetic answer at the head: what belay must send the client
 // now (0 when the head is the server's to answer).
 func (r *replies) synth() byte {
-	e := r.head()
-	if e == nil {
+	if !r.synthDue() {
 		return 0
 	}
-	var typ byte
-	switch e.kind {
-	case rSynthParse:
-		typ = '1'
-	case rSynthClose:
-		typ = '3'
-	default:
-		return 0
+	typ := byte('1') // ParseComplete
+	if r.head().kind == rSynthClose {
+		typ = '3' // CloseComplete
 	}
 	r.pop()
 	return typ

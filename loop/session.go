@@ -618,9 +618,9 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 			s.srvDrop -= k
 			continue
 		}
-		if typ := s.r.synth(); typ != 0 {
+		if s.r.synthDue() {
 			flush()
-			_, _ = s.write([]byte{typ, 0, 0, 0, 4})
+			s.writeSynth()
 			continue
 		}
 		typ, bodyLen, err := codec.PeekHeader(data[off:], codec.MaxProtocolMessage)

@@ -356,16 +356,12 @@ func (w *rewriter) sqlThroughParse(off int, q []byte) (mapped []byte, run *clien
 		w.ensure(off, old, false) // Postgres's 42P05, shown with the client's name
 		return rename(old.sname), &clientStmt{fix: []string{old.sname, st.Name}}
 	case st.Effects&planner.EffPrepare != 0:
-		sname := "s" + strconv.FormatUint(s.p.stmtSeq.Add(1), 10)
-		ns := &clientStmt{sname: sname, cname: st.Name,
-			prepare: "PREPARE " + sname + string(q[st.NameSpan.End():st.Span.End()]),
-			eff:     st.Effects &^ planner.EffPrepare}
-		run.fix = []string{sname, st.Name}
+		ns := s.sqlStmt(st, q)
+		run.fix = []string{ns.sname, st.Name}
 		run.early = func() func() {
 			sc := s.server
 			prev := ps.named[ns.cname]
-			ps.named[ns.cname] = ns
-			sc.Stmts.Add(sname)
+			s.prepared(ns)
 			return func() {
 				if ps.named[ns.cname] == ns {
 					if prev != nil {
@@ -374,35 +370,19 @@ func (w *rewriter) sqlThroughParse(off int, q []byte) (mapped []byte, run *clien
 						delete(ps.named, ns.cname)
 					}
 				}
-				sc.Stmts.Remove(sname)
+				sc.Stmts.Remove(ns.sname)
 			}
 		}
-		return rename(sname), run
+		return rename(ns.sname), run
 	case st.Effects&planner.EffDeallocate != 0 && old != nil:
 		w.ensure(off, old, false)
 		run.fix = []string{old.sname, st.Name}
-		run.exec = func() {
-			if ps.named[st.Name] == old {
-				delete(ps.named, st.Name)
-			}
-			if s.server != nil {
-				s.server.Stmts.Remove(old.sname)
-			}
-		}
+		run.exec = s.onDeallocate(st.Name, old)
 		return rename(old.sname), run
 	case st.Effects&planner.EffDeallocateAll != 0:
-		run.exec = func() {
-			clear(ps.named)
-			if s.server != nil {
-				s.server.Stmts.Reset()
-			}
-		}
+		run.exec = s.onDeallocateAll
 	case st.Effects&planner.EffDiscardAll != 0:
-		run.exec = func() {
-			if s.server != nil {
-				s.discarded(s.server)
-			}
-		}
+		run.exec = s.onDiscardAll
 	}
 	return nil, run
 }
@@ -660,31 +640,23 @@ func (w *rewriter) sqlQuery(off, end int, q []byte) reply {
 				rename(st, old) // Postgres's 42P05, shown with the client's name
 				continue
 			}
-			sname := "s" + strconv.FormatUint(s.p.stmtSeq.Add(1), 10)
-			ns := &clientStmt{sname: sname, cname: st.Name,
-				prepare: "PREPARE " + sname + string(q[st.NameSpan.End():st.Span.End()]),
-				eff:     st.Effects &^ planner.EffPrepare} // what its body does, when executed
+			ns := s.sqlStmt(st, q)
 			rename(st, ns)
 			view[st.Name] = ns
-			e.conf = append(e.conf, confirm{i, func() { ps.named[ns.cname] = ns; sc.Stmts.Add(sname) }})
+			e.conf = append(e.conf, confirm{i, func() { s.prepared(ns) }})
 		case st.Effects&planner.EffExecute != 0 && old != nil:
 			rename(st, old)
 			s.noteEffects(old.eff)
 		case st.Effects&planner.EffDeallocate != 0 && old != nil:
 			rename(st, old)
 			delete(view, st.Name)
-			e.conf = append(e.conf, confirm{i, func() {
-				if ps.named[st.Name] == old {
-					delete(ps.named, st.Name)
-				}
-				sc.Stmts.Remove(old.sname)
-			}})
+			e.conf = append(e.conf, confirm{i, s.onDeallocate(st.Name, old)})
 		case st.Effects&planner.EffDeallocateAll != 0:
 			clear(view)
-			e.conf = append(e.conf, confirm{i, func() { clear(ps.named); sc.Stmts.Reset() }})
+			e.conf = append(e.conf, confirm{i, s.onDeallocateAll})
 		case st.Effects&planner.EffDiscardAll != 0:
 			clear(view)
-			e.conf = append(e.conf, confirm{i, func() { s.discarded(sc) }})
+			e.conf = append(e.conf, confirm{i, s.onDiscardAll})
 		}
 	}
 	if b != nil {
@@ -692,6 +664,55 @@ func (w *rewriter) sqlQuery(off, end int, q []byte) reply {
 		w.replace(off, end, func(dst []byte) []byte { return codec.AppendQuery(dst, string(b)) })
 	}
 	return e
+}
+
+// What a client's SQL PREPARE, DEALLOCATE, DEALLOCATE ALL and DISCARD ALL
+// do to its names and to the server it holds, whether they came in a Query
+// or through Parse. They run while the server's answers are read, when
+// s.server is the server that ran them.
+
+// sqlStmt is the statement a SQL PREPARE st (in q) creates, under a fresh
+// server-side name: two clients' PREPARE p may differ.
+func (s *session) sqlStmt(st planner.Stmt, q []byte) *clientStmt {
+	sname := "s" + strconv.FormatUint(s.p.stmtSeq.Add(1), 10)
+	return &clientStmt{sname: sname, cname: st.Name,
+		prepare: "PREPARE " + sname + string(q[st.NameSpan.End():st.Span.End()]),
+		eff:     st.Effects &^ planner.EffPrepare} // what its body does, when executed
+}
+
+// prepared records that ns exists, for the client and on its server.
+func (s *session) prepared(ns *clientStmt) {
+	s.stmts().named[ns.cname] = ns
+	if s.server != nil {
+		s.server.Stmts.Add(ns.sname)
+	}
+}
+
+// onDeallocate is what DEALLOCATE name does when name is old.
+func (s *session) onDeallocate(name string, old *clientStmt) func() {
+	return func() {
+		if ps := s.stmts(); ps.named[name] == old {
+			delete(ps.named, name)
+		}
+		if s.server != nil {
+			s.server.Stmts.Remove(old.sname)
+		}
+	}
+}
+
+// onDeallocateAll is what DEALLOCATE ALL does.
+func (s *session) onDeallocateAll() {
+	clear(s.stmts().named)
+	if s.server != nil {
+		s.server.Stmts.Reset()
+	}
+}
+
+// onDiscardAll is what DISCARD ALL does.
+func (s *session) onDiscardAll() {
+	if s.server != nil {
+		s.discarded(s.server)
+	}
 }
 
 // discarded follows a client's DISCARD ALL: it holds no prepared statement,
