@@ -3,6 +3,8 @@ package loop
 import (
 	"log/slog"
 	"time"
+
+	"github.com/belaydb/belay/fairness"
 )
 
 // Config is what the proxy needs to start. cmd/belay fills it from flags
@@ -17,6 +19,14 @@ type Config struct {
 	Server string
 	// PoolSize is the most server connections one (database, user) pool may hold open.
 	PoolSize int
+	// MaxDBConnections is the node's budget of server connections, shared
+	// fairly between the pools (package fairness). 0 means what the
+	// server's max_connections leaves after its reserved slots, read at
+	// the first login; -1 means no budget but PoolSize.
+	MaxDBConnections int
+	// UserLimits gives users a weight, a guaranteed minimum and a maximum
+	// of the budget; users not named get weight 1, no minimum, PoolSize.
+	UserLimits map[string]fairness.Limits
 	// MaxClientConn is the most client connections served at once; 0 means no limit.
 	MaxClientConn int
 	// AuthType is the client authentication method: scram-sha-256 (the

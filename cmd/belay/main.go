@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/belaydb/belay/fairness"
 	"github.com/belaydb/belay/loop"
 	"github.com/belaydb/belay/poolcore"
 )
@@ -71,6 +72,9 @@ func runProxy(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:6432", "TCP address(es) to accept clients on, comma-separated")
 	server := fs.String("server", "127.0.0.1:5432", "Postgres server host:port")
 	poolSize := fs.Int("pool-size", loop.DefaultPoolSize, "server connections per (database, user) pool")
+	maxDB := fs.Int("max-db-connections", 0, "the node's budget of server connections, shared fairly between users (0: what the server's max_connections leaves after reserved slots; -1: none)")
+	var userLimits userLimitsFlag
+	fs.Var(&userLimits, "user-weight", "a user's share of the budget: NAME=WEIGHT[:MIN[:MAX]], comma-separated or repeated (e.g. batch=1:0:4,web=3:2)")
 	authType := fs.String("auth-type", "scram-sha-256", "client authentication: scram-sha-256, md5, password, trust, cert, or hba (per --auth-hba-file)")
 	authFile := fs.String("auth-file", "", "PgBouncer userlist: \"user\" \"password | md5... | SCRAM-SHA-256$...\" per line")
 	authHBA := fs.String("auth-hba-file", "", "pg_hba.conf-format rules, used with --auth-type hba")
@@ -139,6 +143,8 @@ func runProxy(args []string) error {
 		UnixSocketDir:          *unixDir,
 		Server:                 *server,
 		PoolSize:               *poolSize,
+		MaxDBConnections:       *maxDB,
+		UserLimits:             userLimits.m,
 		MaxClientConn:          *maxClients,
 		AuthType:               *authType,
 		AuthFile:               *authFile,
@@ -211,4 +217,43 @@ func parsePeers(s string) (map[int]string, error) {
 		out[id] = v
 	}
 	return out, nil
+}
+
+// userLimitsFlag is --user-weight: NAME=WEIGHT[:MIN[:MAX]] entries,
+// comma-separated, the flag repeatable.
+type userLimitsFlag struct{ m map[string]fairness.Limits }
+
+func (f *userLimitsFlag) String() string { return fmt.Sprint(f.m) }
+
+func (f *userLimitsFlag) Set(s string) error {
+	for _, e := range strings.Split(s, ",") {
+		name, spec, ok := strings.Cut(strings.TrimSpace(e), "=")
+		if !ok || name == "" {
+			return fmt.Errorf("%q: want NAME=WEIGHT[:MIN[:MAX]]", e)
+		}
+		var nums [3]int
+		parts := strings.Split(spec, ":")
+		if len(parts) > 3 {
+			return fmt.Errorf("%q: want NAME=WEIGHT[:MIN[:MAX]]", e)
+		}
+		for i, p := range parts {
+			n, err := strconv.Atoi(p)
+			if err != nil {
+				return fmt.Errorf("%q: %q is not a number", e, p)
+			}
+			nums[i] = n
+		}
+		l := fairness.Limits{Weight: nums[0], Min: nums[1], Max: nums[2]}
+		if l.Weight < 1 {
+			return fmt.Errorf("%q: the weight must be at least 1", e)
+		}
+		if err := l.Validate(); err != nil {
+			return fmt.Errorf("%q: %w", e, err)
+		}
+		if f.m == nil {
+			f.m = map[string]fairness.Limits{}
+		}
+		f.m[name] = l
+	}
+	return nil
 }
