@@ -11,6 +11,10 @@ type ID int32
 // None is the ID of nobody.
 const None ID = -1
 
+// Drop is Take's answer when the budget shrank below the servers open: close
+// the server, and open none in its place.
+const Drop ID = -2
+
 // Limits shape one user's share.
 type Limits struct {
 	// Weight scales the user's cut of a contended budget (0 means 1).
@@ -228,10 +232,17 @@ func (a *Allocator) Next() ID {
 // go to another user: yes when from holds more than its share and some user
 // with waiting clients holds less than its own. The slot then counts as the
 // receiver's, who must open a server in it once from's is closed; None means
-// from keeps its server.
+// from keeps its server. Drop means close it: the budget shrank, or from's
+// Max did.
 func (a *Allocator) Take(from ID) ID {
 	a.refresh()
 	f := &a.users[from]
+	if f.held > f.limit() || (f.held > f.share && a.budget > 0 && a.open > a.budget) {
+		f.held--
+		a.open--
+		a.stale = true
+		return Drop
+	}
 	if f.held <= f.share {
 		return None
 	}

@@ -61,7 +61,7 @@ func TestLimits(t *testing.T) {
 		waiter := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
 		_, err := waiter.Exec(ctx, "SELECT 1")
 		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || pe.Code != string(sqlstate.ProtocolViolation) || pe.Message != "query_wait_timeout" {
+		if !errors.As(err, &pe) || pe.Code != string(sqlstate.ProtocolViolation) || pe.Message != "query_wait_timeout" || !strings.Contains(pe.Detail, "no server connection for postgres@postgres within") {
 			t.Fatalf("waiter: %v, want 08P01 query_wait_timeout", err)
 		}
 		if err := tx.Commit(ctx); err != nil {

@@ -138,6 +138,7 @@ func Start(cfg Config) (*Proxy, error) {
 		ConnectTimeout: cfg.ServerConnectTimeout, PassFile: cfg.PassFile, Logger: cfg.Logger,
 		ServerTLSMode: cfg.ServerTLSMode, ServerTLSCAFile: cfg.ServerTLSCAFile, ServerTLSCertFile: cfg.ServerTLSCertFile, ServerTLSKeyFile: cfg.ServerTLSKeyFile,
 		QueryWaitTimeout: cfg.QueryWaitTimeout, OnSweep: p.sweep, MaxPreparedStatements: cfg.MaxPreparedStatements,
+		MaxDBConnections: cfg.MaxDBConnections, UserLimits: cfg.UserLimits,
 	})
 	p.metrics = newProxyMetrics(p, loops)
 	p.plans = make([]*planner.Cache, loops)

@@ -304,7 +304,9 @@ func (s *session) resumeWork() {
 func (s *session) ServerFailed(err error) {
 	s.waiting = false
 	if errors.Is(err, poolcore.ErrQueryWaitTimeout) {
-		s.kill(fatalf(sqlstate.ProtocolViolation, "query_wait_timeout")) // PgBouncer's words and code
+		e := fatalf(sqlstate.ProtocolViolation, "query_wait_timeout") // PgBouncer's words and code
+		e.Detail = err.Error()
+		s.kill(e)
 		return
 	}
 	var pe *poolcore.PgError

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/belaydb/belay/codec"
+	"github.com/belaydb/belay/fairness"
 	"github.com/panjf2000/gnet/v2"
 )
 
@@ -55,7 +56,15 @@ type Options struct {
 	// QueryWaitTimeout fails a client that waited this long in a pool's
 	// queue with ErrQueryWaitTimeout (0: it waits for ever).
 	QueryWaitTimeout time.Duration
-	Logger           *slog.Logger
+	// MaxDBConnections is the server's budget of connections, shared
+	// between the pools by package fairness: 0 reads it from the server at
+	// the first login (max_connections less reserved slots), -1 means none
+	// (only PoolSize bounds each pool).
+	MaxDBConnections int
+	// UserLimits gives a user's pools a weight, a guaranteed minimum and a
+	// maximum in the budget (a Max above PoolSize is cut to it).
+	UserLimits map[string]fairness.Limits
+	Logger     *slog.Logger
 	// OnSweep, when set, runs at the end of every Sweep, on the loop swept:
 	// the owner's own periodic work per loop (the loop package's login
 	// timeouts) without a timer per connection.
@@ -63,8 +72,38 @@ type Options struct {
 }
 
 // ErrQueryWaitTimeout is what ServerFailed reports to a client that waited
-// longer than Options.QueryWaitTimeout for a server.
+// longer than Options.QueryWaitTimeout for a server (as a *WaitTimeoutError,
+// which says why).
 var ErrQueryWaitTimeout = errors.New("query_wait_timeout")
+
+// WaitTimeoutError is ErrQueryWaitTimeout with the state of the client's
+// pool when it gave up.
+type WaitTimeoutError struct {
+	Pool          Key
+	Waited        time.Duration
+	Held, Share   int // the pool's servers and its fair share of the budget
+	Open, Budget  int // the node's servers and budget (0: none)
+	PoolSizeLimit int
+}
+
+func (e *WaitTimeoutError) Error() string {
+	budget := "no budget"
+	if e.Budget > 0 {
+		budget = fmt.Sprintf("%d of the server's budget of %d in use", e.Open, e.Budget)
+	}
+	return fmt.Sprintf("no server connection for %s within %v: the pool holds %d (its fair share %d, its limit %d); %s",
+		e.Pool, e.Waited.Round(time.Millisecond), e.Held, e.Share, e.PoolSizeLimit, budget)
+}
+
+func (e *WaitTimeoutError) Is(target error) bool { return target == ErrQueryWaitTimeout }
+
+func (p *Pool) waitTimeout(waited time.Duration) error {
+	n := &p.m.node
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return &WaitTimeoutError{Pool: p.key, Waited: waited, Held: n.alloc.Held(p.fid), Share: n.alloc.Share(p.fid),
+		Open: n.alloc.Open(), Budget: n.alloc.Budget(), PoolSizeLimit: int(p.size)}
+}
 
 // Check reports options that cannot work (an unknown TLS mode, unreadable
 // certificate files), so that a caller can refuse to start. NewManager
@@ -86,6 +125,11 @@ type Manager struct {
 	mu    sync.Mutex // guards pools and loops
 	pools map[Key]*Pool
 	loops []*Loop
+	// loopByIdx[i] is loops[i], readable without mu (node code runs under
+	// node.mu, which is taken after mu, never before).
+	loopByIdx []atomic.Pointer[Loop]
+
+	node node // the server's budget, shared fairly between the pools
 
 	tls    *serverTLS // how logins use TLS; nil with tlsErr
 	tlsErr error      // why the TLS options cannot work
@@ -97,6 +141,7 @@ type Manager struct {
 	// Counters for tests and metrics.
 	Dials     atomic.Int64 // logins started
 	Transfers atomic.Int64 // servers closed on one loop to give their slot to another
+	Handovers atomic.Int64 // servers closed to give their slot to another pool (package fairness)
 }
 
 // NewManager returns a Manager; nothing is dialled until a client asks.
@@ -113,7 +158,9 @@ func NewManager(o Options) *Manager {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	m := &Manager{opts: o, log: o.Logger, epoch: time.Now(), pools: make(map[Key]*Pool), cancelAddr: o.Server}
+	m := &Manager{opts: o, log: o.Logger, epoch: time.Now(), pools: make(map[Key]*Pool), cancelAddr: o.Server,
+		loopByIdx: make([]atomic.Pointer[Loop], o.NumLoops)}
+	m.node.init(o)
 	m.tls, m.tlsErr = newServerTLS(o)
 	return m
 }
@@ -163,6 +210,7 @@ func (m *Manager) LoopFor(el gnet.EventLoop) *Loop {
 	}
 	l := &Loop{m: m, idx: len(m.loops), el: el, servers: make(map[*Server]struct{})}
 	m.loops = append(m.loops, l)
+	m.loopByIdx[l.idx].Store(l)
 	return l
 }
 
@@ -171,10 +219,8 @@ func (m *Manager) LoopFor(el gnet.EventLoop) *Loop {
 func (m *Manager) Loop(i int) *Loop { return m.loop(i) }
 
 func (m *Manager) loop(i int) *Loop {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if i < len(m.loops) {
-		return m.loops[i]
+	if i < len(m.loopByIdx) {
+		return m.loopByIdx[i].Load()
 	}
 	return nil
 }
@@ -193,9 +239,14 @@ func (m *Manager) Pool(k Key) (*Pool, error) {
 	if m.tlsErr != nil {
 		return nil, m.tlsErr
 	}
-	p := &Pool{key: k, m: m, size: int32(m.opts.PoolSize), host: host, port: port,
+	lim := m.opts.UserLimits[k.User]
+	if lim.Max <= 0 || lim.Max > m.opts.PoolSize {
+		lim.Max = m.opts.PoolSize
+	}
+	p := &Pool{key: k, m: m, size: int32(lim.Max), host: host, port: port,
 		passfile: lookupPassFile(m.opts.PassFile, host, port, k),
 		perLoop:  make([]loopPool, m.opts.NumLoops), params: make(map[string][]byte)}
+	m.node.register(p, lim)
 	m.pools[k] = p
 	return p, nil
 }
@@ -216,8 +267,12 @@ func (m *Manager) Pools() []*Pool {
 type Pool struct {
 	key  Key
 	m    *Manager
-	size int32
-	open atomic.Int32 // servers open or being dialled
+	size int32        // the most servers it may hold (PoolSize, or its user's Max)
+	open atomic.Int32 // servers open or being dialled; changed under node.mu
+	fid  fairness.ID  // the pool as a user of the node's allocator
+	// blocked: the allocator refused this pool a slot; it waits to be
+	// offered one (see reserve).
+	blocked atomic.Bool
 
 	host, port string                      // of Options.Server
 	passfile   string                      // the .pgpass password for key, looked up once
@@ -249,15 +304,23 @@ type loopPool struct {
 	headSince atomic.Int64 // since when the oldest waiter waits; 0: none
 	// servers released while a cancel of theirs is in flight (stateCancelWait)
 	cancelWait atomic.Int32
-	_          [64]byte
+	// waiters served, and the time they waited in all (nanoseconds)
+	served, waitedNanos atomic.Int64
+	_                   [64]byte
 }
 
 // Key is the pool's key.
 func (p *Pool) Key() Key { return p.key }
 
 // Stats is a snapshot of a pool, for tests and metrics.
-// CancelWait counts released servers held back until their cancels finish.
-type Stats struct{ Open, Idle, Active, Waiting, CancelWait int }
+// CancelWait counts released servers held back until their cancels finish;
+// Served the clients that got a server after waiting, and Waited the time
+// they waited in all.
+type Stats struct {
+	Open, Idle, Active, Waiting, Dialing, CancelWait int
+	Served                                           int64
+	Waited                                           time.Duration
+}
 
 // Stats reads the pool's counters. Safe for concurrent use.
 func (p *Pool) Stats() Stats {
@@ -267,7 +330,10 @@ func (p *Pool) Stats() Stats {
 		s.Idle += int(lp.nIdle.Load())
 		s.Active += int(lp.active.Load())
 		s.Waiting += int(lp.nWait.Load())
+		s.Dialing += int(lp.dialing.Load())
 		s.CancelWait += int(lp.cancelWait.Load())
+		s.Served += lp.served.Load()
+		s.Waited += time.Duration(lp.waitedNanos.Load())
 	}
 	return s
 }
@@ -356,8 +422,14 @@ func (p *Pool) CancelWait(l *Loop, c Client) {
 }
 
 func (p *Pool) popWaiter(lp *loopPool) (Client, bool) {
+	w, ok := p.popWaiterSince(lp)
+	return w.c, ok
+}
+
+// popWaiterSince is popWaiter that also says since when the client waited.
+func (p *Pool) popWaiterSince(lp *loopPool) (waiter, bool) {
 	if lp.whead == len(lp.waiters) {
-		return nil, false
+		return waiter{}, false
 	}
 	w := lp.waiters[lp.whead]
 	lp.waiters[lp.whead] = waiter{}
@@ -370,7 +442,7 @@ func (p *Pool) popWaiter(lp *loopPool) (Client, bool) {
 	}
 	lp.nWait.Add(-1)
 	p.resetHead(lp)
-	return w.c, true
+	return w, true
 }
 
 func (p *Pool) resetHead(lp *loopPool) {
@@ -378,19 +450,6 @@ func (p *Pool) resetHead(lp *loopPool) {
 		lp.headSince.Store(0)
 	} else {
 		lp.headSince.Store(lp.waiters[lp.whead].since)
-	}
-}
-
-func (p *Pool) reserve(loopIdx int) bool {
-	for {
-		n := p.open.Load()
-		if n >= p.size {
-			return false
-		}
-		if p.open.CompareAndSwap(n, n+1) {
-			p.perLoop[loopIdx].held.Add(1)
-			return true
-		}
 	}
 }
 
@@ -452,6 +511,9 @@ func (p *Pool) finishRelease(sc *Server) {
 		sc.Close()
 		return
 	}
+	if p.m.node.contended.Load() && p.handOver(sc) {
+		return // another pool waits below its fair share: the slot is its
+	}
 	lp := &p.perLoop[l.idx]
 	switch target := p.pickLoop(l.idx); target {
 	case -1:
@@ -460,8 +522,10 @@ func (p *Pool) finishRelease(sc *Server) {
 		lp.idle = append(lp.idle, sc)
 		lp.nIdle.Add(1)
 	case l.idx:
-		c, _ := p.popWaiter(lp)
-		p.handoff(sc, c)
+		w, _ := p.popWaiterSince(lp)
+		lp.served.Add(1)
+		lp.waitedNanos.Add(p.m.now() - w.since)
+		p.handoff(sc, w.c)
 	default:
 		p.moveSlot(sc, target)
 	}
@@ -540,7 +604,7 @@ func (p *Pool) pickLoop(local int) int {
 	} else {
 		localWait = now - localHS
 	}
-	if best < 0 || p.open.Load() < p.size {
+	if best < 0 || (!p.blocked.Load() && p.open.Load() < p.size) {
 		return stay // nobody else waits, or they can log in servers of their own
 	}
 	if bestWait > starveAfter && bestWait > 2*localWait && p.perLoop[best].dialing.Load() == 0 {
@@ -565,22 +629,17 @@ func (p *Pool) pickLoop(local int) int {
 func (p *Pool) arrived(sc *Server) {
 	p.perLoop[sc.loop.idx].dialing.Add(-1)
 	sc.born = time.Now()
-	p.finishRelease(sc)
+	p.m.node.learnBudget(sc, func() { p.finishRelease(sc) })
 }
 
-// gone accounts for a server that closed, and gives its slot to the loop
-// whose unserved waiter waits longest.
+// gone accounts for a server that closed, and gives its slot to the pool
+// the allocator picks (this one if it waits, else another that does).
 func (p *Pool) gone(sc *Server) {
 	if sc.slotMoved {
-		return // moveSlot did the accounting
+		return // moveSlot or handOver did the accounting
 	}
-	p.open.Add(-1)
 	p.perLoop[sc.loop.idx].held.Add(-1)
-	if best := p.longestUnserved(); best >= 0 {
-		if l := p.m.loop(best); l != nil && p.reserve(best) {
-			p.dial(l)
-		}
-	}
+	p.m.node.closed(p)
 }
 
 // longestUnserved is the loop whose oldest waiter no login in flight will
@@ -674,7 +733,6 @@ func (p *Pool) login(l *Loop) error {
 // dialFailed gives the slot back and fails the waiters of l: the same login
 // would fail for them too.
 func (p *Pool) dialFailed(l *Loop, err error) {
-	p.open.Add(-1)
 	lp := &p.perLoop[l.idx]
 	lp.held.Add(-1)
 	lp.dialing.Add(-1)
@@ -685,6 +743,7 @@ func (p *Pool) dialFailed(l *Loop, err error) {
 		}
 		c.ServerFailed(err)
 	}
+	p.m.node.closed(p)
 }
 
 // cancel sends a CancelRequest for sc's running query, off the loop. On
@@ -776,8 +835,8 @@ func (m *Manager) Sweep(l *Loop) {
 			// The queue is in arrival order: the expired ones are at its head.
 			t := m.now()
 			for lp.whead < len(lp.waiters) && t-lp.waiters[lp.whead].since > qwt {
-				c, _ := p.popWaiter(lp)
-				c.ServerFailed(ErrQueryWaitTimeout)
+				w, _ := p.popWaiterSince(lp)
+				w.c.ServerFailed(p.waitTimeout(time.Duration(t - w.since)))
 			}
 		}
 		for i := len(lp.idle) - 1; i >= 0; i-- {
@@ -795,6 +854,7 @@ func (m *Manager) Sweep(l *Loop) {
 
 // Tick runs Sweep on every loop. Call it periodically from any goroutine.
 func (m *Manager) Tick() {
+	m.node.tick(m)
 	m.mu.Lock()
 	loops := append([]*Loop(nil), m.loops...)
 	m.mu.Unlock()
