@@ -1,7 +1,10 @@
 package loop
 
 import (
+	"bytes"
 	"context"
+	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +21,7 @@ import (
 func createRoles(t *testing.T, pg *pginstance.Instance, names ...string) {
 	t.Helper()
 	c := connect(t, pg.ConnString("postgres", "postgres"))
+	defer c.Close(context.Background())
 	for _, n := range names {
 		if _, err := c.Exec(context.Background(),
 			"DO $$BEGIN CREATE ROLE "+n+" LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$"); err != nil {
@@ -119,9 +123,30 @@ func TestNoisyNeighbour(t *testing.T) {
 	if d, s := quiet.Fairness(); s != 2 || d != 2 {
 		t.Errorf("quiet: demand %d, share %d; want 2, 2", d, s)
 	}
+	// The waiters and the shares are in the metrics.
+	var buf bytes.Buffer
+	p.Metrics().WritePrometheus(&buf)
+	for _, want := range []string{
+		`belay_pool_fair_share{database="postgres",user="quiet"} 2`,
+		`belay_pool_fair_share{database="postgres",user="noisy"} 2`,
+		`belay_pool_servers_open{database="postgres",user="quiet"} 2`,
+		`belay_server_budget 4`,
+	} {
+		if !strings.Contains(buf.String(), want+"\n") {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if !regexp.MustCompile(`belay_pool_clients_waiting\{database="postgres",user="noisy"\} [1-9]`).Match(buf.Bytes()) {
+		t.Errorf("metrics show no noisy client waiting:\n%s", buf.String())
+	}
 	// Two servers changed hands; under steady load nothing more moves.
 	if moved < 2 || moved > 4 {
 		t.Errorf("%d servers handed over, want 2 (a few more at most)", moved)
+	}
+	// The two taken from noisy may have left its loops uneven: one slot
+	// moves between them, not back and forth.
+	if tr := p.pools.Transfers.Load(); tr > 3 {
+		t.Errorf("noisy's slots moved between loops %d times", tr)
 	}
 
 	// quiet leaves: its demand decays within two windows and its idle
@@ -162,6 +187,40 @@ func TestWeightsAndLimits(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if o := capped.Stats().Open; o != 1 {
 		t.Errorf("capped holds %d servers, its max is 1", o)
+	}
+	stop()
+	wg.Wait()
+}
+
+// TestBudgetFromServer: without --max-db-connections the budget is what the
+// server's max_connections leaves after its reserved slots, and slots handed
+// over between users at that limit log in even while the backend closed for
+// them is still exiting (Postgres answers 53300 for a moment; belay tries
+// again, and no client sees it).
+func TestBudgetFromServer(t *testing.T) {
+	pg := pgtest.New(t, pginstance.Options{Settings: map[string]string{
+		"max_connections": "6", "superuser_reserved_connections": "2", "fsync": "off"}})
+	createRoles(t, pg, "noisy", "quiet")
+	p := startProxy(t, pg, func(c *Config) { c.PoolSize = 10 })
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var n atomic.Int64
+	hammer(ctx, t, p, "noisy", 8, &n, &wg)
+	noisy := poolOf(t, p, "noisy")
+	waitFor(t, "noisy holds the server's 4 slots", func() bool { return noisy.Stats().Open == 4 })
+	if b := p.pools.NodeStats().Budget; b != 4 {
+		t.Fatalf("budget %d, want max_connections 6 - 2 reserved", b)
+	}
+	for round := range 3 {
+		qctx, qstop := context.WithCancel(ctx)
+		var qwg sync.WaitGroup
+		hammer(qctx, t, p, "quiet", 2, &n, &qwg)
+		quiet := poolOf(t, p, "quiet")
+		waitFor(t, "quiet holds 2", func() bool { return quiet.Stats().Open == 2 })
+		qstop()
+		qwg.Wait()
+		waitFor(t, "noisy has the server back", func() bool { return noisy.Stats().Open == 4 })
+		t.Logf("round %d: handovers %d, logins retried after 53300: %d", round, p.pools.Handovers.Load(), p.pools.LoginRetries.Load())
 	}
 	stop()
 	wg.Wait()

@@ -139,6 +139,7 @@ func Start(cfg Config) (*Proxy, error) {
 		ServerTLSMode: cfg.ServerTLSMode, ServerTLSCAFile: cfg.ServerTLSCAFile, ServerTLSCertFile: cfg.ServerTLSCertFile, ServerTLSKeyFile: cfg.ServerTLSKeyFile,
 		QueryWaitTimeout: cfg.QueryWaitTimeout, OnSweep: p.sweep, MaxPreparedStatements: cfg.MaxPreparedStatements,
 		MaxDBConnections: cfg.MaxDBConnections, UserLimits: cfg.UserLimits,
+		OnNewPool: func(pool *poolcore.Pool) { p.metrics.addPool(pool) },
 	})
 	p.metrics = newProxyMetrics(p, loops)
 	p.plans = make([]*planner.Cache, loops)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/belaydb/belay/codec"
+	"github.com/belaydb/belay/codec/sqlstate"
 	"github.com/belaydb/belay/fairness"
 	"github.com/panjf2000/gnet/v2"
 )
@@ -69,6 +70,9 @@ type Options struct {
 	// the owner's own periodic work per loop (the loop package's login
 	// timeouts) without a timer per connection.
 	OnSweep func(l *Loop)
+	// OnNewPool, when set, is told of each pool as it is created (for
+	// metrics), under the Manager's lock: it must not call back into it.
+	OnNewPool func(p *Pool)
 }
 
 // ErrQueryWaitTimeout is what ServerFailed reports to a client that waited
@@ -142,6 +146,9 @@ type Manager struct {
 	Dials     atomic.Int64 // logins started
 	Transfers atomic.Int64 // servers closed on one loop to give their slot to another
 	Handovers atomic.Int64 // servers closed to give their slot to another pool (package fairness)
+	// LoginRetries counts logins tried again after Postgres answered 53300
+	// too_many_connections (a handed-over slot's old backend still exiting).
+	LoginRetries atomic.Int64
 }
 
 // NewManager returns a Manager; nothing is dialled until a client asks.
@@ -248,6 +255,9 @@ func (m *Manager) Pool(k Key) (*Pool, error) {
 		perLoop:  make([]loopPool, m.opts.NumLoops), params: make(map[string][]byte)}
 	m.node.register(p, lim)
 	m.pools[k] = p
+	if m.opts.OnNewPool != nil {
+		m.opts.OnNewPool(p)
+	}
 	return p, nil
 }
 
@@ -607,7 +617,11 @@ func (p *Pool) pickLoop(local int) int {
 	if best < 0 || (!p.blocked.Load() && p.open.Load() < p.size) {
 		return stay // nobody else waits, or they can log in servers of their own
 	}
-	if bestWait > starveAfter && bestWait > 2*localWait && p.perLoop[best].dialing.Load() == 0 {
+	// A starving loop gets the slot, unless local has waiters too and would
+	// be left with fewer servers than it: that only moves the starvation
+	// (and, back and forth, spends a login each time).
+	if bestWait > starveAfter && bestWait > 2*localWait && p.perLoop[best].dialing.Load() == 0 &&
+		(localHS == 0 || p.perLoop[local].held.Load() > p.perLoop[best].held.Load()) {
 		return best
 	}
 	// Share by clients: move if local holds more than its share and best less.
@@ -692,6 +706,15 @@ func (p *Pool) dial(l *Loop) {
 	p.m.log.Debug("dialling", "pool", p.key, "loop", l.idx, "open", p.open.Load())
 	go func() {
 		err := p.login(l)
+		// A slot handed over between pools is logged into while the backend
+		// of the server closed for it may still be exiting: at a budget of
+		// max_connections, Postgres can refuse the login for a moment.
+		deadline := time.Now().Add(p.m.opts.ConnectTimeout)
+		for wait := time.Millisecond; tooManyConnections(err) && time.Now().Add(wait).Before(deadline); wait = min(2*wait, 100*time.Millisecond) {
+			p.m.LoginRetries.Add(1)
+			time.Sleep(wait)
+			err = p.login(l)
+		}
 		if err == nil {
 			return
 		}
@@ -701,6 +724,11 @@ func (p *Pool) dial(l *Loop) {
 			return nil
 		}))
 	}()
+}
+
+func tooManyConnections(err error) bool {
+	var pe *PgError
+	return errors.As(err, &pe) && sqlstate.Code(pe.Code) == sqlstate.TooManyConnections
 }
 
 func (p *Pool) login(l *Loop) error {

@@ -114,7 +114,9 @@ func TestPickLoop(t *testing.T) {
 		{"off by one: stays (a move costs a login)", 10, 10, [2]loopState{{clients: 5, held: 6, nWait: 2, waitMs: 2}, {clients: 5, held: 4, nWait: 3, waitMs: 3}}, 0},
 		{"unbalanced: moves", 10, 10, [2]loopState{{clients: 5, held: 8, nWait: 2, waitMs: 2}, {clients: 5, held: 2, nWait: 3, waitMs: 3}}, 1},
 		{"unbalanced, local idle: moves", 10, 10, [2]loopState{{clients: 5, held: 8}, {clients: 5, held: 2, nWait: 3, waitMs: 3}}, 1},
-		{"starving other loop", 2, 2, [2]loopState{{clients: 5, held: 1, nWait: 4, waitMs: 10}, {clients: 5, held: 1, nWait: 4, waitMs: 80}}, 1},
+		{"starving other loop", 3, 3, [2]loopState{{clients: 5, held: 2, nWait: 4, waitMs: 10}, {clients: 5, held: 1, nWait: 4, waitMs: 80}}, 1},
+		{"starving, but local would be left with less: stays", 2, 2, [2]loopState{{clients: 5, held: 1, nWait: 4, waitMs: 10}, {clients: 5, held: 1, nWait: 4, waitMs: 80}}, 0},
+		{"starving, local idle: moves", 2, 2, [2]loopState{{clients: 5, held: 1}, {clients: 5, held: 1, nWait: 4, waitMs: 80}}, 1},
 		{"starving but a login is on its way", 2, 2, [2]loopState{{clients: 5, held: 1, nWait: 4, waitMs: 10}, {clients: 5, held: 1, nWait: 4, dialing: 1, waitMs: 80}}, 0},
 		{"other's waiters all have logins coming", 10, 10, [2]loopState{{clients: 5, held: 8}, {clients: 5, held: 2, nWait: 2, dialing: 2, waitMs: 100}}, -1},
 	}
