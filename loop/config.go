@@ -27,6 +27,9 @@ type Config struct {
 	// UserLimits gives users a weight, a guaranteed minimum and a maximum
 	// of the budget; users not named get weight 1, no minimum, PoolSize.
 	UserLimits map[string]fairness.Limits
+	// FairnessWindow is how long a user's peak demand holds its share of
+	// the budget up after the demand fell (0: fairness.DefaultWindow).
+	FairnessWindow time.Duration
 	// MaxClientConn is the most client connections served at once; 0 means no limit.
 	MaxClientConn int
 	// AuthType is the client authentication method: scram-sha-256 (the

@@ -3,6 +3,7 @@ package loop
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -18,7 +19,7 @@ import (
 )
 
 // createRoles makes login roles for the fairness tests (trust auth).
-func createRoles(t *testing.T, pg *pginstance.Instance, names ...string) {
+func createRoles(t testing.TB, pg *pginstance.Instance, names ...string) {
 	t.Helper()
 	c := connect(t, pg.ConnString("postgres", "postgres"))
 	defer c.Close(context.Background())
@@ -32,7 +33,7 @@ func createRoles(t *testing.T, pg *pginstance.Instance, names ...string) {
 
 // hammer runs n clients of user flat out (a 5 ms query each: long against a round trip through the clients, so that a user's share of the servers shows as its share of transactions) until ctx
 // ends, counting their transactions.
-func hammer(ctx context.Context, t *testing.T, p *Proxy, user string, n int, count *atomic.Int64, wg *sync.WaitGroup) {
+func hammer(ctx context.Context, t testing.TB, p *Proxy, user string, n int, count *atomic.Int64, wg *sync.WaitGroup) {
 	for range n {
 		c := connectMode(t, p.connString("postgres", user), pgx.QueryExecModeExec)
 		wg.Add(1)
@@ -51,7 +52,7 @@ func hammer(ctx context.Context, t *testing.T, p *Proxy, user string, n int, cou
 	}
 }
 
-func poolOf(t *testing.T, p *Proxy, user string) *poolcore.Pool {
+func poolOf(t testing.TB, p *Proxy, user string) *poolcore.Pool {
 	t.Helper()
 	pool, err := p.pools.Pool(poolcore.Key{Database: "postgres", User: user})
 	if err != nil {
@@ -61,7 +62,7 @@ func poolOf(t *testing.T, p *Proxy, user string) *poolcore.Pool {
 }
 
 // waitFor polls cond for up to 20 s (a bound for a hang, not a speed claim).
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -222,6 +223,76 @@ func TestBudgetFromServer(t *testing.T) {
 		waitFor(t, "noisy has the server back", func() bool { return noisy.Stats().Open == 4 })
 		t.Logf("round %d: handovers %d, logins retried after 53300: %d", round, p.pools.Handovers.Load(), p.pools.LoginRetries.Load())
 	}
+	stop()
+	wg.Wait()
+}
+
+// BenchmarkCrossLoop is a slot moving between event loops: one user, a pool
+// of one server, two clients on different loops taking turns. The server
+// is idle on one loop when the other's client asks, so it is closed there
+// and a new one logs in on the asking loop: each op is a close, a login
+// and a query.
+func BenchmarkCrossLoop(b *testing.B) {
+	pg := pgtest.Shared(b)
+	p := startProxy(b, pg, func(c *Config) { c.PoolSize = 1 })
+	ctx := context.Background()
+	// Least-connections balancing puts the second client on the other loop.
+	c1 := connectMode(b, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
+	c2 := connectMode(b, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
+	moves := p.pools.Transfers.Load()
+	b.ResetTimer()
+	for b.Loop() {
+		for _, c := range []*pgx.Conn{c1, c2} {
+			if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(p.pools.Transfers.Load()-moves)/float64(b.N), "moves/op")
+}
+
+// BenchmarkCrossUser is a user arriving while another holds the whole
+// budget: a fresh user's first query waits for the busy user's next release,
+// whose server is closed and a server of the new user logs in in its slot.
+// Each op is that first query (the role's creation and the client's own
+// login to belay are outside the timer). A short fairness window lets the
+// previous arrival's claim lapse between ops.
+func BenchmarkCrossUser(b *testing.B) {
+	pg := pgtest.Shared(b)
+	createRoles(b, pg, "noisy")
+	p := startProxy(b, pg, func(c *Config) {
+		c.PoolSize, c.MaxDBConnections, c.FairnessWindow = 2, 2, 10*time.Millisecond
+	})
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var wg sync.WaitGroup
+	var n atomic.Int64
+	hammer(ctx, b, p, "noisy", 4, &n, &wg)
+	noisy := poolOf(b, p, "noisy")
+	waitFor(b, "noisy holds the budget", func() bool { return noisy.Stats().Open == 2 })
+	admin := connect(b, pg.ConnString("postgres", "postgres"))
+	handovers := p.pools.Handovers.Load()
+	i := 0
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		i++
+		user := fmt.Sprintf("arrive_%d", i)
+		if _, err := admin.Exec(ctx, "DROP ROLE IF EXISTS "+user+"; CREATE ROLE "+user+" LOGIN"); err != nil {
+			b.Fatal(err)
+		}
+		waitFor(b, "noisy has the budget back", func() bool { return noisy.Stats().Open == 2 })
+		c := connectMode(b, p.connString("postgres", user), pgx.QueryExecModeExec)
+		b.StartTimer()
+		if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		_ = c.Close(ctx)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(p.pools.Handovers.Load()-handovers)/float64(b.N), "handovers/op")
 	stop()
 	wg.Wait()
 }

@@ -138,7 +138,7 @@ func Start(cfg Config) (*Proxy, error) {
 		ConnectTimeout: cfg.ServerConnectTimeout, PassFile: cfg.PassFile, Logger: cfg.Logger,
 		ServerTLSMode: cfg.ServerTLSMode, ServerTLSCAFile: cfg.ServerTLSCAFile, ServerTLSCertFile: cfg.ServerTLSCertFile, ServerTLSKeyFile: cfg.ServerTLSKeyFile,
 		QueryWaitTimeout: cfg.QueryWaitTimeout, OnSweep: p.sweep, MaxPreparedStatements: cfg.MaxPreparedStatements,
-		MaxDBConnections: cfg.MaxDBConnections, UserLimits: cfg.UserLimits,
+		MaxDBConnections: cfg.MaxDBConnections, UserLimits: cfg.UserLimits, FairnessWindow: cfg.FairnessWindow,
 		OnNewPool: func(pool *poolcore.Pool) { p.metrics.addPool(pool) },
 	})
 	p.metrics = newProxyMetrics(p, loops)

@@ -46,6 +46,9 @@ func (n *node) init(o Options) {
 		budget = 0 // unlimited: only PoolSize bounds a pool
 	}
 	n.alloc = fairness.New(budget)
+	if o.FairnessWindow > 0 {
+		n.alloc.SetWindow(o.FairnessWindow)
+	}
 	n.askBudget = o.MaxDBConnections == 0
 }
 

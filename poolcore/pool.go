@@ -65,7 +65,10 @@ type Options struct {
 	// UserLimits gives a user's pools a weight, a guaranteed minimum and a
 	// maximum in the budget (a Max above PoolSize is cut to it).
 	UserLimits map[string]fairness.Limits
-	Logger     *slog.Logger
+	// FairnessWindow is how long a pool's peak demand holds its share up
+	// (0: fairness.DefaultWindow).
+	FairnessWindow time.Duration
+	Logger         *slog.Logger
 	// OnSweep, when set, runs at the end of every Sweep, on the loop swept:
 	// the owner's own periodic work per loop (the loop package's login
 	// timeouts) without a timer per connection.
@@ -678,12 +681,26 @@ const giveUpMinIdle = 2 * time.Millisecond
 // waiters no login will serve, if there is one. On l.
 func (p *Pool) giveUpIdle(l *Loop) {
 	lp := &p.perLoop[l.idx]
-	if len(lp.idle) == 0 || time.Since(lp.idle[0].idleSince) < giveUpMinIdle {
+	if len(lp.idle) == 0 {
 		return
 	}
-	if target := p.longestUnserved(); target >= 0 && target != l.idx {
-		p.moveSlot(lp.idle[0], target)
+	target := p.longestUnserved()
+	if target < 0 || target == l.idx {
+		return
 	}
+	if fresh := giveUpMinIdle - time.Since(lp.idle[0].idleSince); fresh > 0 {
+		// Look again once it has been idle long enough, rather than at the
+		// next Sweep: the other loop's client waits meanwhile.
+		// (gnet's EventLoop.Schedule is not implemented.)
+		time.AfterFunc(fresh, func() {
+			_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+				p.giveUpIdle(l)
+				return nil
+			}))
+		})
+		return
+	}
+	p.moveSlot(lp.idle[0], target)
 }
 
 func (p *Pool) removeIdle(sc *Server) {

@@ -189,3 +189,49 @@ func TestClosedIdleServerIsNeverHandedOut(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkReleaseContended is a release while the node's budget is
+// contended and this pool holds no more than its share: the node's lock is
+// taken, the loads reported, and the allocator lets the pool keep its server.
+func BenchmarkReleaseContended(b *testing.B) {
+	p, ls := testPool(b, 2, 20)
+	if _, err := p.m.Pool(Key{Database: "db", User: "other"}); err != nil {
+		b.Fatal(err)
+	}
+	idleServer(p, ls[0])
+	c := &fakeClient{}
+	b.ReportAllocs()
+	for b.Loop() {
+		sc := p.Acquire(ls[0], c, "")
+		p.m.node.contended.Store(true)
+		p.Release(sc)
+	}
+}
+
+// TestCommonPathTakesNoLock holds the Manager's and the node's locks while
+// a client takes an idle server of its own loop, gives it back, and hands
+// it to a waiter of the same loop: none of it may wait for them.
+func TestCommonPathTakesNoLock(t *testing.T) {
+	p, ls := testPool(t, 2, 1)
+	sc := idleServer(p, ls[0])
+	p.m.mu.Lock()
+	p.m.node.mu.Lock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c1, c2 := &fakeClient{}, &fakeClient{}
+		for range 100 {
+			p.Acquire(ls[0], c1, "")
+			p.Acquire(ls[0], c2, "") // waits; the pool is at its size
+			p.Release(sc)            // to c2
+			p.Release(sc)            // idle
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the common path waits for a lock")
+	}
+	p.m.node.mu.Unlock()
+	p.m.mu.Unlock()
+}
