@@ -20,6 +20,36 @@
 // and a new one logged in on the other (see balance.go for the rule, which
 // keeps this rare).
 //
+// # The server's budget, shared fairly
+//
+// Every pool of a Manager logs in to the same Postgres server, whose
+// connections are a budget (Options.MaxDBConnections, else max_connections
+// less its reserved slots, read at the first login). The pools are the users
+// of a fairness.Allocator, held by the Manager's node (node.go) under a lock
+// of its own, taken only where a login is spent anyway or a server is free:
+//
+//   - a pool that must grow (its client found no idle server) asks Grow; if
+//     refused, the pool is marked blocked and does not ask again until it
+//     is given a slot or the next Tick;
+//   - a server that closes returns its slot, and Next gives the free slots
+//     to waiting pools, short of their share first, in deficit round-robin;
+//   - while some pool waits below its fair share (node.contended, one
+//     atomic load on every release), a released server of a pool above its
+//     share is handed over: closed, and a server of the waiting pool logs in
+//     in its slot. Idle servers of such pools go first (reclaimIdle), so a
+//     new user does not wait for a release when a server sits idle.
+//
+// A handover costs a login, so the allocator keeps them rare: demand is the
+// peak over a window (FairnessWindow, 1 s), shares are whole servers and a
+// tie stays with the pool that holds the server, and only the difference
+// between a share and what a pool holds ever moves. Under steady load nothing
+// moves. A login refused with 53300 (too_many_connections) is tried again
+// for up to ConnectTimeout: at a budget of max_connections, the backend of
+// the server just closed for a handover may still be exiting.
+//
+// Lock order: Manager.mu, then node.mu. Code under node.mu reads loops
+// through Manager.loopByIdx (atomics), never Manager.mu.
+//
 // Login never runs on a loop: a goroutine dials, negotiates TLS if
 // Options.ServerTLSMode asks for it (libpq's sslmode words), authenticates
 // (trust, cleartext, md5, SCRAM-SHA-256, through package auth) with
@@ -52,10 +82,13 @@
 // # Waiting
 //
 // A client that waits in a pool's queue longer than Options.QueryWaitTimeout
-// is taken out of it by Manager.Sweep and told ServerFailed(ErrQueryWaitTimeout).
+// is taken out of it by Manager.Sweep and told ServerFailed with a
+// *WaitTimeoutError (errors.Is ErrQueryWaitTimeout), which says what the
+// pool held, its fair share and the budget's use. Pool.Stats counts the
+// waiters served and their total wait.
 //
 // Methods documented "on the loop" must run on the server's event loop;
 // Manager and Pool lookups are safe for concurrent use.
 //
-// poolcore never imports loop or planner.
+// poolcore never imports loop or planner; it imports fairness.
 package poolcore
