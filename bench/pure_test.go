@@ -68,6 +68,9 @@ func TestParsePgbenchLogAndPercentiles(t *testing.T) {
 	if len(st.Latencies) != 1000 || st.Failed != 1 || st.Skipped != 1 {
 		t.Fatalf("got %d latencies, %d failed, %d skipped", len(st.Latencies), st.Failed, st.Skipped)
 	}
+	if len(st.Ends) != len(st.Latencies) || st.Ends[0] != 1700000000123456 {
+		t.Fatalf("completion times: %d for %d latencies, first %v", len(st.Ends), len(st.Latencies), st.Ends[:1])
+	}
 	var r RunResult
 	r.setLatencies(st.Latencies)
 	if r.P50 != 0.5 || r.P99 != 0.99 || r.P999 != 0.999 {
@@ -84,6 +87,9 @@ func TestParsePgbenchLogAndPercentiles(t *testing.T) {
 	}
 	if err := ParsePgbenchLog(strings.NewReader("1 2 3\n"), &st); err == nil {
 		t.Fatal("short line: no error")
+	}
+	if err := ParsePgbenchLog(strings.NewReader("1 2 3 0 x 2\n"), &st); err == nil {
+		t.Fatal("bad time stamp: no error")
 	}
 }
 
