@@ -191,6 +191,12 @@ type env struct {
 	noBouncer    string // why PgBouncer is not run, when it is not
 	notes        []string
 	tls          testcert.Pair // the proxies' certificate for the TLS scenarios
+	// budget, when > 0, is the server connections PgBouncer and belay
+	// may open in all, for the "pgbench" database (max_db_connections,
+	// --max-db-connections); they pick it up when they are (re)started.
+	budget int
+	// users are the roles the scenarios log in as (PgBouncer's auth_file).
+	users []string
 
 	mu sync.Mutex // guards progress output
 }
@@ -276,6 +282,7 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 	} else if withBouncer {
 		e.noBouncer = "left out (--no-pgbouncer)"
 	}
+	e.users = []string{"postgres"}
 	maxConns := 1100
 	if o.Quick {
 		maxConns = 400
@@ -305,12 +312,13 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 
 func (e *env) startBouncer(ctx context.Context) error {
 	maxClients := e.o.IdleClients + 2000
-	p, port, err := startPgBouncer(ctx, e.bouncerBin, filepath.Join(e.work, "pgbouncer"), e.pg.Port, e.o.PoolSize, maxClients, e.tls)
+	p, port, err := startPgBouncer(ctx, e.bouncerBin, filepath.Join(e.work, "pgbouncer"), e.pg.Port, e.o.PoolSize, maxClients, e.budget, e.users, e.tls)
 	if err != nil {
 		return err
 	}
 	e.bouncer, e.bouncerPt = p, port
-	e.logf("PgBouncer (pid %d) on 127.0.0.1:%d, pool_mode=transaction, default_pool_size=%d", p.pid, port, e.o.PoolSize)
+	e.logf("PgBouncer (pid %d) on 127.0.0.1:%d, pool_mode=transaction, default_pool_size=%d%s", p.pid, port, e.o.PoolSize,
+		budgetText(e.budget, ", max_db_connections=%d"))
 	return nil
 }
 
@@ -319,13 +327,13 @@ func (e *env) startBelay(ctx context.Context, profile string) error {
 	if err != nil {
 		return err
 	}
-	p, port, err := startBelay(ctx, e.o.BelayExe, e.o.BelayEnv, e.work, e.pg.Addr(), e.o.PoolSize, profile, e.tls, mport)
+	p, port, err := startBelay(ctx, e.o.BelayExe, e.o.BelayEnv, e.work, e.pg.Addr(), e.o.PoolSize, e.budget, profile, e.tls, mport)
 	if err != nil {
 		return err
 	}
 	e.belayMetrics = mport
 	e.belay, e.belayPort = p, port
-	e.logf("belay (pid %d) on 127.0.0.1:%d, --pool-size %d", p.pid, port, e.o.PoolSize)
+	e.logf("belay (pid %d) on 127.0.0.1:%d, --pool-size %d%s", p.pid, port, e.o.PoolSize, budgetText(e.budget, " --max-db-connections %d"))
 	return nil
 }
 
@@ -629,4 +637,12 @@ func loadAvg() string {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// budgetText is format with budget, or "" for no budget.
+func budgetText(budget int, format string) string {
+	if budget <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(format, budget)
 }

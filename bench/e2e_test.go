@@ -48,6 +48,7 @@ func testProxy(args []string) error {
 	listen := fs.String("listen", "", "")
 	server := fs.String("server", "", "")
 	poolSize := fs.Int("pool-size", 0, "")
+	maxDB := fs.Int("max-db-connections", 0, "")
 	fs.String("log-level", "warn", "")
 	authType := fs.String("auth-type", "trust", "")
 	tlsMode := fs.String("tls-mode", "", "")
@@ -71,7 +72,7 @@ func testProxy(args []string) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	p, err := loop.Start(loop.Config{
-		Listen: []string{*listen}, Server: *server, PoolSize: *poolSize, AuthType: *authType,
+		Listen: []string{*listen}, Server: *server, PoolSize: *poolSize, MaxDBConnections: *maxDB, AuthType: *authType,
 		TLSMode: *tlsMode, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})

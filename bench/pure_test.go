@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/belaydb/belay/internal/testcert"
 )
 
 func TestParseProcStat(t *testing.T) {
@@ -337,5 +339,16 @@ func TestWriteCharts(t *testing.T) {
 	}
 	if pts := cdfPoints([]float64{1000, 2000, 3000}, 10); len(pts) == 0 || pts[0].Y > pts[len(pts)-1].Y || math.IsNaN(pts[0].X) {
 		t.Fatalf("cdfPoints: %v", pts)
+	}
+}
+
+func TestPgbouncerBudget(t *testing.T) {
+	ini := pgbouncerIni("/d", 1, 2, 20, 100, 10, testcert.Pair{CertFile: "c", KeyFile: "k"})
+	if !strings.Contains(ini, "\npgbench = host=127.0.0.1 port=2 dbname=pgbench max_db_connections=10\n") ||
+		strings.Count(ini, "max_db_connections") != 1 {
+		t.Fatalf("budget not on the pgbench entry alone:\n%s", ini)
+	}
+	if ini := pgbouncerIni("/d", 1, 2, 20, 100, 0, testcert.Pair{CertFile: "c", KeyFile: "k"}); strings.Contains(ini, "max_db_connections") {
+		t.Fatalf("no budget wanted:\n%s", ini)
 	}
 }
