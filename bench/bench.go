@@ -282,7 +282,7 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 	} else if withBouncer {
 		e.noBouncer = "left out (--no-pgbouncer)"
 	}
-	e.users = []string{"postgres"}
+	e.users = append([]string{"postgres"}, noisyRoles(o.Scenarios)...)
 	maxConns := 1100
 	if o.Quick {
 		maxConns = 400
@@ -292,6 +292,9 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 	}
 	e.logf("starting PostgreSQL (max_connections=%d, fsync=off) in %s", maxConns, e.work)
 	if e.pg, err = startPostgres(ctx, filepath.Join(e.work, "pg"), maxConns, o.Scale, e.pgbench, e.logf); err != nil {
+		return err
+	}
+	if err := createRoles(ctx, e.pg, e.users[1:]); err != nil {
 		return err
 	}
 	if e.tls, err = proxyCert(filepath.Join(e.work, "tls")); err != nil {
@@ -457,6 +460,8 @@ func (e *env) runScenario(ctx context.Context, sc Scenario) (ScenarioResult, err
 				err = e.runIdle(ctx, sc, t, &r)
 			case KindSlow:
 				err = e.runSlow(ctx, t, &r)
+			case KindNoisy:
+				err = e.runNoisy(ctx, sc, t, &r)
 			}
 			if err != nil {
 				return ScenarioResult{}, fmt.Errorf("%s against %s: %w", sc.ID, name, err)
@@ -484,6 +489,14 @@ func summaryLine(sc Scenario, r RunResult) string {
 			mib(r.BytesRead), mib(int64(r.ReadRate)), mib(r.RSSBase), mib(r.RSSPeak), releaseText(r.ServerReleaseMs))
 	case KindIdle:
 		s = fmt.Sprintf("%d idle open, %s per idle client, workers %.0f tps, p99 %.2f ms", r.IdleOpened, bytesText(r.RSSPerIdle), r.TPS, r.P99)
+	case KindNoisy:
+		f := r.Noisy
+		s = fmt.Sprintf("quiet's share %.2f (quiet %.0f tps, noisy %.0f tps), quiet p99 %s ms alone, %s ms with noisy; arrivals: median %s ms, p99 %s%s ms",
+			f.QuietShare, f.QuietTPS, f.NoisyTPS, ms(f.QuietAloneP99), ms(f.QuietP99), ms(f.ArrivalP50), atLeast(*f), ms(f.ArrivalP99))
+		if f.ArrivalTimeouts > 0 {
+			s += fmt.Sprintf(" (%d timed out)", f.ArrivalTimeouts)
+		}
+		errs += int64(f.ArrivalErrors)
 	default:
 		s = fmt.Sprintf("%8.0f tps  p50 %.2f ms  p99 %.2f ms", r.TPS, r.P50, r.P99)
 		if r.CPUPer1k >= 0 {
