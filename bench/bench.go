@@ -191,6 +191,12 @@ type env struct {
 	noBouncer    string // why PgBouncer is not run, when it is not
 	notes        []string
 	tls          testcert.Pair // the proxies' certificate for the TLS scenarios
+	// budget, when > 0, is the server connections PgBouncer and belay
+	// may open in all, for the "pgbench" database (max_db_connections,
+	// --max-db-connections); they pick it up when they are (re)started.
+	budget int
+	// users are the roles the scenarios log in as (PgBouncer's auth_file).
+	users []string
 
 	mu sync.Mutex // guards progress output
 }
@@ -276,6 +282,7 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 	} else if withBouncer {
 		e.noBouncer = "left out (--no-pgbouncer)"
 	}
+	e.users = append([]string{"postgres"}, noisyRoles(o.Scenarios)...)
 	maxConns := 1100
 	if o.Quick {
 		maxConns = 400
@@ -285,6 +292,9 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 	}
 	e.logf("starting PostgreSQL (max_connections=%d, fsync=off) in %s", maxConns, e.work)
 	if e.pg, err = startPostgres(ctx, filepath.Join(e.work, "pg"), maxConns, o.Scale, e.pgbench, e.logf); err != nil {
+		return err
+	}
+	if err := createRoles(ctx, e.pg, e.users[1:]); err != nil {
 		return err
 	}
 	if e.tls, err = proxyCert(filepath.Join(e.work, "tls")); err != nil {
@@ -305,12 +315,13 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 
 func (e *env) startBouncer(ctx context.Context) error {
 	maxClients := e.o.IdleClients + 2000
-	p, port, err := startPgBouncer(ctx, e.bouncerBin, filepath.Join(e.work, "pgbouncer"), e.pg.Port, e.o.PoolSize, maxClients, e.tls)
+	p, port, err := startPgBouncer(ctx, e.bouncerBin, filepath.Join(e.work, "pgbouncer"), e.pg.Port, e.o.PoolSize, maxClients, e.budget, e.users, e.tls)
 	if err != nil {
 		return err
 	}
 	e.bouncer, e.bouncerPt = p, port
-	e.logf("PgBouncer (pid %d) on 127.0.0.1:%d, pool_mode=transaction, default_pool_size=%d", p.pid, port, e.o.PoolSize)
+	e.logf("PgBouncer (pid %d) on 127.0.0.1:%d, pool_mode=transaction, default_pool_size=%d%s", p.pid, port, e.o.PoolSize,
+		budgetText(e.budget, ", max_db_connections=%d"))
 	return nil
 }
 
@@ -319,13 +330,13 @@ func (e *env) startBelay(ctx context.Context, profile string) error {
 	if err != nil {
 		return err
 	}
-	p, port, err := startBelay(ctx, e.o.BelayExe, e.o.BelayEnv, e.work, e.pg.Addr(), e.o.PoolSize, profile, e.tls, mport)
+	p, port, err := startBelay(ctx, e.o.BelayExe, e.o.BelayEnv, e.work, e.pg.Addr(), e.o.PoolSize, e.budget, profile, e.tls, mport)
 	if err != nil {
 		return err
 	}
 	e.belayMetrics = mport
 	e.belay, e.belayPort = p, port
-	e.logf("belay (pid %d) on 127.0.0.1:%d, --pool-size %d", p.pid, port, e.o.PoolSize)
+	e.logf("belay (pid %d) on 127.0.0.1:%d, --pool-size %d%s", p.pid, port, e.o.PoolSize, budgetText(e.budget, " --max-db-connections %d"))
 	return nil
 }
 
@@ -449,6 +460,8 @@ func (e *env) runScenario(ctx context.Context, sc Scenario) (ScenarioResult, err
 				err = e.runIdle(ctx, sc, t, &r)
 			case KindSlow:
 				err = e.runSlow(ctx, t, &r)
+			case KindNoisy:
+				err = e.runNoisy(ctx, sc, t, &r)
 			}
 			if err != nil {
 				return ScenarioResult{}, fmt.Errorf("%s against %s: %w", sc.ID, name, err)
@@ -476,6 +489,14 @@ func summaryLine(sc Scenario, r RunResult) string {
 			mib(r.BytesRead), mib(int64(r.ReadRate)), mib(r.RSSBase), mib(r.RSSPeak), releaseText(r.ServerReleaseMs))
 	case KindIdle:
 		s = fmt.Sprintf("%d idle open, %s per idle client, workers %.0f tps, p99 %.2f ms", r.IdleOpened, bytesText(r.RSSPerIdle), r.TPS, r.P99)
+	case KindNoisy:
+		f := r.Noisy
+		s = fmt.Sprintf("quiet's share %.2f (quiet %.0f tps, noisy %.0f tps), quiet p99 %s ms alone, %s ms with noisy; arrivals: median %s ms, p99 %s%s ms",
+			f.QuietShare, f.QuietTPS, f.NoisyTPS, ms(f.QuietAloneP99), ms(f.QuietP99), ms(f.ArrivalP50), atLeast(*f), ms(f.ArrivalP99))
+		if f.ArrivalTimeouts > 0 {
+			s += fmt.Sprintf(" (%d timed out)", f.ArrivalTimeouts)
+		}
+		errs += int64(f.ArrivalErrors)
 	default:
 		s = fmt.Sprintf("%8.0f tps  p50 %.2f ms  p99 %.2f ms", r.TPS, r.P50, r.P99)
 		if r.CPUPer1k >= 0 {
@@ -629,4 +650,12 @@ func loadAvg() string {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// budgetText is format with budget, or "" for no budget.
+func budgetText(budget int, format string) string {
+	if budget <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(format, budget)
 }

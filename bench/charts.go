@@ -29,13 +29,21 @@ func targetColor(name string) color.Color {
 
 // WriteCharts writes each scenario's charts into dir as PNG: throughput
 // bars and a latency CDF for pgbench scenarios, the RSS timeline for the
-// slow client. It returns the file names by scenario ID.
+// slow client, the quiet user's latency CDFs for the noisy neighbour. It
+// returns the file names by scenario ID.
 func WriteCharts(dir string, rep *Report) (map[string][]string, error) {
 	out := map[string][]string{}
 	for i := range rep.Scenarios {
 		s := &rep.Scenarios[i]
 		var files []string
-		if s.Scenario.Kind == KindSlow {
+		if s.Scenario.Kind == KindNoisy {
+			f := s.Scenario.ID + "-quiet-latency.png"
+			if ok, err := quietCDFChart(filepath.Join(dir, f), s); err != nil {
+				return nil, err
+			} else if ok {
+				files = append(files, f)
+			}
+		} else if s.Scenario.Kind == KindSlow {
 			f := s.Scenario.ID + "-rss.png"
 			if ok, err := rssChart(filepath.Join(dir, f), s); err != nil {
 				return nil, err
@@ -153,6 +161,53 @@ func cdfChart(path string, s *ScenarioResult) (bool, error) {
 		p.Add(l)
 		p.Legend.Add(fmt.Sprintf("%s (p99 %s ms)", r.Label, ms(r.P99)), l)
 		any = true
+	}
+	if !any {
+		return false, nil
+	}
+	p.Add(plotter.NewGrid())
+	return true, p.Save(6*vg.Inch, 4*vg.Inch, path)
+}
+
+// quietCDFChart draws the quiet user's latency CDF of each target, alone
+// (dashed) and with the noisy user (solid).
+func quietCDFChart(path string, s *ScenarioResult) (bool, error) {
+	p := plot.New()
+	p.Title.Text = s.Scenario.ID + ": the quiet user's latency CDF (all rounds)"
+	p.X.Label.Text = "latency, ms (log scale)"
+	p.Y.Label.Text = "fraction of the quiet user's transactions"
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Min, p.Y.Max = 0, 1
+	p.Legend.Top = false
+	p.Legend.Left = false
+	any := false
+	for _, r := range s.Rows {
+		if r.Noisy == nil {
+			continue
+		}
+		for _, c := range []struct {
+			lat  []float64
+			what string
+			p99  float64
+			dash bool
+		}{{r.AloneLatencies(), "alone", r.Noisy.QuietAloneP99, true}, {r.Latencies(), "with noisy", r.Noisy.QuietP99, false}} {
+			if len(c.lat) == 0 {
+				continue
+			}
+			l, err := plotter.NewLine(cdfPoints(c.lat, 400))
+			if err != nil {
+				return false, err
+			}
+			l.Color = targetColor(r.Target)
+			l.Width = vg.Points(1.5)
+			if c.dash {
+				l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+			}
+			p.Add(l)
+			p.Legend.Add(fmt.Sprintf("%s, %s (p99 %s ms)", r.Label, c.what, ms(c.p99)), l)
+			any = true
+		}
 	}
 	if !any {
 		return false, nil

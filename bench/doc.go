@@ -10,12 +10,19 @@
 // PgBouncer session-mode row, since PgBouncer cannot keep prepared statements
 // in transaction mode), TPC-B, connection churn (-C), client counts 10, 100
 // (and 1,000 in full mode, split over several pgbench processes), idle
-// connections held by the harness while 10 pgbench clients work, and a slow
-// client reading a large result while the proxy's RSS is sampled.
+// connections held by the harness while 10 pgbench clients work, a slow
+// client reading a large result while the proxy's RSS is sampled, and the
+// noisy neighbour: both proxies limited to a budget of 10 server
+// connections (PgBouncer's max_db_connections, belay's
+// --max-db-connections), user noisy runs 100 clients flat out beside user
+// quiet's 4, then fresh users arrive while noisy holds the budget (quiet's
+// share of the transactions, its latency with and without noisy, and how
+// long a new user waits for its first result; noisy.go).
 //
-// Figures come from pgbench's per-transaction logs (latency percentiles), its
-// summary (tps, failed transactions, aborted clients) and /proc/PID/stat and
-// /proc/PID/statm of the proxy process (CPU seconds, RSS).
+// Figures come from pgbench's per-transaction logs (latency percentiles,
+// completion times), its summary (tps, failed transactions, aborted
+// clients), /proc/PID/stat and /proc/PID/statm of the proxy process (CPU
+// seconds, RSS) and pg_stat_activity (the backends each user holds).
 //
 // The pure parts (log parsing, percentiles, /proc parsing, report rendering)
 // are in files of their own and unit-tested; the rest drives processes.
@@ -23,8 +30,9 @@
 // scenario and renders flame graphs with package flamegraphs.
 //
 // Concurrency: Run drives one scenario at a time from the calling goroutine;
-// the helpers it starts (RSS sampler, idle-connection dialers, process
-// waiters) end before the step that started them returns. Nothing here is
+// the helpers it starts (RSS and pg_stat_activity samplers, idle-connection
+// dialers, arriving users, a background pgbench, process waiters) end
+// before the step that started them returns. Nothing here is
 // safe for concurrent use unless it says so.
 //
 // Never imports: loop, poolcore, planner, codec (belay is measured as a

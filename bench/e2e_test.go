@@ -48,6 +48,7 @@ func testProxy(args []string) error {
 	listen := fs.String("listen", "", "")
 	server := fs.String("server", "", "")
 	poolSize := fs.Int("pool-size", 0, "")
+	maxDB := fs.Int("max-db-connections", 0, "")
 	fs.String("log-level", "warn", "")
 	authType := fs.String("auth-type", "trust", "")
 	tlsMode := fs.String("tls-mode", "", "")
@@ -71,7 +72,7 @@ func testProxy(args []string) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	p, err := loop.Start(loop.Config{
-		Listen: []string{*listen}, Server: *server, PoolSize: *poolSize, AuthType: *authType,
+		Listen: []string{*listen}, Server: *server, PoolSize: *poolSize, MaxDBConnections: *maxDB, AuthType: *authType,
 		TLSMode: *tlsMode, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -133,6 +134,8 @@ func TestEndToEnd(t *testing.T) {
 			{ID: "select-prepared-c4", Title: "select-only prepared, 4 clients", PgbenchArgs: []string{"-S", "-M", "prepared"}, Clients: 4, SessionRow: true},
 			{ID: "idle-50", Title: "50 idle clients", Kind: KindIdle, PgbenchArgs: []string{"-S"}, Clients: 2, Idle: 50, DirectNA: "n/a"},
 			{ID: "slow-client", Title: "slow client", Kind: KindSlow, DirectNA: "n/a"},
+			{ID: "noisy-neighbour", Title: "noisy neighbour", Kind: KindNoisy, PgbenchArgs: []string{"-S", "-M", "simple"},
+				Clients: 8, QuietClients: 2, Budget: 3, Arrivals: 5, DirectNA: "n/a"},
 		},
 	}
 	withBouncer := true
@@ -205,6 +208,15 @@ func TestEndToEnd(t *testing.T) {
 			// that is recorded, not a failure of the harness.
 			preparedOnBouncer := name == PgBouncer && strings.Contains(sc.ID, "prepared")
 			switch sc.Kind {
+			case KindNoisy:
+				// Whether the quiet user gets its share is the proxy's
+				// business; the harness must measure every phase.
+				f := r.Noisy
+				if f == nil || f.NoisyTx == 0 || f.QuietAloneTPS <= 0 || f.QuietAloneP99 <= 0 || f.QuietFirstMs < 0 || f.WindowSeconds <= 0 ||
+					f.Arrivals != sc.Arrivals || f.CalmArrivals != calmArrivals || f.CalmP50 <= 0 || f.ArrivalP50 <= 0 ||
+					f.NoisyServersAtStart == 0 || f.MaxServers == 0 || r.ErrorCount() > 0 {
+					t.Errorf("%s %s: %+v, errors %d %q", sc.ID, name, f, r.ErrorCount(), r.Errors)
+				}
 			case KindSlow:
 				if r.BytesRead <= 0 || !r.Serves || r.RSSPeak <= 0 || len(r.Runs[0].RSSSamples) < 5 {
 					t.Errorf("%s %s: read %d bytes, serves %v, peak RSS %d, %d samples; errors %q", sc.ID, name, r.BytesRead, r.Serves, r.RSSPeak, len(r.Runs[0].RSSSamples), r.Errors)

@@ -199,10 +199,17 @@ func pgbouncerVersion(bin string) string {
 // session-mode scenarios (sessionPoolSize): with fewer servers than clients,
 // pgbench -M prepared deadlocks in it (a thread blocks in one client's
 // PQprepare while its other clients hold the servers).
-func pgbouncerIni(dir string, port, pgPort, poolSize, maxClients int, cert testcert.Pair) string {
+//
+// maxDB, when > 0, is the budget of the "pgbench" entry: its
+// max_db_connections, the server connections of all its users' pools together.
+func pgbouncerIni(dir string, port, pgPort, poolSize, maxClients, maxDB int, cert testcert.Pair) string {
+	budget := ""
+	if maxDB > 0 {
+		budget = fmt.Sprintf(" max_db_connections=%d", maxDB)
+	}
 	return fmt.Sprintf(`;; written by belay bench
 [databases]
-%[6]s = host=127.0.0.1 port=%[3]d dbname=%[6]s
+%[6]s = host=127.0.0.1 port=%[3]d dbname=%[6]s%[10]s
 %[6]s_session = host=127.0.0.1 port=%[3]d dbname=%[6]s pool_mode=session pool_size=%[9]d
 
 
@@ -223,15 +230,17 @@ logfile = %[1]s/pgbouncer.log
 client_tls_sslmode = allow
 client_tls_cert_file = %[7]s
 client_tls_key_file = %[8]s
-`, dir, port, pgPort, poolSize, maxClients, benchDB, cert.CertFile, cert.KeyFile, sessionPoolSize)
+`, dir, port, pgPort, poolSize, maxClients, benchDB, cert.CertFile, cert.KeyFile, sessionPoolSize, budget)
 }
 
 // sessionPoolSize is the server pool of PgBouncer's session-mode entry: at
 // least the clients of any scenario with a session row.
 const sessionPoolSize = 200
 
-// startPgBouncer writes its configuration under dir and starts it.
-func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxClients int, cert testcert.Pair) (*process, int, error) {
+// startPgBouncer writes its configuration under dir and starts it. users
+// are the user names of its auth_file (trust authentication still wants
+// them listed); maxDB is as for pgbouncerIni.
+func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxClients, maxDB int, users []string, cert testcert.Pair) (*process, int, error) {
 	cred, uid, gid, err := postgresCred()
 	if err != nil {
 		return nil, 0, err
@@ -244,9 +253,13 @@ func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxC
 		return nil, 0, err
 	}
 	ini := filepath.Join(dir, "pgbouncer.ini")
+	var userlist strings.Builder
+	for _, u := range users {
+		fmt.Fprintf(&userlist, "\"%s\" \"\"\n", u)
+	}
 	files := map[string]string{
-		ini:                                pgbouncerIni(dir, port, pgPort, poolSize, maxClients, cert),
-		filepath.Join(dir, "userlist.txt"): `"postgres" ""` + "\n",
+		ini:                                pgbouncerIni(dir, port, pgPort, poolSize, maxClients, maxDB, cert),
+		filepath.Join(dir, "userlist.txt"): userlist.String(),
 	}
 	for p, s := range files {
 		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
@@ -272,8 +285,8 @@ func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxC
 }
 
 // startBelay starts `exe proxy` in front of pgAddr, with its metrics on
-// metricsPort.
-func startBelay(ctx context.Context, exe string, env []string, dir, pgAddr string, poolSize int, cpuProfile string, cert testcert.Pair, metricsPort int) (*process, int, error) {
+// metricsPort; maxDB, when > 0, is its --max-db-connections.
+func startBelay(ctx context.Context, exe string, env []string, dir, pgAddr string, poolSize, maxDB int, cpuProfile string, cert testcert.Pair, metricsPort int) (*process, int, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, 0, err
@@ -282,6 +295,9 @@ func startBelay(ctx context.Context, exe string, env []string, dir, pgAddr strin
 		"--pool-size", strconv.Itoa(poolSize), "--log-level", "warn", "--auth-type", "trust",
 		"--tls-mode", "allow", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile,
 		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metricsPort)}
+	if maxDB > 0 {
+		args = append(args, "--max-db-connections", strconv.Itoa(maxDB))
+	}
 	if cpuProfile != "" {
 		args = append(args, "--cpu-profile", cpuProfile)
 	}

@@ -31,6 +31,10 @@ func (e *env) flamegraphs(ctx context.Context) error {
 	}
 	var results []flameResult
 	for _, sc := range e.o.Scenarios {
+		if sc.Kind == KindNoisy {
+			e.logf("flame graph %-22s skipped: it measures fairness between users, not CPU", sc.ID)
+			continue
+		}
 		prof := filepath.Join(e.work, sc.ID+".pb.gz")
 		if err := e.startBelay(ctx, prof); err != nil {
 			return err

@@ -24,12 +24,16 @@ type LogStats struct {
 	Latencies []float64 // µs, one per completed transaction, in file order
 	Failed    int64     // lines whose time column is "failed"
 	Skipped   int64     // lines whose time column is "skipped" (--latency-limit)
+	// Ends are when the transactions of Latencies completed, µs since the
+	// Unix epoch (pgbench's time_epoch and time_us), in the same order.
+	Ends []int64
 }
 
 // ParsePgbenchLog reads one per-transaction log of pgbench and appends to st.
 // A line is "client_id transaction_no time script_no time_epoch time_us
 // [schedule_lag [retries]]"; time, the third column, is the latency in µs,
-// or "failed" / "skipped".
+// or "failed" / "skipped"; time_epoch and time_us say when the transaction
+// completed.
 func ParsePgbenchLog(r io.Reader, st *LogStats) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -53,7 +57,13 @@ func ParsePgbenchLog(r io.Reader, st *LogStats) error {
 			if err != nil {
 				return fmt.Errorf("bench: pgbench log line %d: latency %q: %w", line, f[2], err)
 			}
+			sec, err1 := strconv.ParseInt(string(f[4]), 10, 64)
+			us, err2 := strconv.ParseInt(string(f[5]), 10, 64)
+			if err1 != nil || err2 != nil {
+				return fmt.Errorf("bench: pgbench log line %d: time stamp %q %q", line, f[4], f[5])
+			}
 			st.Latencies = append(st.Latencies, v)
+			st.Ends = append(st.Ends, sec*1_000_000+us)
 		}
 	}
 	return sc.Err()
@@ -181,7 +191,8 @@ type pgbenchRun struct {
 	Killed  bool // a process outlived its deadline and was killed
 }
 
-// runPgbench runs spec to completion (or its deadline) and parses output and logs.
+// runPgbench runs spec to completion (or its deadline) and parses output and
+// logs. Runs of specs with different LogPrefixes may go on concurrently.
 func runPgbench(ctx context.Context, pgbenchBin string, spec pgbenchSpec) (pgbenchRun, error) {
 	var run pgbenchRun
 	procs := 1

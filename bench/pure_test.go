@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/belaydb/belay/internal/testcert"
 )
 
 func TestParseProcStat(t *testing.T) {
@@ -68,6 +70,9 @@ func TestParsePgbenchLogAndPercentiles(t *testing.T) {
 	if len(st.Latencies) != 1000 || st.Failed != 1 || st.Skipped != 1 {
 		t.Fatalf("got %d latencies, %d failed, %d skipped", len(st.Latencies), st.Failed, st.Skipped)
 	}
+	if len(st.Ends) != len(st.Latencies) || st.Ends[0] != 1700000000123456 {
+		t.Fatalf("completion times: %d for %d latencies, first %v", len(st.Ends), len(st.Latencies), st.Ends[:1])
+	}
 	var r RunResult
 	r.setLatencies(st.Latencies)
 	if r.P50 != 0.5 || r.P99 != 0.99 || r.P999 != 0.999 {
@@ -84,6 +89,9 @@ func TestParsePgbenchLogAndPercentiles(t *testing.T) {
 	}
 	if err := ParsePgbenchLog(strings.NewReader("1 2 3\n"), &st); err == nil {
 		t.Fatal("short line: no error")
+	}
+	if err := ParsePgbenchLog(strings.NewReader("1 2 3 0 x 2\n"), &st); err == nil {
+		t.Fatal("bad time stamp: no error")
 	}
 }
 
@@ -201,8 +209,20 @@ func TestMatchScenario(t *testing.T) {
 			t.Errorf("full mode lacks %s", id)
 		}
 	}
-	if q := DefaultScenarios(true, 1000); len(q) >= len(all) {
+	q := DefaultScenarios(true, 1000)
+	if len(q) >= len(all) {
 		t.Fatal("quick mode should run fewer scenarios")
+	}
+	for _, scs := range [][]Scenario{all, q} {
+		n := 0
+		for _, sc := range scs {
+			if sc.ID == "noisy-neighbour" && sc.Kind == KindNoisy && sc.Budget == 10 && sc.Clients == 100 && sc.QuietClients == 4 {
+				n++
+			}
+		}
+		if n != 1 || !matchScenario(scs, "noisy-neighbour", "noisy-neighbour") {
+			t.Fatalf("noisy-neighbour: %d in the defaults, want 1 selectable", n)
+		}
 	}
 }
 
@@ -228,7 +248,7 @@ func sampleReport() *Report {
 		}
 		panic("BUG: no scenario " + id)
 	}
-	sel, prep, idle, slow := byID("select-simple-c10"), byID("select-prepared-c10"), byID("idle-1000"), byID("slow-client")
+	sel, prep, idle, slow, noisy := byID("select-simple-c10"), byID("select-prepared-c10"), byID("idle-1000"), byID("slow-client"), byID("noisy-neighbour")
 	bad := mk(PgBouncer, 40, lat(500), 0.02)
 	bad.Aborted, bad.Errors = 10, []string{`client aborted in command 1 (SQL) of script 0; ERROR: prepared statement "P0_1" does not exist`}
 	idleRun := func(target string, per float64) RunResult {
@@ -240,6 +260,25 @@ func sampleReport() *Report {
 		return RunResult{Target: target, CPUPer1k: -1, BytesRead: 5 << 20, ReadRate: 1 << 20, RSSBase: base, RSSPeak: peak,
 			ServerReleaseMs: 25, StillServes: true, RSSSamples: []RSSSample{{0, base}, {0.1, peak}, {0.2, peak}}}
 	}
+	noisyRun := func(target string, share, arrival float64) RunResult {
+		r := RunResult{Target: target, CPUPer1k: -1, aloneLat: lat(300)}
+		r.setLatencies(lat(900))
+		r.Noisy = &NoisyFigures{NoisyTPS: 9000, QuietTPS: 9000 * share / (1 - share), QuietShare: share, QuietFirstMs: 2.5,
+			QuietP50: r.P50, QuietP99: r.P99, QuietAloneP50: 0.15, QuietAloneP99: 0.297, NoisyServers: 7, QuietServers: 3, MaxServers: 10}
+		for i := 1; i <= 40; i++ {
+			r.Arrivals = append(r.Arrivals, Arrival{User: arrivalUser(i), Loaded: true, LoginMs: 1, FirstMs: arrival * float64(i) / 20})
+		}
+		r.Arrivals = append(r.Arrivals, Arrival{User: "arrive_41", LoginMs: 1, FirstMs: 2})
+		r.Noisy.setArrivals(r.Arrivals)
+		r.TPS = r.Noisy.QuietTPS
+		return r
+	}
+	starved := noisyRun(PgBouncer, 0, 4000)
+	starved.Arrivals[39].TimedOut = true
+	starved.Noisy.setArrivals(starved.Arrivals)
+	starved.Noisy.QuietFirstMs = -1
+	starved.setLatencies(nil) // no transaction while the noisy user ran
+	starved.Noisy.QuietP50, starved.Noisy.QuietP99 = 0, 0
 	return &Report{
 		Meta: Meta{Command: "belay bench --quick", Started: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC), WallSeconds: 200,
 			Quick: true, Rounds: 1, Duration: 5, PoolSize: 20, Scale: 10, Cores: 2, CPUModel: "AMD EPYC", SlowReadRate: 1 << 20,
@@ -266,6 +305,11 @@ func sampleReport() *Report {
 				aggregate(PgBouncer, "PgBouncer", []RunResult{slowRun(PgBouncer, 8<<20, 8<<20)}),
 				aggregate(Belay, "belay", []RunResult{slowRun(Belay, 15<<20, 21<<20)}),
 			}},
+			{Scenario: noisy, Rows: []Row{
+				aggregate(Direct, "direct", []RunResult{{Target: Direct, NA: noisy.DirectNA}}),
+				aggregate(PgBouncer, "PgBouncer", []RunResult{starved}),
+				aggregate(Belay, "belay", []RunResult{noisyRun(Belay, 0.375, 10)}),
+			}},
 		},
 	}
 }
@@ -289,6 +333,10 @@ func TestRenderMarkdown(t *testing.T) {
 		"| belay | 1,000 | 10.0 MiB | 15.0 MiB | 5.2 KiB | 9,000 |",
 		"| belay | 5.0 MiB | 1.0 MiB/s | 15.0 MiB | 21.0 MiB | 6.0 MiB | 25 ms | yes | 0 |",
 		"![select-simple-c10-tps](select-simple-c10-tps.png)",
+		"## noisy neighbour: a budget of 10 server connections",
+		"PgBouncer: `max_db_connections = 10`",
+		"| PgBouncer | 0.00 | 9,000 | 0 | none | 0.297 / – | 0.150 / – | 7 / 3 (10) | 4000.0 / ≥ 8000.0 / ≥ 8000.0 (40, 1 still waiting at the end) | 3999.0 / 7799.0 | 2.000 | 0 |",
+		"| belay | 0.38 | 9,000 | 5,400 | 2.500 | 0.297 / 1.782 | 0.150 / 0.900 | 7 / 3 (10) | 10.00 / 20.00 / 20.00 (40) | 9.000 / 19.00 | 2.000 | 0 |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
@@ -301,6 +349,8 @@ func TestRenderMarkdown(t *testing.T) {
 		"| select-prepared-c10 vs PgBouncer session mode | 20,000 | 16,000 | 8,000 | 0.50 |",
 		"| idle-1000: proxy RSS per idle client | n/a | 2.0 KiB | 5.2 KiB | 2.59 |",
 		"| slow-client: proxy peak RSS growth | n/a | +0 KiB | +6.0 MiB |",
+		"| noisy-neighbour: quiet's share of transactions (quiet's p99 ms with noisy) | n/a | 0.00 | 0.38 | n/a | n/a / – / 1.782 | n/a / 0 / 0 |",
+		"| noisy-neighbour: a new user's first result, median ms (p99 ms), budget full | n/a | 4000.0 | 10.00 | 0.00 | n/a / ≥ 8000.0 / 20.00 | |",
 	} {
 		if !strings.Contains(sum, want) {
 			t.Errorf("summary lacks %q:\n%s", want, sum)
@@ -317,7 +367,7 @@ func TestWriteCharts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{"select-simple-c10": 2, "select-prepared-c10": 2, "idle-1000": 2, "slow-client": 1}
+	want := map[string]int{"select-simple-c10": 2, "select-prepared-c10": 2, "idle-1000": 2, "slow-client": 1, "noisy-neighbour": 1}
 	for id, n := range want {
 		if len(charts[id]) != n {
 			t.Errorf("%s: charts %v, want %d", id, charts[id], n)
@@ -331,5 +381,121 @@ func TestWriteCharts(t *testing.T) {
 	}
 	if pts := cdfPoints([]float64{1000, 2000, 3000}, 10); len(pts) == 0 || pts[0].Y > pts[len(pts)-1].Y || math.IsNaN(pts[0].X) {
 		t.Fatalf("cdfPoints: %v", pts)
+	}
+}
+
+func TestNoisyWindow(t *testing.T) {
+	const s = int64(1_000_000) // µs
+	quiet := LogStats{Latencies: []float64{100, 200, 300, 400}, Ends: []int64{12 * s, 11 * s, 13 * s, 30 * s}}
+	noisy := LogStats{Latencies: []float64{1, 1, 1, 1, 1, 1}, Ends: []int64{9 * s, 10 * s, 11 * s, 12 * s, 14 * s, 20 * s}}
+	var f NoisyFigures
+	// The quiet run spans 10..40 s; the noisy one's last transaction ends
+	// at 20 s, so the window is 10..20 s.
+	lat := f.setWindow(quiet, noisy, 10*s, 40*s)
+	if f.WindowSeconds != 10 || f.QuietTx != 3 || f.NoisyTx != 5 || f.QuietFirstMs != 1000 {
+		t.Fatalf("window %v s, quiet %d, noisy %d, first %v ms", f.WindowSeconds, f.QuietTx, f.NoisyTx, f.QuietFirstMs)
+	}
+	if f.QuietShare != 3.0/8 || f.QuietTPS != 0.3 || f.NoisyTPS != 0.5 {
+		t.Fatalf("share %v, tps %v / %v", f.QuietShare, f.QuietTPS, f.NoisyTPS)
+	}
+	if len(lat) != 3 || lat[0] != 100 || lat[1] != 200 || lat[2] != 300 {
+		t.Fatalf("quiet latencies in the window: %v", lat)
+	}
+	// Starved: quiet's first transaction after the noisy run ended.
+	lat = f.setWindow(LogStats{Latencies: []float64{5}, Ends: []int64{25 * s}}, noisy, 10*s, 40*s)
+	if f.QuietTx != 0 || f.QuietShare != 0 || len(lat) != 0 || f.QuietFirstMs != 15000 || f.NoisyTx != 5 {
+		t.Fatalf("starved: %+v, %v", f, lat)
+	}
+	// Nothing at all.
+	lat = f.setWindow(LogStats{}, LogStats{}, 10*s, 12*s)
+	if f.QuietTx != 0 || f.NoisyTx != 0 || f.QuietShare != 0 || f.QuietFirstMs != -1 || f.WindowSeconds != 2 || len(lat) != 0 {
+		t.Fatalf("empty: %+v", f)
+	}
+}
+
+func TestNoisyServers(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	samples := []serverSample{
+		{At: at(0), Noisy: 4},
+		{At: at(250), Noisy: 10},
+		{At: at(500), Noisy: 10, Quiet: 0},
+		{At: at(750), Noisy: 7, Quiet: 3},
+		{At: at(1000), Noisy: 6, Quiet: 4, Other: 1},
+		{At: at(1250), Noisy: 10},
+	}
+	var f NoisyFigures
+	f.setServers(samples, at(400), at(1000))
+	if f.NoisyServersAtStart != 10 || f.NoisyServers != 7 || f.QuietServers != 3 || f.MaxServers != 11 {
+		t.Fatalf("%+v", f)
+	}
+	if m := medianNoisy(samples, at(0), at(300)); m != 7 {
+		t.Fatalf("medianNoisy = %v", m)
+	}
+}
+
+func TestNoisyArrivals(t *testing.T) {
+	as := []Arrival{
+		{User: "arrive_6", LoginMs: 2, FirstMs: 3},                    // calm
+		{User: "arrive_7", TimedOut: true, FirstMs: 10000},            // calm, timed out: a fault
+		{User: "arrive_1", Loaded: true, LoginMs: 1, FirstMs: 5},      // after login: 4
+		{User: "arrive_2", Loaded: true, LoginMs: 2, FirstMs: 40},     // 38
+		{User: "arrive_3", Loaded: true, Err: "FATAL: no"},            // an error
+		{User: "arrive_4", Loaded: true, TimedOut: true, FirstMs: 90}, // a lower bound
+		{User: "arrive_5", Loaded: true, LoginMs: 3, FirstMs: 7},      // 4
+	}
+	var f NoisyFigures
+	f.setArrivals(as)
+	if f.Arrivals != 5 || f.CalmArrivals != 2 || f.ArrivalErrors != 2 || f.ArrivalTimeouts != 1 {
+		t.Fatalf("counts: %+v", f)
+	}
+	if f.ArrivalP50 != 7 || f.ArrivalP99 != 90 || f.ArrivalMax != 90 || f.ReadyP50 != 4 || f.ReadyP99 != 38 || f.CalmP50 != 3 {
+		t.Fatalf("percentiles: %+v", f)
+	}
+}
+
+func TestAggregateNoisy(t *testing.T) {
+	run := func(share float64, first float64, arrivalErr string) RunResult {
+		return RunResult{Target: Belay, CPUPer1k: -1, TPS: 1,
+			Noisy:    &NoisyFigures{QuietShare: share, QuietTx: 10, NoisyTx: 20, QuietErrors: 1},
+			Arrivals: []Arrival{{User: "a", Loaded: true, FirstMs: first, Err: arrivalErr}}}
+	}
+	row := aggregate(Belay, "belay", []RunResult{run(0.1, 1, ""), run(0.3, 3, "x"), run(0.2, 2, "")})
+	f := row.Noisy
+	if f == nil || f.QuietShare != 0.2 || f.QuietTx != 30 || f.NoisyTx != 60 || f.QuietErrors != 3 {
+		t.Fatalf("aggregate: %+v", f)
+	}
+	if f.Arrivals != 3 || f.ArrivalErrors != 1 || f.ArrivalP50 != 1 || f.ArrivalMax != 2 {
+		t.Fatalf("pooled arrivals: %+v", f)
+	}
+	if row.ErrorCount() != 1 || errText(row) != "1 arrivals failed" {
+		t.Fatalf("errors: %d %q", row.ErrorCount(), errText(row))
+	}
+	if aggregate(Belay, "belay", []RunResult{{TPS: 1}}).Noisy != nil {
+		t.Fatal("a row without noisy figures got some")
+	}
+}
+
+func TestNoisyRoles(t *testing.T) {
+	if r := noisyRoles(DefaultScenarios(true, 1000)[:1]); r != nil {
+		t.Fatalf("roles without a noisy scenario: %v", r)
+	}
+	r := noisyRoles([]Scenario{{Kind: KindNoisy, Arrivals: 3}, {Kind: KindNoisy, Arrivals: 40}})
+	if len(r) != 2+40+calmArrivals || r[0] != "noisy" || r[1] != "quiet" || r[2] != "arrive_1" || r[len(r)-1] != "arrive_45" {
+		t.Fatalf("roles %v", r)
+	}
+	if wholeSeconds(2500*time.Millisecond) != 3*time.Second || wholeSeconds(2*time.Second) != 2*time.Second {
+		t.Fatal("wholeSeconds")
+	}
+}
+
+func TestPgbouncerBudget(t *testing.T) {
+	ini := pgbouncerIni("/d", 1, 2, 20, 100, 10, testcert.Pair{CertFile: "c", KeyFile: "k"})
+	if !strings.Contains(ini, "\npgbench = host=127.0.0.1 port=2 dbname=pgbench max_db_connections=10\n") ||
+		strings.Count(ini, "max_db_connections") != 1 {
+		t.Fatalf("budget not on the pgbench entry alone:\n%s", ini)
+	}
+	if ini := pgbouncerIni("/d", 1, 2, 20, 100, 0, testcert.Pair{CertFile: "c", KeyFile: "k"}); strings.Contains(ini, "max_db_connections") {
+		t.Fatalf("no budget wanted:\n%s", ini)
 	}
 }

@@ -45,6 +45,8 @@ func RenderMarkdown(rep *Report, charts map[string][]string) string {
 			renderSlow(&b, &s, m)
 		case KindIdle:
 			renderIdle(&b, &s)
+		case KindNoisy:
+			renderNoisy(&b, &s, m)
 		default:
 			renderPgbench(&b, &s)
 		}
@@ -126,6 +128,54 @@ func renderSlow(b *strings.Builder, s *ScenarioResult, m Meta) {
 	}
 }
 
+func renderNoisy(b *strings.Builder, s *ScenarioResult, m Meta) {
+	sc := s.Scenario
+	fmt.Fprintf(b, "Both proxies may open at most %d server connections to PostgreSQL in all (PgBouncer: `max_db_connections = %d` "+
+		"on the database, `default_pool_size = %d` per user; belay: `--max-db-connections %d --pool-size %d`); their pools log in as "+
+		"the client's own user, and every phase starts with a freshly started proxy.\n\n", sc.Budget, sc.Budget, m.PoolSize, sc.Budget, m.PoolSize)
+	fmt.Fprintf(b, "- **together**: user `noisy` runs %d pgbench clients; %s later user `quiet` runs %d for %g s; both are counted "+
+		"while both ran, from the start of the quiet run (connecting included) to its exit or the noisy run's last transaction, "+
+		"by the completion times in pgbench's logs; quiet's latencies are those of its transactions in that window. "+
+		"Quiet's whole demand is %d of the %d servers: about %.1f of the transactions if every server does the same work; "+
+		"fair shares of the budget should give it at least 0.3.\n", sc.Clients, noisyLead, sc.QuietClients, m.Duration,
+		sc.QuietClients, sc.Budget, float64(sc.QuietClients)/float64(sc.Budget))
+	fmt.Fprintf(b, "- **alone**: the quiet user's %d clients with nothing else running.\n", sc.QuietClients)
+	fmt.Fprintf(b, "- **arrivals**: while `noisy` runs %d clients flat out (from %s before the first arrival), %d fresh users "+
+		"(a pool each) arrive, one every %s, each on a connection of its own (one kept waiting delays no other): "+
+		"each connects, logs in, runs `SELECT 1` and leaves. "+
+		"The time is from its TCP connect to the result of `SELECT 1`, so that waiting for a server counts whether a proxy makes "+
+		"the user wait during login or at its first query; *after login* is the part from ReadyForQuery to the result. "+
+		"Percentiles are nearest-rank over every round's arrivals (n of them; below 100, p99 is the largest). "+
+		"*No load*: %d fresh users before `noisy` starts. An arrival still waiting when the noisy run ends is counted with "+
+		"its wait so far (≥).\n", sc.Clients, noisyLead, sc.Arrivals, arrivalGap, calmArrivals)
+	b.WriteString("- **servers held**: backends of each user in `pg_stat_activity`, sampled every 250 ms: medians over the window, " +
+		"and the most of all users at once.\n\n")
+	b.WriteString("| target | quiet's share of transactions | noisy tps | quiet tps | quiet's first transaction, ms after it started " +
+		"| quiet p99 ms: alone / with noisy | quiet p50 ms: alone / with noisy | servers held: noisy / quiet (most in all) " +
+		"| arrival → first result ms: median / p99 / max (n) | after login ms: median / p99 | no load ms: median | errors |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range s.Rows {
+		f := r.Noisy
+		if r.NA != "" || f == nil {
+			fmt.Fprintf(b, "| %s | n/a | | | | | | | | | | %s |\n", r.Label, r.NA)
+			continue
+		}
+		first := "none"
+		if f.QuietFirstMs >= 0 {
+			first = ms(f.QuietFirstMs)
+		}
+		ge := atLeast(*f)
+		arr := fmt.Sprintf("%s / %s%s / %s%s (%d", ms(f.ArrivalP50), ge, ms(f.ArrivalP99), ge, ms(f.ArrivalMax), f.Arrivals)
+		if f.ArrivalTimeouts > 0 {
+			arr += fmt.Sprintf(", %d still waiting at the end", f.ArrivalTimeouts)
+		}
+		arr += ")"
+		fmt.Fprintf(b, "| %s | %.2f | %s | %s | %s | %s / %s | %s / %s | %g / %g (%g) | %s | %s / %s | %s | %s |\n", r.Label,
+			f.QuietShare, tpsText(f.NoisyTPS), tpsText(f.QuietTPS), first, ms(f.QuietAloneP99), ms(f.QuietP99), ms(f.QuietAloneP50), ms(f.QuietP50),
+			f.NoisyServers, f.QuietServers, f.MaxServers, arr, ms(f.ReadyP50), ms(f.ReadyP99), ms(f.CalmP50), errText(r))
+	}
+}
+
 func hungRows(s *ScenarioResult) string {
 	var names []string
 	for _, r := range s.Rows {
@@ -178,6 +228,17 @@ func RenderSummary(rep *Report) string {
 			fmt.Fprintf(&b, "| %s: proxy peak RSS growth | %s | %s | %s | | | %s / %s / %s |\n", name,
 				cell(d, growth), cell(pb, growth), cell(bl, growth), cell(d, errs), cell(pb, errs), cell(bl, errs))
 			continue
+		case KindNoisy:
+			share := func(r Row) string { return fmt.Sprintf("%.2f", noisyOf(r).QuietShare) }
+			fmt.Fprintf(&b, "| %s: quiet's share of transactions (quiet's p99 ms with noisy) | %s | %s | %s | %s | %s / %s / %s | %s / %s / %s |\n", name,
+				cell(d, share), cell(pb, share), cell(bl, share), ratioOf(bl, pb, func(r Row) float64 { return noisyOf(r).QuietShare }),
+				cell(d, p99), cell(pb, p99), cell(bl, p99), cell(d, errs), cell(pb, errs), cell(bl, errs))
+			arrival := func(r Row) string { return ms(noisyOf(r).ArrivalP50) }
+			arrival99 := func(r Row) string { return atLeast(noisyOf(r)) + ms(noisyOf(r).ArrivalP99) }
+			fmt.Fprintf(&b, "| %s: a new user's first result, median ms (p99 ms), budget full | %s | %s | %s | %s | %s / %s / %s | |\n", name,
+				cell(d, arrival), cell(pb, arrival), cell(bl, arrival), ratioOf(bl, pb, func(r Row) float64 { return noisyOf(r).ArrivalP50 }),
+				cell(d, arrival99), cell(pb, arrival99), cell(bl, arrival99))
+			continue
 		case KindIdle:
 			per := func(r Row) string { return bytesText(r.RSSPerIdle) }
 			fmt.Fprintf(&b, "| %s: proxy RSS per idle client | %s | %s | %s | %s | | |\n", name,
@@ -198,6 +259,23 @@ func RenderSummary(rep *Report) string {
 		}
 	}
 	return b.String()
+}
+
+// atLeast is "≥ " when some arrivals of f were still waiting at the end
+// (their times are lower bounds), else "".
+func atLeast(f NoisyFigures) string {
+	if f.ArrivalTimeouts > 0 {
+		return "≥ "
+	}
+	return ""
+}
+
+// noisyOf is r's noisy-neighbour figures, zero when it has none.
+func noisyOf(r Row) NoisyFigures {
+	if r.Noisy == nil {
+		return NoisyFigures{}
+	}
+	return *r.Noisy
 }
 
 func ratioOf(a, b *Row, f func(Row) float64) string {
@@ -234,6 +312,9 @@ func errText(r Row) string {
 	}
 	if r.IdleErrors > 0 {
 		parts = append(parts, fmt.Sprintf("%d idle connections failed", r.IdleErrors))
+	}
+	if r.Noisy != nil && r.Noisy.ArrivalErrors > 0 {
+		parts = append(parts, fmt.Sprintf("%d arrivals failed", r.Noisy.ArrivalErrors))
 	}
 	if len(parts) == 0 {
 		return "see below"

@@ -53,7 +53,265 @@ type RunResult struct {
 	ServerReleaseMs float64     `json:"server_query_ended_ms,omitempty"` // after the client left; -1: still running
 	StillServes     bool        `json:"still_serves,omitempty"`
 
-	lat []float64 // sorted latencies, µs
+	// Noisy neighbour (KindNoisy): the generic figures above (TPS, P50,
+	// ..., Transactions) are the quiet user's with the noisy one beside it;
+	// the error counts add up every pgbench run of the scenario.
+	Noisy *NoisyFigures `json:"noisy,omitempty"`
+	// Arrivals are the fresh users' first queries, calm ones first.
+	Arrivals []Arrival `json:"arrivals,omitempty"`
+
+	lat      []float64 // sorted latencies, µs
+	aloneLat []float64 // KindNoisy: the quiet user's sorted latencies alone, µs
+}
+
+// Arrival is one fresh user's first query through a proxy (KindNoisy): it
+// connects, logs in, runs SELECT 1 and leaves.
+type Arrival struct {
+	User string `json:"user"`
+	// Loaded: the noisy user held the budget meanwhile; otherwise nothing
+	// else ran (a calm arrival, for comparison).
+	Loaded bool `json:"loaded"`
+	// LoginMs is from the start of the TCP connect to ReadyForQuery, FirstMs
+	// to the result of SELECT 1 (for one that timed out, how long it had
+	// waited). A proxy may make a new user wait for a server during login
+	// or at its first query; FirstMs holds both.
+	LoginMs float64 `json:"login_ms"`
+	FirstMs float64 `json:"first_result_ms"`
+	// TimedOut: no result before the noisy run ended.
+	TimedOut bool   `json:"timed_out,omitempty"`
+	Err      string `json:"error,omitempty"`
+}
+
+// NoisyFigures are the figures of the noisy-neighbour scenario
+// (KindNoisy): of one run, or in a Row medians across rounds, with the
+// counts summed and the arrival percentiles taken over every round's
+// arrivals.
+type NoisyFigures struct {
+	// Together: the quiet user's pgbench beside the noisy user's, counted
+	// over the window from the start of the quiet pgbench (its connecting
+	// included) to its exit or the noisy user's last transaction, whichever
+	// came first (see setWindow). The quiet user's latencies are those of
+	// its transactions in the window.
+	WindowSeconds float64 `json:"window_s"`
+	NoisyTx       int64   `json:"noisy_transactions"`
+	QuietTx       int64   `json:"quiet_transactions"`
+	NoisyTPS      float64 `json:"noisy_tps"`
+	QuietTPS      float64 `json:"quiet_tps"`
+	// QuietShare is QuietTx / (QuietTx + NoisyTx).
+	QuietShare float64 `json:"quiet_share"`
+	QuietP50   float64 `json:"quiet_p50_ms"`
+	QuietP99   float64 `json:"quiet_p99_ms"`
+	// QuietFirstMs is from the start of the quiet user's pgbench to its
+	// first completed transaction, in or after the window; -1 if none.
+	QuietFirstMs float64 `json:"quiet_first_tx_ms"`
+	// NoisyErrors and QuietErrors are each pgbench's failed transactions,
+	// aborted clients and failed connections.
+	NoisyErrors int64 `json:"noisy_errors"`
+	QuietErrors int64 `json:"quiet_errors"`
+	// Backends each user held in PostgreSQL (pg_stat_activity, sampled
+	// every 250 ms): the noisy user's at the last sample before the quiet
+	// user started, medians over the window, and the most of all users at
+	// once in the window.
+	NoisyServersAtStart float64 `json:"noisy_servers_at_quiet_start"`
+	NoisyServers        float64 `json:"noisy_servers"`
+	QuietServers        float64 `json:"quiet_servers"`
+	MaxServers          float64 `json:"max_servers"`
+
+	// Alone: the quiet user's pgbench without the noisy one.
+	QuietAloneTPS    float64 `json:"quiet_alone_tps"`
+	QuietAloneP50    float64 `json:"quiet_alone_p50_ms"`
+	QuietAloneP99    float64 `json:"quiet_alone_p99_ms"`
+	QuietAloneErrors int64   `json:"quiet_alone_errors"`
+
+	// Arrivals while the noisy user holds the budget: how many were
+	// started, percentiles (nearest rank, ms) of FirstMs, and of the part
+	// after login (FirstMs - LoginMs), over those without an error (one that
+	// timed out counts with how long it had waited, a lower bound).
+	Arrivals        int     `json:"arrivals"`
+	ArrivalP50      float64 `json:"arrival_p50_ms"`
+	ArrivalP99      float64 `json:"arrival_p99_ms"`
+	ArrivalMax      float64 `json:"arrival_max_ms"`
+	ReadyP50        float64 `json:"ready_to_result_p50_ms"`
+	ReadyP99        float64 `json:"ready_to_result_p99_ms"`
+	ArrivalTimeouts int     `json:"arrival_timeouts"`
+	ArrivalErrors   int     `json:"arrival_errors"`
+	// NoisyServersArriving is the median of the noisy user's backends while
+	// the users arrived.
+	NoisyServersArriving float64 `json:"noisy_servers_while_arriving"`
+	// CalmArrivals with nothing else running, and their median FirstMs.
+	CalmArrivals int     `json:"calm_arrivals"`
+	CalmP50      float64 `json:"calm_arrival_p50_ms"`
+}
+
+// setWindow counts the transactions each user completed while both ran:
+// from the start of the quiet user's pgbench (from, µs since the epoch as
+// LogStats.Ends) to its exit (to), or to the noisy user's last
+// transaction if that came first. It derives tps and the quiet user's
+// share, and returns the quiet user's latencies in the window.
+func (f *NoisyFigures) setWindow(quiet, noisy LogStats, from, to int64) []float64 {
+	if len(noisy.Ends) > 0 {
+		last := noisy.Ends[0]
+		for _, t := range noisy.Ends {
+			last = max(last, t)
+		}
+		to = max(from, min(to, last))
+	}
+	in := func(t int64) bool { return t >= from && t <= to }
+	var lat []float64
+	f.QuietTx, f.NoisyTx, f.QuietFirstMs = 0, 0, -1
+	first := int64(-1)
+	for i, t := range quiet.Ends {
+		if first < 0 || t < first {
+			first = t
+		}
+		if in(t) {
+			f.QuietTx++
+			lat = append(lat, quiet.Latencies[i])
+		}
+	}
+	if first >= 0 {
+		f.QuietFirstMs = float64(first-from) / 1000
+	}
+	for _, t := range noisy.Ends {
+		if in(t) {
+			f.NoisyTx++
+		}
+	}
+	f.WindowSeconds = float64(to-from) / 1e6
+	f.QuietTPS, f.NoisyTPS, f.QuietShare = 0, 0, 0
+	if f.WindowSeconds > 0 {
+		f.QuietTPS = float64(f.QuietTx) / f.WindowSeconds
+		f.NoisyTPS = float64(f.NoisyTx) / f.WindowSeconds
+	}
+	if all := f.QuietTx + f.NoisyTx; all > 0 {
+		f.QuietShare = float64(f.QuietTx) / float64(all)
+	}
+	return lat
+}
+
+// serverSample is the backends each kind of user held at a moment.
+type serverSample struct {
+	At                  time.Time
+	Noisy, Quiet, Other int // Other: the arriving users
+}
+
+// setServers fills the server figures of the together phase from samples;
+// the window is [from, to].
+func (f *NoisyFigures) setServers(samples []serverSample, from, to time.Time) {
+	var noisy, quiet []float64
+	f.NoisyServersAtStart, f.MaxServers = 0, 0
+	for _, s := range samples {
+		switch {
+		case s.At.Before(from):
+			f.NoisyServersAtStart = float64(s.Noisy)
+		case !s.At.After(to):
+			noisy = append(noisy, float64(s.Noisy))
+			quiet = append(quiet, float64(s.Quiet))
+			f.MaxServers = math.Max(f.MaxServers, float64(s.Noisy+s.Quiet+s.Other))
+		}
+	}
+	f.NoisyServers, f.QuietServers = Median(noisy), Median(quiet)
+}
+
+// medianNoisy is the median of the noisy user's backends over the samples
+// in [from, to].
+func medianNoisy(samples []serverSample, from, to time.Time) float64 {
+	var v []float64
+	for _, s := range samples {
+		if !s.At.Before(from) && !s.At.After(to) {
+			v = append(v, float64(s.Noisy))
+		}
+	}
+	return Median(v)
+}
+
+// setArrivals fills the arrival figures from as, loaded and calm ones.
+func (f *NoisyFigures) setArrivals(as []Arrival) {
+	var first, ready, calm []float64
+	f.Arrivals, f.ArrivalTimeouts, f.ArrivalErrors, f.CalmArrivals = 0, 0, 0, 0
+	for _, a := range as {
+		if a.Loaded {
+			f.Arrivals++
+		} else {
+			f.CalmArrivals++
+		}
+		switch {
+		case a.Err != "":
+			f.ArrivalErrors++
+			continue
+		case a.TimedOut && a.Loaded:
+			f.ArrivalTimeouts++
+		case a.TimedOut:
+			f.ArrivalErrors++ // nothing held the budget: waiting is a fault
+			continue
+		}
+		if !a.Loaded {
+			calm = append(calm, a.FirstMs)
+			continue
+		}
+		first = append(first, a.FirstMs)
+		if !a.TimedOut {
+			ready = append(ready, a.FirstMs-a.LoginMs)
+		}
+	}
+	sort.Float64s(first)
+	sort.Float64s(ready)
+	f.ArrivalP50, f.ArrivalP99 = Percentile(first, 0.5), Percentile(first, 0.99)
+	f.ArrivalMax = 0
+	if len(first) > 0 {
+		f.ArrivalMax = first[len(first)-1]
+	}
+	f.ReadyP50, f.ReadyP99 = Percentile(ready, 0.5), Percentile(ready, 0.99)
+	f.CalmP50 = Median(calm)
+}
+
+// aggregateNoisy folds the noisy-neighbour figures of runs: medians
+// across rounds, counts summed, arrivals pooled. Nil when no run has any.
+func aggregateNoisy(runs []RunResult) *NoisyFigures {
+	var figs []*NoisyFigures
+	var arrivals []Arrival
+	for _, r := range runs {
+		if r.Noisy != nil {
+			figs = append(figs, r.Noisy)
+			arrivals = append(arrivals, r.Arrivals...)
+		}
+	}
+	if len(figs) == 0 {
+		return nil
+	}
+	med := func(get func(*NoisyFigures) float64) float64 {
+		v := make([]float64, len(figs))
+		for i, f := range figs {
+			v[i] = get(f)
+		}
+		return Median(v)
+	}
+	f := &NoisyFigures{
+		WindowSeconds:        med(func(f *NoisyFigures) float64 { return f.WindowSeconds }),
+		NoisyTPS:             med(func(f *NoisyFigures) float64 { return f.NoisyTPS }),
+		QuietTPS:             med(func(f *NoisyFigures) float64 { return f.QuietTPS }),
+		QuietShare:           med(func(f *NoisyFigures) float64 { return f.QuietShare }),
+		QuietP50:             med(func(f *NoisyFigures) float64 { return f.QuietP50 }),
+		QuietP99:             med(func(f *NoisyFigures) float64 { return f.QuietP99 }),
+		QuietFirstMs:         med(func(f *NoisyFigures) float64 { return f.QuietFirstMs }),
+		NoisyServersAtStart:  med(func(f *NoisyFigures) float64 { return f.NoisyServersAtStart }),
+		NoisyServers:         med(func(f *NoisyFigures) float64 { return f.NoisyServers }),
+		QuietServers:         med(func(f *NoisyFigures) float64 { return f.QuietServers }),
+		MaxServers:           med(func(f *NoisyFigures) float64 { return f.MaxServers }),
+		QuietAloneTPS:        med(func(f *NoisyFigures) float64 { return f.QuietAloneTPS }),
+		QuietAloneP50:        med(func(f *NoisyFigures) float64 { return f.QuietAloneP50 }),
+		QuietAloneP99:        med(func(f *NoisyFigures) float64 { return f.QuietAloneP99 }),
+		NoisyServersArriving: med(func(f *NoisyFigures) float64 { return f.NoisyServersArriving }),
+	}
+	for _, g := range figs {
+		f.NoisyTx += g.NoisyTx
+		f.QuietTx += g.QuietTx
+		f.NoisyErrors += g.NoisyErrors
+		f.QuietErrors += g.QuietErrors
+		f.QuietAloneErrors += g.QuietAloneErrors
+	}
+	f.setArrivals(arrivals)
+	return f
 }
 
 // RSSSample is the proxy's resident memory at a moment of a slow-client run.
@@ -100,13 +358,20 @@ type Row struct {
 	RSSPeak    int64    `json:"rss_peak,omitempty"`
 	ReleaseMs  float64  `json:"server_query_ended_ms,omitempty"`
 	Serves     bool     `json:"still_serves,omitempty"`
+	// Noisy: the noisy-neighbour figures (KindNoisy); transactions summed
+	// over rounds.
+	Noisy *NoisyFigures `json:"noisy,omitempty"`
 }
 
 // ErrorCount is what the report shows as errors: failed transactions,
-// aborted clients and connection failures.
-// A hung run counts as one.
+// aborted clients and connection failures, failed idle connections and
+// failed arrivals. A hung run counts as one.
 func (r Row) ErrorCount() int64 {
-	return r.Failed + int64(r.Aborted) + int64(r.ConnFails) + int64(r.IdleErrors) + int64(r.Hung)
+	n := r.Failed + int64(r.Aborted) + int64(r.ConnFails) + int64(r.IdleErrors) + int64(r.Hung)
+	if r.Noisy != nil {
+		n += int64(r.Noisy.ArrivalErrors)
+	}
+	return n
 }
 
 // Latencies returns the latencies (µs) of every round, sorted.
@@ -114,6 +379,17 @@ func (r Row) Latencies() []float64 {
 	var all []float64
 	for _, run := range r.Runs {
 		all = append(all, run.lat...)
+	}
+	sort.Float64s(all)
+	return all
+}
+
+// AloneLatencies returns the quiet user's latencies without the noisy one
+// (µs, KindNoisy) of every round, sorted.
+func (r Row) AloneLatencies() []float64 {
+	var all []float64
+	for _, run := range r.Runs {
+		all = append(all, run.aloneLat...)
 	}
 	sort.Float64s(all)
 	return all
@@ -189,6 +465,7 @@ func aggregate(target, label string, runs []RunResult) Row {
 	if release != -2 {
 		row.ReleaseMs = release
 	}
+	row.Noisy = aggregateNoisy(runs)
 	return row
 }
 

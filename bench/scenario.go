@@ -12,6 +12,11 @@ const (
 	KindIdle
 	// KindSlow is one client reading a large result slowly.
 	KindSlow
+	// KindNoisy is the noisy neighbour: two users share a budget of
+	// Scenario.Budget server connections, one running Clients pgbench
+	// clients flat out, the other QuietClients; then fresh users arrive
+	// one by one while the budget is full (see runNoisy).
+	KindNoisy
 )
 
 // Scenario is one workload run against every target.
@@ -34,6 +39,17 @@ type Scenario struct {
 	// TLS runs pgbench with sslmode=require (PgBouncer and belay both accept
 	// TLS with the same ECDSA P-256 certificate); otherwise sslmode=disable.
 	TLS bool
+
+	// Budget is the server connections the proxies may open to the node in
+	// all (KindNoisy): PgBouncer's max_db_connections, belay's
+	// --max-db-connections.
+	Budget int
+	// QuietClients is the quiet user's pgbench clients (KindNoisy); Clients
+	// are the noisy user's.
+	QuietClients int
+	// Arrivals is the fresh users that arrive one after the other while the
+	// noisy user holds the budget (KindNoisy).
+	Arrivals int
 }
 
 // sslMode is pgbench's sslmode for sc.
@@ -117,8 +133,23 @@ func DefaultScenarios(quick bool, idle int) []Scenario {
 			Kind:     KindSlow,
 			DirectNA: "no proxy in between: nothing to measure",
 		},
+		noisyNeighbour,
 	)
 	return s
+}
+
+// noisyNeighbour is the noisy-neighbour scenario of quick and full runs.
+var noisyNeighbour = Scenario{
+	ID: "noisy-neighbour",
+	Title: "noisy neighbour: a budget of 10 server connections, user `noisy` with 100 clients flat out, " +
+		"user `quiet` with 4 (`-S -M simple`)",
+	Kind:         KindNoisy,
+	PgbenchArgs:  []string{"-S", "-M", "simple"},
+	Clients:      100,
+	QuietClients: 4,
+	Budget:       10,
+	Arrivals:     40,
+	DirectNA:     "no budget to share: PostgreSQL gives every client a backend of its own",
 }
 
 // targetsFor lists the target names sc is run against, in run order.
