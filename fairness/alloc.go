@@ -42,13 +42,17 @@ func (l Limits) Validate() error {
 // MaxWeight bounds Limits.Weight (weights are ratios; 1000:1 is plenty).
 const MaxWeight = 1000
 
-// Load is what a user's owner reports: its clients in a transaction (Busy),
-// and its clients waiting that no login in flight will serve (Waiting).
-// WaitingSince is when the oldest of those began to wait (meaningless when
-// Waiting is 0).
+// Load is what a user's owner reports: its clients connected (Clients), in
+// a transaction (Busy), and waiting that no login in flight will serve
+// (Waiting). WaitingSince is when the oldest of those began to wait
+// (meaningless when Waiting is 0).
+//
+// Demand is Busy+Waiting, smoothed over the window, but never above Clients:
+// a client between transactions may be back in a moment, a client gone will
+// not, so the servers of a user whose clients left are free at once.
 type Load struct {
-	Busy, Waiting int
-	WaitingSince  time.Duration
+	Clients, Busy, Waiting int
+	WaitingSince           time.Duration
 }
 
 // DefaultWindow is how long a peak of demand is remembered (between one and
@@ -84,8 +88,9 @@ func (u *user) weight() int {
 	return u.lim.Weight
 }
 
-// demand is the smoothed demand: the higher of the last two windows' peaks.
-func (u *user) demand() int { return max(u.peak, u.prevPeak) }
+// demand is the smoothed demand: the higher of the last two windows' peaks,
+// at most the clients connected now.
+func (u *user) demand() int { return min(max(u.peak, u.prevPeak), u.load.Clients) }
 
 // limit is what the user may hold at most, budget aside.
 func (u *user) limit() int {
@@ -149,8 +154,8 @@ func (a *Allocator) SetLimits(id ID, l Limits) { a.users[id].lim, a.stale = l, t
 // user's share at once; a drop shows after the window.
 func (a *Allocator) Report(id ID, l Load, now time.Duration) {
 	u := &a.users[id]
-	u.load = l
 	old, d := u.demand(), l.Busy+l.Waiting
+	u.load = l
 	if now-u.winStart >= a.window {
 		if now-u.winStart < 2*a.window {
 			u.prevPeak = u.peak

@@ -12,7 +12,7 @@ const ms = time.Millisecond
 // report sets a user's load as busy = min(clients, held), the rest waiting.
 func report(a *Allocator, id ID, clients int, now time.Duration) {
 	busy := min(clients, a.Held(id))
-	a.Report(id, Load{Busy: busy, Waiting: clients - busy, WaitingSince: now}, now)
+	a.Report(id, Load{Clients: clients, Busy: busy, Waiting: clients - busy, WaitingSince: now}, now)
 }
 
 func TestQuietTakesItsShareFromNoisy(t *testing.T) {
@@ -121,17 +121,24 @@ func TestDemandIsSmoothedOverTheWindow(t *testing.T) {
 	if a.Share(quiet) != 4 {
 		t.Fatal("quiet's share", a.Share(quiet))
 	}
-	// quiet's clients pause between transactions: its demand flickers.
-	report(a, quiet, 1, 50*ms)
-	report(a, quiet, 0, 120*ms)
+	// quiet's 4 clients pause between transactions: its demand flickers.
+	pause := func(working int, now time.Duration) { a.Report(quiet, Load{Clients: 4, Busy: working}, now) }
+	pause(1, 50*ms)
+	pause(0, 120*ms)
 	if a.Share(quiet) != 4 {
 		t.Fatalf("a flicker of demand cut quiet's share to %d", a.Share(quiet))
 	}
 	// Quiet for two whole windows: the share follows.
-	report(a, quiet, 0, 250*ms)
-	report(a, quiet, 1, 360*ms)
+	pause(0, 250*ms)
+	pause(1, 360*ms)
 	if a.Share(quiet) != 1 || a.Share(noisy) != 9 {
 		t.Fatalf("after two quiet windows: quiet %d noisy %d, want 1, 9", a.Share(quiet), a.Share(noisy))
+	}
+	// Clients that leave take their demand with them at once.
+	report(a, quiet, 4, 362*ms)
+	report(a, quiet, 0, 364*ms)
+	if a.Share(quiet) != 0 {
+		t.Fatalf("quiet's clients left, its share is still %d", a.Share(quiet))
 	}
 	// A rise shows at once.
 	report(a, quiet, 6, 370*ms)
@@ -154,7 +161,7 @@ func TestNextIsDeficitRoundRobin(t *testing.T) {
 	var got []ID
 	for range 8 {
 		now += 10 * ms
-		a.Report(other, Load{}, now)
+		a.Report(other, Load{Clients: 100}, now) // connected, not working
 		report(a, heavy, 100, now)
 		report(a, light, 100, now)
 		a.Closed(other)
@@ -194,7 +201,7 @@ func TestStarvedUserWinsTies(t *testing.T) {
 	if a.Grow(last) || a.Share(last) != 0 {
 		t.Fatalf("the eleventh: share %d", a.Share(last))
 	}
-	a.Report(last, Load{Waiting: 1, WaitingSince: 0}, DefaultStarveAfter)
+	a.Report(last, Load{Clients: 1, Waiting: 1, WaitingSince: 0}, DefaultStarveAfter)
 	if a.Share(last) != 1 {
 		t.Fatal("a starved user did not win the tie")
 	}

@@ -69,14 +69,15 @@ func (n *node) refresh(now int64) {
 	n.contended.Store(n.alloc.Contended())
 }
 
-// load is the pool's demand as the allocator wants it: clients holding a
-// server, clients waiting that no login in flight will serve, and since when
-// the oldest of those waits. Safe for concurrent use (atomics).
+// load is the pool's demand as the allocator wants it: clients connected,
+// clients holding a server, clients waiting that no login in flight will
+// serve, and since when the oldest of those waits. Safe for concurrent use (atomics).
 func (p *Pool) load() fairness.Load {
 	var l fairness.Load
 	oldest := int64(0)
 	for i := range p.perLoop {
 		lp := &p.perLoop[i]
+		l.Clients += int(lp.clients.Load())
 		l.Busy += int(lp.active.Load())
 		if w := int(lp.nWait.Load() - lp.dialing.Load()); w > 0 {
 			l.Waiting += w
