@@ -57,7 +57,7 @@ func noisyRoles(scs []Scenario) []string {
 }
 
 // createRoles creates roles that may log in (PostgreSQL trusts loopback
-// connections, see pginstance) and read pgbench's tables.
+// connections, see pginstance) and read and write pgbench's tables.
 func createRoles(ctx context.Context, inst *pginstance.Instance, roles []string) error {
 	if len(roles) == 0 {
 		return nil
@@ -71,7 +71,8 @@ func createRoles(ctx context.Context, inst *pginstance.Instance, roles []string)
 	for _, r := range roles {
 		fmt.Fprintf(&sql, "CREATE ROLE %s LOGIN;\n", r)
 	}
-	fmt.Fprintf(&sql, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO %s;\n", strings.Join(roles, ", "))
+	// pgbench's simple-update script (noisy-neighbour-tx) writes too.
+	fmt.Fprintf(&sql, "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO %s;\n", strings.Join(roles, ", "))
 	if _, err := conn.Exec(ctx, sql.String()).ReadAll(); err != nil {
 		return fmt.Errorf("bench: creating roles: %w", err)
 	}

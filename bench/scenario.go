@@ -135,21 +135,37 @@ func DefaultScenarios(quick bool, idle int) []Scenario {
 		},
 		noisyNeighbour,
 	)
+	if !quick {
+		s = append(s, noisyNeighbourTx)
+	}
 	return s
 }
 
-// noisyNeighbour is the noisy-neighbour scenario of quick and full runs.
-var noisyNeighbour = Scenario{
-	ID: "noisy-neighbour",
-	Title: "noisy neighbour: a budget of 10 server connections, user `noisy` with 100 clients flat out, " +
-		"user `quiet` with 4 (`-S -M simple`)",
-	Kind:         KindNoisy,
-	PgbenchArgs:  []string{"-S", "-M", "simple"},
-	Clients:      100,
-	QuietClients: 4,
-	Budget:       10,
-	Arrivals:     40,
-	DirectNA:     "no budget to share: PostgreSQL gives every client a backend of its own",
+// noisyNeighbour is the noisy-neighbour scenario of quick and full runs:
+// select-only transactions of one statement, the worst case for the quiet
+// user, whose servers wait a whole round trip to its clients between
+// transactions while the noisy user's queue keeps its own busy.
+var noisyNeighbour = noisyScenario("noisy-neighbour", "`-S -M simple`", "-S", "-M", "simple")
+
+// noisyNeighbourTx is the same with pgbench's simple-update transactions
+// (BEGIN, UPDATE, SELECT, INSERT, END): each user holds its server across
+// its clients' round trips, as applications do in transaction pooling
+// (full runs).
+var noisyNeighbourTx = noisyScenario("noisy-neighbour-tx", "simple-update transactions, `-N -M simple`", "-N", "-M", "simple")
+
+func noisyScenario(id, what string, args ...string) Scenario {
+	return Scenario{
+		ID: id,
+		Title: "noisy neighbour: a budget of 10 server connections, user `noisy` with 100 clients flat out, " +
+			"user `quiet` with 4 (" + what + ")",
+		Kind:         KindNoisy,
+		PgbenchArgs:  args,
+		Clients:      100,
+		QuietClients: 4,
+		Budget:       10,
+		Arrivals:     40,
+		DirectNA:     "no budget to share: PostgreSQL gives every client a backend of its own",
+	}
 }
 
 // targetsFor lists the target names sc is run against, in run order.
