@@ -231,7 +231,9 @@ func RenderSummary(rep *Report) string {
 		case KindNoisy:
 			share := func(r Row) string { return fmt.Sprintf("%.2f", noisyOf(r).QuietShare) }
 			fmt.Fprintf(&b, "| %s: quiet's share of transactions (quiet's p99 ms with noisy) | %s | %s | %s | %s | %s / %s / %s | %s / %s / %s |\n", name,
-				cell(d, share), cell(pb, share), cell(bl, share), ratioOf(bl, pb, func(r Row) float64 { return noisyOf(r).QuietShare }),
+				// No ratio: the shares are the figures (PgBouncer's is
+				// often near 0, and a ratio to it says nothing).
+				cell(d, share), cell(pb, share), cell(bl, share), "",
 				cell(d, p99), cell(pb, p99), cell(bl, p99), cell(d, errs), cell(pb, errs), cell(bl, errs))
 			arrival := func(r Row) string { return ms(noisyOf(r).ArrivalP50) }
 			arrival99 := func(r Row) string { return atLeast(noisyOf(r)) + ms(noisyOf(r).ArrivalP99) }
