@@ -30,7 +30,8 @@
 // time), so the shares must not follow every flicker of demand. A user's
 // demand is the peak of what it reported over the last Window (two buckets:
 // a peak lives between one and two windows); it rises at once and decays
-// only after a quiet window. Shares are integers, and the odd slot of a tie
+// only after a quiet window, but it never exceeds the clients connected, so
+// the servers of a user whose clients left are free at once. Shares are integers, and the odd slot of a tie
 // stays with the user that already holds it. A slot moves only from a user
 // above its share to one below: at most the difference of the two ever moves,
 // and under steady load nothing moves at all.
