@@ -136,16 +136,23 @@ func cdfPoints(sorted []float64, n int) plotter.XYs {
 	return xys
 }
 
-func cdfChart(path string, s *ScenarioResult) (bool, error) {
+// newCDFPlot is an empty latency CDF: milliseconds on a log scale, the
+// fraction of transactions (yLabel) from 0 to 1, the legend bottom right.
+func newCDFPlot(title, yLabel string) *plot.Plot {
 	p := plot.New()
-	p.Title.Text = s.Scenario.ID + ": latency CDF (all rounds)"
+	p.Title.Text = title
 	p.X.Label.Text = "latency, ms (log scale)"
-	p.Y.Label.Text = "fraction of transactions"
+	p.Y.Label.Text = yLabel
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Y.Min, p.Y.Max = 0, 1
 	p.Legend.Top = false
 	p.Legend.Left = false
+	return p
+}
+
+func cdfChart(path string, s *ScenarioResult) (bool, error) {
+	p := newCDFPlot(s.Scenario.ID+": latency CDF (all rounds)", "fraction of transactions")
 	any := false
 	for _, r := range s.Rows {
 		lat := r.Latencies()
@@ -172,15 +179,7 @@ func cdfChart(path string, s *ScenarioResult) (bool, error) {
 // quietCDFChart draws the quiet user's latency CDF of each target, alone
 // (dashed) and with the noisy user (solid).
 func quietCDFChart(path string, s *ScenarioResult) (bool, error) {
-	p := plot.New()
-	p.Title.Text = s.Scenario.ID + ": the quiet user's latency CDF (all rounds)"
-	p.X.Label.Text = "latency, ms (log scale)"
-	p.Y.Label.Text = "fraction of the quiet user's transactions"
-	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.Y.Min, p.Y.Max = 0, 1
-	p.Legend.Top = false
-	p.Legend.Left = false
+	p := newCDFPlot(s.Scenario.ID+": the quiet user's latency CDF (all rounds)", "fraction of the quiet user's transactions")
 	any := false
 	for _, r := range s.Rows {
 		if r.Noisy == nil {

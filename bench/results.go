@@ -376,20 +376,20 @@ func (r Row) ErrorCount() int64 {
 
 // Latencies returns the latencies (µs) of every round, sorted.
 func (r Row) Latencies() []float64 {
-	var all []float64
-	for _, run := range r.Runs {
-		all = append(all, run.lat...)
-	}
-	sort.Float64s(all)
-	return all
+	return r.allRounds(func(run RunResult) []float64 { return run.lat })
 }
 
 // AloneLatencies returns the quiet user's latencies without the noisy one
 // (µs, KindNoisy) of every round, sorted.
 func (r Row) AloneLatencies() []float64 {
+	return r.allRounds(func(run RunResult) []float64 { return run.aloneLat })
+}
+
+// allRounds gathers what of returns for every round, sorted.
+func (r Row) allRounds(of func(RunResult) []float64) []float64 {
 	var all []float64
 	for _, run := range r.Runs {
-		all = append(all, run.aloneLat...)
+		all = append(all, of(run)...)
 	}
 	sort.Float64s(all)
 	return all
