@@ -146,10 +146,6 @@ func (a *Allocator) Add(l Limits) ID {
 	return ID(len(a.users) - 1)
 }
 
-// SetLimits changes a user's limits; servers above a smaller Max are not
-// closed, they stop being replaced.
-func (a *Allocator) SetLimits(id ID, l Limits) { a.users[id].lim, a.stale = l, true }
-
 // Report records a user's load at now. Its demand (Busy+Waiting) raises the
 // user's share at once; a drop shows after the window.
 func (a *Allocator) Report(id ID, l Load, now time.Duration) {
@@ -237,12 +233,12 @@ func (a *Allocator) Next() ID {
 // go to another user: yes when from holds more than its share and some user
 // with waiting clients holds less than its own. The slot then counts as the
 // receiver's, who must open a server in it once from's is closed; None means
-// from keeps its server. Drop means close it: the budget shrank, or from's
-// Max did.
+// from keeps its server. Drop means close it: the budget shrank below the
+// servers open.
 func (a *Allocator) Take(from ID) ID {
 	a.refresh()
 	f := &a.users[from]
-	if f.held > f.limit() || (f.held > f.share && a.budget > 0 && a.open > a.budget) {
+	if f.held > f.share && a.budget > 0 && a.open > a.budget {
 		f.held--
 		a.open--
 		a.stale = true
