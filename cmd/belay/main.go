@@ -25,7 +25,9 @@ const usage = `belay: a horizontal-scaling layer for PostgreSQL
 
 Usage:
   belay up      [flags]   start a local cluster (Postgres + proxy) under ./.belay
-  belay proxy   [flags]   run the proxy (gateway and pooler in one process)
+  belay proxy   [flags] [pgbouncer.ini]
+                          run the proxy (gateway and pooler in one process); flags
+                          go before the file and win over it
   belay bench   [flags]   benchmark direct Postgres, PgBouncer and belay side by side
 
 Run 'belay COMMAND -h' for a command's flags.
@@ -67,65 +69,129 @@ func parseLogLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-func runProxy(args []string) error {
+// proxyOptions are the flags of belay proxy.
+type proxyOptions struct {
+	listen       *string
+	server       *string
+	poolSize     *int
+	maxDB        *int
+	authType     *string
+	authFile     *string
+	authHBA      *string
+	authUser     *string
+	authQuery    *string
+	authDB       *string
+	tlsMode      *string
+	tlsCert      *string
+	tlsKey       *string
+	tlsCA        *string
+	loginTimeout *time.Duration
+	idleTx       *time.Duration
+	peerID       *int
+	peers        *string
+	reusePort    *bool
+	unixDir      *string
+	maxClients   *int
+	logLevel     *string
+	maxMsg       *int
+	maxBuf       *int
+	lifetime     *time.Duration
+	idle         *time.Duration
+	connTimeout  *time.Duration
+	passFile     *string
+	srvTLSMode   *string
+	srvTLSCA     *string
+	srvTLSCert   *string
+	srvTLSKey    *string
+	queryWait    *time.Duration
+	loops        *int
+	maxPrepared  *int
+	planCache    *int
+	metricsAddr  *string
+	cpuProfile   *string
+	userLimits   userLimitsFlag
+}
+
+// proxyFlagSet defines belay proxy's flags.
+func proxyFlagSet() (*flag.FlagSet, *proxyOptions) {
+	o := &proxyOptions{}
 	fs := flag.NewFlagSet("belay proxy", flag.ContinueOnError)
-	listen := fs.String("listen", "127.0.0.1:6432", "TCP address(es) to accept clients on, comma-separated")
-	server := fs.String("server", "127.0.0.1:5432", "Postgres server host:port")
-	poolSize := fs.Int("pool-size", loop.DefaultPoolSize, "server connections per (database, user) pool")
-	maxDB := fs.Int("max-db-connections", 0, "the node's budget of server connections, shared fairly between users (0: what the server's max_connections leaves after reserved slots; -1: none)")
-	var userLimits userLimitsFlag
-	fs.Var(&userLimits, "user-weight", "a user's share of the budget: NAME=WEIGHT[:MIN[:MAX]], comma-separated or repeated (e.g. batch=1:0:4,web=3:2)")
-	authType := fs.String("auth-type", "scram-sha-256", "client authentication: scram-sha-256, md5, password, trust, cert, or hba (per --auth-hba-file)")
-	authFile := fs.String("auth-file", "", "PgBouncer userlist: \"user\" \"password | md5... | SCRAM-SHA-256$...\" per line")
-	authHBA := fs.String("auth-hba-file", "", "pg_hba.conf-format rules, used with --auth-type hba")
-	authUser := fs.String("auth-user", "", "look up users missing from --auth-file by running --auth-query as this user")
-	authQuery := fs.String("auth-query", loop.DefaultAuthQuery, "the lookup run as --auth-user; $1 is the user name")
-	authDB := fs.String("auth-dbname", "", "database --auth-query runs in (default: the client's)")
-	tlsMode := fs.String("tls-mode", "", "client TLS: disable, allow, prefer, require, verify-ca or verify-full (default: prefer with a certificate, else disable)")
-	tlsCert := fs.String("tls-cert", "", "belay's TLS certificate for clients (PEM)")
-	tlsKey := fs.String("tls-key", "", "its private key (PEM)")
-	tlsCA := fs.String("tls-ca", "", "CA that verifies client certificates (verify-ca, verify-full, cert auth)")
-	loginTimeout := fs.Duration("client-login-timeout", loop.DefaultClientLoginTimeout, "close clients that have not logged in after this long")
-	idleTx := fs.Duration("idle-transaction-timeout", 0, "close clients idle inside a transaction this long, rolling it back (0: never)")
-	peerID := fs.Int("peer-id", 0, "this process's id among belays sharing a port (1-32767; 0: none)")
-	peers := fs.String("peers", "", "the other belays: id=host:port or id=/unix/socket, comma-separated (cancel requests are forwarded there)")
-	reusePort := fs.Bool("reuse-port", false, "listen with SO_REUSEPORT so several belays can share the port")
-	unixDir := fs.String("unix-socket-dir", "", "also accept clients on DIR/.s.PGSQL.<port>")
-	maxClients := fs.Int("max-client-conn", 0, "most clients served at once (0: no limit)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	maxMsg := fs.Int("max-message-size", loop.DefaultMaxMessageSize, "largest client message held whole (Query, Parse, ...), bytes")
-	maxBuf := fs.Int("max-buffered-bytes", loop.DefaultMaxBufferedBytes, "bytes buffered for one connection before belay stops reading its peer")
-	lifetime := fs.Duration("server-lifetime", time.Hour, "close a server connection after this long (0: never)")
-	idle := fs.Duration("server-idle-timeout", 10*time.Minute, "close a server connection idle this long (0: never)")
-	connTimeout := fs.Duration("server-connect-timeout", 15*time.Second, "bound on one login to Postgres")
-	passFile := fs.String("passfile", "", "libpq .pgpass file with passwords for md5/SCRAM servers (default: $PGPASSFILE, ~/.pgpass)")
-	srvTLSMode := fs.String("server-tls-mode", "disable", "TLS to Postgres (libpq sslmode): disable, allow, prefer, require, verify-ca or verify-full")
-	srvTLSCA := fs.String("server-tls-ca-file", "", "CA certificates that verify Postgres (verify-ca, verify-full; default: the system roots)")
-	srvTLSCert := fs.String("server-tls-cert-file", "", "client certificate for Postgres's cert authentication (PEM)")
-	srvTLSKey := fs.String("server-tls-key-file", "", "its private key (PEM)")
-	queryWait := fs.Duration("query-wait-timeout", 0, "fail a client that waited this long for a server connection (0: never)")
-	loops := fs.Int("event-loops", 0, "gnet event loops (0: one per two cores)")
-	maxPrepared := fs.Int("max-prepared-statements", poolcore.DefaultMaxStatements, "prepared statements belay keeps per server connection (the least recently used is deallocated)")
-	planCache := fs.Int("plan-cache-bytes", loop.DefaultPlanCacheBytes, "memory bound of the plan cache, bytes")
-	metricsAddr := fs.String("metrics-listen", "", "serve Prometheus metrics on http://ADDR/metrics (empty: off)")
-	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the whole run to FILE (for flame graphs)")
+	o.listen = fs.String("listen", "127.0.0.1:6432", "TCP address(es) to accept clients on, comma-separated")
+	o.server = fs.String("server", "127.0.0.1:5432", "Postgres server host:port")
+	o.poolSize = fs.Int("pool-size", loop.DefaultPoolSize, "server connections per (database, user) pool")
+	o.maxDB = fs.Int("max-db-connections", 0, "the node's budget of server connections, shared fairly between users (0: what the server's max_connections leaves after reserved slots; -1: none)")
+	fs.Var(&o.userLimits, "user-weight", "a user's share of the budget: NAME=WEIGHT[:MIN[:MAX]], comma-separated or repeated (e.g. batch=1:0:4,web=3:2)")
+	o.authType = fs.String("auth-type", "scram-sha-256", "client authentication: scram-sha-256, md5, password, trust, cert, or hba (per --auth-hba-file)")
+	o.authFile = fs.String("auth-file", "", "PgBouncer userlist: \"user\" \"password | md5... | SCRAM-SHA-256$...\" per line")
+	o.authHBA = fs.String("auth-hba-file", "", "pg_hba.conf-format rules, used with --auth-type hba")
+	o.authUser = fs.String("auth-user", "", "look up users missing from --auth-file by running --auth-query as this user")
+	o.authQuery = fs.String("auth-query", loop.DefaultAuthQuery, "the lookup run as --auth-user; $1 is the user name")
+	o.authDB = fs.String("auth-dbname", "", "database --auth-query runs in (default: the client's)")
+	o.tlsMode = fs.String("tls-mode", "", "client TLS: disable, allow, prefer, require, verify-ca or verify-full (default: prefer with a certificate, else disable)")
+	o.tlsCert = fs.String("tls-cert", "", "belay's TLS certificate for clients (PEM)")
+	o.tlsKey = fs.String("tls-key", "", "its private key (PEM)")
+	o.tlsCA = fs.String("tls-ca", "", "CA that verifies client certificates (verify-ca, verify-full, cert auth)")
+	o.loginTimeout = fs.Duration("client-login-timeout", loop.DefaultClientLoginTimeout, "close clients that have not logged in after this long")
+	o.idleTx = fs.Duration("idle-transaction-timeout", 0, "close clients idle inside a transaction this long, rolling it back (0: never)")
+	o.peerID = fs.Int("peer-id", 0, "this process's id among belays sharing a port (1-32767; 0: none)")
+	o.peers = fs.String("peers", "", "the other belays: id=host:port or id=/unix/socket, comma-separated (cancel requests are forwarded there)")
+	o.reusePort = fs.Bool("reuse-port", false, "listen with SO_REUSEPORT so several belays can share the port")
+	o.unixDir = fs.String("unix-socket-dir", "", "also accept clients on DIR/.s.PGSQL.<port>")
+	o.maxClients = fs.Int("max-client-conn", 0, "most clients served at once (0: no limit)")
+	o.logLevel = fs.String("log-level", "info", "debug, info, warn or error")
+	o.maxMsg = fs.Int("max-message-size", loop.DefaultMaxMessageSize, "largest client message held whole (Query, Parse, ...), bytes")
+	o.maxBuf = fs.Int("max-buffered-bytes", loop.DefaultMaxBufferedBytes, "bytes buffered for one connection before belay stops reading its peer")
+	o.lifetime = fs.Duration("server-lifetime", time.Hour, "close a server connection after this long (0: never)")
+	o.idle = fs.Duration("server-idle-timeout", 10*time.Minute, "close a server connection idle this long (0: never)")
+	o.connTimeout = fs.Duration("server-connect-timeout", 15*time.Second, "bound on one login to Postgres")
+	o.passFile = fs.String("passfile", "", "libpq .pgpass file with passwords for md5/SCRAM servers (default: $PGPASSFILE, ~/.pgpass)")
+	o.srvTLSMode = fs.String("server-tls-mode", "disable", "TLS to Postgres (libpq sslmode): disable, allow, prefer, require, verify-ca or verify-full")
+	o.srvTLSCA = fs.String("server-tls-ca-file", "", "CA certificates that verify Postgres (verify-ca, verify-full; default: the system roots)")
+	o.srvTLSCert = fs.String("server-tls-cert-file", "", "client certificate for Postgres's cert authentication (PEM)")
+	o.srvTLSKey = fs.String("server-tls-key-file", "", "its private key (PEM)")
+	o.queryWait = fs.Duration("query-wait-timeout", 0, "fail a client that waited this long for a server connection (0: never)")
+	o.loops = fs.Int("event-loops", 0, "gnet event loops (0: one per two cores)")
+	o.maxPrepared = fs.Int("max-prepared-statements", poolcore.DefaultMaxStatements, "prepared statements belay keeps per server connection (the least recently used is deallocated)")
+	o.planCache = fs.Int("plan-cache-bytes", loop.DefaultPlanCacheBytes, "memory bound of the plan cache, bytes")
+	o.metricsAddr = fs.String("metrics-listen", "", "serve Prometheus metrics on http://ADDR/metrics (empty: off)")
+	o.cpuProfile = fs.String("cpu-profile", "", "write a CPU profile of the whole run to FILE (for flame graphs)")
+	return fs, o
+}
+
+func runProxy(args []string) error {
+	fs, o := proxyFlagSet()
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
 	}
-	level, err := parseLogLevel(*logLevel)
+	var iniWarnings []string
+	switch fs.NArg() {
+	case 0:
+	case 1:
+		// belay proxy pgbouncer.ini: the file sets what the flags did not.
+		var err error
+		if iniWarnings, err = applyIni(fs, fs.Arg(0)); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("belay proxy: one configuration file at most, got %q", fs.Args())
+	}
+	level, err := parseLogLevel(*o.logLevel)
 	if err != nil {
 		return err
 	}
-	peerMap, err := parsePeers(*peers)
+	peerMap, err := parsePeers(*o.peers)
 	if err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	for _, w := range iniWarnings {
+		logger.Warn(w)
+	}
+	if *o.cpuProfile != "" {
+		f, err := os.Create(*o.cpuProfile)
 		if err != nil {
 			return err
 		}
@@ -134,54 +200,54 @@ func runProxy(args []string) error {
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
-	if err := (poolcore.Options{Server: *server, ServerTLSMode: *srvTLSMode, ServerTLSCAFile: *srvTLSCA,
-		ServerTLSCertFile: *srvTLSCert, ServerTLSKeyFile: *srvTLSKey}).Check(); err != nil {
+	if err := (poolcore.Options{Server: *o.server, ServerTLSMode: *o.srvTLSMode, ServerTLSCAFile: *o.srvTLSCA,
+		ServerTLSCertFile: *o.srvTLSCert, ServerTLSKeyFile: *o.srvTLSKey}).Check(); err != nil {
 		return err
 	}
 	p, err := loop.Start(loop.Config{
-		Listen:                 strings.Split(*listen, ","),
-		UnixSocketDir:          *unixDir,
-		Server:                 *server,
-		PoolSize:               *poolSize,
-		MaxDBConnections:       *maxDB,
-		UserLimits:             userLimits.m,
-		MaxClientConn:          *maxClients,
-		AuthType:               *authType,
-		AuthFile:               *authFile,
-		AuthHBAFile:            *authHBA,
-		AuthUser:               *authUser,
-		AuthQuery:              *authQuery,
-		AuthDatabase:           *authDB,
-		TLSMode:                *tlsMode,
-		TLSCertFile:            *tlsCert,
-		TLSKeyFile:             *tlsKey,
-		TLSCAFile:              *tlsCA,
-		ClientLoginTimeout:     *loginTimeout,
-		IdleTransactionTimeout: *idleTx,
-		PeerID:                 *peerID,
+		Listen:                 strings.Split(*o.listen, ","),
+		UnixSocketDir:          *o.unixDir,
+		Server:                 *o.server,
+		PoolSize:               *o.poolSize,
+		MaxDBConnections:       *o.maxDB,
+		UserLimits:             o.userLimits.m,
+		MaxClientConn:          *o.maxClients,
+		AuthType:               *o.authType,
+		AuthFile:               *o.authFile,
+		AuthHBAFile:            *o.authHBA,
+		AuthUser:               *o.authUser,
+		AuthQuery:              *o.authQuery,
+		AuthDatabase:           *o.authDB,
+		TLSMode:                *o.tlsMode,
+		TLSCertFile:            *o.tlsCert,
+		TLSKeyFile:             *o.tlsKey,
+		TLSCAFile:              *o.tlsCA,
+		ClientLoginTimeout:     *o.loginTimeout,
+		IdleTransactionTimeout: *o.idleTx,
+		PeerID:                 *o.peerID,
 		Peers:                  peerMap,
-		ReusePort:              *reusePort,
-		MaxMessageSize:         *maxMsg,
-		MaxBufferedBytes:       *maxBuf,
-		ServerLifetime:         *lifetime,
-		ServerIdleTimeout:      *idle,
-		ServerConnectTimeout:   *connTimeout,
-		PassFile:               *passFile,
-		ServerTLSMode:          *srvTLSMode,
-		ServerTLSCAFile:        *srvTLSCA,
-		ServerTLSCertFile:      *srvTLSCert,
-		ServerTLSKeyFile:       *srvTLSKey,
-		QueryWaitTimeout:       *queryWait,
-		EventLoops:             *loops,
-		MaxPreparedStatements:  *maxPrepared,
-		PlanCacheBytes:         *planCache,
+		ReusePort:              *o.reusePort,
+		MaxMessageSize:         *o.maxMsg,
+		MaxBufferedBytes:       *o.maxBuf,
+		ServerLifetime:         *o.lifetime,
+		ServerIdleTimeout:      *o.idle,
+		ServerConnectTimeout:   *o.connTimeout,
+		PassFile:               *o.passFile,
+		ServerTLSMode:          *o.srvTLSMode,
+		ServerTLSCAFile:        *o.srvTLSCA,
+		ServerTLSCertFile:      *o.srvTLSCert,
+		ServerTLSKeyFile:       *o.srvTLSKey,
+		QueryWaitTimeout:       *o.queryWait,
+		EventLoops:             *o.loops,
+		MaxPreparedStatements:  *o.maxPrepared,
+		PlanCacheBytes:         *o.planCache,
 		Logger:                 logger,
 	})
 	if err != nil {
 		return err
 	}
-	if *metricsAddr != "" {
-		ln, err := net.Listen("tcp", *metricsAddr)
+	if *o.metricsAddr != "" {
+		ln, err := net.Listen("tcp", *o.metricsAddr)
 		if err != nil {
 			_ = p.Stop(context.Background())
 			return fmt.Errorf("--metrics-listen: %w", err)
@@ -192,7 +258,7 @@ func runProxy(args []string) error {
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 	}
-	logger.Info("belay proxy listening", "listen", *listen, "server", *server, "pool_size", *poolSize)
+	logger.Info("belay proxy listening", "listen", *o.listen, "server", *o.server, "pool_size", *o.poolSize)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	s := <-sig

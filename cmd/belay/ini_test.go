@@ -1,0 +1,134 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/belaydb/belay/fairness"
+)
+
+// TestIniMapsOntoFlags: every setting a pgbouncer.ini can give belay lands
+// on a real flag of belay proxy, with PgBouncer's meaning; flags on the
+// command line win; what belay does not apply is reported.
+func TestIniMapsOntoFlags(t *testing.T) {
+	fs, _ := proxyFlagSet()
+	for key, m := range iniFlags {
+		if fs.Lookup(m.flag) == nil {
+			t.Errorf("%s maps onto --%s, which belay proxy does not have", key, m.flag)
+		}
+	}
+
+	dir := t.TempDir()
+	t.Chdir(dir)
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("users.ini", "[users]\nbatch = weight=1 max_user_connections=4\nweb = weight=3 min_connections=2 pool_mode=transaction\n")
+	ini := write("pgbouncer.ini", `[databases]
+app = host=10.0.0.5 port=5433
+* = host=10.0.0.5 port=5433 dbname=*
+
+[pgbouncer]
+listen_addr = 127.0.0.1, ::1
+listen_port = 7432
+auth_type = plain
+default_pool_size = 30
+max_db_connections = 0
+server_lifetime = 0
+query_wait_timeout = 2.5
+client_login_timeout = 0
+so_reuseport = 1
+logfile = /var/log/pgbouncer.log
+frobnicate = 3
+pool_mode = session
+%include users.ini
+
+[belay]
+metrics_listen = 127.0.0.1:9127
+`)
+	fs, o := proxyFlagSet()
+	if err := fs.Parse([]string{"--pool-size", "7"}); err != nil {
+		t.Fatal(err)
+	}
+	warnings, err := applyIni(fs, ini)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		what      string
+		got, want any
+	}{
+		{"listen", *o.listen, "127.0.0.1:7432,[::1]:7432"},
+		{"server", *o.server, "10.0.0.5:5433"},
+		{"auth-type", *o.authType, "password"},
+		{"pool-size (the command line wins)", *o.poolSize, 7},
+		{"max-db-connections (PgBouncer's 0 is no limit)", *o.maxDB, -1},
+		{"server-lifetime (PgBouncer's 0 uses a server once)", *o.lifetime, time.Nanosecond},
+		{"query-wait-timeout", *o.queryWait, 2500 * time.Millisecond},
+		{"client-login-timeout (0 is never)", *o.loginTimeout > 24*time.Hour, true},
+		{"reuse-port", *o.reusePort, true},
+		{"metrics-listen", *o.metricsAddr, "127.0.0.1:9127"},
+		{"user-weight", o.userLimits.m, map[string]fairness.Limits{"batch": {Weight: 1, Max: 4}, "web": {Weight: 3, Min: 2}}},
+	}
+	for _, c := range checks {
+		if !equal(c.got, c.want) {
+			t.Errorf("%s: %v, want %v", c.what, c.got, c.want)
+		}
+	}
+	all := strings.Join(warnings, "\n")
+	for _, want := range []string{"pgbouncer.ini:15: logfile is not applied by belay yet", "pgbouncer.ini:16: unknown setting frobnicate ignored",
+		"pgbouncer.ini:17: pool_mode = session is not honoured yet"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("warnings lack %q:\n%s", want, all)
+		}
+	}
+}
+
+func equal(a, b any) bool {
+	if am, ok := a.(map[string]fairness.Limits); ok {
+		bm := b.(map[string]fairness.Limits)
+		if len(am) != len(bm) {
+			return false
+		}
+		for k, v := range am {
+			if bm[k] != v {
+				return false
+			}
+		}
+		return true
+	}
+	return a == b
+}
+
+// TestIniErrors: an invalid value stops belay at start, naming the file,
+// the line and the setting.
+func TestIniErrors(t *testing.T) {
+	for _, c := range []struct{ text, want string }{
+		{"[databases]\na = host=h\n[pgbouncer]\ndefault_pool_size = many\n", `p.ini:4: default_pool_size: "many" is not an integer`},
+		{"[databases]\na = host=h\n[pgbouncer]\nquery_wait_timeout = soon\n", "p.ini:4: query_wait_timeout:"},
+		{"[databases]\na = host=h\n[pgbouncer]\nauth_type = any\n", "p.ini:4: auth_type: auth_type any is not supported"},
+		{"[databases]\na = host=h port=1\nb = host=h port=2\n", "p.ini:3: database b is on h:2, another on h:1"},
+		{"[databases]\na = host=h dbname=other\n", "belay does not rename databases yet"},
+		{"[pgbouncer]\nlisten_port = 1\n", "no [databases] section"},
+		{"[databases]\na = host=h\n[pgbouncer]\nlisten_port = x\n", "p.ini:4: listen_port"},
+		{"[databases]\na = host=h\n[users]\nu = weight=0\n", "the weight must be at least 1"},
+	} {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "p.ini")
+		if err := os.WriteFile(p, []byte(c.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fs, _ := proxyFlagSet()
+		_, err := applyIni(fs, p)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.text, err, c.want)
+		}
+	}
+}
