@@ -13,7 +13,7 @@ up:
 build:
 	$(GO) build -o belay ./cmd/belay
 
-## deps: install what the tests need and is missing (Debian/Ubuntu: PostgreSQL server, psql, pgbench, a C compiler for cgo and -race; for internal/compat: psycopg 3, the JDBC driver and a JDK, node and npm, then node-postgres with npm ci)
+## deps: install what the tests need and is missing (Debian/Ubuntu: PostgreSQL server, psql, pgbench, PgBouncer (its console is the reference for belay's), a C compiler for cgo and -race; for internal/compat: psycopg 3, the JDBC driver and a JDK, node and npm, then node-postgres with npm ci)
 deps:
 	@set -euo pipefail; \
 	have_glob() { compgen -G "$$1" >/dev/null; }; \
@@ -28,6 +28,7 @@ deps:
 	command -v javac >/dev/null 2>&1 || pkgs="$$pkgs default-jdk-headless"; \
 	command -v node >/dev/null 2>&1 || pkgs="$$pkgs nodejs npm"; \
 	command -v npm >/dev/null 2>&1 || pkgs="$$pkgs npm"; \
+	{ command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; } || pkgs="$$pkgs pgbouncer"; \
 	[ -z "$$pkgs" ] && exit 0; \
 	pkgs=$$(tr ' ' '\n' <<<"$$pkgs" | sed '/^$$/d' | sort -u | tr '\n' ' '); \
 	echo "deps: installing: $$pkgs"; \

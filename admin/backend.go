@@ -1,0 +1,133 @@
+package admin
+
+import (
+	"time"
+
+	"github.com/belaydb/belay/poolcore"
+)
+
+// Backend is what the console shows and controls: the proxy. Its methods
+// are safe for concurrent use; Exec calls them on the console client's
+// event loop, so they must not block (Pause and WaitClose report through
+// done instead of waiting).
+type Backend interface {
+	Version() string
+	Pools() []Pool
+	Stats() []DatabaseStats
+	Clients() []Conn
+	Servers() []Conn
+	Databases() []Database
+	Users() []User
+	Lists() []ListItem
+	Mem() []MemRow
+	State() State
+	Config() []ConfigItem
+	Fairness() []Fair
+	PreparedStatements() []ServerStatements
+
+	// Pause stops giving servers to clients of db ("" for all) and closes
+	// every server once released; done runs once they are all closed, on
+	// any goroutine.
+	Pause(db string, done func(error))
+	Resume(db string) error
+	Disable(db string) error
+	Enable(db string) error
+	// Reconnect closes the servers of db ("" for all) as they are released.
+	Reconnect(db string) error
+	Kill(db string) error
+	KillClient(id string) error
+	// WaitClose reports through done once the servers Reconnect marked are closed.
+	WaitClose(db string, done func(error))
+	Reload() error
+	// Shutdown starts a shutdown: mode is "", "WAIT_FOR_SERVERS" or "WAIT_FOR_CLIENTS".
+	Shutdown(mode string) error
+	Set(key, value string) error
+}
+
+// Pool is a row of SHOW POOLS.
+type Pool struct {
+	Database, User                                                      string
+	ClActive, ClWaiting, ClActiveCancelReq, ClWaitingCancelReq          int
+	SvActive, SvActiveCancel, SvBeingCanceled, SvIdle, SvUsed, SvTested int
+	SvLogin                                                             int
+	MaxWait                                                             time.Duration
+	Mode                                                                string
+	ClPinned, SvOpen, FairShare, Demand, Weight                         int
+}
+
+// DatabaseStats are a database's counters (its pools' summed) and their
+// averages over the last stats period (see Averager).
+type DatabaseStats struct {
+	Database   string
+	Total, Avg poolcore.Totals
+}
+
+// Conn is a row of SHOW CLIENTS or SHOW SERVERS.
+type Conn struct {
+	Server                   bool
+	User, Database, State    string
+	Addr                     string
+	Port                     int
+	LocalAddr                string
+	LocalPort                int
+	ConnectTime, RequestTime time.Time
+	Wait                     time.Duration
+	CloseNeeded              bool
+	Ptr, Link                string
+	RemotePID                int
+	TLS, ApplicationName     string
+	Pinned                   bool
+	PreparedStatements, Loop int
+}
+
+// Database is a row of SHOW DATABASES.
+type Database struct {
+	Name, Host                         string
+	Port                               int
+	Database, ForceUser                string
+	PoolSize, MinPoolSize, ReservePool int
+	PoolMode                           string
+	MaxConnections, CurrentConnections int
+	Paused, Disabled                   bool
+}
+
+// User is a row of SHOW USERS.
+type User struct {
+	Name, PoolMode   string
+	Weight, Min, Max int
+}
+
+// ListItem is a row of SHOW LISTS.
+type ListItem struct {
+	Name  string
+	Items int
+}
+
+// MemRow is a row of SHOW MEM.
+type MemRow struct {
+	Name                    string
+	Size, Used, Free, Total int64
+}
+
+// State is SHOW STATE.
+type State struct{ Active, Paused, Suspended bool }
+
+// ConfigItem is a row of SHOW CONFIG.
+type ConfigItem struct {
+	Key, Value, Default string
+	Changeable          bool
+}
+
+// Fair is a row of SHOW FAIRNESS: a pool as a user of the node's budget.
+type Fair struct {
+	Database, User               string
+	Weight, Min, Max             int
+	Demand, Share, Held, Waiting int
+	Budget, Open                 int
+}
+
+// ServerStatements is a row of SHOW PREPARED_STATEMENTS.
+type ServerStatements struct {
+	Ptr, User, Database string
+	Count, Max          int
+}
