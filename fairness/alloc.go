@@ -146,6 +146,13 @@ func (a *Allocator) Add(l Limits) ID {
 	return ID(len(a.users) - 1)
 }
 
+// SetLimits changes a user's limits (a reload). Servers above a smaller Max
+// are not closed here: Take answers Drop for them as they are released.
+func (a *Allocator) SetLimits(id ID, l Limits) { a.users[id].lim, a.stale = l, true }
+
+// Limits are a user's limits.
+func (a *Allocator) Limits(id ID) Limits { return a.users[id].lim }
+
 // Report records a user's load at now. Its demand (Busy+Waiting) raises the
 // user's share at once; a drop shows after the window.
 func (a *Allocator) Report(id ID, l Load, now time.Duration) {
@@ -234,11 +241,11 @@ func (a *Allocator) Next() ID {
 // with waiting clients holds less than its own. The slot then counts as the
 // receiver's, who must open a server in it once from's is closed; None means
 // from keeps its server. Drop means close it: the budget shrank below the
-// servers open.
+// servers open, or from's Max did.
 func (a *Allocator) Take(from ID) ID {
 	a.refresh()
 	f := &a.users[from]
-	if f.held > f.share && a.budget > 0 && a.open > a.budget {
+	if f.held > f.limit() || (f.held > f.share && a.budget > 0 && a.open > a.budget) {
 		f.held--
 		a.open--
 		a.stale = true

@@ -457,3 +457,32 @@ func BenchmarkTake(b *testing.B) {
 		}
 	})
 }
+
+// TestSetLimitsShrinksMax: a reload that lowers a user's Max drops its
+// servers above it as they are released, and its share follows.
+func TestSetLimitsShrinksMax(t *testing.T) {
+	a := New(10)
+	u, v := a.Add(Limits{}), a.Add(Limits{})
+	report(a, u, 8, 0)
+	for a.Grow(u) {
+	}
+	if a.Held(u) != 10 {
+		t.Fatalf("u holds %d, want 10", a.Held(u))
+	}
+	a.SetLimits(u, Limits{Weight: 1, Max: 6})
+	if got := a.Limits(u); got.Max != 6 {
+		t.Fatalf("limits %+v", got)
+	}
+	for i := range 4 {
+		if to := a.Take(u); to != Drop {
+			t.Fatalf("release %d above the new max: %d, want Drop", i, to)
+		}
+	}
+	if to := a.Take(u); to != None || a.Held(u) != 6 || a.Open() != 6 {
+		t.Fatalf("at the new max: Take %d, held %d, open %d", to, a.Held(u), a.Open())
+	}
+	report(a, v, 4, ms)
+	if !a.Grow(v) {
+		t.Fatal("v cannot use the room the shrink left")
+	}
+}

@@ -34,7 +34,8 @@ const maxAuthMessage = 65535
 func (s *session) startupMessage(st startup) gnet.Action {
 	n := s.p.clients.Add(1)
 	s.counted = true
-	if max := s.p.cfg.MaxClientConn; max > 0 && n > int64(max) {
+	lv := s.p.live.Load()
+	if max := lv.maxClientConn; max > 0 && n > int64(max) {
 		s.counted = false // a refused client holds no place, even while it lingers
 		s.p.clients.Add(-1)
 		return s.fatal(fatalf(sqlstate.TooManyConnections, "sorry, too many clients already"))
@@ -51,7 +52,7 @@ func (s *session) startupMessage(st startup) gnet.Action {
 	if e != nil {
 		return s.fatal(*e)
 	}
-	secret, known := s.p.users[st.user]
+	secret, known := lv.users[st.user]
 	switch method {
 	case methodTrust:
 		return s.authenticated(&st, credentialsOf(secret))
@@ -243,7 +244,7 @@ func (p *Proxy) handshake(s *session, fd int, pre []byte, sendS bool) {
 	_ = f.Close()
 	var t *gnetx.TLS
 	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ClientLoginTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), p.live.Load().clientLoginTimeout)
 		if sendS {
 			if d, ok := ctx.Deadline(); ok {
 				_ = nc.SetWriteDeadline(d)
@@ -303,18 +304,11 @@ func (p *Proxy) setupAuth() error {
 	} else if p.method, err = parseMethod(cfg.AuthType); err != nil {
 		return fmt.Errorf("--auth-type: %w", err)
 	}
-	p.users = map[string]auth.Secret{}
-	if cfg.AuthFile != "" {
-		f, err := os.Open(cfg.AuthFile)
-		if err != nil {
-			return fmt.Errorf("--auth-file: %w", err)
-		}
-		p.users, err = auth.ParseUserlist(f)
-		_ = f.Close()
-		if err != nil {
-			return fmt.Errorf("--auth-file %s: %w", cfg.AuthFile, err)
-		}
+	users, err := loadUserlist(cfg.AuthFile)
+	if err != nil {
+		return err
 	}
+	p.live.Store(newLive(*cfg, users))
 	if cfg.AuthUser != "" {
 		q := cfg.AuthQuery
 		if q == "" {
@@ -322,7 +316,7 @@ func (p *Proxy) setupAuth() error {
 		}
 		p.authq = &authQuerier{server: cfg.Server, user: cfg.AuthUser, passfile: cfg.PassFile,
 			database: cfg.AuthDatabase, query: q, timeout: cfg.ServerConnectTimeout, conns: map[string]*authConn{}}
-		if s, ok := p.users[cfg.AuthUser]; ok && s.Kind == auth.SecretPlain {
+		if s, ok := users[cfg.AuthUser]; ok && s.Kind == auth.SecretPlain {
 			p.authq.password = s.Plain
 		}
 	}

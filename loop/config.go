@@ -108,4 +108,53 @@ type Config struct {
 	EventLoops int
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
+
+	// AdminUsers and StatsUsers may log in to the admin console, the virtual
+	// databases "pgbouncer" and "belay" (package admin): admins run every
+	// command, stats users SHOW.
+	AdminUsers, StatsUsers []string
+	// StatsPeriod is the period of SHOW STATS_AVERAGES and of the stats log
+	// lines (PgBouncer's stats_period; 0: a minute).
+	StatsPeriod time.Duration
+	// PoolMode is PgBouncer's pool_mode: "transaction" (or "") shares
+	// servers between transactions, session state following the client;
+	// "session" gives a client its first server until it disconnects.
+	PoolMode string
+	// MaxUserConnections bounds the servers of a pool whose user has no
+	// max of its own in UserLimits (0: PoolSize).
+	MaxUserConnections int
+	// Databases are the databases the configuration names, for SHOW
+	// DATABASES (clients may use others: every database is on Server).
+	Databases []string
+	// Settings serve the console's SHOW CONFIG, SET and RELOAD; nil when
+	// belay runs without a configuration file.
+	Settings Settings
+}
+
+// fillDefaults gives the zero values of c their defaults.
+func (c *Config) fillDefaults() {
+	if c.PoolSize <= 0 {
+		c.PoolSize = DefaultPoolSize
+	}
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.PlanCacheBytes <= 0 {
+		c.PlanCacheBytes = DefaultPlanCacheBytes
+	}
+	if c.MaxBufferedBytes <= 0 {
+		c.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ClientLoginTimeout <= 0 {
+		c.ClientLoginTimeout = DefaultClientLoginTimeout
+	}
+	if c.ServerConnectTimeout <= 0 {
+		c.ServerConnectTimeout = 15 * time.Second
+	}
+	if c.StatsPeriod <= 0 {
+		c.StatsPeriod = time.Minute
+	}
 }

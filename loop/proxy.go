@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/belaydb/belay/admin"
 	"github.com/belaydb/belay/auth"
 	"github.com/belaydb/belay/codec"
 	"github.com/belaydb/belay/codec/sqlstate"
@@ -74,13 +75,21 @@ type Proxy struct {
 	cancelMu sync.Mutex
 	cancels  map[uint32]*session // belay-issued PID → session
 
-	// logins[i] holds loop i's sessions not yet logged in, with when they
-	// opened (UnixNano); only loop i touches it.
-	logins []map[*session]int64
+	// logins[i] holds loop i's sessions not yet logged in, sessions[i] all
+	// of them, with when they opened (UnixNano); only loop i touches them.
+	logins, sessions []map[*session]int64
+
+	// What a reload changes (Reconfigure, under reconfigMu); the loops read it.
+	live       atomic.Pointer[live]
+	reconfigMu sync.Mutex
+	console    console // the admin console's view of the proxy (console.go)
+	statsMu    sync.Mutex
+	avg        *admin.Averager // SHOW STATS_AVERAGES; under statsMu
+	disabledMu sync.Mutex
+	disabled   map[string]bool // DISABLE; under disabledMu
 
 	// client authentication and TLS, fixed at Start
 	method      authMethod
-	users       map[string]auth.Secret // the auth file
 	hba         *auth.HBA
 	authq       *authQuerier
 	mockKey     []byte // salts mock SCRAM exchanges for unknown users
@@ -100,45 +109,28 @@ func Start(cfg Config) (*Proxy, error) {
 	if len(cfg.Listen) == 0 {
 		return nil, errors.New("no listen address")
 	}
-	if cfg.PoolSize <= 0 {
-		cfg.PoolSize = DefaultPoolSize
-	}
-	if cfg.MaxMessageSize <= 0 {
-		cfg.MaxMessageSize = DefaultMaxMessageSize
-	}
-	if cfg.PlanCacheBytes <= 0 {
-		cfg.PlanCacheBytes = DefaultPlanCacheBytes
-	}
-	if cfg.MaxBufferedBytes <= 0 {
-		cfg.MaxBufferedBytes = DefaultMaxBufferedBytes
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.ClientLoginTimeout <= 0 {
-		cfg.ClientLoginTimeout = DefaultClientLoginTimeout
-	}
-	if cfg.ServerConnectTimeout <= 0 {
-		cfg.ServerConnectTimeout = 15 * time.Second
-	}
+	cfg.fillDefaults()
 	loops := cfg.EventLoops
 	if loops <= 0 {
 		loops = DefaultEventLoops()
 	}
 	p := &Proxy{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		booted:  make(chan struct{}),
-		done:    make(chan error, 1),
-		cancels: make(map[uint32]*session),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		booted:   make(chan struct{}),
+		done:     make(chan error, 1),
+		cancels:  make(map[uint32]*session),
+		avg:      admin.NewAverager(cfg.StatsPeriod),
+		disabled: map[string]bool{},
 	}
+	p.console = console{p}
 	p.pools = poolcore.NewManager(poolcore.Options{
 		Server: cfg.Server, PoolSize: cfg.PoolSize, NumLoops: loops,
 		Lifetime: cfg.ServerLifetime, IdleTimeout: cfg.ServerIdleTimeout,
 		ConnectTimeout: cfg.ServerConnectTimeout, PassFile: cfg.PassFile, Logger: cfg.Logger,
 		ServerTLSMode: cfg.ServerTLSMode, ServerTLSCAFile: cfg.ServerTLSCAFile, ServerTLSCertFile: cfg.ServerTLSCertFile, ServerTLSKeyFile: cfg.ServerTLSKeyFile,
 		QueryWaitTimeout: cfg.QueryWaitTimeout, OnSweep: p.sweep, MaxPreparedStatements: cfg.MaxPreparedStatements,
-		MaxDBConnections: cfg.MaxDBConnections, UserLimits: cfg.UserLimits, FairnessWindow: cfg.FairnessWindow,
+		MaxDBConnections: cfg.MaxDBConnections, MaxUserConnections: cfg.MaxUserConnections, UserLimits: cfg.UserLimits, FairnessWindow: cfg.FairnessWindow,
 		OnNewPool: func(pool *poolcore.Pool) { p.metrics.addPool(pool) },
 	})
 	p.metrics = newProxyMetrics(p, loops)
@@ -147,8 +139,10 @@ func Start(cfg Config) (*Proxy, error) {
 		p.plans[i] = planner.NewCache(cfg.PlanCacheBytes / loops)
 	}
 	p.logins = make([]map[*session]int64, loops)
+	p.sessions = make([]map[*session]int64, loops)
 	for i := range p.logins {
 		p.logins[i] = map[*session]int64{}
+		p.sessions[i] = map[*session]int64{}
 	}
 	if err := p.setupAuth(); err != nil {
 		return nil, err
@@ -290,6 +284,7 @@ func (p *Proxy) OnClose(c gnet.Conn, err error) gnet.Action {
 // each loop.
 func (p *Proxy) OnTick() (time.Duration, gnet.Action) {
 	p.pools.Tick()
+	p.observeStats(time.Now())
 	return 100 * time.Millisecond, gnet.None
 }
 
@@ -384,7 +379,7 @@ func (p *Proxy) sweep(l *poolcore.Loop) {
 }
 
 func (p *Proxy) sweepLogins(l *poolcore.Loop) {
-	old := time.Now().UnixNano() - int64(p.cfg.ClientLoginTimeout)
+	old := time.Now().UnixNano() - int64(p.live.Load().clientLoginTimeout)
 	for s, opened := range p.logins[l.Index()] {
 		if opened < old && s.state != sClosing {
 			s.kill(fatalf(sqlstate.QueryCanceled, "canceling authentication due to timeout"))

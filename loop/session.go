@@ -25,6 +25,7 @@ const (
 	sAuth                     // password exchange with the client
 	sLogin                    // waiting for a server to learn the parameters the client gets
 	sReady                    // serving queries
+	sConsole                  // an admin console client (console.go)
 	sClosing                  // closed or about to be
 )
 
@@ -52,6 +53,7 @@ type session struct {
 	hs          *handshake    // until the client is logged in; nil afterwards
 	idleTx      *idleTx       // with IdleTransactionTimeout, from the first idle moment in a transaction
 	pid, secret uint32
+	con         *consoleState // an admin console client; nil for everyone else
 
 	server     *poolcore.Server
 	waiting    bool
@@ -88,7 +90,9 @@ type idleTx struct {
 func newSession(p *Proxy, c gnet.Conn, l *poolcore.Loop) *session {
 	s := &session{p: p, c: c, loop: l, t: newTracker(), parkedFD: -1}
 	s.r.undo = s
-	p.logins[l.Index()][s] = time.Now().UnixNano() // sweepLogins enforces ClientLoginTimeout
+	now := time.Now().UnixNano()
+	p.logins[l.Index()][s] = now // sweepLogins enforces ClientLoginTimeout
+	p.sessions[l.Index()][s] = now
 	return s
 }
 
@@ -123,6 +127,8 @@ func (s *session) traffic(c gnet.Conn) gnet.Action {
 		return s.startupTraffic(c)
 	case sReady:
 		return s.clientData(c)
+	case sConsole:
+		return s.consoleTraffic(c)
 	case sAuth:
 		return s.authTraffic(c)
 	case sLogin, sLookup:
@@ -181,6 +187,12 @@ func (s *session) startupTraffic(c gnet.Conn) gnet.Action {
 // authenticated continues the login once the client has proved who it is:
 // cred says how belay logs in to Postgres as that user.
 func (s *session) authenticated(st *startup, cred poolcore.Credentials) gnet.Action {
+	if IsConsoleDB(st.database) {
+		return s.consoleLogin(st)
+	}
+	if s.p.isDisabled(st.database) {
+		return s.fatal(fatalf(sqlstate.ObjectNotInPrerequisiteState, "database %q is disabled (DISABLE on the admin console)", st.database))
+	}
 	s.key = poolcore.Key{Database: st.database, User: st.user}
 	s.start = st.params
 	s.sig = startupSQL(st.params)
@@ -370,6 +382,12 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 			}
 			s.in.Consume(c, 5+bodyLen)
 			continue
+		}
+		if !s.pinForever && s.p.live.Load().session {
+			// pool_mode = session: the first server is the client's until
+			// it disconnects, then reset (DISCARD ALL) for the next.
+			s.pin()
+			s.pinForever = true
 		}
 		if sc := s.pool.Acquire(s.loop, s, s.sig); sc != nil {
 			s.server = sc
@@ -726,7 +744,7 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 			return gnet.None
 		}
 	}
-	if s.p.cfg.IdleTransactionTimeout > 0 && sc.TxStatus != codec.TxIdle && !s.t.busy() {
+	if s.p.live.Load().idleTx > 0 && sc.TxStatus != codec.TxIdle && !s.t.busy() {
 		s.armIdleTx()
 	}
 	if s.c.OutboundBuffered() > s.p.cfg.MaxBufferedBytes {
@@ -741,11 +759,11 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 func (s *session) armIdleTx() {
 	if s.idleTx == nil {
 		s.idleTx = &idleTx{since: time.Now()}
-		s.idleTx.timer = time.AfterFunc(s.p.cfg.IdleTransactionTimeout, s.idleTxFired)
+		s.idleTx.timer = time.AfterFunc(s.p.live.Load().idleTx, s.idleTxFired)
 		return
 	}
 	s.idleTx.since = time.Now()
-	s.idleTx.timer.Reset(s.p.cfg.IdleTransactionTimeout)
+	s.idleTx.timer.Reset(s.p.live.Load().idleTx)
 }
 
 // idleTxFired runs on the timer's goroutine and checks on the loop.
@@ -754,7 +772,7 @@ func (s *session) idleTxFired() {
 		if s.done || s.idleTx.since.IsZero() || s.server == nil || s.t.busy() {
 			return nil
 		}
-		if left := s.p.cfg.IdleTransactionTimeout - time.Since(s.idleTx.since); left > 0 {
+		if left := s.p.live.Load().idleTx - time.Since(s.idleTx.since); left > 0 {
 			s.idleTx.timer.Reset(left)
 			return nil
 		}
@@ -866,6 +884,7 @@ func (s *session) closed() {
 	s.done = true
 	s.state = sClosing
 	s.loggedIn()
+	delete(s.p.sessions[s.loop.Index()], s)
 	if s.idleTx != nil {
 		s.idleTx.timer.Stop()
 	}

@@ -729,3 +729,6 @@ func (s *session) discarded(sc *poolcore.Server) {
 	s.resetSettings()
 	s.unpin()
 }
+
+// count is the number of the client's named prepared statements.
+func (st *stmtState) count() int { return len(st.named) }

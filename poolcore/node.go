@@ -79,7 +79,7 @@ func (p *Pool) load() fairness.Load {
 		lp := &p.perLoop[i]
 		l.Clients += int(lp.clients.Load())
 		l.Busy += int(lp.active.Load())
-		if w := int(lp.nWait.Load() - lp.dialing.Load()); w > 0 {
+		if w := int(lp.nWait.Load() - lp.dialing.Load()); w > 0 && !p.paused.Load() {
 			l.Waiting += w
 			if hs := lp.headSince.Load(); hs != 0 && (oldest == 0 || hs < oldest) {
 				oldest = hs
@@ -111,7 +111,7 @@ func (p *Pool) grantLoop(fallback int) int {
 // allocator refused is marked blocked and does not ask again until a slot
 // is granted to it or the next Tick: it will be offered slots as they free.
 func (p *Pool) reserve(i int) bool {
-	if p.blocked.Load() || p.open.Load() >= p.size {
+	if p.blocked.Load() || p.paused.Load() || p.open.Load() >= p.size.Load() {
 		return false
 	}
 	n := &p.m.node

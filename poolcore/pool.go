@@ -62,6 +62,8 @@ type Options struct {
 	// the first login (max_connections less reserved slots), -1 means none
 	// (only PoolSize bounds each pool).
 	MaxDBConnections int
+	// MaxUserConnections bounds a pool whose user has no Max in UserLimits (0: PoolSize).
+	MaxUserConnections int
 	// UserLimits gives a user's pools a weight, a guaranteed minimum and a
 	// maximum in the budget (a Max above PoolSize is cut to it).
 	UserLimits map[string]fairness.Limits
@@ -109,7 +111,7 @@ func (p *Pool) waitTimeout(waited time.Duration) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return &WaitTimeoutError{Pool: p.key, Waited: waited, Held: n.alloc.Held(p.fid), Share: n.alloc.Share(p.fid),
-		Open: n.alloc.Open(), Budget: n.alloc.Budget(), PoolSizeLimit: int(p.size)}
+		Open: n.alloc.Open(), Budget: n.alloc.Budget(), PoolSizeLimit: int(p.size.Load())}
 }
 
 // Check reports options that cannot work (an unknown TLS mode, unreadable
@@ -137,6 +139,11 @@ type Manager struct {
 	loopByIdx []atomic.Pointer[Loop]
 
 	node node // the server's budget, shared fairly between the pools
+
+	tun atomic.Pointer[Tunables] // what a reload may change (Tune)
+	// PAUSE: every database, or the ones named; under mu.
+	pausedAll bool
+	pausedDBs map[string]bool
 
 	tls    *serverTLS // how logins use TLS; nil with tlsErr
 	tlsErr error      // why the TLS options cannot work
@@ -169,7 +176,9 @@ func NewManager(o Options) *Manager {
 		o.Logger = slog.Default()
 	}
 	m := &Manager{opts: o, log: o.Logger, epoch: time.Now(), pools: make(map[Key]*Pool), cancelAddr: o.Server,
-		loopByIdx: make([]atomic.Pointer[Loop], o.NumLoops)}
+		loopByIdx: make([]atomic.Pointer[Loop], o.NumLoops), pausedDBs: map[string]bool{}}
+	t := tunablesOf(o)
+	m.tun.Store(&t)
 	m.node.init(o)
 	m.tls, m.tlsErr = newServerTLS(o)
 	return m
@@ -249,13 +258,12 @@ func (m *Manager) Pool(k Key) (*Pool, error) {
 	if m.tlsErr != nil {
 		return nil, m.tlsErr
 	}
-	lim := m.opts.UserLimits[k.User]
-	if lim.Max <= 0 || lim.Max > m.opts.PoolSize {
-		lim.Max = m.opts.PoolSize
-	}
-	p := &Pool{key: k, m: m, size: int32(lim.Max), host: host, port: port,
+	lim := m.limitsOf(k.User)
+	p := &Pool{key: k, m: m, host: host, port: port,
 		passfile: lookupPassFile(m.opts.PassFile, host, port, k),
 		perLoop:  make([]loopPool, m.opts.NumLoops), params: make(map[string][]byte)}
+	p.size.Store(int32(lim.Max))
+	p.paused.Store(m.pausedAll || m.pausedDBs[k.Database])
 	m.node.register(p, lim)
 	m.pools[k] = p
 	if m.opts.OnNewPool != nil {
@@ -280,12 +288,16 @@ func (m *Manager) Pools() []*Pool {
 type Pool struct {
 	key  Key
 	m    *Manager
-	size int32        // the most servers it may hold (PoolSize, or its user's Max)
+	size atomic.Int32 // the most servers it may hold (PoolSize, or its user's Max; a reload may change it)
 	open atomic.Int32 // servers open or being dialled; changed under node.mu
 	fid  fairness.ID  // the pool as a user of the node's allocator
 	// blocked: the allocator refused this pool a slot; it waits to be
 	// offered one (see reserve).
 	blocked atomic.Bool
+	// paused: PAUSE; its clients wait and its servers close as released.
+	paused atomic.Bool
+	// retireBefore: RECONNECT; servers born before (UnixNano) close as released.
+	retireBefore atomic.Int64
 
 	host, port string                      // of Options.Server
 	passfile   string                      // the .pgpass password for key, looked up once
@@ -372,6 +384,10 @@ func (p *Pool) StoreParams(sig string, msgs []byte) {
 // queueing c, which then gets ServerReady or ServerFailed later. On l.
 func (p *Pool) Acquire(l *Loop, c Client, sig string) *Server {
 	lp := &p.perLoop[l.idx]
+	if p.paused.Load() {
+		p.enqueue(lp, c) // PAUSE: it waits for RESUME
+		return nil
+	}
 	if n := len(lp.idle); n > 0 {
 		i := n - 1
 		for j := n - 1; j >= 0 && j >= n-8; j-- {
@@ -389,12 +405,7 @@ func (p *Pool) Acquire(l *Loop, c Client, sig string) *Server {
 		sc.state, sc.owner = stateActive, c
 		return sc
 	}
-	now := p.m.now()
-	if len(lp.waiters) == lp.whead {
-		lp.headSince.Store(now)
-	}
-	lp.waiters = append(lp.waiters, waiter{c: c, since: now})
-	lp.nWait.Add(1)
+	p.enqueue(lp, c)
 	if p.reserve(l.idx) {
 		p.dial(l)
 		return nil
@@ -412,6 +423,16 @@ func (p *Pool) Acquire(l *Loop, c Client, sig string) *Server {
 		}
 	}
 	return nil
+}
+
+// enqueue puts c at the end of lp's wait queue.
+func (p *Pool) enqueue(lp *loopPool, c Client) {
+	now := p.m.now()
+	if len(lp.waiters) == lp.whead {
+		lp.headSince.Store(now)
+	}
+	lp.waiters = append(lp.waiters, waiter{c: c, since: now})
+	lp.nWait.Add(1)
 }
 
 // Join counts a client of the pool on l; Leave uncounts it. The counts decide
@@ -520,8 +541,12 @@ func (p *Pool) finishRelease(sc *Server) {
 		return
 	}
 	l := sc.loop
-	if p.m.opts.Lifetime > 0 && time.Since(sc.born) > p.m.opts.Lifetime {
-		sc.Close()
+	if tun := p.m.tun.Load(); (tun.Lifetime > 0 && time.Since(sc.born) > tun.Lifetime) || p.retired(sc) {
+		sc.Close() // too old, marked by RECONNECT, or above a pool size a reload lowered
+		return
+	}
+	if p.paused.Load() {
+		sc.Close() // PAUSE: every server closes as it is released
 		return
 	}
 	if p.m.node.contended.Load() && p.handOver(sc) {
@@ -617,7 +642,7 @@ func (p *Pool) pickLoop(local int) int {
 	} else {
 		localWait = now - localHS
 	}
-	if best < 0 || (!p.blocked.Load() && p.open.Load() < p.size) {
+	if best < 0 || (!p.blocked.Load() && p.open.Load() < p.size.Load()) {
 		return stay // nobody else waits, or they can log in servers of their own
 	}
 	// A starving loop gets the slot, unless local has waiters too and would
@@ -630,7 +655,7 @@ func (p *Pool) pickLoop(local int) int {
 	// Share by clients: move if local holds more than its share and best less.
 	if total > 0 {
 		lpL, lpB := &p.perLoop[local], &p.perLoop[best]
-		size := int64(p.size)
+		size := int64(p.size.Load())
 		dL, dB := int64(lpL.clients.Load()), int64(lpB.clients.Load())
 		heldL, heldB := int64(lpL.held.Load()), int64(lpB.held.Load())
 		// More than one server above and below the shares (size*d/total):
@@ -726,7 +751,7 @@ func (p *Pool) dial(l *Loop) {
 		// A slot handed over between pools is logged into while the backend
 		// of the server closed for it may still be exiting: at a budget of
 		// max_connections, Postgres can refuse the login for a moment.
-		deadline := time.Now().Add(p.m.opts.ConnectTimeout)
+		deadline := time.Now().Add(p.m.tun.Load().ConnectTimeout)
 		for wait := time.Millisecond; tooManyConnections(err) && time.Now().Add(wait).Before(deadline); wait = min(2*wait, 100*time.Millisecond) {
 			p.m.LoginRetries.Add(1)
 			time.Sleep(wait)
@@ -749,7 +774,7 @@ func tooManyConnections(err error) bool {
 }
 
 func (p *Pool) login(l *Loop) error {
-	ctx, cancel := context.WithTimeout(context.Background(), p.m.opts.ConnectTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.m.tun.Load().ConnectTimeout)
 	defer cancel()
 	r, err := p.connect(ctx)
 	if err != nil {
@@ -809,7 +834,7 @@ func (m *Manager) cancel(sc *Server) {
 	}
 	sc.cancels++
 	msg := codec.AppendCancelRequest(nil, sc.PID, sc.CancelKey)
-	addr, timeout, el := m.cancelAddr, m.opts.ConnectTimeout, sc.loop.el
+	addr, timeout, el := m.cancelAddr, m.tun.Load().ConnectTimeout, sc.loop.el
 	go func() {
 		sure := sendCancel(addr, timeout, msg)
 		_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
@@ -873,10 +898,11 @@ func (sc *Server) cancelDone(sure bool) {
 // here to a loop with waiters. Call it on l, periodically.
 func (m *Manager) Sweep(l *Loop) {
 	now := time.Now()
+	tun := m.tun.Load()
 	for _, p := range m.Pools() {
 		p.giveUpIdle(l)
 		lp := &p.perLoop[l.idx]
-		if qwt := int64(m.opts.QueryWaitTimeout); qwt > 0 && lp.whead < len(lp.waiters) {
+		if qwt := int64(tun.QueryWaitTimeout); qwt > 0 && lp.whead < len(lp.waiters) {
 			// The queue is in arrival order: the expired ones are at its head.
 			t := m.now()
 			for lp.whead < len(lp.waiters) && t-lp.waiters[lp.whead].since > qwt {
@@ -886,8 +912,8 @@ func (m *Manager) Sweep(l *Loop) {
 		}
 		for i := len(lp.idle) - 1; i >= 0; i-- {
 			sc := lp.idle[i]
-			if (m.opts.IdleTimeout > 0 && now.Sub(sc.idleSince) > m.opts.IdleTimeout) ||
-				(m.opts.Lifetime > 0 && now.Sub(sc.born) > m.opts.Lifetime) {
+			if (tun.IdleTimeout > 0 && now.Sub(sc.idleSince) > tun.IdleTimeout) ||
+				(tun.Lifetime > 0 && now.Sub(sc.born) > tun.Lifetime) || p.paused.Load() || p.retired(sc) {
 				sc.Close() // takes it off lp.idle
 			}
 		}

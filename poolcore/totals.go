@@ -15,3 +15,11 @@ func (t Totals) Add(u Totals) Totals {
 	return Totals{t.Xacts + u.Xacts, t.Queries + u.Queries, t.Received + u.Received, t.Sent + u.Sent,
 		t.XactTime + u.XactTime, t.QueryTime + u.QueryTime, t.WaitTime + u.WaitTime}
 }
+
+// Totals reads the pool's counters. TEMPORARY until the per-pool counters
+// land (branch stats): zero.
+func (p *Pool) Totals() Totals { return Totals{} }
+
+// Pins is the number of the pool's clients pinned now. TEMPORARY until the
+// per-pool counters land (branch stats): zero.
+func (p *Pool) Pins() int64 { return 0 }

@@ -43,6 +43,13 @@ var iniFlags = map[string]struct {
 	"server_tls_cert_file":     {"server-tls-cert-file", same},
 	"server_tls_key_file":      {"server-tls-key-file", same},
 	"max_prepared_statements":  {"max-prepared-statements", integer},
+	"admin_users":              {"admin-users", same},
+	"stats_users":              {"stats-users", same},
+	"stats_period":             {"stats-period", seconds},
+	"pool_mode":                {"pool-mode", poolMode},
+	"max_user_connections":     {"max-user-connections", integer},
+	"pidfile":                  {"pidfile", same},
+	"logfile":                  {"logfile", same},
 	// belay's own, in [belay]
 	"metrics_listen":     {"metrics-listen", same},
 	"event_loops":        {"event-loops", integer},
@@ -56,11 +63,10 @@ var iniFlags = map[string]struct {
 // iniNotYet are PgBouncer settings belay recognises but does not apply yet
 // (issue E): they are reported, not mistaken for typos.
 var iniNotYet = map[string]bool{
-	"logfile": true, "pidfile": true, "admin_users": true, "stats_users": true,
 	"min_pool_size": true, "reserve_pool_size": true, "reserve_pool_timeout": true,
-	"max_user_connections": true, "server_reset_query": true, "server_check_query": true,
+	"server_reset_query": true, "server_check_query": true,
 	"server_check_delay": true, "query_timeout": true, "client_idle_timeout": true,
-	"ignore_startup_parameters": true, "track_extra_parameters": true, "stats_period": true,
+	"ignore_startup_parameters": true, "track_extra_parameters": true,
 	"unix_socket_mode": true, "unix_socket_group": true, "user": true,
 }
 
@@ -100,13 +106,6 @@ func applyIni(fs *flag.FlagSet, path string) (warnings []string, err error) {
 				listenAddr = e
 			case e.Key == "listen_port":
 				listenPort = e
-			case e.Key == "pool_mode":
-				// Transaction pooling, with session state following the
-				// client, is what belay does; session and statement modes
-				// are not honoured yet.
-				if e.Value != "transaction" {
-					warnings = append(warnings, fmt.Sprintf("%s: pool_mode = %s is not honoured yet: belay pools by transaction", e.Pos, e.Value))
-				}
 			case ok:
 				v, err := m.convert(e.Value)
 				if err != nil {
@@ -285,6 +284,33 @@ func maxDBConnections(v string) (string, error) {
 		n = -1
 	}
 	return strconv.Itoa(n), err
+}
+
+// poolMode accepts PgBouncer's session and transaction modes.
+func poolMode(v string) (string, error) {
+	switch v {
+	case "session", "transaction":
+		return v, nil
+	case "statement":
+		return "", fmt.Errorf("pool_mode statement is not supported by belay: use transaction (session state follows the client) or session")
+	}
+	return "", fmt.Errorf("pool_mode %q: use session or transaction", v)
+}
+
+// configuredDatabases are the names [databases] lists (not "*"); a file
+// that cannot be read lists none (applyIni reported why).
+func configuredDatabases(path string) []string {
+	f, err := config.Load(path)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range f.Section("databases") {
+		if e.Key != "*" {
+			out = append(out, e.Key)
+		}
+	}
+	return out
 }
 
 // authType maps PgBouncer's auth_type words to belay's.

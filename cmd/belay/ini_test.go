@@ -46,8 +46,10 @@ query_wait_timeout = 2.5
 client_login_timeout = 0
 so_reuseport = 1
 logfile = /var/log/pgbouncer.log
+server_check_delay = 10
 frobnicate = 3
 pool_mode = session
+admin_users = admin, ops
 %include users.ini
 
 [belay]
@@ -75,6 +77,9 @@ metrics_listen = 127.0.0.1:9127
 		{"client-login-timeout (0 is never)", *o.loginTimeout > 24*time.Hour, true},
 		{"reuse-port", *o.reusePort, true},
 		{"metrics-listen", *o.metricsAddr, "127.0.0.1:9127"},
+		{"logfile", *o.logFile, "/var/log/pgbouncer.log"},
+		{"pool-mode", *o.poolMode, "session"},
+		{"admin-users", strings.Join(splitList(*o.adminUsers), "|"), "admin|ops"},
 		{"user-weight", o.userLimits.m, map[string]fairness.Limits{"batch": {Weight: 1, Max: 4}, "web": {Weight: 3, Min: 2}}},
 	}
 	for _, c := range checks {
@@ -83,8 +88,7 @@ metrics_listen = 127.0.0.1:9127
 		}
 	}
 	all := strings.Join(warnings, "\n")
-	for _, want := range []string{"pgbouncer.ini:15: logfile is not applied by belay yet", "pgbouncer.ini:16: unknown setting frobnicate ignored",
-		"pgbouncer.ini:17: pool_mode = session is not honoured yet"} {
+	for _, want := range []string{"pgbouncer.ini:16: server_check_delay is not applied by belay yet", "pgbouncer.ini:17: unknown setting frobnicate ignored"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("warnings lack %q:\n%s", want, all)
 		}
@@ -119,6 +123,7 @@ func TestIniErrors(t *testing.T) {
 		{"[pgbouncer]\nlisten_port = 1\n", "no [databases] section"},
 		{"[databases]\na = host=h\n[pgbouncer]\nlisten_port = x\n", "p.ini:4: listen_port"},
 		{"[databases]\na = host=h\n[users]\nu = weight=0\n", "the weight must be at least 1"},
+		{"[databases]\na = host=h\n[pgbouncer]\npool_mode = statement\n", "p.ini:4: pool_mode: pool_mode statement is not supported"},
 	} {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "p.ini")

@@ -110,6 +110,72 @@ type proxyOptions struct {
 	metricsAddr  *string
 	cpuProfile   *string
 	userLimits   userLimitsFlag
+	adminUsers   *string
+	statsUsers   *string
+	statsPeriod  *time.Duration
+	poolMode     *string
+	maxUserConns *int
+	pidFile      *string
+	logFile      *string
+}
+
+// config is the proxy's configuration from the flags.
+func (o *proxyOptions) config(peers map[int]string, logger *slog.Logger) loop.Config {
+	return loop.Config{
+		Listen:                 strings.Split(*o.listen, ","),
+		UnixSocketDir:          *o.unixDir,
+		Server:                 *o.server,
+		PoolSize:               *o.poolSize,
+		MaxDBConnections:       *o.maxDB,
+		MaxUserConnections:     *o.maxUserConns,
+		UserLimits:             o.userLimits.m,
+		MaxClientConn:          *o.maxClients,
+		AuthType:               *o.authType,
+		AuthFile:               *o.authFile,
+		AuthHBAFile:            *o.authHBA,
+		AuthUser:               *o.authUser,
+		AuthQuery:              *o.authQuery,
+		AuthDatabase:           *o.authDB,
+		TLSMode:                *o.tlsMode,
+		TLSCertFile:            *o.tlsCert,
+		TLSKeyFile:             *o.tlsKey,
+		TLSCAFile:              *o.tlsCA,
+		ClientLoginTimeout:     *o.loginTimeout,
+		IdleTransactionTimeout: *o.idleTx,
+		PeerID:                 *o.peerID,
+		Peers:                  peers,
+		ReusePort:              *o.reusePort,
+		MaxMessageSize:         *o.maxMsg,
+		MaxBufferedBytes:       *o.maxBuf,
+		ServerLifetime:         *o.lifetime,
+		ServerIdleTimeout:      *o.idle,
+		ServerConnectTimeout:   *o.connTimeout,
+		PassFile:               *o.passFile,
+		ServerTLSMode:          *o.srvTLSMode,
+		ServerTLSCAFile:        *o.srvTLSCA,
+		ServerTLSCertFile:      *o.srvTLSCert,
+		ServerTLSKeyFile:       *o.srvTLSKey,
+		QueryWaitTimeout:       *o.queryWait,
+		EventLoops:             *o.loops,
+		MaxPreparedStatements:  *o.maxPrepared,
+		PlanCacheBytes:         *o.planCache,
+		Logger:                 logger,
+		AdminUsers:             splitList(*o.adminUsers),
+		StatsUsers:             splitList(*o.statsUsers),
+		StatsPeriod:            *o.statsPeriod,
+		PoolMode:               *o.poolMode,
+	}
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // proxyFlagSet defines belay proxy's flags.
@@ -155,6 +221,13 @@ func proxyFlagSet() (*flag.FlagSet, *proxyOptions) {
 	o.planCache = fs.Int("plan-cache-bytes", loop.DefaultPlanCacheBytes, "memory bound of the plan cache, bytes")
 	o.metricsAddr = fs.String("metrics-listen", "", "serve Prometheus metrics on http://ADDR/metrics (empty: off)")
 	o.cpuProfile = fs.String("cpu-profile", "", "write a CPU profile of the whole run to FILE (for flame graphs)")
+	o.adminUsers = fs.String("admin-users", "", "users who may run every admin console command (database pgbouncer or belay), comma-separated")
+	o.statsUsers = fs.String("stats-users", "", "users who may run the admin console's SHOW commands, comma-separated")
+	o.statsPeriod = fs.Duration("stats-period", time.Minute, "period of SHOW STATS_AVERAGES and of the stats log lines")
+	o.poolMode = fs.String("pool-mode", "transaction", "transaction (servers shared between transactions; session state follows the client) or session (a client keeps its server until it disconnects)")
+	o.maxUserConns = fs.Int("max-user-connections", 0, "the most server connections of one user's pool (0: --pool-size)")
+	o.pidFile = fs.String("pidfile", "", "write the process ID to FILE (removed at exit)")
+	o.logFile = fs.String("logfile", "", "also write the log to FILE (appended)")
 	return fs, o
 }
 
@@ -167,12 +240,14 @@ func runProxy(args []string) error {
 		return err
 	}
 	var iniWarnings []string
+	var st *settings // with a file: RELOAD, SET and SHOW CONFIG
 	switch fs.NArg() {
 	case 0:
 	case 1:
 		// belay proxy pgbouncer.ini: the file sets what the flags did not.
+		st = &settings{args: args}
 		var err error
-		if iniWarnings, err = applyIni(fs, fs.Arg(0)); err != nil {
+		if fs, o, iniWarnings, err = st.build(); err != nil {
 			return err
 		}
 	default:
@@ -186,7 +261,12 @@ func runProxy(args []string) error {
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logOut, closeLog, err := logWriter(*o.logFile)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 	for _, w := range iniWarnings {
 		logger.Warn(w)
 	}
@@ -204,47 +284,25 @@ func runProxy(args []string) error {
 		ServerTLSCertFile: *o.srvTLSCert, ServerTLSKeyFile: *o.srvTLSKey}).Check(); err != nil {
 		return err
 	}
-	p, err := loop.Start(loop.Config{
-		Listen:                 strings.Split(*o.listen, ","),
-		UnixSocketDir:          *o.unixDir,
-		Server:                 *o.server,
-		PoolSize:               *o.poolSize,
-		MaxDBConnections:       *o.maxDB,
-		UserLimits:             o.userLimits.m,
-		MaxClientConn:          *o.maxClients,
-		AuthType:               *o.authType,
-		AuthFile:               *o.authFile,
-		AuthHBAFile:            *o.authHBA,
-		AuthUser:               *o.authUser,
-		AuthQuery:              *o.authQuery,
-		AuthDatabase:           *o.authDB,
-		TLSMode:                *o.tlsMode,
-		TLSCertFile:            *o.tlsCert,
-		TLSKeyFile:             *o.tlsKey,
-		TLSCAFile:              *o.tlsCA,
-		ClientLoginTimeout:     *o.loginTimeout,
-		IdleTransactionTimeout: *o.idleTx,
-		PeerID:                 *o.peerID,
-		Peers:                  peerMap,
-		ReusePort:              *o.reusePort,
-		MaxMessageSize:         *o.maxMsg,
-		MaxBufferedBytes:       *o.maxBuf,
-		ServerLifetime:         *o.lifetime,
-		ServerIdleTimeout:      *o.idle,
-		ServerConnectTimeout:   *o.connTimeout,
-		PassFile:               *o.passFile,
-		ServerTLSMode:          *o.srvTLSMode,
-		ServerTLSCAFile:        *o.srvTLSCA,
-		ServerTLSCertFile:      *o.srvTLSCert,
-		ServerTLSKeyFile:       *o.srvTLSKey,
-		QueryWaitTimeout:       *o.queryWait,
-		EventLoops:             *o.loops,
-		MaxPreparedStatements:  *o.maxPrepared,
-		PlanCacheBytes:         *o.planCache,
-		Logger:                 logger,
-	})
+	cfg := o.config(peerMap, logger)
+	if st != nil {
+		cfg.Settings = st
+		cfg.Databases = configuredDatabases(fs.Arg(0))
+	}
+	p, err := loop.Start(cfg)
 	if err != nil {
 		return err
+	}
+	if st != nil {
+		st.started(p, peerMap, logger)
+	}
+	if *o.pidFile != "" {
+		removePID, err := writePIDFile(*o.pidFile)
+		if err != nil {
+			_ = p.Stop(context.Background())
+			return err
+		}
+		defer removePID()
 	}
 	if *o.metricsAddr != "" {
 		ln, err := net.Listen("tcp", *o.metricsAddr)

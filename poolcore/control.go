@@ -1,0 +1,295 @@
+package poolcore
+
+import (
+	"context"
+	"time"
+
+	"github.com/belaydb/belay/fairness"
+	"github.com/panjf2000/gnet/v2"
+)
+
+// Tunables are the Options a reload may change while clients are served.
+type Tunables struct {
+	PoolSize         int
+	MaxDBConnections int
+	// MaxUserConnections bounds a pool whose user has no Max in UserLimits (0: PoolSize).
+	MaxUserConnections int
+	UserLimits         map[string]fairness.Limits
+	Lifetime         time.Duration
+	IdleTimeout      time.Duration
+	ConnectTimeout   time.Duration
+	QueryWaitTimeout time.Duration
+}
+
+// tunablesOf is o's Tunables.
+func tunablesOf(o Options) Tunables {
+	return Tunables{PoolSize: o.PoolSize, MaxDBConnections: o.MaxDBConnections, MaxUserConnections: o.MaxUserConnections, UserLimits: o.UserLimits,
+		Lifetime: o.Lifetime, IdleTimeout: o.IdleTimeout, ConnectTimeout: o.ConnectTimeout, QueryWaitTimeout: o.QueryWaitTimeout}
+}
+
+// limitsOf is user's share of the budget: its configured limits, Max capped
+// at PoolSize. Under m.mu (or before m is shared).
+func (m *Manager) limitsOf(user string) fairness.Limits {
+	lim := m.opts.UserLimits[user]
+	if lim.Max <= 0 {
+		lim.Max = m.opts.MaxUserConnections
+	}
+	if lim.Max <= 0 || lim.Max > m.opts.PoolSize {
+		lim.Max = m.opts.PoolSize
+	}
+	return lim
+}
+
+// Tune applies t while clients are served: a larger pool or budget lets
+// waiting clients log servers in at once; servers above a smaller one close
+// as they are released; the timeouts apply from their next check. Safe for
+// concurrent use.
+func (m *Manager) Tune(t Tunables) {
+	if t.PoolSize < 1 {
+		t.PoolSize = 1
+	}
+	if t.ConnectTimeout <= 0 {
+		t.ConnectTimeout = 15 * time.Second
+	}
+	m.tun.Store(&t)
+	m.mu.Lock()
+	m.opts.PoolSize, m.opts.UserLimits, m.opts.MaxDBConnections, m.opts.MaxUserConnections = t.PoolSize, t.UserLimits, t.MaxDBConnections, t.MaxUserConnections
+	m.opts.Lifetime, m.opts.IdleTimeout, m.opts.ConnectTimeout, m.opts.QueryWaitTimeout = t.Lifetime, t.IdleTimeout, t.ConnectTimeout, t.QueryWaitTimeout
+	n := &m.node
+	n.mu.Lock() // lock order: m.mu, then node.mu
+	for _, p := range n.pools {
+		lim := m.limitsOf(p.key.User)
+		p.size.Store(int32(lim.Max))
+		n.alloc.SetLimits(p.fid, lim)
+	}
+	switch {
+	case t.MaxDBConnections > 0:
+		n.alloc.SetBudget(t.MaxDBConnections)
+		n.askBudget = false
+	case t.MaxDBConnections < 0:
+		n.alloc.SetBudget(0)
+		n.askBudget = false
+	}
+	n.mu.Unlock()
+	m.mu.Unlock()
+	m.kick("")
+}
+
+// Pause stops giving servers to the clients of database db ("" for every
+// database): they wait, as with a pool full, and each server closes once
+// released (idle ones at once). Paused reports when none is left. Safe for
+// concurrent use.
+func (m *Manager) Pause(db string) {
+	m.mu.Lock()
+	if db == "" {
+		m.pausedAll = true
+	} else {
+		m.pausedDBs[db] = true
+	}
+	m.mu.Unlock()
+	m.setPaused(db, true)
+	m.closeIdle(db)
+}
+
+// Resume undoes Pause for db ("" for all: every pause is lifted) and serves
+// the waiting clients.
+func (m *Manager) Resume(db string) {
+	m.mu.Lock()
+	if db == "" {
+		m.pausedAll = false
+		clear(m.pausedDBs)
+	} else {
+		delete(m.pausedDBs, db)
+	}
+	all := m.pausedAll
+	m.mu.Unlock()
+	if !all {
+		m.setPaused(db, false)
+	}
+	m.kick(db)
+}
+
+// IsPaused says whether db ("" for all) is paused.
+func (m *Manager) IsPaused(db string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pausedAll || (db != "" && m.pausedDBs[db])
+}
+
+// OpenServers is the number of servers of db ("" for all) open or logging in.
+func (m *Manager) OpenServers(db string) int {
+	n := 0
+	for _, p := range m.poolsOf(db) {
+		n += int(p.open.Load())
+	}
+	return n
+}
+
+// Reconnect retires every server of db ("" for all) open now: each closes
+// once released (idle ones at once), and new ones replace them on demand.
+func (m *Manager) Reconnect(db string) {
+	now := time.Now().UnixNano()
+	for _, p := range m.poolsOf(db) {
+		p.retireBefore.Store(now)
+	}
+	m.closeIdle(db)
+}
+
+// retired says sc must close rather than serve again: RECONNECT marked it,
+// or its pool holds more than a reload's smaller size.
+func (p *Pool) retired(sc *Server) bool {
+	rb := p.retireBefore.Load()
+	return (rb != 0 && sc.born.UnixNano() < rb) || p.open.Load() > p.size.Load()
+}
+
+// CloseServers closes every server of db ("" for all) now, in use or not
+// (KILL); their clients get ServerLost.
+func (m *Manager) CloseServers(db string) {
+	m.eachLoop(func(l *Loop) {
+		for sc := range l.servers {
+			if db == "" || sc.pool.key.Database == db {
+				sc.Close()
+			}
+		}
+	})
+}
+
+// EachServer runs f on l for each of l's servers. On l.
+func (l *Loop) EachServer(f func(sc *Server)) {
+	for sc := range l.servers {
+		f(sc)
+	}
+}
+
+func (m *Manager) poolsOf(db string) []*Pool {
+	var out []*Pool
+	for _, p := range m.Pools() {
+		if db == "" || p.key.Database == db {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (m *Manager) setPaused(db string, paused bool) {
+	for _, p := range m.poolsOf(db) {
+		p.paused.Store(paused)
+	}
+}
+
+// closeIdle closes, on each loop, the idle servers of db that must not
+// serve again (paused or retired).
+func (m *Manager) closeIdle(db string) {
+	m.eachLoop(func(l *Loop) {
+		for _, p := range m.poolsOf(db) {
+			lp := &p.perLoop[l.idx]
+			for i := len(lp.idle) - 1; i >= 0; i-- {
+				if sc := lp.idle[i]; p.paused.Load() || p.retired(sc) {
+					sc.Close()
+				}
+			}
+		}
+	})
+}
+
+// kick serves the waiting clients of db ("" for all) after a pause or a
+// smaller limit ended: each loop logs in servers for its waiters as far as
+// the pool and the budget allow.
+func (m *Manager) kick(db string) {
+	m.node.tick(m)
+	m.eachLoop(func(l *Loop) {
+		for _, p := range m.poolsOf(db) {
+			lp := &p.perLoop[l.idx]
+			for lp.unserved() && !p.paused.Load() && p.reserve(l.idx) {
+				p.dial(l)
+			}
+		}
+	})
+}
+
+// eachLoop runs f on every loop, without waiting.
+func (m *Manager) eachLoop(f func(l *Loop)) {
+	m.mu.Lock()
+	loops := append([]*Loop(nil), m.loops...)
+	m.mu.Unlock()
+	for _, l := range loops {
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			f(l)
+			return nil
+		}))
+	}
+}
+
+// ServerInfo describes a server for the admin console.
+type ServerInfo struct {
+	Key        Key
+	State      string // PgBouncer's words: login, active, idle, used (belay's own query or draining), being_canceled
+	Born       time.Time
+	IdleSince  time.Time
+	PID        uint32
+	Local      string // host:port of belay's end
+	Remote     string
+	TLS        bool
+	Owner      Client // nil when idle
+	Statements int    // prepared statements belay keeps on it
+	MaxStmts   int
+	Loop       int
+}
+
+// Info describes sc. On its loop.
+func (sc *Server) Info() ServerInfo {
+	i := ServerInfo{Key: sc.pool.key, Born: sc.born, IdleSince: sc.idleSince, PID: sc.PID, TLS: sc.TLS(),
+		Owner: sc.owner, Statements: len(sc.Stmts.used), MaxStmts: sc.Stmts.Max, Loop: sc.loop.idx}
+	if i.MaxStmts == 0 {
+		i.MaxStmts = DefaultMaxStatements
+	}
+	switch sc.state {
+	case stateDialing:
+		i.State = "login"
+	case stateIdle:
+		i.State = "idle"
+	case stateActive, stateParked:
+		i.State = "active"
+	case stateCancelWait:
+		i.State = "being_canceled"
+	default:
+		i.State = "used"
+	}
+	if c := sc.conn; c != nil {
+		if a := c.LocalAddr(); a != nil {
+			i.Local = a.String()
+		}
+		if a := c.RemoteAddr(); a != nil {
+			i.Remote = a.String()
+		}
+	}
+	return i
+}
+
+// Retired says sc must close rather than serve again (RECONNECT, or its pool
+// above a reload's smaller size). On sc's loop.
+func (p *Pool) Retired(sc *Server) bool { return p.retired(sc) }
+
+// Clients is the number of clients of the pool. Safe for concurrent use.
+func (p *Pool) Clients() int {
+	n := 0
+	for i := range p.perLoop {
+		n += int(p.perLoop[i].clients.Load())
+	}
+	return n
+}
+
+// OldestWait is how long the pool's longest-waiting client has waited (0:
+// none waits). Safe for concurrent use.
+func (p *Pool) OldestWait() time.Duration {
+	oldest := int64(0)
+	for i := range p.perLoop {
+		if hs := p.perLoop[i].headSince.Load(); hs != 0 && (oldest == 0 || hs < oldest) {
+			oldest = hs
+		}
+	}
+	if oldest == 0 {
+		return 0
+	}
+	return time.Duration(p.m.now() - oldest)
+}
