@@ -91,12 +91,6 @@ pidfile = %s/pgbouncer.pid
 		}
 		fds := rows.FieldDescriptions()
 		rows.Close()
-		if len(fds) == 0 {
-			// PgBouncer 1.18 sends no RowDescription for an empty SHOW
-			// SERVERS (and DNS tables); nothing to compare.
-			t.Logf("SHOW %s: PgBouncer sent no columns (no rows)", subject)
-			continue
-		}
 		var got, exp []string
 		for _, f := range fds {
 			got = append(got, fmt.Sprintf("%s:%d", f.Name, f.DataTypeOID))
