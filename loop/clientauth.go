@@ -35,6 +35,15 @@ func (s *session) startupMessage(st startup) gnet.Action {
 	n := s.p.clients.Add(1)
 	s.counted = true
 	lv := s.p.live.Load()
+	if len(lv.ignoreStartup) > 0 {
+		kept := st.params[:0]
+		for _, p := range st.params {
+			if !lv.ignoreStartup[p.name] {
+				kept = append(kept, p)
+			}
+		}
+		st.params = kept
+	}
 	if max := lv.maxClientConn; max > 0 && n > int64(max) {
 		s.counted = false // a refused client holds no place, even while it lingers
 		s.p.clients.Add(-1)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/belaydb/belay/fairness"
+	"github.com/belaydb/belay/poolcore"
 )
 
 // Config is what the proxy needs to start. cmd/belay fills it from flags
@@ -123,12 +124,34 @@ type Config struct {
 	// MaxUserConnections bounds the servers of a pool whose user has no
 	// max of its own in UserLimits (0: PoolSize).
 	MaxUserConnections int
+	// ServerResetQuery, ServerCheckQuery, ServerCheckDelay, MinPoolSize,
+	// ReservePoolSize and ReservePoolTimeout are PgBouncer's settings of
+	// those names (see poolcore.Tunables).
+	ServerResetQuery, ServerCheckQuery string
+	ServerCheckDelay                   time.Duration
+	MinPoolSize, ReservePoolSize       int
+	ReservePoolTimeout                 time.Duration
+	// ClientIdleTimeout closes a client idle (outside a transaction) this
+	// long (0: never).
+	ClientIdleTimeout time.Duration
+	// IgnoreStartupParameters are startup parameters dropped rather than
+	// applied to the client's session (PgBouncer's ignore_startup_parameters).
+	IgnoreStartupParameters []string
 	// Databases are the databases the configuration names, for SHOW
 	// DATABASES (clients may use others: every database is on Server).
 	Databases []string
 	// Settings serve the console's SHOW CONFIG, SET and RELOAD; nil when
 	// belay runs without a configuration file.
 	Settings Settings
+}
+
+// tunables are the settings of the pools a reload may change.
+func (c *Config) tunables() poolcore.Tunables {
+	return poolcore.Tunables{PoolSize: c.PoolSize, MaxDBConnections: c.MaxDBConnections, MaxUserConnections: c.MaxUserConnections,
+		UserLimits: c.UserLimits, Lifetime: c.ServerLifetime, IdleTimeout: c.ServerIdleTimeout,
+		ConnectTimeout: c.ServerConnectTimeout, QueryWaitTimeout: c.QueryWaitTimeout,
+		ResetQuery: c.ServerResetQuery, CheckQuery: c.ServerCheckQuery, CheckDelay: c.ServerCheckDelay,
+		MinPoolSize: c.MinPoolSize, ReservePoolSize: c.ReservePoolSize, ReservePoolTimeout: c.ReservePoolTimeout}
 }
 
 // fillDefaults gives the zero values of c their defaults.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,8 @@ type live struct {
 	idleTx             time.Duration
 	maxClientConn      int
 	session            bool // pool_mode = session
+	clientIdle         time.Duration
+	ignoreStartup      map[string]bool
 	adminUsers         []string
 	statsUsers         []string
 	users              map[string]auth.Secret // the auth file
@@ -51,7 +54,11 @@ type live struct {
 }
 
 func newLive(cfg Config, users map[string]auth.Secret) *live {
-	return &live{clientLoginTimeout: cfg.ClientLoginTimeout, idleTx: cfg.IdleTransactionTimeout,
+	ignore := map[string]bool{}
+	for _, k := range cfg.IgnoreStartupParameters {
+		ignore[strings.ToLower(k)] = true
+	}
+	return &live{clientIdle: cfg.ClientIdleTimeout, ignoreStartup: ignore, clientLoginTimeout: cfg.ClientLoginTimeout, idleTx: cfg.IdleTransactionTimeout,
 		maxClientConn: cfg.MaxClientConn, session: cfg.PoolMode == "session", adminUsers: cfg.AdminUsers, statsUsers: cfg.StatsUsers, users: users, cfg: cfg}
 }
 
@@ -112,9 +119,7 @@ func (p *Proxy) Reconfigure(cfg Config) error {
 			p.log.Warn("a changed setting takes effect at the next restart", "setting", c.name, "running", c.old, "configured", c.new)
 		}
 	}
-	p.pools.Tune(poolcore.Tunables{PoolSize: cfg.PoolSize, MaxDBConnections: cfg.MaxDBConnections, MaxUserConnections: cfg.MaxUserConnections,
-		UserLimits: cfg.UserLimits, Lifetime: cfg.ServerLifetime, IdleTimeout: cfg.ServerIdleTimeout,
-		ConnectTimeout: cfg.ServerConnectTimeout, QueryWaitTimeout: cfg.QueryWaitTimeout})
+	p.pools.Tune(cfg.tunables())
 	// The running process keeps what it cannot change, so the console shows it.
 	cfg.Listen, cfg.UnixSocketDir, cfg.Server, cfg.EventLoops = old.Listen, old.UnixSocketDir, old.Server, old.EventLoops
 	p.live.Store(newLive(cfg, users))

@@ -87,6 +87,7 @@ type Proxy struct {
 	avg        *admin.Averager // SHOW STATS_AVERAGES; under statsMu
 	disabledMu sync.Mutex
 	disabled   map[string]bool // DISABLE; under disabledMu
+	coarseNow  atomic.Int64    // UnixNano as of the last tick (100 ms): a clock for idle timeouts without a clock read per message
 
 	// client authentication and TLS, fixed at Start
 	method      authMethod
@@ -130,7 +131,9 @@ func Start(cfg Config) (*Proxy, error) {
 		ConnectTimeout: cfg.ServerConnectTimeout, PassFile: cfg.PassFile, Logger: cfg.Logger,
 		ServerTLSMode: cfg.ServerTLSMode, ServerTLSCAFile: cfg.ServerTLSCAFile, ServerTLSCertFile: cfg.ServerTLSCertFile, ServerTLSKeyFile: cfg.ServerTLSKeyFile,
 		QueryWaitTimeout: cfg.QueryWaitTimeout, OnSweep: p.sweep, MaxPreparedStatements: cfg.MaxPreparedStatements,
-		MaxDBConnections: cfg.MaxDBConnections, MaxUserConnections: cfg.MaxUserConnections, UserLimits: cfg.UserLimits, FairnessWindow: cfg.FairnessWindow,
+		MaxDBConnections: cfg.MaxDBConnections, MaxUserConnections: cfg.MaxUserConnections, UserLimits: cfg.UserLimits,
+		ResetQuery: cfg.ServerResetQuery, CheckQuery: cfg.ServerCheckQuery, CheckDelay: cfg.ServerCheckDelay,
+		MinPoolSize: cfg.MinPoolSize, ReservePoolSize: cfg.ReservePoolSize, ReservePoolTimeout: cfg.ReservePoolTimeout, FairnessWindow: cfg.FairnessWindow,
 		OnNewPool: func(pool *poolcore.Pool) { p.metrics.addPool(pool) },
 	})
 	p.metrics = newProxyMetrics(p, loops)
@@ -283,8 +286,10 @@ func (p *Proxy) OnClose(c gnet.Conn, err error) gnet.Action {
 // OnTick is gnet's, on its own goroutine: idle and lifetime sweeps, run on
 // each loop.
 func (p *Proxy) OnTick() (time.Duration, gnet.Action) {
+	now := time.Now()
+	p.coarseNow.Store(now.UnixNano())
 	p.pools.Tick()
-	p.observeStats(time.Now())
+	p.observeStats(now)
 	return 100 * time.Millisecond, gnet.None
 }
 
@@ -375,7 +380,25 @@ func (p *Proxy) forwardCancel(pid uint32, secret []byte) {
 // sweep is the proxy's periodic work on each loop.
 func (p *Proxy) sweep(l *poolcore.Loop) {
 	p.sweepLogins(l)
+	p.sweepIdleClients(l)
 	p.notePlans(l)
+}
+
+// sweepIdleClients closes the clients of l idle outside a transaction for
+// longer than client_idle_timeout, with Postgres's error for its
+// idle_session_timeout.
+func (p *Proxy) sweepIdleClients(l *poolcore.Loop) {
+	idle := p.live.Load().clientIdle
+	if idle <= 0 {
+		return
+	}
+	old := p.coarseNow.Load() - int64(idle)
+	for s := range p.sessions[l.Index()] {
+		idleNow := s.server == nil || (!s.t.busy() && s.server.TxStatus == codec.TxIdle) // pool_mode session holds a server while idle
+		if s.state == sReady && idleNow && !s.waiting && s.lastActive < old {
+			s.kill(fatalf(sqlstate.IdleSessionTimeout, "terminating connection due to idle-session timeout"))
+		}
+	}
 }
 
 func (p *Proxy) sweepLogins(l *poolcore.Loop) {

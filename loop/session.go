@@ -54,6 +54,7 @@ type session struct {
 	idleTx      *idleTx       // with IdleTransactionTimeout, from the first idle moment in a transaction
 	pid, secret uint32
 	con         *consoleState // an admin console client; nil for everyone else
+	lastActive  int64         // when it last sent something (Proxy.coarseNow), for client_idle_timeout
 
 	server     *poolcore.Server
 	waiting    bool
@@ -93,6 +94,7 @@ func newSession(p *Proxy, c gnet.Conn, l *poolcore.Loop) *session {
 	now := time.Now().UnixNano()
 	p.logins[l.Index()][s] = now // sweepLogins enforces ClientLoginTimeout
 	p.sessions[l.Index()][s] = now
+	s.lastActive = now
 	return s
 }
 
@@ -112,6 +114,7 @@ func (s *session) loggedIn() {
 
 // onTraffic handles bytes from the client.
 func (s *session) onTraffic(c gnet.Conn) gnet.Action {
+	s.lastActive = s.p.coarseNow.Load()
 	a := s.traffic(c)
 	if err := s.in.Err(); err != nil && a == gnet.None {
 		s.p.log.Debug("client TLS error", "remote", c.RemoteAddr(), "err", err)

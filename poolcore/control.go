@@ -2,6 +2,7 @@ package poolcore
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/belaydb/belay/fairness"
@@ -15,16 +16,34 @@ type Tunables struct {
 	// MaxUserConnections bounds a pool whose user has no Max in UserLimits (0: PoolSize).
 	MaxUserConnections int
 	UserLimits         map[string]fairness.Limits
-	Lifetime         time.Duration
-	IdleTimeout      time.Duration
-	ConnectTimeout   time.Duration
-	QueryWaitTimeout time.Duration
+	Lifetime           time.Duration
+	IdleTimeout        time.Duration
+	ConnectTimeout     time.Duration
+	QueryWaitTimeout   time.Duration
+	// ResetQuery runs before belay's DISCARD ALL on a server a client left
+	// state on (PgBouncer's server_reset_query; "" or DISCARD ALL: only that).
+	ResetQuery string
+	// CheckQuery runs on a server idle longer than CheckDelay before a
+	// client gets it; a server that fails it is closed (PgBouncer's
+	// server_check_query and server_check_delay; "" disables the check,
+	// CheckDelay 0 checks every time).
+	CheckQuery string
+	CheckDelay time.Duration
+	// MinPoolSize keeps this many servers open in each pool that has
+	// clients (PgBouncer's min_pool_size).
+	MinPoolSize int
+	// ReservePoolSize more servers a pool may open once a client waited
+	// ReservePoolTimeout (PgBouncer's reserve_pool_size and reserve_pool_timeout).
+	ReservePoolSize    int
+	ReservePoolTimeout time.Duration
 }
 
 // tunablesOf is o's Tunables.
 func tunablesOf(o Options) Tunables {
 	return Tunables{PoolSize: o.PoolSize, MaxDBConnections: o.MaxDBConnections, MaxUserConnections: o.MaxUserConnections, UserLimits: o.UserLimits,
-		Lifetime: o.Lifetime, IdleTimeout: o.IdleTimeout, ConnectTimeout: o.ConnectTimeout, QueryWaitTimeout: o.QueryWaitTimeout}
+		Lifetime: o.Lifetime, IdleTimeout: o.IdleTimeout, ConnectTimeout: o.ConnectTimeout, QueryWaitTimeout: o.QueryWaitTimeout,
+		ResetQuery: o.ResetQuery, CheckQuery: o.CheckQuery, CheckDelay: o.CheckDelay, MinPoolSize: o.MinPoolSize,
+		ReservePoolSize: o.ReservePoolSize, ReservePoolTimeout: o.ReservePoolTimeout}
 }
 
 // limitsOf is user's share of the budget: its configured limits, Max capped
@@ -139,7 +158,67 @@ func (m *Manager) Reconnect(db string) {
 // or its pool holds more than a reload's smaller size.
 func (p *Pool) retired(sc *Server) bool {
 	rb := p.retireBefore.Load()
-	return (rb != 0 && sc.born.UnixNano() < rb) || p.open.Load() > p.size.Load()
+	return (rb != 0 && sc.born.UnixNano() < rb) || p.open.Load() > p.limit()
+}
+
+// limit is the most servers p may hold now: its size, and its reserve
+// while a client has waited longer than ReservePoolTimeout.
+func (p *Pool) limit() int32 {
+	n := p.size.Load()
+	if p.reserveOn.Load() {
+		n += int32(p.m.tun.Load().ReservePoolSize)
+	}
+	return n
+}
+
+// sweepReserve opens or closes p's reserve: open once its oldest waiter
+// waited ReservePoolTimeout, closed when nobody waits (its servers then
+// close as released, being above the limit). Any goroutine.
+func (p *Pool) sweepReserve(tun *Tunables) {
+	on := tun.ReservePoolSize > 0 && p.OldestWait() > tun.ReservePoolTimeout
+	if on == p.reserveOn.Load() || (!on && p.OldestWait() > 0) {
+		return
+	}
+	m, n := p.m, &p.m.node
+	m.mu.Lock()
+	lim := m.limitsOf(p.key.User)
+	if on {
+		lim.Max += tun.ReservePoolSize
+		m.log.Info("reserve pool opened", "pool", p.key, "reserve_pool_size", tun.ReservePoolSize)
+	}
+	n.mu.Lock()
+	n.alloc.SetLimits(p.fid, lim)
+	p.reserveOn.Store(on)
+	p.blocked.Store(false)
+	n.mu.Unlock()
+	m.mu.Unlock()
+}
+
+// resetSQL is what a server a client left state on runs before anyone else
+// gets it.
+func (t *Tunables) resetSQL() string {
+	if q := strings.TrimSpace(t.ResetQuery); q != "" && !strings.EqualFold(q, "DISCARD ALL") {
+		return q + "; DISCARD ALL"
+	}
+	return "DISCARD ALL"
+}
+
+// check runs CheckQuery on sc, an idle server c was about to get, then
+// hands it to c, or closes it and acquires again for c. On sc's loop.
+func (p *Pool) check(sc *Server, c Client, sig string, q string) {
+	sc.Exec(q, func(sc *Server, err *PgError) {
+		if err == nil {
+			c.ServerReady(sc)
+			return
+		}
+		p.m.log.Warn("server_check_query failed; closing the server", "pool", p.key, "err", err.Message)
+		sc.owner = nil
+		p.perLoop[sc.loop.idx].active.Add(-1)
+		sc.Close()
+		if next := p.Acquire(sc.loop, c, sig); next != nil {
+			c.ServerReady(next)
+		}
+	})
 }
 
 // CloseServers closes every server of db ("" for all) now, in use or not

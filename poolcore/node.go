@@ -111,7 +111,7 @@ func (p *Pool) grantLoop(fallback int) int {
 // allocator refused is marked blocked and does not ask again until a slot
 // is granted to it or the next Tick: it will be offered slots as they free.
 func (p *Pool) reserve(i int) bool {
-	if p.blocked.Load() || p.paused.Load() || p.open.Load() >= p.size.Load() {
+	if p.blocked.Load() || p.paused.Load() || p.open.Load() >= p.limit() {
 		return false
 	}
 	n := &p.m.node

@@ -64,6 +64,12 @@ type Options struct {
 	MaxDBConnections int
 	// MaxUserConnections bounds a pool whose user has no Max in UserLimits (0: PoolSize).
 	MaxUserConnections int
+	// ResetQuery, CheckQuery, CheckDelay, MinPoolSize, ReservePoolSize and
+	// ReservePoolTimeout: see Tunables.
+	ResetQuery, CheckQuery       string
+	CheckDelay                   time.Duration
+	MinPoolSize, ReservePoolSize int
+	ReservePoolTimeout           time.Duration
 	// UserLimits gives a user's pools a weight, a guaranteed minimum and a
 	// maximum in the budget (a Max above PoolSize is cut to it).
 	UserLimits map[string]fairness.Limits
@@ -298,6 +304,8 @@ type Pool struct {
 	paused atomic.Bool
 	// retireBefore: RECONNECT; servers born before (UnixNano) close as released.
 	retireBefore atomic.Int64
+	// reserveOn: a client waited ReservePoolTimeout; the reserve is open.
+	reserveOn atomic.Bool
 
 	host, port string                      // of Options.Server
 	passfile   string                      // the .pgpass password for key, looked up once
@@ -403,6 +411,11 @@ func (p *Pool) Acquire(l *Loop, c Client, sig string) *Server {
 		lp.nIdle.Add(-1)
 		lp.active.Add(1)
 		sc.state, sc.owner = stateActive, c
+		if tun := p.m.tun.Load(); tun.CheckQuery != "" && (sc.checkDue || tun.CheckDelay == 0) {
+			sc.checkDue = false
+			p.check(sc, c, sig, tun.CheckQuery) // c gets it (or another) with ServerReady
+			return nil
+		}
 		return sc
 	}
 	p.enqueue(lp, c)
@@ -529,7 +542,7 @@ func (p *Pool) finishRelease(sc *Server) {
 		})
 		return
 	case sc.Dirty:
-		sc.Exec("DISCARD ALL", func(sc *Server, err *PgError) {
+		sc.Exec(p.m.tun.Load().resetSQL(), func(sc *Server, err *PgError) {
 			if err != nil {
 				sc.Close()
 				return
@@ -642,7 +655,7 @@ func (p *Pool) pickLoop(local int) int {
 	} else {
 		localWait = now - localHS
 	}
-	if best < 0 || (!p.blocked.Load() && p.open.Load() < p.size.Load()) {
+	if best < 0 || (!p.blocked.Load() && p.open.Load() < p.limit()) {
 		return stay // nobody else waits, or they can log in servers of their own
 	}
 	// A starving loop gets the slot, unless local has waiters too and would
@@ -915,6 +928,15 @@ func (m *Manager) Sweep(l *Loop) {
 			if (tun.IdleTimeout > 0 && now.Sub(sc.idleSince) > tun.IdleTimeout) ||
 				(tun.Lifetime > 0 && now.Sub(sc.born) > tun.Lifetime) || p.paused.Load() || p.retired(sc) {
 				sc.Close() // takes it off lp.idle
+				continue
+			}
+			sc.checkDue = tun.CheckDelay > 0 && now.Sub(sc.idleSince) > tun.CheckDelay
+		}
+		if l.idx == 0 {
+			p.sweepReserve(tun)
+			// min_pool_size: top up a pool that has clients, one login per sweep.
+			if int(p.open.Load()) < tun.MinPoolSize && p.Clients() > 0 && !p.paused.Load() && p.reserve(l.idx) {
+				p.dial(l)
 			}
 		}
 	}

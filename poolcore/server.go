@@ -104,6 +104,9 @@ type Server struct {
 	parkedFD int
 	// slotMoved: the server was closed to give its slot to another loop.
 	slotMoved bool
+	// checkDue: idle longer than server_check_delay (set by Sweep); the next
+	// client gets it after server_check_query.
+	checkDue bool
 
 	// cancels counts CancelRequests for this server still in flight; while
 	// it is above 0 a released server waits in stateCancelWait.

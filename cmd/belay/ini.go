@@ -17,39 +17,47 @@ var iniFlags = map[string]struct {
 	flag    string
 	convert func(string) (string, error)
 }{
-	"unix_socket_dir":          {"unix-socket-dir", same},
-	"auth_type":                {"auth-type", authType},
-	"auth_file":                {"auth-file", same},
-	"auth_hba_file":            {"auth-hba-file", same},
-	"auth_user":                {"auth-user", same},
-	"auth_query":               {"auth-query", same},
-	"auth_dbname":              {"auth-dbname", same},
-	"default_pool_size":        {"pool-size", integer},
-	"max_client_conn":          {"max-client-conn", integer},
-	"max_db_connections":       {"max-db-connections", maxDBConnections},
-	"server_lifetime":          {"server-lifetime", serverLifetime},
-	"server_idle_timeout":      {"server-idle-timeout", seconds},
-	"server_connect_timeout":   {"server-connect-timeout", seconds},
-	"query_wait_timeout":       {"query-wait-timeout", seconds},
-	"client_login_timeout":     {"client-login-timeout", zeroIsForever},
-	"idle_transaction_timeout": {"idle-transaction-timeout", seconds},
-	"so_reuseport":             {"reuse-port", boolean},
-	"client_tls_sslmode":       {"tls-mode", same},
-	"client_tls_cert_file":     {"tls-cert", same},
-	"client_tls_key_file":      {"tls-key", same},
-	"client_tls_ca_file":       {"tls-ca", same},
-	"server_tls_sslmode":       {"server-tls-mode", same},
-	"server_tls_ca_file":       {"server-tls-ca-file", same},
-	"server_tls_cert_file":     {"server-tls-cert-file", same},
-	"server_tls_key_file":      {"server-tls-key-file", same},
-	"max_prepared_statements":  {"max-prepared-statements", integer},
-	"admin_users":              {"admin-users", same},
-	"stats_users":              {"stats-users", same},
-	"stats_period":             {"stats-period", seconds},
-	"pool_mode":                {"pool-mode", poolMode},
-	"max_user_connections":     {"max-user-connections", integer},
-	"pidfile":                  {"pidfile", same},
-	"logfile":                  {"logfile", same},
+	"unix_socket_dir":           {"unix-socket-dir", same},
+	"auth_type":                 {"auth-type", authType},
+	"auth_file":                 {"auth-file", same},
+	"auth_hba_file":             {"auth-hba-file", same},
+	"auth_user":                 {"auth-user", same},
+	"auth_query":                {"auth-query", same},
+	"auth_dbname":               {"auth-dbname", same},
+	"default_pool_size":         {"pool-size", integer},
+	"max_client_conn":           {"max-client-conn", integer},
+	"max_db_connections":        {"max-db-connections", maxDBConnections},
+	"server_lifetime":           {"server-lifetime", serverLifetime},
+	"server_idle_timeout":       {"server-idle-timeout", seconds},
+	"server_connect_timeout":    {"server-connect-timeout", seconds},
+	"query_wait_timeout":        {"query-wait-timeout", seconds},
+	"client_login_timeout":      {"client-login-timeout", zeroIsForever},
+	"idle_transaction_timeout":  {"idle-transaction-timeout", seconds},
+	"so_reuseport":              {"reuse-port", boolean},
+	"client_tls_sslmode":        {"tls-mode", same},
+	"client_tls_cert_file":      {"tls-cert", same},
+	"client_tls_key_file":       {"tls-key", same},
+	"client_tls_ca_file":        {"tls-ca", same},
+	"server_tls_sslmode":        {"server-tls-mode", same},
+	"server_tls_ca_file":        {"server-tls-ca-file", same},
+	"server_tls_cert_file":      {"server-tls-cert-file", same},
+	"server_tls_key_file":       {"server-tls-key-file", same},
+	"max_prepared_statements":   {"max-prepared-statements", integer},
+	"admin_users":               {"admin-users", same},
+	"stats_users":               {"stats-users", same},
+	"stats_period":              {"stats-period", seconds},
+	"pool_mode":                 {"pool-mode", poolMode},
+	"max_user_connections":      {"max-user-connections", integer},
+	"pidfile":                   {"pidfile", same},
+	"logfile":                   {"logfile", same},
+	"server_reset_query":        {"server-reset-query", same},
+	"server_check_query":        {"server-check-query", same},
+	"server_check_delay":        {"server-check-delay", seconds},
+	"min_pool_size":             {"min-pool-size", integer},
+	"reserve_pool_size":         {"reserve-pool-size", integer},
+	"reserve_pool_timeout":      {"reserve-pool-timeout", seconds},
+	"client_idle_timeout":       {"client-idle-timeout", seconds},
+	"ignore_startup_parameters": {"ignore-startup-parameters", same},
 	// belay's own, in [belay]
 	"metrics_listen":     {"metrics-listen", same},
 	"event_loops":        {"event-loops", integer},
@@ -63,11 +71,15 @@ var iniFlags = map[string]struct {
 // iniNotYet are PgBouncer settings belay recognises but does not apply yet
 // (issue E): they are reported, not mistaken for typos.
 var iniNotYet = map[string]bool{
-	"min_pool_size": true, "reserve_pool_size": true, "reserve_pool_timeout": true,
-	"server_reset_query": true, "server_check_query": true,
-	"server_check_delay": true, "query_timeout": true, "client_idle_timeout": true,
-	"ignore_startup_parameters": true, "track_extra_parameters": true,
-	"unix_socket_mode": true, "unix_socket_group": true, "user": true,
+	"query_timeout": true, "unix_socket_mode": true, "unix_socket_group": true, "user": true,
+}
+
+// iniBuiltIn are PgBouncer settings whose job belay does by itself: they
+// are accepted without a warning.
+var iniBuiltIn = map[string]string{
+	// belay tracks every parameter a client sets (SET, startup, RESET) and
+	// replays it on whichever server the client gets.
+	"track_extra_parameters": "belay tracks every session parameter",
 }
 
 // applyIni sets from a pgbouncer.ini every flag of fs the command line did
@@ -114,6 +126,7 @@ func applyIni(fs *flag.FlagSet, path string) (warnings []string, err error) {
 				if err := set(m.flag, v, e.Pos); err != nil {
 					return nil, err
 				}
+			case iniBuiltIn[e.Key] != "":
 			case iniNotYet[e.Key]:
 				warnings = append(warnings, fmt.Sprintf("%s: %s is not applied by belay yet", e.Pos, e.Key))
 			default:

@@ -117,53 +117,69 @@ type proxyOptions struct {
 	maxUserConns *int
 	pidFile      *string
 	logFile      *string
+	resetQuery   *string
+	checkQuery   *string
+	checkDelay   *time.Duration
+	minPool      *int
+	reservePool  *int
+	reserveWait  *time.Duration
+	clientIdle   *time.Duration
+	ignoreParams *string
 }
 
 // config is the proxy's configuration from the flags.
 func (o *proxyOptions) config(peers map[int]string, logger *slog.Logger) loop.Config {
 	return loop.Config{
-		Listen:                 strings.Split(*o.listen, ","),
-		UnixSocketDir:          *o.unixDir,
-		Server:                 *o.server,
-		PoolSize:               *o.poolSize,
-		MaxDBConnections:       *o.maxDB,
-		MaxUserConnections:     *o.maxUserConns,
-		UserLimits:             o.userLimits.m,
-		MaxClientConn:          *o.maxClients,
-		AuthType:               *o.authType,
-		AuthFile:               *o.authFile,
-		AuthHBAFile:            *o.authHBA,
-		AuthUser:               *o.authUser,
-		AuthQuery:              *o.authQuery,
-		AuthDatabase:           *o.authDB,
-		TLSMode:                *o.tlsMode,
-		TLSCertFile:            *o.tlsCert,
-		TLSKeyFile:             *o.tlsKey,
-		TLSCAFile:              *o.tlsCA,
-		ClientLoginTimeout:     *o.loginTimeout,
-		IdleTransactionTimeout: *o.idleTx,
-		PeerID:                 *o.peerID,
-		Peers:                  peers,
-		ReusePort:              *o.reusePort,
-		MaxMessageSize:         *o.maxMsg,
-		MaxBufferedBytes:       *o.maxBuf,
-		ServerLifetime:         *o.lifetime,
-		ServerIdleTimeout:      *o.idle,
-		ServerConnectTimeout:   *o.connTimeout,
-		PassFile:               *o.passFile,
-		ServerTLSMode:          *o.srvTLSMode,
-		ServerTLSCAFile:        *o.srvTLSCA,
-		ServerTLSCertFile:      *o.srvTLSCert,
-		ServerTLSKeyFile:       *o.srvTLSKey,
-		QueryWaitTimeout:       *o.queryWait,
-		EventLoops:             *o.loops,
-		MaxPreparedStatements:  *o.maxPrepared,
-		PlanCacheBytes:         *o.planCache,
-		Logger:                 logger,
-		AdminUsers:             splitList(*o.adminUsers),
-		StatsUsers:             splitList(*o.statsUsers),
-		StatsPeriod:            *o.statsPeriod,
-		PoolMode:               *o.poolMode,
+		Listen:                  strings.Split(*o.listen, ","),
+		UnixSocketDir:           *o.unixDir,
+		Server:                  *o.server,
+		PoolSize:                *o.poolSize,
+		MaxDBConnections:        *o.maxDB,
+		MaxUserConnections:      *o.maxUserConns,
+		UserLimits:              o.userLimits.m,
+		MaxClientConn:           *o.maxClients,
+		AuthType:                *o.authType,
+		AuthFile:                *o.authFile,
+		AuthHBAFile:             *o.authHBA,
+		AuthUser:                *o.authUser,
+		AuthQuery:               *o.authQuery,
+		AuthDatabase:            *o.authDB,
+		TLSMode:                 *o.tlsMode,
+		TLSCertFile:             *o.tlsCert,
+		TLSKeyFile:              *o.tlsKey,
+		TLSCAFile:               *o.tlsCA,
+		ClientLoginTimeout:      *o.loginTimeout,
+		IdleTransactionTimeout:  *o.idleTx,
+		PeerID:                  *o.peerID,
+		Peers:                   peers,
+		ReusePort:               *o.reusePort,
+		MaxMessageSize:          *o.maxMsg,
+		MaxBufferedBytes:        *o.maxBuf,
+		ServerLifetime:          *o.lifetime,
+		ServerIdleTimeout:       *o.idle,
+		ServerConnectTimeout:    *o.connTimeout,
+		PassFile:                *o.passFile,
+		ServerTLSMode:           *o.srvTLSMode,
+		ServerTLSCAFile:         *o.srvTLSCA,
+		ServerTLSCertFile:       *o.srvTLSCert,
+		ServerTLSKeyFile:        *o.srvTLSKey,
+		QueryWaitTimeout:        *o.queryWait,
+		EventLoops:              *o.loops,
+		MaxPreparedStatements:   *o.maxPrepared,
+		PlanCacheBytes:          *o.planCache,
+		Logger:                  logger,
+		AdminUsers:              splitList(*o.adminUsers),
+		StatsUsers:              splitList(*o.statsUsers),
+		StatsPeriod:             *o.statsPeriod,
+		PoolMode:                *o.poolMode,
+		ServerResetQuery:        *o.resetQuery,
+		ServerCheckQuery:        *o.checkQuery,
+		ServerCheckDelay:        *o.checkDelay,
+		MinPoolSize:             *o.minPool,
+		ReservePoolSize:         *o.reservePool,
+		ReservePoolTimeout:      *o.reserveWait,
+		ClientIdleTimeout:       *o.clientIdle,
+		IgnoreStartupParameters: splitList(*o.ignoreParams),
 	}
 }
 
@@ -228,6 +244,14 @@ func proxyFlagSet() (*flag.FlagSet, *proxyOptions) {
 	o.maxUserConns = fs.Int("max-user-connections", 0, "the most server connections of one user's pool (0: --pool-size)")
 	o.pidFile = fs.String("pidfile", "", "write the process ID to FILE (removed at exit)")
 	o.logFile = fs.String("logfile", "", "also write the log to FILE (appended)")
+	o.resetQuery = fs.String("server-reset-query", "DISCARD ALL", "run on a server a client left session state on, before belay's own DISCARD ALL")
+	o.checkQuery = fs.String("server-check-query", "select 1", "run on a server idle longer than --server-check-delay before a client gets it (empty: never)")
+	o.checkDelay = fs.Duration("server-check-delay", 30*time.Second, "see --server-check-query (0: check every time)")
+	o.minPool = fs.Int("min-pool-size", 0, "keep this many servers open in each pool that has clients")
+	o.reservePool = fs.Int("reserve-pool-size", 0, "more servers a pool may open once a client waited --reserve-pool-timeout")
+	o.reserveWait = fs.Duration("reserve-pool-timeout", 5*time.Second, "see --reserve-pool-size")
+	o.clientIdle = fs.Duration("client-idle-timeout", 0, "close clients idle outside a transaction this long (0: never)")
+	o.ignoreParams = fs.String("ignore-startup-parameters", "", "startup parameters to drop rather than apply, comma-separated (e.g. extra_float_digits)")
 	return fs, o
 }
 

@@ -36,7 +36,9 @@ var reloadable = map[string]bool{
 	"default_pool_size": true, "max_client_conn": true, "max_db_connections": true, "max_user_connections": true,
 	"server_lifetime": true, "server_idle_timeout": true, "server_connect_timeout": true, "query_wait_timeout": true,
 	"client_login_timeout": true, "idle_transaction_timeout": true, "auth_file": true, "admin_users": true,
-	"stats_users": true, "stats_period": true,
+	"stats_users": true, "stats_period": true, "server_reset_query": true, "server_check_query": true,
+	"server_check_delay": true, "min_pool_size": true, "reserve_pool_size": true, "reserve_pool_timeout": true,
+	"client_idle_timeout": true, "ignore_startup_parameters": true,
 }
 
 // build parses the arguments and the file, then applies the SETs since the
