@@ -293,6 +293,8 @@ type Pool struct {
 
 	perLoop []loopPool
 
+	cancels atomic.Int32 // CancelRequests of its clients sent to Postgres, not yet answered
+
 	paramMu sync.Mutex
 	params  map[string][]byte // client startup signature → ParameterStatus messages it gets
 }
@@ -317,9 +319,9 @@ type loopPool struct {
 	headSince atomic.Int64 // since when the oldest waiter waits; 0: none
 	// servers released while a cancel of theirs is in flight (stateCancelWait)
 	cancelWait atomic.Int32
-	// waiters served, and the time they waited in all (nanoseconds)
-	served, waitedNanos atomic.Int64
-	_                   [64]byte
+
+	// What the pool served on this loop (Totals), on cache lines of its own.
+	stats LoopStats
 }
 
 // Key is the pool's key.
@@ -345,8 +347,8 @@ func (p *Pool) Stats() Stats {
 		s.Waiting += int(lp.nWait.Load())
 		s.Dialing += int(lp.dialing.Load())
 		s.CancelWait += int(lp.cancelWait.Load())
-		s.Served += lp.served.Load()
-		s.Waited += time.Duration(lp.waitedNanos.Load())
+		s.Served += lp.stats.served.Load()
+		s.Waited += time.Duration(lp.stats.waitedNanos.Load())
 	}
 	return s
 }
@@ -536,8 +538,7 @@ func (p *Pool) finishRelease(sc *Server) {
 		lp.nIdle.Add(1)
 	case l.idx:
 		w, _ := p.popWaiterSince(lp)
-		lp.served.Add(1)
-		lp.waitedNanos.Add(p.m.now() - w.since)
+		lp.stats.waited(time.Duration(p.m.now() - w.since))
 		p.handoff(sc, w.c)
 	default:
 		p.moveSlot(sc, target)
@@ -809,9 +810,11 @@ func (m *Manager) cancel(sc *Server) {
 	}
 	sc.cancels++
 	msg := codec.AppendCancelRequest(nil, sc.PID, sc.CancelKey)
-	addr, timeout, el := m.cancelAddr, m.opts.ConnectTimeout, sc.loop.el
+	addr, timeout, el, p := m.cancelAddr, m.opts.ConnectTimeout, sc.loop.el, sc.pool
+	p.cancels.Add(1)
 	go func() {
 		sure := sendCancel(addr, timeout, msg)
+		p.cancels.Add(-1)
 		_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			sc.cancelDone(sure)
 			return nil
