@@ -295,10 +295,10 @@ func (c console) Pools() []admin.Pool {
 		st := pool.Stats()
 		k := pool.Key()
 		demand, share := pool.Fairness()
-		clients := pool.Clients()
+		cl := pool.Clients()
 		out = append(out, admin.Pool{
 			Database: k.Database, User: k.User,
-			ClActive: max(clients-int(st.Waiting), 0), ClWaiting: int(st.Waiting),
+			ClActive: cl.Active, ClWaiting: cl.Waiting, ClActiveCancelReq: cl.ActiveCancelReq,
 			SvActive: int(st.Active), SvIdle: int(st.Idle), SvLogin: int(st.Dialing), SvBeingCanceled: int(st.CancelWait),
 			MaxWait: pool.OldestWait(), Mode: lv.poolMode(),
 			ClPinned: int(pool.Pins()), SvOpen: int(st.Open), FairShare: share, Demand: demand,

@@ -83,6 +83,15 @@
 // server says it is released; a pinned client's server is reset (DISCARD
 // ALL) before anyone else gets it.
 //
+// Statistics: each session counts into its pool's poolcore.LoopStats for
+// its loop (written only on that loop): the bytes it forwards each way
+// (forward, ServerTraffic, by frame, before the write), a query at each
+// ReadyForQuery forwarded to the client and a transaction at each that
+// says idle. The query's and transaction's clocks start at the first
+// message forwarded after a ReadyForQuery (qStart, xStart): two monotonic
+// clock reads per query, none per message. metrics.go exposes the sums,
+// and the histograms of those times, on the proxy's metric set.
+//
 // Backpressure: gnet cannot pause reads, so when a peer's outbound buffer
 // passes Config.MaxBufferedBytes the connection feeding it is parked
 // (internal/gnetx) and resumed once the buffer drains below a quarter of that.

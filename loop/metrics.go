@@ -1,6 +1,10 @@
 package loop
 
 import (
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -51,6 +55,7 @@ func newProxyMetrics(p *Proxy, loops int) *proxyMetrics {
 	m.set.NewGauge("belay_server_slot_moves_total", counter(&pools.Transfers))
 	m.set.NewGauge("belay_server_logins_total", counter(&pools.Dials))
 	m.set.NewGauge("belay_server_login_retries_total", counter(&pools.LoginRetries))
+	m.set.RegisterMetricsWriter(func(w io.Writer) { writeHistograms(w, pools.Pools()) })
 	return m
 }
 
@@ -76,6 +81,83 @@ func (m *proxyMetrics) addPool(p *poolcore.Pool) {
 	gauge("belay_pool_wait_seconds_total", "", stat(func(s poolcore.Stats) float64 { return s.Waited.Seconds() }))
 	gauge("belay_pool_fair_share", "", func() float64 { _, share := p.Fairness(); return float64(share) })
 	gauge("belay_pool_demand", "", func() float64 { d, _ := p.Fairness(); return float64(d) })
+	// What it served, as PgBouncer's SHOW STATS counts it (Pool.Totals).
+	clients := func(f func(c poolcore.Clients) int) func() float64 {
+		return func() float64 { return float64(f(p.Clients())) }
+	}
+	gauge("belay_pool_clients", `,state="active"`, clients(func(c poolcore.Clients) int { return c.Active }))
+	gauge("belay_pool_clients", `,state="waiting"`, clients(func(c poolcore.Clients) int { return c.Waiting }))
+	gauge("belay_pool_pinned_clients", "", func() float64 { return float64(p.Pins()) })
+	total := func(f func(t poolcore.Totals) uint64) func() float64 {
+		return func() float64 { return float64(f(p.Totals())) }
+	}
+	gauge("belay_pool_transactions_total", "", total(func(t poolcore.Totals) uint64 { return t.Xacts }))
+	gauge("belay_pool_queries_total", "", total(func(t poolcore.Totals) uint64 { return t.Queries }))
+	gauge("belay_pool_received_bytes_total", "", total(func(t poolcore.Totals) uint64 { return t.Received }))
+	gauge("belay_pool_sent_bytes_total", "", total(func(t poolcore.Totals) uint64 { return t.Sent }))
+}
+
+// bucketBounds are poolcore.DurationBuckets in seconds, as le labels.
+var bucketBounds = func() []string {
+	out := make([]string, len(poolcore.DurationBuckets))
+	for i, d := range poolcore.DurationBuckets {
+		out[i] = strconv.FormatFloat(d.Seconds(), 'g', -1, 64)
+	}
+	return out
+}()
+
+// writeHistograms writes the pools' histograms of query, transaction and
+// wait time in Prometheus's text format, each family in one group. The
+// buckets are counted per loop in poolcore, with no lock on the data path
+// (see poolcore.LoopStats), and summed here at each scrape; their sums are
+// the times of Pool.Totals.
+func writeHistograms(w io.Writer, pools []*poolcore.Pool) {
+	slices.SortFunc(pools, func(a, b *poolcore.Pool) int {
+		ka, kb := a.Key(), b.Key()
+		if c := strings.Compare(ka.Database, kb.Database); c != 0 {
+			return c
+		}
+		return strings.Compare(ka.User, kb.User)
+	})
+	type hists struct {
+		labels            string
+		t                 poolcore.Totals
+		query, xact, wait poolcore.Histogram
+	}
+	hs := make([]hists, len(pools))
+	for i, p := range pools {
+		k := p.Key()
+		hs[i].labels = `database="` + promEscape(k.Database) + `",user="` + promEscape(k.User) + `"`
+		hs[i].t = p.Totals()
+		hs[i].query, hs[i].xact, hs[i].wait = p.Histograms()
+	}
+	family := func(name string, get func(h *hists) (*poolcore.Histogram, float64)) {
+		if len(hs) == 0 {
+			return
+		}
+		metrics.WriteMetadataIfNeeded(w, name, "histogram")
+		for i := range hs {
+			h, sum := get(&hs[i])
+			var cum uint64
+			for j, le := range bucketBounds {
+				cum += h.Counts[j]
+				fmt.Fprintf(w, "%s_bucket{%s,le=\"%s\"} %d\n", name, hs[i].labels, le, cum)
+			}
+			cum += h.Counts[len(bucketBounds)]
+			fmt.Fprintf(w, "%s_bucket{%s,le=\"+Inf\"} %d\n", name, hs[i].labels, cum)
+			fmt.Fprintf(w, "%s_sum{%s} %g\n", name, hs[i].labels, sum)
+			fmt.Fprintf(w, "%s_count{%s} %d\n", name, hs[i].labels, cum)
+		}
+	}
+	family("belay_pool_query_duration_seconds", func(h *hists) (*poolcore.Histogram, float64) {
+		return &h.query, h.t.QueryTime.Seconds()
+	})
+	family("belay_pool_transaction_duration_seconds", func(h *hists) (*poolcore.Histogram, float64) {
+		return &h.xact, h.t.XactTime.Seconds()
+	})
+	family("belay_pool_wait_duration_seconds", func(h *hists) (*poolcore.Histogram, float64) {
+		return &h.wait, h.t.WaitTime.Seconds()
+	})
 }
 
 // promEscape escapes a Prometheus label value.

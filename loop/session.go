@@ -33,11 +33,12 @@ const (
 // method runs there, and so nothing in it is locked. It implements
 // poolcore.Client.
 type session struct {
-	p    *Proxy
-	c    gnet.Conn // nil while parked
-	in   gnetx.Input
-	loop *poolcore.Loop
-	pool *poolcore.Pool
+	p     *Proxy
+	c     gnet.Conn // nil while parked
+	in    gnetx.Input
+	loop  *poolcore.Loop
+	pool  *poolcore.Pool
+	stats *poolcore.LoopStats // pool's counters on loop; set with pool
 
 	state sessState
 	counted,
@@ -66,6 +67,9 @@ type session struct {
 	cliRemain  int      // bytes of a CopyData body still to stream to the server
 	srvRemain  int      // bytes of a server message body still to stream to the client
 	srvDrop    int      // bytes of a server message belay drops (the answer to its own)
+	// When the query and the transaction under way began (nanotime; 0:
+	// none): the first message forwarded after a ReadyForQuery starts both.
+	qStart, xStart int64
 
 	parkedFD  int  // the client's socket while parked, else -1
 	parking   bool // the next OnClose is a park
@@ -208,6 +212,7 @@ func (s *session) authenticated(st *startup, cred poolcore.Credentials) gnet.Act
 		pool.SetCredentials(cred)
 	}
 	s.pool = pool
+	s.stats = pool.LoopStats(s.loop)
 	pool.Join(s.loop)
 	s.pid, s.secret = s.p.register(s)
 	if msgs, ok := pool.CachedParams(s.startSig); ok {
@@ -536,6 +541,13 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 		if s.idleTx != nil {
 			s.idleTx.since = time.Time{}
 		}
+		if s.qStart == 0 {
+			s.qStart = nanotime()
+			if s.xStart == 0 {
+				s.xStart = s.qStart
+			}
+		}
+		s.stats.Received(off)
 		out := w.bytes(off)
 		_, err := sc.Write(out)
 		if w.out != nil {
@@ -593,9 +605,36 @@ func (s *session) writeSynth() {
 		b = append(b, typ, 0, 0, 0, 4)
 	}
 	if b != nil {
+		s.stats.Sent(len(b))
 		_, _ = s.write(b)
 	}
 }
+
+// queryDone counts the query that a ReadyForQuery with status ends, and
+// the transaction if status is idle, in the pool's totals. With more
+// queries in flight, the next one's time starts now. One clock read.
+func (s *session) queryDone(status byte) {
+	if s.qStart == 0 {
+		return
+	}
+	now := nanotime()
+	s.stats.Query(time.Duration(now - s.qStart))
+	next := int64(0)
+	if s.t.pending > 0 {
+		next = now
+	}
+	s.qStart = next
+	if status == codec.TxIdle && s.xStart != 0 {
+		s.stats.Xact(time.Duration(now - s.xStart))
+		s.xStart = next
+	}
+}
+
+// epoch is the origin of nanotime.
+var epoch = time.Now()
+
+// nanotime reads the monotonic clock, in nanoseconds since epoch, never 0.
+func nanotime() int64 { return int64(time.Since(epoch)) + 1 }
 
 // plan is the plan of sql from this loop's cache.
 func (s *session) plan(sql []byte) *planner.Plan { return s.p.plans[s.loop.Index()].Plan(sql) }
@@ -619,8 +658,11 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		return gnet.None
 	}
 	off, seg := 0, 0 // data[seg:off] is forwarded but not yet written
+	// Bytes are counted before they are written: whoever sees them
+	// arrive sees them counted.
 	flush := func() {
 		if off > seg {
+			s.stats.Sent(off - seg)
 			_, _ = s.write(data[seg:off])
 		}
 		seg = off
@@ -678,6 +720,7 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		if fix != nil {
 			flush()
 			b := fixError(s.loop.Scratch(), data[off+5:off+5+bodyLen], fix)
+			s.stats.Sent(len(b))
 			_, _ = s.write(b)
 			s.loop.KeepScratch(b)
 			off += 5 + bodyLen
@@ -708,6 +751,7 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		status, _ := codec.ReadyForQueryStatus(body)
 		sc.TxStatus = status
 		s.t.server(typ, status)
+		s.queryDone(status)
 		if s.t.idle() && s.r.empty() {
 			idle = true
 			if s.resetting && s.checkState {
@@ -906,6 +950,7 @@ func (s *session) closed() {
 	if s.t.pinned {
 		s.t.pinned = false
 		s.p.pins.Add(-1)
+		s.stats.Pinned(-1)
 		if s.server != nil {
 			s.server.Dirty = true
 		}

@@ -224,6 +224,7 @@ func (s *session) pin() {
 	if !s.t.pinned {
 		s.t.pinned = true
 		s.p.pins.Add(1)
+		s.stats.Pinned(1)
 		s.p.metrics.pins.Inc()
 	}
 }
@@ -232,6 +233,7 @@ func (s *session) unpin() {
 	if s.t.pinned && !s.pinForever {
 		s.t.pinned = false
 		s.p.pins.Add(-1)
+		s.stats.Pinned(-1)
 	}
 }
 

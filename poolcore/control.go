@@ -348,27 +348,3 @@ func (sc *Server) Info() ServerInfo {
 // Retired says sc must close rather than serve again (RECONNECT, or its pool
 // above a reload's smaller size). On sc's loop.
 func (p *Pool) Retired(sc *Server) bool { return p.retired(sc) }
-
-// Clients is the number of clients of the pool. Safe for concurrent use.
-func (p *Pool) Clients() int {
-	n := 0
-	for i := range p.perLoop {
-		n += int(p.perLoop[i].clients.Load())
-	}
-	return n
-}
-
-// OldestWait is how long the pool's longest-waiting client has waited (0:
-// none waits). Safe for concurrent use.
-func (p *Pool) OldestWait() time.Duration {
-	oldest := int64(0)
-	for i := range p.perLoop {
-		if hs := p.perLoop[i].headSince.Load(); hs != 0 && (oldest == 0 || hs < oldest) {
-			oldest = hs
-		}
-	}
-	if oldest == 0 {
-		return 0
-	}
-	return time.Duration(p.m.now() - oldest)
-}

@@ -87,6 +87,21 @@
 // pool held, its fair share and the budget's use. Pool.Stats counts the
 // waiters served and their total wait.
 //
+// # Statistics
+//
+// Pool.Totals are PgBouncer's SHOW STATS counters (transactions, queries,
+// bytes each way, transaction, query and wait time), Pool.Histograms the
+// same times by DurationBuckets, Pool.Clients and Pool.OldestWait what SHOW
+// POOLS shows of the clients, Pool.Pins the clients pinned. They are
+// counted per loop in LoopStats (Pool.LoopStats), which only that loop
+// writes: the sessions of the pool's clients there (queries, transactions,
+// bytes, pins) and the pool's own hand-off to a waiter (waits). Each count
+// is an uncontended atomic add on cache lines of its own, so that it never
+// invalidates the counters other loops read to place servers; the readers
+// (metrics, the admin console) sum the loops with atomic loads, one counter
+// at a time, not as one snapshot. No lock and no allocation on the data
+// path.
+//
 // Methods documented "on the loop" must run on the server's event loop;
 // Manager and Pool lookups are safe for concurrent use.
 //

@@ -313,6 +313,8 @@ type Pool struct {
 
 	perLoop []loopPool
 
+	cancels atomic.Int32 // CancelRequests of its clients sent to Postgres, not yet answered
+
 	paramMu sync.Mutex
 	params  map[string][]byte // client startup signature → ParameterStatus messages it gets
 }
@@ -337,9 +339,9 @@ type loopPool struct {
 	headSince atomic.Int64 // since when the oldest waiter waits; 0: none
 	// servers released while a cancel of theirs is in flight (stateCancelWait)
 	cancelWait atomic.Int32
-	// waiters served, and the time they waited in all (nanoseconds)
-	served, waitedNanos atomic.Int64
-	_                   [64]byte
+
+	// What the pool served on this loop (Totals), on cache lines of its own.
+	stats LoopStats
 }
 
 // Key is the pool's key.
@@ -365,8 +367,8 @@ func (p *Pool) Stats() Stats {
 		s.Waiting += int(lp.nWait.Load())
 		s.Dialing += int(lp.dialing.Load())
 		s.CancelWait += int(lp.cancelWait.Load())
-		s.Served += lp.served.Load()
-		s.Waited += time.Duration(lp.waitedNanos.Load())
+		s.Served += lp.stats.served.Load()
+		s.Waited += time.Duration(lp.stats.waitedNanos.Load())
 	}
 	return s
 }
@@ -574,8 +576,7 @@ func (p *Pool) finishRelease(sc *Server) {
 		lp.nIdle.Add(1)
 	case l.idx:
 		w, _ := p.popWaiterSince(lp)
-		lp.served.Add(1)
-		lp.waitedNanos.Add(p.m.now() - w.since)
+		lp.stats.waited(time.Duration(p.m.now() - w.since))
 		p.handoff(sc, w.c)
 	default:
 		p.moveSlot(sc, target)
@@ -847,9 +848,11 @@ func (m *Manager) cancel(sc *Server) {
 	}
 	sc.cancels++
 	msg := codec.AppendCancelRequest(nil, sc.PID, sc.CancelKey)
-	addr, timeout, el := m.cancelAddr, m.tun.Load().ConnectTimeout, sc.loop.el
+	addr, timeout, el, p := m.cancelAddr, m.tun.Load().ConnectTimeout, sc.loop.el, sc.pool
+	p.cancels.Add(1)
 	go func() {
 		sure := sendCancel(addr, timeout, msg)
+		p.cancels.Add(-1)
 		_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			sc.cancelDone(sure)
 			return nil
@@ -935,7 +938,7 @@ func (m *Manager) Sweep(l *Loop) {
 		if l.idx == 0 {
 			p.sweepReserve(tun)
 			// min_pool_size: top up a pool that has clients, one login per sweep.
-			if int(p.open.Load()) < tun.MinPoolSize && p.Clients() > 0 && !p.paused.Load() && p.reserve(l.idx) {
+			if cl := p.Clients(); int(p.open.Load()) < tun.MinPoolSize && cl.Active+cl.Waiting > 0 && !p.paused.Load() && p.reserve(l.idx) {
 				p.dial(l)
 			}
 		}

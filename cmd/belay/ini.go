@@ -63,6 +63,7 @@ var iniFlags = map[string]struct {
 	"event_loops":        {"event-loops", integer},
 	"plan_cache_bytes":   {"plan-cache-bytes", integer},
 	"log_level":          {"log-level", same},
+	"log_format":         {"log-format", same},
 	"max_buffered_bytes": {"max-buffered-bytes", integer},
 	"max_message_size":   {"max-message-size", integer},
 	"passfile":           {"passfile", same},

@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -93,6 +91,7 @@ type proxyOptions struct {
 	unixDir      *string
 	maxClients   *int
 	logLevel     *string
+	logFormat    *string
 	maxMsg       *int
 	maxBuf       *int
 	lifetime     *time.Duration
@@ -221,6 +220,7 @@ func proxyFlagSet() (*flag.FlagSet, *proxyOptions) {
 	o.unixDir = fs.String("unix-socket-dir", "", "also accept clients on DIR/.s.PGSQL.<port>")
 	o.maxClients = fs.Int("max-client-conn", 0, "most clients served at once (0: no limit)")
 	o.logLevel = fs.String("log-level", "info", "debug, info, warn or error")
+	o.logFormat = fs.String("log-format", "text", "log lines as text (key=value) or json")
 	o.maxMsg = fs.Int("max-message-size", loop.DefaultMaxMessageSize, "largest client message held whole (Query, Parse, ...), bytes")
 	o.maxBuf = fs.Int("max-buffered-bytes", loop.DefaultMaxBufferedBytes, "bytes buffered for one connection before belay stops reading its peer")
 	o.lifetime = fs.Duration("server-lifetime", time.Hour, "close a server connection after this long (0: never)")
@@ -235,7 +235,7 @@ func proxyFlagSet() (*flag.FlagSet, *proxyOptions) {
 	o.loops = fs.Int("event-loops", 0, "gnet event loops (0: one per two cores)")
 	o.maxPrepared = fs.Int("max-prepared-statements", poolcore.DefaultMaxStatements, "prepared statements belay keeps per server connection (the least recently used is deallocated)")
 	o.planCache = fs.Int("plan-cache-bytes", loop.DefaultPlanCacheBytes, "memory bound of the plan cache, bytes")
-	o.metricsAddr = fs.String("metrics-listen", "", "serve Prometheus metrics on http://ADDR/metrics (empty: off)")
+	o.metricsAddr = fs.String("metrics-listen", "", "serve Prometheus metrics on http://ADDR/metrics and Go's profiles on /debug/pprof/ (empty: off)")
 	o.cpuProfile = fs.String("cpu-profile", "", "write a CPU profile of the whole run to FILE (for flame graphs)")
 	o.adminUsers = fs.String("admin-users", "", "users who may run every admin console command (database pgbouncer or belay), comma-separated")
 	o.statsUsers = fs.String("stats-users", "", "users who may run the admin console's SHOW commands, comma-separated")
@@ -290,7 +290,10 @@ func runProxy(args []string) error {
 		return err
 	}
 	defer closeLog()
-	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
+	logger, err := newLogger(logOut, *o.logFormat, level)
+	if err != nil {
+		return err
+	}
 	for _, w := range iniWarnings {
 		logger.Warn(w)
 	}
@@ -329,16 +332,12 @@ func runProxy(args []string) error {
 		defer removePID()
 	}
 	if *o.metricsAddr != "" {
-		ln, err := net.Listen("tcp", *o.metricsAddr)
+		stop, err := serveMetrics(*o.metricsAddr, p.Metrics().WritePrometheus)
 		if err != nil {
 			_ = p.Stop(context.Background())
-			return fmt.Errorf("--metrics-listen: %w", err)
+			return err
 		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) { p.Metrics().WritePrometheus(w) })
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		defer srv.Close()
+		defer stop()
 	}
 	logger.Info("belay proxy listening", "listen", *o.listen, "server", *o.server, "pool_size", *o.poolSize)
 	sig := make(chan os.Signal, 1)
