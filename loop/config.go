@@ -134,6 +134,9 @@ type Config struct {
 	// ClientIdleTimeout closes a client idle (outside a transaction) this
 	// long (0: never).
 	ClientIdleTimeout time.Duration
+	// QueryTimeout cancels a query that has run this long on its server
+	// (PgBouncer's query_timeout; checked every 100 ms; 0: never).
+	QueryTimeout time.Duration
 	// IgnoreStartupParameters are startup parameters dropped rather than
 	// applied to the client's session (PgBouncer's ignore_startup_parameters).
 	IgnoreStartupParameters []string

@@ -46,6 +46,7 @@ type live struct {
 	maxClientConn      int
 	session            bool // pool_mode = session
 	clientIdle         time.Duration
+	queryTimeout       time.Duration
 	ignoreStartup      map[string]bool
 	adminUsers         []string
 	statsUsers         []string
@@ -58,7 +59,7 @@ func newLive(cfg Config, users map[string]auth.Secret) *live {
 	for _, k := range cfg.IgnoreStartupParameters {
 		ignore[strings.ToLower(k)] = true
 	}
-	return &live{clientIdle: cfg.ClientIdleTimeout, ignoreStartup: ignore, clientLoginTimeout: cfg.ClientLoginTimeout, idleTx: cfg.IdleTransactionTimeout,
+	return &live{clientIdle: cfg.ClientIdleTimeout, queryTimeout: cfg.QueryTimeout, ignoreStartup: ignore, clientLoginTimeout: cfg.ClientLoginTimeout, idleTx: cfg.IdleTransactionTimeout,
 		maxClientConn: cfg.MaxClientConn, session: cfg.PoolMode == "session", adminUsers: cfg.AdminUsers, statsUsers: cfg.StatsUsers, users: users, cfg: cfg}
 }
 

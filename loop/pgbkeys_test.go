@@ -116,6 +116,19 @@ func TestPgBouncerPoolSettings(t *testing.T) {
 		_ = tx.Commit(ctx)
 	})
 
+	t.Run("query_timeout cancels a long query, the client stays", func(t *testing.T) {
+		p := startProxy(t, pg, func(c *Config) { c.QueryTimeout = 200 * time.Millisecond })
+		c := connect(t, p.connString("postgres", "keys_idle"))
+		_, err := c.Exec(ctx, "SELECT pg_sleep(30)")
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "57014" {
+			t.Fatalf("a query past query_timeout: %v, want 57014", err)
+		}
+		if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatalf("the client after its query was cancelled: %v", err)
+		}
+	})
+
 	t.Run("pool_mode session keeps a client on its server", func(t *testing.T) {
 		p := startProxy(t, pg, func(c *Config) { c.PoolMode = "session"; c.PoolSize = 2 })
 		a := connect(t, p.connString("postgres", "keys_session"))

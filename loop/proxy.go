@@ -380,20 +380,31 @@ func (p *Proxy) forwardCancel(pid uint32, secret []byte) {
 // sweep is the proxy's periodic work on each loop.
 func (p *Proxy) sweep(l *poolcore.Loop) {
 	p.sweepLogins(l)
-	p.sweepIdleClients(l)
+	p.sweepClients(l)
 	p.notePlans(l)
 }
 
-// sweepIdleClients closes the clients of l idle outside a transaction for
+// sweepClients closes the clients of l idle outside a transaction for
 // longer than client_idle_timeout, with Postgres's error for its
-// idle_session_timeout.
-func (p *Proxy) sweepIdleClients(l *poolcore.Loop) {
-	idle := p.live.Load().clientIdle
-	if idle <= 0 {
+// idle_session_timeout, and cancels queries running longer than
+// query_timeout (the client gets Postgres's 57014 and keeps its connection).
+func (p *Proxy) sweepClients(l *poolcore.Loop) {
+	lv := p.live.Load()
+	idle, qt := lv.clientIdle, lv.queryTimeout
+	if idle <= 0 && qt <= 0 {
 		return
 	}
-	old := p.coarseNow.Load() - int64(idle)
+	old, now := p.coarseNow.Load()-int64(idle), nanotime()
 	for s := range p.sessions[l.Index()] {
+		if qt > 0 && s.qStart != 0 && s.server != nil && s.qCancelled != s.qStart && now-s.qStart > int64(qt) {
+			s.qCancelled = s.qStart
+			p.log.Info("query_timeout: cancelling a query", "user", s.key.User, "database", s.key.Database,
+				"running", time.Duration(now-s.qStart).Round(time.Millisecond))
+			s.server.Cancel()
+		}
+		if idle <= 0 {
+			continue
+		}
 		idleNow := s.server == nil || (!s.t.busy() && s.server.TxStatus == codec.TxIdle) // pool_mode session holds a server while idle
 		if s.state == sReady && idleNow && !s.waiting && s.lastActive < old {
 			s.kill(fatalf(sqlstate.IdleSessionTimeout, "terminating connection due to idle-session timeout"))

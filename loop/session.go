@@ -70,6 +70,7 @@ type session struct {
 	// When the query and the transaction under way began (nanotime; 0:
 	// none): the first message forwarded after a ReadyForQuery starts both.
 	qStart, xStart int64
+	qCancelled     int64 // qStart of the query query_timeout cancelled
 
 	parkedFD  int  // the client's socket while parked, else -1
 	parking   bool // the next OnClose is a park

@@ -58,6 +58,7 @@ var iniFlags = map[string]struct {
 	"reserve_pool_timeout":      {"reserve-pool-timeout", seconds},
 	"client_idle_timeout":       {"client-idle-timeout", seconds},
 	"ignore_startup_parameters": {"ignore-startup-parameters", same},
+	"query_timeout":             {"query-timeout", seconds},
 	// belay's own, in [belay]
 	"metrics_listen":     {"metrics-listen", same},
 	"event_loops":        {"event-loops", integer},
@@ -72,7 +73,7 @@ var iniFlags = map[string]struct {
 // iniNotYet are PgBouncer settings belay recognises but does not apply yet
 // (issue E): they are reported, not mistaken for typos.
 var iniNotYet = map[string]bool{
-	"query_timeout": true, "unix_socket_mode": true, "unix_socket_group": true, "user": true,
+	"unix_socket_mode": true, "unix_socket_group": true, "user": true,
 }
 
 // iniBuiltIn are PgBouncer settings whose job belay does by itself: they

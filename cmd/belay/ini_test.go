@@ -46,7 +46,7 @@ query_wait_timeout = 2.5
 client_login_timeout = 0
 so_reuseport = 1
 logfile = /var/log/pgbouncer.log
-query_timeout = 10
+unix_socket_mode = 0777
 frobnicate = 3
 pool_mode = session
 admin_users = admin, ops
@@ -88,7 +88,7 @@ metrics_listen = 127.0.0.1:9127
 		}
 	}
 	all := strings.Join(warnings, "\n")
-	for _, want := range []string{"pgbouncer.ini:16: query_timeout is not applied by belay yet", "pgbouncer.ini:17: unknown setting frobnicate ignored"} {
+	for _, want := range []string{"pgbouncer.ini:16: unix_socket_mode is not applied by belay yet", "pgbouncer.ini:17: unknown setting frobnicate ignored"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("warnings lack %q:\n%s", want, all)
 		}

@@ -124,6 +124,7 @@ type proxyOptions struct {
 	reserveWait  *time.Duration
 	clientIdle   *time.Duration
 	ignoreParams *string
+	queryTimeout *time.Duration
 }
 
 // config is the proxy's configuration from the flags.
@@ -179,6 +180,7 @@ func (o *proxyOptions) config(peers map[int]string, logger *slog.Logger) loop.Co
 		ReservePoolTimeout:      *o.reserveWait,
 		ClientIdleTimeout:       *o.clientIdle,
 		IgnoreStartupParameters: splitList(*o.ignoreParams),
+		QueryTimeout:            *o.queryTimeout,
 	}
 }
 
@@ -251,6 +253,7 @@ func proxyFlagSet() (*flag.FlagSet, *proxyOptions) {
 	o.reservePool = fs.Int("reserve-pool-size", 0, "more servers a pool may open once a client waited --reserve-pool-timeout")
 	o.reserveWait = fs.Duration("reserve-pool-timeout", 5*time.Second, "see --reserve-pool-size")
 	o.clientIdle = fs.Duration("client-idle-timeout", 0, "close clients idle outside a transaction this long (0: never)")
+	o.queryTimeout = fs.Duration("query-timeout", 0, "cancel a query that has run this long on its server (0: never)")
 	o.ignoreParams = fs.String("ignore-startup-parameters", "", "startup parameters to drop rather than apply, comma-separated (e.g. extra_float_digits)")
 	return fs, o
 }

@@ -38,7 +38,7 @@ var reloadable = map[string]bool{
 	"client_login_timeout": true, "idle_transaction_timeout": true, "auth_file": true, "admin_users": true,
 	"stats_users": true, "stats_period": true, "server_reset_query": true, "server_check_query": true,
 	"server_check_delay": true, "min_pool_size": true, "reserve_pool_size": true, "reserve_pool_timeout": true,
-	"client_idle_timeout": true, "ignore_startup_parameters": true,
+	"client_idle_timeout": true, "ignore_startup_parameters": true, "query_timeout": true,
 }
 
 // build parses the arguments and the file, then applies the SETs since the
