@@ -18,6 +18,7 @@ import (
 	"github.com/belaydb/belay/auth"
 	"github.com/belaydb/belay/codec"
 	"github.com/belaydb/belay/codec/sqlstate"
+	"github.com/belaydb/belay/fairness"
 	"github.com/belaydb/belay/poolcore"
 	"github.com/panjf2000/gnet/v2"
 )
@@ -303,10 +304,18 @@ func (c console) Pools() []admin.Pool {
 			SvActive: int(st.Active), SvIdle: int(st.Idle), SvLogin: int(st.Dialing), SvBeingCanceled: int(st.CancelWait),
 			MaxWait: pool.OldestWait(), Mode: lv.poolMode(),
 			ClPinned: int(pool.Pins()), SvOpen: int(st.Open), FairShare: share, Demand: demand,
-			Weight: max(lv.cfg.UserLimits[k.User].Weight, 1),
+			Weight: lv.limits(k.User).Weight,
 		})
 	}
 	return out
+}
+
+// limits are user's share of the budget as the pools apply it.
+func (lv *live) limits(user string) fairness.Limits {
+	t := lv.cfg.tunables()
+	lim := t.Limits(user)
+	lim.Weight = max(lim.Weight, 1)
+	return lim
 }
 
 func (lv *live) poolMode() string {
@@ -534,12 +543,8 @@ func (c console) Users() []admin.User {
 	sort.Strings(sorted)
 	out := make([]admin.User, 0, len(sorted))
 	for _, u := range sorted {
-		lim := lv.cfg.UserLimits[u]
-		mx := lim.Max
-		if mx <= 0 || mx > lv.cfg.PoolSize {
-			mx = lv.cfg.PoolSize
-		}
-		out = append(out, admin.User{Name: u, Weight: max(lim.Weight, 1), Min: lim.Min, Max: mx})
+		lim := lv.limits(u)
+		out = append(out, admin.User{Name: u, Weight: lim.Weight, Min: lim.Min, Max: lim.Max})
 	}
 	return out
 }
@@ -592,12 +597,8 @@ func (c console) Fairness() []admin.Fair {
 		k := pool.Key()
 		st := pool.Stats()
 		demand, share := pool.Fairness()
-		lim := lv.cfg.UserLimits[k.User]
-		mx := lim.Max
-		if mx <= 0 || mx > lv.cfg.PoolSize {
-			mx = lv.cfg.PoolSize
-		}
-		out = append(out, admin.Fair{Database: k.Database, User: k.User, Weight: max(lim.Weight, 1), Min: lim.Min, Max: mx,
+		lim := lv.limits(k.User)
+		out = append(out, admin.Fair{Database: k.Database, User: k.User, Weight: lim.Weight, Min: lim.Min, Max: lim.Max,
 			Demand: demand, Share: share, Held: int(st.Open), Waiting: int(st.Waiting), Budget: ns.Budget, Open: ns.Open})
 	}
 	return out

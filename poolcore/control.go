@@ -46,15 +46,22 @@ func tunablesOf(o Options) Tunables {
 		ReservePoolSize: o.ReservePoolSize, ReservePoolTimeout: o.ReservePoolTimeout}
 }
 
-// limitsOf is user's share of the budget: its configured limits, Max capped
-// at PoolSize. Under m.mu (or before m is shared).
+// limitsOf is user's share of the budget. Under m.mu (or before m is shared).
 func (m *Manager) limitsOf(user string) fairness.Limits {
-	lim := m.opts.UserLimits[user]
+	t := tunablesOf(m.opts)
+	return t.Limits(user)
+}
+
+// Limits are user's share of the budget as the pools apply it: its
+// configured limits, Max from MaxUserConnections when it has none, capped
+// at PoolSize. (A zero Weight counts as 1 in the allocator.)
+func (t *Tunables) Limits(user string) fairness.Limits {
+	lim := t.UserLimits[user]
 	if lim.Max <= 0 {
-		lim.Max = m.opts.MaxUserConnections
+		lim.Max = t.MaxUserConnections
 	}
-	if lim.Max <= 0 || lim.Max > m.opts.PoolSize {
-		lim.Max = m.opts.PoolSize
+	if lim.Max <= 0 || lim.Max > t.PoolSize {
+		lim.Max = t.PoolSize
 	}
 	return lim
 }
