@@ -89,6 +89,7 @@ func newSession(p *Proxy, c gnet.Conn, l *poolcore.Loop) *session {
 	s := &session{p: p, c: c, loop: l, t: newTracker(), parkedFD: -1}
 	s.r.undo = s
 	p.logins[l.Index()][s] = time.Now().UnixNano() // sweepLogins enforces ClientLoginTimeout
+	p.conns.Add(1)
 	return s
 }
 
@@ -723,6 +724,11 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 					s.closeClient()
 				}
 			}
+			s.closeIfDrained() // at once, before it starts another transaction
+			return gnet.None
+		}
+		s.closeIfDrained() // pinned, between transactions
+		if s.done {
 			return gnet.None
 		}
 	}
@@ -866,6 +872,9 @@ func (s *session) closed() {
 	s.done = true
 	s.state = sClosing
 	s.loggedIn()
+	if s.p.conns.Add(-1) == 0 && s.p.level.Load() != levelNone {
+		s.p.kick() // the last client of a shutdown
+	}
 	if s.idleTx != nil {
 		s.idleTx.timer.Stop()
 	}
