@@ -213,6 +213,7 @@ func (s *session) authenticated(st *startup, cred poolcore.Credentials) gnet.Act
 // welcome ends the startup phase: AuthenticationOk (trust), the parameters,
 // the belay-issued BackendKeyData and ReadyForQuery.
 func (s *session) welcome(params []byte) {
+	s.p.metrics.logins.Inc()
 	b := s.loop.Scratch()
 	if s.hs != nil {
 		b = append(b, s.hs.preamble...)
