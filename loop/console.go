@@ -578,7 +578,7 @@ func (c console) Mem() []admin.MemRow {
 
 func (c console) State() admin.State {
 	paused := c.p.pools.IsPaused("")
-	return admin.State{Active: !paused && !c.p.ShuttingDown(), Paused: paused}
+	return admin.State{Active: !paused && c.p.level.Load() == levelNone, Paused: paused}
 }
 
 func (c console) Config() []admin.ConfigItem {
@@ -650,9 +650,21 @@ func (c console) Pause(db string, done func(error)) {
 		done(err)
 		return
 	}
-	c.p.pools.Pause(db)
-	c.p.log.Info("paused", "database", db)
+	c.p.Pause(db)
 	pollUntil(func() bool { return c.p.pools.OpenServers(db) == 0 }, done)
+}
+
+// Pause stops giving servers to the clients of db ("" for all) and closes
+// each server as it is released (PAUSE, SIGUSR1); it returns at once.
+func (p *Proxy) Pause(db string) {
+	p.pools.Pause(db)
+	p.log.Info("paused", "database", db)
+}
+
+// Resume undoes Pause (RESUME, SIGUSR2).
+func (p *Proxy) Resume(db string) {
+	p.pools.Resume(db)
+	p.log.Info("resumed", "database", db)
 }
 
 // pollUntil polls cond until it holds, then calls done. PAUSE and WAIT_CLOSE
@@ -669,8 +681,7 @@ func (c console) Resume(db string) error {
 	if err := c.checkDB(db); err != nil {
 		return err
 	}
-	c.p.pools.Resume(db)
-	c.p.log.Info("resumed", "database", db)
+	c.p.Resume(db)
 	return nil
 }
 
@@ -729,11 +740,6 @@ func (c console) WaitClose(db string, done func(error)) {
 		return old == 0
 	}, done)
 }
-
-// adminShutdown is what a client the console disconnects gets: Postgres's
-// words for pg_terminate_backend.
-var adminShutdown = codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.AdminShutdown,
-	Message: "terminating connection due to administrator command"}
 
 // killClients closes, on their loops, the clients match selects.
 func (p *Proxy) killClients(match func(s *session) bool) int {

@@ -1,5 +1,5 @@
-// Package loop is belay's front end: a gnet engine that accepts clients on
-// TCP and Unix sockets, runs their startup (TLS after an SSLRequest or
+// Package loop is belay's front end: it accepts clients on TCP and Unix
+// sockets and serves them on gnet event loops, runs their startup (TLS after an SSLRequest or
 // directly, as Postgres 17 allows; GSSENCRequest declined with 'N'; protocol
 // 3.x with NegotiateProtocolVersion), authenticates them, and then runs one
 // session per client that forwards its messages to a pooled server
@@ -45,9 +45,25 @@
 // callbacks (OnOpen, OnTraffic, OnClose) are the entry points; poolcore calls
 // back into a session (ServerReady, ServerTraffic, ...) on the same loop.
 // Proxy's own fields are safe for concurrent use (atomics, cancelMu; the
-// authentication and TLS settings are fixed at Start). The only goroutines
-// loop starts are TLS handshakes, auth_query lookups and cancel forwards;
-// each hands its result to the session's loop with EventLoop.Execute.
+// authentication and TLS settings are fixed at Start). The goroutines loop
+// starts besides gnet's are TLS handshakes, auth_query lookups and cancel
+// forwards, each handing its result to the session's loop with
+// EventLoop.Execute, and the ones below.
+//
+// # Listening and shutting down
+//
+// belay owns its listening sockets (listen.go) so that it can stop accepting
+// without closing a connection: gnet closes a listener it owns only with the
+// whole engine. The engine is a gnet.Client, gnet's engine without listeners.
+// Each listener has one goroutine that accepts and enrolls the connection on
+// the least busy loop (EnrollContext, which waits for OnOpen there);
+// StopAccepting sets the listener's deadline to wake it, the goroutine takes
+// what is queued (non-blocking accept4), closes the socket and exits, and
+// StopAccepting waits for all of them. Shutdown starts one drain goroutine:
+// it calls StopAccepting, then waits on Proxy.wake, which the last session to
+// close kicks (Proxy.conns counts sessions), and calls Stop. Under
+// ShutdownWaitForServers each loop closes its own idle clients, at the
+// release of their server (ServerTraffic) and in its 100 ms sweep.
 //
 // # The data path
 //

@@ -18,6 +18,9 @@ import (
 type proxyMetrics struct {
 	set  *metrics.Set
 	pins *metrics.Counter // clients ever pinned to a server
+	// logins counts clients that completed their login (ReadyForQuery
+	// sent): which process of a rolling restart served whom
+	logins *metrics.Counter
 	// plan cache counters per loop, copied from the loop's Cache at each
 	// sweep (the cache itself is the loop's alone)
 	plans []planCounters
@@ -28,6 +31,7 @@ type planCounters struct{ hits, misses, evictions, bytes, entries atomic.Uint64 
 func newProxyMetrics(p *Proxy, loops int) *proxyMetrics {
 	m := &proxyMetrics{set: metrics.NewSet(), plans: make([]planCounters, loops)}
 	m.pins = m.set.NewCounter("belay_pins_total")
+	m.logins = m.set.NewCounter("belay_client_logins_total")
 	m.set.NewGauge("belay_clients_pinned", func() float64 { return float64(p.pins.Load()) })
 	m.set.NewGauge("belay_clients", func() float64 { return float64(p.clients.Load()) })
 	sum := func(f func(c *planCounters) *atomic.Uint64) func() float64 {

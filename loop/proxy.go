@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -58,10 +57,20 @@ type Proxy struct {
 	addrs []string
 	unix  string
 
-	eng    gnet.Engine
-	booted chan struct{}
-	done   chan error
-	stop   sync.Once
+	// cli is gnet's engine without listeners of its own (gnet.Client): an
+	// Engine with no listener cannot Register connections or Stop
+	// (Engine.Validate), and a listener gnet owns cannot be closed without
+	// closing every connection. belay's listeners (listen.go) enroll what
+	// they accept into it.
+	cli        *gnet.Client
+	lns        []*listener
+	stopAccept sync.Once
+	stop       sync.Once
+	stopped    chan struct{} // closed when Stop is done
+
+	level atomic.Int32  // shutdown under way: 0 none, else a level* constant
+	wake  chan struct{} // kicks drain (cap 1)
+	conns atomic.Int64  // client sessions open, logged in or not
 
 	clients atomic.Int64  // logged-in clients
 	pins    atomic.Int64  // clients pinned to their server
@@ -118,8 +127,8 @@ func Start(cfg Config) (*Proxy, error) {
 	p := &Proxy{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		booted:   make(chan struct{}),
-		done:     make(chan error, 1),
+		stopped:  make(chan struct{}),
+		wake:     make(chan struct{}, 1),
 		cancels:  make(map[uint32]*session),
 		avg:      admin.NewAverager(cfg.StatsPeriod),
 		disabled: map[string]bool{},
@@ -159,30 +168,32 @@ func Start(cfg Config) (*Proxy, error) {
 			return nil, err
 		}
 		p.unix = filepath.Join(cfg.UnixSocketDir, ".s.PGSQL."+port)
-		_ = os.Remove(p.unix) // a socket left by a process that died
 		p.addrs = append(p.addrs, "unix://"+p.unix)
 	}
-	go func() {
-		p.done <- gnet.Rotate(p, p.addrs,
-			gnet.WithMulticore(true),
-			gnet.WithNumEventLoop(loops),
-			gnet.WithLoadBalancing(gnet.LeastConnections),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReuseAddr(true), // restart while old connections sit in TIME_WAIT, as Postgres does
-			gnet.WithReusePort(cfg.ReusePort),
-			gnet.WithTicker(true),
-			gnet.WithLogLevel(logging.ErrorLevel),
-		)
-	}()
-	select {
-	case <-p.booted:
-		if p.unix != "" {
-			_ = os.Chmod(p.unix, 0o777)
-		}
-		return p, nil
-	case err := <-p.done:
+	if err := p.listen(); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", strings.Join(p.addrs, ", "), err)
 	}
+	cli, err := gnet.NewClient(p,
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(loops),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithTicker(true),
+		gnet.WithLogLevel(logging.ErrorLevel),
+	)
+	if err == nil {
+		err = cli.Start()
+	}
+	if err != nil {
+		for _, l := range p.lns {
+			l.close()
+		}
+		return nil, fmt.Errorf("start event loops: %w", err)
+	}
+	p.cli = cli
+	for _, l := range p.lns {
+		go p.accept(l)
+	}
+	return p, nil
 }
 
 // Addr is the first TCP listen address.
@@ -209,37 +220,29 @@ func (p *Proxy) Stats() Stats {
 	return st
 }
 
-// Stop closes the listeners and every connection.
+// Stop closes the listeners and every connection (ShutdownImmediate, and
+// waits for it).
 func (p *Proxy) Stop(ctx context.Context) error {
+	p.StopAccepting()
 	var err error
 	p.stop.Do(func() {
-		err = p.eng.Stop(ctx)
+		ch := make(chan error, 1)
+		go func() { ch <- p.cli.Stop() }()
 		select {
-		case e := <-p.done:
-			if err == nil && e != nil && !errors.Is(e, context.Canceled) {
-				err = e
-			}
+		case err = <-ch:
 		case <-ctx.Done():
 			err = ctx.Err()
-		}
-		if p.unix != "" {
-			_ = os.Remove(p.unix)
 		}
 		if p.authq != nil {
 			p.authq.close()
 		}
+		close(p.stopped)
 	})
+	<-p.stopped
 	return err
 }
 
 // --- gnet.EventHandler -------------------------------------------------------
-
-// OnBoot is gnet's: the listeners are up.
-func (p *Proxy) OnBoot(eng gnet.Engine) gnet.Action {
-	p.eng = eng
-	close(p.booted)
-	return gnet.None
-}
 
 // OnOpen is gnet's, on the connection's loop: a new client, a server that
 // finished its login, or a parked connection coming back.
@@ -382,6 +385,7 @@ func (p *Proxy) sweep(l *poolcore.Loop) {
 	p.sweepLogins(l)
 	p.sweepClients(l)
 	p.notePlans(l)
+	p.sweepShutdown(l)
 }
 
 // sweepClients closes the clients of l idle outside a transaction for

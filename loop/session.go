@@ -100,6 +100,7 @@ func newSession(p *Proxy, c gnet.Conn, l *poolcore.Loop) *session {
 	p.logins[l.Index()][s] = now // sweepLogins enforces ClientLoginTimeout
 	p.sessions[l.Index()][s] = now
 	s.lastActive = now
+	p.conns.Add(1)
 	return s
 }
 
@@ -233,6 +234,7 @@ func (s *session) authenticated(st *startup, cred poolcore.Credentials) gnet.Act
 // welcome ends the startup phase: AuthenticationOk (trust), the parameters,
 // the belay-issued BackendKeyData and ReadyForQuery.
 func (s *session) welcome(params []byte) {
+	s.p.metrics.logins.Inc()
 	b := s.loop.Scratch()
 	if s.hs != nil {
 		b = append(b, s.hs.preamble...)
@@ -789,6 +791,11 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 					s.closeClient()
 				}
 			}
+			s.closeIfDrained() // at once, before it starts another transaction
+			return gnet.None
+		}
+		s.closeIfDrained() // pinned, between transactions
+		if s.done {
 			return gnet.None
 		}
 	}
@@ -933,6 +940,9 @@ func (s *session) closed() {
 	s.state = sClosing
 	s.loggedIn()
 	delete(s.p.sessions[s.loop.Index()], s)
+	if s.p.conns.Add(-1) == 0 && s.p.level.Load() != levelNone {
+		s.p.kick() // the last client of a shutdown
+	}
 	if s.idleTx != nil {
 		s.idleTx.timer.Stop()
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,6 +31,18 @@ type dropIn struct {
 	pgPort int
 	cmd    *exec.Cmd
 	exited chan error
+	conns  []*pgx.Conn // every client connection the test opened
+}
+
+// connect opens a client connection the test closes at the end, or
+// SHUTDOWN WAIT_FOR_CLIENTS closes first.
+func (d *dropIn) connect(url string) (*pgx.Conn, error) {
+	c, err := pgx.Connect(context.Background(), url)
+	if err == nil {
+		d.conns = append(d.conns, c)
+		d.t.Cleanup(func() { c.Close(context.Background()) })
+	}
+	return c, err
 }
 
 const dropInUsers = `"app" "app-secret"
@@ -136,11 +149,10 @@ func (d *dropIn) url(user, pass, db string) string {
 // console is an admin console connection (simple protocol, as psql).
 func (d *dropIn) console(user, pass string) *pgx.Conn {
 	d.t.Helper()
-	c, err := pgx.Connect(context.Background(), d.url(user, pass, "pgbouncer")+"&default_query_exec_mode=simple_protocol")
+	c, err := d.connect(d.url(user, pass, "pgbouncer") + "&default_query_exec_mode=simple_protocol")
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	d.t.Cleanup(func() { c.Close(context.Background()) })
 	return c
 }
 
@@ -242,11 +254,10 @@ func TestPgBouncerDropIn(t *testing.T) {
 	open := func(n int) []*client {
 		var cs []*client
 		for range n {
-			c, err := pgx.Connect(ctx, d.url("app", "app-secret", "postgres"))
+			c, err := d.connect(d.url("app", "app-secret", "postgres"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { c.Close(ctx) })
 			cl := &client{c: c, done: make(chan struct{})}
 			go func() {
 				defer close(cl.done)
@@ -355,11 +366,10 @@ func TestPgBouncerDropIn(t *testing.T) {
 		if r := poolRow(t, adm, "app"); r["sv_active"] != "0" || r["sv_idle"] != "0" {
 			t.Fatalf("servers open after PAUSE: %v", r)
 		}
-		c, err := pgx.Connect(ctx, d.url("app", "app-secret", "postgres"))
+		c, err := d.connect(d.url("app", "app-secret", "postgres"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close(ctx)
 		got := make(chan error, 1)
 		go func() { _, err := c.Exec(ctx, "SELECT 1"); got <- err }()
 		eventually(t, "the query waits while paused", func() bool { return poolRow(t, adm, "app")["cl_waiting"] == "1" })
@@ -371,12 +381,36 @@ func TestPgBouncerDropIn(t *testing.T) {
 		}
 	})
 
+	t.Run("signals: SIGHUP reloads, SIGUSR1 pauses, SIGUSR2 resumes", func(t *testing.T) {
+		d.write("pgbouncer.ini", d.ini("5"))
+		if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "SIGHUP applied default_pool_size = 5", func() bool {
+			_, dbs := show(t, adm, "DATABASES")
+			for _, r := range dbs {
+				if r["name"] == "postgres" {
+					return r["pool_size"] == "5"
+				}
+			}
+			return false
+		})
+		state := func() string {
+			_, st := show(t, adm, "STATE")
+			return st[1]["value"] // the "paused" row
+		}
+		_ = d.cmd.Process.Signal(syscall.SIGUSR1)
+		eventually(t, "SIGUSR1 paused", func() bool { return state() == "yes" })
+		_ = d.cmd.Process.Signal(syscall.SIGUSR2)
+		eventually(t, "SIGUSR2 resumed", func() bool { return state() == "no" })
+	})
+
 	t.Run("pgbouncer_exporter's queries", func(t *testing.T) {
 		exporterQueries(t, d.url("stats", "stats-secret", "pgbouncer"))
 	})
 
 	t.Run("SHUTDOWN WAIT_FOR_CLIENTS", func(t *testing.T) {
-		c, err := pgx.Connect(ctx, d.url("app", "app-secret", "postgres"))
+		c, err := d.connect(d.url("app", "app-secret", "postgres"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -398,8 +432,9 @@ func TestPgBouncerDropIn(t *testing.T) {
 			t.Fatalf("belay exited (%v) with clients connected", err)
 		case <-time.After(200 * time.Millisecond):
 		}
-		c.Close(ctx)
-		adm.Close(ctx)
+		for _, cc := range d.conns { // every client leaves; the last one's exit ends belay
+			cc.Close(ctx)
+		}
 		select {
 		case err := <-d.exited:
 			d.exited <- err // for the cleanup

@@ -343,13 +343,67 @@ func runProxy(args []string) error {
 		defer stop()
 	}
 	logger.Info("belay proxy listening", "listen", *o.listen, "server", *o.server, "pool_size", *o.poolSize)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
-	logger.Info("shutting down", "signal", s.String())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return p.Stop(ctx)
+	var reload func() error
+	if st != nil {
+		reload = st.Reload
+	}
+	handleSignals(p, reload, logger)
+	return nil
+}
+
+// handleSignals runs the proxy's signals until it has stopped, as PgBouncer
+// (≥ 1.23) reads them:
+//   - SIGTERM: stop accepting, serve every connected client until it leaves,
+//     then exit (SHUTDOWN WAIT_FOR_CLIENTS; the old process of a rolling
+//     restart);
+//   - SIGINT: stop accepting, close each client once it is between
+//     transactions, then exit (SHUTDOWN WAIT_FOR_SERVERS);
+//   - a second SIGINT or SIGTERM during a shutdown: close everything now;
+//   - SIGHUP: reload the configuration file (RELOAD; reload is nil without one);
+//   - SIGUSR1: PAUSE; SIGUSR2: RESUME.
+func handleSignals(p *loop.Proxy, reload func() error, logger *slog.Logger) {
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sig)
+	shutting := false
+	for {
+		select {
+		case <-p.Done():
+			logger.Info("stopped")
+			return
+		case s := <-sig:
+			switch s {
+			case syscall.SIGHUP:
+				if reload == nil {
+					logger.Warn("SIGHUP: belay was started without a configuration file; nothing to reload")
+				} else if err := reload(); err == nil {
+					logger.Info("SIGHUP: configuration reloaded")
+				}
+				continue
+			case syscall.SIGUSR1:
+				logger.Info("SIGUSR1: pausing")
+				p.Pause("")
+				continue
+			case syscall.SIGUSR2:
+				logger.Info("SIGUSR2: resuming")
+				p.Resume("")
+				continue
+			}
+			mode := loop.ShutdownWaitForClients
+			switch {
+			case shutting:
+				mode = loop.ShutdownImmediate
+			case s == syscall.SIGINT:
+				mode = loop.ShutdownWaitForServers
+			case s == syscall.SIGTERM:
+			default:
+				continue
+			}
+			logger.Info("shutting down", "signal", s.String(), "mode", mode.String(), "clients", p.Stats().Clients)
+			shutting = true
+			p.Shutdown(mode)
+		}
+	}
 }
 
 // parsePeers reads --peers: id=address pairs, comma-separated.
