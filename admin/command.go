@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/belaydb/belay/codec/sqlstate"
+	"github.com/belaydb/belay/internal/config"
 )
 
 // Verb is what a console command does.
@@ -160,28 +161,12 @@ func splitWords(s string) ([]string, bool) {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			i++
 		case c == '"':
-			var b strings.Builder
-			j := i + 1
-			for {
-				if j >= len(s) {
-					return nil, false
-				}
-				if s[j] == '"' {
-					if j+1 < len(s) && s[j+1] == '"' {
-						b.WriteByte('"')
-						j += 2
-						continue
-					}
-					break
-				}
-				b.WriteByte(s[j])
-				j++
-			}
-			if b.Len() == 0 {
+			word, n, ok := config.Unquote(s[i:])
+			if !ok || word == "" {
 				return nil, false
 			}
-			out = append(out, b.String())
-			i = j + 1
+			out = append(out, word)
+			i += n
 		default:
 			j := i
 			for j < len(s) && !strings.ContainsRune(" \t\n\r\"", rune(s[j])) {

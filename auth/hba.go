@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/belaydb/belay/internal/config"
 )
 
 // HBAConn describes a connection for HBA.Method.
@@ -231,25 +233,12 @@ func tokenize(line string) ([]token, error) {
 			toks = append(toks, token{kind: tokComma})
 			p++
 		case '"':
-			var b strings.Builder
-			q := p + 1
-			for {
-				if q >= len(line) || line[q] == 0 {
-					return nil, errors.New("unterminated quoted string")
-				}
-				if line[q] == '"' {
-					if q+1 < len(line) && line[q+1] == '"' {
-						b.WriteByte('"')
-						q += 2
-						continue
-					}
-					break
-				}
-				b.WriteByte(line[q])
-				q++
+			word, n, ok := config.Unquote(line[p:])
+			if !ok {
+				return nil, errors.New("unterminated quoted string")
 			}
-			toks = append(toks, token{kind: tokString, s: b.String()})
-			p = q + 1
+			toks = append(toks, token{kind: tokString, s: word})
+			p += n
 		default:
 			q := p + 1
 			for q < len(line) && line[q] != ',' && line[q] != '#' && line[q] != '"' && line[q] != 0 && !isCSpace(line[q]) {

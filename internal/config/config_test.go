@@ -186,3 +186,23 @@ func FuzzParseConnString(f *testing.F) {
 		}
 	})
 }
+
+func TestUnquote(t *testing.T) {
+	for _, c := range []struct {
+		in, word string
+		n        int
+		ok       bool
+	}{
+		{`"a b" rest`, "a b", 5, true},
+		{`"a""b"`, `a"b`, 6, true},
+		{`""`, "", 2, true},
+		{`"open`, "", 0, false},
+		{"\"nul\x00\"", "", 0, false},
+		{`plain`, "", 0, false},
+	} {
+		w, n, ok := Unquote(c.in)
+		if w != c.word || n != c.n || ok != c.ok {
+			t.Errorf("Unquote(%q) = %q, %d, %v; want %q, %d, %v", c.in, w, n, ok, c.word, c.n, c.ok)
+		}
+	}
+}

@@ -143,23 +143,11 @@ func (f *File) add(section string, e Entry) {
 func splitEntry(line string) (key, value string, err error) {
 	rest := line
 	if strings.HasPrefix(line, `"`) {
-		var b strings.Builder
-		i := 1
-		for ; ; i++ {
-			if i >= len(line) {
-				return "", "", fmt.Errorf("unterminated quoted name: %q", line)
-			}
-			if line[i] == '"' {
-				if i+1 < len(line) && line[i+1] == '"' {
-					b.WriteByte('"')
-					i++
-					continue
-				}
-				break
-			}
-			b.WriteByte(line[i])
+		word, n, ok := Unquote(line)
+		if !ok {
+			return "", "", fmt.Errorf("unterminated quoted name: %q", line)
 		}
-		key, rest = b.String(), strings.TrimSpace(line[i+1:])
+		key, rest = word, strings.TrimSpace(line[n:])
 		if key == "" {
 			return "", "", fmt.Errorf("empty key: %q", line)
 		}

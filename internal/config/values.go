@@ -126,3 +126,27 @@ func List(v string) []string {
 	}
 	return out
 }
+
+// Unquote reads the double-quoted word s begins with, "" standing for a
+// quote, as Postgres, pg_hba.conf and PgBouncer write quoted names. n is
+// the bytes read, quotes included; ok is false when the quote is not
+// closed, or a NUL comes first.
+func Unquote(s string) (word string, n int, ok bool) {
+	if !strings.HasPrefix(s, `"`) {
+		return "", 0, false
+	}
+	var b strings.Builder
+	for i := 1; i < len(s) && s[i] != 0; i++ {
+		if s[i] != '"' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+1 < len(s) && s[i+1] == '"' {
+			b.WriteByte('"')
+			i++
+			continue
+		}
+		return b.String(), i + 1, true
+	}
+	return "", 0, false
+}
