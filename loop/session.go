@@ -270,6 +270,12 @@ func (s *session) ServerReady(sc *poolcore.Server) {
 		s.giveBack(sc)
 		return
 	}
+	if s.state == sReady && s.c != nil && s.in.Buffered(s.c) == 0 && !s.t.pinned && s.t.idle() {
+		// Nothing to send any more: its wait was cancelled while the
+		// server was on its way (a server_check_query in flight).
+		s.giveBack(sc)
+		return
+	}
 	s.server = sc
 	if sc.AppliedSig != s.sig {
 		sc.Exec(applySQL(sc.AppliedSig, s.sig), s.applied)

@@ -405,6 +405,71 @@ func TestPgBouncerDropIn(t *testing.T) {
 		eventually(t, "SIGUSR2 resumed", func() bool { return state() == "no" })
 	})
 
+	t.Run("DISABLE, ENABLE, RECONNECT, WAIT_CLOSE, KILL_CLIENT, KILL", func(t *testing.T) {
+		var pe *pgconn.PgError
+		mustExec := func(q string) {
+			t.Helper()
+			if _, err := adm.Exec(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		mustExec("DISABLE postgres")
+		if _, err := pgx.Connect(ctx, d.url("app", "app-secret", "postgres")); !errors.As(err, &pe) || pe.Code != "55000" {
+			t.Fatalf("a login to a disabled database: %v, want 55000", err)
+		}
+		mustExec("ENABLE postgres")
+		c, err := d.connect(d.url("app", "app-secret", "postgres"))
+		if err != nil {
+			t.Fatalf("a login after ENABLE: %v", err)
+		}
+		pid := func() int {
+			var n int
+			if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		before := pid()
+		mustExec("RECONNECT postgres")
+		mustExec("WAIT_CLOSE postgres")
+		if after := pid(); after == before {
+			t.Fatalf("the server %d survived RECONNECT and WAIT_CLOSE", before)
+		}
+		// KILL_CLIENT with the ptr SHOW CLIENTS gives.
+		victim, err := d.connect(d.url("app", "app-secret", "postgres") + "&application_name=victim")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ptr string
+		_, clients := show(t, adm, "CLIENTS")
+		for _, r := range clients {
+			if r["application_name"] == "victim" {
+				ptr = r["ptr"]
+			}
+		}
+		if ptr == "" {
+			t.Fatalf("SHOW CLIENTS does not list the client: %v", clients)
+		}
+		mustExec("KILL_CLIENT " + ptr)
+		if _, err := victim.Exec(ctx, "SELECT 1"); err == nil {
+			t.Fatal("a client survived KILL_CLIENT")
+		}
+		mustExec("KILL postgres")
+		if _, err := c.Exec(ctx, "SELECT 1"); err == nil {
+			t.Fatal("a client survived KILL")
+		}
+		if r := poolRow(t, adm, "app"); r["sv_active"] != "0" || r["sv_idle"] != "0" {
+			t.Fatalf("servers left after KILL: %v", r)
+		}
+		mustExec("RESUME postgres") // KILL leaves the database paused, as in PgBouncer
+		if _, err := d.connect(d.url("app", "app-secret", "postgres")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := adm.Exec(ctx, "KILL nosuchdb"); !errors.As(err, &pe) || pe.Code != "3D000" {
+			t.Fatalf("KILL of an unknown database: %v, want 3D000", err)
+		}
+	})
+
 	t.Run("pgbouncer_exporter's queries", func(t *testing.T) {
 		exporterQueries(t, d.url("stats", "stats-secret", "pgbouncer"))
 	})
