@@ -112,5 +112,22 @@
 // passes Config.MaxBufferedBytes the connection feeding it is parked
 // (internal/gnetx) and resumed once the buffer drains below a quarter of that.
 //
-// loop imports codec, planner and poolcore; it never imports ha internals.
+// # The admin console and reloads
+//
+// A client of the virtual database "pgbouncer" or "belay" in admin_users or
+// stats_users becomes a console session (console.go, state sConsole): it
+// gets no server. Each Query runs package admin's Exec on a goroutine of
+// its own, because a command gathers from every loop (onLoops runs a
+// function on each loop with Execute and waits) or waits (PAUSE); the
+// answer comes back to the session's loop with Execute, and the session
+// reads its next command only then, so answers stay in order. The console
+// reads loop-owned state (sessions, servers) only on the owning loop.
+//
+// What a reload may change lives in Proxy.live, an atomic pointer the loops
+// load where they need it (max_client_conn, timeouts, the auth file's users,
+// pool_mode); Reconfigure builds a new one under reconfigMu and hands the
+// pools' part to poolcore.Manager.Tune. Per-loop registries (sessions,
+// logins) are touched only by their loop.
+//
+// loop imports admin, codec, planner and poolcore; it never imports ha internals.
 package loop

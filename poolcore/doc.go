@@ -102,6 +102,14 @@
 // at a time, not as one snapshot. No lock and no allocation on the data
 // path.
 //
+// Operations (control.go): Tune applies a reload (pool sizes through the
+// allocator's limits, the budget, the timeouts and queries through an atomic
+// Tunables the loops load); Pause marks pools paused (their clients queue,
+// their servers close as released); Reconnect marks servers born before now
+// as retired; both close idle servers on each loop with Execute. A pool's
+// reserve opens in the Sweep of loop 0 once a client waited
+// reserve_pool_timeout, as does min_pool_size's top-up.
+//
 // Methods documented "on the loop" must run on the server's event loop;
 // Manager and Pool lookups are safe for concurrent use.
 //
