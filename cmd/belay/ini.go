@@ -153,9 +153,12 @@ func applyIni(fs *flag.FlagSet, path string) (warnings []string, err error) {
 		return nil, err
 	}
 	for _, e := range f.Section("users") {
-		w, err := userWeight(e)
+		w, warning, err := userWeight(e)
 		if err != nil {
 			return nil, err
+		}
+		if warning != "" {
+			warnings = append(warnings, warning)
 		}
 		if err := set("user-weight", w, e.Pos); err != nil {
 			return nil, err
@@ -234,10 +237,10 @@ func serverFrom(dbs []config.Entry) (string, config.Pos, error) {
 
 // userWeight is a [users] line as --user-weight: belay reads weight=,
 // min_connections= and max_user_connections= (the most servers of the user).
-func userWeight(e config.Entry) (string, error) {
+func userWeight(e config.Entry) (w, warning string, err error) {
 	kv, err := config.ParseConnString(e.Value)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", e.Pos, err)
+		return "", "", fmt.Errorf("%s: %w", e.Pos, err)
 	}
 	nums := map[string]int{"weight": 1}
 	for k, v := range kv {
@@ -245,15 +248,19 @@ func userWeight(e config.Entry) (string, error) {
 		case "weight", "min_connections", "max_user_connections":
 			n, err := config.Int(v)
 			if err != nil {
-				return "", fmt.Errorf("%s: user %s: %s: %w", e.Pos, e.Key, k, err)
+				return "", "", fmt.Errorf("%s: user %s: %s: %w", e.Pos, e.Key, k, err)
 			}
 			nums[k] = n
 		case "pool_mode":
+			if _, err := poolMode(v); err != nil {
+				return "", "", fmt.Errorf("%s: user %s: %w", e.Pos, e.Key, err)
+			}
+			warning = fmt.Sprintf("%s: user %s: a pool_mode per user is not applied by belay yet: the [pgbouncer] pool_mode applies to every user", e.Pos, e.Key)
 		default:
-			return "", fmt.Errorf("%s: user %s: %s= is not supported by belay", e.Pos, e.Key, k)
+			return "", "", fmt.Errorf("%s: user %s: %s= is not supported by belay", e.Pos, e.Key, k)
 		}
 	}
-	return fmt.Sprintf("%s=%d:%d:%d", e.Key, nums["weight"], nums["min_connections"], nums["max_user_connections"]), nil
+	return fmt.Sprintf("%s=%d:%d:%d", e.Key, nums["weight"], nums["min_connections"], nums["max_user_connections"]), warning, nil
 }
 
 func same(v string) (string, error) { return v, nil }
