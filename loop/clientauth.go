@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 
 	"github.com/belaydb/belay/auth"
 	"github.com/belaydb/belay/codec"
@@ -323,7 +324,8 @@ func (p *Proxy) setupAuth() error {
 		if q == "" {
 			q = DefaultAuthQuery
 		}
-		p.authq = &authQuerier{server: cfg.Server, user: cfg.AuthUser, passfile: cfg.PassFile,
+		first, _, _ := strings.Cut(cfg.Server, ",") // a host list: auth_query asks the first host
+		p.authq = &authQuerier{server: strings.TrimSpace(first), user: cfg.AuthUser, passfile: cfg.PassFile,
 			database: cfg.AuthDatabase, query: q, timeout: cfg.ServerConnectTimeout, conns: map[string]*authConn{}}
 		if s, ok := users[cfg.AuthUser]; ok && s.Kind == auth.SecretPlain {
 			p.authq.password = s.Plain

@@ -503,10 +503,20 @@ func (c console) Databases() []admin.Database {
 	for _, pool := range p.pools.Pools() {
 		names[pool.Key().Database] = true
 	}
-	host, port := splitAddr(lv.cfg.Server)
-	if len(host) > 0 && host[0] == '/' {
-		host = "" // a Unix socket: NULL, as PgBouncer shows it
+	// A host list shows as PgBouncer shows it: the hosts comma-separated,
+	// the first one's port; a Unix socket directory shows as NULL.
+	var hosts []string
+	port := 0
+	for i, a := range strings.Split(lv.cfg.Server, ",") {
+		h, pt := splitAddr(strings.TrimSpace(a))
+		if i == 0 {
+			port = pt
+		}
+		if !strings.HasPrefix(h, "/") {
+			hosts = append(hosts, h)
+		}
 	}
+	host := strings.Join(hosts, ",")
 	_, listenPort := splitAddr(lv.cfg.Listen[0])
 	out := []admin.Database{{Name: "pgbouncer", Port: listenPort, Database: "pgbouncer", ForceUser: "pgbouncer",
 		PoolSize: 2, PoolMode: "statement"}}

@@ -3,6 +3,10 @@ package loop
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,7 +20,7 @@ import (
 func TestPgBouncerPoolSettings(t *testing.T) {
 	pg := pgtest.Shared(t)
 	ctx := context.Background()
-	createRoles(t, pg, "keys_check", "keys_reset", "keys_min", "keys_reserve", "keys_idle", "keys_session", "keys_ignore")
+	createRoles(t, pg, "keys_hosts", "keys_check", "keys_reset", "keys_min", "keys_reserve", "keys_idle", "keys_session", "keys_ignore")
 	admin := connect(t, pg.ConnString("postgres", "postgres"))
 	for _, q := range []string{
 		"CREATE SEQUENCE IF NOT EXISTS keys_checks", "CREATE SEQUENCE IF NOT EXISTS keys_resets",
@@ -151,6 +155,34 @@ func TestPgBouncerPoolSettings(t *testing.T) {
 		}
 	})
 
+	t.Run("a host list: hosts in turn, an unreachable one skipped", func(t *testing.T) {
+		dead := "127.0.0.1:" + strconv.Itoa(freePort(t)) // nothing listens there
+		relay, relayed := tcpRelay(t, pg.Addr())         // a second "host" of the same server
+		p := startProxy(t, pg, func(c *Config) {
+			c.Server = dead + "," + relay + "," + pg.Addr()
+			c.PoolSize, c.EventLoops = 6, 1
+		})
+		var txs []pgx.Tx
+		for range 6 { // six transactions at once: six servers
+			c := connect(t, p.connString("postgres", "keys_hosts"))
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatalf("a login through the host list: %v", err)
+			}
+			if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+			txs = append(txs, tx)
+		}
+		total, viaRelay := serverConns(t, pg, "keys_hosts"), int(relayed.Load())
+		for _, tx := range txs {
+			_ = tx.Commit(ctx)
+		}
+		if total != 6 || viaRelay == 0 || viaRelay == total {
+			t.Fatalf("%d servers, %d through the second host: want 6 spread over both reachable hosts", total, viaRelay)
+		}
+	})
+
 	t.Run("ignore_startup_parameters drops them", func(t *testing.T) {
 		p := startProxy(t, pg, func(c *Config) { c.IgnoreStartupParameters = []string{"application_name"} })
 		c := connect(t, p.connString("postgres", "keys_ignore")+" application_name=ignored_app")
@@ -162,4 +194,32 @@ func TestPgBouncerPoolSettings(t *testing.T) {
 			t.Fatal("an ignored startup parameter was applied")
 		}
 	})
+}
+
+// tcpRelay forwards connections to target, counting them: a second address
+// of the same server.
+func tcpRelay(t *testing.T, target string) (string, *atomic.Int64) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var n atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(s, c); s.Close() }()
+			go func() { _, _ = io.Copy(c, s); c.Close() }()
+		}
+	}()
+	return ln.Addr().String(), &n
 }

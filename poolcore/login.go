@@ -140,6 +140,7 @@ var errNoServerTLS = errors.New("server does not support TLS")
 
 // loginResult is a logged-in connection, ready to be enrolled on a loop.
 type loginResult struct {
+	addr   string     // the host:port it logged in to
 	nc     net.Conn   // the socket
 	tls    *gnetx.TLS // its TLS layer, or nil; not yet detached
 	pid    uint32
@@ -147,36 +148,58 @@ type loginResult struct {
 	params map[string]string
 }
 
-// connect logs in as the pool's user, with TLS as Options.ServerTLSMode says.
-func (p *Pool) connect(ctx context.Context) (*loginResult, error) {
+// connect logs in as the pool's user to the next of the server's hosts in
+// turn, or, when it cannot be reached, to the following ones.
+func (p *Pool) connect(ctx context.Context) (r *loginResult, err error) {
+	addrs := p.m.addrs
+	first := int(p.m.next.Add(1)-1) % len(addrs)
+	for i := range addrs {
+		addr := addrs[(first+i)%len(addrs)]
+		if r, err = p.connectTo(ctx, addr); err == nil {
+			r.addr = addr
+			return r, nil
+		}
+		var pe *PgError
+		if errors.As(err, &pe) || ctx.Err() != nil {
+			return nil, err // Postgres answered: another host would say the same
+		}
+		if len(addrs) > 1 {
+			p.m.log.Warn("server host unreachable; trying the next", "addr", addr, "err", err)
+		}
+	}
+	return nil, err
+}
+
+// connectTo logs in to addr with TLS as Options.ServerTLSMode says.
+func (p *Pool) connectTo(ctx context.Context, addr string) (*loginResult, error) {
 	st := p.m.tls
 	switch st.mode {
 	case sslDisable:
-		return p.connectOnce(ctx, false, false)
+		return p.connectOnce(ctx, addr, false, false)
 	case sslAllow:
-		r, err := p.connectOnce(ctx, false, false)
+		r, err := p.connectOnce(ctx, addr, false, false)
 		var pe *PgError
 		if err == nil || !errors.As(err, &pe) {
 			return r, err
 		}
 		// libpq's allow: Postgres refused the plain session (pg_hba.conf may
 		// have only hostssl lines), so try once more with TLS.
-		r, err2 := p.connectOnce(ctx, true, true)
+		r, err2 := p.connectOnce(ctx, addr, true, true)
 		if errors.Is(err2, errNoServerTLS) {
 			return nil, err
 		}
 		return r, err2
 	case sslPrefer:
-		return p.connectOnce(ctx, true, false)
+		return p.connectOnce(ctx, addr, true, false)
 	default:
-		return p.connectOnce(ctx, true, true)
+		return p.connectOnce(ctx, addr, true, true)
 	}
 }
 
 // connectOnce dials, negotiates TLS if tryTLS (failing without it if
 // needTLS), and runs the startup and authentication.
-func (p *Pool) connectOnce(ctx context.Context, tryTLS, needTLS bool) (_ *loginResult, err error) {
-	network, address := serverNetwork(p.m.opts.Server)
+func (p *Pool) connectOnce(ctx context.Context, addr string, tryTLS, needTLS bool) (_ *loginResult, err error) {
+	network, address := serverNetwork(addr)
 	if network == "unix" {
 		tryTLS = false // as in libpq, sslmode does not apply to Unix sockets
 	}

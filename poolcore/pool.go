@@ -26,7 +26,10 @@ func (k Key) String() string { return k.User + "@" + k.Database }
 
 // Options configure a Manager.
 type Options struct {
-	// Server is the Postgres "host:port" (or a Unix socket directory and port as "/dir:port").
+	// Server is the Postgres "host:port" (or a Unix socket directory and
+	// port as "/dir:port"), or several, comma-separated: the hosts of one
+	// database (PgBouncer's host list), taken in turn for each new server
+	// and tried in order when one cannot be reached.
 	Server string
 	// PoolSize is the most server connections a pool may hold open.
 	PoolSize int
@@ -124,11 +127,24 @@ func (p *Pool) waitTimeout(waited time.Duration) error {
 // certificate files), so that a caller can refuse to start. NewManager
 // accepts them anyway; every login then fails with the same error.
 func (o Options) Check() error {
-	if _, _, err := net.SplitHostPort(o.Server); err != nil {
-		return fmt.Errorf("server address %q: %w", o.Server, err)
+	if _, err := serverAddrs(o.Server); err != nil {
+		return err
 	}
 	_, err := newServerTLS(o)
 	return err
+}
+
+// serverAddrs splits Options.Server into its host:port addresses.
+func serverAddrs(server string) ([]string, error) {
+	var out []string
+	for _, a := range strings.Split(server, ",") {
+		a = strings.TrimSpace(a)
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("server address %q: %w", a, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // Manager holds every pool. Safe for concurrent use.
@@ -154,8 +170,12 @@ type Manager struct {
 	tls    *serverTLS // how logins use TLS; nil with tlsErr
 	tlsErr error      // why the TLS options cannot work
 
-	// cancelAddr is where CancelRequests go: Options.Server (a test may
-	// point it elsewhere to delay them).
+	// addrs are Options.Server's addresses; next picks the one a new
+	// server logs in to (round robin).
+	addrs []string
+	next  atomic.Uint32
+	// cancelAddr, when set, is where CancelRequests go instead of the
+	// server's own address (a test points it at a relay to delay them).
 	cancelAddr string
 
 	// Counters for tests and metrics.
@@ -181,12 +201,15 @@ func NewManager(o Options) *Manager {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	m := &Manager{opts: o, log: o.Logger, epoch: time.Now(), pools: make(map[Key]*Pool), cancelAddr: o.Server,
+	m := &Manager{opts: o, log: o.Logger, epoch: time.Now(), pools: make(map[Key]*Pool),
 		loopByIdx: make([]atomic.Pointer[Loop], o.NumLoops), pausedDBs: map[string]bool{}}
 	t := tunablesOf(o)
 	m.tun.Store(&t)
 	m.node.init(o)
 	m.tls, m.tlsErr = newServerTLS(o)
+	if m.addrs, _ = serverAddrs(o.Server); len(m.addrs) == 0 {
+		m.addrs = []string{o.Server} // Check refuses it; every login fails with its error
+	}
 	return m
 }
 
@@ -257,9 +280,9 @@ func (m *Manager) Pool(k Key) (*Pool, error) {
 	if p := m.pools[k]; p != nil {
 		return p, nil
 	}
-	host, port, err := net.SplitHostPort(m.opts.Server)
+	host, port, err := net.SplitHostPort(m.addrs[0]) // the .pgpass entry of the first host serves all
 	if err != nil {
-		return nil, fmt.Errorf("server address %q: %w", m.opts.Server, err)
+		return nil, fmt.Errorf("server address %q: %w", m.addrs[0], err)
 	}
 	if m.tlsErr != nil {
 		return nil, m.tlsErr
@@ -794,7 +817,7 @@ func (p *Pool) login(l *Loop) error {
 	if err != nil {
 		return err
 	}
-	sc := &Server{pool: p, loop: l, PID: r.pid, CancelKey: r.key, Params: r.params,
+	sc := &Server{pool: p, loop: l, addr: r.addr, PID: r.pid, CancelKey: r.key, Params: r.params,
 		TxStatus: 'I', state: stateDialing, parkedFD: -1, Stmts: Statements{Max: p.m.opts.MaxPreparedStatements}}
 	if r.tls != nil {
 		// From now on the loop decrypts the server's records (Input.Bytes)
@@ -848,7 +871,10 @@ func (m *Manager) cancel(sc *Server) {
 	}
 	sc.cancels++
 	msg := codec.AppendCancelRequest(nil, sc.PID, sc.CancelKey)
-	addr, timeout, el, p := m.cancelAddr, m.tun.Load().ConnectTimeout, sc.loop.el, sc.pool
+	addr, timeout, el, p := sc.addr, m.tun.Load().ConnectTimeout, sc.loop.el, sc.pool
+	if m.cancelAddr != "" {
+		addr = m.cancelAddr
+	}
 	p.cancels.Add(1)
 	go func() {
 		sure := sendCancel(addr, timeout, msg)

@@ -62,6 +62,7 @@ func pgErrorFrom(body []byte) *PgError {
 type Server struct {
 	pool *Pool
 	loop *Loop
+	addr string // the host:port it is logged in to
 	conn gnet.Conn
 	in   gnetx.Input
 

@@ -73,6 +73,9 @@ var iniFlags = map[string]struct {
 // iniNotYet are PgBouncer settings belay recognises but does not apply yet
 // (issue E): they are reported, not mistaken for typos.
 var iniNotYet = map[string]bool{
+	// TLS details: belay uses Go's defaults (TLS 1.2 and 1.3, its secure cipher suites).
+	"client_tls_protocols": true, "client_tls_ciphers": true, "client_tls_ecdhcurve": true, "client_tls_dheparams": true,
+	"server_tls_protocols": true, "server_tls_ciphers": true,
 	"unix_socket_mode": true, "unix_socket_group": true, "user": true,
 }
 
@@ -223,9 +226,9 @@ func serverFrom(dbs []config.Entry) (string, config.Pos, error) {
 				return "", e.Pos, fmt.Errorf("%s: database %s: %s= is not supported by belay yet", e.Pos, e.Key, k)
 			}
 		}
-		addr := host + ":" + port
-		if !strings.HasPrefix(host, "/") {
-			addr = net.JoinHostPort(host, port)
+		addr, err := hostList(host, port)
+		if err != nil {
+			return "", e.Pos, fmt.Errorf("%s: database %s: %w", e.Pos, e.Key, err)
 		}
 		if server != "" && addr != server {
 			return "", e.Pos, fmt.Errorf("%s: database %s is on %s, another on %s: belay serves one server per process", e.Pos, e.Key, addr, server)
@@ -233,6 +236,29 @@ func serverFrom(dbs []config.Entry) (string, config.Pos, error) {
 		server = addr
 	}
 	return server, dbs[0].Pos, nil
+}
+
+// hostList is --server from libpq's host and port, either of which may be a
+// comma-separated list (one port for every host, or one port per host), as
+// PgBouncer's host lists are: belay takes the hosts in turn.
+func hostList(host, port string) (string, error) {
+	hosts, ports := strings.Split(host, ","), strings.Split(port, ",")
+	if len(ports) != 1 && len(ports) != len(hosts) {
+		return "", fmt.Errorf("%d hosts and %d ports: give one port, or one per host", len(hosts), len(ports))
+	}
+	var addrs []string
+	for i, h := range hosts {
+		h, p := strings.TrimSpace(h), strings.TrimSpace(ports[min(i, len(ports)-1)])
+		if h == "" {
+			h = "/tmp"
+		}
+		if strings.HasPrefix(h, "/") {
+			addrs = append(addrs, h+":"+p)
+		} else {
+			addrs = append(addrs, net.JoinHostPort(h, p))
+		}
+	}
+	return strings.Join(addrs, ","), nil
 }
 
 // userWeight is a [users] line as --user-weight: belay reads weight=,

@@ -32,8 +32,8 @@ func TestIniMapsOntoFlags(t *testing.T) {
 	}
 	write("users.ini", "[users]\nbatch = weight=1 max_user_connections=4\nweb = weight=3 min_connections=2 pool_mode=transaction\n")
 	ini := write("pgbouncer.ini", `[databases]
-app = host=10.0.0.5 port=5433
-* = host=10.0.0.5 port=5433 dbname=*
+app = host=10.0.0.5,10.0.0.6 port=5433
+* = host=10.0.0.5,10.0.0.6 port=5433 dbname=*
 
 [pgbouncer]
 listen_addr = 127.0.0.1, ::1
@@ -68,7 +68,7 @@ metrics_listen = 127.0.0.1:9127
 		got, want any
 	}{
 		{"listen", *o.listen, "127.0.0.1:7432,[::1]:7432"},
-		{"server", *o.server, "10.0.0.5:5433"},
+		{"server (a host list)", *o.server, "10.0.0.5:5433,10.0.0.6:5433"},
 		{"auth-type", *o.authType, "password"},
 		{"pool-size (the command line wins)", *o.poolSize, 7},
 		{"max-db-connections (PgBouncer's 0 is no limit)", *o.maxDB, -1},
@@ -121,6 +121,7 @@ func TestIniErrors(t *testing.T) {
 		{"[databases]\na = host=h\n[pgbouncer]\nauth_type = any\n", "p.ini:4: auth_type: auth_type any is not supported"},
 		{"[databases]\na = host=h port=1\nb = host=h port=2\n", "p.ini:3: database b is on h:2, another on h:1"},
 		{"[databases]\na = host=h dbname=other\n", "belay does not rename databases yet"},
+		{"[databases]\na = host=h1,h2,h3 port=1,2\n", "p.ini:2: database a: 3 hosts and 2 ports"},
 		{"[pgbouncer]\nlisten_port = 1\n", "no [databases] section"},
 		{"[databases]\na = host=h\n[pgbouncer]\nlisten_port = x\n", "p.ini:4: listen_port"},
 		{"[databases]\na = host=h\n[users]\nu = weight=0\n", "the weight must be at least 1"},
