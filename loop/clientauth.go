@@ -33,6 +33,9 @@ const maxAuthMessage = 65535
 // against --max-client-conn, enforces the TLS mode, picks the authentication
 // method and starts the exchange.
 func (s *session) startupMessage(st startup) gnet.Action {
+	if s.refused {
+		return s.fatal(fatalf(sqlstate.CannotConnectNow, "the database system is shutting down"))
+	}
 	n := s.p.clients.Add(1)
 	s.counted = true
 	lv := s.p.live.Load()

@@ -3,6 +3,7 @@ package loop
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/logging"
 	"golang.org/x/sys/unix"
 )
 
@@ -175,6 +178,7 @@ func (l *listener) close() {
 // served as before. Safe for concurrent use.
 func (p *Proxy) StopAccepting() {
 	p.stopAccept.Do(func() {
+		p.refuseNew.Store(true) // gnet's listeners stay open until Stop: new clients get 57P03
 		for _, l := range p.lns {
 			l.stopping.Store(true)
 			if d, ok := l.ln.(interface{ SetDeadline(time.Time) error }); ok {
@@ -192,4 +196,68 @@ func (p *Proxy) StopAccepting() {
 			}
 		}
 	})
+}
+
+// startOwnListeners listens with belay's own sockets and runs the engine
+// without listeners, enrolling what they accept (ReusePort: a rolling
+// restart closes them and keeps its clients). Each accepted connection
+// costs more than gnet's in-loop accept: a dup, Go's netpoller registering
+// and unregistering it, and a hand-off to the loop.
+func (p *Proxy) startOwnListeners(loops int) error {
+	if err := p.listen(); err != nil {
+		return fmt.Errorf("listen %s: %w", strings.Join(p.addrs, ", "), err)
+	}
+	cli, err := gnet.NewClient(p,
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(loops),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithTicker(true),
+		gnet.WithLogLevel(logging.ErrorLevel),
+	)
+	if err == nil {
+		err = cli.Start()
+	}
+	if err != nil {
+		for _, l := range p.lns {
+			l.close()
+		}
+		return fmt.Errorf("start event loops: %w", err)
+	}
+	p.cli = cli
+	for _, l := range p.lns {
+		go p.accept(l)
+	}
+	return nil
+}
+
+// startGnetListeners runs gnet with its own listeners, which accept on the
+// loops themselves: the cheapest path for a new connection, measured with
+// belay bench --scenarios churn-c10 (pgbench -C) against startOwnListeners.
+// gnet cannot close them without closing every connection, so a shutdown
+// answers new clients as Postgres does during one (57P03) until Stop.
+func (p *Proxy) startGnetListeners(loops int) error {
+	p.booted, p.engDone = make(chan struct{}), make(chan error, 1)
+	if p.unix != "" {
+		_ = os.Remove(p.unix) // a socket left by a process that died
+	}
+	go func() {
+		p.engDone <- gnet.Rotate(p, p.addrs,
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(loops),
+			gnet.WithLoadBalancing(gnet.LeastConnections),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReuseAddr(true), // restart while old connections sit in TIME_WAIT, as Postgres does
+			gnet.WithTicker(true),
+			gnet.WithLogLevel(logging.ErrorLevel),
+		)
+	}()
+	select {
+	case <-p.booted:
+		if p.unix != "" {
+			_ = os.Chmod(p.unix, 0o777)
+		}
+		return nil
+	case err := <-p.engDone:
+		return fmt.Errorf("listen %s: %w", strings.Join(p.addrs, ", "), err)
+	}
 }

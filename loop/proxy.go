@@ -6,9 +6,9 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -23,7 +23,6 @@ import (
 	"github.com/belaydb/belay/planner"
 	"github.com/belaydb/belay/poolcore"
 	"github.com/panjf2000/gnet/v2"
-	"github.com/panjf2000/gnet/v2/pkg/logging"
 )
 
 // Defaults for the zero values of Config.
@@ -65,8 +64,15 @@ type Proxy struct {
 	cli        *gnet.Client
 	lns        []*listener
 	stopAccept sync.Once
-	stop       sync.Once
-	stopped    chan struct{} // closed when Stop is done
+	// Without ReusePort, gnet's own listeners accept (on the loops, the
+	// cheapest accept there is: see startGnetListeners), and a shutdown
+	// answers new clients 57P03 until the engine stops.
+	eng       gnet.Engine
+	booted    chan struct{}
+	engDone   chan error
+	refuseNew atomic.Bool
+	stop      sync.Once
+	stopped   chan struct{} // closed when Stop is done
 
 	level atomic.Int32  // shutdown under way: 0 none, else a level* constant
 	wake  chan struct{} // kicks drain (cap 1)
@@ -170,28 +176,14 @@ func Start(cfg Config) (*Proxy, error) {
 		p.unix = filepath.Join(cfg.UnixSocketDir, ".s.PGSQL."+port)
 		p.addrs = append(p.addrs, "unix://"+p.unix)
 	}
-	if err := p.listen(); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", strings.Join(p.addrs, ", "), err)
-	}
-	cli, err := gnet.NewClient(p,
-		gnet.WithMulticore(true),
-		gnet.WithNumEventLoop(loops),
-		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-		gnet.WithTicker(true),
-		gnet.WithLogLevel(logging.ErrorLevel),
-	)
-	if err == nil {
-		err = cli.Start()
-	}
-	if err != nil {
-		for _, l := range p.lns {
-			l.close()
+	if cfg.ReusePort {
+		// A rolling restart must stop accepting without closing the
+		// clients: belay's own listeners (listen.go).
+		if err := p.startOwnListeners(loops); err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("start event loops: %w", err)
-	}
-	p.cli = cli
-	for _, l := range p.lns {
-		go p.accept(l)
+	} else if err := p.startGnetListeners(loops); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -227,7 +219,20 @@ func (p *Proxy) Stop(ctx context.Context) error {
 	var err error
 	p.stop.Do(func() {
 		ch := make(chan error, 1)
-		go func() { ch <- p.cli.Stop() }()
+		if p.cli != nil {
+			go func() { ch <- p.cli.Stop() }()
+		} else {
+			go func() {
+				err := p.eng.Stop(ctx)
+				if e := <-p.engDone; err == nil && e != nil && !errors.Is(e, context.Canceled) {
+					err = e
+				}
+				if p.unix != "" {
+					_ = os.Remove(p.unix)
+				}
+				ch <- err
+			}()
+		}
 		select {
 		case err = <-ch:
 		case <-ctx.Done():
@@ -246,6 +251,15 @@ func (p *Proxy) Stop(ctx context.Context) error {
 
 // OnOpen is gnet's, on the connection's loop: a new client, a server that
 // finished its login, or a parked connection coming back.
+// OnBoot is gnet's: its own listeners are up (without ReusePort).
+func (p *Proxy) OnBoot(eng gnet.Engine) gnet.Action {
+	if p.booted != nil {
+		p.eng = eng
+		close(p.booted)
+	}
+	return gnet.None
+}
+
 func (p *Proxy) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	switch ctx := c.Context().(type) {
 	case *poolcore.Server:

@@ -56,6 +56,7 @@ type session struct {
 	pid, secret uint32
 	con         *consoleState // an admin console client; nil for everyone else
 	lastActive  int64         // when it last sent something (Proxy.coarseNow), for client_idle_timeout
+	refused     bool          // connected after a shutdown began (gnet's listeners): answered 57P03
 
 	server     *poolcore.Server
 	waiting    bool
@@ -100,6 +101,7 @@ func newSession(p *Proxy, c gnet.Conn, l *poolcore.Loop) *session {
 	p.logins[l.Index()][s] = now // sweepLogins enforces ClientLoginTimeout
 	p.sessions[l.Index()][s] = now
 	s.lastActive = now
+	s.refused = p.refuseNew.Load()
 	p.conns.Add(1)
 	return s
 }

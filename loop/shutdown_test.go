@@ -32,16 +32,21 @@ func dialled(t *testing.T, connString string, raw net.Conn) *pgx.Conn {
 	return c
 }
 
-// refused waits for the proxy's listener to close.
+// refused waits until new clients are turned away: the listener closed
+// (belay's own, with ReusePort) or, with gnet's listeners, a login answered
+// with Postgres's 57P03 "the database system is shutting down".
 func refused(t *testing.T, p *Proxy) {
 	t.Helper()
-	eventually(t, 10*time.Second, "the listener to close", func() bool {
-		c, err := net.Dial("tcp", p.Addr())
-		if err != nil {
-			return true
+	eventually(t, 10*time.Second, "new clients to be refused", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, p.connString("postgres", "postgres"))
+		if err == nil {
+			c.Close(ctx)
+			return false
 		}
-		c.Close()
-		return false
+		var pe *pgconn.PgError
+		return !errors.As(err, &pe) || pe.Code == "57P03"
 	})
 }
 
@@ -68,10 +73,20 @@ func stillRunning(t *testing.T, p *Proxy) {
 // in, but the clients already there (one idle, one inside a transaction, one
 // that had only connected) are served until they leave; then the proxy stops
 // and leaves no server connection behind.
+// It runs with gnet's listeners (new clients get 57P03) and with belay's
+// own (ReusePort: the listener closes).
 func TestShutdownWaitForClients(t *testing.T) {
+	for _, reuse := range []bool{false, true} {
+		t.Run(map[bool]string{false: "gnet listeners", true: "own listeners"}[reuse], func(t *testing.T) {
+			shutdownWaitForClients(t, reuse)
+		})
+	}
+}
+
+func shutdownWaitForClients(t *testing.T, reusePort bool) {
 	pg := pgtest.Shared(t)
 	createRoles(t, pg, "shut_clients")
-	p := startProxy(t, pg, nil)
+	p := startProxy(t, pg, func(c *Config) { c.ReusePort = reusePort })
 	cs := p.connString("postgres", "shut_clients")
 	ctx := context.Background()
 
