@@ -178,7 +178,9 @@ func (l *listener) close() {
 // served as before. Safe for concurrent use.
 func (p *Proxy) StopAccepting() {
 	p.stopAccept.Do(func() {
-		p.refuseNew.Store(true) // gnet's listeners stay open until Stop: new clients get 57P03
+		if p.cli == nil {
+			p.refuseNew.Store(true) // gnet's listeners stay open until Stop: new clients get 57P03
+		}
 		for _, l := range p.lns {
 			l.stopping.Store(true)
 			if d, ok := l.ln.(interface{ SetDeadline(time.Time) error }); ok {
