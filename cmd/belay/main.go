@@ -284,6 +284,9 @@ func runProxy(args []string) error {
 	if err != nil {
 		return err
 	}
+	if _, err := poolMode(*o.poolMode); err != nil {
+		return fmt.Errorf("--pool-mode: %w", err)
+	}
 	peerMap, err := parsePeers(*o.peers)
 	if err != nil {
 		return err
