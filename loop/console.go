@@ -274,23 +274,26 @@ func (p *Proxy) onLoops(f func(l *poolcore.Loop)) {
 	wg.Wait()
 }
 
+// countOnLoops runs f on every event loop and sums what it returns.
+func (p *Proxy) countOnLoops(f func(l *poolcore.Loop) int) int {
+	var n atomic.Int64
+	p.onLoops(func(l *poolcore.Loop) { n.Add(int64(f(l))) })
+	return int(n.Load())
+}
+
 func (c console) Version() string { return Version }
 
 func (c console) Pools() []admin.Pool {
 	p := c.p
 	lv := p.live.Load()
 	var out []admin.Pool
-	consoles := 0
-	p.onLoops(func(l *poolcore.Loop) {
-		n := 0
+	consoles := p.countOnLoops(func(l *poolcore.Loop) (n int) {
 		for s := range p.sessions[l.Index()] {
 			if s.con != nil {
 				n++
 			}
 		}
-		p.statsMu.Lock()
-		consoles += n
-		p.statsMu.Unlock()
+		return n
 	})
 	out = append(out, admin.Pool{Database: "pgbouncer", User: "pgbouncer", ClActive: consoles, Mode: "statement"})
 	for _, pool := range sortedPools(p.pools.Pools()) {
@@ -453,11 +456,7 @@ func (s *session) row(opened int64) admin.Conn {
 	if s.ps != nil {
 		r.PreparedStatements = s.ps.count()
 	}
-	for _, kv := range s.start {
-		if kv.name == "application_name" {
-			r.ApplicationName = kv.value
-		}
-	}
+	r.ApplicationName = appName(s)
 	r.RemotePID = int(s.pid)
 	return r
 }
@@ -561,13 +560,8 @@ func (c console) Users() []admin.User {
 
 func (c console) Lists() []admin.ListItem {
 	p := c.p
-	logins, clients := 0, int(p.clients.Load())
-	p.onLoops(func(l *poolcore.Loop) {
-		n := len(p.logins[l.Index()])
-		p.statsMu.Lock()
-		logins += n
-		p.statsMu.Unlock()
-	})
+	clients := int(p.clients.Load())
+	logins := p.countOnLoops(func(l *poolcore.Loop) int { return len(p.logins[l.Index()]) })
 	return []admin.ListItem{
 		{Name: "databases", Items: len(c.Databases())}, {Name: "users", Items: len(c.Users())}, {Name: "pools", Items: len(p.pools.Pools())},
 		{Name: "free_clients", Items: 0}, {Name: "used_clients", Items: clients}, {Name: "login_clients", Items: logins},
@@ -735,17 +729,13 @@ func (c console) WaitClose(db string, done func(error)) {
 		return
 	}
 	pollUntil(func() bool {
-		old := 0
-		c.p.onLoops(func(l *poolcore.Loop) {
-			n := 0
+		old := c.p.countOnLoops(func(l *poolcore.Loop) (n int) {
 			l.EachServer(func(sc *poolcore.Server) {
 				if (db == "" || sc.Pool().Key().Database == db) && sc.Pool().Retired(sc) {
 					n++
 				}
 			})
-			c.p.statsMu.Lock()
-			old += n
-			c.p.statsMu.Unlock()
+			return n
 		})
 		return old == 0
 	}, done)
@@ -753,16 +743,15 @@ func (c console) WaitClose(db string, done func(error)) {
 
 // killClients closes, on their loops, the clients match selects.
 func (p *Proxy) killClients(match func(s *session) bool) int {
-	var n atomic.Int64
-	p.onLoops(func(l *poolcore.Loop) {
+	return p.countOnLoops(func(l *poolcore.Loop) (n int) {
 		for s := range p.sessions[l.Index()] {
 			if !s.done && match(s) {
 				s.kill(adminShutdown)
-				n.Add(1)
+				n++
 			}
 		}
+		return n
 	})
-	return int(n.Load())
 }
 
 func (c console) Kill(db string) error {

@@ -100,12 +100,7 @@ func startDropIn(t *testing.T, bin string) *dropIn {
 		}
 	}
 	c.Close(context.Background())
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &dropIn{t: t, dir: t.TempDir(), port: l.Addr().(*net.TCPAddr).Port, pgPort: pg.Port, exited: make(chan error, 1)}
-	l.Close()
+	d := &dropIn{t: t, dir: t.TempDir(), port: freePort(t), pgPort: pg.Port, exited: make(chan error, 1)}
 	d.write("userlist.txt", dropInUsers)
 	d.write("pgbouncer.ini", d.ini("2"))
 	d.cmd = exec.Command(bin, "proxy", filepath.Join(d.dir, "pgbouncer.ini"))

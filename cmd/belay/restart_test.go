@@ -202,10 +202,7 @@ func TestRollingRestart(t *testing.T) {
 		t.Fatalf("pgbench -i: %v\n%s", err, out)
 	}
 
-	bin := filepath.Join(t.TempDir(), "belay")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBelay(t)
 	port := strconv.Itoa(freePort(t))
 	listen := "127.0.0.1:" + port
 

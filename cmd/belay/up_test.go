@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,10 +23,7 @@ func TestUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster")
 	}
-	bin := filepath.Join(t.TempDir(), "belay")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBelay(t)
 	// Not t.TempDir: its parent is private (0700), and Postgres runs as the
 	// postgres user when the test runs as root.
 	dir, err := os.MkdirTemp("", "belay-up-test-")
@@ -39,13 +35,7 @@ func TestUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, sig := range []os.Signal{syscall.SIGTERM, os.Interrupt} {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		cmd := exec.Command(bin, "up", "--dir", filepath.Join(dir, "cluster"), "--port", strconv.Itoa(port))
+		cmd := exec.Command(bin, "up", "--dir", filepath.Join(dir, "cluster"), "--port", strconv.Itoa(freePort(t)))
 		stdout, _ := cmd.StdoutPipe()
 		cmd.Stderr = cmd.Stdout
 		if err := cmd.Start(); err != nil {
