@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,12 @@ import (
 type protoStep struct {
 	other bool // run by the other client
 	msgs  []pgproto3.FrontendMessage
+	// expect is how many messages a step that ends without a Sync or a
+	// Query reads (after a Flush; 0 for none); a step with either reads
+	// through their ReadyForQuery; -1 reads nothing (a Query the server
+	// ignores).
+	expect int
+	sleep  time.Duration // before the step's messages are sent
 }
 
 func q(sql string) protoStep {
@@ -41,6 +48,21 @@ func otherExt(msgs ...pgproto3.FrontendMessage) protoStep {
 	return s
 }
 
+// flushed is a step of extended-protocol messages that ends in a Flush and
+// reads the n messages the server then owes.
+func flushed(n int, msgs ...pgproto3.FrontendMessage) protoStep {
+	return protoStep{msgs: append(msgs, &pgproto3.Flush{}), expect: n}
+}
+
+// unsynced sends msgs with neither Sync nor Flush and reads nothing.
+func unsynced(msgs ...pgproto3.FrontendMessage) protoStep { return protoStep{msgs: msgs, expect: -1} }
+
+// after is st, sent once d has passed.
+func after(d time.Duration, st protoStep) protoStep {
+	st.sleep = d
+	return st
+}
+
 func parse(name, sql string, oids ...uint32) *pgproto3.Parse {
 	return &pgproto3.Parse{Name: name, Query: sql, ParameterOIDs: oids}
 }
@@ -53,11 +75,14 @@ func bind(stmt string, args ...string) *pgproto3.Bind {
 }
 func execute() *pgproto3.Execute { return &pgproto3.Execute{} }
 
-var protoScripts = []struct {
+// protoScript is a named script of steps.
+type protoScript struct {
 	name  string
 	conn  string // connection parameters of the first client beyond user and dbname
 	steps []protoStep
-}{
+}
+
+var protoScripts = []protoScript{
 	{"named statements follow the client", "", []protoStep{
 		ext(parse("s1", "SELECT $1::int + 1"), &pgproto3.Describe{ObjectType: 'S', Name: "s1"}),
 		otherExt(parse("s1", "SELECT 'other'"), bind("s1"), execute()),
@@ -200,7 +225,7 @@ func TestProtocolScripts(t *testing.T) {
 	pg := pgtest.Shared(t)
 	p := startProxy(t, pg, func(c *Config) { c.PoolSize, c.EventLoops, c.MaxPreparedStatements = 1, 1, 3 })
 	host, port, _ := net.SplitHostPort(p.Addr())
-	for _, sc := range protoScripts {
+	for _, sc := range append(protoScripts, transparencyScripts...) {
 		t.Run(sc.name, func(t *testing.T) {
 			direct := runProtoScript(t, pg.Host, fmt.Sprint(pg.Port), sc.conn, sc.steps)
 			through := runProtoScript(t, host, port, sc.conn, sc.steps)
@@ -215,8 +240,8 @@ func TestProtocolScripts(t *testing.T) {
 	}
 }
 
-// runProtoScript runs steps on two fresh connections and returns the first
-// client's transcript.
+// runProtoScript runs steps on two fresh connections and returns the
+// transcript of both clients.
 func runProtoScript(t *testing.T, host, port, conn string, steps []protoStep) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -225,10 +250,11 @@ func runProtoScript(t *testing.T, host, port, conn string, steps []protoStep) st
 	other, _ := openRaw(t, ctx, host, port, "")
 	var out strings.Builder
 	for i, st := range steps {
-		f := me
+		f, who := me, ""
 		if st.other {
-			f = other
+			f, who = other, "other: "
 		}
+		time.Sleep(st.sleep)
 		syncs := 0
 		for _, m := range st.msgs {
 			f.Send(m)
@@ -240,20 +266,23 @@ func runProtoScript(t *testing.T, host, port, conn string, steps []protoStep) st
 		if err := f.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		if !st.other {
-			fmt.Fprintf(&out, "step %d\n", i)
+		fmt.Fprintf(&out, "step %d\n", i)
+		expect := st.expect
+		if expect < 0 {
+			syncs = 0
 		}
-		for syncs > 0 {
+		for syncs > 0 || expect > 0 {
 			m, err := f.Receive()
 			if err != nil {
-				t.Fatalf("step %d: %v", i, err)
+				t.Fatalf("step %d: %v\n%s", i, err, out.String())
 			}
 			if _, ok := m.(*pgproto3.ReadyForQuery); ok {
 				syncs--
 			}
-			if !st.other {
-				out.WriteString("  " + describeBackend(m) + "\n")
+			if syncs == 0 {
+				expect--
 			}
+			out.WriteString("  " + who + describeBackend(m) + "\n")
 		}
 	}
 	return out.String()
@@ -276,9 +305,17 @@ func openRaw(t *testing.T, ctx context.Context, host, port, params string) (*pgp
 	return hj.Frontend, hj.Conn
 }
 
+var digits = regexp.MustCompile(`[0-9]+`)
+
 func describeBackend(m pgproto3.BackendMessage) string {
 	switch m := m.(type) {
 	case *pgproto3.ErrorResponse:
+		if m.Code == "XX000" { // OIDs differ from run to run
+			m.Message = digits.ReplaceAllString(m.Message, "N")
+		}
+		if m.Position != 0 {
+			return fmt.Sprintf("Error %s %s (position %d)", m.Code, m.Message, m.Position)
+		}
 		return fmt.Sprintf("Error %s %s", m.Code, m.Message)
 	case *pgproto3.DataRow:
 		var v []string

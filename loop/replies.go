@@ -32,9 +32,9 @@ type reply struct {
 	// What to undo when the message fails or is skipped by an earlier error
 	// (Postgres skips everything up to the Sync):
 	sname   string      // rParse: the server-side statement that is then not prepared; own rClose: that is still prepared
-	cname   string      // rParse, rSynthParse: the client's statement that then does not exist
+	cname   string      // rParse, rSynthParse: the client's statement that then does not exist; rSynthClose: that still does
 	unnamed bool        // rParse of the unnamed statement
-	stmt    *clientStmt // rParse, rSynthParse: the client's statement entry cname must still be
+	stmt    *clientStmt // rParse, rSynthParse: the client's statement entry cname must still be; rSynthClose: the one it closed
 
 	// rQuery: the client's SQL statements whose effects take hold once
 	// Postgres reports them complete (CommandComplete number i+1); rExecute:
@@ -57,26 +57,48 @@ type confirm struct {
 // replies is the queue of answers the server owes, which lets belay drop the
 // answers to its own messages, answer in the client's stead where it sent
 // nothing, and undo what a failed message would have created. Postgres's
-// rule it follows: after an error in an extended-protocol message, the
-// server skips every message up to the next Sync.
+// rule it follows (postgres.c, ignore_till_sync): after an error in an
+// extended-protocol message, the server skips every message up to the next
+// Sync, a Query or a FunctionCall included, and answers none of them; the
+// Sync gets ReadyForQuery. A client that sends Flush rather than Sync
+// (pipelines) can see the error before it sent the Sync, and go on sending:
+// what it sends then is skipped too (skipping).
 //
 // Pure: no I/O. Not safe for concurrent use (it lives on a loop).
 type replies struct {
 	q []reply
 	h int
+	// skipping: an extended-protocol message failed and its Sync is not
+	// queued yet: the server skips whatever comes before that Sync.
+	skipping bool
 	// undo takes back what e's message set up when it failed or was
 	// skipped (the session; an interface, so that setting it allocates
 	// nothing).
 	undo undoer
 }
 
+// undoer takes back what e's message set up; for a Query or FunctionCall
+// queued before the failure (rQuery), that the server will not answer it.
 type undoer interface{ undo(e *reply) }
 
-func (r *replies) push(e reply) {
+// push queues the answer owed to a message sent to the server. It returns
+// false when the server will skip the message (skipping): nothing is owed,
+// and what the message set up is undone at once.
+func (r *replies) push(e reply) bool {
+	if r.skipping {
+		if e.kind != rSync {
+			if r.undo != nil && e.kind != rQuery {
+				r.undo.undo(&e)
+			}
+			return false
+		}
+		r.skipping = false
+	}
 	if r.h > 0 && r.h == len(r.q) {
 		r.reset()
 	}
 	r.q = append(r.q, e)
+	return true
 }
 
 func (r *replies) empty() bool { return r.h == len(r.q) }
@@ -215,23 +237,31 @@ func (r *replies) part(e *reply, typ byte) bool {
 }
 
 // failAll undoes the failed head and every entry up to the next Sync, which
-// the server skips.
+// the server skips, latest first (a Close and a Parse of one name come
+// back in the right order); with no Sync queued yet, what comes next is
+// skipped too.
 func (r *replies) failAll() {
-	for !r.empty() {
-		e := &r.q[r.h]
-		if e.kind == rSync || e.kind == rQuery {
-			return
+	end := r.h
+	for end < len(r.q) && r.q[end].kind != rSync {
+		end++
+	}
+	if r.undo != nil {
+		for i := end - 1; i >= r.h; i-- {
+			r.undo.undo(&r.q[i])
 		}
-		if r.undo != nil {
-			r.undo.undo(e)
-		}
+	}
+	for r.h < end {
 		r.pop()
+	}
+	if r.empty() {
+		r.skipping = true
 	}
 }
 
 // reset forgets everything outstanding (the server is gone or was drained),
 // and the memory of a long pipeline.
 func (r *replies) reset() {
+	r.skipping = false
 	if cap(r.q) > 32 {
 		r.q = nil
 	} else {

@@ -28,7 +28,7 @@ func TestReplies(t *testing.T) {
 			"312DDCZ", "--2DDCZ", ""},
 		{"injected parse fails: the client sees the error, the batch is undone",
 			[]sent{{kind: rParse, own: true, name: "b1"}, {kind: rBind}, {kind: rExecute}, {kind: rSynthParse, name: "c2"}, {kind: rSync}},
-			"EZ", "EZ", "b1,c2"},
+			"EZ", "EZ", "c2,b1"}, // undone latest first
 		{"describe statement then no data", []sent{{kind: rParse, name: "x"}, {kind: rDescStmt}, {kind: rSync}}, "1tnZ", "1tnZ", ""},
 		{"copy in execute", []sent{{kind: rBind}, {kind: rExecute}, {kind: rSync}}, "2GCZ", "2GCZ", ""},
 		{"query with notices and a notification", []sent{{kind: rQuery}}, "NTDDCAZ", "NTDDCAZ", ""},

@@ -497,6 +497,7 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 		end := off + 5 + bodyLen
 		body := data[off+5 : end]
 		invalid := ""
+		owed := true // the server answers it (not skipped after an error)
 		switch typ {
 		case codec.MsgQuery:
 			q, err := codec.QueryText(body)
@@ -504,7 +505,7 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 				invalid = "Query"
 				break
 			}
-			s.query(&w, off, end, q)
+			owed = s.query(&w, off, end, q)
 		case codec.MsgParse:
 			m, err := codec.ParseParse(body)
 			if err != nil {
@@ -538,14 +539,16 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 		case codec.MsgSync:
 			s.r.push(reply{kind: rSync})
 		case codec.MsgFunctionCall:
-			s.r.push(reply{kind: rQuery})
+			owed = s.r.push(reply{kind: rQuery})
 		}
 		if invalid != "" {
 			e := fatalf(sqlstate.ProtocolViolation, "invalid %s message", invalid)
 			bad = &e
 			break
 		}
-		s.t.client(typ)
+		if owed {
+			s.t.client(typ)
+		}
 		off = end
 	}
 	if off > 0 {
@@ -586,8 +589,12 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 }
 
 // query handles a Query message at data[off:end]: its plan's effects, and
-// the names of prepared statements it uses.
-func (s *session) query(w *rewriter, off, end int, q []byte) {
+// the names of prepared statements it uses. It returns false when the server
+// will skip it (an extended-protocol error before it, and no Sync yet).
+func (s *session) query(w *rewriter, off, end int, q []byte) bool {
+	if s.r.skipping {
+		return s.r.push(reply{kind: rQuery})
+	}
 	plan := s.plan(q)
 	s.noteFunctions(plan)
 	e := reply{kind: rQuery}
@@ -602,7 +609,7 @@ func (s *session) query(w *rewriter, off, end int, q []byte) {
 		s.ps.hasUnnamed = false // a simple Query destroys the unnamed statement
 	}
 	w.sc.Unnamed = nil
-	s.r.push(e)
+	return s.r.push(e)
 }
 
 // writeSynth sends the client the answers belay gives in the server's stead

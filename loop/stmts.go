@@ -513,11 +513,15 @@ func (w *rewriter) describe(off, end int, kind byte, name []byte) {
 func (w *rewriter) close(off, end int, kind byte, name []byte) {
 	s := w.s
 	if kind == 'S' && len(name) > 0 {
+		e := reply{kind: rSynthClose}
 		if s.ps != nil {
-			delete(s.ps.named, string(name))
+			// Skipped after an error, the Close leaves the name (undo).
+			e.cname = string(name)
+			e.stmt = s.ps.named[e.cname]
+			delete(s.ps.named, e.cname)
 		}
 		w.replace(off, end, nil)
-		s.r.push(reply{kind: rSynthClose})
+		s.r.push(e)
 		return
 	}
 	if kind == 'S' {
@@ -550,6 +554,14 @@ func (s *session) undo(e *reply) {
 	case rSynthParse:
 		if e.cname != "" && s.ps != nil && s.ps.named[e.cname] == e.stmt {
 			delete(s.ps.named, e.cname)
+		}
+	case rSynthClose:
+		if e.stmt != nil && s.ps != nil && s.ps.named[e.cname] == nil {
+			s.ps.named[e.cname] = e.stmt
+		}
+	case rQuery:
+		if s.t.pending > 0 {
+			s.t.pending-- // skipped: no ReadyForQuery comes for it
 		}
 	case rClose:
 		if e.own && e.sname != "" && sc != nil {
