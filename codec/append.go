@@ -236,3 +236,22 @@ func AppendAuthenticationSASL(dst []byte, mechanisms ...string) []byte {
 	dst = append(dst, 0)
 	return FinishMessage(dst, start)
 }
+
+// AppendEditedFields appends a message of type typ (ErrorResponse or
+// NoticeResponse) with the fields of body, another such message's body, in
+// their order, each value replaced by what edit returns for it (edit
+// returns v to keep it; v is a view into body). A malformed body is
+// appended as it came.
+func AppendEditedFields(dst []byte, typ byte, body []byte, edit func(field byte, v []byte) []byte) []byte {
+	if _, err := ParseErrorFields(body); err != nil {
+		return AppendFrame(dst, typ, body)
+	}
+	dst, start := BeginMessage(dst, typ)
+	for b := body; len(b) > 1; {
+		v, rest, _ := cstring(b[1:])
+		dst = append(dst, b[0])
+		dst = appendCBytes(dst, edit(b[0], v))
+		b = rest
+	}
+	return FinishMessage(append(dst, 0), start)
+}

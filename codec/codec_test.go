@@ -402,6 +402,28 @@ func TestParseErrorFields(t *testing.T) {
 	}
 }
 
+func TestAppendEditedFields(t *testing.T) {
+	in := []byte("SERROR\x00VERROR\x00C42P01\x00Mrelation \"b1\" does not exist\x00P15\x00Fparse_relation.c\x00Zunknown\x00\x00")
+	got := codec.AppendEditedFields([]byte("x"), codec.MsgErrorResponse, in, func(f byte, v []byte) []byte {
+		switch f {
+		case 'M':
+			return []byte(`relation "p" does not exist`)
+		case 'P':
+			return []byte("9")
+		}
+		return v
+	})
+	want := codec.AppendFrame([]byte("x"), codec.MsgErrorResponse,
+		[]byte("SERROR\x00VERROR\x00C42P01\x00Mrelation \"p\" does not exist\x00P9\x00Fparse_relation.c\x00Zunknown\x00\x00"))
+	if string(got) != string(want) {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+	bad := []byte("SERROR")
+	if got := codec.AppendEditedFields(nil, codec.MsgErrorResponse, bad, nil); string(got) != string(codec.AppendFrame(nil, codec.MsgErrorResponse, bad)) {
+		t.Fatalf("malformed body: %q", got)
+	}
+}
+
 func TestParseParameterStatus(t *testing.T) {
 	for _, tc := range []struct {
 		in, name, value string

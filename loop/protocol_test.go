@@ -274,7 +274,7 @@ func runProtoScript(t *testing.T, host, port, conn string, steps []protoStep) st
 		for syncs > 0 || expect > 0 {
 			m, err := f.Receive()
 			if err != nil {
-				t.Fatalf("step %d: %v\n%s", i, err, out.String())
+				t.Fatalf("%s:%s: step %d: %v\n%s", host, port, i, err, out.String())
 			}
 			if _, ok := m.(*pgproto3.ReadyForQuery); ok {
 				syncs--

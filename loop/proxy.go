@@ -81,6 +81,9 @@ type Proxy struct {
 	clients atomic.Int64  // logged-in clients
 	pins    atomic.Int64  // clients pinned to their server
 	stmtSeq atomic.Uint64 // names the server-side statements of SQL PREPARE
+	// stale: protocol statements whose plans a schema change outdated
+	// (stmts.go); safe for concurrent use.
+	stale staleStmts
 
 	// plans[i] is loop i's plan cache; only loop i touches it.
 	plans   []*planner.Cache

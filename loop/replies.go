@@ -34,7 +34,7 @@ type reply struct {
 	sname   string      // rParse: the server-side statement that is then not prepared; own rClose: that is still prepared
 	cname   string      // rParse, rSynthParse: the client's statement that then does not exist; rSynthClose: that still does
 	unnamed bool        // rParse of the unnamed statement
-	stmt    *clientStmt // rParse, rSynthParse: the client's statement entry cname must still be; rSynthClose: the one it closed
+	stmt    *clientStmt // rParse, rSynthParse: the client's statement entry cname must still be; rSynthClose: the one it closed; rBind, rDescStmt: the shared statement used (noteStale)
 
 	// rQuery: the client's SQL statements whose effects take hold once
 	// Postgres reports them complete (CommandComplete number i+1); rExecute:
@@ -42,9 +42,9 @@ type reply struct {
 	conf   []confirm
 	unexec func() // rExecute: undoes what the client's PREPARE did when it went out
 	done   int    // CommandCompletes seen
-	// fix holds pairs of server-side statement names and the client's names
-	// for them: an error about one shows the client its own name.
-	fix []string
+	// fix is how an error in the answer is shown to the client: its own
+	// names for the server-side ones, positions in its own text (errfix.go).
+	fix *errFix
 }
 
 // confirm is an effect of statement number idx of a Query, applied when it
@@ -83,13 +83,10 @@ type undoer interface{ undo(e *reply) }
 
 // push queues the answer owed to a message sent to the server. It returns
 // false when the server will skip the message (skipping): nothing is owed,
-// and what the message set up is undone at once.
+// and the caller sets nothing up for it.
 func (r *replies) push(e reply) bool {
 	if r.skipping {
 		if e.kind != rSync {
-			if r.undo != nil && e.kind != rQuery {
-				r.undo.undo(&e)
-			}
 			return false
 		}
 		r.skipping = false
@@ -136,10 +133,10 @@ func (r *replies) synth() byte {
 }
 
 // answer takes the next message of type typ from the server. forward says
-// whether the client gets it; fix, for an error, holds pairs of names to
-// replace in its message (nil mostly). An error reply means the server stopped the
+// whether the client gets it; fix, for an error, is how to rewrite it (nil
+// mostly). An error reply means the server stopped the
 // batch: everything up to the next Sync is skipped and undone.
-func (r *replies) answer(typ byte) (forward bool, fix []string, err error) {
+func (r *replies) answer(typ byte) (forward bool, fix *errFix, err error) {
 	switch typ {
 	case 'N', 'A', 'S': // notice, notification, parameter status: any time
 		return true, nil, nil

@@ -495,6 +495,15 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 			break
 		}
 		end := off + 5 + bodyLen
+		if s.r.skipping && typ != codec.MsgSync {
+			// After an error, the server skips everything up to the Sync:
+			// nothing to map, nothing to follow, nothing owed (replies).
+			if typ != codec.MsgQuery && typ != codec.MsgFunctionCall {
+				s.t.client(typ) // the batch stays open until the Sync
+			}
+			off = end
+			continue
+		}
 		body := data[off+5 : end]
 		invalid := ""
 		owed := true // the server answers it (not skipped after an error)
@@ -592,9 +601,6 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 // the names of prepared statements it uses. It returns false when the server
 // will skip it (an extended-protocol error before it, and no Sync yet).
 func (s *session) query(w *rewriter, off, end int, q []byte) bool {
-	if s.r.skipping {
-		return s.r.push(reply{kind: rQuery})
-	}
 	plan := s.plan(q)
 	s.noteFunctions(plan)
 	e := reply{kind: rQuery}
@@ -715,8 +721,11 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 			break // small; wait for all of it
 		}
 		var fwd bool
-		var fix []string
+		var fix *errFix
 		if err == nil {
+			if typ == codec.MsgErrorResponse {
+				s.noteStale(data[off+5 : off+5+bodyLen])
+			}
 			fwd, fix, err = s.r.answer(typ)
 		}
 		if err != nil {

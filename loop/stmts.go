@@ -7,6 +7,8 @@ import (
 	"maps"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/belaydb/belay/codec"
 	"github.com/belaydb/belay/codec/sqlstate"
@@ -45,10 +47,13 @@ type clientStmt struct {
 	// DEALLOCATE or DISCARD ALL sent through Parse: early (a PREPARE) when
 	// the Execute goes out, so that what follows in the same batch sees the
 	// name, returning its undo should the Execute fail; exec (the others)
-	// when Postgres reports it complete. fix names the names in its errors.
+	// when Postgres reports it complete.
 	early func() (undo func())
 	exec  func()
-	fix   []string
+	// fix shows errors of a Bind or Describe of it with the client's name;
+	// execFix errors of running it (a text belay rewrote, a SQL PREPARE or
+	// DEALLOCATE through Parse): nil when nothing needs fixing.
+	fix, execFix *errFix
 }
 
 // stmtState is a client's prepared statements, allocated on first use.
@@ -57,7 +62,7 @@ type stmtState struct {
 	unnamed     []byte // the Parse message of its unnamed statement
 	unnamedEff  planner.Effect
 	unnamedDeps []*clientStmt
-	unnamedRun  *clientStmt // its exec and fix, if it has them
+	unnamedRun  *clientStmt // its exec and execFix, if it has them
 	hasUnnamed  bool
 	// portals maps the portals whose statement has an exec to it (nil
 	// until there is one).
@@ -166,7 +171,7 @@ func (w *rewriter) ensure(at int, st *clientStmt, quiet bool) {
 	w.s.r.push(reply{kind: rClose, own: true, quiet: quiet})
 	w.s.r.push(reply{kind: rParse, own: true, quiet: quiet})
 	w.s.r.push(reply{kind: rBind, own: true, quiet: quiet})
-	w.s.r.push(reply{kind: rExecute, own: true, quiet: quiet, sname: st.sname, fix: []string{st.sname, st.cname}})
+	w.s.r.push(reply{kind: rExecute, own: true, quiet: quiet, sname: st.sname, fix: st.fix})
 }
 
 // ensureAll ensures each statement of list (nil entries skipped).
@@ -209,7 +214,7 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 	var deps []*clientStmt
 	var refs []string
 	var orig *codec.Parse
-	var run *clientStmt // exec and fix of a SQL PREPARE, DEALLOCATE or DISCARD ALL
+	var run *clientStmt // exec and execFix of a SQL PREPARE, DEALLOCATE or DISCARD ALL, or of a text rewritten
 	if plan.Effects&sqlStmtEffects&^planner.EffExecute != 0 {
 		var q []byte
 		if q, run = w.sqlThroughParse(off, m.Query); run != nil && q != nil {
@@ -219,13 +224,14 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 			}
 		}
 	} else if plan.Effects&sqlStmtEffects != 0 {
-		var rewritten bool
+		var fix *errFix
 		o := codec.Parse{Query: bytes.Clone(m.Query), ParamOIDs: bytes.Clone(m.ParamOIDs), NumParams: m.NumParams}
-		m.Query, refs, deps, rewritten = s.executeThroughParse(m.Query, plan)
+		m.Query, refs, deps, fix = s.executeThroughParse(m.Query, plan)
 		if refs != nil {
 			orig = &o
 		}
-		if rewritten {
+		if fix != nil {
+			run = &clientStmt{execFix: fix}
 			w.ensureAll(off, deps, false)
 			// The text changed: the Parse is re-encoded below (named) or
 			// here (unnamed).
@@ -234,12 +240,16 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 			}
 		}
 	}
+	var parseFix *errFix // its errors are about the text sent
+	if run != nil {
+		parseFix = run.execFix
+	}
 	if len(m.Name) == 0 {
 		ps.unnamed = codec.AppendParse(ps.unnamed[:0], m)
 		ps.unnamedEff, ps.unnamedDeps, ps.unnamedRun, ps.hasUnnamed = plan.Effects, deps, run, true
 		sc.Unnamed = s
 		s.noteEffects(plan.Effects)
-		s.r.push(reply{kind: rParse, unnamed: true})
+		s.r.push(reply{kind: rParse, unnamed: true, fix: parseFix})
 		return
 	}
 	name := string(m.Name)
@@ -250,14 +260,14 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 		q := m
 		q.Name = []byte(old.sname)
 		w.replace(off, end, func(dst []byte) []byte { return codec.AppendParse(dst, q) })
-		s.r.push(reply{kind: rParse, fix: []string{old.sname, name}})
+		s.r.push(reply{kind: rParse, fix: old.fix})
 		return
 	}
 	st := &clientStmt{cname: name, eff: plan.Effects, deps: deps, refs: refs, orig: orig}
 	if run != nil {
-		st.early, st.exec, st.fix = run.early, run.exec, run.fix
+		st.early, st.exec, st.execFix = run.early, run.exec, run.execFix
 	}
-	st.setText(m)
+	st.setText(m, &s.p.stale)
 	ps.named[name] = st
 	if sc.Stmts.Has(st.sname) {
 		w.replace(off, end, nil)
@@ -268,15 +278,108 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 	w.evict(false)
 	w.replace(off, end, func(dst []byte) []byte { return append(dst, st.parse...) })
 	sc.Stmts.Add(st.sname)
-	s.r.push(reply{kind: rParse, sname: st.sname, cname: name, stmt: st})
+	s.r.push(reply{kind: rParse, sname: st.sname, cname: name, stmt: st, fix: withName(parseFix, st)})
 }
 
-// setText makes m's text (mapped) what st prepares on servers.
-func (st *clientStmt) setText(m codec.Parse) {
-	st.sname = serverStmtName(m.Query, m.ParamOIDs)
+// Schema changes. Postgres keeps a protocol-level statement's result type
+// fixed: after ALTER TABLE changes what `SELECT *` returns, or a type is
+// dropped and created again under its name, using the statement fails
+// (0A000 "cached plan must not change result type", XX000 "cache lookup
+// failed for type N"), and a client that prepares the same text again gets
+// a new plan. Statements shared by content would answer that new Parse from
+// the stale one, on every server that has it. So when a Bind or Describe of
+// a shared statement fails so, its name moves to a new generation (the
+// hash name with "_N"): whoever prepares the text from then on gets a
+// statement made after the change, on whichever server it lands, and
+// clients still holding the old statement get the error where the server
+// has it, as they would directly (and a fresh plan where belay prepares it
+// again). The old statements age out of the servers' sets.
+
+// staleStmts maps the hash names that went stale to their current
+// generation. Safe for concurrent use: each Parse of a named statement
+// reads it (one atomic load while nothing ever went stale), an error
+// writes it.
+type staleStmts struct {
+	any atomic.Bool  // something went stale: look names up
+	mu  sync.RWMutex // guards gen
+	gen map[string]uint32
+}
+
+// maxStale bounds staleStmts: past it the generations start again (a
+// statement still stale somewhere then fails once more and moves on).
+const maxStale = 1 << 16
+
+// current is the name under which base (a serverStmtName) is prepared now.
+func (t *staleStmts) current(base string) string {
+	if !t.any.Load() {
+		return base
+	}
+	t.mu.RLock()
+	g := t.gen[base]
+	t.mu.RUnlock()
+	if g == 0 {
+		return base
+	}
+	return base + "_" + strconv.FormatUint(uint64(g), 10)
+}
+
+// outdated records that the statement named sname (a current() name)
+// failed as stale: the next Parse of its text gets a new generation,
+// unless another client's error did it already.
+func (t *staleStmts) outdated(sname string) {
+	base, g := sname, uint64(0)
+	if i := strings.IndexByte(sname, '_'); i >= 0 {
+		base = sname[:i]
+		g, _ = strconv.ParseUint(sname[i+1:], 10, 32)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.gen == nil || len(t.gen) >= maxStale {
+		t.gen = make(map[string]uint32)
+	}
+	if uint64(t.gen[base]) == g {
+		t.gen[base] = uint32(g) + 1
+	}
+	t.any.Store(true)
+}
+
+// staleCodes are the errors of a statement whose plan a schema change
+// outdated.
+func staleCode(c sqlstate.Code) bool {
+	return c == sqlstate.FeatureNotSupported || c == sqlstate.InternalError
+}
+
+// noteStale looks at an error the server sends for the reply at the head:
+// a Bind or Describe of a shared statement that failed as stale outdates
+// its name.
+func (s *session) noteStale(body []byte) {
+	e := s.r.head()
+	if e == nil || e.stmt == nil || (e.kind != rBind && e.kind != rDescStmt) {
+		return
+	}
+	if f, err := codec.ParseErrorFields(body); err == nil && staleCode(sqlstate.Code(f.Code)) {
+		s.p.stale.outdated(e.stmt.sname)
+		s.p.log.Info("a prepared statement's plan went stale; preparing it again from now on",
+			"pool", s.key, "statement", e.stmt.sname, "code", string(f.Code))
+	}
+}
+
+// setText makes m's text (mapped) what st prepares on servers, under the
+// name of its current generation (staleStmts).
+func (st *clientStmt) setText(m codec.Parse, stale *staleStmts) {
+	st.sname = stale.current(serverStmtName(m.Query, m.ParamOIDs))
 	st.snameB = []byte(st.sname)
 	m.Name = st.snameB
 	st.parse = codec.AppendParse(nil, m)
+	st.fix = nameFix(st.sname, st.cname)
+}
+
+// withName is fix that also shows st's server-side name as the client's.
+func withName(fix *errFix, st *clientStmt) *errFix {
+	if fix == nil {
+		return st.fix
+	}
+	return &errFix{names: append(append([]string(nil), st.fix.names...), fix.names...), edits: fix.edits}
 }
 
 // remap maps the text of a statement that EXECUTEs others again if the
@@ -295,17 +398,17 @@ func (s *session) remap(st *clientStmt) {
 		return
 	}
 	m := *st.orig
-	m.Query, st.refs, st.deps, _ = s.executeThroughParse(m.Query, s.plan(m.Query))
-	st.setText(m)
+	m.Query, st.refs, st.deps, st.execFix = s.executeThroughParse(m.Query, s.plan(m.Query))
+	st.setText(m, &s.p.stale)
 }
 
 // executeThroughParse maps the names of SQL EXECUTE statements in a Parse's
 // text (pgx sends `EXECUTE p(1)` that way) and returns the text, the names
 // it executes and the statements they are now (nil for a name the client
-// does not have: Postgres reports it), and whether the text changed.
-func (s *session) executeThroughParse(q []byte, plan *planner.Plan) (_ []byte, refs []string, deps []*clientStmt, changed bool) {
-	var b []byte
-	last := 0
+// does not have: Postgres reports it), and how to fix errors about the text
+// (nil: it did not change).
+func (s *session) executeThroughParse(q []byte, plan *planner.Plan) (_ []byte, refs []string, deps []*clientStmt, fix *errFix) {
+	sp := splicer{src: q}
 	for _, st := range planner.Parse(string(q)).Stmts {
 		if st.Effects&planner.EffExecute == 0 {
 			continue
@@ -315,17 +418,16 @@ func (s *session) executeThroughParse(q []byte, plan *planner.Plan) (_ []byte, r
 			old = s.ps.named[st.Name]
 		}
 		refs, deps = append(refs, st.Name), append(deps, old)
-		if old == nil {
+		if old == nil || st.NameSpan.Len == 0 {
 			continue
 		}
-		b = append(append(b, q[last:st.NameSpan.Loc]...), old.sname...)
-		last = int(st.NameSpan.End())
+		sp.replace(st.NameSpan, old.sname, st.Name)
 		s.noteEffects(old.eff)
 	}
-	if b == nil {
-		return q, refs, deps, false
+	if t := sp.text(); t != nil {
+		return t, refs, deps, sp.fix
 	}
-	return append(b, q[last:]...), refs, deps, true
+	return q, refs, deps, nil
 }
 
 // sqlThroughParse maps a SQL PREPARE, DEALLOCATE or DISCARD ALL sent
@@ -347,17 +449,19 @@ func (w *rewriter) sqlThroughParse(off int, q []byte) (mapped []byte, run *clien
 	}
 	st := p.Stmts[0]
 	rename := func(sname string) []byte {
-		return append(append(append([]byte(nil), q[:st.NameSpan.Loc]...), sname...), q[st.NameSpan.End():]...)
+		sp := splicer{src: q}
+		sp.replace(st.NameSpan, sname, st.Name)
+		run.execFix = sp.fix
+		return sp.text()
 	}
 	run = &clientStmt{}
 	old := ps.named[st.Name]
 	switch {
 	case st.Effects&planner.EffPrepare != 0 && old != nil:
-		w.ensure(off, old, false) // Postgres's 42P05, shown with the client's name
-		return rename(old.sname), &clientStmt{fix: []string{old.sname, st.Name}}
+		w.ensure(off, old, false)
+		return rename(old.sname), run // Postgres's 42P05, shown with the client's name
 	case st.Effects&planner.EffPrepare != 0:
 		ns := s.sqlStmt(st, q)
-		run.fix = []string{ns.sname, st.Name}
 		run.early = func() func() {
 			sc := s.server
 			prev := ps.named[ns.cname]
@@ -376,7 +480,6 @@ func (w *rewriter) sqlThroughParse(off int, q []byte) (mapped []byte, run *clien
 		return rename(ns.sname), run
 	case st.Effects&planner.EffDeallocate != 0 && old != nil:
 		w.ensure(off, old, false)
-		run.fix = []string{old.sname, st.Name}
 		run.exec = s.onDeallocate(st.Name, old)
 		return rename(old.sname), run
 	case st.Effects&planner.EffDeallocateAll != 0:
@@ -389,10 +492,9 @@ func (w *rewriter) sqlThroughParse(off int, q []byte) (mapped []byte, run *clien
 
 // statement resolves the statement a Bind or a Describe names, slipping in
 // what the server needs first. It returns the server-side name to use
-// (nil: the name as it came), the names to fix in an error, and what the
-// client has of the statement (nil: nothing, or an unnamed statement with
-// no SQL of its own to follow).
-func (w *rewriter) statement(off int, name []byte) (sname []byte, fix []string, st *clientStmt) {
+// (nil: the name as it came) and what the client has of the statement (nil:
+// nothing, or an unnamed statement with no SQL of its own to follow).
+func (w *rewriter) statement(off int, name []byte) (sname []byte, st *clientStmt) {
 	s, sc := w.s, w.sc
 	if len(name) == 0 {
 		ps := s.ps
@@ -417,38 +519,40 @@ func (w *rewriter) statement(off int, name []byte) (sname []byte, fix []string, 
 			sc.Unnamed = nil
 		}
 		if ps != nil && ps.hasUnnamed {
-			return nil, nil, ps.unnamedRun
+			return nil, ps.unnamedRun
 		}
-		return nil, nil, nil
+		return nil, nil
 	}
 	if s.ps == nil {
-		return nil, nil, nil
+		return nil, nil
 	}
 	st, ok := s.ps.named[string(name)]
 	if !ok {
-		return nil, nil, nil // Postgres reports it missing, with the client's name
+		return nil, nil // Postgres reports it missing, with the client's name
 	}
 	s.noteEffects(st.eff)
 	s.remap(st)
 	w.ensure(off, st, false)
-	if st.parse == nil || st.deps != nil {
-		fix = []string{st.sname, string(name)}
-	}
 	if st.snameB == nil {
 		st.snameB = []byte(st.sname)
 	}
-	return st.snameB, fix, st
+	return st.snameB, st
 }
 
 // bind handles a Bind at data[off:end].
 func (w *rewriter) bind(off, end int, m codec.Bind) {
-	sname, fix, st := w.statement(off, m.Statement)
+	sname, st := w.statement(off, m.Statement)
 	w.s.notePortal(m.Portal, st)
+	e := reply{kind: rBind}
 	if sname != nil {
 		m.Statement = sname
 		w.replace(off, end, func(dst []byte) []byte { return codec.AppendBind(dst, m) })
+		e.fix = st.fix
+		if st.parse != nil {
+			e.stmt = st // shared by content: it may go stale (noteStale)
+		}
 	}
-	w.s.r.push(reply{kind: rBind, fix: fix})
+	w.s.r.push(e)
 }
 
 // notePortal remembers which portals run a statement with something to
@@ -458,7 +562,7 @@ func (s *session) notePortal(portal []byte, st *clientStmt) {
 	if ps == nil {
 		return
 	}
-	if st == nil || (st.exec == nil && st.early == nil && st.fix == nil) {
+	if st == nil || (st.exec == nil && st.early == nil && st.execFix == nil) {
 		if ps.portals != nil {
 			delete(ps.portals, string(portal))
 		}
@@ -482,7 +586,7 @@ func (s *session) execute(body []byte) reply {
 		return e
 	}
 	if st := s.ps.portals[string(portal)]; st != nil {
-		e.fix = st.fix
+		e.fix = st.execFix
 		if st.exec != nil {
 			e.conf = []confirm{{0, st.exec}}
 		}
@@ -499,11 +603,16 @@ func (w *rewriter) describe(off, end int, kind byte, name []byte) {
 		w.s.r.push(reply{kind: rDescPortal})
 		return
 	}
-	sname, fix, _ := w.statement(off, name)
+	sname, st := w.statement(off, name)
+	e := reply{kind: rDescStmt}
 	if sname != nil {
 		w.replace(off, end, func(dst []byte) []byte { return codec.AppendDescribe(dst, 'S', sname) })
+		e.fix = st.fix
+		if st.parse != nil {
+			e.stmt = st
+		}
 	}
-	w.s.r.push(reply{kind: rDescStmt, fix: fix})
+	w.s.r.push(e)
 }
 
 // close handles a Close at data[off:end]. A named statement is the client's
@@ -577,22 +686,6 @@ func (s *session) undo(e *reply) {
 	}
 }
 
-// fixError rewrites the names in an ErrorResponse body (pairs of server-side
-// and client names) and returns the whole message.
-func fixError(dst, body []byte, fix []string) []byte {
-	f, err := codec.ParseErrorFields(body)
-	if err != nil {
-		return codec.AppendFrame(dst, codec.MsgErrorResponse, body)
-	}
-	msg := string(f.Message)
-	for i := 0; i+1 < len(fix); i += 2 {
-		msg = strings.ReplaceAll(msg, `"`+fix[i]+`"`, `"`+fix[i+1]+`"`)
-	}
-	e := codec.ErrorResponse{Severity: string(f.Severity), Code: sqlstate.Code(f.Code), Message: msg,
-		Detail: string(f.Detail), Hint: string(f.Hint)}
-	return codec.AppendErrorResponse(dst, e)
-}
-
 // --- SQL PREPARE, EXECUTE, DEALLOCATE and DISCARD ALL ------------------------
 
 const sqlStmtEffects = planner.EffPrepare | planner.EffExecute | planner.EffDeallocate |
@@ -637,13 +730,8 @@ func (w *rewriter) sqlQuery(off, end int, q []byte) reply {
 		s.r.push(reply{kind: rSync, own: true, quiet: true})
 	}
 	view = maps.Clone(ps.named)
-	var b []byte
-	last := 0
-	rename := func(st planner.Stmt, old *clientStmt) {
-		b = append(append(b, q[last:st.NameSpan.Loc]...), old.sname...)
-		last = int(st.NameSpan.End())
-		e.fix = append(e.fix, old.sname, st.Name)
-	}
+	sp := splicer{src: q}
+	rename := func(st planner.Stmt, old *clientStmt) { sp.replace(st.NameSpan, old.sname, st.Name) }
 	for i, st := range p.Stmts {
 		old := view[st.Name]
 		switch {
@@ -671,9 +759,9 @@ func (w *rewriter) sqlQuery(off, end int, q []byte) reply {
 			e.conf = append(e.conf, confirm{i, s.onDiscardAll})
 		}
 	}
-	if b != nil {
-		b = append(b, q[last:]...)
+	if b := sp.text(); b != nil {
 		w.replace(off, end, func(dst []byte) []byte { return codec.AppendQuery(dst, string(b)) })
+		e.fix = sp.fix
 	}
 	return e
 }
@@ -687,7 +775,7 @@ func (w *rewriter) sqlQuery(off, end int, q []byte) reply {
 // server-side name: two clients' PREPARE p may differ.
 func (s *session) sqlStmt(st planner.Stmt, q []byte) *clientStmt {
 	sname := "s" + strconv.FormatUint(s.p.stmtSeq.Add(1), 10)
-	return &clientStmt{sname: sname, cname: st.Name,
+	return &clientStmt{sname: sname, cname: st.Name, fix: nameFix(sname, st.Name),
 		prepare: "PREPARE " + sname + string(q[st.NameSpan.End():st.Span.End()]),
 		eff:     st.Effects &^ planner.EffPrepare} // what its body does, when executed
 }

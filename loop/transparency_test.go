@@ -10,9 +10,13 @@ import (
 // Each runs directly and through belay (TestProtocolScripts), where both
 // clients share one server connection.
 
-func describeS(name string) *pgproto3.Describe { return &pgproto3.Describe{ObjectType: 'S', Name: name} }
-func describeP(name string) *pgproto3.Describe { return &pgproto3.Describe{ObjectType: 'P', Name: name} }
-func closeS(name string) *pgproto3.Close       { return &pgproto3.Close{ObjectType: 'S', Name: name} }
+func describeS(name string) *pgproto3.Describe {
+	return &pgproto3.Describe{ObjectType: 'S', Name: name}
+}
+func describeP(name string) *pgproto3.Describe {
+	return &pgproto3.Describe{ObjectType: 'P', Name: name}
+}
+func closeS(name string) *pgproto3.Close { return &pgproto3.Close{ObjectType: 'S', Name: name} }
 
 var transparencyScripts = []protoScript{
 	{"schema change, then re-prepare (named)", "", []protoStep{

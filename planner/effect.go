@@ -103,8 +103,17 @@ const (
 	// extensions, DROP SCHEMA): what a cache knows of functions' volatility
 	// may no longer hold (Cache.InvalidateFunctions).
 	EffFunctionDDL
+	// EffPreparedView: reads the view pg_prepared_statements, whose rows
+	// are the session's prepared statements (Plan.PreparedViews).
+	EffPreparedView
+	// EffCurrval: reads the session's sequence state: currval, lastval.
+	EffCurrval
+	// EffNextval: calls nextval or setval, which currval and lastval then
+	// report. (Column defaults, triggers and user functions may call them
+	// too: Plan.MayAdvanceSequences says whether a plan may.)
+	EffNextval
 
-	effLast = EffFunctionDDL
+	effLast = EffNextval
 )
 
 // EffPin is state that cannot follow a client to another server.
@@ -123,7 +132,8 @@ const (
 )
 
 var effNames = [...]string{"GUC", "Prepare", "Execute", "Deallocate", "DeallocateAll", "DiscardAll",
-	"Listen", "Temp", "HoldCursor", "AdvisoryLock", "Role", "Load", "MayRelease", "Reset", "FunctionDDL"}
+	"Listen", "Temp", "HoldCursor", "AdvisoryLock", "Role", "Load", "MayRelease", "Reset", "FunctionDDL",
+	"PreparedView", "Currval", "Nextval"}
 
 // String lists the set bits, e.g. "GUC|Temp"; "0" for none.
 func (e Effect) String() string {

@@ -4,6 +4,8 @@ package planner
 // spans). They follow Postgres's scan.l with standard_conforming_strings on
 // (the default since 9.1, and what pg_query assumes).
 
+import "strings"
+
 type text interface{ ~string | ~[]byte }
 
 const (
@@ -286,4 +288,30 @@ func keywordAt[T text](s T, i int, kw string) (int, bool) {
 		}
 	}
 	return e, true
+}
+
+// tokenEnd returns the end of the token at i: a name, a literal, or else one
+// byte (an operator or punctuation character).
+func tokenEnd[T text](s T, i int) int {
+	if e := nameTokenEnd(s, i); e > i {
+		return e
+	}
+	if e := literalEnd(s, i); e > i {
+		return e
+	}
+	return i + 1
+}
+
+// foldName is the name token t as Postgres reads it: unquoted, ASCII letters
+// lower-cased; quoted, without its quotes and with "" undoubled. A U&"..."
+// name is returned as written (it matches no folded name).
+func foldName[T text](t T) string {
+	if len(t) >= 2 && t[0] == '"' {
+		return strings.ReplaceAll(string(t[1:len(t)-1]), `""`, `"`)
+	}
+	b := []byte(string(t))
+	for i, c := range b {
+		b[i] = lower(c)
+	}
+	return string(b)
 }

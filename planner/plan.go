@@ -62,6 +62,9 @@ type Plan struct {
 	// Params are the spans of each $n parameter and each literal (numbers
 	// and strings; not NULL, TRUE, FALSE) in the planned text, in order.
 	Params []Span
+	// PreparedViews are the references to pg_prepared_statements (or
+	// pg_catalog.pg_prepared_statements) in the planned text, in order.
+	PreparedViews []Span
 	// Err is the parse error; nil when the text parsed.
 	Err error
 	// Text is the planned text that the spans refer to: the SQL given to
@@ -71,6 +74,18 @@ type Plan struct {
 
 	// replicaBase is ReplicaOK before user functions are considered.
 	replicaBase bool
+}
+
+// MayAdvanceSequences says whether running the plan may call nextval or
+// setval in the session, which currval and lastval then report:
+// explicitly, or, conservatively, through column defaults and triggers
+// (any write, COPY, DDL), CALL, DO, EXECUTE, or a user function.
+func (p *Plan) MayAdvanceSequences() bool {
+	switch p.Class {
+	case ClassWrite, ClassUtility, ClassUnknown:
+		return true
+	}
+	return p.Effects&(EffNextval|EffExecute) != 0 || len(p.Functions) > 0
 }
 
 // Normalized reports whether the plan's spans refer to a text other than
@@ -113,6 +128,8 @@ func Parse(sql string) *Plan {
 	p.Settings = sortUniq(w.settings)
 	slices.SortFunc(w.params, func(a, b Span) int { return int(a.Loc - b.Loc) })
 	p.Params = slices.Compact(w.params)
+	slices.SortFunc(w.views, func(a, b Span) int { return int(a.Loc - b.Loc) })
+	p.PreparedViews = w.views
 	p.replicaBase = p.ReplicaOK
 	if len(p.Functions) > 0 {
 		p.ReplicaOK = false // volatility unknown here
@@ -143,6 +160,7 @@ type walker struct {
 	funcs    []string
 	params   []Span
 	settings []string
+	views    []Span
 
 	// per statement
 	exec        bool // the statement runs what is walked (not PREPARE, not EXPLAIN without ANALYZE)
@@ -193,6 +211,10 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 			st.Class, base = innerClass(n.ExplainStmt.Query)
 		} else {
 			w.exec = false
+		}
+		if ex := n.ExplainStmt.Query.GetExecuteStmt(); ex != nil {
+			st.Effects, st.Name, base = EffExecute, ex.Name, false
+			st.NameSpan = w.innerExecuteName(st.Span, n)
 		}
 	case *pg.Node_TransactionStmt:
 		st.Class = ClassTxControl
@@ -259,6 +281,12 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 		if funcObject(n.AlterObjectSchemaStmt.ObjectType) {
 			st.Effects = EffFunctionDDL
 		}
+	case *pg.Node_CreateTableAsStmt:
+		st.Class, base = ClassUtility, false
+		if ex := n.CreateTableAsStmt.Query.GetExecuteStmt(); ex != nil {
+			st.Effects, st.Name = EffExecute, ex.Name
+			st.NameSpan = w.innerExecuteName(st.Span, n)
+		}
 	case *pg.Node_CopyStmt:
 		c := n.CopyStmt
 		st.Class = ClassUtility
@@ -324,6 +352,53 @@ func (w *walker) nameSpan(loc int, kw, opt string) Span {
 		return Span{}
 	}
 	return Span{int32(i), int32(e - i)}
+}
+
+// innerExecuteName finds the name of the prepared statement that an
+// EXPLAIN or a CREATE TABLE AS (statement st, spanning sp) runs: the name after
+// the first keyword EXECUTE that the tree's name follows (EXPLAIN's options
+// and the new table's name and columns come before it), or no span.
+func (w *walker) innerExecuteName(sp Span, st any) Span {
+	var name string
+	switch n := st.(type) {
+	case *pg.Node_ExplainStmt:
+		name = n.ExplainStmt.Query.GetExecuteStmt().GetName()
+	case *pg.Node_CreateTableAsStmt:
+		name = n.CreateTableAsStmt.Query.GetExecuteStmt().GetName()
+	}
+	end := int(sp.End())
+	for i := skipBlank(w.sql, int(sp.Loc)); i < end; i = skipBlank(w.sql, i) {
+		if j, ok := keywordAt(w.sql, i, "execute"); ok {
+			k := skipBlank(w.sql, j)
+			if e := nameTokenEnd(w.sql, k); e > k && foldName(w.sql[k:e]) == name {
+				return Span{int32(k), int32(e - k)}
+			}
+		}
+		i = tokenEnd(w.sql, i)
+	}
+	return Span{}
+}
+
+// qualifiedNameSpan is the span of the possibly qualified name
+// (name[.name[.name]]) at loc, or an empty span.
+func (w *walker) qualifiedNameSpan(loc int) Span {
+	e := nameTokenEnd(w.sql, loc)
+	if e < 0 {
+		return Span{}
+	}
+	for {
+		d := skipBlank(w.sql, e)
+		if d >= len(w.sql) || w.sql[d] != '.' {
+			break
+		}
+		n := skipBlank(w.sql, d+1)
+		ne := nameTokenEnd(w.sql, n)
+		if ne < 0 {
+			break
+		}
+		e = ne
+	}
+	return Span{int32(loc), int32(e - loc)}
 }
 
 // walk visits every message under m.
@@ -394,6 +469,12 @@ func (w *walker) rangeVar(n *pg.RangeVar) {
 	if n.Relpersistence == "t" || isPgTemp(n.Schemaname) {
 		w.eff |= EffTemp
 	}
+	if n.Relname == "pg_prepared_statements" && n.Catalogname == "" && (n.Schemaname == "" || n.Schemaname == "pg_catalog") {
+		if sp := w.qualifiedNameSpan(int(n.Location)); sp.Len > 0 {
+			w.eff |= EffPreparedView
+			w.views = append(w.views, sp)
+		}
+	}
 	name := n.Relname
 	if n.Schemaname != "" {
 		name = n.Schemaname + "." + name
@@ -445,6 +526,12 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 	}
 	if !w.exec {
 		return
+	}
+	switch name {
+	case "currval", "lastval":
+		w.eff |= EffCurrval
+	case "nextval", "setval":
+		w.eff |= EffNextval
 	}
 	switch {
 	case name == "pg_advisory_lock", name == "pg_advisory_lock_shared",

@@ -39,7 +39,7 @@ func TestParseClassAndEffects(t *testing.T) {
 		{"EXPLAIN INSERT INTO t VALUES (1)", ClassRead, 0, true},
 		{"EXPLAIN (ANALYZE false) DELETE FROM t", ClassRead, 0, true},
 		{"EXPLAIN SELECT pg_advisory_lock(1)", ClassRead, 0, true},
-		{"SELECT currval('s')", ClassRead, 0, false},
+		{"SELECT currval('s')", ClassRead, EffCurrval, false},
 		{"", ClassRead, 0, true},
 		{";;", ClassRead, 0, true},
 
@@ -57,9 +57,9 @@ func TestParseClassAndEffects(t *testing.T) {
 		{"DO $$BEGIN END$$", ClassWrite, 0, false},
 		{"DO $$BEGIN CREATE TEMP TABLE x (); END$$", ClassWrite, EffPin | EffGUC, false},
 		{"DO LANGUAGE plpgsql 'BEGIN PERFORM pg_advisory_lock(1); END'", ClassWrite, EffPin | EffGUC, false},
-		{"SELECT nextval('s')", ClassWrite, 0, false},
-		{"SELECT setval('s', 1)", ClassWrite, 0, false},
-		{"SELECT pg_catalog.nextval('s')", ClassWrite, 0, false},
+		{"SELECT nextval('s')", ClassWrite, EffNextval, false},
+		{"SELECT setval('s', 1)", ClassWrite, EffNextval, false},
+		{"SELECT pg_catalog.nextval('s')", ClassWrite, EffNextval, false},
 		{"SELECT txid_current()", ClassWrite, 0, false},
 		{"SELECT pg_notify('c', 'x')", ClassWrite, 0, false},
 		{"SELECT lo_import('/tmp/x')", ClassWrite, 0, false},
@@ -75,7 +75,7 @@ func TestParseClassAndEffects(t *testing.T) {
 		{"SELECT set_config('a.b', 'c', true)", ClassWrite, 0, false},
 		{"SELECT set_config('a.b', 'c', 'on')", ClassWrite, 0, false},
 		{"EXPLAIN ANALYZE INSERT INTO t VALUES (1)", ClassWrite, 0, false},
-		{"EXPLAIN (ANALYZE, BUFFERS) SELECT nextval('s')", ClassWrite, 0, false},
+		{"EXPLAIN (ANALYZE, BUFFERS) SELECT nextval('s')", ClassWrite, EffNextval, false},
 		{"EXPLAIN ANALYZE SELECT 1", ClassRead, 0, true},
 		{"SELECT 1; UPDATE t SET x = 1", ClassWrite, 0, false},
 
@@ -111,7 +111,14 @@ func TestParseClassAndEffects(t *testing.T) {
 		{"PREPARE p(int, text) AS SELECT $1, $2", ClassSession, EffPrepare, true},
 		{"PREPARE p AS INSERT INTO t VALUES (nextval('s'))", ClassSession, EffPrepare, true},
 		{"EXECUTE p(1, 'a')", ClassSession, EffExecute, false},
-		{"EXECUTE p(nextval('s'))", ClassWrite, EffExecute, false},
+		{"EXECUTE p(nextval('s'))", ClassWrite, EffExecute | EffNextval, false},
+		{"EXPLAIN EXECUTE p(1)", ClassRead, EffExecute, false},
+		{"SELECT lastval()", ClassRead, EffCurrval, false},
+		{"SELECT name FROM pg_prepared_statements", ClassRead, EffPreparedView, true},
+		{"SELECT * FROM pg_catalog . pg_prepared_statements p, pg_prepared_statements", ClassRead, EffPreparedView, true},
+		{"SELECT * FROM myschema.pg_prepared_statements", ClassRead, 0, true},
+		{"EXPLAIN ANALYZE EXECUTE p(1)", ClassWrite, EffExecute, false},
+		{"CREATE TABLE t AS EXECUTE p(1)", ClassUtility, EffExecute, false},
 		{"DEALLOCATE p", ClassSession, EffDeallocate, true},
 		{"DEALLOCATE PREPARE p", ClassSession, EffDeallocate, true},
 		{"DEALLOCATE ALL", ClassSession, EffDeallocateAll, true},
@@ -193,6 +200,12 @@ func TestParseNames(t *testing.T) {
 		{"execute -- c\n\"Q\"", "Q", `"Q"`},
 		{"deallocate /**/ prepare /**/ s_1", "s_1", "s_1"},
 		{"SELECT 1; PREPARE a AS SELECT 2; EXECUTE a", "a", "a"},
+		{"EXPLAIN EXECUTE p(1)", "p", "p"},
+		{"explain (analyze, costs off) execute P(1)", "p", "P"},
+		{"EXPLAIN ANALYZE VERBOSE EXECUTE \"Q\"", "Q", `"Q"`},
+		{"CREATE TABLE t (a, b) AS EXECUTE p(1, 'execute x')", "p", "p"},
+		{"CREATE TABLE execute AS EXECUTE execute", "execute", "execute"},
+		{"CREATE TEMP TABLE IF NOT EXISTS \"execute\" WITH (fillfactor = 70) AS EXECUTE q WITH NO DATA", "q", "q"},
 	}
 	for _, c := range cases {
 		p := Parse(c.sql)
@@ -207,6 +220,32 @@ func TestParseNames(t *testing.T) {
 			t.Errorf("Parse(%q) NameSpan text = %q, want %q", c.sql, got, c.nameText)
 		}
 		checkSpans(t, c.sql, p)
+	}
+}
+
+func TestPreparedViews(t *testing.T) {
+	sql := `SELECT a.name FROM pg_prepared_statements a JOIN pg_catalog . "pg_prepared_statements" b USING (name) ` +
+		`WHERE EXISTS (SELECT 1 FROM pg_prepared_statements)`
+	p := Parse(sql)
+	var got []string
+	for _, sp := range p.PreparedViews {
+		got = append(got, sql[sp.Loc:sp.End()])
+	}
+	want := []string{"pg_prepared_statements", `pg_catalog . "pg_prepared_statements"`, "pg_prepared_statements"}
+	if strings.Join(got, "|") != strings.Join(want, "|") || p.Effects&EffPreparedView == 0 {
+		t.Fatalf("PreparedViews = %q (effects %v), want %q", got, p.Effects, want)
+	}
+	for _, c := range []struct {
+		sql  string
+		want bool
+	}{
+		{"SELECT 1", false}, {"SELECT currval('s')", false}, {"SELECT nextval('s')", true},
+		{"INSERT INTO t VALUES (1)", true}, {"SELECT f()", true}, {"EXECUTE p", true},
+		{"COPY t FROM STDIN", true}, {"BEGIN", false}, {"SET x = 1", false},
+	} {
+		if got := Parse(c.sql).MayAdvanceSequences(); got != c.want {
+			t.Errorf("Parse(%q).MayAdvanceSequences() = %v, want %v", c.sql, got, c.want)
+		}
 	}
 }
 
