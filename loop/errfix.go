@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -82,42 +83,40 @@ func fixError(dst, body []byte, fix *errFix) []byte {
 	})
 }
 
-// splicer builds the text belay sends from a client's, with names replaced,
-// and the errFix that maps errors about it back. Nothing is copied until a
-// name is replaced.
-type splicer struct {
-	src   []byte // the client's text
-	out   []byte // the text to send, up to src[last:]
-	last  int
-	chars int32 // characters in out
-	fix   *errFix
+// replacement is a span of a client's text and what belay sends instead:
+// a statement's server-side name for the client's name cname, or a
+// subquery for the view pg_prepared_statements (cname "").
+type replacement struct {
+	span  planner.Span
+	with  string
+	cname string
 }
 
-// replace puts sname where the client wrote its name for a statement (at
-// span; cname as Postgres folds it). An empty span (the planner did not
-// find the name) changes nothing.
-func (sp *splicer) replace(span planner.Span, sname, cname string) {
-	if span.Len == 0 {
-		return
+// splice returns the text belay sends for the client's text src, with reps
+// (in any order; empty spans, where the planner did not find a name, are
+// left out) applied, and the errFix that maps errors about it back; nil,
+// nil when nothing changed. It copies nothing until a name is replaced.
+func splice(src []byte, reps []replacement) ([]byte, *errFix) {
+	reps = slices.DeleteFunc(reps, func(r replacement) bool { return r.span.Len == 0 })
+	if len(reps) == 0 {
+		return nil, nil
 	}
-	if sp.fix == nil {
-		sp.fix = &errFix{}
+	slices.SortFunc(reps, func(a, b replacement) int { return int(a.span.Loc - b.span.Loc) })
+	fix := &errFix{}
+	var out []byte
+	last, chars := 0, int32(0) // src[:last] is in out, which holds chars characters
+	for _, r := range reps {
+		before := src[last:r.span.Loc]
+		out = append(out, before...)
+		chars += int32(utf8.RuneCount(before))
+		sent := int32(utf8.RuneCountInString(r.with))
+		fix.edits = append(fix.edits, textEdit{at: chars, sent: sent, orig: int32(utf8.RuneCount(src[r.span.Loc:r.span.End()]))})
+		if r.cname != "" {
+			fix.names = append(fix.names, r.with, r.cname)
+		}
+		out = append(out, r.with...)
+		chars += sent
+		last = int(r.span.End())
 	}
-	before := sp.src[sp.last:span.Loc]
-	sp.out = append(sp.out, before...)
-	sp.chars += int32(utf8.RuneCount(before))
-	orig := int32(utf8.RuneCount(sp.src[span.Loc:span.End()]))
-	sp.fix.edits = append(sp.fix.edits, textEdit{at: sp.chars, sent: int32(utf8.RuneCountInString(sname)), orig: orig})
-	sp.fix.names = append(sp.fix.names, sname, cname)
-	sp.out = append(sp.out, sname...)
-	sp.chars += int32(utf8.RuneCountInString(sname))
-	sp.last = int(span.End())
-}
-
-// text is the text to send: nil when nothing was replaced.
-func (sp *splicer) text() []byte {
-	if sp.fix == nil {
-		return nil
-	}
-	return append(sp.out, sp.src[sp.last:]...)
+	return append(out, src[last:]...), fix
 }

@@ -604,7 +604,7 @@ func (s *session) query(w *rewriter, off, end int, q []byte) bool {
 	plan := s.plan(q)
 	s.noteFunctions(plan)
 	e := reply{kind: rQuery}
-	if plan.Effects&sqlStmtEffects != 0 {
+	if plan.Effects&(sqlStmtEffects|planner.EffPreparedView) != 0 {
 		e = w.sqlQuery(off, end, q)
 	}
 	if plan.Effects&planner.EffGUC != 0 {

@@ -36,6 +36,8 @@ type clientStmt struct {
 	parse   []byte         // a Parse message that prepares it as sname (protocol statements)
 	prepare string         // SQL that prepares it as sname (SQL PREPARE)
 	cname   string         // the client's name for it
+	text    string         // a SQL PREPARE's: the client's whole text (pg_prepared_statements shows it)
+	view    bool           // its text reads pg_prepared_statements: mapped again at each use
 	eff     planner.Effect // what executing it does to the session
 	deps    []*clientStmt  // the statements its text EXECUTEs (nil: unknown name), as mapped
 	refs    []string       // the names its text EXECUTEs
@@ -63,6 +65,7 @@ type stmtState struct {
 	unnamedEff  planner.Effect
 	unnamedDeps []*clientStmt
 	unnamedRun  *clientStmt // its exec and execFix, if it has them
+	unnamedView bool        // its text reads pg_prepared_statements
 	hasUnnamed  bool
 	// portals maps the portals whose statement has an exec to it (nil
 	// until there is one).
@@ -215,6 +218,7 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 	var refs []string
 	var orig *codec.Parse
 	var run *clientStmt // exec and execFix of a SQL PREPARE, DEALLOCATE or DISCARD ALL, or of a text rewritten
+	view := plan.Effects&planner.EffPreparedView != 0
 	if plan.Effects&sqlStmtEffects&^planner.EffExecute != 0 {
 		var q []byte
 		if q, run = w.sqlThroughParse(off, m.Query); run != nil && q != nil {
@@ -223,12 +227,15 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 				w.replace(off, end, func(dst []byte) []byte { return codec.AppendParse(dst, m) })
 			}
 		}
-	} else if plan.Effects&sqlStmtEffects != 0 {
+	} else if plan.Effects&(sqlStmtEffects|planner.EffPreparedView) != 0 {
 		var fix *errFix
 		o := codec.Parse{Query: bytes.Clone(m.Query), ParamOIDs: bytes.Clone(m.ParamOIDs), NumParams: m.NumParams}
-		m.Query, refs, deps, fix = s.executeThroughParse(m.Query, plan)
-		if refs != nil {
+		m.Query, refs, deps, fix = s.mapText(m.Query)
+		if refs != nil || view {
 			orig = &o
+		}
+		if view {
+			w.ensureNamed(off, false)
 		}
 		if fix != nil {
 			run = &clientStmt{execFix: fix}
@@ -246,7 +253,7 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 	}
 	if len(m.Name) == 0 {
 		ps.unnamed = codec.AppendParse(ps.unnamed[:0], m)
-		ps.unnamedEff, ps.unnamedDeps, ps.unnamedRun, ps.hasUnnamed = plan.Effects, deps, run, true
+		ps.unnamedEff, ps.unnamedDeps, ps.unnamedRun, ps.unnamedView, ps.hasUnnamed = plan.Effects, deps, run, view, true
 		sc.Unnamed = s
 		s.noteEffects(plan.Effects)
 		s.r.push(reply{kind: rParse, unnamed: true, fix: parseFix})
@@ -263,7 +270,7 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 		s.r.push(reply{kind: rParse, fix: old.fix})
 		return
 	}
-	st := &clientStmt{cname: name, eff: plan.Effects, deps: deps, refs: refs, orig: orig}
+	st := &clientStmt{cname: name, eff: plan.Effects, deps: deps, refs: refs, orig: orig, view: view}
 	if run != nil {
 		st.early, st.exec, st.execFix = run.early, run.exec, run.execFix
 	}
@@ -388,7 +395,7 @@ func (s *session) remap(st *clientStmt) {
 	if st.orig == nil {
 		return
 	}
-	same := true
+	same := !st.view // the client's statements are in its text
 	for i, n := range st.refs {
 		if s.ps.named[n] != st.deps[i] {
 			same = false
@@ -398,18 +405,26 @@ func (s *session) remap(st *clientStmt) {
 		return
 	}
 	m := *st.orig
-	m.Query, st.refs, st.deps, st.execFix = s.executeThroughParse(m.Query, s.plan(m.Query))
+	var fix *errFix
+	m.Query, st.refs, st.deps, fix = s.mapText(m.Query)
+	if st.view {
+		if cur, err := codec.ParseParse(st.parse[5:]); err == nil && bytes.Equal(cur.Query, m.Query) {
+			return
+		}
+	}
+	st.execFix = fix
 	st.setText(m, &s.p.stale)
 }
 
-// executeThroughParse maps the names of SQL EXECUTE statements in a Parse's
-// text (pgx sends `EXECUTE p(1)` that way) and returns the text, the names
-// it executes and the statements they are now (nil for a name the client
-// does not have: Postgres reports it), and how to fix errors about the text
-// (nil: it did not change).
-func (s *session) executeThroughParse(q []byte, plan *planner.Plan) (_ []byte, refs []string, deps []*clientStmt, fix *errFix) {
-	sp := splicer{src: q}
-	for _, st := range planner.Parse(string(q)).Stmts {
+// mapText maps a Parse's text: the names of SQL EXECUTE statements in it
+// (pgx sends `EXECUTE p(1)` that way) and the view pg_prepared_statements.
+// It returns the text, the names it executes and the statements they are
+// now (nil for a name the client does not have: Postgres reports it), and
+// how to fix errors about the text (nil: it did not change).
+func (s *session) mapText(q []byte) (_ []byte, refs []string, deps []*clientStmt, fix *errFix) {
+	p := planner.Parse(string(q))
+	var reps []replacement
+	for _, st := range p.Stmts {
 		if st.Effects&planner.EffExecute == 0 {
 			continue
 		}
@@ -418,14 +433,15 @@ func (s *session) executeThroughParse(q []byte, plan *planner.Plan) (_ []byte, r
 			old = s.ps.named[st.Name]
 		}
 		refs, deps = append(refs, st.Name), append(deps, old)
-		if old == nil || st.NameSpan.Len == 0 {
+		if old == nil {
 			continue
 		}
-		sp.replace(st.NameSpan, old.sname, st.Name)
+		reps = append(reps, replacement{st.NameSpan, old.sname, st.Name})
 		s.noteEffects(old.eff)
 	}
-	if t := sp.text(); t != nil {
-		return t, refs, deps, sp.fix
+	reps = s.viewReplacements(reps, p.PreparedViews)
+	if t, fix := splice(q, reps); t != nil {
+		return t, refs, deps, fix
 	}
 	return q, refs, deps, nil
 }
@@ -449,10 +465,9 @@ func (w *rewriter) sqlThroughParse(off int, q []byte) (mapped []byte, run *clien
 	}
 	st := p.Stmts[0]
 	rename := func(sname string) []byte {
-		sp := splicer{src: q}
-		sp.replace(st.NameSpan, sname, st.Name)
-		run.execFix = sp.fix
-		return sp.text()
+		var text []byte
+		text, run.execFix = splice(q, []replacement{{st.NameSpan, sname, st.Name}})
+		return text
 	}
 	run = &clientStmt{}
 	old := ps.named[st.Name]
@@ -500,6 +515,9 @@ func (w *rewriter) statement(off int, name []byte) (sname []byte, st *clientStmt
 		ps := s.ps
 		if ps != nil && ps.hasUnnamed {
 			w.ensureAll(off, ps.unnamedDeps, false)
+			if ps.unnamedView {
+				w.ensureNamed(off, false)
+			}
 			s.noteEffects(ps.unnamedEff)
 		}
 		switch {
@@ -532,6 +550,9 @@ func (w *rewriter) statement(off int, name []byte) (sname []byte, st *clientStmt
 	}
 	s.noteEffects(st.eff)
 	s.remap(st)
+	if st.view {
+		w.ensureNamed(off, false)
+	}
 	w.ensure(off, st, false)
 	if st.snameB == nil {
 		st.snameB = []byte(st.sname)
@@ -725,13 +746,19 @@ func (w *rewriter) sqlQuery(off, end int, q []byte) reply {
 			}
 		}
 	}
+	if len(p.PreparedViews) > 0 && len(ps.named) > 0 {
+		w.ensureNamed(off, true)
+		injected = true
+	}
 	if injected {
 		w.out = codec.AppendSync(w.out)
 		s.r.push(reply{kind: rSync, own: true, quiet: true})
 	}
 	view = maps.Clone(ps.named)
-	sp := splicer{src: q}
-	rename := func(st planner.Stmt, old *clientStmt) { sp.replace(st.NameSpan, old.sname, st.Name) }
+	var reps []replacement
+	rename := func(st planner.Stmt, old *clientStmt) {
+		reps = append(reps, replacement{st.NameSpan, old.sname, st.Name})
+	}
 	for i, st := range p.Stmts {
 		old := view[st.Name]
 		switch {
@@ -759,9 +786,9 @@ func (w *rewriter) sqlQuery(off, end int, q []byte) reply {
 			e.conf = append(e.conf, confirm{i, s.onDiscardAll})
 		}
 	}
-	if b := sp.text(); b != nil {
+	if b, fix := splice(q, s.viewReplacements(reps, p.PreparedViews)); b != nil {
 		w.replace(off, end, func(dst []byte) []byte { return codec.AppendQuery(dst, string(b)) })
-		e.fix = sp.fix
+		e.fix = fix
 	}
 	return e
 }
@@ -775,7 +802,7 @@ func (w *rewriter) sqlQuery(off, end int, q []byte) reply {
 // server-side name: two clients' PREPARE p may differ.
 func (s *session) sqlStmt(st planner.Stmt, q []byte) *clientStmt {
 	sname := "s" + strconv.FormatUint(s.p.stmtSeq.Add(1), 10)
-	return &clientStmt{sname: sname, cname: st.Name, fix: nameFix(sname, st.Name),
+	return &clientStmt{sname: sname, cname: st.Name, fix: nameFix(sname, st.Name), text: string(q),
 		prepare: "PREPARE " + sname + string(q[st.NameSpan.End():st.Span.End()]),
 		eff:     st.Effects &^ planner.EffPrepare} // what its body does, when executed
 }

@@ -32,6 +32,12 @@ type Stmt struct {
 	NameSpan Span
 }
 
+// ViewRef is a reference to a relation in the planned text.
+type ViewRef struct {
+	Span    Span // the relation's name, qualified as written
+	Aliased bool // an alias follows (FROM pg_prepared_statements AS s)
+}
+
 // Plan is what the proxy needs to know about a SQL text. Plans returned by a
 // Cache are shared and immutable: callers must not modify them.
 type Plan struct {
@@ -64,7 +70,7 @@ type Plan struct {
 	Params []Span
 	// PreparedViews are the references to pg_prepared_statements (or
 	// pg_catalog.pg_prepared_statements) in the planned text, in order.
-	PreparedViews []Span
+	PreparedViews []ViewRef
 	// Err is the parse error; nil when the text parsed.
 	Err error
 	// Text is the planned text that the spans refer to: the SQL given to
@@ -128,7 +134,7 @@ func Parse(sql string) *Plan {
 	p.Settings = sortUniq(w.settings)
 	slices.SortFunc(w.params, func(a, b Span) int { return int(a.Loc - b.Loc) })
 	p.Params = slices.Compact(w.params)
-	slices.SortFunc(w.views, func(a, b Span) int { return int(a.Loc - b.Loc) })
+	slices.SortFunc(w.views, func(a, b ViewRef) int { return int(a.Span.Loc - b.Span.Loc) })
 	p.PreparedViews = w.views
 	p.replicaBase = p.ReplicaOK
 	if len(p.Functions) > 0 {
@@ -160,7 +166,7 @@ type walker struct {
 	funcs    []string
 	params   []Span
 	settings []string
-	views    []Span
+	views    []ViewRef
 
 	// per statement
 	exec        bool // the statement runs what is walked (not PREPARE, not EXPLAIN without ANALYZE)
@@ -472,7 +478,7 @@ func (w *walker) rangeVar(n *pg.RangeVar) {
 	if n.Relname == "pg_prepared_statements" && n.Catalogname == "" && (n.Schemaname == "" || n.Schemaname == "pg_catalog") {
 		if sp := w.qualifiedNameSpan(int(n.Location)); sp.Len > 0 {
 			w.eff |= EffPreparedView
-			w.views = append(w.views, sp)
+			w.views = append(w.views, ViewRef{Span: sp, Aliased: n.Alias != nil})
 		}
 	}
 	name := n.Relname

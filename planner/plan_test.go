@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -228,10 +229,10 @@ func TestPreparedViews(t *testing.T) {
 		`WHERE EXISTS (SELECT 1 FROM pg_prepared_statements)`
 	p := Parse(sql)
 	var got []string
-	for _, sp := range p.PreparedViews {
-		got = append(got, sql[sp.Loc:sp.End()])
+	for _, v := range p.PreparedViews {
+		got = append(got, fmt.Sprint(sql[v.Span.Loc:v.Span.End()], " ", v.Aliased))
 	}
-	want := []string{"pg_prepared_statements", `pg_catalog . "pg_prepared_statements"`, "pg_prepared_statements"}
+	want := []string{"pg_prepared_statements true", `pg_catalog . "pg_prepared_statements" true`, "pg_prepared_statements false"}
 	if strings.Join(got, "|") != strings.Join(want, "|") || p.Effects&EffPreparedView == 0 {
 		t.Fatalf("PreparedViews = %q (effects %v), want %q", got, p.Effects, want)
 	}
