@@ -96,7 +96,7 @@ func (st *clientStmt) clientText() string {
 	return ""
 }
 
-// escapeLiteral quotes v as an E'' string, which means the same whatever
+// escapeLiteral quotes v as an E” string, which means the same whatever
 // standard_conforming_strings is.
 func escapeLiteral(v string) string {
 	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(v) + "'"
