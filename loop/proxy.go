@@ -221,6 +221,7 @@ func (p *Proxy) Stop(ctx context.Context) error {
 	p.StopAccepting()
 	var err error
 	p.stop.Do(func() {
+		p.onLoops(func(l *poolcore.Loop) { l.CloseIdle() }) // with Terminate: the rest close with the engine
 		ch := make(chan error, 1)
 		if p.cli != nil {
 			go func() { ch <- p.cli.Stop() }()

@@ -999,12 +999,24 @@ func (s *session) closed() {
 	if sc.Unnamed == s {
 		sc.Unnamed = nil
 	}
-	if s.cliRemain > 0 || sc.Conn() == nil || sc.Busy() {
-		sc.Close() // it got half a message, is parked, or runs belay's own query
+	if sc.Busy() {
+		return // belay's own query: its callback finds the client gone and gives the server back
+	}
+	if s.cliRemain > maxPad || sc.Conn() == nil {
+		if s.cliRemain > 0 {
+			sc.Torn()
+		}
+		sc.Close() // it got a large part of a message, or is parked: Close ends it as politely as it can
 		return
 	}
 	pending := s.t.pending + s.r.ownSyncs()
 	var b []byte
+	if s.cliRemain > 0 {
+		// The client left in the middle of a CopyData: end the message
+		// (whatever it holds, the COPY fails next).
+		b = append(b, make([]byte, s.cliRemain)...)
+		s.cliRemain = 0
+	}
 	if s.t.copyIn {
 		b = codec.AppendCopyFail(b, "client disconnected")
 	}
@@ -1018,6 +1030,10 @@ func (s *session) closed() {
 	sc.Drain(pending, s.srvRemain)
 	s.srvRemain = 0
 }
+
+// maxPad is the most of a CopyData message belay completes with zeros for a
+// client that left in its middle, so as to end the COPY politely.
+const maxPad = 1 << 20
 
 // cancelQuery is a CancelRequest with this client's key, on the loop. A
 // query running on a server is cancelled there (poolcore makes sure the

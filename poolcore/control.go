@@ -240,6 +240,16 @@ func (m *Manager) CloseServers(db string) {
 	})
 }
 
+// CloseIdle closes l's idle servers, each with Terminate (a proxy that
+// stops). On l.
+func (l *Loop) CloseIdle() {
+	for sc := range l.servers {
+		if sc.state == stateIdle {
+			sc.Close()
+		}
+	}
+}
+
 // EachServer runs f on l for each of l's servers. On l.
 func (l *Loop) EachServer(f func(sc *Server)) {
 	for sc := range l.servers {

@@ -9,6 +9,7 @@ import (
 	"github.com/belaydb/belay/codec/sqlstate"
 	"github.com/belaydb/belay/internal/gnetx"
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 )
 
 // Client is the side a server connection is handed to: a client session. All
@@ -116,6 +117,8 @@ type Server struct {
 	// (timeout, error after the write), so it may still land: the server is
 	// closed at its next release instead of being reused.
 	cancelUnsure bool
+	// torn: belay wrote part of a message to it (Torn).
+	torn bool
 }
 
 // Conn is the server's gnet connection (nil while it is parked). On the loop.
@@ -255,20 +258,64 @@ func (sc *Server) leaveState(st serverState) {
 
 // Close discards the server; it is never handed out again. On the loop, from
 // outside the server's own gnet callbacks.
+//
+// It ends the session as a client should, with Terminate, so that Postgres
+// logs no broken connection: unless the server is torn (Torn: in the middle
+// of a message from belay, where a Terminate would be read as part of it).
+// A parked server (its output was not being read) cannot be told anything
+// while it waits to send: closePolitely cancels its query, tells it
+// Terminate and reads what it still sends until it hangs up, off the loop.
 func (sc *Server) Close() {
 	if sc.state == stateClosed {
 		return
 	}
 	sc.markClosed()
 	if sc.conn != nil {
+		if !sc.torn {
+			_, _ = sc.Write(terminate) // gnet writes what it holds before it closes
+		}
 		_ = sc.conn.Close() // asynchronous; OnClosed does the accounting
 		return
 	}
 	if sc.parkedFD >= 0 {
-		gnetx.CloseParked(sc.parkedFD)
+		go closePolitely(sc.parkedFD, sc.addr, codec.AppendCancelRequest(nil, sc.PID, sc.CancelKey),
+			sc.pool.m.tun.Load().ConnectTimeout, sc.in.TLS() == nil && !sc.torn)
 		sc.parkedFD = -1
 	}
 	sc.Closed(nil)
+}
+
+// Torn marks the server as holding part of a message from belay: Close then
+// sends nothing more. On the loop.
+func (sc *Server) Torn() { sc.torn = true }
+
+// terminate is the Terminate message.
+var terminate = []byte{'X', 0, 0, 0, 4}
+
+// closePolitely ends a parked server's session: a CancelRequest stops the
+// query whose output nobody read, a Terminate (when the stream is plain and
+// whole) ends the session, and what the server still sends is read and
+// dropped until it closes, or until timeout, so that the close is a FIN, not
+// a reset. It owns fd.
+func closePolitely(fd int, addr string, cancel []byte, timeout time.Duration, sayTerminate bool) {
+	defer gnetx.CloseParked(fd)
+	sendCancel(addr, timeout, cancel)
+	if err := unix.SetNonblock(fd, false); err != nil {
+		return
+	}
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	if sayTerminate {
+		_, _ = unix.Write(fd, terminate)
+	}
+	_ = unix.Shutdown(fd, unix.SHUT_WR)
+	buf := make([]byte, 64<<10)
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+		if n, err := unix.Read(fd, buf); n <= 0 || err != nil {
+			return
+		}
+	}
 }
 
 // Closed is called by the gnet handler when the server's connection closed
