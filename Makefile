@@ -5,9 +5,10 @@ FUZZTIME ?= 10s
 
 .PHONY: up build deps test fuzz-short bench
 
-## up: a local PostgreSQL with the belay proxy in front of it (Ctrl-C stops both)
-up:
-	$(GO) run ./cmd/belay up
+## up: a local PostgreSQL with the belay proxy in front of it (Ctrl-C stops both). Builds ./belay and
+## execs it, so that Ctrl-C reaches belay itself and a clean stop ends without a make error.
+up: build
+	exec ./belay up
 
 ## build: the belay binary, ./belay
 build:
