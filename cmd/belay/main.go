@@ -286,7 +286,7 @@ func runProxy(args []string) error {
 		// belay proxy pgbouncer.ini: the file sets what the flags did not.
 		st = &settings{args: args}
 		var err error
-		if fs, o, iniWarnings, err = st.build(); err != nil {
+		if fs, o, iniWarnings, err = st.build(true); err != nil {
 			return err
 		}
 	default:
@@ -332,7 +332,7 @@ func runProxy(args []string) error {
 	cfg := o.config(peerMap, logger)
 	if st != nil {
 		cfg.Settings = st
-		cfg.Databases = configuredDatabases(fs.Arg(0))
+		cfg.Databases = st.databases()
 	}
 	p, err := loop.Start(cfg)
 	if err != nil {
@@ -391,8 +391,9 @@ func handleSignals(p *loop.Proxy, reload func() error, logger *slog.Logger) {
 			case syscall.SIGHUP:
 				if reload == nil {
 					logger.Warn("SIGHUP: belay was started without a configuration file; nothing to reload")
-				} else if err := reload(); err == nil {
-					logger.Info("SIGHUP: configuration reloaded")
+				} else {
+					logger.Info("SIGHUP: reloading the configuration")
+					_ = reload() // logs its outcome
 				}
 				continue
 			case syscall.SIGUSR1:
