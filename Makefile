@@ -3,11 +3,12 @@ SHELL    := /bin/bash
 GO       ?= go
 FUZZTIME ?= 10s
 
-.PHONY: up build deps test fuzz-short bench
+.PHONY: up build deps test readme fuzz-short bench
 
-## up: a local PostgreSQL with the belay proxy in front of it (Ctrl-C stops both)
-up:
-	$(GO) run ./cmd/belay up
+## up: a local PostgreSQL with the belay proxy in front of it (Ctrl-C stops both). Builds ./belay and
+## execs it, so that Ctrl-C reaches belay itself and a clean stop ends without a make error.
+up: build
+	exec ./belay up
 
 ## build: the belay binary, ./belay
 build:
@@ -49,11 +50,16 @@ deps:
 	echo "deps: npm ci in $$d"; \
 	cd "$$d" && npm ci --no-audit --no-fund
 
-## test: deps, vet, then every test against real PostgreSQL (a client missing for internal/compat fails, not skips)
+## test: deps, vet, then every test against real PostgreSQL (a client missing for internal/compat fails, not skips), then README.md's commands (scripts/readme.sh)
 test: deps
 	$(GO) vet ./...
 	BELAY_COMPAT_REQUIRE=1 $(GO) test -race -count=1 -timeout 25m ./...
+	GO=$(GO) ./scripts/readme.sh
 	$(MAKE) --no-print-directory fuzz-short FUZZTIME=2s FUZZ_LOG=$${TMPDIR:-/tmp}/belay-fuzz-short.log
+
+## readme: run README.md's shell commands as written in a fresh copy of the tree (scripts/readme.sh)
+readme:
+	GO=$(GO) ./scripts/readme.sh
 
 ## fuzz-short: every fuzz target of the module for $(FUZZTIME), one after another (scripts/fuzz.sh)
 fuzz-short:

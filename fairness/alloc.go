@@ -112,6 +112,7 @@ type Allocator struct {
 	starveAfter time.Duration
 
 	users []user
+	free  []ID // removed users' IDs, for Add to reuse
 	stale bool // shares must be recomputed
 
 	cur      int  // DRR cursor
@@ -139,11 +140,28 @@ func (a *Allocator) Budget() int { return a.budget }
 // Open is the number of servers held by all users.
 func (a *Allocator) Open() int { return a.open }
 
-// Add registers a user and returns its ID.
+// Add registers a user and returns its ID (a removed user's, if any).
 func (a *Allocator) Add(l Limits) ID {
-	a.users = append(a.users, user{lim: l})
 	a.stale = true
+	if n := len(a.free); n > 0 {
+		id := a.free[n-1]
+		a.free = a.free[:n-1]
+		a.users[id] = user{lim: l}
+		return id
+	}
+	a.users = append(a.users, user{lim: l})
 	return ID(len(a.users) - 1)
+}
+
+// Remove forgets a user that holds no server; a later Add may reuse its
+// ID. Until then it is a user with no demand, which nothing is given to.
+func (a *Allocator) Remove(id ID) {
+	if a.users[id].held != 0 {
+		panic("BUG: fairness: Remove of a user that holds servers")
+	}
+	a.users[id] = user{}
+	a.free = append(a.free, id)
+	a.stale = true
 }
 
 // SetLimits changes a user's limits (a reload). Servers above a smaller Max

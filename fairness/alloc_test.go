@@ -486,3 +486,31 @@ func TestSetLimitsShrinksMax(t *testing.T) {
 		t.Fatal("v cannot use the room the shrink left")
 	}
 }
+
+// TestRemoveReusesTheID: a removed user takes no share and its ID goes to
+// the next user added, with that user's limits and nothing of the old one.
+func TestRemoveReusesTheID(t *testing.T) {
+	a := New(10)
+	gone, stays := a.Add(Limits{Weight: 5, Min: 3}), a.Add(Limits{})
+	report(a, gone, 2, 0)
+	report(a, gone, 0, 0)
+	a.Remove(gone)
+	report(a, stays, 20, ms)
+	if a.Share(stays) != 10 {
+		t.Fatalf("share %d after the other user was removed, want the whole budget", a.Share(stays))
+	}
+	if id := a.Add(Limits{Weight: 1}); id != gone || a.Limits(id) != (Limits{Weight: 1}) || a.Demand(id) != 0 || a.Held(id) != 0 {
+		t.Fatalf("Add after Remove: id %d (want %d), limits %+v, demand %d, held %d", id, gone, a.Limits(id), a.Demand(id), a.Held(id))
+	}
+	if id := a.Add(Limits{}); id != 2 {
+		t.Fatalf("the next Add got %d, want a new ID 2", id)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Remove of a user holding a server did not panic")
+		}
+	}()
+	for a.Grow(stays) {
+	}
+	a.Remove(stays)
+}

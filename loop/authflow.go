@@ -56,6 +56,9 @@ type authStep struct {
 	outcome authOutcome
 	err     codec.ErrorResponse
 	cred    poolcore.Credentials // with authOK: how belay logs in to Postgres as the user
+	// why, with authFail, is the reason for belay's log: the client only
+	// gets Postgres's "password authentication failed", whatever it was.
+	why string
 }
 
 // authExchange is one client's password exchange, as Postgres's auth.c runs
@@ -69,10 +72,14 @@ type authExchange struct {
 	secret auth.Secret // Kind SecretNone: unknown user
 	rand   io.Reader
 	mock   []byte // server secret for mock SCRAM salts
+	// noSecret says why secret is none (for the log); "" means the user
+	// is not in the auth file.
+	noSecret string
 
-	want  wantMsg
-	salt  [4]byte
-	scram *auth.ScramServer
+	want    wantMsg
+	mockWhy string // why a mock SCRAM exchange was begun: its failure's reason
+	salt    [4]byte
+	scram   *auth.ScramServer
 }
 
 type wantMsg uint8
@@ -108,11 +115,37 @@ func (a *authExchange) begin() authStep {
 		} else {
 			// Unknown user, or only an md5 hash stored: SCRAM cannot succeed.
 			a.scram = auth.NewMockScramServer(a.user, a.mock, a.rand)
+			a.mockWhy = a.unknown()
+			if a.secret.Kind == auth.SecretMD5 {
+				a.mockWhy = "only an md5 hash is stored for the user, and an md5 hash cannot answer a SCRAM exchange " +
+					"(store the password or its SCRAM verifier, or use auth_type md5)"
+			}
 		}
 		a.want = wantSASLInitial
 		return authStep{out: codec.AppendAuthenticationSASL(nil, "SCRAM-SHA-256")}
 	}
-	return a.fail()
+	return a.fail("no password method for this connection")
+}
+
+// unknown is why a user has no secret.
+func (a *authExchange) unknown() string {
+	if a.noSecret != "" {
+		return a.noSecret
+	}
+	return "the user is not in the auth file"
+}
+
+// mismatch is the reason for a password that does not match the secret.
+func (a *authExchange) mismatch(what string) string {
+	switch a.secret.Kind {
+	case auth.SecretNone:
+		return a.unknown()
+	case auth.SecretPlain:
+		return "wrong password: the " + what + " does not match the auth file's password"
+	case auth.SecretMD5:
+		return "wrong password: the " + what + " does not match the stored md5 hash"
+	}
+	return "wrong password: the " + what + " does not match the stored SCRAM verifier"
 }
 
 // scramIterations is the iteration count of verifiers belay makes from a
@@ -131,7 +164,7 @@ func (a *authExchange) message(typ byte, body []byte) authStep {
 			return authStep{outcome: authFail, err: fatalf(sqlstate.ProtocolViolation, "invalid password packet size")}
 		}
 		if len(pw) == 0 {
-			return a.fail()
+			return a.fail("empty password")
 		}
 		return a.checkPassword(string(pw))
 	case wantSASLInitial:
@@ -144,14 +177,18 @@ func (a *authExchange) message(typ byte, body []byte) authStep {
 		}
 		first, err := a.scram.ClientFirst(data)
 		if err != nil {
-			return a.scramErr(err)
+			return a.scramErr(err, "the SCRAM client-first-message was refused")
 		}
 		a.want = wantSASLResponse
 		return authStep{out: codec.AppendAuthentication(nil, codec.AuthSASLContinue, first)}
 	case wantSASLResponse:
 		final, clientKey, err := a.scram.ClientFinal(body)
 		if err != nil {
-			return a.scramErr(err)
+			why := a.mockWhy
+			if why == "" {
+				why = a.mismatch("SCRAM proof")
+			}
+			return a.scramErr(err, why)
 		}
 		a.want = wantNothing
 		st := authStep{out: codec.AppendAuthentication(nil, codec.AuthSASLFinal, final), outcome: authOK}
@@ -164,20 +201,22 @@ func (a *authExchange) message(typ byte, body []byte) authStep {
 		}
 		return st
 	}
-	return a.fail()
+	return a.fail("unexpected message")
 }
 
 // checkPassword checks a cleartext password, or an md5 response.
 func (a *authExchange) checkPassword(pw string) authStep {
 	a.want = wantNothing
 	var ok bool
+	what := "cleartext password"
 	if a.method == methodMD5 {
 		ok = auth.CheckMD5(a.secret, a.user, a.salt, pw)
+		what = "md5 response"
 	} else {
 		ok = auth.CheckPassword(a.secret, a.user, pw)
 	}
 	if !ok {
-		return a.fail()
+		return a.fail(a.mismatch(what))
 	}
 	st := authStep{outcome: authOK}
 	switch {
@@ -191,18 +230,22 @@ func (a *authExchange) checkPassword(pw string) authStep {
 	return st
 }
 
-func (a *authExchange) scramErr(err error) authStep {
+// scramErr is the step for a SCRAM error: a malformed message gets its own
+// error, a wrong proof the failure of a wrong password, for the reason why.
+func (a *authExchange) scramErr(err error, why string) authStep {
 	if e, ok := err.(*auth.Error); ok && e.Code != sqlstate.InvalidPassword {
-		return authStep{outcome: authFail, err: codec.ErrorResponse{Severity: "FATAL", Code: e.Code, Message: e.Message, Detail: e.Detail}}
+		return authStep{outcome: authFail, err: codec.ErrorResponse{Severity: "FATAL", Code: e.Code, Message: e.Message, Detail: e.Detail},
+			why: e.Message}
 	}
-	return a.fail()
+	return a.fail(why)
 }
 
-// fail is Postgres's answer to a wrong password, and to an unknown user.
-func (a *authExchange) fail() authStep {
+// fail is Postgres's answer to a wrong password, and to an unknown user;
+// why is for belay's log only.
+func (a *authExchange) fail(why string) authStep {
 	a.want = wantNothing
 	e := auth.PasswordFailed(a.user)
-	return authStep{outcome: authFail, err: codec.ErrorResponse{Severity: "FATAL", Code: e.Code, Message: e.Message}}
+	return authStep{outcome: authFail, err: codec.ErrorResponse{Severity: "FATAL", Code: e.Code, Message: e.Message}, why: why}
 }
 
 // credentialsOf is how belay logs in as a user it did not ask for a password

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
+	"strings"
 	"testing"
 
 	"github.com/belaydb/belay/auth"
@@ -83,21 +84,23 @@ func TestAuthExchange(t *testing.T) {
 		pw     string
 		ok     bool
 		cred   string // which credential the pool gets: password, md5, scram
+		why    string // with !ok: the reason logged
 	}{
-		{"scram/plain", methodSCRAM, plain, "pw", true, "password"},
-		{"scram/scram", methodSCRAM, scram, "pw", true, "scram"},
-		{"scram/scram wrong", methodSCRAM, scram, "pW", false, ""},
-		{"scram/md5 cannot", methodSCRAM, md5, "pw", false, ""},
-		{"scram/unknown", methodSCRAM, none, "pw", false, ""},
-		{"md5/plain", methodMD5, plain, "pw", true, "password"},
-		{"md5/md5", methodMD5, md5, "pw", true, "md5"},
-		{"md5/md5 wrong", methodMD5, md5, "p", false, ""},
-		{"md5/scram switches to SCRAM", methodMD5, scram, "pw", true, "scram"},
-		{"md5/unknown", methodMD5, none, "pw", false, ""},
-		{"password/scram", methodPassword, scram, "pw", true, "password"},
-		{"password/md5", methodPassword, md5, "pw", true, "password"},
-		{"password/plain wrong", methodPassword, plain, "px", false, ""},
-		{"password/empty", methodPassword, plain, "", false, ""},
+		{"scram/plain", methodSCRAM, plain, "pw", true, "password", ""},
+		{"scram/scram", methodSCRAM, scram, "pw", true, "scram", ""},
+		{"scram/scram wrong", methodSCRAM, scram, "pW", false, "", "wrong password: the SCRAM proof does not match the stored SCRAM verifier"},
+		{"scram/plain wrong", methodSCRAM, plain, "pW", false, "", "wrong password: the SCRAM proof does not match the auth file's password"},
+		{"scram/md5 cannot", methodSCRAM, md5, "pw", false, "", "an md5 hash cannot answer a SCRAM exchange"},
+		{"scram/unknown", methodSCRAM, none, "pw", false, "", "the user is not in the auth file"},
+		{"md5/plain", methodMD5, plain, "pw", true, "password", ""},
+		{"md5/md5", methodMD5, md5, "pw", true, "md5", ""},
+		{"md5/md5 wrong", methodMD5, md5, "p", false, "", "wrong password: the md5 response does not match the stored md5 hash"},
+		{"md5/scram switches to SCRAM", methodMD5, scram, "pw", true, "scram", ""},
+		{"md5/unknown", methodMD5, none, "pw", false, "", "the user is not in the auth file"},
+		{"password/scram", methodPassword, scram, "pw", true, "password", ""},
+		{"password/md5", methodPassword, md5, "pw", true, "password", ""},
+		{"password/plain wrong", methodPassword, plain, "px", false, "", "wrong password: the cleartext password does not match the auth file's password"},
+		{"password/empty", methodPassword, plain, "", false, "", "empty password"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := &authExchange{method: tc.method, user: "u", secret: tc.secret, rand: rand.Reader, mock: []byte("k")}
@@ -108,6 +111,9 @@ func TestAuthExchange(t *testing.T) {
 			if !tc.ok {
 				if st.err.Code != sqlstate.InvalidPassword || st.err.Message != `password authentication failed for user "u"` {
 					t.Fatalf("error %+v", st.err)
+				}
+				if !strings.Contains(st.why, tc.why) || st.why == "" {
+					t.Fatalf("reason %q, want %q", st.why, tc.why)
 				}
 				return
 			}

@@ -81,6 +81,9 @@ func (s *session) startupMessage(st startup) gnet.Action {
 	hs := s.handshake() // the exchange takes more than this callback
 	hs.login = st
 	hs.ax = &authExchange{method: method, user: st.user, rand: rand.Reader, mock: s.p.mockKey}
+	if !known && s.p.cfg.AuthFile == "" {
+		hs.ax.noSecret = "belay has no auth file (auth_file, --auth-file) and no auth_user"
+	}
 	if !known && s.p.authq != nil {
 		s.state = sLookup
 		el, db, user := s.loop.EventLoop(), st.database, st.user // not st: capturing it would move it to the heap for every login
@@ -108,6 +111,10 @@ func (s *session) secretFound(secret auth.Secret, err error) {
 		return
 	}
 	s.hs.ax.secret = secret
+	if secret.Kind == auth.SecretNone {
+		s.hs.ax.noSecret = "the user is not in the auth file, and auth_query returned no password for it " +
+			"(no such role, it cannot log in, or its password is NULL or expired)"
+	}
 	s.outside(s.beginAuth())
 }
 
@@ -125,9 +132,17 @@ func (s *session) beginAuth() gnet.Action {
 	s.state = sAuth
 	_, _ = s.write(b)
 	if st.outcome == authFail {
-		return s.fatal(st.err)
+		return s.authFailed(st)
 	}
 	return s.authTraffic(s.c)
+}
+
+// authFailed ends a failed exchange: the client gets Postgres's error, the
+// log says why.
+func (s *session) authFailed(st authStep) gnet.Action {
+	s.p.log.Info("client authentication failed", "user", s.hs.login.user, "database", s.hs.login.database,
+		"remote", s.c.RemoteAddr(), "reason", st.why)
+	return s.fatal(st.err)
 }
 
 // authTraffic feeds the client's password messages to the exchange.
@@ -147,8 +162,7 @@ func (s *session) authTraffic(c gnet.Conn) gnet.Action {
 		s.in.Consume(c, 5+bodyLen)
 		switch step.outcome {
 		case authFail:
-			s.p.log.Info("client authentication failed", "remote", c.RemoteAddr(), "user", s.hs.login.user, "err", step.err.Message)
-			return s.fatal(step.err)
+			return s.authFailed(step)
 		case authOK:
 			s.hs.ax = nil
 			s.hs.preamble = step.out

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,6 +178,64 @@ func TestClientAuth(t *testing.T) {
 			t.Fatalf("psql with a wrong password: %v\n%s", err, out)
 		}
 	})
+}
+
+// logSink collects a proxy's log lines. Safe for concurrent use.
+type logSink struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logSink) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logSink) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestClientAuthLogsWhy: a client whose login fails gets only Postgres's
+// 28P01, but belay's log says why, with the user and the client's address.
+func TestClientAuthLogsWhy(t *testing.T) {
+	ac := newAuthCluster(t)
+	for _, tc := range []struct {
+		method, user, pw string
+		authUser         bool
+		why              string
+	}{
+		{"scram-sha-256", "nobody", "x", false, "the user is not in the auth file"},
+		{"scram-sha-256", "nobody", "x", true, "auth_query returned no password for it"},
+		{"scram-sha-256", "bob", "bob pw", false, "an md5 hash cannot answer a SCRAM exchange"},
+		{"scram-sha-256", "carol", "not hers", false, "wrong password: the SCRAM proof does not match the stored SCRAM verifier"},
+		{"scram-sha-256", "alice", "not hers", false, "wrong password: the SCRAM proof does not match the auth file's password"},
+		{"md5", "bob", "not his", false, "wrong password: the md5 response does not match the stored md5 hash"},
+		{"password", "alice", "not hers", false, "wrong password: the cleartext password does not match the auth file's password"},
+	} {
+		var log logSink
+		p := startProxy(t, ac.pg, func(c *Config) {
+			c.AuthType, c.AuthFile = tc.method, ac.authFile
+			if tc.authUser {
+				c.AuthUser = "postgres"
+			}
+			c.Logger = slog.New(slog.NewTextHandler(&log, nil))
+		})
+		_, err := login(p, tc.user, tc.pw, "")
+		expectAuthFailed(t, err, tc.user)
+		want := fmt.Sprintf(`msg="client authentication failed" user=%s database=postgres remote=127.0.0.1:`, tc.user)
+		var line string
+		for _, l := range strings.Split(log.String(), "\n") {
+			if strings.Contains(l, want) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, tc.why) {
+			t.Errorf("%s as %s: the log says\n%s\nwant a line with %q and %q", tc.method, tc.user, log.String(), want, tc.why)
+		}
+	}
 }
 
 // TestHostileAuth: whatever a client sends during authentication or before a

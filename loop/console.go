@@ -86,7 +86,8 @@ func loadUserlist(path string) (map[string]auth.Secret, error) {
 // max_client_conn, the auth file's users, admin_users and stats_users,
 // stats_period. Settings that need new sockets or a new engine (listen
 // addresses, event loops, the server, TLS, auth_type) are logged as waiting
-// for a restart. On an error nothing changes. Safe for concurrent use.
+// for a restart. On an error nothing changes. The caller logs what it
+// applied (a reload, a SET). Safe for concurrent use.
 func (p *Proxy) Reconfigure(cfg Config) error {
 	cfg.fillDefaults()
 	users, err := loadUserlist(cfg.AuthFile)
@@ -128,7 +129,7 @@ func (p *Proxy) Reconfigure(cfg Config) error {
 	p.statsMu.Lock()
 	p.avg.SetPeriod(cfg.StatsPeriod)
 	p.statsMu.Unlock()
-	p.log.Info("configuration reloaded", "pool_size", cfg.PoolSize, "max_db_connections", cfg.MaxDBConnections,
+	p.log.Debug("configuration applied", "pool_size", cfg.PoolSize, "max_db_connections", cfg.MaxDBConnections,
 		"users", len(users))
 	return nil
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-	"github.com/panjf2000/gnet/v2/pkg/logging"
 	"golang.org/x/sys/unix"
 )
 
@@ -214,7 +213,7 @@ func (p *Proxy) startOwnListeners(loops int) error {
 		gnet.WithNumEventLoop(loops),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithTicker(true),
-		gnet.WithLogLevel(logging.ErrorLevel),
+		gnet.WithLogger(gnetLogger{p.log}),
 	)
 	if err == nil {
 		err = cli.Start()
@@ -250,7 +249,7 @@ func (p *Proxy) startGnetListeners(loops int) error {
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true), // restart while old connections sit in TIME_WAIT, as Postgres does
 			gnet.WithTicker(true),
-			gnet.WithLogLevel(logging.ErrorLevel),
+			gnet.WithLogger(gnetLogger{p.log}),
 		)
 	}()
 	select {

@@ -67,13 +67,23 @@ func newProxyMetrics(p *Proxy, loops int) *proxyMetrics {
 // and user: its clients waiting, its servers by state, its fair share of
 // the budget and its demand, and the waits it served.
 func (m *proxyMetrics) addPool(p *poolcore.Pool) {
+	poolGauges(p, func(name string, f func() float64) { m.set.GetOrCreateGauge(name, f) })
+}
+
+// removePool unregisters the metrics of a pool the Manager forgot.
+func (m *proxyMetrics) removePool(p *poolcore.Pool) {
+	poolGauges(p, func(name string, _ func() float64) { m.set.UnregisterMetric(name) })
+}
+
+// poolGauges calls each with the name and the function of each of p's gauges.
+func poolGauges(p *poolcore.Pool, each func(name string, f func() float64)) {
 	k := p.Key()
 	labels := `database="` + promEscape(k.Database) + `",user="` + promEscape(k.User) + `"`
 	stat := func(f func(s poolcore.Stats) float64) func() float64 {
 		return func() float64 { return f(p.Stats()) }
 	}
 	gauge := func(name, extra string, f func() float64) {
-		m.set.GetOrCreateGauge(name+"{"+labels+extra+"}", f)
+		each(name+"{"+labels+extra+"}", f)
 	}
 	gauge("belay_pool_clients_waiting", "", stat(func(s poolcore.Stats) float64 { return float64(s.Waiting) }))
 	gauge("belay_pool_servers", `,state="active"`, stat(func(s poolcore.Stats) float64 { return float64(s.Active) }))

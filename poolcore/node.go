@@ -57,13 +57,29 @@ func (n *node) register(p *Pool, l fairness.Limits) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	p.fid = n.alloc.Add(l)
-	n.pools = append(n.pools, p)
+	if int(p.fid) < len(n.pools) {
+		n.pools[p.fid] = p // the ID of a forgotten pool
+	} else {
+		n.pools = append(n.pools, p)
+	}
+}
+
+// forget removes p, which holds no server, from the allocator.
+// Lock order: Manager.mu, then node.mu.
+func (n *node) forget(p *Pool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.alloc.Remove(p.fid)
+	n.pools[p.fid] = nil
 }
 
 // refresh reports every pool's load to the allocator and publishes whether
 // the budget is contended. Under n.mu.
 func (n *node) refresh(now int64) {
 	for _, p := range n.pools {
+		if p == nil {
+			continue // forgotten
+		}
 		n.alloc.Report(p.fid, p.load(), time.Duration(now))
 	}
 	n.contended.Store(n.alloc.Contended())
@@ -209,7 +225,7 @@ func (n *node) reclaimIdle() {
 		return
 	}
 	for _, p := range n.pools {
-		if !n.alloc.Over(p.fid) {
+		if p == nil || !n.alloc.Over(p.fid) {
 			continue
 		}
 		for i := range p.perLoop {
@@ -241,7 +257,9 @@ func (p *Pool) handOverIdle(l *Loop) {
 func (n *node) tick(m *Manager) {
 	n.mu.Lock()
 	for _, p := range n.pools {
-		p.blocked.Store(false)
+		if p != nil {
+			p.blocked.Store(false)
+		}
 	}
 	n.refresh(m.now())
 	n.reclaimIdle()

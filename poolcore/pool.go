@@ -87,6 +87,10 @@ type Options struct {
 	// OnNewPool, when set, is told of each pool as it is created (for
 	// metrics), under the Manager's lock: it must not call back into it.
 	OnNewPool func(p *Pool)
+	// OnForgetPool, when set, is told of each pool the Manager forgets (a
+	// pool that never logged in, once its clients are gone: see
+	// forgetUnused), under the Manager's lock: it must not call back into it.
+	OnForgetPool func(p *Pool)
 }
 
 // ErrQueryWaitTimeout is what ServerFailed reports to a client that waited
@@ -278,6 +282,7 @@ func (m *Manager) Pool(k Key) (*Pool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if p := m.pools[k]; p != nil {
+		p.touched.Store(m.now())
 		return p, nil
 	}
 	host, port, err := net.SplitHostPort(m.addrs[0]) // the .pgpass entry of the first host serves all
@@ -292,6 +297,7 @@ func (m *Manager) Pool(k Key) (*Pool, error) {
 		passfile: lookupPassFile(m.opts.PassFile, host, port, k),
 		perLoop:  make([]loopPool, m.opts.NumLoops), params: make(map[string][]byte)}
 	p.size.Store(int32(lim.Max))
+	p.touched.Store(m.now())
 	p.paused.Store(m.pausedAll || m.pausedDBs[k.Database])
 	m.node.register(p, lim)
 	m.pools[k] = p
@@ -329,6 +335,11 @@ type Pool struct {
 	retireBefore atomic.Int64
 	// reserveOn: a client waited ReservePoolTimeout; the reserve is open.
 	reserveOn atomic.Bool
+	// loggedIn: a server of the pool logged in once; touched: when Manager.Pool
+	// last returned it (Manager.now). A pool that never logged in is
+	// forgotten once unused (forgetUnused).
+	loggedIn atomic.Bool
+	touched  atomic.Int64
 
 	host, port string                      // of Options.Server
 	passfile   string                      // the .pgpass password for key, looked up once
@@ -706,6 +717,7 @@ func (p *Pool) pickLoop(local int) int {
 
 // arrived is a freshly logged-in server on its loop.
 func (p *Pool) arrived(sc *Server) {
+	p.loggedIn.Store(true)
 	p.perLoop[sc.loop.idx].dialing.Add(-1)
 	sc.born = time.Now()
 	p.m.node.learnBudget(sc, func() { p.finishRelease(sc) })
@@ -976,6 +988,7 @@ func (m *Manager) Sweep(l *Loop) {
 
 // Tick runs Sweep on every loop. Call it periodically from any goroutine.
 func (m *Manager) Tick() {
+	m.forgetUnused()
 	m.node.tick(m)
 	m.mu.Lock()
 	loops := append([]*Loop(nil), m.loops...)

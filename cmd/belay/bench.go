@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -16,7 +14,9 @@ import (
 // runBench is `belay bench`: direct PostgreSQL, PgBouncer and belay side by
 // side (package bench), or with --flamegraphs, CPU flame graphs of belay.
 func runBench(args []string) error {
-	fs := flag.NewFlagSet("belay bench", flag.ContinueOnError)
+	fs := newFlagSet("belay bench", "belay bench [flags]",
+		"Starts PostgreSQL, PgBouncer (installed with apt-get when missing) and belay on this machine and runs\n"+
+			"pgbench and other clients against each, alternating them; writes report.md and charts to --out.")
 	quick := fs.Bool("quick", false, "core scenarios only, short runs, one round (under 4 minutes on 2 cores)")
 	out := fs.String("out", "bench-out", "directory for report.md, results.json and the PNG charts")
 	duration := fs.Duration("duration", 0, "length of each timed run (default 5s with --quick, else 20s)")
@@ -29,20 +29,11 @@ func runBench(args []string) error {
 	noInstall := fs.Bool("no-install", false, "do not install PgBouncer with apt-get when it is missing")
 	flame := fs.String("flamegraphs", "", "instead of comparing, profile belay under each core scenario and write flame graphs to DIR")
 	keep := fs.Bool("keep", false, "keep the temporary directory (Postgres data, logs)")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: belay bench [flags]\n\n"+
-			"Starts PostgreSQL, PgBouncer (installed with apt-get when missing) and belay on this machine and runs\n"+
-			"pgbench and other clients against each, alternating them; writes report.md and charts to --out.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("belay bench: unexpected arguments %q", fs.Args())
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	o := bench.Options{
 		Quick: *quick, Out: *out, Duration: *duration, Rounds: *rounds, PoolSize: *poolSize,

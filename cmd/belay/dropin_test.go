@@ -76,6 +76,7 @@ query_wait_timeout = 120
 client_login_timeout = 60
 idle_transaction_timeout = 0
 stats_period = 1
+log_connections = 1
 logfile = %s/belay.log
 pidfile = %s/belay.pid
 `, d.pgPort, d.port, d.dir, poolSize, d.dir, d.dir)
@@ -316,8 +317,19 @@ func TestPgBouncerDropIn(t *testing.T) {
 	})
 
 	t.Run("SET", func(t *testing.T) {
+		logBefore, _ := os.ReadFile(filepath.Join(d.dir, "belay.log"))
+		if !strings.Contains(string(logBefore), "log_connections: PgBouncer setting not supported by belay") {
+			t.Error("the log does not say log_connections is a PgBouncer setting belay does not support")
+		}
 		if _, err := adm.Exec(ctx, "SET default_pool_size = 3"); err != nil {
 			t.Fatal(err)
+		}
+		// The log says what changed, once, and does not repeat the file's warnings.
+		logAfter, _ := os.ReadFile(filepath.Join(d.dir, "belay.log"))
+		added := strings.TrimSpace(strings.TrimPrefix(string(logAfter), string(logBefore)))
+		if strings.Count(added, `msg="console SET" key=default_pool_size value=3`) != 1 ||
+			strings.Contains(added, "level=WARN") || strings.Contains(added, "reloaded") {
+			t.Errorf("the log after SET default_pool_size = 3, want one line saying so and no warning:\n%s", added)
 		}
 		_, cfg := show(t, adm, "CONFIG")
 		found := false

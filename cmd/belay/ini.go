@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -70,13 +71,17 @@ var iniFlags = map[string]struct {
 	"passfile":           {"passfile", same},
 }
 
-// iniNotYet are PgBouncer settings belay recognises but does not apply yet
-// (issue E): they are reported, not mistaken for typos.
-var iniNotYet = map[string]bool{
-	// TLS details: belay uses Go's defaults (TLS 1.2 and 1.3, its secure cipher suites).
-	"client_tls_protocols": true, "client_tls_ciphers": true, "client_tls_ecdhcurve": true, "client_tls_dheparams": true,
-	"server_tls_protocols": true, "server_tls_ciphers": true,
-	"unix_socket_mode": true, "unix_socket_group": true, "user": true,
+// iniNotApplied are PgBouncer settings belay has a reason not to apply:
+// reported with that reason.
+var iniNotApplied = map[string]string{
+	"client_tls_protocols": "Go's TLS defaults apply: TLS 1.2 and 1.3", "server_tls_protocols": "Go's TLS defaults apply: TLS 1.2 and 1.3",
+	"client_tls_ciphers": "Go's secure cipher suites apply", "client_tls13_ciphers": "Go's secure cipher suites apply",
+	"server_tls_ciphers": "Go's secure cipher suites apply", "server_tls13_ciphers": "Go's secure cipher suites apply",
+	"client_tls_ecdhcurve": "Go's TLS defaults apply", "client_tls_dheparams": "Go's TLS defaults apply",
+	"unix_socket_mode": "the socket is 0777", "unix_socket_group": "the socket keeps belay's group",
+	"user":      "belay does not change its user: start it as the user it should run as",
+	"peer_id":   "use --peer-id and --peers",
+	"log_stats": "belay logs each database's averages every stats_period",
 }
 
 // iniBuiltIn are PgBouncer settings whose job belay does by itself: they
@@ -87,6 +92,39 @@ var iniBuiltIn = map[string]string{
 	"track_extra_parameters": "belay tracks every session parameter",
 }
 
+// notApplied says why belay ignores key: a PgBouncer setting belay does not
+// support (with its reason, if it has one), or an unknown key, most likely a
+// typo of a known one.
+func notApplied(key string) string {
+	if config.PgBouncerKeys[key] {
+		msg := key + ": PgBouncer setting not supported by belay; ignored"
+		if why := iniNotApplied[key]; why != "" {
+			msg += " (" + why + ")"
+		}
+		return msg
+	}
+	msg := "unknown setting " + key + " ignored"
+	if near := config.Nearest(key, knownKeys()); near != "" {
+		msg += " (did you mean " + near + "?)"
+	}
+	return msg
+}
+
+// knownKeys are the keys of [pgbouncer] and [belay], sorted.
+func knownKeys() []string {
+	var out []string
+	for k := range config.PgBouncerKeys {
+		out = append(out, k)
+	}
+	for k := range iniFlags {
+		if !config.PgBouncerKeys[k] {
+			out = append(out, k) // [belay]'s own
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // applyIni sets from a pgbouncer.ini every flag of fs the command line did
 // not set, and returns warnings for the keys it does not apply. An invalid
 // value is an error naming its file and line.
@@ -95,6 +133,11 @@ func applyIni(fs *flag.FlagSet, path string) (warnings []string, err error) {
 	if err != nil {
 		return nil, err
 	}
+	return applyFile(fs, f)
+}
+
+// applyFile is applyIni of a file already read.
+func applyFile(fs *flag.FlagSet, f *config.File) (warnings []string, err error) {
 	onCommandLine := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { onCommandLine[fl.Name] = true })
 	set := func(name, value string, pos config.Pos) error {
@@ -132,10 +175,8 @@ func applyIni(fs *flag.FlagSet, path string) (warnings []string, err error) {
 					return nil, err
 				}
 			case iniBuiltIn[e.Key] != "":
-			case iniNotYet[e.Key]:
-				warnings = append(warnings, fmt.Sprintf("%s: %s is not applied by belay yet", e.Pos, e.Key))
 			default:
-				warnings = append(warnings, fmt.Sprintf("%s: unknown setting %s ignored", e.Pos, e.Key))
+				warnings = append(warnings, fmt.Sprintf("%s: %s", e.Pos, notApplied(e.Key)))
 			}
 		}
 	}
@@ -345,13 +386,8 @@ func poolMode(v string) (string, error) {
 	return "", fmt.Errorf("pool_mode %q: use session or transaction", v)
 }
 
-// configuredDatabases are the names [databases] lists (not "*"); a file
-// that cannot be read lists none (applyIni reported why).
-func configuredDatabases(path string) []string {
-	f, err := config.Load(path)
-	if err != nil {
-		return nil
-	}
+// configuredDatabases are the names [databases] lists (not "*").
+func configuredDatabases(f *config.File) []string {
 	var out []string
 	for _, e := range f.Section("databases") {
 		if e.Key != "*" {

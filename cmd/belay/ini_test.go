@@ -48,6 +48,8 @@ so_reuseport = 1
 logfile = /var/log/pgbouncer.log
 unix_socket_mode = 0777
 frobnicate = 3
+log_connections = 1
+defualt_pool_size = 3
 pool_mode = session
 admin_users = admin, ops
 %include users.ini
@@ -88,9 +90,13 @@ metrics_listen = 127.0.0.1:9127
 		}
 	}
 	all := strings.Join(warnings, "\n")
-	for _, want := range []string{"pgbouncer.ini:16: unix_socket_mode is not applied by belay yet", "pgbouncer.ini:17: unknown setting frobnicate ignored",
+	for _, want := range []string{
+		"pgbouncer.ini:16: unix_socket_mode: PgBouncer setting not supported by belay; ignored (the socket is 0777)",
+		"pgbouncer.ini:17: unknown setting frobnicate ignored\n", // no suggestion: nothing is close
+		"pgbouncer.ini:18: log_connections: PgBouncer setting not supported by belay; ignored\n",
+		"pgbouncer.ini:19: unknown setting defualt_pool_size ignored (did you mean default_pool_size?)",
 		"users.ini:3: user web: a pool_mode per user is not applied by belay yet"} {
-		if !strings.Contains(all, want) {
+		if !strings.Contains(all+"\n", want) {
 			t.Errorf("warnings lack %q:\n%s", want, all)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,6 +28,7 @@ Usage:
                           run the proxy (gateway and pooler in one process); flags
                           go before the file and win over it
   belay bench   [flags]   benchmark direct Postgres, PgBouncer and belay side by side
+  belay version           print belay's version (also: belay --version)
 
 Run 'belay COMMAND -h' for a command's flags.
 `
@@ -36,23 +38,32 @@ func main() {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
+	cmd := os.Args[1]
 	var err error
-	switch os.Args[1] {
+	switch cmd {
 	case "up":
 		err = runUp(os.Args[2:])
 	case "proxy":
 		err = runProxy(os.Args[2:])
 	case "bench":
 		err = runBench(os.Args[2:])
-	case "-h", "--help", "help":
+	case "version", "--version", "-version", "-v":
+		fmt.Println(version())
+		return
+	case "-h", "--help", "-help", "help":
 		fmt.Print(usage)
 		return
 	default:
-		fmt.Fprintf(os.Stderr, "belay: unknown command %q\n\n%s", os.Args[1], usage)
+		fmt.Fprintf(os.Stderr, "belay: unknown command %q\n\n%s", cmd, usage)
 		os.Exit(2)
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "belay:", err)
+	var usageErr errUsage
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &usageErr):
+		os.Exit(2) // the flag package printed it, with the usage
+	default:
+		fmt.Fprintf(os.Stderr, "belay %s: %v\n", cmd, err)
 		os.Exit(1)
 	}
 }
@@ -198,7 +209,11 @@ func splitList(s string) []string {
 // proxyFlagSet defines belay proxy's flags.
 func proxyFlagSet() (*flag.FlagSet, *proxyOptions) {
 	o := &proxyOptions{}
-	fs := flag.NewFlagSet("belay proxy", flag.ContinueOnError)
+	fs := newFlagSet("belay proxy", "belay proxy [flags] [pgbouncer.ini]",
+		"Runs belay's gateway and pooler in one process, in front of one PostgreSQL server (--server),\n"+
+			"as PgBouncer runs. With a pgbouncer.ini, the file sets what the flags before it do not; SIGHUP\n"+
+			"or the console's RELOAD read it again. SIGINT stops after each client's transaction, SIGTERM\n"+
+			"after each client leaves.")
 	o.listen = fs.String("listen", "127.0.0.1:6432", "TCP address(es) to accept clients on, comma-separated")
 	o.server = fs.String("server", "127.0.0.1:5432", "Postgres server host:port")
 	o.poolSize = fs.Int("pool-size", loop.DefaultPoolSize, "server connections per (database, user) pool")
@@ -260,10 +275,7 @@ func proxyFlagSet() (*flag.FlagSet, *proxyOptions) {
 
 func runProxy(args []string) error {
 	fs, o := proxyFlagSet()
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var iniWarnings []string
@@ -274,11 +286,11 @@ func runProxy(args []string) error {
 		// belay proxy pgbouncer.ini: the file sets what the flags did not.
 		st = &settings{args: args}
 		var err error
-		if fs, o, iniWarnings, err = st.build(); err != nil {
+		if fs, o, iniWarnings, err = st.build(true); err != nil {
 			return err
 		}
 	default:
-		return fmt.Errorf("belay proxy: one configuration file at most, got %q", fs.Args())
+		return fmt.Errorf("one configuration file at most, got %q", fs.Args())
 	}
 	level, err := parseLogLevel(*o.logLevel)
 	if err != nil {
@@ -320,7 +332,7 @@ func runProxy(args []string) error {
 	cfg := o.config(peerMap, logger)
 	if st != nil {
 		cfg.Settings = st
-		cfg.Databases = configuredDatabases(fs.Arg(0))
+		cfg.Databases = st.databases()
 	}
 	p, err := loop.Start(cfg)
 	if err != nil {
@@ -379,8 +391,9 @@ func handleSignals(p *loop.Proxy, reload func() error, logger *slog.Logger) {
 			case syscall.SIGHUP:
 				if reload == nil {
 					logger.Warn("SIGHUP: belay was started without a configuration file; nothing to reload")
-				} else if err := reload(); err == nil {
-					logger.Info("SIGHUP: configuration reloaded")
+				} else {
+					logger.Info("SIGHUP: reloading the configuration")
+					_ = reload() // logs its outcome
 				}
 				continue
 			case syscall.SIGUSR1:
@@ -430,7 +443,14 @@ func parsePeers(s string) (map[int]string, error) {
 // comma-separated, the flag repeatable.
 type userLimitsFlag struct{ m map[string]fairness.Limits }
 
-func (f *userLimitsFlag) String() string { return fmt.Sprint(f.m) }
+func (f *userLimitsFlag) String() string {
+	var out []string
+	for name, l := range f.m {
+		out = append(out, fmt.Sprintf("%s=%d:%d:%d", name, l.Weight, l.Min, l.Max))
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
 
 func (f *userLimitsFlag) Set(s string) error {
 	for _, e := range strings.Split(s, ",") {

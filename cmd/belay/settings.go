@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/belaydb/belay/admin"
+	"github.com/belaydb/belay/internal/config"
 	"github.com/belaydb/belay/loop"
 )
 
@@ -18,12 +20,15 @@ import (
 // serves the admin console's SHOW CONFIG, SET and RELOAD (and SIGHUP):
 // a reload reads the command line and the file again, exactly as at start,
 // and hands the result to the running proxy, which keeps its old
-// configuration if the new one is invalid. Safe for concurrent use.
+// configuration if the new one is invalid; a SET changes one key of the
+// configuration as last read, without reading the file. Safe for
+// concurrent use.
 type settings struct {
 	args []string // belay proxy's arguments: flags, then the file
 
 	mu    sync.Mutex
-	sets  [][2]string // SET key=value since the last reload, in order
+	sets  [][2]string  // SET key=value since the last reload, in order
+	file  *config.File // the file as last read (at start, by a reload)
 	fs    *flag.FlagSet
 	p     *loop.Proxy
 	peers map[int]string
@@ -41,14 +46,21 @@ var reloadable = map[string]bool{
 	"client_idle_timeout": true, "ignore_startup_parameters": true, "query_timeout": true,
 }
 
-// build parses the arguments and the file, then applies the SETs since the
-// last reload.
-func (st *settings) build() (*flag.FlagSet, *proxyOptions, []string, error) {
+// build parses the arguments and, with reread (at start, on a reload), reads
+// the file again, then applies the SETs since the last reload.
+func (st *settings) build(reread bool) (*flag.FlagSet, *proxyOptions, []string, error) {
 	fs, o := proxyFlagSet()
 	if err := fs.Parse(st.args); err != nil {
 		return nil, nil, nil, err
 	}
-	warnings, err := applyIni(fs, fs.Arg(0))
+	f := st.file
+	if reread || f == nil {
+		var err error
+		if f, err = config.Load(fs.Arg(0)); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	warnings, err := applyFile(fs, f)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -57,15 +69,18 @@ func (st *settings) build() (*flag.FlagSet, *proxyOptions, []string, error) {
 			return nil, nil, nil, err
 		}
 	}
-	st.fs = fs
+	st.fs, st.file = fs, f
 	return fs, o, warnings, nil
 }
+
+// databases are the names the file's [databases] lists.
+func (st *settings) databases() []string { return configuredDatabases(st.file) }
 
 // setKey sets the flag of a PgBouncer key from a PgBouncer value.
 func setKey(fs *flag.FlagSet, key, value string) error {
 	m, ok := iniFlags[key]
 	if !ok {
-		return fmt.Errorf("unknown or unsupported setting %q", key)
+		return errors.New(notApplied(key))
 	}
 	v, err := m.convert(value)
 	if err != nil {
@@ -85,17 +100,22 @@ func (st *settings) started(p *loop.Proxy, peers map[int]string, log *slog.Logge
 }
 
 // Reload reads the file again; SETs made since the last reload are dropped,
-// as in PgBouncer.
+// as in PgBouncer. It logs what the file has that belay does not apply.
 func (st *settings) Reload() error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	saved := st.sets
 	st.sets = nil
-	if err := st.applyLocked(); err != nil {
+	warnings, err := st.applyLocked(true)
+	if err != nil {
 		st.sets = saved
 		st.log.Error("reload failed; the running configuration stays", "err", err)
 		return err
 	}
+	for _, w := range warnings {
+		st.log.Warn(w)
+	}
+	st.log.Info("configuration reloaded", "file", st.fs.Arg(0))
 	return nil
 }
 
@@ -103,7 +123,7 @@ func (st *settings) Reload() error {
 func (st *settings) Set(key, value string) error {
 	key = strings.ToLower(key)
 	if _, ok := iniFlags[key]; !ok {
-		return fmt.Errorf("unknown or unsupported setting %q", key)
+		return errors.New(notApplied(key))
 	}
 	if !reloadable[key] {
 		return fmt.Errorf("%s cannot be changed while belay runs: it needs a restart", key)
@@ -111,31 +131,30 @@ func (st *settings) Set(key, value string) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.sets = append(st.sets, [2]string{key, value})
-	if err := st.applyLocked(); err != nil {
+	if _, err := st.applyLocked(false); err != nil {
 		st.sets = st.sets[:len(st.sets)-1]
 		return err
 	}
+	st.log.Info("console SET", "key", key, "value", value)
 	return nil
 }
 
-func (st *settings) applyLocked() error {
-	old := st.fs
-	fs, o, warnings, err := st.build()
+// applyLocked builds the configuration (reading the file again with
+// reread) and hands it to the proxy; it returns the file's warnings.
+func (st *settings) applyLocked(reread bool) ([]string, error) {
+	oldFS, oldFile := st.fs, st.file
+	_, o, warnings, err := st.build(reread)
+	if err == nil {
+		cfg := o.config(st.peers, st.log)
+		cfg.Settings = st
+		cfg.Databases = st.databases()
+		err = st.p.Reconfigure(cfg)
+	}
 	if err != nil {
-		st.fs = old
-		return err
+		st.fs, st.file = oldFS, oldFile
+		return nil, err
 	}
-	for _, w := range warnings {
-		st.log.Warn(w)
-	}
-	cfg := o.config(st.peers, st.log)
-	cfg.Settings = st
-	cfg.Databases = configuredDatabases(fs.Arg(0))
-	if err := st.p.Reconfigure(cfg); err != nil {
-		st.fs = old
-		return err
-	}
-	return nil
+	return warnings, nil
 }
 
 // Config lists every key belay reads, with PgBouncer's value formats.

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,18 +16,109 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// TestUp runs `belay up` as a newcomer would: it must print a connection
-// string that works, and stop Postgres and itself on SIGTERM and on SIGINT,
-// reusing its data directory on the second start.
-func TestUp(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
+// upRun is one `belay up` process started by a test, with what its banner
+// said.
+type upRun struct {
+	cmd    *exec.Cmd
+	exited chan error
+	url    string // the connection string
+	psql   string // the admin console line
+	pgAddr string // PostgreSQL's own address
+	lines  []string
+}
+
+// startUp starts `belay up` in dir and waits for its banner.
+func startUp(t *testing.T, bin, dir string) *upRun {
+	t.Helper()
+	cmd := exec.Command(bin, "up", "--dir", dir, "--port", strconv.Itoa(freePort(t)), "--stop-timeout", "5s")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	bin := buildBelay(t)
-	// Not t.TempDir: its parent is private (0700), and Postgres runs as the
-	// postgres user when the test runs as root.
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	u := &upRun{cmd: cmd, exited: make(chan error, 1)}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // no-op once it exited
+	})
+	u.readBanner(t, stdout)
+	go func() { u.exited <- cmd.Wait() }()
+	return u
+}
+
+var (
+	urlRE     = regexp.MustCompile(`postgres://\S+`)
+	consoleRE = regexp.MustCompile(`^\s*(psql -h \S+ -p \d+ -U \S+ belay -c 'SHOW POOLS')\s*$`)
+	pgAddrRE  = regexp.MustCompile(`PostgreSQL itself: (\S+)`)
+)
+
+// readBanner reads belay up's output until "Press Ctrl-C", then drains the
+// rest in the background.
+func (u *upRun) readBanner(t *testing.T, r io.Reader) {
+	t.Helper()
+	done := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		ready := false
+		for sc.Scan() {
+			l := sc.Text()
+			if !ready {
+				u.lines = append(u.lines, l)
+				if u.url == "" {
+					u.url = urlRE.FindString(l)
+				}
+				if m := consoleRE.FindStringSubmatch(l); m != nil {
+					u.psql = m[1]
+				}
+				if m := pgAddrRE.FindStringSubmatch(l); m != nil {
+					u.pgAddr = m[1]
+				}
+				if strings.Contains(l, "Press Ctrl-C") {
+					ready = true
+					done <- true
+				}
+			} else if testing.Verbose() {
+				t.Log(l)
+			}
+		}
+		if !ready {
+			done <- false
+		}
+	}()
+	select {
+	case ok := <-done:
+		if !ok || u.url == "" || u.psql == "" || u.pgAddr == "" {
+			t.Fatalf("belay up printed no complete banner:\n%s", strings.Join(u.lines, "\n"))
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("belay up printed no banner in 90 s")
+	}
+}
+
+// stop sends sig and waits for belay up to exit; it must exit 0.
+func (u *upRun) stop(t *testing.T, sig os.Signal) {
+	t.Helper()
+	_ = u.cmd.Process.Signal(sig)
+	select {
+	case err := <-u.exited:
+		if err != nil {
+			t.Fatalf("belay up exited with %v after %v", err, sig)
+		}
+	case <-time.After(30 * time.Second):
+		_ = u.cmd.Process.Kill()
+		t.Fatalf("belay up did not stop on %v", sig)
+	}
+}
+
+// upDir is a directory for belay up's cluster. Not t.TempDir: its parent is
+// private (0700), and Postgres runs as the postgres user when the test runs
+// as root.
+func upDir(t *testing.T) string {
 	dir, err := os.MkdirTemp("", "belay-up-test-")
 	if err != nil {
 		t.Fatal(err)
@@ -34,84 +127,155 @@ func TestUp(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return filepath.Join(dir, "cluster")
+}
+
+func noProcessesLeft(t *testing.T, dir string) {
+	t.Helper()
+	if out, _ := exec.Command("pgrep", "-f", dir).Output(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("processes left running: %s", out)
+	}
+}
+
+// TestUp runs `belay up` as a newcomer would: it must print a connection
+// string that works and a console line that works as pasted, keep its data
+// and PostgreSQL's port across runs, refuse a second `belay up` in the same
+// directory with a clear message, and stop Postgres and itself on SIGTERM
+// and on SIGINT, exiting 0.
+func TestUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	bin := buildBelay(t)
+	dir := upDir(t)
+	pgAddr := ""
 	for i, sig := range []os.Signal{syscall.SIGTERM, os.Interrupt} {
-		cmd := exec.Command(bin, "up", "--dir", filepath.Join(dir, "cluster"), "--port", strconv.Itoa(freePort(t)))
-		stdout, _ := cmd.StdoutPipe()
-		cmd.Stderr = cmd.Stdout
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		url := waitForURL(t, stdout)
+		u := startUp(t, bin, dir)
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		c, err := pgx.Connect(ctx, url)
+		c, err := pgx.Connect(ctx, u.url)
 		if err != nil {
 			cancel()
-			_ = cmd.Process.Kill()
-			t.Fatalf("connect to %s: %v", url, err)
+			t.Fatalf("connect to %s: %v", u.url, err)
 		}
 		if i == 0 {
 			_, err = c.Exec(ctx, "CREATE TABLE kept (x int); INSERT INTO kept VALUES (7)")
+			pgAddr = u.pgAddr
 		} else {
 			var x int
 			err = c.QueryRow(ctx, "SELECT x FROM kept").Scan(&x) // the second run reuses the data
+			if u.pgAddr != pgAddr {
+				t.Errorf("PostgreSQL moved from %s to %s between two runs in one directory", pgAddr, u.pgAddr)
+			}
 		}
 		c.Close(ctx)
 		cancel()
 		if err != nil {
-			_ = cmd.Process.Kill()
 			t.Fatal(err)
 		}
-		_ = cmd.Process.Signal(sig)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("belay up exited with %v after %v", err, sig)
+		if i == 0 {
+			// The console line, as pasted into a shell.
+			out, err := exec.Command("bash", "-c", u.psql).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "postgres  | postgres") {
+				t.Errorf("%s: %v\n%s", u.psql, err, out)
 			}
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatalf("belay up did not stop on %v", sig)
+			// A second belay up in the same directory.
+			out, err = exec.Command(bin, "up", "--dir", dir, "--port", strconv.Itoa(freePort(t))).CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "belay up: already running in "+dir) {
+				t.Errorf("a second belay up in the same directory: %v\n%s", err, out)
+			}
 		}
-		if out, _ := exec.Command("pgrep", "-f", filepath.Join(dir, "cluster")).Output(); len(strings.TrimSpace(string(out))) > 0 {
-			t.Fatalf("processes left running after %v: %s", sig, out)
-		}
+		u.stop(t, sig)
+		noProcessesLeft(t, dir)
 	}
 }
 
-var urlRE = regexp.MustCompile(`postgres://\S+`)
-
-func waitForURL(t *testing.T, r interface{ Read([]byte) (int, error) }) string {
-	t.Helper()
-	found := make(chan string, 1)
-	var lines []string
-	go func() {
-		sc := bufio.NewScanner(r)
-		url := ""
-		for sc.Scan() {
-			lines = append(lines, sc.Text())
-			if m := urlRE.FindString(sc.Text()); m != "" && url == "" {
-				url = m
-			}
-			if strings.Contains(sc.Text(), "belay is up") || (url != "" && strings.Contains(sc.Text(), "psql")) {
-				if url != "" {
-					found <- url
-					url = "sent"
-				}
-			}
-		}
-		if url != "sent" {
-			found <- ""
-		}
-	}()
-	select {
-	case u := <-found:
-		if u == "" {
-			t.Fatalf("belay up exited before printing a connection string:\n%s", strings.Join(lines, "\n"))
-		}
-		return u
-	case <-time.After(60 * time.Second):
-		t.Fatal("belay up printed no connection string in 60 s")
+// TestUpStopsLikeProxy: on Ctrl-C, belay up stops as belay proxy does on
+// SIGINT before it stops Postgres: an idle client gets FATAL 57P01, a client
+// inside a transaction may finish it (and then gets 57P01), and nobody sees
+// the connection drop without a word.
+func TestUpStopsLikeProxy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
 	}
-	return ""
+	dir, bin := upDir(t), buildBelay(t)
+	u := startUp(t, bin, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	idle, err := pgx.Connect(ctx, u.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close(ctx)
+	busy, err := pgx.Connect(ctx, u.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close(ctx)
+	tx, err := busy.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "CREATE TABLE during_stop (x int)"); err != nil {
+		t.Fatal(err)
+	}
+	_ = u.cmd.Process.Signal(os.Interrupt)
+
+	// The idle client is closed with 57P01 (pgx reads it on its next use).
+	want57P01 := func(who string, err error) {
+		t.Helper()
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "57P01" {
+			t.Errorf("%s: %v, want FATAL 57P01 admin_shutdown", who, err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := idle.Exec(ctx, "SELECT 1")
+		if err != nil {
+			want57P01("the idle client", err)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the idle client was still served 10 s after Ctrl-C")
+		}
+		time.Sleep(50 * time.Millisecond) // the shutdown has not reached it yet
+	}
+	select {
+	case err := <-u.exited:
+		t.Fatalf("belay up exited (%v) while a transaction was open", err)
+	default:
+	}
+	// The transaction runs on and commits; then the client is closed.
+	if _, err := tx.Exec(ctx, "INSERT INTO during_stop VALUES (1)"); err != nil {
+		t.Fatalf("the transaction open at Ctrl-C: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("COMMIT of the transaction open at Ctrl-C: %v", err)
+	}
+	_, err = busy.Exec(ctx, "SELECT 1")
+	want57P01("the client after its transaction", err)
+	select {
+	case err := <-u.exited:
+		if err != nil {
+			t.Fatalf("belay up exited with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("belay up did not exit after its last client left")
+	}
+	noProcessesLeft(t, dir)
+
+	// The commit reached Postgres.
+	u = startUp(t, bin, dir)
+	c, err := pgx.Connect(ctx, u.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	err = c.QueryRow(ctx, "SELECT count(*) FROM during_stop").Scan(&n)
+	c.Close(ctx)
+	if err != nil || n != 1 {
+		t.Errorf("rows committed during the stop: %d, %v; want 1", n, err)
+	}
+	u.stop(t, os.Interrupt)
 }

@@ -206,3 +206,32 @@ func TestUnquote(t *testing.T) {
 		}
 	}
 }
+
+// TestPgBouncerKeys: real PgBouncer settings are known as such, so that a
+// caller can tell "not supported" from a typo, and a typo gets the key it
+// most likely meant.
+func TestPgBouncerKeys(t *testing.T) {
+	for _, k := range []string{"log_connections", "log_disconnections", "log_pooler_errors", "verbose", "syslog",
+		"dns_max_ttl", "application_name_add_host", "disable_pqexec", "server_round_robin", "tcp_keepalive",
+		"default_pool_size", "max_prepared_statements", "client_tls13_ciphers"} {
+		if !PgBouncerKeys[k] {
+			t.Errorf("%s is a PgBouncer setting", k)
+		}
+	}
+	if PgBouncerKeys["frobnicate"] || PgBouncerKeys["defualt_pool_size"] {
+		t.Error("a typo is taken for a PgBouncer setting")
+	}
+	known := []string{"default_pool_size", "max_client_conn", "min_pool_size", "pool_mode"}
+	for _, c := range []struct{ key, want string }{
+		{"defualt_pool_size", "default_pool_size"},
+		{"default_pool_sizes", "default_pool_size"},
+		{"max_client_con", "max_client_conn"},
+		{"pool_mod", "pool_mode"},
+		{"frobnicate", ""},
+		{"mode", ""}, // 2 edits from nothing close enough for so short a word
+	} {
+		if got := Nearest(c.key, known); got != c.want {
+			t.Errorf("Nearest(%q) = %q, want %q", c.key, got, c.want)
+		}
+	}
+}

@@ -30,6 +30,10 @@ type Options struct {
 	// Port is the TCP port on 127.0.0.1; 0 picks a free one (and retries with
 	// another if the server finds it taken).
 	Port int
+	// PreferPort, with Port 0, is tried first: a port kept from an earlier
+	// run (belay up keeps it per directory). If it is taken, a free one is
+	// picked as with Port 0.
+	PreferPort int
 	// BinDir holds initdb and postgres; "" means FindBinDir.
 	BinDir string
 	// Settings are extra postgresql.conf settings, passed as -c k=v; they
@@ -213,7 +217,9 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 
 	for attempt := 1; ; attempt++ {
 		port := o.Port
-		if port == 0 {
+		if port == 0 && attempt == 1 && o.PreferPort > 0 && portFree(o.PreferPort) {
+			port = o.PreferPort
+		} else if port == 0 {
 			if port, err = freePort(); err != nil {
 				return nil, err
 			}
@@ -582,6 +588,16 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// portFree says whether port can be listened on at 127.0.0.1 now.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
 }
 
 // quoteConnValue quotes a libpq keyword/value connection string value when needed.
