@@ -58,8 +58,15 @@ type session struct {
 	lastActive  int64         // when it last sent something (Proxy.coarseNow), for client_idle_timeout
 	refused     bool          // connected after a shutdown began (gnet's listeners): answered 57P03
 
-	server     *poolcore.Server
-	waiting    bool
+	server  *poolcore.Server
+	waiting bool
+	// Sequences (seq.go): the server where its last transaction that may
+	// have advanced a sequence ran, that server's SeqMark then, whether the
+	// current transaction may have, and the server it waits for (nil: any).
+	seq        *poolcore.Server
+	seqMark    uint64
+	seqTouched bool
+	waitSeq    *poolcore.Server
 	t          tracker
 	checkState bool     // it may have changed its settings or released a pin: ask the server before letting it go
 	pinForever bool     // pinned by something nothing undoes (LOAD)
@@ -267,7 +274,7 @@ func paramMessages(params map[string]string) []byte {
 
 // ServerReady is poolcore's hand-off of a server to this client.
 func (s *session) ServerReady(sc *poolcore.Server) {
-	s.waiting = false
+	s.waiting, s.waitSeq = false, nil
 	if s.state == sClosing {
 		s.giveBack(sc)
 		return
@@ -334,6 +341,12 @@ func (s *session) resumeWork() {
 // ServerFailed: no server could be had for this client.
 func (s *session) ServerFailed(err error) {
 	s.waiting = false
+	if errors.Is(err, poolcore.ErrServerGone) {
+		// The server holding its sequence state closed: any server does.
+		s.waitSeq, s.seq = nil, nil
+		s.resumeWork()
+		return
+	}
 	if errors.Is(err, poolcore.ErrQueryWaitTimeout) {
 		e := fatalf(sqlstate.ProtocolViolation, "query_wait_timeout") // PgBouncer's words and code
 		e.Detail = err.Error()
@@ -380,6 +393,16 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 			if s.server.Conn() == nil || s.server.Busy() {
 				return s.boundWaiting(c) // parked, or belay's own query first
 			}
+			if s.seq != nil && s.seqMove(c) {
+				if s.waiting {
+					return s.boundWaiting(c)
+				}
+				if s.server.AppliedSig != s.sig {
+					s.server.Exec(applySQL(s.server.AppliedSig, s.sig), s.applied)
+					return gnet.None
+				}
+				continue
+			}
 			return s.forward(c)
 		}
 		data := s.in.Bytes(c)
@@ -408,7 +431,7 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 			s.pin()
 			s.pinForever = true
 		}
-		if sc := s.pool.Acquire(s.loop, s, s.sig); sc != nil {
+		if sc := s.acquire(); sc != nil {
 			s.server = sc
 			if sc.AppliedSig != s.sig {
 				sc.Exec(applySQL(sc.AppliedSig, s.sig), s.applied)
@@ -604,8 +627,11 @@ func (s *session) query(w *rewriter, off, end int, q []byte) bool {
 	plan := s.plan(q)
 	s.noteFunctions(plan)
 	e := reply{kind: rQuery}
+	injected := w.guardSequences(off, plan.Effects, true)
 	if plan.Effects&(sqlStmtEffects|planner.EffPreparedView) != 0 {
-		e = w.sqlQuery(off, end, q)
+		e = w.sqlQuery(off, end, q, injected)
+	} else if injected {
+		w.ownSync()
 	}
 	if plan.Effects&planner.EffGUC != 0 {
 		s.noteCustom(q)
@@ -808,8 +834,7 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 			s.askState(sc)
 			return gnet.None
 		case s.t.releasable():
-			s.server = nil
-			s.pool.Release(sc)
+			s.release(sc)
 			if s.in.Buffered(s.c) > 0 { // pipelined input waits for a server
 				if s.clientData(s.c) == gnet.Close {
 					s.closeClient()
@@ -978,10 +1003,7 @@ func (s *session) closed() {
 	if s.pool != nil {
 		s.pool.Leave(s.loop)
 	}
-	if s.waiting {
-		s.waiting = false
-		s.pool.CancelWait(s.loop, s)
-	}
+	s.stopWaiting()
 	if s.t.pinned {
 		s.t.pinned = false
 		s.p.pins.Add(-1)
@@ -996,6 +1018,9 @@ func (s *session) closed() {
 		return
 	}
 	s.server = nil
+	if s.seqTouched {
+		sc.SeqMark++ // what it advanced is there for nobody
+	}
 	if sc.Unnamed == s {
 		sc.Unnamed = nil
 	}
@@ -1079,8 +1104,7 @@ func (s *session) cancelWaiting() {
 	_, _ = s.write(b)
 	s.loop.KeepScratch(b)
 	if s.in.Buffered(s.c) == 0 {
-		s.waiting = false
-		s.pool.CancelWait(s.loop, s)
+		s.stopWaiting()
 	}
 }
 

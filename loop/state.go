@@ -175,6 +175,12 @@ func (s *session) noteEffects(e planner.Effect) {
 	if e == 0 {
 		return
 	}
+	if e&planner.EffMayAdvance != 0 {
+		s.seqTouched = true // seq.go
+	}
+	if e&planner.EffDiscardSeq != 0 {
+		s.seq, s.seqTouched = nil, true // its values are gone; so are everyone's on this server
+	}
 	if e&planner.EffGUC != 0 {
 		s.checkState = true
 	}
@@ -341,8 +347,7 @@ func (s *session) afterState(sc *poolcore.Server) {
 		return
 	}
 	if s.t.releasable() && s.r.empty() {
-		s.server = nil
-		s.pool.Release(sc)
+		s.release(sc)
 	}
 	s.resumeWork()
 }

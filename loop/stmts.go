@@ -163,18 +163,34 @@ func (w *rewriter) ensure(at int, st *clientStmt, quiet bool) {
 		w.s.r.push(reply{kind: rParse, own: true, quiet: quiet, sname: st.sname})
 		return
 	}
+	w.runOwn(at, st.prepare, reply{kind: rExecute, own: true, quiet: quiet, sname: st.sname, fix: st.fix})
+}
+
+// runOwn slips in sql before the message at at, run through a statement and
+// portal of belay's own, which works inside a client's batch and leaves the
+// client's unnamed statement and portal alone; exec is the reply entry of
+// its Execute (own; quiet before a Query).
+func (w *rewriter) runOwn(at int, sql string, exec reply) {
+	w.begin(at)
 	// Closing first makes it idempotent: an earlier run may have failed
 	// before its statement was closed.
 	w.out = codec.AppendClose(w.out, 'S', ownName)
 	w.out = codec.AppendClose(w.out, 'P', ownName)
-	w.out = codec.AppendParse(w.out, codec.Parse{Name: ownName, Query: []byte(st.prepare)})
+	w.out = codec.AppendParse(w.out, codec.Parse{Name: ownName, Query: []byte(sql)})
 	w.out = codec.AppendBind(w.out, codec.Bind{Portal: ownName, Statement: ownName, Rest: noParams})
 	w.out = codec.AppendExecute(w.out, ownName, 0)
-	w.s.r.push(reply{kind: rClose, own: true, quiet: quiet})
-	w.s.r.push(reply{kind: rClose, own: true, quiet: quiet})
-	w.s.r.push(reply{kind: rParse, own: true, quiet: quiet})
-	w.s.r.push(reply{kind: rBind, own: true, quiet: quiet})
-	w.s.r.push(reply{kind: rExecute, own: true, quiet: quiet, sname: st.sname, fix: st.fix})
+	for _, k := range []replyKind{rClose, rClose, rParse, rBind} {
+		w.s.r.push(reply{kind: k, own: true, quiet: exec.quiet})
+	}
+	w.s.r.push(exec)
+}
+
+// ownSync ends what belay slipped in before a client's Query with a Sync of
+// its own, quietly: an error there is not shown (the client's statement then
+// fails on its own).
+func (w *rewriter) ownSync() {
+	w.out = codec.AppendSync(w.out)
+	w.s.r.push(reply{kind: rSync, own: true, quiet: true})
 }
 
 // ensureAll ensures each statement of list (nil entries skipped).
@@ -563,6 +579,13 @@ func (w *rewriter) statement(off int, name []byte) (sname []byte, st *clientStmt
 // bind handles a Bind at data[off:end].
 func (w *rewriter) bind(off, end int, m codec.Bind) {
 	sname, st := w.statement(off, m.Statement)
+	if ps := w.s.ps; ps != nil {
+		if sname != nil {
+			w.guardSequences(off, st.eff, false)
+		} else if len(m.Statement) == 0 && ps.hasUnnamed {
+			w.guardSequences(off, ps.unnamedEff, false)
+		}
+	}
 	w.s.notePortal(m.Portal, st)
 	e := reply{kind: rBind}
 	if sname != nil {
@@ -717,17 +740,19 @@ const sqlStmtEffects = planner.EffPrepare | planner.EffExecute | planner.EffDeal
 // (quietly, ending in a Sync of belay's own), rewrites the names, and
 // returns the Query's reply entry, whose confirmations apply what each
 // statement did once Postgres reports it complete.
-func (w *rewriter) sqlQuery(off, end int, q []byte) reply {
+func (w *rewriter) sqlQuery(off, end int, q []byte, injected bool) reply {
 	s, sc := w.s, w.sc
 	e := reply{kind: rQuery}
 	p := planner.Parse(string(q))
 	if p.Err != nil {
+		if injected {
+			w.ownSync()
+		}
 		return e
 	}
 	ps := s.stmts()
 	// This Query's view of the client's names, as its statements change it.
 	view := maps.Clone(ps.named)
-	injected := false
 	for _, st := range p.Stmts {
 		switch {
 		case st.Effects&(planner.EffDeallocateAll|planner.EffDiscardAll) != 0:
@@ -751,8 +776,7 @@ func (w *rewriter) sqlQuery(off, end int, q []byte) reply {
 		injected = true
 	}
 	if injected {
-		w.out = codec.AppendSync(w.out)
-		s.r.push(reply{kind: rSync, own: true, quiet: true})
+		w.ownSync()
 	}
 	view = maps.Clone(ps.named)
 	var reps []replacement

@@ -1,7 +1,13 @@
 package loop
 
 import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
 	"time"
+
+	"github.com/belaydb/belay/internal/pgtest"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -134,4 +140,33 @@ var transparencyScripts = []protoScript{
 		q("SELECT lastval()"),
 		q("DROP TABLE k7"),
 	}},
+}
+
+// TestStatementTimeoutFromParse (issue K.4): Postgres starts a statement's
+// clock (statement_timeout) at the first extended-protocol message after a
+// Sync, so a client that sends Parse, waits, then Describe and Sync gets
+// 57014. belay sends the server each message when the client sends it, so
+// that holds through belay too (the script "statement_timeout from Parse to
+// Sync") - except for a Parse of a statement the server already holds,
+// which belay answers itself: that Parse never reaches the server, whose
+// clock starts at the next message. This test pins that documented
+// difference (README, "Where belay differs from Postgres").
+func TestStatementTimeoutFromParse(t *testing.T) {
+	pg := pgtest.Shared(t)
+	p := startProxy(t, pg, func(c *Config) { c.PoolSize, c.EventLoops = 1, 1 })
+	host, port, _ := net.SplitHostPort(p.Addr())
+	steps := []protoStep{
+		ext(parse("known", "SELECT 'k4'")), // now on the server
+		q("SET statement_timeout = '100ms'"),
+		unsynced(parse("again", "SELECT 'k4'")),
+		after(250*time.Millisecond, ext(describeS("again"))),
+		unsynced(parse("new", "SELECT 'k4 new'")),
+		after(250*time.Millisecond, ext(describeS("new"))),
+	}
+	direct := runProtoScript(t, pg.Host, fmt.Sprint(pg.Port), "", steps)
+	through := runProtoScript(t, host, port, "", steps)
+	timeouts := func(s string) int { return strings.Count(s, "Error 57014") }
+	if timeouts(direct) != 2 || timeouts(through) != 1 || !strings.Contains(through, "step 5\n  ParseComplete\n  Error 57014") {
+		t.Fatalf("want 57014 twice directly and only for the new statement through belay\n--- direct\n%s\n--- through belay\n%s", direct, through)
+	}
 }

@@ -109,11 +109,18 @@ const (
 	// EffCurrval: reads the session's sequence state: currval, lastval.
 	EffCurrval
 	// EffNextval: calls nextval or setval, which currval and lastval then
-	// report. (Column defaults, triggers and user functions may call them
-	// too: Plan.MayAdvanceSequences says whether a plan may.)
+	// report.
 	EffNextval
+	// EffMayAdvance: may call nextval or setval in the session: explicitly
+	// (EffNextval), or, conservatively, through column defaults and
+	// triggers (any write, COPY, DDL, a text that did not parse), CALL, DO,
+	// EXECUTE, or a user function.
+	EffMayAdvance
+	// EffDiscardSeq: forgets what currval and lastval report: DISCARD
+	// SEQUENCES, DISCARD ALL.
+	EffDiscardSeq
 
-	effLast = EffNextval
+	effLast = EffDiscardSeq
 )
 
 // EffPin is state that cannot follow a client to another server.
@@ -133,7 +140,7 @@ const (
 
 var effNames = [...]string{"GUC", "Prepare", "Execute", "Deallocate", "DeallocateAll", "DiscardAll",
 	"Listen", "Temp", "HoldCursor", "AdvisoryLock", "Role", "Load", "MayRelease", "Reset", "FunctionDDL",
-	"PreparedView", "Currval", "Nextval"}
+	"PreparedView", "Currval", "Nextval", "MayAdvance", "DiscardSeq"}
 
 // String lists the set bits, e.g. "GUC|Temp"; "0" for none.
 func (e Effect) String() string {

@@ -82,18 +82,6 @@ type Plan struct {
 	replicaBase bool
 }
 
-// MayAdvanceSequences says whether running the plan may call nextval or
-// setval in the session, which currval and lastval then report:
-// explicitly, or, conservatively, through column defaults and triggers
-// (any write, COPY, DDL), CALL, DO, EXECUTE, or a user function.
-func (p *Plan) MayAdvanceSequences() bool {
-	switch p.Class {
-	case ClassWrite, ClassUtility, ClassUnknown:
-		return true
-	}
-	return p.Effects&(EffNextval|EffExecute) != 0 || len(p.Functions) > 0
-}
-
 // Normalized reports whether the plan's spans refer to a text other than
 // sql (that is, to its normalized form).
 func (p *Plan) Normalized(sql []byte) bool { return p.Text != string(sql) }
@@ -146,7 +134,7 @@ func Parse(sql string) *Plan {
 func failed(p *Plan, err error) *Plan {
 	p.Class = ClassUnknown
 	p.Err = err
-	p.Effects = fromLegacy(SessionEffects([]byte(p.Text)))
+	p.Effects = fromLegacy(SessionEffects([]byte(p.Text))) | EffMayAdvance
 	p.Stmts = []Stmt{{Class: ClassUnknown, Effects: p.Effects, Span: Span{0, int32(len(p.Text))}}}
 	return p
 }
@@ -195,6 +183,7 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 	w.ctes, w.rels = w.ctes[:0], w.rels[:0]
 
 	base := true // could run on a replica, before what the walk finds
+	funcsBefore := len(w.funcs)
 	node := raw.GetStmt()
 	switch n := node.GetNode().(type) {
 	case *pg.Node_SelectStmt, *pg.Node_VariableShowStmt:
@@ -255,8 +244,11 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 		st.Class, base = ClassSession, false
 	case *pg.Node_DiscardStmt:
 		st.Class, st.Effects = ClassSession, EffMayRelease
-		if n.DiscardStmt.Target == pg.DiscardMode_DISCARD_ALL {
-			st.Effects |= EffGUC | EffDiscardAll | EffReset
+		switch n.DiscardStmt.Target {
+		case pg.DiscardMode_DISCARD_ALL:
+			st.Effects |= EffGUC | EffDiscardAll | EffReset | EffDiscardSeq
+		case pg.DiscardMode_DISCARD_SEQUENCES:
+			st.Effects |= EffDiscardSeq
 		}
 	case *pg.Node_LoadStmt:
 		st.Class, st.Effects = ClassSession, EffLoad
@@ -313,8 +305,22 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 	if w.writes && (st.Class == ClassRead || st.Class == ClassSession) {
 		st.Class = ClassWrite
 	}
+	if mayAdvance(st, len(w.funcs) > funcsBefore) {
+		st.Effects |= EffMayAdvance
+	}
 	replicaOK = base && !w.writes && !w.primaryOnly && st.Class != ClassWrite && st.Class != ClassUnknown
 	return st, replicaOK
+}
+
+// mayAdvance says whether running st may call nextval or setval: explicitly,
+// or through column defaults and triggers (any write, COPY, DDL), CALL, DO,
+// EXECUTE, or a user function (userFuncs).
+func mayAdvance(st Stmt, userFuncs bool) bool {
+	switch st.Class {
+	case ClassWrite, ClassUtility, ClassUnknown:
+		return true
+	}
+	return userFuncs || st.Effects&(EffNextval|EffExecute) != 0
 }
 
 // setting notes a setting name that a statement changes, if it is custom.

@@ -124,7 +124,8 @@ func TestParseClassAndEffects(t *testing.T) {
 		{"DEALLOCATE PREPARE p", ClassSession, EffDeallocate, true},
 		{"DEALLOCATE ALL", ClassSession, EffDeallocateAll, true},
 		{"DEALLOCATE PREPARE ALL", ClassSession, EffDeallocateAll, true},
-		{"DISCARD ALL", ClassSession, EffGUC | EffDiscardAll | EffMayRelease | EffReset, true},
+		{"DISCARD ALL", ClassSession, EffGUC | EffDiscardAll | EffMayRelease | EffReset | EffDiscardSeq, true},
+		{"DISCARD SEQUENCES", ClassSession, EffMayRelease | EffDiscardSeq, true},
 		{"DISCARD TEMP", ClassSession, EffMayRelease, true},
 		{"DISCARD PLANS", ClassSession, EffMayRelease, true},
 		{"LISTEN chan", ClassSession, EffListen, false},
@@ -173,7 +174,8 @@ func TestParseClassAndEffects(t *testing.T) {
 	}
 	for _, c := range cases {
 		p := Parse(c.sql)
-		if p.Class != c.class || p.Effects != c.eff || p.ReplicaOK != c.replica {
+		// EffMayAdvance has a test of its own (TestPreparedViewsAndSequences).
+		if p.Class != c.class || p.Effects&^EffMayAdvance != c.eff || p.ReplicaOK != c.replica {
 			t.Errorf("Parse(%q) = %v %v replica=%v, want %v %v replica=%v (err %v)",
 				c.sql, p.Class, p.Effects, p.ReplicaOK, c.class, c.eff, c.replica, p.Err)
 		}
@@ -224,7 +226,7 @@ func TestParseNames(t *testing.T) {
 	}
 }
 
-func TestPreparedViews(t *testing.T) {
+func TestPreparedViewsAndSequences(t *testing.T) {
 	sql := `SELECT a.name FROM pg_prepared_statements a JOIN pg_catalog . "pg_prepared_statements" b USING (name) ` +
 		`WHERE EXISTS (SELECT 1 FROM pg_prepared_statements)`
 	p := Parse(sql)
@@ -244,8 +246,8 @@ func TestPreparedViews(t *testing.T) {
 		{"INSERT INTO t VALUES (1)", true}, {"SELECT f()", true}, {"EXECUTE p", true},
 		{"COPY t FROM STDIN", true}, {"BEGIN", false}, {"SET x = 1", false},
 	} {
-		if got := Parse(c.sql).MayAdvanceSequences(); got != c.want {
-			t.Errorf("Parse(%q).MayAdvanceSequences() = %v, want %v", c.sql, got, c.want)
+		if got := Parse(c.sql).Effects&EffMayAdvance != 0; got != c.want {
+			t.Errorf("Parse(%q) may advance sequences: %v, want %v", c.sql, got, c.want)
 		}
 	}
 }
@@ -260,7 +262,7 @@ func TestParseMultiStatement(t *testing.T) {
 	}{
 		{ClassTxControl, 0, "BEGIN"},
 		{ClassSession, EffPrepare, "PREPARE s AS SELECT 1"},
-		{ClassWrite, 0, "UPDATE pgbench_tellers SET tbalance = 1 WHERE tid = 2"},
+		{ClassWrite, EffMayAdvance, "UPDATE pgbench_tellers SET tbalance = 1 WHERE tid = 2"},
 		{ClassSession, EffListen, "LISTEN c"},
 		{ClassTxControl, 0, "END"},
 	}
@@ -274,7 +276,7 @@ func TestParseMultiStatement(t *testing.T) {
 			t.Errorf("stmt %d = %v %v %q, want %v %v %q", i, st.Class, st.Effects, text, w.class, w.eff, w.text)
 		}
 	}
-	if p.Class != ClassWrite || p.Effects != EffPrepare|EffListen || p.ReplicaOK {
+	if p.Class != ClassWrite || p.Effects != EffPrepare|EffListen|EffMayAdvance || p.ReplicaOK {
 		t.Errorf("plan = %v %v %v", p.Class, p.Effects, p.ReplicaOK)
 	}
 	if !slices.Equal(p.Tables, []string{"pgbench_tellers"}) {

@@ -474,6 +474,41 @@ func (p *Pool) Acquire(l *Loop, c Client, sig string) *Server {
 	return nil
 }
 
+// ErrServerGone is what ServerFailed reports to a client that waited for a
+// particular server (AcquireServer) when that server closed.
+var ErrServerGone = errors.New("the server waited for closed")
+
+// AcquireServer gets c the server sc, of p on l: at once if it is idle
+// (got), or, with wait, once its owner releases it (waiting: ServerReady
+// follows, or ServerFailed with ErrServerGone if it closes). Neither when sc
+// is closed, on another loop, or another client already waits for it. A
+// client that stops waiting calls Unwant. On l.
+func (p *Pool) AcquireServer(l *Loop, c Client, sc *Server, wait bool) (got, waiting bool) {
+	if sc.pool != p || sc.loop != l || sc.wanted != nil || p.paused.Load() {
+		return false, false
+	}
+	switch sc.state {
+	case stateIdle:
+		p.removeIdle(sc)
+		p.perLoop[l.idx].active.Add(1)
+		sc.state, sc.owner = stateActive, c
+		return true, false
+	case stateActive, stateInternal, stateDraining, stateParked, stateCancelWait:
+		if wait {
+			sc.wanted = c
+		}
+		return false, wait
+	}
+	return false, false
+}
+
+// Unwant takes c off the wait for sc (it left, or gave up). On sc's loop.
+func (sc *Server) Unwant(c Client) {
+	if sc.wanted == c {
+		sc.wanted = nil
+	}
+}
+
 // enqueue puts c at the end of lp's wait queue.
 func (p *Pool) enqueue(lp *loopPool, c Client) {
 	now := p.m.now()
@@ -585,6 +620,7 @@ func (p *Pool) finishRelease(sc *Server) {
 			}
 			sc.Dirty, sc.AppliedSig = false, ""
 			sc.Stmts.Reset()
+			sc.SeqMark++ // DISCARD ALL forgot the sequences' state
 			p.finishRelease(sc)
 		})
 		return
@@ -596,6 +632,11 @@ func (p *Pool) finishRelease(sc *Server) {
 	}
 	if p.paused.Load() {
 		sc.Close() // PAUSE: every server closes as it is released
+		return
+	}
+	if w := sc.wanted; w != nil {
+		sc.wanted = nil
+		p.handoff(sc, w) // a client waits for this very server (AcquireServer)
 		return
 	}
 	if p.m.node.contended.Load() && p.handOver(sc) {

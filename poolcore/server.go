@@ -90,6 +90,13 @@ type Server struct {
 	// statement (nil: none, or nobody knows whose). Any simple Query,
 	// belay's own included, destroys the unnamed statement.
 	Unnamed any
+	// SeqMark counts the transactions run on the server that may have
+	// advanced a sequence (its owners add to it): a client that ran one
+	// here knows that currval and lastval still report its own values if
+	// the mark has not moved since.
+	SeqMark uint64
+	// wanted is a client waiting for this very server (AcquireServer).
+	wanted Client
 
 	born      time.Time
 	idleSince time.Time
@@ -330,6 +337,10 @@ func (sc *Server) Closed(err error) {
 	sc.state = stateClosed
 	sc.owner = nil
 	sc.conn = nil
+	if w := sc.wanted; w != nil {
+		sc.wanted = nil
+		w.ServerFailed(ErrServerGone)
+	}
 	if _, ok := sc.loop.servers[sc]; !ok {
 		return // already accounted for
 	}
