@@ -69,11 +69,11 @@ func (s *session) preparedView() string {
 		for _, n := range names {
 			st := s.ps.named[n]
 			b.WriteString(", (")
-			b.WriteString(escapeLiteral(st.sname))
+			b.WriteString(quoteLiteral(st.sname))
 			b.WriteString(", ")
-			b.WriteString(escapeLiteral(n))
+			b.WriteString(quoteLiteral(n))
 			b.WriteString(", ")
-			b.WriteString(escapeLiteral(st.clientText()))
+			b.WriteString(quoteLiteral(st.clientText()))
 			b.WriteString(")")
 		}
 	}
@@ -94,12 +94,6 @@ func (st *clientStmt) clientText() string {
 		}
 	}
 	return ""
-}
-
-// escapeLiteral quotes v as an E” string, which means the same whatever
-// standard_conforming_strings is.
-func escapeLiteral(v string) string {
-	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(v) + "'"
 }
 
 // serverVersion is the major version of the server the client holds, from

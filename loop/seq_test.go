@@ -112,3 +112,40 @@ func TestCurrvalFollowsTheClient(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReservedPrefixSetting (issue K.6): a custom setting made on a server
+// where plpgsql was not loaded (a placeholder) cannot be applied once
+// another client loaded plpgsql there: the client keeps working, and gets
+// the WARNING Postgres gives when the library loads in a session with such
+// a placeholder.
+func TestReservedPrefixSetting(t *testing.T) {
+	pg := pgtest.Shared(t)
+	p := startProxy(t, pg, func(c *Config) { c.PoolSize, c.EventLoops = 1, 1 })
+	ctx := context.Background()
+	var notices []*pgconn.Notice
+	cfg, err := pgx.ParseConfig(p.connString("postgres", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n) }
+	a, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+	b := connect(t, p.connString("postgres", "postgres"))
+	if _, err := a.Exec(ctx, "SET plpgsql.extra_k6_warnings = 'x'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Exec(ctx, "DO $$ BEGIN END $$"); err != nil { // loads plpgsql on the one server
+		t.Fatal(err)
+	}
+	var n int
+	if err := a.QueryRow(ctx, "SELECT count(*) FROM pg_settings WHERE name = 'plpgsql.extra_k6_warnings'").Scan(&n); err != nil {
+		t.Fatalf("the client lost its session: %v", err)
+	}
+	if n != 0 || len(notices) != 1 || notices[0].Code != string(sqlstate.InvalidName) || notices[0].Severity != "WARNING" {
+		t.Fatalf("setting still there: %d; notices %+v; want one WARNING 42602", n, notices)
+	}
+	t.Logf("%s: %s (%s)", notices[0].Severity, notices[0].Message, notices[0].Detail)
+}

@@ -304,6 +304,10 @@ func (s *session) applied(sc *poolcore.Server, perr *poolcore.PgError) {
 		return
 	}
 	if perr != nil {
+		if s.state == sReady && s.dropReserved(perr) {
+			sc.Exec(applySQL(sc.AppliedSig, s.sig), s.applied)
+			return
+		}
 		// The parameters are invalid (Postgres would refuse the startup).
 		sc.Dirty = true
 		s.server = nil

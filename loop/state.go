@@ -2,10 +2,12 @@ package loop
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 
 	"github.com/belaydb/belay/codec"
+	"github.com/belaydb/belay/codec/sqlstate"
 	"strconv"
 	"strings"
 
@@ -82,6 +84,37 @@ func settingsSQL(set []setting) string {
 		b.WriteString(", false)")
 	}
 	return b.String()
+}
+
+// dropReserved handles a failure to apply the client's settings on a server
+// where an extension now reserves the prefix of one of its custom settings
+// (SET plpgsql.extra_foo = ... made a placeholder on a server where plpgsql
+// was not loaded; it is loaded here, and Postgres refuses the name): the
+// setting is dropped from the client's session with the WARNING Postgres
+// gives when the library is loaded in the session, and the rest applied.
+// It returns false when perr is not that.
+func (s *session) dropReserved(perr *poolcore.PgError) bool {
+	if sqlstate.Code(perr.Code) != sqlstate.InvalidName || s.st == nil {
+		return false
+	}
+	for i, st := range s.st.settings {
+		dot := strings.IndexByte(st.name, '.')
+		if dot < 0 || !strings.Contains(perr.Message, `"`+st.name+`"`) {
+			continue
+		}
+		s.st.settings = append(s.st.settings[:i:i], s.st.settings[i+1:]...)
+		s.st.custom = slices.DeleteFunc(s.st.custom, func(n string) bool { return strings.EqualFold(n, st.name) })
+		s.sig = settingsSQL(s.st.settings)
+		if s.c != nil {
+			b := codec.AppendNoticeResponse(s.loop.Scratch(), codec.ErrorResponse{Severity: "WARNING", Code: sqlstate.InvalidName,
+				Message: fmt.Sprintf("invalid configuration parameter name %q, removing it", st.name),
+				Detail:  fmt.Sprintf("%q is now a reserved prefix.", st.name[:dot])})
+			_, _ = s.write(b)
+			s.loop.KeepScratch(b)
+		}
+		return true
+	}
+	return false
 }
 
 // quoteLiteral quotes s as an escape string literal.
