@@ -42,6 +42,7 @@ func TestCancelStress(t *testing.T) {
 	var wg sync.WaitGroup
 	var queries, cancels, cancelled, hangs, victimQueries, victims atomic.Int64
 	var firstHang, firstVictim atomic.Value
+	var slowest atomic.Int64 // the longest query of a client that never cancels
 	modes := []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement}
 	for i := 0; i < 24; i++ {
 		// A third cancel as libpq's PQcancel does, a third through a
@@ -138,6 +139,8 @@ func TestCancelStress(t *testing.T) {
 				took := time.Since(start)
 				cancel()
 				victimQueries.Add(1)
+				for old := slowest.Load(); int64(took) > old && !slowest.CompareAndSwap(old, int64(took)); old = slowest.Load() {
+				}
 				if took > hangAfter {
 					hangs.Add(1)
 					firstHang.CompareAndSwap(nil, "victim: "+took.String()+": "+errString(err))
@@ -153,8 +156,9 @@ func TestCancelStress(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("queries issued %d (cancelled %d), cancels sent %d (%.0f/s), hangs %d, queries of clients that never cancel %d, victims %d",
-		queries.Load(), cancelled.Load(), cancels.Load(), float64(cancels.Load())/dur.Seconds(), hangs.Load(), victimQueries.Load(), victims.Load())
+	t.Logf("queries issued %d (cancelled %d), cancels sent %d (%.0f/s), hangs %d, queries of clients that never cancel %d (slowest %v), victims %d",
+		queries.Load(), cancelled.Load(), cancels.Load(), float64(cancels.Load())/dur.Seconds(), hangs.Load(), victimQueries.Load(),
+		time.Duration(slowest.Load()).Round(time.Millisecond), victims.Load())
 	if hangs.Load() > 0 {
 		t.Errorf("%d queries hung; the first: %v", hangs.Load(), firstHang.Load())
 	}

@@ -227,3 +227,40 @@ func TestQueryWaitTimeout(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// TestSlowCancelFreesTheSlot: a server whose cancel Postgres is slow to
+// take (the relay never forwards it) is not held from the pool's clients
+// for longer than cancelHoldMax: it is closed, and a waiter gets a server
+// logged in in its slot.
+func TestSlowCancelFreesTheSlot(t *testing.T) {
+	pg := pgtest.Shared(t)
+	relay := newCancelRelay(t, pg.Addr(), false)
+	e := startEngine(t, Options{Server: pg.Addr(), PoolSize: 1, ConnectTimeout: 30 * time.Second})
+	e.m.cancelAddr = relay.ln.Addr().String()
+	p := e.pool(t, pg.Superuser, "postgres")
+
+	c1, c2 := newClient(e), newClient(e)
+	sc := c1.acquire(t, p, 30*time.Second)
+	pid := sc.PID
+	c1.send(sc, "SELECT 1")
+	e.onLoop(sc.Cancel)
+	<-relay.got
+	if r := c1.wait(t); r.err != nil || r.netErr != nil {
+		t.Fatalf("query: %v %v", r.err, r.netErr)
+	}
+	c1.release(p, sc)
+	start := time.Now()
+	sc2 := c2.acquire(t, p, 10*time.Second)
+	if sc2 == nil {
+		t.Fatal("the waiter got no server")
+	}
+	waited := time.Since(start)
+	if sc2.PID == pid {
+		t.Fatal("the waiter got the server whose cancel is still in flight")
+	}
+	if waited < cancelHoldMax/2 {
+		t.Fatalf("the slot was freed after %v, before the hold", waited)
+	}
+	t.Logf("a new server after %v", waited.Round(time.Millisecond))
+	c2.release(p, sc2)
+}

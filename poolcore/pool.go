@@ -592,6 +592,7 @@ func (p *Pool) finishRelease(sc *Server) {
 		// Nobody gets the server until every cancel finished (cancelDone).
 		if sc.state != stateCancelWait {
 			sc.state = stateCancelWait
+			sc.idleSince = time.Now() // Sweep closes it after cancelHoldMax
 			p.perLoop[sc.loop.idx].cancelWait.Add(1)
 		}
 		return
@@ -915,7 +916,8 @@ func (p *Pool) dialFailed(l *Loop, err error) {
 // (pgbouncer issue #245). So every cancel is counted on the server
 // (sc.cancels) until its connection closed (or failed), and a server released
 // meanwhile waits in stateCancelWait instead of going to a waiter or the idle
-// stack. When the count is back to 0 it is released for real: by then the
+// stack (for at most cancelHoldMax: Sweep then closes it and frees its
+// slot). When the count is back to 0 it is released for real: by then the
 // signal was delivered, and a backend that gets SIGINT while idle, reading
 // its next command, ignores it.
 func (m *Manager) cancel(sc *Server) {
@@ -1022,10 +1024,24 @@ func (m *Manager) Sweep(l *Loop) {
 			}
 		}
 	}
+	for sc := range l.servers {
+		if sc.state == stateCancelWait && now.Sub(sc.idleSince) > cancelHoldMax {
+			// Postgres is slow to take the cancel (its postmaster is
+			// busy forking): rather than keep the slot from everyone, end
+			// this session and log in another in its place.
+			sc.Close()
+		}
+	}
 	if m.opts.OnSweep != nil {
 		m.opts.OnSweep(l)
 	}
 }
+
+// cancelHoldMax bounds how long a released server waits for a cancel of its
+// in flight (stateCancelWait) before it is closed instead: a slot held back
+// while Postgres is slow to accept the cancel connection would make every
+// client of the pool wait.
+const cancelHoldMax = time.Second
 
 // Tick runs Sweep on every loop. Call it periodically from any goroutine.
 func (m *Manager) Tick() {
