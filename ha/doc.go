@@ -1,0 +1,29 @@
+// Package ha holds belay's picture of a cluster: its topology (shards, each
+// with a primary and replicas, and the primary's term), kept in etcd and
+// watched by every proxy; later the orchestrator's decisions and the hold
+// buffer for failovers.
+//
+// # The model (model.go)
+//
+// A Topology is an immutable snapshot: readers (the event loops) load the
+// current one through an atomic pointer and never lock; a change builds a
+// new snapshot. The model, its validation and its transitions are pure (no
+// I/O, no clock); the etcd store and watch live in files of their own.
+//
+// # Keys and values in etcd
+//
+// Everything of cluster C lives under the prefix /belay/C/:
+//
+//	/belay/C/shards/S  {"term": 3, "primary": "pg1"}
+//	/belay/C/nodes/N   {"shard": "S", "addr": "127.0.0.1:5433", "state": "up"}
+//
+// A shard's record names its primary and carries its term, which increases
+// with each promotion: whoever acts on a topology (a proxy, a pooler, a
+// node) ignores one whose term for a shard is older than the one it knows.
+// A node's role is derived (the shard's primary, or a replica), so the two
+// records can never disagree about it. A node's record says where belay
+// connects to it (host:port, or /socket/dir:port) and its administrative
+// state ("up", or "down": taken out of service).
+//
+// ha never imports loop.
+package ha
