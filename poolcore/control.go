@@ -81,22 +81,26 @@ func (m *Manager) Tune(t Tunables) {
 	m.mu.Lock()
 	m.opts.PoolSize, m.opts.UserLimits, m.opts.MaxDBConnections, m.opts.MaxUserConnections = t.PoolSize, t.UserLimits, t.MaxDBConnections, t.MaxUserConnections
 	m.opts.Lifetime, m.opts.IdleTimeout, m.opts.ConnectTimeout, m.opts.QueryWaitTimeout = t.Lifetime, t.IdleTimeout, t.ConnectTimeout, t.QueryWaitTimeout
-	n := &m.node
-	n.mu.Lock() // lock order: m.mu, then node.mu
-	for _, p := range n.pools {
-		lim := m.limitsOf(p.key.User)
-		p.size.Store(int32(lim.Max))
-		n.alloc.SetLimits(p.fid, lim)
+	for _, n := range m.nodes {
+		n.mu.Lock() // lock order: m.mu, then node.mu
+		for _, p := range n.pools {
+			if p == nil {
+				continue // forgotten
+			}
+			lim := m.limitsOf(p.key.User)
+			p.size.Store(int32(lim.Max))
+			n.alloc.SetLimits(p.fid, lim)
+		}
+		switch {
+		case t.MaxDBConnections > 0:
+			n.alloc.SetBudget(t.MaxDBConnections)
+			n.askBudget = false
+		case t.MaxDBConnections < 0:
+			n.alloc.SetBudget(0)
+			n.askBudget = false
+		}
+		n.mu.Unlock()
 	}
-	switch {
-	case t.MaxDBConnections > 0:
-		n.alloc.SetBudget(t.MaxDBConnections)
-		n.askBudget = false
-	case t.MaxDBConnections < 0:
-		n.alloc.SetBudget(0)
-		n.askBudget = false
-	}
-	n.mu.Unlock()
 	m.mu.Unlock()
 	m.kick("")
 }
@@ -162,10 +166,11 @@ func (m *Manager) Reconnect(db string) {
 }
 
 // retired says sc must close rather than serve again: RECONNECT marked it,
-// or its pool holds more than a reload's smaller size.
+// its pool holds more than a reload's smaller size, or its node was removed
+// or now lives at another address.
 func (p *Pool) retired(sc *Server) bool {
 	rb := p.retireBefore.Load()
-	return (rb != 0 && sc.born.UnixNano() < rb) || p.open.Load() > p.limit()
+	return (rb != 0 && sc.born.UnixNano() < rb) || p.open.Load() > p.limit() || !p.n.serves(sc)
 }
 
 // limit is the most servers p may hold now: its size, and its reserve
@@ -186,7 +191,7 @@ func (p *Pool) sweepReserve(tun *Tunables) {
 	if on == p.reserveOn.Load() || (!on && p.OldestWait() > 0) {
 		return
 	}
-	m, n := p.m, &p.m.node
+	m, n := p.m, p.n
 	m.mu.Lock()
 	lim := m.limitsOf(p.key.User)
 	if on {
@@ -273,6 +278,18 @@ func (m *Manager) setPaused(db string, paused bool) {
 	}
 }
 
+// closeIdleOf closes, on each loop, the idle servers of n's pools that
+// must not serve again (n removed, or pointed elsewhere).
+func (m *Manager) closeIdleOf(n *node) {
+	m.eachLoop(func(l *Loop) {
+		for sc := range l.servers {
+			if sc.state == stateIdle && sc.pool.n == n && !n.serves(sc) {
+				sc.Close()
+			}
+		}
+	})
+}
+
 // closeIdle closes, on each loop, the idle servers of db that must not
 // serve again (paused or retired).
 func (m *Manager) closeIdle(db string) {
@@ -292,7 +309,9 @@ func (m *Manager) closeIdle(db string) {
 // smaller limit ended: each loop logs in servers for its waiters as far as
 // the pool and the budget allow.
 func (m *Manager) kick(db string) {
-	m.node.tick(m)
+	for _, n := range m.nodeList() {
+		n.tick(m)
+	}
 	m.eachLoop(func(l *Loop) {
 		for _, p := range m.poolsOf(db) {
 			lp := &p.perLoop[l.idx]

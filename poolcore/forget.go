@@ -25,7 +25,7 @@ func (m *Manager) forgetUnused() {
 			continue
 		}
 		delete(m.pools, k)
-		m.node.forget(p)
+		p.n.forget(p)
 		if m.opts.OnForgetPool != nil {
 			m.opts.OnForgetPool(p)
 		}

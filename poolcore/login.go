@@ -141,6 +141,7 @@ var errNoServerTLS = errors.New("server does not support TLS")
 // loginResult is a logged-in connection, ready to be enrolled on a loop.
 type loginResult struct {
 	addr   string     // the host:port it logged in to
+	gen    uint32     // its node's generation when the address was chosen
 	nc     net.Conn   // the socket
 	tls    *gnetx.TLS // its TLS layer, or nil; not yet detached
 	pid    uint32
@@ -151,12 +152,13 @@ type loginResult struct {
 // connect logs in as the pool's user to the next of the server's hosts in
 // turn, or, when it cannot be reached, to the following ones.
 func (p *Pool) connect(ctx context.Context) (r *loginResult, err error) {
-	addrs := p.m.addrs
-	first := int(p.m.next.Add(1)-1) % len(addrs)
+	gen := p.n.gen.Load() // before the addresses: a change between retires this server
+	addrs := *p.n.addrs.Load()
+	first := int(p.n.next.Add(1)-1) % len(addrs)
 	for i := range addrs {
 		addr := addrs[(first+i)%len(addrs)]
 		if r, err = p.connectTo(ctx, addr); err == nil {
-			r.addr = addr
+			r.addr, r.gen = addr, gen
 			return r, nil
 		}
 		var pe *PgError

@@ -2,6 +2,7 @@ package poolcore
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,17 @@ import (
 // client that finds an idle server of its pool on its own loop, and a release
 // while nothing is contended, touch none of it: one atomic load.
 type node struct {
+	name string
+	// addrs are its server's addresses (a host list); next picks the one a
+	// new server logs in to (round robin). Replaced whole by setServer.
+	addrs atomic.Pointer[[]string]
+	next  atomic.Uint32
+	// removed: RemoveNode; its pools get no client and close as released.
+	removed atomic.Bool
+	// gen counts the changes of addrs and removed: a server logged in under
+	// an older one must not serve again (serves).
+	gen atomic.Uint32
+
 	mu    sync.Mutex // guards the fields below, the allocator, and the pools' open counts
 	alloc *fairness.Allocator
 	pools []*Pool // by fairness.ID
@@ -51,6 +63,28 @@ func (n *node) init(o Options) {
 	}
 	n.askBudget = o.MaxDBConnections == 0
 }
+
+// setServer points the node at server's addresses; it reports whether they
+// changed.
+func (n *node) setServer(server string) bool {
+	addrs, _ := serverAddrs(server)
+	if len(addrs) == 0 {
+		addrs = []string{server} // Check refuses it; every login fails with its error
+	}
+	old := n.addrs.Load()
+	if old != nil && slices.Equal(*old, addrs) {
+		return false
+	}
+	n.addrs.Store(&addrs)
+	if old != nil {
+		n.gen.Add(1)
+	}
+	return true
+}
+
+// serves says whether sc may serve again on n: it logged in under n's
+// current addresses, and n is in service. One atomic load.
+func (n *node) serves(sc *Server) bool { return sc.nodeGen == n.gen.Load() }
 
 // register makes p a user of the allocator. Lock order: Manager.mu, then node.mu.
 func (n *node) register(p *Pool, l fairness.Limits) {
@@ -130,7 +164,7 @@ func (p *Pool) reserve(i int) bool {
 	if p.blocked.Load() || p.paused.Load() || p.open.Load() >= p.limit() {
 		return false
 	}
-	n := &p.m.node
+	n := p.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.refresh(p.m.now())
@@ -150,7 +184,7 @@ func (p *Pool) reserve(i int) bool {
 // slot (or, when the budget shrank, sc is just closed); it returns true. On
 // sc's loop.
 func (p *Pool) handOver(sc *Server) bool {
-	n := &p.m.node
+	n := p.n
 	n.mu.Lock()
 	n.refresh(p.m.now())
 	to := n.alloc.Take(p.fid)
@@ -248,7 +282,7 @@ func (n *node) reclaimIdle() {
 // allocator keeps one. On l.
 func (p *Pool) handOverIdle(l *Loop) {
 	lp := &p.perLoop[l.idx]
-	for len(lp.idle) > 0 && p.m.node.contended.Load() && p.handOver(lp.idle[0]) {
+	for len(lp.idle) > 0 && p.n.contended.Load() && p.handOver(lp.idle[0]) {
 	}
 }
 
@@ -302,9 +336,25 @@ type NodeStats struct {
 	Contended    bool
 }
 
-// NodeStats reads the node's budget. Safe for concurrent use.
+// NodeStats reads the budget of the Manager's own server (node ""). Safe
+// for concurrent use.
 func (m *Manager) NodeStats() NodeStats {
-	n := &m.node
+	s, _ := m.NodeStatsOf("")
+	return s
+}
+
+// NodeStatsOf reads the budget of the node name. Safe for concurrent use.
+func (m *Manager) NodeStatsOf(name string) (NodeStats, bool) {
+	m.mu.Lock()
+	n := m.nodes[name]
+	m.mu.Unlock()
+	if n == nil {
+		return NodeStats{}, false
+	}
+	return n.stats(), true
+}
+
+func (n *node) stats() NodeStats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return NodeStats{Budget: n.alloc.Budget(), Open: n.alloc.Open(), Contended: n.alloc.Contended()}
@@ -313,7 +363,7 @@ func (m *Manager) NodeStats() NodeStats {
 // Fairness reads p's place in the budget: its smoothed demand and its fair
 // share. Safe for concurrent use.
 func (p *Pool) Fairness() (demand, share int) {
-	n := &p.m.node
+	n := p.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.alloc.Demand(p.fid), n.alloc.Share(p.fid)

@@ -19,10 +19,17 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
-// Key identifies a pool: server connections log in as User to Database.
-type Key struct{ Database, User string }
+// Key identifies a pool: server connections log in as User to Database on
+// Node ("" is the Manager's own server, Options.Server; other nodes are
+// added with SetNode).
+type Key struct{ Node, Database, User string }
 
-func (k Key) String() string { return k.User + "@" + k.Database }
+func (k Key) String() string {
+	if k.Node != "" {
+		return k.User + "@" + k.Database + "@" + k.Node
+	}
+	return k.User + "@" + k.Database
+}
 
 // Options configure a Manager.
 type Options struct {
@@ -120,7 +127,7 @@ func (e *WaitTimeoutError) Error() string {
 func (e *WaitTimeoutError) Is(target error) bool { return target == ErrQueryWaitTimeout }
 
 func (p *Pool) waitTimeout(waited time.Duration) error {
-	n := &p.m.node
+	n := p.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return &WaitTimeoutError{Pool: p.key, Waited: waited, Held: n.alloc.Held(p.fid), Share: n.alloc.Share(p.fid),
@@ -157,14 +164,15 @@ type Manager struct {
 	log   *slog.Logger
 	epoch time.Time
 
-	mu    sync.Mutex // guards pools and loops
+	mu    sync.Mutex // guards pools, loops and nodes
 	pools map[Key]*Pool
 	loops []*Loop
+	// nodes are the Postgres servers the pools log in to, by name; "" is
+	// Options.Server.
+	nodes map[string]*node
 	// loopByIdx[i] is loops[i], readable without mu (node code runs under
 	// node.mu, which is taken after mu, never before).
 	loopByIdx []atomic.Pointer[Loop]
-
-	node node // the server's budget, shared fairly between the pools
 
 	tun atomic.Pointer[Tunables] // what a reload may change (Tune)
 	// PAUSE: every database, or the ones named; under mu.
@@ -174,10 +182,6 @@ type Manager struct {
 	tls    *serverTLS // how logins use TLS; nil with tlsErr
 	tlsErr error      // why the TLS options cannot work
 
-	// addrs are Options.Server's addresses; next picks the one a new
-	// server logs in to (round robin).
-	addrs []string
-	next  atomic.Uint32
 	// cancelAddr, when set, is where CancelRequests go instead of the
 	// server's own address (a test points it at a relay to delay them).
 	cancelAddr string
@@ -206,15 +210,82 @@ func NewManager(o Options) *Manager {
 		o.Logger = slog.Default()
 	}
 	m := &Manager{opts: o, log: o.Logger, epoch: time.Now(), pools: make(map[Key]*Pool),
-		loopByIdx: make([]atomic.Pointer[Loop], o.NumLoops), pausedDBs: map[string]bool{}}
+		loopByIdx: make([]atomic.Pointer[Loop], o.NumLoops), pausedDBs: map[string]bool{}, nodes: map[string]*node{}}
 	t := tunablesOf(o)
 	m.tun.Store(&t)
-	m.node.init(o)
 	m.tls, m.tlsErr = newServerTLS(o)
-	if m.addrs, _ = serverAddrs(o.Server); len(m.addrs) == 0 {
-		m.addrs = []string{o.Server} // Check refuses it; every login fails with its error
-	}
+	m.nodes[""] = m.newNode("", o.Server)
 	return m
+}
+
+// newNode makes the node name whose server is server (host:port, or a
+// comma-separated host list).
+func (m *Manager) newNode(name, server string) *node {
+	n := &node{name: name}
+	n.init(m.opts)
+	n.setServer(server)
+	return n
+}
+
+// SetNode adds the node name, whose pools log in to server (host:port, a
+// Unix socket directory as /dir:port, or a comma-separated host list), or
+// points it at server if it exists: servers logged in to another address
+// close as released. Safe for concurrent use.
+func (m *Manager) SetNode(name, server string) error {
+	if _, err := serverAddrs(server); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	n := m.nodes[name]
+	if n == nil {
+		m.nodes[name] = m.newNode(name, server)
+		m.mu.Unlock()
+		return nil
+	}
+	m.mu.Unlock()
+	if n.setServer(server) {
+		m.closeIdleOf(n)
+	}
+	return nil
+}
+
+// RemoveNode takes the node name out of service: its pools get no new
+// client and their servers close as released. Safe for concurrent use.
+func (m *Manager) RemoveNode(name string) {
+	m.mu.Lock()
+	n := m.nodes[name]
+	if name != "" {
+		delete(m.nodes, name)
+	}
+	m.mu.Unlock()
+	if n == nil {
+		return
+	}
+	n.removed.Store(true)
+	n.gen.Add(1)
+	m.closeIdleOf(n)
+}
+
+// Nodes lists the names of the nodes. Safe for concurrent use.
+func (m *Manager) Nodes() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.nodes))
+	for name := range m.nodes {
+		out = append(out, name)
+	}
+	return out
+}
+
+// nodeList is a snapshot of the nodes.
+func (m *Manager) nodeList() []*node {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*node, 0, len(m.nodes))
+	for _, n := range m.nodes {
+		out = append(out, n)
+	}
+	return out
 }
 
 func (m *Manager) now() int64 { return int64(time.Since(m.epoch)) }
@@ -281,25 +352,30 @@ func (m *Manager) loop(i int) *Loop {
 func (m *Manager) Pool(k Key) (*Pool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if p := m.pools[k]; p != nil {
+	n := m.nodes[k.Node]
+	if n == nil {
+		return nil, fmt.Errorf("no node %q", k.Node)
+	}
+	if p := m.pools[k]; p != nil && p.n == n {
 		p.touched.Store(m.now())
 		return p, nil
 	}
-	host, port, err := net.SplitHostPort(m.addrs[0]) // the .pgpass entry of the first host serves all
+	addrs := *n.addrs.Load()
+	host, port, err := net.SplitHostPort(addrs[0]) // the .pgpass entry of the first host serves all
 	if err != nil {
-		return nil, fmt.Errorf("server address %q: %w", m.addrs[0], err)
+		return nil, fmt.Errorf("server address %q: %w", addrs[0], err)
 	}
 	if m.tlsErr != nil {
 		return nil, m.tlsErr
 	}
 	lim := m.limitsOf(k.User)
-	p := &Pool{key: k, m: m, host: host, port: port,
+	p := &Pool{key: k, m: m, n: n, host: host, port: port,
 		passfile: lookupPassFile(m.opts.PassFile, host, port, k),
 		perLoop:  make([]loopPool, m.opts.NumLoops), params: make(map[string][]byte)}
 	p.size.Store(int32(lim.Max))
 	p.touched.Store(m.now())
 	p.paused.Store(m.pausedAll || m.pausedDBs[k.Database])
-	m.node.register(p, lim)
+	n.register(p, lim)
 	m.pools[k] = p
 	if m.opts.OnNewPool != nil {
 		m.opts.OnNewPool(p)
@@ -323,6 +399,7 @@ func (m *Manager) Pools() []*Pool {
 type Pool struct {
 	key  Key
 	m    *Manager
+	n    *node        // the node it logs in to
 	size atomic.Int32 // the most servers it may hold (PoolSize, or its user's Max; a reload may change it)
 	open atomic.Int32 // servers open or being dialled; changed under node.mu
 	fid  fairness.ID  // the pool as a user of the node's allocator
@@ -640,7 +717,7 @@ func (p *Pool) finishRelease(sc *Server) {
 		p.handoff(sc, w) // a client waits for this very server (AcquireServer)
 		return
 	}
-	if p.m.node.contended.Load() && p.handOver(sc) {
+	if p.n.contended.Load() && p.handOver(sc) {
 		return // another pool waits below its fair share: the slot is its
 	}
 	lp := &p.perLoop[l.idx]
@@ -762,7 +839,7 @@ func (p *Pool) arrived(sc *Server) {
 	p.loggedIn.Store(true)
 	p.perLoop[sc.loop.idx].dialing.Add(-1)
 	sc.born = time.Now()
-	p.m.node.learnBudget(sc, func() { p.finishRelease(sc) })
+	p.n.learnBudget(sc, func() { p.finishRelease(sc) })
 }
 
 // gone accounts for a server that closed, and gives its slot to the pool
@@ -772,7 +849,7 @@ func (p *Pool) gone(sc *Server) {
 		return // moveSlot or handOver did the accounting
 	}
 	p.perLoop[sc.loop.idx].held.Add(-1)
-	p.m.node.closed(p)
+	p.n.closed(p)
 }
 
 // longestUnserved is the loop whose oldest waiter no login in flight will
@@ -871,7 +948,7 @@ func (p *Pool) login(l *Loop) error {
 	if err != nil {
 		return err
 	}
-	sc := &Server{pool: p, loop: l, addr: r.addr, PID: r.pid, CancelKey: r.key, Params: r.params,
+	sc := &Server{pool: p, loop: l, addr: r.addr, nodeGen: r.gen, PID: r.pid, CancelKey: r.key, Params: r.params,
 		TxStatus: 'I', state: stateDialing, parkedFD: -1, Stmts: Statements{Max: p.m.opts.MaxPreparedStatements}}
 	if r.tls != nil {
 		// From now on the loop decrypts the server's records (Input.Bytes)
@@ -904,7 +981,7 @@ func (p *Pool) dialFailed(l *Loop, err error) {
 		}
 		c.ServerFailed(err)
 	}
-	p.m.node.closed(p)
+	p.n.closed(p)
 }
 
 // cancel sends a CancelRequest for sc's running query, off the loop. On
@@ -1046,7 +1123,9 @@ const cancelHoldMax = time.Second
 // Tick runs Sweep on every loop. Call it periodically from any goroutine.
 func (m *Manager) Tick() {
 	m.forgetUnused()
-	m.node.tick(m)
+	for _, n := range m.nodeList() {
+		n.tick(m)
+	}
 	m.mu.Lock()
 	loops := append([]*Loop(nil), m.loops...)
 	m.mu.Unlock()

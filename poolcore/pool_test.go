@@ -203,7 +203,7 @@ func BenchmarkReleaseContended(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		sc := p.Acquire(ls[0], c, "")
-		p.m.node.contended.Store(true)
+		p.n.contended.Store(true)
 		p.Release(sc)
 	}
 }
@@ -215,7 +215,7 @@ func TestCommonPathTakesNoLock(t *testing.T) {
 	p, ls := testPool(t, 2, 1)
 	sc := idleServer(p, ls[0])
 	p.m.mu.Lock()
-	p.m.node.mu.Lock()
+	p.n.mu.Lock()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -232,6 +232,6 @@ func TestCommonPathTakesNoLock(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the common path waits for a lock")
 	}
-	p.m.node.mu.Unlock()
+	p.n.mu.Unlock()
 	p.m.mu.Unlock()
 }

@@ -64,8 +64,10 @@ type Server struct {
 	pool *Pool
 	loop *Loop
 	addr string // the host:port it is logged in to
-	conn gnet.Conn
-	in   gnetx.Input
+	// nodeGen is its node's generation at its login (node.serves).
+	nodeGen uint32
+	conn    gnet.Conn
+	in      gnetx.Input
 
 	state serverState
 	owner Client
