@@ -119,8 +119,11 @@ const (
 	// EffDiscardSeq: forgets what currval and lastval report: DISCARD
 	// SEQUENCES, DISCARD ALL.
 	EffDiscardSeq
+	// EffReadOnlyTx: begins a transaction that is read only: BEGIN READ
+	// ONLY, START TRANSACTION READ ONLY (a replica can run it whole).
+	EffReadOnlyTx
 
-	effLast = EffDiscardSeq
+	effLast = EffReadOnlyTx
 )
 
 // EffPin is state that cannot follow a client to another server.
@@ -140,7 +143,7 @@ const (
 
 var effNames = [...]string{"GUC", "Prepare", "Execute", "Deallocate", "DeallocateAll", "DiscardAll",
 	"Listen", "Temp", "HoldCursor", "AdvisoryLock", "Role", "Load", "MayRelease", "Reset", "FunctionDDL",
-	"PreparedView", "Currval", "Nextval", "MayAdvance", "DiscardSeq"}
+	"PreparedView", "Currval", "Nextval", "MayAdvance", "DiscardSeq", "ReadOnlyTx"}
 
 // String lists the set bits, e.g. "GUC|Temp"; "0" for none.
 func (e Effect) String() string {

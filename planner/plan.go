@@ -214,6 +214,9 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 	case *pg.Node_TransactionStmt:
 		st.Class = ClassTxControl
 		base = txReplicaOK(n.TransactionStmt)
+		if beginsReadOnly(n.TransactionStmt) {
+			st.Effects |= EffReadOnlyTx
+		}
 	case *pg.Node_VariableSetStmt:
 		st.Class = ClassSession
 		st.Effects = varSetEffects(n.VariableSetStmt)
@@ -666,6 +669,19 @@ func innerClass(n *pg.Node) (Class, bool) {
 		return ClassSession, true
 	}
 	return ClassUtility, false
+}
+
+// beginsReadOnly: is t a BEGIN or START TRANSACTION with READ ONLY?
+func beginsReadOnly(t *pg.TransactionStmt) bool {
+	if t.Kind != pg.TransactionStmtKind_TRANS_STMT_BEGIN && t.Kind != pg.TransactionStmtKind_TRANS_STMT_START {
+		return false
+	}
+	for _, o := range t.Options {
+		if d := o.GetDefElem(); d != nil && d.Defname == "transaction_read_only" && d.Arg.GetAConst() != nil && constTrue(d.Arg) {
+			return true
+		}
+	}
+	return false
 }
 
 // txReplicaOK: may this transaction statement run on a hot standby?
