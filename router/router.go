@@ -2,10 +2,10 @@ package router
 
 import (
 	"bytes"
-	"fmt"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/belaydb/belay/ha"
 )
 
 // Route is where a session or a statement asks its work to go.
@@ -77,25 +77,6 @@ func Hint(sql []byte) Route {
 	return r
 }
 
-// LSN is a WAL position.
-type LSN uint64
-
-// ParseLSN reads Postgres's text form of an LSN, "16/B374D848".
-func ParseLSN(s string) (LSN, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, fmt.Errorf("router: bad LSN %q", s)
-	}
-	h, err1 := strconv.ParseUint(hi, 16, 32)
-	l, err2 := strconv.ParseUint(lo, 16, 32)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("router: bad LSN %q", s)
-	}
-	return LSN(h<<32 | l), nil
-}
-
-func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32(l)) }
-
 // Work is what the router knows of a unit of work at its start.
 type Work struct {
 	// ReadOnly: every statement of it could run on a replica (the
@@ -111,14 +92,14 @@ type Session struct {
 	// MinLSN: read-your-writes: a replica must have replayed this far (the
 	// primary's position after the client's last write committed); 0 for
 	// none (belay.consistency = eventual, or no write yet).
-	MinLSN LSN
+	MinLSN ha.LSN
 }
 
 // Node is the router's view of one node.
 type Node struct {
 	Primary     bool
 	Usable      bool          // in service and answering its health checks
-	ReplayLSN   LSN           // a replica's position at its last health check
+	ReplayLSN   ha.LSN        // a replica's position at its last health check
 	LagBytes    uint64        // how far its replay is behind the primary
 	Lag         time.Duration // how long ago the primary was where its replay is
 	Outstanding int           // units of work in flight on it

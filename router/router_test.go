@@ -3,11 +3,13 @@ package router
 import (
 	"testing"
 	"time"
+
+	"github.com/belaydb/belay/ha"
 )
 
 func TestDecide(t *testing.T) {
 	pri := Node{Primary: true, Usable: true}
-	rep := func(out int, replay LSN, lagBytes uint64, lag time.Duration) Node {
+	rep := func(out int, replay ha.LSN, lagBytes uint64, lag time.Duration) Node {
 		return Node{Usable: true, Outstanding: out, ReplayLSN: replay, LagBytes: lagBytes, Lag: lag}
 	}
 	down := Node{Usable: false}
@@ -68,25 +70,6 @@ func TestHint(t *testing.T) {
 	for sql, want := range cases {
 		if got := Hint([]byte(sql)); got != want {
 			t.Errorf("Hint(%q) = %v, want %v", sql, got, want)
-		}
-	}
-}
-
-func TestLSN(t *testing.T) {
-	for _, s := range []string{"0/0", "16/B374D848", "FFFFFFFF/FFFFFFFF"} {
-		l, err := ParseLSN(s)
-		if err != nil || l.String() != s {
-			t.Errorf("ParseLSN(%q) = %v (%v)", s, l, err)
-		}
-	}
-	a, _ := ParseLSN("1/0")
-	b, _ := ParseLSN("0/FFFFFFFF")
-	if a <= b {
-		t.Errorf("1/0 <= 0/FFFFFFFF")
-	}
-	for _, s := range []string{"", "16", "x/1", "1/123456789"} {
-		if _, err := ParseLSN(s); err == nil {
-			t.Errorf("ParseLSN(%q) accepted", s)
 		}
 	}
 }
