@@ -1,8 +1,11 @@
 package loop
 
 import (
+	"context"
 	"log/slog"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/belaydb/belay/fairness"
 	"github.com/belaydb/belay/poolcore"
@@ -17,7 +20,25 @@ type Config struct {
 	// DIR/.s.PGSQL.<port of the first TCP listener>, as Postgres and PgBouncer name it.
 	UnixSocketDir string
 	// Server is the Postgres server "host:port" every pool connects to.
+	// With Cluster, it is ignored: the cluster's nodes are the servers.
 	Server string
+	// Cluster, when set, is the cluster the proxy serves (cluster.go): its
+	// topology, read at every tick; reads go to replicas, the rest to the
+	// primary.
+	Cluster ClusterSource
+	// ClusterShard is the shard served ("": the first).
+	ClusterShard string
+	// HealthDial opens the connection the health checks of a node run
+	// over (cmd/belay builds it with a user and credentials). Required with
+	// Cluster.
+	HealthDial func(ctx context.Context, addr string) (*pgx.Conn, error)
+	// MaxReplicaLagBytes and MaxReplicaLag keep reads from replicas that
+	// far behind (0: no bound).
+	MaxReplicaLagBytes uint64
+	MaxReplicaLag      time.Duration
+	// Eventual turns read-your-writes off for every session (a session's
+	// SET belay.consistency = eventual turns it off for that session).
+	Eventual bool
 	// PoolSize is the most server connections one (database, user) pool may hold open.
 	PoolSize int
 	// MaxDBConnections is the node's budget of server connections, shared

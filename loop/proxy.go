@@ -78,6 +78,9 @@ type Proxy struct {
 	wake  chan struct{} // kicks drain (cap 1)
 	conns atomic.Int64  // client sessions open, logged in or not
 
+	// cluster: the cluster served (Config.Cluster); nil for one server.
+	cluster *cluster
+
 	clients atomic.Int64  // logged-in clients
 	pins    atomic.Int64  // clients pinned to their server
 	stmtSeq atomic.Uint64 // names the server-side statements of SQL PREPARE
@@ -122,7 +125,7 @@ type Proxy struct {
 // Start listens and serves in the background; it returns once the listeners
 // are up.
 func Start(cfg Config) (*Proxy, error) {
-	if cfg.Server == "" {
+	if cfg.Server == "" && cfg.Cluster == nil {
 		return nil, errors.New("no server address")
 	}
 	if len(cfg.Listen) == 0 {
@@ -143,6 +146,17 @@ func Start(cfg Config) (*Proxy, error) {
 		disabled: map[string]bool{},
 	}
 	p.console = console{p}
+	if cfg.Cluster != nil {
+		c, err := newCluster(p, cfg, loops)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Server, err = c.primaryAddr(); err != nil {
+			return nil, err // auth_query and the node "" use the primary
+		}
+		p.cfg.Server = cfg.Server
+		p.cluster = c
+	}
 	p.pools = poolcore.NewManager(poolcore.Options{
 		Server: cfg.Server, PoolSize: cfg.PoolSize, NumLoops: loops,
 		Lifetime: cfg.ServerLifetime, IdleTimeout: cfg.ServerIdleTimeout,
@@ -156,6 +170,9 @@ func Start(cfg Config) (*Proxy, error) {
 		OnForgetPool: func(pool *poolcore.Pool) { p.metrics.removePool(pool) },
 	})
 	p.metrics = newProxyMetrics(p, loops)
+	if p.cluster != nil {
+		p.cluster.apply()
+	}
 	p.plans = make([]*planner.Cache, loops)
 	for i := range p.plans {
 		p.plans[i] = planner.NewCache(cfg.PlanCacheBytes / loops)
@@ -246,6 +263,9 @@ func (p *Proxy) Stop(ctx context.Context) error {
 		if p.authq != nil {
 			p.authq.close()
 		}
+		if p.cluster != nil {
+			p.cluster.stop()
+		}
 		close(p.stopped)
 	})
 	<-p.stopped
@@ -310,6 +330,7 @@ func (p *Proxy) OnClose(c gnet.Conn, err error) gnet.Action {
 func (p *Proxy) OnTick() (time.Duration, gnet.Action) {
 	now := time.Now()
 	p.coarseNow.Store(now.UnixNano())
+	p.clusterTick()
 	p.pools.Tick()
 	p.observeStats(now)
 	return 100 * time.Millisecond, gnet.None

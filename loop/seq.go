@@ -66,6 +66,7 @@ func (s *session) release(sc *poolcore.Server) {
 	s.seqRelease(sc)
 	s.server = nil
 	s.pool.Release(sc)
+	s.unitDone()
 }
 
 // acquire takes a server for the client: the one holding its sequence state

@@ -67,6 +67,7 @@ type session struct {
 	seqMark    uint64
 	seqTouched bool
 	waitSeq    *poolcore.Server
+	cl         *clusterState // serving a cluster (cluster.go); nil for one server
 	t          tracker
 	checkState bool     // it may have changed its settings or released a pin: ask the server before letting it go
 	pinForever bool     // pinned by something nothing undoes (LOAD)
@@ -215,16 +216,12 @@ func (s *session) authenticated(st *startup, cred poolcore.Credentials) gnet.Act
 	s.start = st.params
 	s.sig = startupSQL(st.params)
 	s.startSig = s.sig
-	pool, err := s.p.pools.Pool(s.key)
+	pool, err := s.homePool(cred)
 	if err != nil {
 		return s.fatal(fatalf(sqlstate.ConnectionFailure, "%v", err))
 	}
-	if cred.Password != "" || cred.MD5 != "" || cred.SCRAM != nil {
-		pool.SetCredentials(cred)
-	}
 	s.pool = pool
 	s.stats = pool.LoopStats(s.loop)
-	pool.Join(s.loop)
 	s.pid, s.secret = s.p.register(s)
 	if msgs, ok := pool.CachedParams(s.startSig); ok {
 		s.welcome(msgs)
@@ -283,6 +280,7 @@ func (s *session) ServerReady(sc *poolcore.Server) {
 		// Nothing to send any more: its wait was cancelled while the
 		// server was on its way (a server_check_query in flight).
 		s.giveBack(sc)
+		s.unitDone()
 		return
 	}
 	s.server = sc
@@ -349,6 +347,9 @@ func (s *session) ServerFailed(err error) {
 		// The server holding its sequence state closed: any server does.
 		s.waitSeq, s.seq = nil, nil
 		s.resumeWork()
+		return
+	}
+	if s.rerouteAfter(err) {
 		return
 	}
 	if errors.Is(err, poolcore.ErrQueryWaitTimeout) {
@@ -428,6 +429,11 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 			}
 			s.in.Consume(c, 5+bodyLen)
 			continue
+		}
+		if s.cl != nil && !s.t.pinned {
+			if err := s.routeWork(data); err != nil {
+				return s.fatal(fatalf(sqlstate.ConnectionFailure, "belay: %v", err))
+			}
 		}
 		if !s.pinForever && s.p.live.Load().session {
 			// pool_mode = session: the first server is the client's until
@@ -834,8 +840,8 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		case len(s.fns) > 0:
 			s.learnFunctions(sc, s.settle)
 			return gnet.None
-		case s.checkState:
-			s.askState(sc)
+		case s.checkState || (s.cl != nil && s.cl.txWrite):
+			s.settle(sc)
 			return gnet.None
 		case s.t.releasable():
 			s.release(sc)
@@ -1004,7 +1010,9 @@ func (s *session) closed() {
 		s.p.clients.Add(-1)
 		s.p.unregister(s.pid)
 	}
-	if s.pool != nil {
+	if s.cl != nil {
+		s.leaveCluster()
+	} else if s.pool != nil {
 		s.pool.Leave(s.loop)
 	}
 	s.stopWaiting()

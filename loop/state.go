@@ -343,6 +343,7 @@ func (s *session) settled(sc *poolcore.Server, got []setting, pins int) {
 		s.st = &sessionState{}
 	}
 	s.st.settings = got
+	s.noteRouteSettings(got)
 	s.sig = settingsSQL(got)
 	if pins == 0 {
 		s.unpin()
@@ -365,6 +366,10 @@ func (s *session) settled(sc *poolcore.Server, got []setting, pins int) {
 // settle goes on once belay's own questions about the server are answered:
 // the session's state next, if the client may have changed it.
 func (s *session) settle(sc *poolcore.Server) {
+	if s.cl != nil && s.cl.txWrite && s.state != sClosing && s.server == sc {
+		s.learnLSN(sc, s.settle) // read-your-writes (cluster.go)
+		return
+	}
 	if s.checkState && s.state != sClosing && s.server == sc {
 		s.askState(sc)
 		return

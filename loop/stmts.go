@@ -14,6 +14,7 @@ import (
 	"github.com/belaydb/belay/codec/sqlstate"
 	"github.com/belaydb/belay/planner"
 	"github.com/belaydb/belay/poolcore"
+	"github.com/belaydb/belay/router"
 )
 
 // Prepared statements under transaction pooling.
@@ -31,16 +32,20 @@ import (
 
 // clientStmt is one prepared statement of a client.
 type clientStmt struct {
-	sname   string         // its name on servers
-	snameB  []byte         // the same, for the messages that carry it
-	parse   []byte         // a Parse message that prepares it as sname (protocol statements)
-	prepare string         // SQL that prepares it as sname (SQL PREPARE)
-	cname   string         // the client's name for it
-	text    string         // a SQL PREPARE's: the client's whole text (pg_prepared_statements shows it)
-	view    bool           // its text reads pg_prepared_statements: mapped again at each use
-	eff     planner.Effect // what executing it does to the session
-	deps    []*clientStmt  // the statements its text EXECUTEs (nil: unknown name), as mapped
-	refs    []string       // the names its text EXECUTEs
+	sname   string // its name on servers
+	snameB  []byte // the same, for the messages that carry it
+	parse   []byte // a Parse message that prepares it as sname (protocol statements)
+	prepare string // SQL that prepares it as sname (SQL PREPARE)
+	cname   string // the client's name for it
+	text    string // a SQL PREPARE's: the client's whole text (pg_prepared_statements shows it)
+	// readOnly: a replica could run it (the planner's ReplicaOK); hint: the
+	// route a leading comment of its text asks for (cluster.go).
+	readOnly bool
+	hint     router.Route
+	view     bool           // its text reads pg_prepared_statements: mapped again at each use
+	eff      planner.Effect // what executing it does to the session
+	deps     []*clientStmt  // the statements its text EXECUTEs (nil: unknown name), as mapped
+	refs     []string       // the names its text EXECUTEs
 	// With deps: the Parse as the client sent it. EXECUTE finds its
 	// statement by name when it runs, so when the client's names point
 	// elsewhere (DEALLOCATE p; PREPARE p AS ...) the text is mapped again.
@@ -66,7 +71,10 @@ type stmtState struct {
 	unnamedDeps []*clientStmt
 	unnamedRun  *clientStmt // its exec and execFix, if it has them
 	unnamedView bool        // its text reads pg_prepared_statements
-	hasUnnamed  bool
+	// unnamedReadOnly and unnamedHint: clientStmt's readOnly and hint.
+	unnamedReadOnly bool
+	unnamedHint     router.Route
+	hasUnnamed      bool
 	// portals maps the portals whose statement has an exec to it (nil
 	// until there is one).
 	portals map[string]*clientStmt
@@ -270,6 +278,10 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 	if len(m.Name) == 0 {
 		ps.unnamed = codec.AppendParse(ps.unnamed[:0], m)
 		ps.unnamedEff, ps.unnamedDeps, ps.unnamedRun, ps.unnamedView, ps.hasUnnamed = plan.Effects, deps, run, view, true
+		if s.cl != nil {
+			w := workOf(plan, m.Query)
+			ps.unnamedReadOnly, ps.unnamedHint = w.ReadOnly, w.Hint
+		}
 		sc.Unnamed = s
 		s.noteEffects(plan.Effects)
 		s.r.push(reply{kind: rParse, unnamed: true, fix: parseFix})
@@ -287,6 +299,10 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 		return
 	}
 	st := &clientStmt{cname: name, eff: plan.Effects, deps: deps, refs: refs, orig: orig, view: view}
+	if s.cl != nil {
+		w := workOf(plan, m.Query)
+		st.readOnly, st.hint = w.ReadOnly, w.Hint
+	}
 	if run != nil {
 		st.early, st.exec, st.execFix = run.early, run.exec, run.execFix
 	}

@@ -1,0 +1,132 @@
+package loop
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/belaydb/belay/ha"
+	"github.com/belaydb/belay/internal/pginstance"
+	"github.com/belaydb/belay/internal/pgtest"
+	"github.com/jackc/pgx/v5"
+)
+
+// staticTopology is a ClusterSource a test sets by hand.
+type staticTopology struct{ t atomic.Pointer[ha.Topology] }
+
+func (s *staticTopology) Current() *ha.Topology { return s.t.Load() }
+
+// healthDial checks nodes as postgres, as belay up does.
+func healthDial(ctx context.Context, addr string) (*pgx.Conn, error) {
+	host, port, _ := net.SplitHostPort(addr)
+	return pgx.Connect(ctx, "host="+host+" port="+port+" user=postgres dbname=postgres sslmode=disable")
+}
+
+// topologyOf is shard "0" of cluster "t" with primary pri and the replicas.
+func topologyOf(pri string, nodes map[string]string) *ha.Topology {
+	recs := map[string]ha.NodeRecord{}
+	for name, addr := range nodes {
+		recs[name] = ha.NodeRecord{Shard: "0", Addr: addr}
+	}
+	return ha.Build("t", 0, map[string]ha.ShardRecord{"0": {Term: 1, Primary: pri}}, recs)
+}
+
+// TestClusterRouting: in front of two servers named primary and replica
+// (each says which it is in a table), reads go to the replica and
+// everything else to the primary, a session's or a statement's own route
+// wins, prepared statements follow the client to both, and a topology
+// change applies without a restart. (Real streaming replication is the
+// cluster tests' business; here the router's choices are what is checked.)
+func TestClusterRouting(t *testing.T) {
+	pri := pgtest.Shared(t)
+	rep := pgtest.New(t, pginstance.Options{})
+	ctx := context.Background()
+	for name, pg := range map[string]*pginstance.Instance{"primary": pri, "replica": rep} {
+		c := connect(t, pg.ConnString("postgres", "postgres"))
+		if _, err := c.Exec(ctx, "DROP TABLE IF EXISTS knode; CREATE TABLE knode (name text); INSERT INTO knode VALUES ('"+name+"')"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := &staticTopology{}
+	src.t.Store(topologyOf("p", map[string]string{"p": pri.Addr(), "r": rep.Addr()}))
+	p := startProxy(t, pri, func(c *Config) {
+		c.Cluster, c.HealthDial, c.Eventual = src, healthDial, true
+	})
+	eventually(t, 10*time.Second, "the replica's health check", func() bool {
+		v := p.cluster.view.Load()
+		for _, n := range v.nodes {
+			if h := n.health.Current(); h == nil || !h.Up {
+				return false
+			}
+		}
+		return true
+	})
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
+		t.Run(mode.String(), func(t *testing.T) {
+			c := connectMode(t, p.connString("postgres", "postgres"), mode)
+			where := func(sql string) string {
+				t.Helper()
+				var name string
+				if err := c.QueryRow(ctx, sql).Scan(&name); err != nil {
+					t.Fatalf("%s: %v", sql, err)
+				}
+				return name
+			}
+			expect := func(sql, want string) {
+				t.Helper()
+				if got := where(sql); got != want {
+					t.Fatalf("%s ran on the %s, want the %s", sql, got, want)
+				}
+			}
+			expect("SELECT name FROM knode", "replica")
+			expect("SELECT name FROM knode FOR UPDATE", "primary")
+			expect("/* belay.route=primary */ SELECT name FROM knode", "primary")
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.QueryRow(ctx, "SELECT name FROM knode").Scan(new(string)); err != nil {
+				t.Fatal(err)
+			}
+			var in string
+			_ = tx.QueryRow(ctx, "SELECT name FROM knode").Scan(&in)
+			_ = tx.Commit(ctx)
+			if in != "primary" {
+				t.Fatalf("a read in a read-write transaction ran on the %s", in)
+			}
+			tx, err = c.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = tx.QueryRow(ctx, "SELECT name FROM knode").Scan(&in)
+			_ = tx.Commit(ctx)
+			if in != "replica" {
+				t.Fatalf("a READ ONLY transaction ran on the %s", in)
+			}
+			// The session's own route, and its end.
+			if _, err := c.Exec(ctx, "SET belay.route = 'primary'"); err != nil {
+				t.Fatal(err)
+			}
+			expect("SELECT name FROM knode", "primary")
+			if _, err := c.Exec(ctx, "RESET belay.route"); err != nil {
+				t.Fatal(err)
+			}
+			expect("SELECT name FROM knode", "replica")
+		})
+	}
+	v := p.cluster.view.Load()
+	if r := v.nodes[1]; r.reads.Load() == 0 || v.nodes[0].writes.Load() == 0 {
+		t.Fatalf("node counters: primary %d writes, replica %d reads", v.nodes[0].writes.Load(), r.reads.Load())
+	}
+
+	// The replica out of the topology: reads go to the primary, at once.
+	src.t.Store(topologyOf("p", map[string]string{"p": pri.Addr()}))
+	c := connect(t, p.connString("postgres", "postgres"))
+	eventually(t, 5*time.Second, "the topology change", func() bool {
+		var name string
+		_ = c.QueryRow(ctx, "SELECT name FROM knode").Scan(&name)
+		return name == "primary"
+	})
+}
