@@ -24,6 +24,7 @@ type Backend interface {
 	Config() []ConfigItem
 	Fairness() []Fair
 	PreparedStatements() []ServerStatements
+	Nodes() []Node
 
 	// Pause stops giving servers to clients of db ("" for all) and closes
 	// every server once released; done runs once they are all closed, on
@@ -118,12 +119,27 @@ type ConfigItem struct {
 	Changeable          bool
 }
 
-// Fair is a row of SHOW FAIRNESS: a pool as a user of the node's budget.
+// Fair is a row of SHOW FAIRNESS: a pool as a user of its node's budget.
 type Fair struct {
 	Database, User               string
 	Weight, Min, Max             int
 	Demand, Share, Held, Waiting int
 	Budget, Open                 int
+	Node                         string // "" for the one server of a proxy without a cluster
+}
+
+// Node is a row of SHOW NODES: a Postgres node as this proxy sees it.
+type Node struct {
+	Shard, Node, Host string
+	Port              int
+	Role, State       string // primary|replica; up|down (its health checks) or disabled
+	LagBytes, LagMs   int64  // a replica's lag behind its primary
+	Term              int64  // the shard's term
+	ServersOpen       int    // server connections of this proxy to it
+	Reads, Writes     int64  // units of work routed to it as reads, as writes
+	InFlight          int    // units of work on it now
+	LSN               string // a primary's WAL position, a replica's replay position
+	LastError         string // why its last health check failed
 }
 
 // ServerStatements is a row of SHOW PREPARED_STATEMENTS.

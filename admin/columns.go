@@ -69,7 +69,12 @@ var (
 	belayColumns = map[string][]Column{
 		"FAIRNESS": {
 			text("database"), text("user"), int4("weight"), int4("min_connections"), int4("max_connections"),
-			int4("demand"), int4("fair_share"), int4("held"), int4("waiting"), int4("budget"), int4("budget_open"),
+			int4("demand"), int4("fair_share"), int4("held"), int4("waiting"), int4("budget"), int4("budget_open"), text("node"),
+		},
+		"NODES": {
+			text("shard"), text("node"), text("host"), int4("port"), text("role"), text("state"),
+			int8c("lag_bytes"), int8c("lag_ms"), int8c("term"), int4("servers_open"), int8c("reads"), int8c("writes"),
+			int4("in_flight"), text("lsn"), text("last_error"),
 		},
 		"PREPARED_STATEMENTS": {
 			text("ptr"), text("user"), text("database"), int4("statements"), int4("max_statements"),

@@ -201,7 +201,12 @@ func show(b Backend, subject string) ([]byte, error) {
 		// belay keeps no DNS cache of its own: the tables are empty.
 	case "FAIRNESS":
 		for _, f := range b.Fairness() {
-			t.row(f.Database, f.User, f.Weight, f.Min, f.Max, f.Demand, f.Share, f.Held, f.Waiting, f.Budget, f.Open)
+			t.row(f.Database, f.User, f.Weight, f.Min, f.Max, f.Demand, f.Share, f.Held, f.Waiting, f.Budget, f.Open, f.Node)
+		}
+	case "NODES":
+		for _, n := range b.Nodes() {
+			t.row(n.Shard, n.Node, n.Host, n.Port, n.Role, n.State, n.LagBytes, n.LagMs, n.Term, n.ServersOpen,
+				n.Reads, n.Writes, n.InFlight, n.LSN, nullIfEmpty(n.LastError))
 		}
 	case "PREPARED_STATEMENTS":
 		for _, s := range b.PreparedStatements() {
@@ -228,7 +233,7 @@ func yesNo(b bool) string {
 var help = strings.TrimSpace(`
 	SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION
 	SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|LISTS|MEM|STATE|DNS_HOSTS|DNS_ZONES
-	SHOW FAIRNESS|PREPARED_STATEMENTS   (belay's own)
+	SHOW FAIRNESS|PREPARED_STATEMENTS|NODES   (belay's own)
 	SET key = arg
 	RELOAD
 	PAUSE [<db>]

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/belaydb/belay/admin"
 	"github.com/belaydb/belay/codec"
 	"github.com/belaydb/belay/codec/sqlstate"
 	"github.com/belaydb/belay/ha"
@@ -87,8 +88,8 @@ type clusterNode struct {
 // adds, the console and the metrics read.
 type nodeStats struct {
 	inflight atomic.Int32 // units of work routed to it and not finished
-	reads    atomic.Int64 // units routed to it as reads
-	writes   atomic.Int64 // units routed to it as writes (or forced there)
+	reads    atomic.Int64 // units routed to it that the planner cleared for a replica
+	writes   atomic.Int64 // the other units routed to it
 }
 
 func newCluster(p *Proxy, cfg Config, loops int) (*cluster, error) {
@@ -286,12 +287,11 @@ func (s *session) routeWork(data []byte) error {
 	s.pool, s.stats, cs.node = pool, pool.LoopStats(s.loop), n
 	cs.busy = true
 	n.inflight.Add(1)
-	if n.primary {
-		cs.txWrite = !w.ReadOnly || w.Hint == router.Primary || cs.route == router.Primary
-		n.writes.Add(1)
-	} else {
-		cs.txWrite = false
+	cs.txWrite = n.primary && !w.ReadOnly
+	if w.ReadOnly {
 		n.reads.Add(1)
+	} else {
+		n.writes.Add(1)
 	}
 	return nil
 }
@@ -463,4 +463,46 @@ func (p *Proxy) clusterTick() {
 	if p.cluster != nil {
 		p.cluster.apply()
 	}
+}
+
+// nodes describes the nodes for SHOW NODES: the cluster's, or the one
+// server. Any goroutine.
+func (p *Proxy) nodes() []admin.Node {
+	open := map[string]int{}
+	for _, pool := range p.pools.Pools() {
+		open[pool.Key().Node] += pool.Stats().Open
+	}
+	if p.cluster == nil {
+		host, port := splitAddr(p.cfg.Server)
+		return []admin.Node{{Node: "", Host: host, Port: port, Role: "primary", State: "up", ServersOpen: open[""]}}
+	}
+	v := p.cluster.view.Load()
+	shard := p.cluster.shard
+	if t := p.cluster.src.Current(); t != nil && shard == "" {
+		if s := p.cluster.served(t); s != nil {
+			shard = s.Name
+		}
+	}
+	out := make([]admin.Node, 0, len(v.nodes))
+	for _, n := range v.nodes {
+		host, port := splitAddr(n.addr)
+		row := admin.Node{Shard: shard, Node: n.name, Host: host, Port: port, Role: "replica", State: "down",
+			Term: int64(v.term), ServersOpen: open[n.name], Reads: n.reads.Load(), Writes: n.writes.Load(),
+			InFlight: int(n.inflight.Load())}
+		if n.primary {
+			row.Role = "primary"
+		}
+		if h := n.health.Current(); h != nil {
+			if h.Up {
+				row.State = "up"
+			}
+			row.LSN, row.LastError = h.LSN.String(), h.Err
+			row.LagBytes, row.LagMs = int64(h.Lag.Bytes), h.Lag.Time.Milliseconds()
+		}
+		if n.down {
+			row.State = "disabled"
+		}
+		out = append(out, row)
+	}
+	return out
 }

@@ -53,6 +53,7 @@ func TestClusterRouting(t *testing.T) {
 	src.t.Store(topologyOf("p", map[string]string{"p": pri.Addr(), "r": rep.Addr()}))
 	p := startProxy(t, pri, func(c *Config) {
 		c.Cluster, c.HealthDial, c.Eventual = src, healthDial, true
+		c.AdminUsers = []string{"postgres"}
 	})
 	eventually(t, 10*time.Second, "the replica's health check", func() bool {
 		v := p.cluster.view.Load()
@@ -116,10 +117,30 @@ func TestClusterRouting(t *testing.T) {
 			expect("SELECT name FROM knode", "replica")
 		})
 	}
-	v := p.cluster.view.Load()
-	if r := v.nodes[1]; r.reads.Load() == 0 || v.nodes[0].writes.Load() == 0 {
-		t.Fatalf("node counters: primary %d writes, replica %d reads", v.nodes[0].writes.Load(), r.reads.Load())
+	// SHOW NODES on the console counts what each node served.
+	con := connectMode(t, p.connString("belay", "postgres"), pgx.QueryExecModeSimpleProtocol)
+	rows, err := con.Query(ctx, "SHOW NODES")
+	if err != nil {
+		t.Fatal(err)
 	}
+	got := map[string][3]int64{} // role: reads, writes, port
+	for rows.Next() {
+		v, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v[5] != "up" {
+			t.Errorf("node %v is %v", v[1], v[5])
+		}
+		got[v[4].(string)] = [3]int64{v[10].(int64), v[11].(int64), int64(v[3].(int32))}
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	if r, w := got["replica"], got["primary"]; r[0] < 6 || r[1] != 0 || w[1] < 6 || w[0] < 3 || r[2] != int64(rep.Port) || w[2] != int64(pri.Port) {
+		t.Fatalf("SHOW NODES: %v", got)
+	}
+	t.Logf("SHOW NODES: %v", got)
 
 	// The replica out of the topology: reads go to the primary, at once.
 	src.t.Store(topologyOf("p", map[string]string{"p": pri.Addr()}))

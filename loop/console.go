@@ -596,18 +596,20 @@ func (c console) Config() []admin.ConfigItem {
 func (c console) Fairness() []admin.Fair {
 	p := c.p
 	lv := p.live.Load()
-	ns := p.pools.NodeStats()
 	var out []admin.Fair
 	for _, pool := range sortedPools(p.pools.Pools()) {
 		k := pool.Key()
 		st := pool.Stats()
+		ns, _ := p.pools.NodeStatsOf(k.Node)
 		demand, share := pool.Fairness()
 		lim := lv.limits(k.User)
 		out = append(out, admin.Fair{Database: k.Database, User: k.User, Weight: lim.Weight, Min: lim.Min, Max: lim.Max,
-			Demand: demand, Share: share, Held: int(st.Open), Waiting: int(st.Waiting), Budget: ns.Budget, Open: ns.Open})
+			Demand: demand, Share: share, Held: int(st.Open), Waiting: int(st.Waiting), Budget: ns.Budget, Open: ns.Open, Node: k.Node})
 	}
 	return out
 }
+
+func (c console) Nodes() []admin.Node { return c.p.nodes() }
 
 func (c console) PreparedStatements() []admin.ServerStatements {
 	var mu sync.Mutex
