@@ -2,7 +2,9 @@ package loop
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -141,6 +143,14 @@ func TestClusterRouting(t *testing.T) {
 		t.Fatalf("SHOW NODES: %v", got)
 	}
 	t.Logf("SHOW NODES: %v", got)
+	var b strings.Builder
+	p.metrics.set.WritePrometheus(&b)
+	for _, want := range []string{`belay_node_reads_total{node="r",role="replica"} ` + fmt.Sprint(got["replica"][0]),
+		`belay_node_up{node="p",role="primary"} 1`, `belay_pool_servers_open{database="postgres",user="postgres",node="r"}`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 
 	// The replica out of the topology: reads go to the primary, at once.
 	src.t.Store(topologyOf("p", map[string]string{"p": pri.Addr()}))

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/belaydb/belay/admin"
 	"github.com/belaydb/belay/planner"
 	"github.com/belaydb/belay/poolcore"
 )
@@ -59,8 +60,51 @@ func newProxyMetrics(p *Proxy, loops int) *proxyMetrics {
 	m.set.NewGauge("belay_server_slot_moves_total", counter(&pools.Transfers))
 	m.set.NewGauge("belay_server_logins_total", counter(&pools.Dials))
 	m.set.NewGauge("belay_server_login_retries_total", counter(&pools.LoginRetries))
-	m.set.RegisterMetricsWriter(func(w io.Writer) { writeHistograms(w, pools.Pools()) })
+	m.set.RegisterMetricsWriter(func(w io.Writer) {
+		writeHistograms(w, pools.Pools())
+		writeNodes(w, p.nodes())
+	})
 	return m
+}
+
+// poolLabels are a pool's labels: database and user, and its node in a
+// cluster.
+func poolLabels(k poolcore.Key) string {
+	l := `database="` + promEscape(k.Database) + `",user="` + promEscape(k.User) + `"`
+	if k.Node != "" {
+		l += `,node="` + promEscape(k.Node) + `"`
+	}
+	return l
+}
+
+// writeNodes writes the nodes' series (SHOW NODES as metrics), labelled
+// with the node and its role: belay_node_up, belay_node_lag_bytes,
+// belay_node_lag_seconds, belay_node_in_flight, belay_node_servers_open,
+// belay_node_reads_total, belay_node_writes_total.
+func writeNodes(w io.Writer, nodes []admin.Node) {
+	up := func(n admin.Node) float64 {
+		if n.State == "up" {
+			return 1
+		}
+		return 0
+	}
+	series := []struct {
+		name string
+		f    func(n admin.Node) float64
+	}{
+		{"belay_node_up", up},
+		{"belay_node_lag_bytes", func(n admin.Node) float64 { return float64(n.LagBytes) }},
+		{"belay_node_lag_seconds", func(n admin.Node) float64 { return float64(n.LagMs) / 1000 }},
+		{"belay_node_in_flight", func(n admin.Node) float64 { return float64(n.InFlight) }},
+		{"belay_node_servers_open", func(n admin.Node) float64 { return float64(n.ServersOpen) }},
+		{"belay_node_reads_total", func(n admin.Node) float64 { return float64(n.Reads) }},
+		{"belay_node_writes_total", func(n admin.Node) float64 { return float64(n.Writes) }},
+	}
+	for _, s := range series {
+		for _, n := range nodes {
+			fmt.Fprintf(w, "%s{node=\"%s\",role=\"%s\"} %g\n", s.name, promEscape(n.Node), n.Role, s.f(n))
+		}
+	}
 }
 
 // addPool registers the metrics of a new pool, labelled with its database
@@ -77,8 +121,7 @@ func (m *proxyMetrics) removePool(p *poolcore.Pool) {
 
 // poolGauges calls each with the name and the function of each of p's gauges.
 func poolGauges(p *poolcore.Pool, each func(name string, f func() float64)) {
-	k := p.Key()
-	labels := `database="` + promEscape(k.Database) + `",user="` + promEscape(k.User) + `"`
+	labels := poolLabels(p.Key())
 	stat := func(f func(s poolcore.Stats) float64) func() float64 {
 		return func() float64 { return f(p.Stats()) }
 	}
@@ -141,7 +184,7 @@ func writeHistograms(w io.Writer, pools []*poolcore.Pool) {
 	hs := make([]hists, len(pools))
 	for i, p := range pools {
 		k := p.Key()
-		hs[i].labels = `database="` + promEscape(k.Database) + `",user="` + promEscape(k.User) + `"`
+		hs[i].labels = poolLabels(k)
 		hs[i].t = p.Totals()
 		hs[i].query, hs[i].xact, hs[i].wait = p.Histograms()
 	}
