@@ -15,6 +15,7 @@ import (
 	"github.com/belaydb/belay/planner"
 	"github.com/belaydb/belay/poolcore"
 	"github.com/belaydb/belay/router"
+	"github.com/panjf2000/gnet/v2"
 )
 
 // Serving a cluster (issue G). With Config.Cluster the proxy serves a
@@ -90,6 +91,7 @@ type nodeStats struct {
 	inflight atomic.Int32 // units of work routed to it and not finished
 	reads    atomic.Int64 // units routed to it that the planner cleared for a replica
 	writes   atomic.Int64 // the other units routed to it
+	retries  atomic.Int64 // reads it lost with a server, sent again elsewhere
 }
 
 func newCluster(p *Proxy, cfg Config, loops int) (*cluster, error) {
@@ -252,6 +254,11 @@ type clusterState struct {
 	// minLSN: its reads must see the primary this far (read-your-writes).
 	minLSN  ha.LSN
 	txWrite bool // its current unit runs on the primary and may write
+	// armed: its current unit is a read on a replica that has answered
+	// nothing yet; retry holds what it sent, to send again elsewhere if
+	// the replica dies first (retryRead).
+	armed bool
+	retry []byte
 	// The session's own route (belay.route) and consistency
 	// (belay.consistency = eventual), from its settings.
 	route    router.Route
@@ -288,6 +295,7 @@ func (s *session) routeWork(data []byte) error {
 	cs.busy = true
 	n.inflight.Add(1)
 	cs.txWrite = n.primary && !w.ReadOnly
+	cs.armed, cs.retry = !n.primary && w.ReadOnly, cs.retry[:0]
 	if w.ReadOnly {
 		n.reads.Add(1)
 	} else {
@@ -449,6 +457,47 @@ func (s *session) rerouteAfter(err error) bool {
 	s.p.log.Info("a replica failed a login; routing the client's work elsewhere", "node", cs.node.name, "err", err)
 	s.resumeWork()
 	return true
+}
+
+// retryRead sends the client's current unit of work again, to another node,
+// when the replica running it died before answering anything: it is a read
+// outside a transaction (the router cleared it for a replica), so running it
+// twice is safe. It returns false when the unit is not that. The caller has
+// forgotten the lost server.
+func (s *session) retryRead(err error) bool {
+	cs := s.cl
+	if !cs.armed || len(cs.retry) == 0 || s.c == nil || s.t.pinned {
+		cs.armed = false
+		return false
+	}
+	cs.armed = false
+	node := cs.node
+	s.suspectNode(err.Error())
+	s.unitDone()
+	node.retries.Add(1)
+	s.t = newTracker()
+	s.in.Unread(cs.retry)
+	s.p.log.Info("a replica died before answering a read; sending it again elsewhere", "node", node.name, "err", err)
+	if s.clientData(s.c) == gnet.Close {
+		s.closeClient()
+	}
+	return true
+}
+
+// errReplicaGone is why a read is sent again after its replica said FATAL.
+var errReplicaGone = errors.New("the replica ended the session (shutdown, crash, or a conflict with recovery)")
+
+// replicaGone says an ErrorResponse is a FATAL that ends the server's
+// session for reasons of the node's own: a shutdown or crash (57P01-57P03),
+// a conflict with recovery (40001).
+func replicaGone(body []byte) bool {
+	f, err := codec.ParseErrorFields(body)
+	if err != nil || string(f.SeverityNonLocalized) != "FATAL" && string(f.Severity) != "FATAL" {
+		return false
+	}
+	c := sqlstate.Code(f.Code)
+	return c == sqlstate.AdminShutdown || c == sqlstate.CrashShutdown || c == sqlstate.CannotConnectNow ||
+		c == sqlstate.TRSerializationFailure
 }
 
 // suspectNode tells the health checks that the client's node failed it.

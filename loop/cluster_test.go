@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,6 +151,47 @@ func TestClusterRouting(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+
+	// A replica whose server dies before answering a read (terminated,
+	// then killed): the read is sent again, to the primary.
+	admin := connect(t, rep.ConnString("postgres", "postgres"))
+	for _, how := range []string{"terminate", "kill"} {
+		eventually(t, 10*time.Second, "the replica back", func() bool {
+			h := p.cluster.view.Load().nodes[1].health.Current()
+			return h != nil && h.Up
+		})
+		c := connect(t, p.connString("postgres", "postgres"))
+		done := make(chan string, 1)
+		go func() {
+			var name string
+			err := c.QueryRow(ctx, "SELECT name FROM knode, pg_sleep(1)").Scan(&name)
+			if err != nil {
+				name = err.Error()
+			}
+			done <- name
+		}()
+		var pid int
+		eventually(t, 10*time.Second, "the read to run on the replica", func() bool {
+			err := admin.QueryRow(ctx, "SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1)%' AND pid <> pg_backend_pid()").Scan(&pid)
+			return err == nil
+		})
+		if how == "terminate" {
+			if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-done; got != "primary" {
+			t.Fatalf("%s: the read got %q, want its answer from the primary", how, got)
+		}
+		if how == "kill" {
+			admin = nil // the postmaster restarted every backend
+		}
+	}
+	if n := p.cluster.view.Load().nodes[1].retries.Load(); n != 2 {
+		t.Fatalf("%d reads sent again, want 2", n)
 	}
 
 	// The replica out of the topology: reads go to the primary, at once.

@@ -374,6 +374,9 @@ func (s *session) ServerLost(sc *poolcore.Server, err error) {
 	s.server = nil
 	s.srvRemain, s.cliRemain, s.srvDrop = 0, 0, 0
 	s.r.reset()
+	if s.cl != nil && s.retryRead(err) {
+		return
+	}
 	s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
 		Message: "server closed the connection unexpectedly", Detail: err.Error()})
 }
@@ -604,6 +607,9 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 			}
 		}
 		s.stats.Received(off)
+		if s.cl != nil && s.cl.armed {
+			s.cl.retry = append(s.cl.retry, data[:off]...) // a read on a replica: kept to send again (retryRead)
+		}
 		out := w.bytes(off)
 		_, err := sc.Write(out)
 		if w.out != nil {
@@ -760,6 +766,20 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		var fix *errFix
 		if err == nil {
 			if typ == codec.MsgErrorResponse {
+				if s.cl != nil && s.cl.armed && replicaGone(data[off+5:off+5+bodyLen]) {
+					// The replica is going away before it answered the
+					// read: the client sees none of it (cluster.go).
+					in.Consume(c, len(data))
+					s.server = nil
+					s.srvRemain, s.srvDrop = 0, 0
+					s.r.reset()
+					sc.Close()
+					if !s.retryRead(errReplicaGone) {
+						s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
+							Message: "server closed the connection unexpectedly"})
+					}
+					return gnet.None
+				}
 				s.noteStale(data[off+5 : off+5+bodyLen])
 			}
 			fwd, fix, err = s.r.answer(typ)
@@ -917,7 +937,12 @@ func (s *session) fatal(e codec.ErrorResponse) gnet.Action {
 }
 
 // write sends b to the client (through TLS when it has it). On the loop.
-func (s *session) write(b []byte) (int, error) { return s.in.Write(s.c, b) }
+func (s *session) write(b []byte) (int, error) {
+	if s.cl != nil {
+		s.cl.armed = false // the client saw an answer: its unit can no longer be sent again
+	}
+	return s.in.Write(s.c, b)
+}
 
 // writeError sends e to the client.
 func (s *session) writeError(e codec.ErrorResponse) {

@@ -121,6 +121,20 @@ func (in *Input) Consume(c gnet.Conn, n int) {
 	}
 }
 
+// Unread puts b (copied) back in front of the unread bytes: what was read
+// and must be read again (a unit of work sent again to another server).
+func (in *Input) Unread(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	nc := make([]byte, 0, len(b)+len(in.carry))
+	nc = append(append(nc, b...), in.carry...)
+	in.carry = nc
+	if in.tls != nil {
+		in.plain = &nc // Bytes appends plaintext to carry, Consume recycles it
+	}
+}
+
 // Save keeps c's unread bytes before c is parked.
 func (in *Input) Save(c gnet.Conn) {
 	buf, _ := c.Peek(-1)
