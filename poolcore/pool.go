@@ -268,11 +268,9 @@ func (m *Manager) RemoveNode(name string) {
 
 // Nodes lists the names of the nodes. Safe for concurrent use.
 func (m *Manager) Nodes() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]string, 0, len(m.nodes))
-	for name := range m.nodes {
-		out = append(out, name)
+	var out []string
+	for _, n := range m.nodeList() {
+		out = append(out, n.name)
 	}
 	return out
 }
