@@ -1,12 +1,14 @@
 package loop
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/belaydb/belay/admin"
 	"github.com/belaydb/belay/codec"
@@ -92,6 +94,12 @@ type nodeStats struct {
 	reads    atomic.Int64 // units routed to it that the planner cleared for a replica
 	writes   atomic.Int64 // the other units routed to it
 	retries  atomic.Int64 // reads it lost with a server, sent again elsewhere
+	// replayed: the highest replay position a read's own question found
+	// (verifyReplay), which the health checks may not have seen yet.
+	replayed atomic.Uint64
+	// notReplayed counts reads that waited for it to replay their client's
+	// last write in vain, and went to the primary.
+	notReplayed atomic.Int64
 }
 
 func newCluster(p *Proxy, cfg Config, loops int) (*cluster, error) {
@@ -199,9 +207,67 @@ func (n *clusterNode) routerNode() router.Node {
 	h := n.health.Current()
 	rn.Usable = !n.down && h != nil && h.Up
 	if h != nil && !n.primary {
-		rn.ReplayLSN, rn.LagBytes, rn.Lag = h.LSN, h.Lag.Bytes, h.Lag.Time
+		rn.ReplayLSN, rn.LagBytes, rn.Lag = max(h.LSN, ha.LSN(n.replayed.Load())), h.Lag.Bytes, h.Lag.Time
 	}
 	return rn
+}
+
+// verifyTries and verifyPause bound the wait of a read for its replica to
+// replay the client's last write: up to verifyTries questions, verifyPause
+// apart, then the read goes to the primary.
+const (
+	verifyTries = 8
+	verifyPause = time.Millisecond
+)
+
+// verifyReplay asks sc, on the replica the client's read was routed to,
+// whether it replayed the client's last write, before the read runs there;
+// if it did not after verifyTries questions, the read goes to the primary.
+// On the loop.
+func (s *session) verifyReplay(sc *poolcore.Server) {
+	cs := s.cl
+	var at ha.LSN
+	cs.attempts++
+	cs.verifying = true
+	sc.ExecRows("SELECT pg_catalog.pg_last_wal_replay_lsn()::text", func(cols [][]byte) {
+		if len(cols) == 1 {
+			at, _ = ha.ParseLSN(string(cols[0]))
+		}
+	}, func(sc *poolcore.Server, err *poolcore.PgError) {
+		if s.state == sClosing || s.server != sc {
+			cs.verifying = false
+			s.giveBack(sc)
+			return
+		}
+		node := cs.node
+		if err == nil && at >= cs.verify {
+			cs.verify, cs.verifying = 0, false
+			for old := node.replayed.Load(); uint64(at) > old && !node.replayed.CompareAndSwap(old, uint64(at)); old = node.replayed.Load() {
+			}
+			s.resumeWork()
+			return
+		}
+		if err == nil && cs.attempts < verifyTries {
+			el := s.loop.EventLoop()
+			time.AfterFunc(verifyPause, func() {
+				_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+					if !s.done && s.server == sc && cs.verify != 0 {
+						s.verifyReplay(sc)
+					} else {
+						cs.verifying = false
+					}
+					return nil
+				}))
+			})
+			return
+		}
+		// Not in time: the primary serves this read.
+		cs.verify, cs.toPrimary, cs.verifying = 0, true, false
+		node.notReplayed.Add(1)
+		s.giveBack(sc)
+		s.unitDone()
+		s.resumeWork()
+	})
 }
 
 // --- the session's side: on its loop -----------------------------------------
@@ -259,6 +325,14 @@ type clusterState struct {
 	// the replica dies first (retryRead).
 	armed bool
 	retry []byte
+	// verify: its read went to a replica not yet known to have replayed
+	// its last write; the replica is asked first (verifyReplay).
+	verify    ha.LSN
+	attempts  int
+	verifying bool // a question or the pause after it is under way
+	// toPrimary: the next unit goes to the primary (a replica did not
+	// catch up in time).
+	toPrimary bool
 	// The session's own route (belay.route) and consistency
 	// (belay.consistency = eventual), from its settings.
 	route    router.Route
@@ -282,7 +356,20 @@ func (s *session) routeWork(data []byte) error {
 		nodes = append(nodes, n.routerNode())
 	}
 	c.scratch[s.loop.Index()] = nodes
-	i, _ := router.Decide(w, rs, nodes, c.policy)
+	if cs.toPrimary {
+		cs.toPrimary = false
+		rs.Route = router.Primary
+	}
+	i, why := router.Decide(w, rs, nodes, c.policy)
+	cs.verify, cs.attempts = 0, 0
+	if why == router.ReasonNotReplayed {
+		// No replica is known to have replayed the client's last write,
+		// as of their last health checks: ask the best one itself, which
+		// has most likely caught up by now (verifyReplay).
+		if j, why2 := router.Decide(w, router.Session{Route: rs.Route}, nodes, c.policy); why2 == router.ReasonRead || why2 == router.ReasonForced {
+			i, cs.verify = j, rs.MinLSN
+		}
+	}
 	if i < 0 {
 		return errNoPrimary
 	}

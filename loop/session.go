@@ -401,6 +401,12 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 			if s.server.Conn() == nil || s.server.Busy() {
 				return s.boundWaiting(c) // parked, or belay's own query first
 			}
+			if s.cl != nil && s.cl.verify != 0 {
+				if !s.cl.verifying {
+					s.verifyReplay(s.server) // read-your-writes on a replica (cluster.go)
+				}
+				return s.boundWaiting(c)
+			}
 			if s.seq != nil && s.seqMove(c) {
 				if s.waiting {
 					return s.boundWaiting(c)
