@@ -25,5 +25,29 @@
 // connects to it (host:port, or /socket/dir:port) and its administrative
 // state ("up", or "down": taken out of service).
 //
+// Names (clusters, shards, nodes) are single key segments: CheckName.
+//
+// # Transitions (transition.go)
+//
+// Pure decisions on a snapshot: ChangePrimary (the only way a shard's
+// primary changes: from the current term only, to term+1), CheckRemove (not
+// a shard's primary), CheckSuccessor (a shard's term never goes back).
+//
+// # The store and the watch (store.go, watch.go)
+//
+// A Store reads and writes one cluster's records through a
+// *clientv3.Client: Load (a validated snapshot at one revision), PutNode,
+// CreateShard (if absent), SetPrimary (ChangePrimary's decision written with
+// a compare-and-swap on the revisions of the records it was decided on,
+// retried on a concurrent change: a stale term fails with ErrStaleTerm),
+// RemoveNode. It blocks on etcd: never call it on an event loop.
+//
+// A Watcher (Store.Watch) keeps the current snapshot in an atomic pointer:
+// Current never blocks and never locks, so the event loops read it
+// directly. One goroutine of its own applies etcd's events, builds each new
+// snapshot, validates it (an invalid one is logged and kept out), stores it
+// and calls the optional OnChange; after a watch error or a compaction it
+// reloads the whole cluster. See Watcher for the details.
+//
 // ha never imports loop.
 package ha

@@ -65,17 +65,6 @@ type NodeRecord struct {
 // and term 0. Roles follow the shards' primaries.
 func Build(cluster string, rev int64, shards map[string]ShardRecord, nodes map[string]NodeRecord) *Topology {
 	t := &Topology{Cluster: cluster, Revision: rev}
-	byName := map[string]*Shard{}
-	shard := func(name string) *Shard {
-		if s := byName[name]; s != nil {
-			return s
-		}
-		r := shards[name]
-		t.Shards = append(t.Shards, Shard{Name: name, Term: r.Term, Primary: r.Primary})
-		s := &t.Shards[len(t.Shards)-1]
-		byName[name] = s
-		return s
-	}
 	names := make([]string, 0, len(shards))
 	for n := range shards {
 		names = append(names, n)
@@ -84,8 +73,17 @@ func Build(cluster string, rev int64, shards map[string]ShardRecord, nodes map[s
 		names = append(names, r.Shard)
 	}
 	slices.Sort(names)
-	for _, n := range slices.Compact(names) {
-		shard(n)
+	names = slices.Compact(names)
+	// Every shard first, then pointers into t.Shards: appending after
+	// taking them would leave them in an old array.
+	t.Shards = make([]Shard, 0, len(names))
+	for _, n := range names {
+		r := shards[n]
+		t.Shards = append(t.Shards, Shard{Name: n, Term: r.Term, Primary: r.Primary})
+	}
+	byName := make(map[string]*Shard, len(names))
+	for i := range t.Shards {
+		byName[t.Shards[i].Name] = &t.Shards[i]
 	}
 	for name, r := range nodes {
 		s := byName[r.Shard]
@@ -138,10 +136,14 @@ func (s *Shard) PrimaryNode() *Node {
 }
 
 // Validate reports what makes t unusable: a shard whose primary is not one
-// of its nodes, a node without an address, duplicate names.
+// of its nodes, a node without an address or a shard, a node in a state
+// that is neither up nor down, duplicate names.
 func (t *Topology) Validate() error {
 	seen := map[string]bool{}
 	for _, s := range t.Shards {
+		if s.Name == "" {
+			return fmt.Errorf("a shard without a name (a node's record names no shard?)")
+		}
 		if s.Primary != "" && s.PrimaryNode() == nil {
 			return fmt.Errorf("shard %q: primary %q is not one of its nodes", s.Name, s.Primary)
 		}
@@ -152,6 +154,9 @@ func (t *Topology) Validate() error {
 			seen[n.Name] = true
 			if n.Addr == "" {
 				return fmt.Errorf("node %q has no address", n.Name)
+			}
+			if n.State != StateUp && n.State != StateDown {
+				return fmt.Errorf("node %q: unknown state %q", n.Name, n.State)
 			}
 		}
 	}

@@ -1,5 +1,6 @@
 // Package pginstance starts and stops a real PostgreSQL server on this machine:
-// initdb on first use, then the postmaster as a child process listening on a
+// initdb on first use (or pg_basebackup from another server, for a replica:
+// Options.BaseBackup), then the postmaster as a child process listening on a
 // loopback port (and a Unix socket), with readiness checked through pgconn.
 //
 // It serves both the test harness (internal/pgtest) and `belay up`, so it
@@ -8,7 +9,7 @@
 // PostgreSQL's defaults unless the caller overrides them in Options.Settings.
 //
 // Running as root: PostgreSQL refuses to run as root, so when the effective
-// user is root, initdb and postgres run as the unprivileged user "postgres"
+// user is root, initdb, pg_basebackup and postgres run as the unprivileged user "postgres"
 // (SysProcAttr.Credential), Options.Dir is chowned to it recursively, the
 // directories Start creates are made 0755, and Start fails with a clear error
 // if a parent directory of Dir is not traversable by that user (e.g. /root).

@@ -45,6 +45,15 @@ type Options struct {
 	HBA []string
 	// Superuser is the bootstrap superuser (initdb -U); "" means "postgres".
 	Superuser string
+	// InitdbArgs are more arguments for initdb when it makes Dir/data
+	// (e.g. "-k" for data checksums).
+	InitdbArgs []string
+	// BaseBackup, when not nil, makes a missing Dir/data a copy of a
+	// running server instead of initdb: these are the arguments of
+	// pg_basebackup besides -D (e.g. -d CONNINFO -R -S SLOT -X stream). The
+	// copy is made in Dir/data.new and renamed Dir/data once complete, so an
+	// interrupted one is started afresh the next time.
+	BaseBackup []string
 	// Log receives the server log; nil means the file Dir/postgres.log (appended to).
 	Log io.Writer
 }
@@ -205,7 +214,12 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 	}
 
 	if _, err := os.Stat(filepath.Join(dataDir, "PG_VERSION")); errors.Is(err, fs.ErrNotExist) {
-		if err := initdb(ctx, binDir, dir, dataDir, su, o.Settings, as); err != nil {
+		if o.BaseBackup != nil {
+			err = baseBackup(ctx, binDir, dir, dataDir, o.BaseBackup, as)
+		} else {
+			err = initdb(ctx, binDir, dir, dataDir, su, o.Settings, o.InitdbArgs, as)
+		}
+		if err != nil {
 			return nil, err
 		}
 	} else if err != nil {
@@ -458,11 +472,12 @@ func (i *Instance) LogTail() string {
 	return string(b[:n])
 }
 
-func initdb(ctx context.Context, binDir, dir, dataDir, su string, settings map[string]string, as runAs) error {
+func initdb(ctx context.Context, binDir, dir, dataDir, su string, settings map[string]string, extra []string, as runAs) error {
 	args := []string{"-D", dataDir, "-U", su, "--auth=trust", "--encoding=UTF8", "--locale=C"}
 	if strings.EqualFold(settings["fsync"], "off") {
 		args = append(args, "--no-sync")
 	}
+	args = append(args, extra...)
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "initdb"), args...)
 	cmd.Dir = dir
 	cmd.Env = serverEnv()
@@ -470,6 +485,33 @@ func initdb(ctx context.Context, binDir, dir, dataDir, su string, settings map[s
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("pginstance: initdb %s: %v\n%s", dataDir, err, out)
+	}
+	return nil
+}
+
+// baseBackup makes dataDir a copy of a running server with pg_basebackup,
+// in dataDir.new first (removed if an earlier attempt left it), renamed
+// dataDir once complete. dataDir must not exist, or be an empty directory.
+func baseBackup(ctx context.Context, binDir, dir, dataDir string, extra []string, as runAs) error {
+	tmp := dataDir + ".new"
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("pginstance: %w", err)
+	}
+	if err := os.Remove(dataDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("pginstance: %s has no PG_VERSION and is not empty: not a data directory to make a copy in: %w", dataDir, err)
+	}
+	args := append([]string{"-D", tmp}, extra...)
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "pg_basebackup"), args...)
+	cmd.Dir = dir
+	cmd.Env = serverEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: as.cred}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return fmt.Errorf("pginstance: pg_basebackup %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	if err := os.Rename(tmp, dataDir); err != nil {
+		return fmt.Errorf("pginstance: %w", err)
 	}
 	return nil
 }

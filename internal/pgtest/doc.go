@@ -13,6 +13,13 @@
 //		...
 //	}
 //
+// A package's tests may also share one cluster, a primary and two streaming
+// replicas with synchronous replication (internal/pgcluster), started on
+// first use of SharedCluster and stopped with the shared server; a test that
+// kills or stops nodes starts a cluster of its own with NewCluster. Cluster
+// nodes run with fsync off only: synchronous_commit stays on, as synchronous
+// replication needs, and full_page_writes on, as pg_rewind needs.
+//
 // Servers run with fsync, synchronous_commit and full_page_writes off (unless
 // a private instance's Options.Settings say otherwise) in temporary directories
 // that are removed afterwards. A missing server or client binary fails the
@@ -28,5 +35,6 @@
 //
 // Concurrency: every function here may be called from parallel tests.
 //
-// Never imports: anything of belay except internal/pginstance.
+// Never imports: anything of belay except internal/pginstance and
+// internal/pgcluster.
 package pgtest

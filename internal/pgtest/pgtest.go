@@ -77,8 +77,10 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// cleanupAll stops every live instance (concurrently) and removes every temp dir.
+// cleanupAll stops every live cluster and instance (concurrently) and
+// removes every temp dir.
 func cleanupAll() {
+	stopClusters()
 	mu.Lock()
 	insts := make([]*pginstance.Instance, 0, len(live))
 	for i := range live {

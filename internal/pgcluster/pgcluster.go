@@ -1,0 +1,525 @@
+package pgcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/belaydb/belay/internal/pginstance"
+	"github.com/jackc/pgx/v5"
+)
+
+// Options describe the cluster Start brings up.
+type Options struct {
+	// Dir holds one directory per node (Dir/pg0, Dir/pg1, ...); created if
+	// missing. Required.
+	Dir string
+	// Replicas is the number of streaming replicas besides the primary.
+	Replicas int
+	// BinDir holds initdb, postgres and pg_basebackup; "" means
+	// pginstance.FindBinDir.
+	BinDir string
+	// Settings are more postgresql.conf settings for every node (tests set
+	// fsync=off here). Those pgcluster keeps per role in
+	// postgresql.auto.conf may not be set here: see managedSettings.
+	Settings map[string]string
+	// Logf, if not nil, is told what Start does (initdb, pg_basebackup, a
+	// port that changed, a replica made again).
+	Logf func(format string, args ...any)
+}
+
+// Cluster is a primary and its replicas started by Start.
+type Cluster struct {
+	Dir   string
+	nodes []*Node // nodes[0] is the primary
+	opts  Options
+	su    string // the superuser pgcluster connects as
+}
+
+// Node is one PostgreSQL server of the cluster.
+type Node struct {
+	Name    string // pg0, pg1, ...
+	Dir     string // Cluster.Dir/Name
+	Primary bool   // pg0
+
+	c  *Cluster
+	mu sync.Mutex // guards the fields below; held while the server starts or stops
+	// inst is the running server, nil while it is stopped.
+	inst *pginstance.Instance
+	port int // the port it listens on, or last listened on
+}
+
+// managedSettings are set per role through ALTER SYSTEM; Options.Settings
+// (on the command line, where they would override ALTER SYSTEM) must leave
+// them alone.
+var managedSettings = []string{"synchronous_standby_names", "synchronous_commit", "primary_conninfo", "primary_slot_name"}
+
+// replicationSettings are those of every node of a cluster with replicas.
+var replicationSettings = map[string]string{
+	"wal_level":             "replica",
+	"max_wal_senders":       "16",
+	"max_replication_slots": "16",
+	"wal_log_hints":         "on",
+	"hot_standby":           "on",
+	"hot_standby_feedback":  "on",
+}
+
+const maxReplicas = 9 // names stay one digit; slots and senders stay under 16
+
+// startTimeout bounds the start of one node (initdb or pg_basebackup
+// included) when ctx has no deadline.
+const startTimeout = 5 * time.Minute
+
+// Start starts the cluster described by o: the primary, then each replica
+// (made with pg_basebackup if it has no data yet), then the synchronous
+// replication settings on the primary. It returns once every node accepts
+// connections; WaitStreaming waits for the replicas to stream. On failure
+// nothing is left running.
+func Start(ctx context.Context, o Options) (*Cluster, error) {
+	if o.Dir == "" {
+		return nil, errors.New("pgcluster: Options.Dir is required")
+	}
+	if o.Replicas < 0 || o.Replicas > maxReplicas {
+		return nil, fmt.Errorf("pgcluster: %d replicas: from 0 to %d", o.Replicas, maxReplicas)
+	}
+	for _, k := range managedSettings {
+		if _, ok := o.Settings[k]; ok {
+			return nil, fmt.Errorf("pgcluster: %s is set per role by pgcluster, not in Options.Settings", k)
+		}
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if o.BinDir == "" {
+		if o.BinDir, err = pginstance.FindBinDir(); err != nil {
+			return nil, err
+		}
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	c := &Cluster{Dir: dir, opts: o, su: "postgres"}
+	for i := 0; i <= o.Replicas; i++ {
+		name := "pg" + strconv.Itoa(i)
+		c.nodes = append(c.nodes, &Node{Name: name, Dir: filepath.Join(dir, name), Primary: i == 0, c: c, port: readPort(filepath.Join(dir, name))})
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, startTimeout*time.Duration(1+o.Replicas))
+		defer cancel()
+	}
+	if err := c.start(ctx); err != nil {
+		return nil, errors.Join(err, c.Stop())
+	}
+	return c, nil
+}
+
+func (c *Cluster) start(ctx context.Context) error {
+	p := c.Primary()
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	slots, err := c.keepSlots(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range c.Replicas() {
+		if _, err := os.Stat(filepath.Join(r.Dir, "data", "PG_VERSION")); err == nil && !slots[r.Name] {
+			c.opts.Logf("%s: the primary keeps no slot for it (a new primary, or it was left out): making it again", r.Name)
+			if err := os.RemoveAll(filepath.Join(r.Dir, "data")); err != nil {
+				return fmt.Errorf("pgcluster: %w", err)
+			}
+		}
+		if err := c.createSlot(ctx, r.Name); err != nil {
+			return err
+		}
+		if err := r.Start(ctx); err != nil {
+			return err
+		}
+	}
+	return c.setSynchronous(ctx)
+}
+
+// Primary is the primary, pg0.
+func (c *Cluster) Primary() *Node { return c.nodes[0] }
+
+// Replicas are pg1..pgN.
+func (c *Cluster) Replicas() []*Node { return slices.Clone(c.nodes[1:]) }
+
+// Nodes are every node, the primary first.
+func (c *Cluster) Nodes() []*Node { return slices.Clone(c.nodes) }
+
+// Node is the node named name, or nil.
+func (c *Cluster) Node(name string) *Node {
+	for _, n := range c.nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Superuser is the role pgcluster connects as (initdb's bootstrap superuser).
+func (c *Cluster) Superuser() string { return c.su }
+
+// SyncStandbyNames is the primary's synchronous_standby_names: "ANY 1 (pg1,
+// ..., pgN)", or "" without replicas.
+func (c *Cluster) SyncStandbyNames() string {
+	if len(c.nodes) == 1 {
+		return ""
+	}
+	names := make([]string, 0, len(c.nodes)-1)
+	for _, r := range c.nodes[1:] {
+		names = append(names, r.Name)
+	}
+	return "ANY 1 (" + strings.Join(names, ", ") + ")"
+}
+
+// Stop stops every running node: the primary first (a fast shutdown sends
+// its last WAL to the replicas still streaming), then the replicas.
+func (c *Cluster) Stop() error {
+	var errs []error
+	for _, n := range c.nodes {
+		errs = append(errs, n.Stop())
+	}
+	return errors.Join(errs...)
+}
+
+// WaitStreaming waits until the primary's pg_stat_replication shows every
+// replica, by its application_name, in state streaming.
+func (c *Cluster) WaitStreaming(ctx context.Context) error {
+	want := map[string]bool{}
+	for _, r := range c.nodes[1:] {
+		want[r.Name] = true
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	var last map[string]string
+	var lastErr error
+	for {
+		last, lastErr = c.replicationStates(ctx)
+		if lastErr == nil {
+			ok := true
+			for name := range want {
+				ok = ok && last[name] == "streaming"
+			}
+			if ok {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pgcluster: replicas not all streaming: pg_stat_replication on the primary shows %v (%v): %w", last, lastErr, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// replicationStates is application_name → state from the primary's
+// pg_stat_replication.
+func (c *Cluster) replicationStates(ctx context.Context) (map[string]string, error) {
+	conn, err := c.Primary().connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, "SELECT application_name, state FROM pg_stat_replication")
+	if err != nil {
+		return nil, err
+	}
+	states := map[string]string{}
+	var name, state string
+	_, err = pgx.ForEachRow(rows, []any{&name, &state}, func() error {
+		states[name] = state
+		return nil
+	})
+	return states, err
+}
+
+// ourSlot matches the names of the slots pgcluster makes.
+var ourSlot = regexp.MustCompile(`^pg[0-9]+$`)
+
+// keepSlots drops the primary's physical slots of nodes beyond
+// Options.Replicas (unless in use) and returns those that remain.
+func (c *Cluster) keepSlots(ctx context.Context) (map[string]bool, error) {
+	conn, err := c.Primary().connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, "SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'")
+	if err != nil {
+		return nil, err
+	}
+	slots := map[string]bool{}
+	var name string
+	var active bool
+	if _, err := pgx.ForEachRow(rows, []any{&name, &active}, func() error {
+		slots[name] = active
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	for name, active := range maps.Clone(slots) {
+		if !ourSlot.MatchString(name) || c.Node(name) != nil {
+			continue
+		}
+		if active {
+			c.opts.Logf("slot %s is not one of this cluster's replicas but is in use: left alone", name)
+			continue
+		}
+		c.opts.Logf("dropping the replication slot of %s, which is not started: the primary keeps no WAL for it", name)
+		if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name); err != nil {
+			return nil, fmt.Errorf("pgcluster: dropping slot %s: %w", name, err)
+		}
+		delete(slots, name)
+	}
+	present := map[string]bool{}
+	for name := range slots {
+		present[name] = true
+	}
+	return present, nil
+}
+
+// createSlot makes the primary's physical slot for replica name, if missing.
+func (c *Cluster) createSlot(ctx context.Context, name string) error {
+	conn, err := c.Primary().connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, `SELECT pg_create_physical_replication_slot($1)
+		WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1)`, name)
+	if err != nil {
+		return fmt.Errorf("pgcluster: creating the replication slot of %s: %w", name, err)
+	}
+	return nil
+}
+
+// setSynchronous sets the primary's synchronous replication: ANY 1 of the
+// replicas, synchronous_commit on; or neither without replicas.
+func (c *Cluster) setSynchronous(ctx context.Context) error {
+	want := map[string]string{"synchronous_standby_names": c.SyncStandbyNames(), "synchronous_commit": "on"}
+	if len(c.nodes) == 1 {
+		want = map[string]string{"synchronous_standby_names": "", "synchronous_commit": ""}
+	}
+	return c.Primary().alterSystem(ctx, want)
+}
+
+// alterSystem makes settings (value "" means RESET) this node's in
+// postgresql.auto.conf, and reloads its configuration if that changed
+// anything.
+func (n *Node) alterSystem(ctx context.Context, settings map[string]string) error {
+	conn, err := n.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	changed := false
+	for _, k := range slices.Sorted(maps.Keys(settings)) {
+		v := settings[k]
+		var cur string
+		// What postgresql.auto.conf says ("" when it says nothing).
+		err := conn.QueryRow(ctx, `SELECT coalesce((SELECT setting FROM pg_file_settings
+			WHERE name = $1 AND sourcefile LIKE '%/postgresql.auto.conf' ORDER BY seqno DESC LIMIT 1), '')`, k).Scan(&cur)
+		if err != nil {
+			return fmt.Errorf("pgcluster: %s: reading %s: %w", n.Name, k, err)
+		}
+		if cur == v {
+			continue
+		}
+		sql := "ALTER SYSTEM RESET " + pgx.Identifier{k}.Sanitize()
+		if v != "" {
+			sql = "ALTER SYSTEM SET " + pgx.Identifier{k}.Sanitize() + " = " + quoteLiteral(v)
+		}
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("pgcluster: %s: %s: %w", n.Name, sql, err)
+		}
+		changed = true
+	}
+	if changed {
+		if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+			return fmt.Errorf("pgcluster: %s: reloading its configuration: %w", n.Name, err)
+		}
+	}
+	return nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// Addr is the node's TCP address, "127.0.0.1:PORT".
+func (n *Node) Addr() string { return "127.0.0.1:" + strconv.Itoa(n.Port()) }
+
+// Port is the node's TCP port on 127.0.0.1 (the one it last listened on
+// while it is stopped).
+func (n *Node) Port() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.port
+}
+
+// Instance is the running server, or nil while the node is stopped.
+func (n *Node) Instance() *pginstance.Instance {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.inst
+}
+
+// ConnString is a libpq connection string to db on this node as user, over TCP.
+func (n *Node) ConnString(db, user string) string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d dbname=%s user=%s sslmode=disable", n.Port(), db, user)
+}
+
+func (n *Node) connect(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := pgx.Connect(ctx, n.ConnString("postgres", n.c.su)+" connect_timeout=10")
+	if err != nil {
+		return nil, fmt.Errorf("pgcluster: connecting to %s: %w", n.Name, err)
+	}
+	return conn, nil
+}
+
+// primaryConninfo is what a replica connects to the primary with.
+func (c *Cluster) primaryConninfo(replica string) string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s application_name=%s sslmode=disable", c.Primary().Port(), c.su, replica)
+}
+
+// Start starts the node, on the port it had the last time if it is free.
+// A replica without data is made first with pg_basebackup from the
+// primary, which must be running. A node already running is left alone.
+func (n *Node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	if n.inst != nil {
+		n.mu.Unlock()
+		return nil
+	}
+	err := n.startLocked(ctx)
+	n.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if n.Primary {
+		// Replicas follow the primary's port (which moves only if it was
+		// taken meanwhile).
+		for _, r := range n.c.nodes[1:] {
+			if r.Instance() != nil {
+				if err := r.follow(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return n.follow(ctx)
+}
+
+// follow makes sure replica n follows the primary through its slot, by
+// its name (ALTER SYSTEM: pg_basebackup -R wrote a primary_conninfo of its
+// own, and the primary's port may have moved since).
+func (n *Node) follow(ctx context.Context) error {
+	return n.alterSystem(ctx, map[string]string{
+		"primary_conninfo":  n.c.primaryConninfo(n.Name),
+		"primary_slot_name": n.Name,
+	})
+}
+
+func (n *Node) startLocked(ctx context.Context) error {
+	c := n.c
+	settings := map[string]string{}
+	if len(c.nodes) > 1 {
+		maps.Copy(settings, replicationSettings)
+	}
+	maps.Copy(settings, c.opts.Settings)
+	o := pginstance.Options{Dir: n.Dir, BinDir: c.opts.BinDir, PreferPort: n.port, Settings: settings, Superuser: c.su}
+	_, err := os.Stat(filepath.Join(n.Dir, "data", "PG_VERSION"))
+	fresh := errors.Is(err, fs.ErrNotExist)
+	switch {
+	case n.Primary && len(c.nodes) > 1:
+		o.InitdbArgs = []string{"--data-checksums"}
+	case !n.Primary:
+		o.BaseBackup = []string{"-d", c.primaryConninfo(n.Name), "-R", "-X", "stream", "-S", n.Name, "-c", "fast"}
+		if strings.EqualFold(settings["fsync"], "off") {
+			o.BaseBackup = append(o.BaseBackup, "--no-sync")
+		}
+	}
+	if fresh && n.Primary {
+		c.opts.Logf("%s: initdb in %s", n.Name, n.Dir)
+	} else if fresh {
+		c.opts.Logf("%s: pg_basebackup from %s into %s", n.Name, c.Primary().Name, n.Dir)
+	}
+	inst, err := pginstance.Start(ctx, o)
+	if err != nil {
+		return fmt.Errorf("pgcluster: %s: %w", n.Name, err)
+	}
+	if inst.Port != n.port {
+		if n.port != 0 {
+			c.opts.Logf("%s: its port %d is taken: it listens on %d from now on", n.Name, n.port, inst.Port)
+		}
+		if err := os.WriteFile(filepath.Join(n.Dir, "port"), []byte(strconv.Itoa(inst.Port)+"\n"), 0o644); err != nil {
+			_ = inst.Stop()
+			return fmt.Errorf("pgcluster: keeping %s's port: %w", n.Name, err)
+		}
+	}
+	n.inst, n.port = inst, inst.Port
+	return nil
+}
+
+// Stop stops the node (a fast shutdown) if it runs.
+func (n *Node) Stop() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.inst == nil {
+		return nil
+	}
+	err := n.inst.Stop()
+	n.inst = nil
+	if err != nil {
+		return fmt.Errorf("pgcluster: %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// Kill kills the node's postmaster with SIGKILL, as a crash would, and
+// waits until it and every process it had started are gone (they exit on
+// their own once they see their postmaster die). Start brings it back.
+func (n *Node) Kill() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	inst := n.inst
+	if inst == nil {
+		return fmt.Errorf("pgcluster: %s is not running", n.Name)
+	}
+	n.inst = nil
+	if err := syscall.Kill(inst.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("pgcluster: killing %s (pid %d): %w", n.Name, inst.PID, err)
+	}
+	<-inst.Done()
+	// Its children are in its process group: wait for them to notice.
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(-inst.PID, 0) == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = inst.Stop() // sweeps what is left of the group, closes the log
+	return nil
+}
+
+func readPort(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "port"))
+	if err != nil {
+		return 0
+	}
+	p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return p
+}
