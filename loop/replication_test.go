@@ -1,0 +1,206 @@
+package loop
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/belaydb/belay/ha"
+	"github.com/belaydb/belay/internal/pgcluster"
+	"github.com/belaydb/belay/internal/pgtest"
+	"github.com/jackc/pgx/v5"
+)
+
+// clusterTopology is the topology of c: shard "0", its primary and replicas.
+func clusterTopology(c *pgcluster.Cluster) *ha.Topology {
+	nodes := map[string]string{}
+	for _, n := range c.Nodes() {
+		nodes[n.Name] = n.Addr()
+	}
+	return topologyOf(c.Primary().Name, nodes)
+}
+
+// startClusterProxy runs a belay in front of cluster c.
+func startClusterProxy(t *testing.T, c *pgcluster.Cluster, mod func(*Config)) (*Proxy, *staticTopology) {
+	t.Helper()
+	src := &staticTopology{}
+	src.t.Store(clusterTopology(c))
+	p := startProxy(t, c.Primary().Instance(), func(cfg *Config) {
+		cfg.Cluster, cfg.HealthDial = src, healthDial
+		cfg.AdminUsers = []string{"postgres"}
+		cfg.PoolSize = 8
+		if mod != nil {
+			mod(cfg)
+		}
+	})
+	eventually(t, 20*time.Second, "every node's health check", func() bool {
+		for _, n := range p.cluster.view.Load().nodes {
+			if h := n.health.Current(); h == nil || !h.Up {
+				return false
+			}
+		}
+		return true
+	})
+	return p, src
+}
+
+// TestReadYourWrites (issue G): clients each write a row and read it back
+// at once, and read rows they wrote earlier; with read-your-writes (the
+// default) no read misses what its client wrote, while most reads are still
+// served by replicas. BELAY_RYW_OPS sets the number of operations (1000).
+func TestReadYourWrites(t *testing.T) {
+	cl := pgtest.SharedCluster(t)
+	ctx := context.Background()
+	adm := connect(t, cl.Primary().ConnString("postgres", "postgres"))
+	if _, err := adm.Exec(ctx, "DROP TABLE IF EXISTS kryw; CREATE TABLE kryw (client int, seq int, v text, PRIMARY KEY (client, seq))"); err != nil {
+		t.Fatal(err)
+	}
+	ops := 1000
+	if n, err := strconv.Atoi(os.Getenv("BELAY_RYW_OPS")); err == nil {
+		ops = n
+	}
+	for _, eventual := range []bool{false, true} {
+		name := "read-your-writes"
+		if eventual {
+			name = "eventual"
+		}
+		t.Run(name, func(t *testing.T) {
+			p, _ := startClusterProxy(t, cl, func(c *Config) { c.Eventual = eventual })
+			const clients = 20
+			var wg sync.WaitGroup
+			var stale, reads, replicaReads, writes atomic.Int64
+			var writeTime atomic.Int64
+			var firstStale atomic.Value
+			per := ops / clients / 2
+			base := 0
+			if eventual {
+				base = 1 << 20
+			}
+			for i := 0; i < clients; i++ {
+				c := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeCacheStatement)
+				id := base + i
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					check := func(seq int) {
+						var v string
+						var standby bool
+						err := c.QueryRow(ctx, "SELECT v, pg_is_in_recovery() FROM kryw WHERE client = $1 AND seq = $2", id, seq).Scan(&v, &standby)
+						reads.Add(1)
+						if standby {
+							replicaReads.Add(1)
+						}
+						if err != nil || v != fmt.Sprint(seq) {
+							stale.Add(1)
+							firstStale.CompareAndSwap(nil, fmt.Sprintf("client %d row %d: %q, %v", id, seq, v, err))
+						}
+					}
+					for seq := 0; seq < per; seq++ {
+						start := time.Now()
+						if _, err := c.Exec(ctx, "INSERT INTO kryw VALUES ($1, $2, $3)", id, seq, fmt.Sprint(seq)); err != nil {
+							t.Errorf("insert: %v", err)
+							return
+						}
+						writeTime.Add(int64(time.Since(start)))
+						writes.Add(1)
+						check(seq)                 // at once
+						check(rand.IntN(seq + 1)) // one written earlier
+					}
+				}()
+			}
+			wg.Wait()
+			n := writes.Load()
+			t.Logf("%s: %d writes (mean %v), %d reads, %.1f%% served by replicas, %d stale", name, n,
+				time.Duration(writeTime.Load()/max(n, 1)).Round(time.Microsecond), reads.Load(),
+				100*float64(replicaReads.Load())/float64(max(reads.Load(), 1)), stale.Load())
+			if !eventual && stale.Load() > 0 {
+				t.Fatalf("%d stale reads with read-your-writes; the first: %v", stale.Load(), firstStale.Load())
+			}
+			if replicaReads.Load() == 0 {
+				t.Fatal("no read was served by a replica")
+			}
+		})
+	}
+}
+
+// TestLaggingReplica (issue G): a replica held behind by
+// recovery_min_apply_delay gets no reads while its lag is past the limit,
+// and gets them again once it caught up.
+func TestLaggingReplica(t *testing.T) {
+	cl := pgtest.NewCluster(t, pgcluster.Options{Replicas: 2})
+	ctx := context.Background()
+	slow := cl.Replicas()[0]
+	sc := connect(t, slow.ConnString("postgres", "postgres"))
+	if _, err := sc.Exec(ctx, "ALTER SYSTEM SET recovery_min_apply_delay = '5s'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := startClusterProxy(t, cl, func(c *Config) { c.MaxReplicaLag = time.Second; c.Eventual = true })
+	pc := connect(t, cl.Primary().ConnString("postgres", "postgres"))
+	if _, err := pc.Exec(ctx, "CREATE TABLE IF NOT EXISTS klag (x int)"); err != nil {
+		t.Fatal(err)
+	}
+	node := func(name string) *clusterNode {
+		for _, n := range p.cluster.view.Load().nodes {
+			if n.name == name {
+				return n
+			}
+		}
+		t.Fatalf("no node %s", name)
+		return nil
+	}
+	// Writes every 100 ms keep the primary moving; the slow replica's lag
+	// grows to about 5 s.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+				_, _ = pc.Exec(ctx, "INSERT INTO klag VALUES (1)")
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	eventually(t, 20*time.Second, "the slow replica's lag past 1 s", func() bool {
+		h := node(slow.Name).health.Current()
+		return h != nil && h.Lag.Time > 2*time.Second
+	})
+	c := connect(t, p.connString("postgres", "postgres"))
+	before := node(slow.Name).reads.Load()
+	for i := 0; i < 200; i++ {
+		if _, err := c.Exec(ctx, "SELECT count(*) FROM klag"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := node(slow.Name).health.Current()
+	if got := node(slow.Name).reads.Load() - before; got != 0 {
+		t.Fatalf("the lagging replica (%v behind, %d bytes) served %d reads", h.Lag.Time, h.Lag.Bytes, got)
+	}
+	t.Logf("the replica %v (%d bytes) behind served no read of 200", h.Lag.Time.Round(time.Millisecond), h.Lag.Bytes)
+	// Caught up again, it gets reads again.
+	if _, err := sc.Exec(ctx, "ALTER SYSTEM RESET recovery_min_apply_delay"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the replica to serve reads again", func() bool {
+		for i := 0; i < 20; i++ {
+			_, _ = c.Exec(ctx, "SELECT count(*) FROM klag")
+		}
+		return node(slow.Name).reads.Load() > before
+	})
+}
