@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -203,4 +205,76 @@ func TestLaggingReplica(t *testing.T) {
 		}
 		return node(slow.Name).reads.Load() > before
 	})
+}
+
+// TestReplicaKilled (issue G): kill -9 of a replica's postmaster during
+// pgbench -S -c 20 through belay: no transaction fails (reads in flight on
+// it are sent again elsewhere), its reads move to the other replica within
+// a second, and once it is started again it gets reads again.
+func TestReplicaKilled(t *testing.T) {
+	pgbench := pgtest.RequireBinary(t, "pgbench")
+	cl := pgtest.NewCluster(t, pgcluster.Options{Replicas: 2})
+	p, _ := startClusterProxy(t, cl, func(c *Config) { c.PoolSize = 20 })
+	env := clientEnv(p)
+	if out, err := run(t, env, "", pgbench, "-i", "-s", "2", "-q", "postgres"); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	victim := cl.Replicas()[0]
+	node := func() *clusterNode {
+		for _, n := range p.cluster.view.Load().nodes {
+			if n.name == victim.Name {
+				return n
+			}
+		}
+		return nil
+	}
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := run(t, env, "", pgbench, "-S", "-c", "20", "-j", "2", "-T", "9", "-n", "postgres")
+		done <- result{out, err}
+	}()
+	time.Sleep(2 * time.Second)
+	if node().reads.Load() == 0 {
+		t.Fatal("the replica served no read before the kill")
+	}
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	time.Sleep(time.Second)
+	atOneSecond := node().reads.Load()
+	time.Sleep(2 * time.Second)
+	if later := node().reads.Load(); later != atOneSecond {
+		t.Fatalf("the killed replica was given %d reads more than a second after the kill", later-atOneSecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := victim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("pgbench: %v\n%s", r.err, r.out)
+	}
+	m := regexp.MustCompile(`number of failed transactions: (\d+)`).FindStringSubmatch(r.out)
+	n := regexp.MustCompile(`number of transactions actually processed: (\d+)`).FindStringSubmatch(r.out)
+	if m == nil || m[1] != "0" || strings.Contains(r.out, "aborted") || n == nil {
+		t.Fatalf("pgbench had failures across the kill:\n%s", r.out)
+	}
+	t.Logf("pgbench -S -c 20 across a replica's kill -9: %s transactions, 0 failed; %d reads sent again", n[1], node().retries.Load())
+	// Back, it gets reads again.
+	c := connect(t, p.connString("postgres", "postgres"))
+	before := node().reads.Load()
+	eventually(t, 30*time.Second, "the restarted replica to serve reads", func() bool {
+		for i := 0; i < 20; i++ {
+			_, _ = c.Exec(context.Background(), "SELECT 1 FROM pgbench_branches LIMIT 1")
+		}
+		return node().reads.Load() > before
+	})
+	t.Logf("killed at 0 s, started again at %v, serving reads again at %v", restarted.Sub(killed).Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
 }
