@@ -111,7 +111,7 @@ func TestReadYourWrites(t *testing.T) {
 						}
 						writeTime.Add(int64(time.Since(start)))
 						writes.Add(1)
-						check(seq)                 // at once
+						check(seq)                // at once
 						check(rand.IntN(seq + 1)) // one written earlier
 					}
 				}()
