@@ -65,8 +65,10 @@ type cluster struct {
 	mu    sync.Mutex // guards the fields below (apply)
 	last  *ha.Topology
 	stats map[string]*nodeStats // by node name, across views
-	// scratch[i] is loop i's room for the router's input.
+	// scratch[i] is loop i's room for the router's input, turn[i] its
+	// count of decisions (router.Work.Turn); loop i's alone.
 	scratch [][]router.Node
+	turn    []uint32
 }
 
 // clusterView is the nodes of the shard served as the loops see them.
@@ -110,6 +112,7 @@ func newCluster(p *Proxy, cfg Config, loops int) (*cluster, error) {
 		policy:  router.Policy{MaxLagBytes: cfg.MaxReplicaLagBytes, MaxLag: cfg.MaxReplicaLag},
 		checker: ha.NewChecker(ha.CheckerOptions{Dial: cfg.HealthDial, Logger: cfg.Logger})}
 	c.scratch = make([][]router.Node, loops)
+	c.turn = make([]uint32, loops)
 	return c, nil
 }
 
@@ -347,6 +350,8 @@ func (s *session) routeWork(data []byte) error {
 	v := c.view.Load()
 	cs := s.cl
 	w := s.peekWork(data)
+	c.turn[s.loop.Index()]++
+	w.Turn = c.turn[s.loop.Index()]
 	rs := router.Session{Route: cs.route}
 	if !cs.eventual && !s.p.cfg.Eventual {
 		rs.MinLSN = cs.minLSN

@@ -84,6 +84,10 @@ type Work struct {
 	ReadOnly bool
 	// Hint is the statement's own route (Hint), Auto for none.
 	Hint Route
+	// Turn breaks ties between replicas with as much work in flight: the
+	// scan starts at node Turn (mod the number of nodes), so that a caller
+	// counting its decisions spreads equal replicas round robin.
+	Turn uint32
 }
 
 // Session is what the router knows of the client.
@@ -161,7 +165,8 @@ func Decide(w Work, s Session, nodes []Node, p Policy) (int, Reason) {
 		return toPrimary(ReasonWrite)
 	}
 	best, why := -1, ReasonNoReplica
-	for i := range nodes {
+	for k := range nodes {
+		i := (int(w.Turn%uint32(len(nodes))) + k) % len(nodes)
 		n := &nodes[i]
 		if n.Primary || !n.Usable {
 			continue

@@ -136,6 +136,7 @@ type proxyOptions struct {
 	clientIdle   *time.Duration
 	ignoreParams *string
 	queryTimeout *time.Duration
+	cluster      clusterOptions
 }
 
 // config is the proxy's configuration from the flags.
@@ -270,6 +271,7 @@ func proxyFlagSet() (*flag.FlagSet, *proxyOptions) {
 	o.clientIdle = fs.Duration("client-idle-timeout", 0, "close clients idle outside a transaction this long (0: never)")
 	o.queryTimeout = fs.Duration("query-timeout", 0, "cancel a query that has run this long on its server (0: never)")
 	o.ignoreParams = fs.String("ignore-startup-parameters", "", "startup parameters to drop rather than apply, comma-separated (e.g. extra_float_digits)")
+	o.cluster.define(fs)
 	return fs, o
 }
 
@@ -334,6 +336,11 @@ func runProxy(args []string) error {
 		cfg.Settings = st
 		cfg.Databases = st.databases()
 	}
+	stopCluster, err := o.cluster.apply(context.Background(), &cfg, *o.passFile, logger)
+	if err != nil {
+		return err
+	}
+	defer stopCluster()
 	p, err := loop.Start(cfg)
 	if err != nil {
 		return err
@@ -357,7 +364,11 @@ func runProxy(args []string) error {
 		}
 		defer stop()
 	}
-	logger.Info("belay proxy listening", "listen", *o.listen, "server", *o.server, "pool_size", *o.poolSize)
+	if cfg.Cluster != nil {
+		logger.Info("belay proxy listening", "listen", *o.listen, "etcd", *o.cluster.etcd, "cluster", *o.cluster.cluster, "pool_size", *o.poolSize)
+	} else {
+		logger.Info("belay proxy listening", "listen", *o.listen, "server", *o.server, "pool_size", *o.poolSize)
+	}
 	var reload func() error
 	if st != nil {
 		reload = st.Reload

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/belaydb/belay/ha"
+	"github.com/belaydb/belay/internal/etcdlocal"
+	"github.com/belaydb/belay/loop"
+	"github.com/jackc/pgx/v5"
+)
+
+// clusterOptions are belay proxy's flags for serving a cluster from etcd.
+type clusterOptions struct {
+	etcd, cluster, shard *string
+	maxLag               *time.Duration
+	maxLagBytes          *uint64
+	consistency          *string
+	healthUser, healthDB *string
+}
+
+func (o *clusterOptions) define(fs *flag.FlagSet) {
+	o.etcd = fs.String("etcd", "", "serve the cluster whose topology etcd holds (comma-separated endpoints) instead of --server")
+	o.cluster = fs.String("cluster", "local", "with --etcd: the cluster's name (its keys are under /belay/NAME/)")
+	o.shard = fs.String("shard", "", "with --etcd: the shard served (default: the first)")
+	o.maxLag = fs.Duration("max-replica-lag", time.Second, "a replica further behind its primary than this gets no reads (0: no bound)")
+	o.maxLagBytes = fs.Uint64("max-replica-lag-bytes", 16<<20, "a replica this many bytes of WAL behind gets no reads (0: no bound)")
+	o.consistency = fs.String("consistency", "session", "session (read-your-writes: a client's reads see its own writes) or eventual (reads go to any replica within the lag limits); SET belay.consistency per session")
+	o.healthUser = fs.String("health-user", "postgres", "user the nodes' health checks log in as (its password from --passfile)")
+	o.healthDB = fs.String("health-dbname", "postgres", "database the health checks connect to")
+}
+
+// apply sets cfg up to serve the cluster, if --etcd says so: it connects to
+// etcd, loads the topology and watches it. stop ends the watch.
+func (o *clusterOptions) apply(ctx context.Context, cfg *loop.Config, passfile string, logger *slog.Logger) (stop func(), err error) {
+	switch *o.consistency {
+	case "session":
+	case "eventual":
+		cfg.Eventual = true
+	default:
+		return nil, fmt.Errorf("--consistency %q: use session or eventual", *o.consistency)
+	}
+	cfg.MaxReplicaLag, cfg.MaxReplicaLagBytes = *o.maxLag, *o.maxLagBytes
+	if *o.etcd == "" {
+		return func() {}, nil
+	}
+	w, stop, err := watchCluster(ctx, splitList(*o.etcd), *o.cluster, logger)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Cluster, cfg.ClusterShard = w, *o.shard
+	cfg.HealthDial = healthDial(*o.healthUser, *o.healthDB, passfile)
+	return stop, nil
+}
+
+// watchCluster connects to etcd and watches cluster's topology; it waits
+// (up to 10 s) for one with a primary.
+func watchCluster(ctx context.Context, endpoints []string, cluster string, logger *slog.Logger) (*ha.Watcher, func(), error) {
+	cli, err := etcdlocal.NewClient(endpoints)
+	if err != nil {
+		return nil, nil, fmt.Errorf("etcd %v: %w", endpoints, err)
+	}
+	store, err := ha.NewStore(cli, cluster)
+	if err != nil {
+		_ = cli.Close()
+		return nil, nil, err
+	}
+	// The watch lives as long as ctx; the first load and the wait for a
+	// primary are bounded.
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	w, err := store.Watch(ctx, ha.WatchOptions{Logger: logger})
+	if err != nil {
+		_ = cli.Close()
+		return nil, nil, fmt.Errorf("etcd %v, cluster %q: %w", endpoints, cluster, err)
+	}
+	stop := func() { w.Stop(); _ = cli.Close() }
+	for {
+		if t := w.Current(); t != nil && len(t.Shards) > 0 && t.Shards[0].PrimaryNode() != nil {
+			return w, stop, nil
+		}
+		select {
+		case <-lctx.Done():
+			stop()
+			return nil, nil, fmt.Errorf("cluster %q in etcd %v has no primary", cluster, endpoints)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// healthDial opens a health check's connection to a node as user.
+func healthDial(user, dbname, passfile string) func(ctx context.Context, addr string) (*pgx.Conn, error) {
+	return func(ctx context.Context, addr string) (*pgx.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		cs := fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=prefer application_name=belay_health", host, port, user, dbname)
+		if passfile != "" {
+			cs += " passfile=" + strings.ReplaceAll(passfile, " ", `\ `)
+		}
+		return pgx.Connect(ctx, cs)
+	}
+}
