@@ -419,6 +419,9 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 			}
 			return s.forward(c)
 		}
+		if s.waiting {
+			return s.boundWaiting(c) // queued already: what it sends meanwhile waits with it
+		}
 		data := s.in.Bytes(c)
 		if len(data) == 0 {
 			return gnet.None
