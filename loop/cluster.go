@@ -323,6 +323,10 @@ type clusterState struct {
 	// minLSN: its reads must see the primary this far (read-your-writes).
 	minLSN  ha.LSN
 	txWrite bool // its current unit runs on the primary and may write
+	// unitTx: its current unit holds transaction control (BEGIN, COMMIT,
+	// ...) or what may (EXECUTE): it may not end idle, so the WAL position
+	// is asked after it, not pipelined with it (askLSN).
+	unitTx bool
 	// armed: its current unit is a read on a replica that has answered
 	// nothing yet; retry holds what it sent, to send again elsewhere if
 	// the replica dies first (retryRead).
@@ -386,7 +390,7 @@ func (s *session) routeWork(data []byte) error {
 	s.pool, s.stats, cs.node = pool, pool.LoopStats(s.loop), n
 	cs.busy = true
 	n.inflight.Add(1)
-	cs.txWrite = n.primary && !w.ReadOnly
+	cs.txWrite, cs.unitTx = n.primary && !w.ReadOnly, false
 	cs.armed, cs.retry = !n.primary && w.ReadOnly, cs.retry[:0]
 	if w.ReadOnly {
 		n.reads.Add(1)
@@ -488,13 +492,61 @@ func workOf(plan *planner.Plan, sql []byte) router.Work {
 	return router.Work{ReadOnly: ro, Hint: router.Hint(sql)}
 }
 
+// lsnSQL asks the primary for its WAL position.
+const lsnSQL = "SELECT pg_catalog.pg_current_wal_lsn()::text"
+
+// askLSN slips belay's question for the primary's WAL position in after the
+// client's messages up to at, which end an autocommit unit that may have
+// written (a Sync or a Query, and no transaction control in it): the server
+// answers it right after the client's ReadyForQuery, and is released once
+// it did, with no round trip of belay's own. noteLSN reads the answer.
+func (w *rewriter) askLSN(at int) {
+	w.begin(at)
+	w.out = codec.AppendQuery(w.out, lsnSQL)
+	w.s.r.push(reply{kind: rQuery, own: true, lsn: true})
+	w.s.cl.txWrite = false // asked: nothing to ask at the release
+}
+
+// noteLSN reads the DataRow of askLSN's question.
+func (s *session) noteLSN(body []byte) {
+	cols, err := codec.ParseDataRow(body, nil)
+	if err != nil || len(cols) != 1 || cols[0] == nil {
+		return
+	}
+	if l, err := ha.ParseLSN(string(cols[0])); err == nil && l > s.cl.minLSN {
+		s.cl.minLSN = l
+	}
+}
+
+// noteUnit notes what a statement of the client's current unit means for
+// askLSN (tx: txControl of its plan).
+func (s *session) noteUnit(tx bool) {
+	if cs := s.cl; cs != nil && tx {
+		cs.unitTx = true
+	}
+}
+
+// txControl says whether a plan holds transaction control (BEGIN, COMMIT,
+// ...), or what may (EXECUTE, a text that did not parse).
+func txControl(plan *planner.Plan) bool {
+	if plan.Effects&planner.EffExecute != 0 {
+		return true
+	}
+	for _, st := range plan.Stmts {
+		if st.Class == planner.ClassTxControl || st.Class == planner.ClassUnknown {
+			return true
+		}
+	}
+	return false
+}
+
 // learnLSN asks sc, the primary, where its WAL is now, after the client's
 // transaction that may have written: the client's reads must see that far.
 // Then next.
 func (s *session) learnLSN(sc *poolcore.Server, next func(sc *poolcore.Server)) {
 	cs := s.cl
 	cs.txWrite = false
-	sc.ExecRows("SELECT pg_catalog.pg_current_wal_lsn()::text", func(cols [][]byte) {
+	sc.ExecRows(lsnSQL, func(cols [][]byte) {
 		if len(cols) == 1 {
 			if l, err := ha.ParseLSN(string(cols[0])); err == nil && l > cs.minLSN {
 				cs.minLSN = l

@@ -28,6 +28,7 @@ type reply struct {
 	// then fails on its own).
 	quiet bool
 	gotT  bool // rDescStmt: the ParameterDescription came
+	lsn   bool // own rQuery: its DataRow is the primary's WAL position (askLSN)
 
 	// What to undo when the message fails or is skipped by an earlier error
 	// (Postgres skips everything up to the Sync):
@@ -110,6 +111,13 @@ func (r *replies) head() *reply {
 func (r *replies) pop() {
 	r.q[r.h] = reply{}
 	r.h++
+}
+
+// lsnDue says whether the head is belay's question for the primary's WAL
+// position (whose DataRow belay reads).
+func (r *replies) lsnDue() bool {
+	e := r.head()
+	return e != nil && e.lsn
 }
 
 // synthDue says whether the head is an answer belay gives itself.

@@ -515,6 +515,7 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 	// written: the error would be encoded in the loop's scratch buffer,
 	// which w.out may be.
 	var bad *codec.ErrorResponse
+	var last byte // the type of the last whole message forwarded
 	for off < len(data) {
 		if s.cliRemain > 0 {
 			k := min(s.cliRemain, len(data)-off)
@@ -603,6 +604,7 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 		if owed {
 			s.t.client(typ)
 		}
+		last = typ
 		off = end
 	}
 	if off > 0 {
@@ -616,8 +618,13 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 			}
 		}
 		s.stats.Received(off)
-		if s.cl != nil && s.cl.armed {
-			s.cl.retry = append(s.cl.retry, data[:off]...) // a read on a replica: kept to send again (retryRead)
+		if s.cl != nil {
+			if s.cl.armed {
+				s.cl.retry = append(s.cl.retry, data[:off]...) // a read on a replica: kept to send again (retryRead)
+			}
+			if s.cl.txWrite && !s.cl.unitTx && (last == codec.MsgSync || last == codec.MsgQuery) {
+				w.askLSN(off) // read-your-writes, pipelined after an autocommit write (cluster.go)
+			}
 		}
 		out := w.bytes(off)
 		_, err := sc.Write(out)
@@ -651,6 +658,9 @@ func (s *session) forward(c gnet.Conn) gnet.Action {
 func (s *session) query(w *rewriter, off, end int, q []byte) bool {
 	plan := s.plan(q)
 	s.noteFunctions(plan)
+	if s.cl != nil {
+		s.noteUnit(txControl(plan))
+	}
 	e := reply{kind: rQuery}
 	injected := w.guardSequences(off, plan.Effects, true)
 	if plan.Effects&(sqlStmtEffects|planner.EffPreparedView) != 0 {
@@ -767,7 +777,8 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		if err == codec.ErrShortBuffer {
 			break
 		}
-		whole := typ == codec.MsgReadyForQuery || typ == codec.MsgParameterStatus || typ == codec.MsgErrorResponse
+		lsnRow := typ == codec.MsgDataRow && s.r.lsnDue() // the answer to askLSN
+		whole := typ == codec.MsgReadyForQuery || typ == codec.MsgParameterStatus || typ == codec.MsgErrorResponse || lsnRow
 		if err == nil && whole && len(data)-off < 5+bodyLen {
 			break // small; wait for all of it
 		}
@@ -805,6 +816,9 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		if !fwd {
 			if typ == codec.MsgReadyForQuery {
 				s.t.server(typ, data[off+5])
+			}
+			if lsnRow {
+				s.noteLSN(data[off+5 : off+5+bodyLen])
 			}
 			s.srvDrop = 5 + bodyLen
 			continue

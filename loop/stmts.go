@@ -42,6 +42,7 @@ type clientStmt struct {
 	// route a leading comment of its text asks for (cluster.go).
 	readOnly bool
 	hint     router.Route
+	tx       bool // txControl of its plan
 	view     bool           // its text reads pg_prepared_statements: mapped again at each use
 	eff      planner.Effect // what executing it does to the session
 	deps     []*clientStmt  // the statements its text EXECUTEs (nil: unknown name), as mapped
@@ -74,6 +75,7 @@ type stmtState struct {
 	// unnamedReadOnly and unnamedHint: clientStmt's readOnly and hint.
 	unnamedReadOnly bool
 	unnamedHint     router.Route
+	unnamedTx       bool
 	hasUnnamed      bool
 	// portals maps the portals whose statement has an exec to it (nil
 	// until there is one).
@@ -280,7 +282,7 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 		ps.unnamedEff, ps.unnamedDeps, ps.unnamedRun, ps.unnamedView, ps.hasUnnamed = plan.Effects, deps, run, view, true
 		if s.cl != nil {
 			w := workOf(plan, m.Query)
-			ps.unnamedReadOnly, ps.unnamedHint = w.ReadOnly, w.Hint
+			ps.unnamedReadOnly, ps.unnamedHint, ps.unnamedTx = w.ReadOnly, w.Hint, txControl(plan)
 		}
 		sc.Unnamed = s
 		s.noteEffects(plan.Effects)
@@ -301,7 +303,7 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 	st := &clientStmt{cname: name, eff: plan.Effects, deps: deps, refs: refs, orig: orig, view: view}
 	if s.cl != nil {
 		w := workOf(plan, m.Query)
-		st.readOnly, st.hint = w.ReadOnly, w.Hint
+		st.readOnly, st.hint, st.tx = w.ReadOnly, w.Hint, txControl(plan)
 	}
 	if run != nil {
 		st.early, st.exec, st.execFix = run.early, run.exec, run.execFix
@@ -598,8 +600,10 @@ func (w *rewriter) bind(off, end int, m codec.Bind) {
 	if ps := w.s.ps; ps != nil {
 		if sname != nil {
 			w.guardSequences(off, st.eff, false)
+			w.s.noteUnit(st.tx)
 		} else if len(m.Statement) == 0 && ps.hasUnnamed {
 			w.guardSequences(off, ps.unnamedEff, false)
+			w.s.noteUnit(ps.unnamedTx)
 		}
 	}
 	w.s.notePortal(m.Portal, st)
