@@ -198,7 +198,10 @@ func (c *Cluster) Stop() error {
 }
 
 // WaitStreaming waits until the primary's pg_stat_replication shows every
-// replica, by its application_name, in state streaming.
+// replica, by its application_name, in state streaming, and counted for
+// synchronous replication (sync_state quorum) while the primary has
+// synchronous_standby_names: a WAL sender takes a new setting when it
+// reloads its configuration, a moment after the primary does.
 func (c *Cluster) WaitStreaming(ctx context.Context) error {
 	want := map[string]bool{}
 	for _, r := range c.nodes[1:] {
@@ -214,7 +217,7 @@ func (c *Cluster) WaitStreaming(ctx context.Context) error {
 		if lastErr == nil {
 			ok := true
 			for name := range want {
-				ok = ok && last[name] == "streaming"
+				ok = ok && (last[name] == "streaming" || last[name] == "streaming quorum")
 			}
 			if ok {
 				return nil
@@ -228,7 +231,8 @@ func (c *Cluster) WaitStreaming(ctx context.Context) error {
 	}
 }
 
-// replicationStates is application_name → state from the primary's
+// replicationStates is application_name → state, followed by sync_state
+// if the primary has synchronous_standby_names, from the primary's
 // pg_stat_replication.
 func (c *Cluster) replicationStates(ctx context.Context) (map[string]string, error) {
 	conn, err := c.Primary().connect(ctx)
@@ -236,7 +240,8 @@ func (c *Cluster) replicationStates(ctx context.Context) (map[string]string, err
 		return nil, err
 	}
 	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, "SELECT application_name, state FROM pg_stat_replication")
+	rows, err := conn.Query(ctx, `SELECT application_name, state || CASE WHEN current_setting('synchronous_standby_names') = ''
+		THEN '' ELSE ' ' || sync_state END FROM pg_stat_replication`)
 	if err != nil {
 		return nil, err
 	}
