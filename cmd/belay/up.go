@@ -327,7 +327,11 @@ serve:
 	for {
 		select {
 		case s := <-sig:
-			fmt.Fprintf(os.Stderr, "\nbelay up: %v: stopping the proxy (clients are closed once their transactions end; Ctrl-C again to close them now), then PostgreSQL, then etcd ...\n", s)
+			then := "then PostgreSQL"
+			if c.etcd != nil {
+				then += ", then etcd"
+			}
+			fmt.Fprintf(os.Stderr, "\nbelay up: %v: stopping the proxy (clients are closed once their transactions end; Ctrl-C again to close them now), %s ...\n", s, then)
 			c.stopProxy(sig, stopWait)
 			break serve
 		case n := <-died:

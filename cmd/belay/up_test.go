@@ -18,6 +18,7 @@ import (
 
 	"github.com/belaydb/belay/ha"
 	"github.com/belaydb/belay/internal/etcdlocal"
+	"github.com/belaydb/belay/internal/etcdtest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -36,10 +37,11 @@ type upRun struct {
 
 type upNode struct{ name, role, addr string }
 
-// startUp starts `belay up` in dir and waits for its banner.
-func startUp(t *testing.T, bin, dir string) *upRun {
+// startUp starts `belay up` in dir, with more flags if any, and waits for
+// its banner.
+func startUp(t *testing.T, bin, dir string, flags ...string) *upRun {
 	t.Helper()
-	cmd := exec.Command(bin, "up", "--dir", dir, "--port", strconv.Itoa(freePort(t)), "--stop-timeout", "5s")
+	cmd := exec.Command(bin, append([]string{"up", "--dir", dir, "--port", strconv.Itoa(freePort(t)), "--stop-timeout", "5s"}, flags...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -392,4 +394,77 @@ func TestUpStopsLikeProxy(t *testing.T) {
 		t.Errorf("rows committed during the stop: %d, %v; want 1", n, err)
 	}
 	u.stop(t, os.Interrupt)
+}
+
+// TestUpSingleNodeOwnEtcd: `belay up --replicas 0 --etcd ENDPOINT
+// --cluster NAME` starts one PostgreSQL without replication settings,
+// registers it in that etcd under that name, and starts no etcd of its own.
+func TestUpSingleNodeOwnEtcd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	srv := etcdtest.New(t)
+	dir, bin := upDir(t), buildBelay(t)
+	u := startUp(t, bin, dir, "--replicas", "0", "--etcd", srv.Endpoint(), "--cluster", "solo")
+	defer u.stop(t, os.Interrupt)
+	if len(u.nodes) != 1 || u.nodes[0].name != "pg0" || u.nodes[0].role != "primary" || u.etcd != srv.Endpoint() {
+		t.Fatalf("nodes %v, etcd %s:\n%s", u.nodes, u.etcd, strings.Join(u.lines, "\n"))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "etcd")); err == nil {
+		t.Error("belay up --etcd made an etcd directory of its own")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := ha.NewStore(etcdtest.Client(t, srv), "solo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := st.Load(ctx)
+	if err != nil || len(top.Shards) != 1 || top.Shards[0].Primary != "pg0" || top.Shards[0].Term != 1 ||
+		len(top.Shards[0].Nodes) != 1 || top.Shards[0].Nodes[0].Addr != u.nodes[0].addr {
+		t.Fatalf("the topology in etcd: %+v, %v", top, err)
+	}
+	c, err := pgx.Connect(ctx, u.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var sync, checksums string
+	if err := c.QueryRow(ctx, "SELECT current_setting('synchronous_standby_names'), current_setting('data_checksums')").Scan(&sync, &checksums); err != nil {
+		t.Fatal(err)
+	}
+	if sync != "" || checksums != "off" {
+		t.Errorf("a single node: synchronous_standby_names %q, data_checksums %s; want none of the cluster's settings", sync, checksums)
+	}
+	if _, err := c.Exec(ctx, "CREATE TABLE solo (x int); INSERT INTO solo VALUES (1)"); err != nil {
+		t.Fatal(err) // would wait forever for a standby with synchronous_standby_names set
+	}
+}
+
+// TestMoveSingleNode: the PostgreSQL of a directory made by an earlier
+// belay up (DIR/pg) becomes the primary (DIR/pg0), once.
+func TestMoveSingleNode(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "pg", "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"pg/data/PG_VERSION", "pg/port"} {
+		if err := os.WriteFile(filepath.Join(root, f), []byte("15\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := moveSingleNode(root); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"pg0/data/PG_VERSION", "pg0/port"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Errorf("after the move: %v", err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "pg")); err == nil {
+		t.Error("DIR/pg is still there")
+	}
+	if err := moveSingleNode(root); err != nil { // nothing to move any more
+		t.Error(err)
+	}
 }
