@@ -405,12 +405,16 @@ func (c *Cluster) primaryConninfo(replica string) string {
 // A replica without data is made first with pg_basebackup from the
 // primary, which must be running. A node already running is left alone.
 func (n *Node) Start(ctx context.Context) error {
+	conninfo := ""
+	if !n.Primary {
+		conninfo = n.c.primaryConninfo(n.Name) // before n.mu: it takes the primary's
+	}
 	n.mu.Lock()
 	if n.inst != nil {
 		n.mu.Unlock()
 		return nil
 	}
-	err := n.startLocked(ctx)
+	err := n.startLocked(ctx, conninfo)
 	n.mu.Unlock()
 	if err != nil {
 		return err
@@ -440,7 +444,9 @@ func (n *Node) follow(ctx context.Context) error {
 	})
 }
 
-func (n *Node) startLocked(ctx context.Context) error {
+// startLocked starts the node; a replica without data is copied from the
+// primary at conninfo.
+func (n *Node) startLocked(ctx context.Context, conninfo string) error {
 	c := n.c
 	settings := map[string]string{}
 	if len(c.nodes) > 1 {
@@ -454,7 +460,7 @@ func (n *Node) startLocked(ctx context.Context) error {
 	case n.Primary && len(c.nodes) > 1:
 		o.InitdbArgs = []string{"--data-checksums"}
 	case !n.Primary:
-		o.BaseBackup = []string{"-d", c.primaryConninfo(n.Name), "-R", "-X", "stream", "-S", n.Name, "-c", "fast"}
+		o.BaseBackup = []string{"-d", conninfo, "-R", "-X", "stream", "-S", n.Name, "-c", "fast"}
 		if strings.EqualFold(settings["fsync"], "off") {
 			o.BaseBackup = append(o.BaseBackup, "--no-sync")
 		}
@@ -506,10 +512,10 @@ func (n *Node) Kill() error {
 	if inst == nil {
 		return fmt.Errorf("pgcluster: %s is not running", n.Name)
 	}
-	n.inst = nil
 	if err := syscall.Kill(inst.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("pgcluster: killing %s (pid %d): %w", n.Name, inst.PID, err)
 	}
+	n.inst = nil
 	<-inst.Done()
 	// Its children are in its process group: wait for them to notice.
 	deadline := time.Now().Add(10 * time.Second)
