@@ -5,7 +5,7 @@ FUZZTIME ?= 10s
 
 .PHONY: up build deps test readme fuzz-short bench
 
-## up: a local PostgreSQL with the belay proxy in front of it (Ctrl-C stops both). Builds ./belay and
+## up: a local cluster (etcd embedded in belay, a PostgreSQL primary and 2 streaming replicas) with the belay proxy in front of it (Ctrl-C stops it all). Builds ./belay and
 ## execs it, so that Ctrl-C reaches belay itself and a clean stop ends without a make error.
 up: build
 	exec ./belay up
@@ -14,7 +14,7 @@ up: build
 build:
 	$(GO) build -o belay ./cmd/belay
 
-## deps: install what the tests need and is missing (Debian/Ubuntu: PostgreSQL server, psql, pgbench, PgBouncer (its console is the reference for belay's), a C compiler for cgo and -race; for internal/compat: psycopg 3, the JDBC driver and a JDK, node and npm, then node-postgres with npm ci)
+## deps: install what the tests need and is missing (Debian/Ubuntu: PostgreSQL server, psql, pgbench, pg_basebackup for belay up's replicas (etcd itself is built into belay), PgBouncer (its console is the reference for belay's), a C compiler for cgo and -race; for internal/compat: psycopg 3, the JDBC driver and a JDK, node and npm, then node-postgres with npm ci)
 deps:
 	@set -euo pipefail; \
 	have_glob() { compgen -G "$$1" >/dev/null; }; \
@@ -23,6 +23,7 @@ deps:
 	{ command -v initdb >/dev/null 2>&1 || have_glob '/usr/lib/postgresql/*/bin/initdb'; } || pkgs="$$pkgs postgresql postgresql-contrib"; \
 	{ have_glob '/usr/lib/postgresql/*/bin/psql' || real_cmd psql; } || pkgs="$$pkgs postgresql-client"; \
 	{ have_glob '/usr/lib/postgresql/*/bin/pgbench' || real_cmd pgbench; } || pkgs="$$pkgs postgresql-contrib"; \
+	{ have_glob '/usr/lib/postgresql/*/bin/pg_basebackup' || real_cmd pg_basebackup; } || pkgs="$$pkgs postgresql-client"; \
 	command -v gcc >/dev/null 2>&1 || pkgs="$$pkgs gcc libc6-dev"; \
 	/usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1 || pkgs="$$pkgs python3-psycopg"; \
 	[ -f /usr/share/java/postgresql.jar ] || pkgs="$$pkgs libpostgresql-jdbc-java"; \
@@ -44,6 +45,7 @@ deps:
 	$$sudo apt-get update -qq; \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs
 	@compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || { echo "deps: initdb still missing" >&2; exit 1; }
+	@compgen -G '/usr/lib/postgresql/*/bin/pg_basebackup' >/dev/null || command -v pg_basebackup >/dev/null || { echo "deps: pg_basebackup still missing" >&2; exit 1; }
 	@set -euo pipefail; d=internal/compat/testdata/node; \
 	[ -d "$$d/node_modules" ] && exit 0; \
 	command -v npm >/dev/null 2>&1 || { echo "deps: npm still missing" >&2; exit 1; }; \

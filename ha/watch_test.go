@@ -53,6 +53,18 @@ func (l *logBuffer) count(s string) int {
 
 func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
+// watchLogged starts watching s, logging to the returned buffer, until t ends.
+func watchLogged(t *testing.T, ctx context.Context, s *Store) (*Watcher, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
+	w, err := s.Watch(ctx, WatchOptions{Logger: logs.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	return w, logs
+}
+
 // TestWatchInOrder: the watcher delivers every change, in revision order,
 // and ends on the snapshot Load reads.
 func TestWatchInOrder(t *testing.T) {
@@ -120,12 +132,7 @@ func TestWatchKeepsLastGood(t *testing.T) {
 	ctx := testCtx(t)
 	s, cli := newStore(t)
 	register(t, ctx, s, 2)
-	var logs logBuffer
-	w, err := s.Watch(ctx, WatchOptions{Logger: logs.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	w, logs := watchLogged(t, ctx, s)
 	good := w.Current()
 
 	const ignored = "ignoring an invalid topology"
@@ -149,6 +156,7 @@ func TestWatchKeepsLastGood(t *testing.T) {
 		if w.Current() != good {
 			t.Fatalf("%s = %s replaced the last good snapshot: %+v", bad.key, bad.value, w.Current())
 		}
+		var err error
 		if bad.restore == "" {
 			_, err = cli.Delete(ctx, bad.key)
 		} else {
@@ -187,12 +195,7 @@ func TestWatchResyncAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	register(t, ctx, s, 2)
-	var logs logBuffer
-	w, err := s.Watch(ctx, WatchOptions{Logger: logs.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	w, _ := watchLogged(t, ctx, s)
 
 	srv.Stop()
 	if top := w.Current(); top == nil || top.Shard("0").Term != 1 {

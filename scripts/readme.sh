@@ -9,7 +9,7 @@
 #   - make test: CI's own command, which runs this script;
 #   - PostgreSQL's port: the README's examples use 5432, the port of a
 #     PostgreSQL you run yourself; here it is the one `make up` started
-#     (.belay/pg/port), substituted for 5432 in commands and in the ini;
+#     (.belay/pg0/port, its primary's), substituted for 5432 in commands and in the ini;
 #   - 6432, belay up's port, only if it was busy and belay up took another.
 # Long-running commands (make up, ./belay proxy) run in the background, each
 # in its own session; the script waits for them to listen, and stops every
@@ -98,7 +98,7 @@ run() {
 		bg_pids+=("$upPid")
 		waitFor "$tmp/up.log" "Press Ctrl-C" 300
 		upPort=$(sed -n 's|.*Connection string:  postgres://[^@]*@127.0.0.1:\([0-9]*\)/.*|\1|p' "$tmp/up.log")
-		pgPort=$(cat .belay/pg/port)
+		pgPort=$(cat .belay/pg0/port)
 		[ "$upPort" = 6432 ] || echo "readme.sh:   (6432 was busy: belay up listens on $upPort)"
 		;;
 	"./belay proxy -h" | "./belay proxy --help")

@@ -23,7 +23,7 @@ import (
 const usage = `belay: a horizontal-scaling layer for PostgreSQL
 
 Usage:
-  belay up      [flags]   start a local cluster (Postgres + proxy) under ./.belay
+  belay up      [flags]   start a local cluster (etcd, a primary, replicas, proxy) under ./.belay
   belay proxy   [flags] [pgbouncer.ini]
                           run the proxy (gateway and pooler in one process); flags
                           go before the file and win over it

@@ -14,19 +14,28 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/belaydb/belay/ha"
+	"github.com/belaydb/belay/internal/etcdlocal"
+	"github.com/belaydb/belay/internal/pgcluster"
 	"github.com/belaydb/belay/internal/pginstance"
 	"github.com/belaydb/belay/loop"
 	"golang.org/x/sys/unix"
 )
 
-// runUp is `belay up`: a local PostgreSQL (initdb on first run, data kept in
-// DIR/pg across runs) with the proxy in front of it, until SIGINT or SIGTERM.
+// runUp is `belay up`: a local cluster (an etcd, a PostgreSQL primary and
+// its streaming replicas, data kept in DIR across runs) with the proxy in
+// front of it, until SIGINT or SIGTERM.
 func runUp(args []string) error {
 	fs := newFlagSet("belay up", "belay up [flags]",
-		"Starts PostgreSQL and the belay proxy on this machine; Ctrl-C stops both: the proxy first, as\n"+
-			"`belay proxy` stops on SIGINT (each client closed once its transaction is over), then PostgreSQL.")
-	dir := fs.String("dir", "./.belay", "directory for the local cluster: PostgreSQL data in DIR/pg (kept across runs), proxy socket in DIR/sock")
+		"Starts a local cluster on this machine: an etcd (embedded; or --etcd), a PostgreSQL primary\n"+
+			"and --replicas streaming replicas with synchronous replication, registered in etcd, and the\n"+
+			"belay proxy in front of them. Ctrl-C stops everything: the proxy first, as `belay proxy`\n"+
+			"stops on SIGINT (each client closed once its transaction is over), then PostgreSQL, then etcd.")
+	dir := fs.String("dir", "./.belay", "directory for the local cluster, kept across runs: PostgreSQL node pgK in DIR/pgK, etcd in DIR/etcd, proxy socket in DIR/sock")
 	port := fs.Int("port", 6432, "proxy port on 127.0.0.1; if it is busy a free one is picked")
+	replicas := fs.Int("replicas", 2, "streaming replicas besides the primary (0 to 9); 0 is a single PostgreSQL without replication settings")
+	etcdEndpoints := fs.String("etcd", "", "comma-separated endpoints of a running etcd to register the cluster in; empty: an etcd embedded in belay, data in DIR/etcd")
+	clusterName := fs.String("cluster", "local", "the cluster's name in etcd (its keys are under /belay/NAME/)")
 	poolSize := fs.Int("pool-size", 20, "most server connections per (database, user) pool")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	stopWait := fs.Duration("stop-timeout", 10*time.Second, "how long Ctrl-C lets running transactions finish before their clients are closed")
@@ -40,6 +49,18 @@ func runUp(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *replicas < 0 || *replicas > 9 {
+		return fmt.Errorf("--replicas %d: from 0 to 9", *replicas)
+	}
+	if err := ha.CheckName("cluster", *clusterName); err != nil {
+		return fmt.Errorf("--cluster: %w", err)
+	}
+	var endpoints []string
+	for _, e := range strings.Split(*etcdEndpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			endpoints = append(endpoints, e)
+		}
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	root, err := filepath.Abs(*dir)
@@ -48,7 +69,7 @@ func runUp(args []string) error {
 	}
 	binDir, err := pginstance.FindBinDir()
 	if err != nil {
-		return errors.New("needs the PostgreSQL server programs (initdb, postgres), and found them neither on PATH\n" +
+		return errors.New("needs the PostgreSQL server programs (initdb, postgres, pg_basebackup), and found them neither on PATH\n" +
 			"nor under /usr/lib/postgresql/*/bin. Install PostgreSQL, e.g. on Debian or Ubuntu:\n\n" +
 			"    sudo apt-get install postgresql postgresql-contrib     (or: make deps)\n\n" +
 			"or put the directory holding initdb and postgres on PATH")
@@ -61,16 +82,27 @@ func runUp(args []string) error {
 		return err
 	}
 	defer unlock()
+	if err := moveSingleNode(root); err != nil {
+		return err
+	}
 
 	// Ctrl-C during startup stops what has started so far.
 	ctx, stopStartSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopStartSignals()
-	c := &cluster{root: root, log: logger}
-	if err := c.startPostgres(ctx, binDir); err != nil {
+	c := &cluster{root: root, log: logger, info: clusterInfo{Name: *clusterName, Endpoints: endpoints, Shard: upShard}}
+	if err := c.startEtcd(ctx); err != nil {
 		return err
 	}
-	if err := c.startProxy(*port, *poolSize); err != nil {
-		return errors.Join(fmt.Errorf("starting the proxy: %w", err), c.stopPostgres())
+	if err := c.startPostgres(ctx, binDir, *replicas); err != nil {
+		return errors.Join(err, c.stopPostgres(), c.stopEtcd())
+	}
+	if err := c.register(ctx); err != nil {
+		return errors.Join(err, c.stopPostgres(), c.stopEtcd())
+	}
+	proxy, err := startProxy(root, *port, &c.info, *poolSize, logger)
+	c.proxy = proxy
+	if err != nil {
+		return errors.Join(fmt.Errorf("starting the proxy: %w", err), c.stopPostgres(), c.stopEtcd())
 	}
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -80,56 +112,175 @@ func runUp(args []string) error {
 	if interrupted {
 		sig <- os.Interrupt
 	} else {
-		printBanner(c.proxy.Addr(), c.pg)
+		printBanner(c.proxy.Addr(), c)
 	}
 	return c.run(sig, *stopWait)
 }
 
-// cluster is what `belay up` runs: PostgreSQL and the proxy in front of it.
+// upShard is the shard belay up registers its nodes in.
+const upShard = "0"
+
+// clusterInfo is what belay up started, as the proxy and the banner need it.
+type clusterInfo struct {
+	Name      string     // the cluster's name in etcd (--cluster)
+	Endpoints []string   // etcd's client endpoints
+	Shard     string     // the one shard, "0"
+	Term      uint64     // the shard's term in etcd
+	Superuser string     // PostgreSQL's superuser, an admin of the console
+	Primary   string     // the primary's address, 127.0.0.1:PORT
+	Nodes     []nodeInfo // the primary first
+}
+
+type nodeInfo struct {
+	Name, Role, Addr string
+	Dir              string // DIR/pgK: data, socket, log
+}
+
+// cluster is what `belay up` runs: etcd (embedded, or only a client's view
+// of a running one), PostgreSQL's nodes and the proxy in front of them.
 // Its methods run on runUp's goroutine.
 type cluster struct {
 	root  string
 	log   *slog.Logger
-	pg    *pginstance.Instance
+	info  clusterInfo
+	etcd  *etcdlocal.Server // nil with --etcd
+	pg    *pgcluster.Cluster
 	proxy *loop.Proxy
 }
 
-// startPostgres starts PostgreSQL in root/pg, on the port it had the last
-// time (root/pg/port) when that port is free, else on a free one, which is
-// kept for the next time.
-func (c *cluster) startPostgres(ctx context.Context, binDir string) error {
-	pgDir := filepath.Join(c.root, "pg")
-	portFile := filepath.Join(pgDir, "port")
-	kept := 0
-	if b, err := os.ReadFile(portFile); err == nil {
-		kept, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+// moveSingleNode moves the PostgreSQL of a directory made by an earlier
+// belay up, which had one node in DIR/pg, to DIR/pg0 where the primary is
+// now (a data directory does not record its own path).
+func moveSingleNode(root string) error {
+	old, primary := filepath.Join(root, "pg"), filepath.Join(root, "pg0")
+	if _, err := os.Stat(filepath.Join(old, "data", "PG_VERSION")); err != nil {
+		return nil
 	}
-	fmt.Fprintf(os.Stderr, "belay up: starting PostgreSQL (%s) in %s ...\n", binDir, pgDir)
-	pg, err := pginstance.Start(ctx, pginstance.Options{Dir: pgDir, BinDir: binDir, PreferPort: kept})
+	if _, err := os.Stat(primary); err == nil {
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "belay up: moving PostgreSQL's data from %s to %s (where the primary lives now)\n", old, primary)
+	return os.Rename(old, primary)
+}
+
+// startEtcd starts the embedded etcd in root/etcd (its data and ports kept
+// across runs), unless --etcd named a running one.
+func (c *cluster) startEtcd(ctx context.Context) error {
+	if len(c.info.Endpoints) > 0 {
+		return nil
+	}
+	dir := filepath.Join(c.root, "etcd")
+	fmt.Fprintf(os.Stderr, "belay up: starting etcd (embedded) in %s ...\n", dir)
+	s, err := etcdlocal.Start(ctx, etcdlocal.Options{Dir: dir})
+	if err != nil {
+		return err
+	}
+	c.etcd = s
+	c.info.Endpoints = []string{s.Endpoint()}
+	return nil
+}
+
+// startPostgres starts the primary in root/pg0 and the replicas in
+// root/pg1..., each on the port it had the last time (kept in its
+// directory) when that port is free, and waits for the replicas to stream.
+func (c *cluster) startPostgres(ctx context.Context, binDir string, replicas int) error {
+	fmt.Fprintf(os.Stderr, "belay up: starting PostgreSQL (%s): a primary and %d replicas in %s ...\n", binDir, replicas, c.root)
+	pg, err := pgcluster.Start(ctx, pgcluster.Options{
+		Dir: c.root, Replicas: replicas, BinDir: binDir,
+		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "belay up: "+format+"\n", args...) },
+	})
 	if err != nil {
 		return err
 	}
 	c.pg = pg
-	if pg.Port != kept {
-		if kept != 0 {
-			fmt.Fprintf(os.Stderr, "belay up: PostgreSQL's port %d is taken; it listens on %d from now on\n", kept, pg.Port)
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := pg.WaitStreaming(wctx); err != nil {
+		return err
+	}
+	c.info.Superuser = pg.Superuser()
+	c.info.Primary = pg.Primary().Addr()
+	c.info.Nodes = nil
+	for _, n := range pg.Nodes() {
+		role := string(ha.RoleReplica)
+		if n.Primary {
+			role = string(ha.RolePrimary)
 		}
-		if err := os.WriteFile(portFile, []byte(strconv.Itoa(pg.Port)+"\n"), 0o644); err != nil {
-			c.log.Warn("cannot keep PostgreSQL's port for the next run", "err", err)
+		c.info.Nodes = append(c.info.Nodes, nodeInfo{Name: n.Name, Role: role, Addr: n.Addr(), Dir: n.Dir})
+	}
+	return nil
+}
+
+// register writes the cluster's topology in etcd: each node's record, then
+// the shard's (the primary at term 1) if it has none. A shard whose record
+// names another primary (as a failover would leave it) is given back to
+// pg0, the primary belay up started, with a new term; nodes of the shard
+// that belay up did not start this time are removed.
+func (c *cluster) register(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cli, err := etcdlocal.NewClient(c.info.Endpoints)
+	if err != nil {
+		return fmt.Errorf("etcd at %s: %w", strings.Join(c.info.Endpoints, ","), err)
+	}
+	defer cli.Close()
+	st, err := ha.NewStore(cli, c.info.Name)
+	if err != nil {
+		return err
+	}
+	wrap := func(err error) error {
+		return fmt.Errorf("registering the cluster in etcd at %s: %w", strings.Join(c.info.Endpoints, ","), err)
+	}
+	ours := map[string]bool{}
+	for _, n := range c.info.Nodes {
+		ours[n.Name] = true
+		if _, err := st.PutNode(ctx, n.Name, ha.NodeRecord{Shard: c.info.Shard, Addr: n.Addr, State: ha.StateUp}); err != nil {
+			return wrap(err)
+		}
+	}
+	primary := c.info.Nodes[0].Name
+	rec, _, err := st.CreateShard(ctx, c.info.Shard, ha.ShardRecord{Term: 1, Primary: primary})
+	if err != nil {
+		return wrap(err)
+	}
+	if rec.Primary != primary {
+		fmt.Fprintf(os.Stderr, "belay up: etcd says %s is shard %s's primary (term %d); belay up started %s as the primary: recording it\n", rec.Primary, c.info.Shard, rec.Term, primary)
+		if rec, err = st.SetPrimary(ctx, c.info.Shard, rec.Term, primary); err != nil {
+			return wrap(err)
+		}
+	}
+	c.info.Term = rec.Term
+	top, err := st.Load(ctx)
+	if err != nil {
+		return wrap(err)
+	}
+	if s := top.Shard(c.info.Shard); s != nil {
+		for _, n := range s.Nodes {
+			if !ours[n.Name] {
+				fmt.Fprintf(os.Stderr, "belay up: removing node %s (not started this time) from etcd\n", n.Name)
+				if err := st.RemoveNode(ctx, n.Name); err != nil {
+					return wrap(err)
+				}
+			}
 		}
 	}
 	return nil
 }
 
 // startProxy starts the proxy on 127.0.0.1:port (or a free port if that one
-// is busy) with a Unix socket in root/sock, in front of PostgreSQL. Its
+// is busy) with a Unix socket in root/sock, in front of the cluster cl. Its
 // superuser is an admin of the console (database belay or pgbouncer).
-func (c *cluster) startProxy(port, poolSize int) error {
+//
+// This is where belay up's proxy switches to cluster mode (issue G item 3):
+// for now it serves the primary alone, as `belay proxy --server` does; once
+// the proxy serves a cluster from etcd, it is given cl.Endpoints and
+// cl.Name here instead of Server.
+func startProxy(root string, port int, cl *clusterInfo, poolSize int, logger *slog.Logger) (*loop.Proxy, error) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if l, err := net.Listen("tcp", addr); err != nil {
 		l, err2 := net.Listen("tcp", "127.0.0.1:0")
 		if err2 != nil {
-			return err
+			return nil, err
 		}
 		addr = l.Addr().String()
 		l.Close()
@@ -138,41 +289,70 @@ func (c *cluster) startProxy(port, poolSize int) error {
 		l.Close()
 	}
 
-	sockDir := filepath.Join(c.root, "sock")
+	sockDir := filepath.Join(root, "sock")
 	if len(sockDir)+len("/.s.PGSQL.65535") > 103 { // longer than a Unix socket path may be
 		fmt.Fprintf(os.Stderr, "belay up: %s is too long a path for a Unix socket; TCP only\n", sockDir)
 		sockDir = ""
 	} else if err := os.MkdirAll(sockDir, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 
-	p, err := loop.Start(loop.Config{
+	return loop.Start(loop.Config{
 		Listen:        []string{addr},
 		UnixSocketDir: sockDir,
-		Server:        c.pg.Addr(),
+		Server:        cl.Primary,
 		PoolSize:      poolSize,
 		AuthType:      "trust",
-		AdminUsers:    []string{c.pg.Superuser},
-		Logger:        c.log,
+		AdminUsers:    []string{cl.Superuser},
+		Logger:        logger,
 	})
-	c.proxy = p
-	return err
 }
 
-// run serves until a signal (or PostgreSQL's death), then stops the proxy
-// and PostgreSQL.
+// run serves until a signal (or the death of the primary or of the
+// embedded etcd), then stops the proxy, PostgreSQL and etcd. A replica that
+// dies is reported, and the cluster runs on without it.
 func (c *cluster) run(sig <-chan os.Signal, stopWait time.Duration) error {
-	var runErr error
-	select {
-	case s := <-sig:
-		fmt.Fprintf(os.Stderr, "\nbelay up: %v: stopping the proxy (clients are closed once their transactions end; Ctrl-C again to close them now), then PostgreSQL ...\n", s)
-		c.stopProxy(sig, stopWait)
-	case <-c.pg.Done():
-		runErr = fmt.Errorf("PostgreSQL exited unexpectedly (%v); log: %s\n%s", c.pg.ExitErr(), c.pg.LogPath, c.pg.LogTail())
-		c.proxy.Shutdown(loop.ShutdownImmediate)
-		<-c.proxy.Done()
+	died := make(chan *pgcluster.Node, len(c.info.Nodes))
+	for _, n := range c.pg.Nodes() {
+		if inst := n.Instance(); inst != nil {
+			go func() { <-inst.Done(); died <- n }() // ends when the node stops, at the latest
+		}
 	}
-	runErr = errors.Join(runErr, c.stopPostgres())
+	var etcdErr <-chan error
+	if c.etcd != nil {
+		etcdErr = c.etcd.Err()
+	}
+	var runErr error
+serve:
+	for {
+		select {
+		case s := <-sig:
+			then := "then PostgreSQL"
+			if c.etcd != nil {
+				then += ", then etcd"
+			}
+			fmt.Fprintf(os.Stderr, "\nbelay up: %v: stopping the proxy (clients are closed once their transactions end; Ctrl-C again to close them now), %s ...\n", s, then)
+			c.stopProxy(sig, stopWait)
+			break serve
+		case n := <-died:
+			inst := n.Instance()
+			if !n.Primary {
+				fmt.Fprintf(os.Stderr, "belay up: replica %s exited unexpectedly (%v); the cluster runs on without it. Log: %s\n",
+					n.Name, inst.ExitErr(), inst.LogPath)
+				continue
+			}
+			runErr = fmt.Errorf("the primary, %s, exited unexpectedly (%v); log: %s\n%s", n.Name, inst.ExitErr(), inst.LogPath, inst.LogTail())
+			c.proxy.Shutdown(loop.ShutdownImmediate)
+			<-c.proxy.Done()
+			break serve
+		case err := <-etcdErr:
+			runErr = fmt.Errorf("etcd failed: %v; log: %s", err, c.etcd.LogPath)
+			c.proxy.Shutdown(loop.ShutdownImmediate)
+			<-c.proxy.Done()
+			break serve
+		}
+	}
+	runErr = errors.Join(runErr, c.stopPostgres(), c.stopEtcd())
 	if runErr == nil {
 		fmt.Fprintln(os.Stderr, "belay up: stopped.")
 	}
@@ -200,9 +380,21 @@ func (c *cluster) stopProxy(sig <-chan os.Signal, stopWait time.Duration) {
 	<-p.Done()
 }
 
+// stopPostgres stops every node, the primary first.
 func (c *cluster) stopPostgres() error {
+	if c.pg == nil {
+		return nil
+	}
 	if err := c.pg.Stop(); err != nil {
 		return fmt.Errorf("stopping PostgreSQL: %w", err)
+	}
+	return nil
+}
+
+// stopEtcd stops the embedded etcd, if belay up started one.
+func (c *cluster) stopEtcd() error {
+	if c.etcd != nil {
+		c.etcd.Stop()
 	}
 	return nil
 }
@@ -232,17 +424,30 @@ func lockDir(root string) (unlock func(), err error) {
 	return func() { _ = f.Close() }, nil
 }
 
-func printBanner(proxyAddr string, pg *pginstance.Instance) {
+func printBanner(proxyAddr string, c *cluster) {
 	host, port, err := net.SplitHostPort(proxyAddr)
 	if err != nil {
 		host, port = "127.0.0.1", proxyAddr
 	}
-	user := pg.Superuser
+	cl := &c.info
+	user := cl.Superuser
 	url := fmt.Sprintf("postgres://%s@%s/postgres", user, net.JoinHostPort(host, port))
+	var nodes strings.Builder
+	for _, n := range cl.Nodes {
+		fmt.Fprintf(&nodes, "    %-4s  %-7s  %-15s  (%s: data, postgres.log)\n", n.Name, n.Role, n.Addr, n.Dir)
+	}
+	etcd := strings.Join(cl.Endpoints, ",")
+	if c.etcd != nil {
+		etcd += " (embedded; data in " + c.etcd.Dir + ")"
+	}
 	fmt.Printf(`
 belay is up.
 
   Connection string:  %[1]s
+
+  Nodes (cluster %[5]s, shard %[6]s, term %[7]d):
+%[8]s
+  etcd: %[9]s, keys under /belay/%[5]s/
 
   psql:
     psql "%[1]s"
@@ -253,9 +458,8 @@ belay is up.
 
   admin console (SHOW POOLS|CLIENTS|SERVERS|STATS|HELP, ...):
     psql -h %[2]s -p %[3]s -U %[4]s belay -c 'SHOW POOLS'
-
-  PostgreSQL itself: %[5]s (data %[6]s, log %[7]s)
+    psql -h %[2]s -p %[3]s -U %[4]s belay -c 'SHOW NODES'
 
 Press Ctrl-C to stop.
-`, url, host, port, user, pg.Addr(), pg.DataDir, pg.LogPath)
+`, url, host, port, user, cl.Name, cl.Shard, cl.Term, nodes.String(), etcd)
 }

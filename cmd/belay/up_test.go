@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/belaydb/belay/ha"
+	"github.com/belaydb/belay/internal/etcdlocal"
+	"github.com/belaydb/belay/internal/etcdtest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -24,16 +28,20 @@ import (
 type upRun struct {
 	cmd    *exec.Cmd
 	exited chan error
-	url    string // the connection string
-	psql   string // the admin console line
-	pgAddr string // PostgreSQL's own address
+	url    string   // the connection string
+	psql   string   // the admin console line
+	nodes  []upNode // PostgreSQL's nodes, the primary first
+	etcd   string   // etcd's endpoint
 	lines  []string
 }
 
-// startUp starts `belay up` in dir and waits for its banner.
-func startUp(t *testing.T, bin, dir string) *upRun {
+type upNode struct{ name, role, addr string }
+
+// startUp starts `belay up` in dir, with more flags if any, and waits for
+// its banner.
+func startUp(t *testing.T, bin, dir string, flags ...string) *upRun {
 	t.Helper()
-	cmd := exec.Command(bin, "up", "--dir", dir, "--port", strconv.Itoa(freePort(t)), "--stop-timeout", "5s")
+	cmd := exec.Command(bin, append([]string{"up", "--dir", dir, "--port", strconv.Itoa(freePort(t)), "--stop-timeout", "5s"}, flags...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +62,8 @@ func startUp(t *testing.T, bin, dir string) *upRun {
 var (
 	urlRE     = regexp.MustCompile(`postgres://\S+`)
 	consoleRE = regexp.MustCompile(`^\s*(psql -h \S+ -p \d+ -U \S+ belay -c 'SHOW POOLS')\s*$`)
-	pgAddrRE  = regexp.MustCompile(`PostgreSQL itself: (\S+)`)
+	nodeRE    = regexp.MustCompile(`^\s+(pg\d+)\s+(primary|replica)\s+(127\.0\.0\.1:\d+)\s`)
+	etcdRE    = regexp.MustCompile(`^\s+etcd: (http://127\.0\.0\.1:\d+)[ ,]`)
 )
 
 // readBanner reads belay up's output until "Press Ctrl-C", then drains the
@@ -75,8 +84,11 @@ func (u *upRun) readBanner(t *testing.T, r io.Reader) {
 				if m := consoleRE.FindStringSubmatch(l); m != nil {
 					u.psql = m[1]
 				}
-				if m := pgAddrRE.FindStringSubmatch(l); m != nil {
-					u.pgAddr = m[1]
+				if m := nodeRE.FindStringSubmatch(l); m != nil {
+					u.nodes = append(u.nodes, upNode{m[1], m[2], m[3]})
+				}
+				if m := etcdRE.FindStringSubmatch(l); m != nil {
+					u.etcd = m[1]
 				}
 				if strings.Contains(l, "Press Ctrl-C") {
 					ready = true
@@ -92,11 +104,11 @@ func (u *upRun) readBanner(t *testing.T, r io.Reader) {
 	}()
 	select {
 	case ok := <-done:
-		if !ok || u.url == "" || u.psql == "" || u.pgAddr == "" {
+		if !ok || u.url == "" || u.psql == "" || len(u.nodes) == 0 || u.etcd == "" {
 			t.Fatalf("belay up printed no complete banner:\n%s", strings.Join(u.lines, "\n"))
 		}
-	case <-time.After(90 * time.Second):
-		t.Fatal("belay up printed no banner in 90 s")
+	case <-time.After(3 * time.Minute):
+		t.Fatal("belay up printed no banner in 3 minutes")
 	}
 }
 
@@ -137,21 +149,23 @@ func noProcessesLeft(t *testing.T, dir string) {
 	}
 }
 
-// TestUp runs `belay up` as a newcomer would: it must print a connection
+// TestUp runs `belay up` as a newcomer would: it must start etcd, a
+// primary and two streaming replicas registered in etcd, print a connection
 // string that works and a console line that works as pasted, keep its data
-// and PostgreSQL's port across runs, refuse a second `belay up` in the same
-// directory with a clear message, and stop Postgres and itself on SIGTERM
-// and on SIGINT, exiting 0.
+// (PostgreSQL's and etcd's) and every node's port across runs, refuse a
+// second `belay up` in the same directory with a clear message, and stop
+// every process on SIGTERM and on SIGINT, exiting 0.
 func TestUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster")
 	}
 	bin := buildBelay(t)
 	dir := upDir(t)
-	pgAddr := ""
+	var first *upRun
 	for i, sig := range []os.Signal{syscall.SIGTERM, os.Interrupt} {
 		u := startUp(t, bin, dir)
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		checkUpCluster(t, ctx, u, dir)
 		c, err := pgx.Connect(ctx, u.url)
 		if err != nil {
 			cancel()
@@ -159,19 +173,28 @@ func TestUp(t *testing.T) {
 		}
 		if i == 0 {
 			_, err = c.Exec(ctx, "CREATE TABLE kept (x int); INSERT INTO kept VALUES (7)")
-			pgAddr = u.pgAddr
+			first = u
 		} else {
 			var x int
 			err = c.QueryRow(ctx, "SELECT x FROM kept").Scan(&x) // the second run reuses the data
-			if u.pgAddr != pgAddr {
-				t.Errorf("PostgreSQL moved from %s to %s between two runs in one directory", pgAddr, u.pgAddr)
+			if !reflect.DeepEqual(u.nodes, first.nodes) {
+				t.Errorf("PostgreSQL's nodes were %v, then %v: they must keep their ports between two runs in one directory", first.nodes, u.nodes)
+			}
+			if u.etcd != first.etcd {
+				t.Errorf("etcd moved from %s to %s between two runs in one directory", first.etcd, u.etcd)
 			}
 		}
 		c.Close(ctx)
-		cancel()
 		if err != nil {
+			cancel()
 			t.Fatal(err)
 		}
+		// The row written through belay is on both replicas.
+		for _, n := range u.nodes[1:] {
+			waitForRow(t, ctx, n, "SELECT x FROM kept", 7)
+		}
+		etcdMarker(t, ctx, u, i == 0) // etcd's data is kept too
+		cancel()
 		if i == 0 {
 			// The console line, as pasted into a shell.
 			out, err := exec.Command("bash", "-c", u.psql).CombinedOutput()
@@ -187,6 +210,99 @@ func TestUp(t *testing.T) {
 		}
 		u.stop(t, sig)
 		noProcessesLeft(t, dir)
+	}
+}
+
+// checkUpCluster checks what belay up said it started: three PostgreSQL
+// postmasters in dir, pg0 the primary and pg1, pg2 replicas streaming from
+// it, each registered in etcd (shard 0, the primary's term at least 1).
+func checkUpCluster(t *testing.T, ctx context.Context, u *upRun, dir string) {
+	t.Helper()
+	if len(u.nodes) != 3 || u.nodes[0] != (upNode{"pg0", "primary", u.nodes[0].addr}) ||
+		u.nodes[1].name != "pg1" || u.nodes[1].role != "replica" || u.nodes[2].name != "pg2" || u.nodes[2].role != "replica" {
+		t.Fatalf("belay up's nodes: %v\n%s", u.nodes, strings.Join(u.lines, "\n"))
+	}
+	// Postmasters are the processes whose command line still names their
+	// data directory (a backend's shows its role instead).
+	out, _ := exec.Command("pgrep", "-f", "postgres -D "+dir+"/pg[0-9]/data").Output()
+	if n := len(strings.Fields(string(out))); n != 3 {
+		t.Errorf("%d PostgreSQL postmasters in %s, want 3", n, dir)
+	}
+	p, err := pgx.Connect(ctx, "postgres://postgres@"+u.nodes[0].addr+"/postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	var streaming string
+	if err := p.QueryRow(ctx, "SELECT string_agg(application_name || ' ' || state || ' ' || sync_state, ', ' ORDER BY application_name) FROM pg_stat_replication").Scan(&streaming); err != nil ||
+		streaming != "pg1 streaming quorum, pg2 streaming quorum" {
+		t.Errorf("pg_stat_replication on the primary: %q, %v", streaming, err)
+	}
+
+	cli, err := etcdlocal.NewClient([]string{u.etcd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	st, err := ha.NewStore(cli, "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := st.Load(ctx)
+	if err != nil {
+		t.Fatalf("etcd at %s: %v", u.etcd, err)
+	}
+	s := top.Shard("0")
+	if len(top.Shards) != 1 || s == nil || s.Primary != "pg0" || s.Term < 1 || len(s.Nodes) != 3 {
+		t.Fatalf("the topology in etcd: %+v", top)
+	}
+	for i, n := range s.Nodes {
+		if n.Name != u.nodes[i].name || string(n.Role) != u.nodes[i].role || n.Addr != u.nodes[i].addr || n.State != ha.StateUp {
+			t.Errorf("etcd has node %+v; belay up said %v", n, u.nodes[i])
+		}
+	}
+}
+
+// waitForRow waits until query, on node n, returns want.
+func waitForRow(t *testing.T, ctx context.Context, n upNode, query string, want int) {
+	t.Helper()
+	c, err := pgx.Connect(ctx, "postgres://postgres@"+n.addr+"/postgres")
+	if err != nil {
+		t.Fatalf("%s: %v", n.name, err)
+	}
+	defer c.Close(ctx)
+	for {
+		var got int
+		err := c.QueryRow(ctx, query).Scan(&got)
+		if err == nil && got == want {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: %s: %d, %v; want %d", n.name, query, got, err, want)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// etcdMarker writes a key in belay up's etcd (write) or checks that it is
+// still there (!write).
+func etcdMarker(t *testing.T, ctx context.Context, u *upRun, write bool) {
+	t.Helper()
+	cli, err := etcdlocal.NewClient([]string{u.etcd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if write {
+		if _, err := cli.Put(ctx, "/belay-test/marker", "kept"); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	r, err := cli.Get(ctx, "/belay-test/marker")
+	if err != nil || len(r.Kvs) != 1 || string(r.Kvs[0].Value) != "kept" {
+		t.Errorf("etcd's data was not kept across runs: %v, %v", r, err)
 	}
 }
 
@@ -278,4 +394,77 @@ func TestUpStopsLikeProxy(t *testing.T) {
 		t.Errorf("rows committed during the stop: %d, %v; want 1", n, err)
 	}
 	u.stop(t, os.Interrupt)
+}
+
+// TestUpSingleNodeOwnEtcd: `belay up --replicas 0 --etcd ENDPOINT
+// --cluster NAME` starts one PostgreSQL without replication settings,
+// registers it in that etcd under that name, and starts no etcd of its own.
+func TestUpSingleNodeOwnEtcd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	srv := etcdtest.New(t)
+	dir, bin := upDir(t), buildBelay(t)
+	u := startUp(t, bin, dir, "--replicas", "0", "--etcd", srv.Endpoint(), "--cluster", "solo")
+	defer u.stop(t, os.Interrupt)
+	if len(u.nodes) != 1 || u.nodes[0].name != "pg0" || u.nodes[0].role != "primary" || u.etcd != srv.Endpoint() {
+		t.Fatalf("nodes %v, etcd %s:\n%s", u.nodes, u.etcd, strings.Join(u.lines, "\n"))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "etcd")); err == nil {
+		t.Error("belay up --etcd made an etcd directory of its own")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := ha.NewStore(etcdtest.Client(t, srv), "solo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := st.Load(ctx)
+	if err != nil || len(top.Shards) != 1 || top.Shards[0].Primary != "pg0" || top.Shards[0].Term != 1 ||
+		len(top.Shards[0].Nodes) != 1 || top.Shards[0].Nodes[0].Addr != u.nodes[0].addr {
+		t.Fatalf("the topology in etcd: %+v, %v", top, err)
+	}
+	c, err := pgx.Connect(ctx, u.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var sync, checksums string
+	if err := c.QueryRow(ctx, "SELECT current_setting('synchronous_standby_names'), current_setting('data_checksums')").Scan(&sync, &checksums); err != nil {
+		t.Fatal(err)
+	}
+	if sync != "" || checksums != "off" {
+		t.Errorf("a single node: synchronous_standby_names %q, data_checksums %s; want none of the cluster's settings", sync, checksums)
+	}
+	if _, err := c.Exec(ctx, "CREATE TABLE solo (x int); INSERT INTO solo VALUES (1)"); err != nil {
+		t.Fatal(err) // would wait forever for a standby with synchronous_standby_names set
+	}
+}
+
+// TestMoveSingleNode: the PostgreSQL of a directory made by an earlier
+// belay up (DIR/pg) becomes the primary (DIR/pg0), once.
+func TestMoveSingleNode(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "pg", "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"pg/data/PG_VERSION", "pg/port"} {
+		if err := os.WriteFile(filepath.Join(root, f), []byte("15\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := moveSingleNode(root); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"pg0/data/PG_VERSION", "pg0/port"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Errorf("after the move: %v", err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "pg")); err == nil {
+		t.Error("DIR/pg is still there")
+	}
+	if err := moveSingleNode(root); err != nil { // nothing to move any more
+		t.Error(err)
+	}
 }

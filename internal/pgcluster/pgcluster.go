@@ -198,7 +198,10 @@ func (c *Cluster) Stop() error {
 }
 
 // WaitStreaming waits until the primary's pg_stat_replication shows every
-// replica, by its application_name, in state streaming.
+// replica, by its application_name, in state streaming, and counted for
+// synchronous replication (sync_state quorum) while the primary has
+// synchronous_standby_names: a WAL sender takes a new setting when it
+// reloads its configuration, a moment after the primary does.
 func (c *Cluster) WaitStreaming(ctx context.Context) error {
 	want := map[string]bool{}
 	for _, r := range c.nodes[1:] {
@@ -214,7 +217,7 @@ func (c *Cluster) WaitStreaming(ctx context.Context) error {
 		if lastErr == nil {
 			ok := true
 			for name := range want {
-				ok = ok && last[name] == "streaming"
+				ok = ok && (last[name] == "streaming" || last[name] == "streaming quorum")
 			}
 			if ok {
 				return nil
@@ -228,7 +231,8 @@ func (c *Cluster) WaitStreaming(ctx context.Context) error {
 	}
 }
 
-// replicationStates is application_name → state from the primary's
+// replicationStates is application_name → state, followed by sync_state
+// if the primary has synchronous_standby_names, from the primary's
 // pg_stat_replication.
 func (c *Cluster) replicationStates(ctx context.Context) (map[string]string, error) {
 	conn, err := c.Primary().connect(ctx)
@@ -236,7 +240,8 @@ func (c *Cluster) replicationStates(ctx context.Context) (map[string]string, err
 		return nil, err
 	}
 	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, "SELECT application_name, state FROM pg_stat_replication")
+	rows, err := conn.Query(ctx, `SELECT application_name, state || CASE WHEN current_setting('synchronous_standby_names') = ''
+		THEN '' ELSE ' ' || sync_state END FROM pg_stat_replication`)
 	if err != nil {
 		return nil, err
 	}
@@ -400,12 +405,16 @@ func (c *Cluster) primaryConninfo(replica string) string {
 // A replica without data is made first with pg_basebackup from the
 // primary, which must be running. A node already running is left alone.
 func (n *Node) Start(ctx context.Context) error {
+	conninfo := ""
+	if !n.Primary {
+		conninfo = n.c.primaryConninfo(n.Name) // before n.mu: it takes the primary's
+	}
 	n.mu.Lock()
 	if n.inst != nil {
 		n.mu.Unlock()
 		return nil
 	}
-	err := n.startLocked(ctx)
+	err := n.startLocked(ctx, conninfo)
 	n.mu.Unlock()
 	if err != nil {
 		return err
@@ -435,7 +444,9 @@ func (n *Node) follow(ctx context.Context) error {
 	})
 }
 
-func (n *Node) startLocked(ctx context.Context) error {
+// startLocked starts the node; a replica without data is copied from the
+// primary at conninfo.
+func (n *Node) startLocked(ctx context.Context, conninfo string) error {
 	c := n.c
 	settings := map[string]string{}
 	if len(c.nodes) > 1 {
@@ -449,7 +460,7 @@ func (n *Node) startLocked(ctx context.Context) error {
 	case n.Primary && len(c.nodes) > 1:
 		o.InitdbArgs = []string{"--data-checksums"}
 	case !n.Primary:
-		o.BaseBackup = []string{"-d", c.primaryConninfo(n.Name), "-R", "-X", "stream", "-S", n.Name, "-c", "fast"}
+		o.BaseBackup = []string{"-d", conninfo, "-R", "-X", "stream", "-S", n.Name, "-c", "fast"}
 		if strings.EqualFold(settings["fsync"], "off") {
 			o.BaseBackup = append(o.BaseBackup, "--no-sync")
 		}
@@ -501,10 +512,10 @@ func (n *Node) Kill() error {
 	if inst == nil {
 		return fmt.Errorf("pgcluster: %s is not running", n.Name)
 	}
-	n.inst = nil
 	if err := syscall.Kill(inst.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("pgcluster: killing %s (pid %d): %w", n.Name, inst.PID, err)
 	}
+	n.inst = nil
 	<-inst.Done()
 	// Its children are in its process group: wait for them to notice.
 	deadline := time.Now().Add(10 * time.Second)

@@ -76,18 +76,11 @@ func NewCluster(t testing.TB, o pgcluster.Options) *pgcluster.Cluster {
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	t.Cleanup(func() {
-		err := c.Stop()
+	stopAtEnd(t, c.Stop, func() {
 		clustersMu.Lock()
 		delete(liveClusters, c)
 		clustersMu.Unlock()
-		if err != nil {
-			t.Errorf("pgtest: %v", err)
-		}
-		if tmp != "" {
-			removeTempDir(tmp)
-		}
-	})
+	}, tmp)
 	return c
 }
 
@@ -95,26 +88,12 @@ func NewCluster(t testing.TB, o pgcluster.Options) *pgcluster.Cluster {
 // temporary directory (returned) when o.Dir is empty, waits for its
 // replicas to stream, and registers it for cleanupAll.
 func startCluster(o pgcluster.Options) (_ *pgcluster.Cluster, tmp string, _ error) {
-	settings := map[string]string{}
-	for k, v := range clusterSettings {
-		settings[k] = v
-	}
-	for k, v := range o.Settings {
-		settings[k] = v
-	}
-	o.Settings = settings
+	o.Settings = withDefaults(clusterSettings, o.Settings)
 	if o.Dir == "" {
 		var err error
-		if tmp, err = os.MkdirTemp("", tempPattern); err != nil {
+		if tmp, err = makeTempDir(); err != nil {
 			return nil, "", err
 		}
-		if err := os.Chmod(tmp, 0o755); err != nil { // for the postgres user, when we are root
-			_ = os.RemoveAll(tmp)
-			return nil, "", err
-		}
-		mu.Lock()
-		tempDirs[tmp] = struct{}{}
-		mu.Unlock()
 		o.Dir = tmp
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout*(1+2*time.Duration(o.Replicas)))
@@ -126,6 +105,9 @@ func startCluster(o pgcluster.Options) (_ *pgcluster.Cluster, tmp string, _ erro
 		}
 		return nil, "", err
 	}
+	clustersMu.Lock()
+	liveClusters[c] = struct{}{} // from now on a SIGINT stops it too
+	clustersMu.Unlock()
 	if err := c.WaitStreaming(ctx); err != nil {
 		var tails strings.Builder
 		for _, n := range c.Nodes() {
@@ -134,14 +116,14 @@ func startCluster(o pgcluster.Options) (_ *pgcluster.Cluster, tmp string, _ erro
 			}
 		}
 		_ = c.Stop()
+		clustersMu.Lock()
+		delete(liveClusters, c)
+		clustersMu.Unlock()
 		if tmp != "" {
 			removeTempDir(tmp)
 		}
 		return nil, "", fmt.Errorf("%w%s", err, tails.String())
 	}
-	clustersMu.Lock()
-	liveClusters[c] = struct{}{}
-	clustersMu.Unlock()
 	return c, tmp, nil
 }
 

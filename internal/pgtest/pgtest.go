@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -178,47 +179,23 @@ func New(t testing.TB, o pginstance.Options) *pginstance.Instance {
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	t.Cleanup(func() {
-		err := inst.Stop()
+	stopAtEnd(t, inst.Stop, func() {
 		mu.Lock()
 		delete(live, inst)
 		mu.Unlock()
-		if err != nil {
-			t.Errorf("pgtest: %v", err)
-		}
-		if tmp != "" {
-			removeTempDir(tmp)
-		}
-	})
+	}, tmp)
 	return inst
 }
 
 // start starts an instance with the test settings, in a new temporary
 // directory (returned) when o.Dir is empty, and registers both for cleanupAll.
 func start(o pginstance.Options) (_ *pginstance.Instance, tmp string, _ error) {
-	settings := make(map[string]string, len(testSettings)+len(o.Settings))
-	for k, v := range testSettings {
-		settings[k] = v
-	}
-	for k, v := range o.Settings {
-		settings[k] = v
-	}
-	o.Settings = settings
-
+	o.Settings = withDefaults(testSettings, o.Settings)
 	if o.Dir == "" {
 		var err error
-		if tmp, err = os.MkdirTemp("", tempPattern); err != nil {
+		if tmp, err = makeTempDir(); err != nil {
 			return nil, "", err
 		}
-		// MkdirTemp makes it 0700; when we are root, postgres runs as the
-		// postgres user, who must be able to traverse it.
-		if err := os.Chmod(tmp, 0o755); err != nil {
-			_ = os.RemoveAll(tmp)
-			return nil, "", err
-		}
-		mu.Lock()
-		tempDirs[tmp] = struct{}{}
-		mu.Unlock()
 		o.Dir = tmp
 	}
 
@@ -235,6 +212,48 @@ func start(o pginstance.Options) (_ *pginstance.Instance, tmp string, _ error) {
 	live[inst] = struct{}{}
 	mu.Unlock()
 	return inst, tmp, nil
+}
+
+// withDefaults is defaults overridden by settings.
+func withDefaults(defaults, settings map[string]string) map[string]string {
+	m := make(map[string]string, len(defaults)+len(settings))
+	maps.Copy(m, defaults)
+	maps.Copy(m, settings)
+	return m
+}
+
+// makeTempDir makes a temporary directory for a server or a cluster,
+// registered for cleanupAll.
+func makeTempDir() (string, error) {
+	tmp, err := os.MkdirTemp("", tempPattern)
+	if err != nil {
+		return "", err
+	}
+	// MkdirTemp makes it 0700; when we are root, postgres runs as the
+	// postgres user, who must be able to traverse it.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", err
+	}
+	mu.Lock()
+	tempDirs[tmp] = struct{}{}
+	mu.Unlock()
+	return tmp, nil
+}
+
+// stopAtEnd stops what stop stops when t ends, then forgets it (forget)
+// and removes its temporary directory tmp, if any.
+func stopAtEnd(t testing.TB, stop func() error, forget func(), tmp string) {
+	t.Cleanup(func() {
+		err := stop()
+		forget()
+		if err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+		if tmp != "" {
+			removeTempDir(tmp)
+		}
+	})
 }
 
 func removeTempDir(d string) {
