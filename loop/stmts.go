@@ -42,7 +42,7 @@ type clientStmt struct {
 	// route a leading comment of its text asks for (cluster.go).
 	readOnly bool
 	hint     router.Route
-	tx       bool // txControl of its plan
+	tx       bool           // txControl of its plan
 	view     bool           // its text reads pg_prepared_statements: mapped again at each use
 	eff      planner.Effect // what executing it does to the session
 	deps     []*clientStmt  // the statements its text EXECUTEs (nil: unknown name), as mapped
