@@ -540,6 +540,20 @@ func txControl(plan *planner.Plan) bool {
 	return false
 }
 
+// needLSN says the client's transaction that just ended on the primary may
+// have written, and its WAL position is to be asked (learnLSN); not while the
+// proxy closes its clients as they go idle (they read no more).
+func (s *session) needLSN() bool {
+	if s.cl == nil || !s.cl.txWrite {
+		return false
+	}
+	if s.p.level.Load() == levelServers {
+		s.cl.txWrite = false
+		return false
+	}
+	return true
+}
+
 // learnLSN asks sc, the primary, where its WAL is now, after the client's
 // transaction that may have written: the client's reads must see that far.
 // Then next.

@@ -883,7 +883,7 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		case len(s.fns) > 0:
 			s.learnFunctions(sc, s.settle)
 			return gnet.None
-		case s.checkState || (s.cl != nil && s.cl.txWrite):
+		case s.checkState || s.needLSN():
 			s.settle(sc)
 			return gnet.None
 		case s.t.releasable():

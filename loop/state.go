@@ -366,7 +366,7 @@ func (s *session) settled(sc *poolcore.Server, got []setting, pins int) {
 // settle goes on once belay's own questions about the server are answered:
 // the session's state next, if the client may have changed it.
 func (s *session) settle(sc *poolcore.Server) {
-	if s.cl != nil && s.cl.txWrite && s.state != sClosing && s.server == sc {
+	if s.needLSN() && s.state != sClosing && s.server == sc {
 		s.learnLSN(sc, s.settle) // read-your-writes (cluster.go)
 		return
 	}
@@ -388,6 +388,7 @@ func (s *session) afterState(sc *poolcore.Server) {
 		s.release(sc)
 	}
 	s.resumeWork()
+	s.closeIfDrained() // a shutdown waits for nothing more of it
 }
 
 // --- what plans know of the server: functions' volatility --------------------

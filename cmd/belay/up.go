@@ -99,8 +99,8 @@ func runUp(args []string) error {
 	if err := c.register(ctx); err != nil {
 		return errors.Join(err, c.stopPostgres(), c.stopEtcd())
 	}
-	proxy, err := startProxy(root, *port, &c.info, *poolSize, logger)
-	c.proxy = proxy
+	proxy, stopWatch, err := startProxy(ctx, root, *port, &c.info, *poolSize, logger)
+	c.proxy, c.stopWatch = proxy, stopWatch
 	if err != nil {
 		return errors.Join(fmt.Errorf("starting the proxy: %w", err), c.stopPostgres(), c.stopEtcd())
 	}
@@ -146,6 +146,8 @@ type cluster struct {
 	etcd  *etcdlocal.Server // nil with --etcd
 	pg    *pgcluster.Cluster
 	proxy *loop.Proxy
+	// stopWatch ends the proxy's watch of the topology in etcd.
+	stopWatch func()
 }
 
 // moveSingleNode moves the PostgreSQL of a directory made by an earlier
@@ -269,18 +271,16 @@ func (c *cluster) register(ctx context.Context) error {
 
 // startProxy starts the proxy on 127.0.0.1:port (or a free port if that one
 // is busy) with a Unix socket in root/sock, in front of the cluster cl. Its
-// superuser is an admin of the console (database belay or pgbouncer).
-//
-// This is where belay up's proxy switches to cluster mode (issue G item 3):
-// for now it serves the primary alone, as `belay proxy --server` does; once
-// the proxy serves a cluster from etcd, it is given cl.Endpoints and
-// cl.Name here instead of Server.
-func startProxy(root string, port int, cl *clusterInfo, poolSize int, logger *slog.Logger) (*loop.Proxy, error) {
+// superuser is an admin of the console (database belay or pgbouncer). With
+// replicas it serves the cluster as etcd has it (watched until the returned
+// stop), as `belay proxy --etcd` does; with none, the primary alone, as
+// `belay proxy --server` does.
+func startProxy(ctx context.Context, root string, port int, cl *clusterInfo, poolSize int, logger *slog.Logger) (*loop.Proxy, func(), error) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if l, err := net.Listen("tcp", addr); err != nil {
 		l, err2 := net.Listen("tcp", "127.0.0.1:0")
 		if err2 != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		addr = l.Addr().String()
 		l.Close()
@@ -294,10 +294,10 @@ func startProxy(root string, port int, cl *clusterInfo, poolSize int, logger *sl
 		fmt.Fprintf(os.Stderr, "belay up: %s is too long a path for a Unix socket; TCP only\n", sockDir)
 		sockDir = ""
 	} else if err := os.MkdirAll(sockDir, 0o755); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
-	return loop.Start(loop.Config{
+	cfg := loop.Config{
 		Listen:        []string{addr},
 		UnixSocketDir: sockDir,
 		Server:        cl.Primary,
@@ -305,7 +305,26 @@ func startProxy(root string, port int, cl *clusterInfo, poolSize int, logger *sl
 		AuthType:      "trust",
 		AdminUsers:    []string{cl.Superuser},
 		Logger:        logger,
-	})
+	}
+	stop := func() {}
+	if len(cl.Nodes) > 1 {
+		// The cluster as etcd has it: reads on the replicas, writes on the
+		// primary, read-your-writes (README, "The cluster").
+		w, stopWatch, err := watchCluster(context.WithoutCancel(ctx), cl.Endpoints, cl.Name, logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Cluster, cfg.ClusterShard = w, cl.Shard
+		cfg.HealthDial = healthDial(cl.Superuser, "postgres", "")
+		cfg.MaxReplicaLag, cfg.MaxReplicaLagBytes = time.Second, 16<<20
+		stop = stopWatch
+	}
+	p, err := loop.Start(cfg)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return p, stop, nil
 }
 
 // run serves until a signal (or the death of the primary or of the
@@ -391,8 +410,13 @@ func (c *cluster) stopPostgres() error {
 	return nil
 }
 
-// stopEtcd stops the embedded etcd, if belay up started one.
+// stopEtcd stops the proxy's watch of etcd, then the embedded etcd, if
+// belay up started one.
 func (c *cluster) stopEtcd() error {
+	if c.stopWatch != nil {
+		c.stopWatch()
+		c.stopWatch = nil
+	}
 	if c.etcd != nil {
 		c.etcd.Stop()
 	}
