@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/belaydb/belay/ha"
 	"github.com/belaydb/belay/internal/etcdlocal"
 	"github.com/belaydb/belay/internal/etcdtest"
+	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -196,6 +198,7 @@ func TestUp(t *testing.T) {
 		etcdMarker(t, ctx, u, i == 0) // etcd's data is kept too
 		cancel()
 		if i == 0 {
+			checkUpRouting(t, u)
 			// The console line, as pasted into a shell.
 			out, err := exec.Command("bash", "-c", u.psql).CombinedOutput()
 			if err != nil || !strings.Contains(string(out), "postgres  | postgres") {
@@ -224,8 +227,17 @@ func checkUpCluster(t *testing.T, ctx context.Context, u *upRun, dir string) {
 	}
 	// Postmasters are the processes whose command line still names their
 	// data directory (a backend's shows its role instead).
-	out, _ := exec.Command("pgrep", "-f", "postgres -D "+dir+"/pg[0-9]/data").Output()
-	if n := len(strings.Fields(string(out))); n != 3 {
+	// A backend just forked shows the postmaster's command line until it
+	// sets its own: count again a few times.
+	n := 0
+	for try := 0; try < 50; try++ {
+		out, _ := exec.Command("pgrep", "-f", "postgres -D "+dir+"/pg[0-9]/data").Output()
+		if n = len(strings.Fields(string(out))); n == 3 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n != 3 {
 		t.Errorf("%d PostgreSQL postmasters in %s, want 3", n, dir)
 	}
 	p, err := pgx.Connect(ctx, "postgres://postgres@"+u.nodes[0].addr+"/postgres")
@@ -467,4 +479,71 @@ func TestMoveSingleNode(t *testing.T) {
 	if err := moveSingleNode(root); err != nil { // nothing to move any more
 		t.Error(err)
 	}
+}
+
+// checkUpRouting runs pgbench through belay up (issue G): -S reads go to the
+// replicas and none to the primary, TPC-B's writes to the primary and none
+// to a replica, with no failed transaction (SHOW NODES counts them).
+func checkUpRouting(t *testing.T, u *upRun) {
+	t.Helper()
+	pgbench := pgtest.RequireBinary(t, "pgbench")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg, err := pgx.ParseConfig(u.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "PGHOST="+cfg.Host, "PGPORT="+strconv.Itoa(int(cfg.Port)), "PGUSER="+cfg.User, "PGDATABASE=postgres", "PGSSLMODE=disable")
+	bench := func(args ...string) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, pgbench, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil || (!slices.Contains(args, "-i") && !strings.Contains(string(out), "number of failed transactions: 0 ")) {
+			t.Fatalf("pgbench %v: %v\n%s", args, err, out)
+		}
+	}
+	cfg.Database = "belay"
+	con, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer con.Close(ctx)
+	nodes := func() map[string][2]int64 { // role+name: reads, writes
+		rows, err := con.Query(ctx, "SHOW NODES", pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string][2]int64{}
+		for rows.Next() {
+			v, err := rows.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[v[4].(string)+" "+v[1].(string)] = [2]int64{v[10].(int64), v[11].(int64)}
+		}
+		return out
+	}
+	bench("-i", "-s", "1", "-q")
+	before := nodes()
+	bench("-S", "-n", "-c", "4", "-T", "3")
+	mid := nodes()
+	bench("-n", "-c", "4", "-T", "3")
+	after := nodes()
+	replicaReads := int64(0)
+	for k, v := range mid {
+		if strings.HasPrefix(k, "primary") && v[0] != before[k][0] {
+			t.Errorf("%s served %d of pgbench -S's reads", k, v[0]-before[k][0])
+		}
+		if strings.HasPrefix(k, "replica") {
+			replicaReads += v[0] - before[k][0]
+			if after[k][1] != before[k][1] {
+				t.Errorf("%s was given %d writes", k, after[k][1]-before[k][1])
+			}
+		}
+	}
+	if replicaReads == 0 {
+		t.Errorf("no read went to a replica: %v then %v", before, mid)
+	}
+	t.Logf("SHOW NODES (reads, writes) before pgbench %v, after -S %v, after TPC-B %v", before, mid, after)
 }
