@@ -32,8 +32,8 @@ func TestChecker(t *testing.T) {
 		map[string]NodeRecord{"p": {Shard: "0", Addr: pg.Addr()}, "r": {Shard: "0", Addr: dead.Addr().String()}})
 	c.Update(top)
 	p, r := c.Health("p"), c.Health("r")
-	waitFor(t, "the primary's first check", func() bool { h := p.Current(); return h != nil && h.Up })
-	waitFor(t, "the dead node's first check", func() bool { return r.Current() != nil })
+	eventuallyHealth(t, "the primary's first check", func() bool { h := p.Current(); return h != nil && h.Up })
+	eventuallyHealth(t, "the dead node's first check", func() bool { return r.Current() != nil })
 	if h := r.Current(); h.Up || h.Err == "" {
 		t.Fatalf("a node that never answers: %+v", h)
 	}
@@ -45,7 +45,7 @@ func TestChecker(t *testing.T) {
 	if p.Current().Up {
 		t.Fatal("suspected but up")
 	}
-	waitFor(t, "the primary to be up again", func() bool { return p.Current().Up })
+	eventuallyHealth(t, "the primary to be up again", func() bool { return p.Current().Up })
 	// A node removed from the topology is no longer checked.
 	c.Update(Build("t", 0, map[string]ShardRecord{"0": {Term: 1, Primary: "p"}}, map[string]NodeRecord{"p": {Shard: "0", Addr: pg.Addr()}}))
 	if c.Health("r") != nil {
@@ -53,7 +53,7 @@ func TestChecker(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func eventuallyHealth(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

@@ -633,6 +633,7 @@ func (s *session) retryRead(err error) bool {
 	s.suspectNode(err.Error())
 	s.unitDone()
 	node.retries.Add(1)
+	s.r.abandon() // what the unit set up on the session never happened
 	s.t = newTracker()
 	s.in.Unread(cs.retry)
 	s.p.log.Info("a replica died before answering a read; sending it again elsewhere", "node", node.name, "err", err)

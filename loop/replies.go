@@ -263,6 +263,18 @@ func (r *replies) failAll() {
 	}
 }
 
+// abandon undoes every answer still owed, latest first, and forgets them:
+// the server died before it answered any, and what their messages set up
+// never happened (a unit of work about to be sent again elsewhere).
+func (r *replies) abandon() {
+	if r.undo != nil {
+		for i := len(r.q) - 1; i >= r.h; i-- {
+			r.undo.undo(&r.q[i])
+		}
+	}
+	r.reset()
+}
+
 // reset forgets everything outstanding (the server is gone or was drained),
 // and the memory of a long pipeline.
 func (r *replies) reset() {

@@ -373,10 +373,10 @@ func (s *session) ServerLost(sc *poolcore.Server, err error) {
 	}
 	s.server = nil
 	s.srvRemain, s.cliRemain, s.srvDrop = 0, 0, 0
-	s.r.reset()
 	if s.cl != nil && s.retryRead(err) {
 		return
 	}
+	s.r.reset()
 	s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
 		Message: "server closed the connection unexpectedly", Detail: err.Error()})
 }
@@ -792,9 +792,9 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 					in.Consume(c, len(data))
 					s.server = nil
 					s.srvRemain, s.srvDrop = 0, 0
-					s.r.reset()
 					sc.Close()
 					if !s.retryRead(errReplicaGone) {
+						s.r.reset()
 						s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
 							Message: "server closed the connection unexpectedly"})
 					}
