@@ -365,7 +365,9 @@ func (s *session) routeWork(data []byte) error {
 		nodes = append(nodes, n.routerNode())
 	}
 	c.scratch[s.loop.Index()] = nodes
-	if cs.toPrimary {
+	if cs.toPrimary || s.p.live.Load().session {
+		// A read that waited for a replica in vain; or pool_mode session,
+		// where the client keeps its first server.
 		cs.toPrimary = false
 		rs.Route = router.Primary
 	}
@@ -486,9 +488,14 @@ func (s *session) peekWork(data []byte) router.Work {
 // workOf is the router's view of a statement's plan: it may go to a
 // replica if the planner clears it for one, or if it begins a READ ONLY
 // transaction; a BEGIN that is not READ ONLY starts a transaction whose
-// writes are yet to come, so it goes to the primary.
+// writes are yet to come, so it goes to the primary; so does what pins the
+// client to its server (SET ROLE, temporary objects, ...), whose later
+// writes would have to run there.
 func workOf(plan *planner.Plan, sql []byte) router.Work {
 	ro := plan.ReplicaOK && plan.Class != planner.ClassTxControl || plan.Effects&planner.EffReadOnlyTx != 0
+	if plan.Effects&planner.EffPin != 0 {
+		ro = false
+	}
 	return router.Work{ReadOnly: ro, Hint: router.Hint(sql)}
 }
 
@@ -624,11 +631,11 @@ func (s *session) rerouteAfter(err error) bool {
 // forgotten the lost server.
 func (s *session) retryRead(err error) bool {
 	cs := s.cl
-	if !cs.armed || len(cs.retry) == 0 || s.c == nil || s.t.pinned {
+	if !cs.armed || s.c == nil || s.t.pinned { // (nothing sent yet: a question of verifyReplay's)
 		cs.armed = false
 		return false
 	}
-	cs.armed = false
+	cs.armed, cs.verify, cs.verifying = false, 0, false
 	node := cs.node
 	s.suspectNode(err.Error())
 	s.unitDone()
