@@ -49,5 +49,25 @@
 // and calls the optional OnChange; after a watch error or a compaction it
 // reloads the whole cluster. See Watcher for the details.
 //
+// # Health and lag (health.go, lag.go)
+//
+// A Checker asks each node of a topology, every 200 ms over a connection of
+// its own, whether it is a standby and its WAL position, and publishes a
+// NodeHealth per node (an atomic pointer the event loops load); a replica's
+// lag is measured in bytes and in time against its primary's positions.
+//
+// # Failover decisions (failover.go; issue H, not wired yet)
+//
+// Analyze names a shard's condition from a measurement (ShardView), after
+// Vitess VTOrc's table: Healthy, ReplicaNotFollowing, StalePrimary,
+// PrimaryUnreachable, DeadPrimary, DeadPrimaryTooFewReplicas,
+// PromotedReplica, SplitBrain. A Decider, pure after etcd-io/raft's
+// RawNode (the time and each measurement come in, idempotent actions come
+// out: Detach, Promote, Follow, Rejoin, SetSync, Publish), decides the
+// failover of a dead primary with no lost commit under ANY k synchronous
+// replication; it keeps only its choice, so a new leader finishes a
+// failover from what it sees. Tested by testdata/failover.txt
+// (datadriven, -rewrite) and against a simple model (TestFailoverOracle).
+//
 // ha never imports loop.
 package ha
