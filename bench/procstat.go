@@ -17,7 +17,7 @@ type ProcStat struct {
 	// CUTimeTicks and CSTimeTicks are those of its children it has waited
 	// for (0 when the line stops before them).
 	CUTimeTicks, CSTimeTicks uint64
-	PGrp                     int // its process group
+	PPid                     int // its parent
 }
 
 // CPUSeconds is utime+stime in seconds.
@@ -45,7 +45,7 @@ func ParseProcStat(b []byte) (ProcStat, error) {
 		return ProcStat{}, fmt.Errorf("bench: /proc stat: bad utime/stime %q %q", f[11], f[12])
 	}
 	ps := ProcStat{UTimeTicks: u, STimeTicks: st}
-	ps.PGrp, _ = strconv.Atoi(f[2])
+	ps.PPid, _ = strconv.Atoi(f[1])
 	if len(f) >= 15 { // cutime(16) cstime(17)
 		ps.CUTimeTicks, _ = strconv.ParseUint(f[13], 10, 64)
 		ps.CSTimeTicks, _ = strconv.ParseUint(f[14], 10, 64)

@@ -535,44 +535,19 @@ func (rs *readScaleEnv) nodeCPU() ([]float64, []cpuStat) {
 		if inst := n.Instance(); inst != nil {
 			pm = inst.PID
 		}
-		secs = append(secs, cgroupCPUSeconds(rs.cg.dir(n.Name), pm))
+		secs = append(secs, familyCPUSeconds(pm))
 	}
 	return secs, stats
 }
 
-// cgroupCPUSeconds adds up the CPU time of the processes in the cgroup at
-// dir, and that of the children postmaster (their parent) has reaped.
-func cgroupCPUSeconds(dir string, postmaster int) float64 {
-	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-	if err != nil {
-		return 0
-	}
-	var ticks uint64
-	for _, f := range strings.Fields(string(b)) {
-		pid, err := strconv.Atoi(f)
-		if err != nil {
-			continue
-		}
-		sb, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue // gone meanwhile: its parent reaps its time
-		}
-		st, err := ParseProcStat(sb)
-		if err != nil {
-			continue
-		}
-		ticks += st.UTimeTicks + st.STimeTicks
-		if pid == postmaster {
-			ticks += st.CUTimeTicks + st.CSTimeTicks
-		}
-	}
-	return float64(ticks) / clockTicks
-}
-
-// groupCPUSeconds adds up the CPU time of the processes of process group
-// pgid, and that of the children its leader has reaped; 0 for pgid 0.
-func groupCPUSeconds(pgid int) float64 {
-	if pgid == 0 {
+// familyCPUSeconds adds up the CPU time of process parent, of its
+// children (those that have exited but not been waited for included, which
+// a cgroup no longer lists), and of those it has waited for: a PostgreSQL
+// node's whole CPU time, its postmaster being parent (every server process
+// is the postmaster's child), or a pgpool-II's (a process per client, each
+// the main process's child). 0 for parent 0.
+func familyCPUSeconds(parent int) float64 {
+	if parent == 0 {
 		return 0
 	}
 	ents, err := os.ReadDir("/proc")
@@ -587,15 +562,17 @@ func groupCPUSeconds(pgid int) float64 {
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
 		if err != nil {
-			continue
+			continue // gone meanwhile: its parent has its time now
 		}
 		st, err := ParseProcStat(b)
-		if err != nil || st.PGrp != pgid {
+		if err != nil {
 			continue
 		}
-		ticks += st.UTimeTicks + st.STimeTicks
-		if pid == pgid {
-			ticks += st.CUTimeTicks + st.CSTimeTicks
+		switch {
+		case pid == parent:
+			ticks += st.UTimeTicks + st.STimeTicks + st.CUTimeTicks + st.CSTimeTicks
+		case st.PPid == parent:
+			ticks += st.UTimeTicks + st.STimeTicks
 		}
 	}
 	return float64(ticks) / clockTicks
@@ -637,19 +614,19 @@ func (e *env) runReadScale(ctx context.Context, sc Scenario) (ScenarioResult, er
 			}
 			t := rs.target(name)
 			r := RunResult{Scenario: sc.ID, Target: name, Round: round, CPUPer1k: -1}
-			group := 0 // pgpool-II's process group: a process per client
+			pgpool := 0 // pgpool-II's main process: a child per client
 			if p, n, ok := parseReadScaleTarget(name); ok && p == pgpoolProxy {
-				group = rs.pgpool[n-1].pid
+				pgpool = rs.pgpool[n-1].pid
 			}
 			cpu0, st0 := rs.nodeCPU()
-			g0 := groupCPUSeconds(group)
+			g0 := familyCPUSeconds(pgpool)
 			start := time.Now()
 			if err := e.pgbenchInto(ctx, sc, t, &r); err != nil {
 				return ScenarioResult{}, fmt.Errorf("%s against %s: %w", sc.ID, t.Label, err)
 			}
 			cpu1, st1 := rs.nodeCPU()
-			if group != 0 && r.Transactions > 0 {
-				r.CPUSeconds = groupCPUSeconds(group) - g0
+			if pgpool != 0 && r.Transactions > 0 {
+				r.CPUSeconds = familyCPUSeconds(pgpool) - g0
 				r.CPUPer1k = r.CPUSeconds / float64(r.Transactions) * 1000
 			}
 			r.ReadScale = nodeFigures(cpu0, cpu1, st0, st1, time.Since(start).Seconds())

@@ -118,7 +118,7 @@ func TestCPUQuota(t *testing.T) {
 func TestParseProcStatChildren(t *testing.T) {
 	line := "77 (postgres) S 1 70 70 0 -1 4194560 1234 0 0 0 11 22 33 44 20 0 9 0 123456 1000000 2000 18446744073709551615\n"
 	st, err := ParseProcStat([]byte(line))
-	if err != nil || st.UTimeTicks != 11 || st.STimeTicks != 22 || st.CUTimeTicks != 33 || st.CSTimeTicks != 44 || st.PGrp != 70 {
+	if err != nil || st.UTimeTicks != 11 || st.STimeTicks != 22 || st.CUTimeTicks != 33 || st.CSTimeTicks != 44 || st.PPid != 1 {
 		t.Fatalf("%+v, %v", st, err)
 	}
 }
