@@ -197,15 +197,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(work) })
 	o.WorkDir = work
-	var progress syncBuffer
-	o.Progress = &progress
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	rep, err := Run(ctx, o)
-	t.Logf("progress:\n%s", progress.String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := runLogged(t, o)
 	if log, _ := os.ReadFile(filepath.Join(work, "belay.log")); bytes.Contains(log, []byte("DATA RACE")) || bytes.Contains(log, []byte("panic:")) {
 		t.Errorf("the proxy reported a data race or panicked:\n%s", log)
 	}
@@ -279,6 +271,22 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 	}
+}
+
+// runLogged runs the bench o (3 minutes at most), logs its progress and
+// fails the test if it fails.
+func runLogged(t *testing.T, o Options) *Report {
+	t.Helper()
+	var progress syncBuffer
+	o.Progress = &progress
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, o)
+	t.Logf("progress:\n%s", progress.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
 }
 
 // TestHoldIdleFailure: failed dials are counted, not fatal.

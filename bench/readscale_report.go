@@ -163,17 +163,18 @@ func readScaleChart(path string, s *ScenarioResult) (bool, error) {
 // latency CDF of every target.
 func readScaleCharts(dir string, s *ScenarioResult) ([]string, error) {
 	var files []string
-	f := s.Scenario.ID + "-scaling.png"
-	if ok, err := readScaleChart(filepath.Join(dir, f), s); err != nil {
-		return nil, err
-	} else if ok {
-		files = append(files, f)
-	}
-	f = s.Scenario.ID + "-latency.png"
-	if ok, err := cdfChart(filepath.Join(dir, f), s); err != nil {
-		return nil, err
-	} else if ok {
-		files = append(files, f)
+	for _, c := range []struct {
+		file string
+		draw func(string, *ScenarioResult) (bool, error)
+	}{{"-scaling.png", readScaleChart}, {"-latency.png", cdfChart}} {
+		f := s.Scenario.ID + c.file
+		ok, err := c.draw(filepath.Join(dir, f), s)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			files = append(files, f)
+		}
 	}
 	return files, nil
 }

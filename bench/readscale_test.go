@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -280,15 +279,7 @@ func TestReadScaleEndToEnd(t *testing.T) {
 		BelayExe: os.Args[0], BelayEnv: []string{proxyEnv + "=1"}, NoPgBouncer: true, InstallPgpool: true,
 		Command: "go test ./bench -run TestReadScaleEndToEnd", Scenarios: []Scenario{sc},
 	}
-	var progress syncBuffer
-	o.Progress = &progress
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	rep, err := Run(ctx, o)
-	t.Logf("progress:\n%s", progress.String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := runLogged(t, o)
 	res := rep.Scenarios[0]
 	if s := res.ReadScale.Skipped; s != "" {
 		_, aptErr := exec.LookPath("apt-get")
