@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // findPgpool returns the pgpool binary (pgpool-II), installing Debian's
@@ -106,6 +108,20 @@ func onOff(b bool) string {
 		return "on"
 	}
 	return "off"
+}
+
+// stopPgpool stops pgpool-II with a fast shutdown (SIGINT: its SIGTERM is
+// a smart shutdown, which may wait on its children past process.Stop's
+// patience) and waits up to 15 s for it; process.Stop does the rest.
+func stopPgpool(p *process) {
+	if p.exited() {
+		return
+	}
+	_ = syscall.Kill(p.pid, syscall.SIGINT)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+	}
 }
 
 // startPgpool writes s's configuration in s.Dir and starts pgpool-II in

@@ -698,6 +698,9 @@ func medianNodeFigures(r Row, of func(*ReadScaleRun) []float64) []float64 {
 
 // close stops the proxies, the cluster and etcd, and removes the cgroups.
 func (rs *readScaleEnv) close(logf func(string, ...any)) {
+	for _, p := range rs.pgpool {
+		stopPgpool(p)
+	}
 	for _, p := range append(append([]*process{}, rs.belay...), rs.pgpool...) {
 		if err := p.Stop(); err != nil {
 			logf("%v", err)
