@@ -14,7 +14,7 @@ up: build
 build:
 	$(GO) build -o belay ./cmd/belay
 
-## deps: install what the tests need and is missing (Debian/Ubuntu: PostgreSQL server, psql, pgbench, pg_basebackup for belay up's replicas (etcd itself is built into belay), PgBouncer (its console is the reference for belay's), a C compiler for cgo and -race; for internal/compat: psycopg 3, the JDBC driver and a JDK, node and npm, then node-postgres with npm ci)
+## deps: install what the tests need and is missing (Debian/Ubuntu: PostgreSQL server, psql, pgbench, pg_basebackup for belay up's replicas (etcd itself is built into belay), PgBouncer (its console is the reference for belay's), pgpool-II (belay bench's read-scaling scenarios compare with it), a C compiler for cgo and -race; for internal/compat: psycopg 3, the JDBC driver and a JDK, node and npm, then node-postgres with npm ci)
 deps:
 	@set -euo pipefail; \
 	have_glob() { compgen -G "$$1" >/dev/null; }; \
@@ -31,6 +31,7 @@ deps:
 	command -v node >/dev/null 2>&1 || pkgs="$$pkgs nodejs npm"; \
 	command -v npm >/dev/null 2>&1 || pkgs="$$pkgs npm"; \
 	{ command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; } || pkgs="$$pkgs pgbouncer"; \
+	{ command -v pgpool >/dev/null 2>&1 || [ -x /usr/sbin/pgpool ]; } || pkgs="$$pkgs pgpool2"; \
 	[ -z "$$pkgs" ] && exit 0; \
 	pkgs=$$(tr ' ' '\n' <<<"$$pkgs" | sed '/^$$/d' | sort -u | tr '\n' ' '); \
 	echo "deps: installing: $$pkgs"; \

@@ -59,6 +59,12 @@ type Options struct {
 	NoPgBouncer bool
 	// InstallPgBouncer installs Debian's pgbouncer with apt-get when missing.
 	InstallPgBouncer bool
+	// InstallPgpool installs Debian's pgpool2 (pgpool-II, for the
+	// read-scaling scenarios) with apt-get when missing.
+	InstallPgpool bool
+	// NodeCPU is the CPU quota, in cores, of each PostgreSQL node of the
+	// read-scaling scenarios (default 0.4).
+	NodeCPU float64
 
 	// FlameDir, when set, makes Run profile belay under each scenario
 	// instead of comparing targets: DIR/<scenario>.svg and .pb.gz, and
@@ -122,6 +128,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.MaxClientsPerPgbench <= 0 {
 		o.MaxClientsPerPgbench = 500
+	}
+	if o.NodeCPU <= 0 {
+		o.NodeCPU = 0.4
 	}
 	if o.WarmUp == 0 {
 		o.WarmUp = time.Second
@@ -197,6 +206,8 @@ type env struct {
 	budget int
 	// users are the roles the scenarios log in as (PgBouncer's auth_file).
 	users []string
+	// rs is the read-scaling cluster, started by its first scenario.
+	rs *readScaleEnv
 
 	mu sync.Mutex // guards progress output
 }
@@ -341,6 +352,9 @@ func (e *env) startBelay(ctx context.Context, profile string) error {
 }
 
 func (e *env) close() {
+	if e.rs != nil {
+		e.rs.close(e.logf)
+	}
 	if e.belay != nil {
 		if err := e.belay.Stop(); err != nil {
 			e.logf("%v", err)
@@ -428,6 +442,9 @@ func (e *env) restart(ctx context.Context, name string) (Target, error) {
 
 // runScenario runs sc against every target, round by round (A B C A B C).
 func (e *env) runScenario(ctx context.Context, sc Scenario) (ScenarioResult, error) {
+	if sc.Kind == KindReadScale {
+		return e.runReadScale(ctx, sc)
+	}
 	names := targetsFor(sc, true)
 	runs := map[string][]RunResult{}
 	for round := 1; round <= e.o.Rounds; round++ {

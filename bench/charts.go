@@ -24,6 +24,9 @@ func targetColor(name string) color.Color {
 	case Belay:
 		return color.RGBA{R: 0xe6, G: 0x55, B: 0x0d, A: 0xff}
 	}
+	if p, n, ok := parseReadScaleTarget(name); ok {
+		return readScaleColor(p, n)
+	}
 	return plotutil.Color(0)
 }
 
@@ -36,7 +39,13 @@ func WriteCharts(dir string, rep *Report) (map[string][]string, error) {
 	for i := range rep.Scenarios {
 		s := &rep.Scenarios[i]
 		var files []string
-		if s.Scenario.Kind == KindNoisy {
+		if s.Scenario.Kind == KindReadScale {
+			f, err := readScaleCharts(dir, s)
+			if err != nil {
+				return nil, err
+			}
+			files = f
+		} else if s.Scenario.Kind == KindNoisy {
 			f := s.Scenario.ID + "-quiet-latency.png"
 			if ok, err := quietCDFChart(filepath.Join(dir, f), s); err != nil {
 				return nil, err

@@ -19,6 +19,22 @@
 // share of the transactions, its latency with and without noisy, and how
 // long a new user waits for its first result; noisy.go).
 //
+// Read scaling (full runs, or --scenarios readscale; readscale.go): a
+// cluster of its own, a primary and 2 streaming replicas
+// (internal/pgcluster), each node started inside a cgroup with a CPU quota
+// of its own (Options.NodeCPU cores; cgroup.go: v2's cpu.max or v1's
+// cpu.cfs_quota_us, whichever this machine has), so that a node added
+// adds capacity although every node shares the machine's cores. The nodes
+// are registered in an embedded etcd (internal/etcdlocal, ha.Store) as one
+// cluster per node count, each served by a `belay proxy --etcd --cluster`,
+// and by a pgpool-II in streaming-replication mode with load balancing
+// (pgpool.go, Debian's pgpool2, installed with apt-get when missing).
+// pgbench -S and a read-mostly mix run directly against the primary and
+// through both proxies in front of 1, 2 and 3 nodes, alternating; the
+// report gives tps by node count and belay ÷ pgpool-II, with each node's
+// CPU use and throttling. Without pgpool-II or cgroups (not root, say) the
+// scenarios are skipped and the report says why.
+//
 // Figures come from pgbench's per-transaction logs (latency percentiles,
 // completion times), its summary (tps, failed transactions, aborted
 // clients), /proc/PID/stat and /proc/PID/statm of the proxy process (CPU
@@ -29,7 +45,9 @@
 // With Options.FlameDir set, Run instead profiles belay under each core
 // scenario and renders flame graphs with package flamegraphs.
 //
-// Concurrency: Run drives one scenario at a time from the calling goroutine;
+// Concurrency: Run drives one scenario at a time from the calling goroutine
+// (the read-scaling cluster, started by the first such scenario, is
+// stopped with the rest of the environment when Run returns);
 // the helpers it starts (RSS and pg_stat_activity samplers, idle-connection
 // dialers, arriving users, a background pgbench, process waiters) end
 // before the step that started them returns. Nothing here is

@@ -20,8 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/belaydb/belay/ha"
+	"github.com/belaydb/belay/internal/etcdlocal"
 	"github.com/belaydb/belay/internal/pginstance"
 	"github.com/belaydb/belay/loop"
+	"github.com/jackc/pgx/v5"
 )
 
 // proxyEnv, set in the environment of this test binary, makes it act as
@@ -56,6 +59,10 @@ func testProxy(args []string) error {
 	tlsKey := fs.String("tls-key", "", "")
 	cpuProfile := fs.String("cpu-profile", "", "")
 	metricsAddr := fs.String("metrics-listen", "", "")
+	etcd := fs.String("etcd", "", "")
+	cluster := fs.String("cluster", "", "")
+	healthUser := fs.String("health-user", "postgres", "")
+	healthDB := fs.String("health-dbname", "postgres", "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -71,11 +78,20 @@ func testProxy(args []string) error {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	p, err := loop.Start(loop.Config{
+	cfg := loop.Config{
 		Listen: []string{*listen}, Server: *server, PoolSize: *poolSize, MaxDBConnections: *maxDB, AuthType: *authType,
 		TLSMode: *tlsMode, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	}
+	if *etcd != "" {
+		// The cluster in etcd, as `belay proxy --etcd --cluster` serves it.
+		stop, err := watchTestCluster(&cfg, *etcd, *cluster, *healthUser, *healthDB)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	p, err := loop.Start(cfg)
 	if err != nil {
 		return err
 	}
@@ -93,6 +109,32 @@ func testProxy(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return p.Stop(ctx)
+}
+
+// watchTestCluster makes cfg serve cluster from the etcd at endpoint, its
+// health checks logging in as user to db; stop ends the watch.
+func watchTestCluster(cfg *loop.Config, endpoint, cluster, user, db string) (stop func(), err error) {
+	cli, err := etcdlocal.NewClient([]string{endpoint})
+	if err != nil {
+		return nil, err
+	}
+	st, err := ha.NewStore(cli, cluster)
+	if err == nil {
+		var w *ha.Watcher
+		if w, err = st.Watch(context.Background(), ha.WatchOptions{}); err == nil {
+			cfg.Cluster = w
+			cfg.HealthDial = func(ctx context.Context, addr string) (*pgx.Conn, error) {
+				host, port, err := net.SplitHostPort(addr)
+				if err != nil {
+					return nil, err
+				}
+				return pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable", host, port, user, db))
+			}
+			return func() { w.Stop(); _ = cli.Close() }, nil
+		}
+	}
+	_ = cli.Close()
+	return nil, err
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes.
@@ -155,15 +197,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(work) })
 	o.WorkDir = work
-	var progress syncBuffer
-	o.Progress = &progress
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	rep, err := Run(ctx, o)
-	t.Logf("progress:\n%s", progress.String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := runLogged(t, o)
 	if log, _ := os.ReadFile(filepath.Join(work, "belay.log")); bytes.Contains(log, []byte("DATA RACE")) || bytes.Contains(log, []byte("panic:")) {
 		t.Errorf("the proxy reported a data race or panicked:\n%s", log)
 	}
@@ -237,6 +271,22 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 	}
+}
+
+// runLogged runs the bench o (3 minutes at most), logs its progress and
+// fails the test if it fails.
+func runLogged(t *testing.T, o Options) *Report {
+	t.Helper()
+	var progress syncBuffer
+	o.Progress = &progress
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, o)
+	t.Logf("progress:\n%s", progress.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
 }
 
 // TestHoldIdleFailure: failed dials are counted, not fatal.

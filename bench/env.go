@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -76,14 +75,20 @@ func startPostgres(ctx context.Context, dir string, maxConns, scale int, pgbench
 		return nil, fmt.Errorf("bench: creating database %s: %w", benchDB, err)
 	}
 	logf("pgbench -i -s %d (PostgreSQL on %s)", scale, inst.Addr())
-	cmd := exec.CommandContext(ctx, pgbenchBin, "-i", "-q", "-s", strconv.Itoa(scale),
-		"-h", inst.Host, "-p", strconv.Itoa(inst.Port), "-U", inst.Superuser, benchDB)
-	cmd.Env = clientEnv()
+	cmd := pgbenchInit(ctx, pgbenchBin, inst.Host, inst.Port, inst.Superuser, scale)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		_ = inst.Stop()
 		return nil, fmt.Errorf("bench: pgbench -i: %v\n%s", err, out)
 	}
 	return inst, nil
+}
+
+// pgbenchInit is `pgbench -i` of benchDB at scale on host:port as user.
+func pgbenchInit(ctx context.Context, pgbenchBin, host string, port int, user string, scale int) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, pgbenchBin, "-i", "-q", "-s", strconv.Itoa(scale),
+		"-h", host, "-p", strconv.Itoa(port), "-U", user, benchDB)
+	cmd.Env = clientEnv()
+	return cmd
 }
 
 // serverVersion returns SHOW server_version.
@@ -103,76 +108,7 @@ func serverVersion(ctx context.Context, inst *pginstance.Instance) string {
 // findPgBouncer returns the pgbouncer binary, installing Debian's package
 // with apt-get when it is missing and install is set.
 func findPgBouncer(ctx context.Context, install bool, logf func(string, ...any)) (string, error) {
-	look := func() string {
-		if p, err := exec.LookPath("pgbouncer"); err == nil {
-			return p
-		}
-		for _, p := range []string{"/usr/sbin/pgbouncer", "/usr/bin/pgbouncer", "/usr/local/bin/pgbouncer"} {
-			if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
-				return p
-			}
-		}
-		return ""
-	}
-	if p := look(); p != "" {
-		return p, nil
-	}
-	if !install {
-		return "", errors.New("bench: pgbouncer is not installed (and installing it was not asked for)")
-	}
-	if _, err := exec.LookPath("apt-get"); err != nil {
-		return "", errors.New("bench: pgbouncer is not installed and there is no apt-get here: install PgBouncer yourself")
-	}
-	if os.Geteuid() != 0 {
-		return "", errors.New("bench: pgbouncer is not installed; as root, run: apt-get install -y pgbouncer")
-	}
-	logf("installing PgBouncer: apt-get update && apt-get install -y pgbouncer")
-	// Keep the package from starting its own service (policy-rc.d is how
-	// Debian asks maintainer scripts not to start daemons).
-	const policy = "/usr/sbin/policy-rc.d"
-	if _, err := os.Stat(policy); errors.Is(err, os.ErrNotExist) {
-		if err := os.WriteFile(policy, []byte("#!/bin/sh\n# written by belay bench while installing pgbouncer\nexit 101\n"), 0o755); err == nil {
-			defer os.Remove(policy)
-		}
-	}
-	run := func(args ...string) error {
-		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("bench: %s: %v\n%s", strings.Join(args, " "), err, tail(out, 2000))
-		}
-		return nil
-	}
-	if err := run("apt-get", "-o", "DPkg::Lock::Timeout=300", "update", "-qq"); err != nil {
-		return "", err
-	}
-	if err := run("apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", "--no-install-recommends", "pgbouncer"); err != nil {
-		return "", err
-	}
-	stopPackagedPgBouncer(ctx)
-	if p := look(); p != "" {
-		return p, nil
-	}
-	return "", errors.New("bench: installed pgbouncer but cannot find its binary")
-}
-
-// stopPackagedPgBouncer stops and disables the service Debian's package may
-// have started (the harness runs its own PgBouncer on ports of its own).
-func stopPackagedPgBouncer(ctx context.Context) {
-	quiet := func(args ...string) {
-		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-		_ = cmd.Run()
-	}
-	if fi, err := os.Stat("/run/systemd/system"); err == nil && fi.IsDir() {
-		quiet("systemctl", "disable", "--now", "pgbouncer.service")
-	}
-	if _, err := os.Stat("/etc/init.d/pgbouncer"); err == nil {
-		quiet("/etc/init.d/pgbouncer", "stop")
-		if _, err := exec.LookPath("update-rc.d"); err == nil {
-			quiet("update-rc.d", "pgbouncer", "disable")
-		}
-	}
+	return findOrInstall(ctx, "pgbouncer", "pgbouncer", "PgBouncer", install, logf)
 }
 
 func tail(b []byte, n int) []byte {

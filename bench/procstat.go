@@ -14,6 +14,10 @@ const clockTicks = 100
 // ProcStat is what the harness reads of a process in /proc.
 type ProcStat struct {
 	UTimeTicks, STimeTicks uint64 // user and system CPU time, in clock ticks
+	// CUTimeTicks and CSTimeTicks are those of its children it has waited
+	// for (0 when the line stops before them).
+	CUTimeTicks, CSTimeTicks uint64
+	PPid                     int // its parent
 }
 
 // CPUSeconds is utime+stime in seconds.
@@ -40,7 +44,13 @@ func ParseProcStat(b []byte) (ProcStat, error) {
 	if err1 != nil || err2 != nil {
 		return ProcStat{}, fmt.Errorf("bench: /proc stat: bad utime/stime %q %q", f[11], f[12])
 	}
-	return ProcStat{UTimeTicks: u, STimeTicks: st}, nil
+	ps := ProcStat{UTimeTicks: u, STimeTicks: st}
+	ps.PPid, _ = strconv.Atoi(f[1])
+	if len(f) >= 15 { // cutime(16) cstime(17)
+		ps.CUTimeTicks, _ = strconv.ParseUint(f[13], 10, 64)
+		ps.CSTimeTicks, _ = strconv.ParseUint(f[14], 10, 64)
+	}
+	return ps, nil
 }
 
 // ParseStatm returns the resident set size in bytes from /proc/PID/statm

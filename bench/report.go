@@ -47,6 +47,8 @@ func RenderMarkdown(rep *Report, charts map[string][]string) string {
 			renderIdle(&b, &s)
 		case KindNoisy:
 			renderNoisy(&b, &s, m)
+		case KindReadScale:
+			renderReadScale(&b, &s)
 		default:
 			renderPgbench(&b, &s)
 		}
@@ -241,6 +243,8 @@ func RenderSummary(rep *Report) string {
 				cell(d, arrival), cell(pb, arrival), cell(bl, arrival), ratioOf(bl, pb, func(r Row) float64 { return noisyOf(r).ArrivalP50 }),
 				cell(d, arrival99), cell(pb, arrival99), cell(bl, arrival99))
 			continue
+		case KindReadScale:
+			continue // a table of its own, below
 		case KindIdle:
 			per := func(r Row) string { return bytesText(r.RSSPerIdle) }
 			fmt.Fprintf(&b, "| %s: proxy RSS per idle client | %s | %s | %s | %s | | |\n", name,
@@ -260,6 +264,7 @@ func RenderSummary(rep *Report) string {
 				cell(d, p99), cell(ps, p99), cell(bl, p99), cell(d, errs), cell(ps, errs), cell(bl, errs))
 		}
 	}
+	b.WriteString(renderReadScaleSummary(rep))
 	return b.String()
 }
 

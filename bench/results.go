@@ -59,6 +59,8 @@ type RunResult struct {
 	Noisy *NoisyFigures `json:"noisy,omitempty"`
 	// Arrivals are the fresh users' first queries, calm ones first.
 	Arrivals []Arrival `json:"arrivals,omitempty"`
+	// ReadScale: the nodes' figures (KindReadScale).
+	ReadScale *ReadScaleRun `json:"read_scale,omitempty"`
 
 	lat      []float64 // sorted latencies, µs
 	aloneLat []float64 // KindNoisy: the quiet user's sorted latencies alone, µs
@@ -473,6 +475,8 @@ func aggregate(target, label string, runs []RunResult) Row {
 type ScenarioResult struct {
 	Scenario Scenario `json:"scenario"`
 	Rows     []Row    `json:"rows"`
+	// ReadScale is the tps by node count (KindReadScale).
+	ReadScale *ReadScaleResult `json:"read_scale,omitempty"`
 }
 
 // Row returns the row of target, or nil.

@@ -17,6 +17,10 @@ const (
 	// clients flat out, the other QuietClients; then fresh users arrive
 	// one by one while the budget is full (see runNoisy).
 	KindNoisy
+	// KindReadScale is read scaling: pgbench against a primary and its
+	// replicas, each node CPU-limited, directly and through belay and
+	// pgpool-II in front of 1 to Scenario.Nodes nodes (readscale.go).
+	KindReadScale
 )
 
 // Scenario is one workload run against every target.
@@ -50,6 +54,10 @@ type Scenario struct {
 	// Arrivals is the fresh users that arrive one after the other while the
 	// noisy user holds the budget (KindNoisy).
 	Arrivals int
+
+	// Nodes is the cluster of a read-scaling scenario (KindReadScale): a
+	// primary and Nodes-1 replicas.
+	Nodes int
 }
 
 // sslMode is pgbench's sslmode for sc.
@@ -137,6 +145,7 @@ func DefaultScenarios(quick bool, idle int) []Scenario {
 	)
 	if !quick {
 		s = append(s, noisyNeighbourTx)
+		s = append(s, readScaleScenarios()...)
 	}
 	return s
 }

@@ -26,7 +26,8 @@ func runBench(args []string) error {
 	idle := fs.Int("idle-clients", 0, "idle clients of the idle-connection scenario (default 1000 with --quick, else 10000)")
 	only := fs.String("scenarios", "", "comma-separated substrings: run only the scenarios whose ID contains one")
 	noBouncer := fs.Bool("no-pgbouncer", false, "leave PgBouncer out")
-	noInstall := fs.Bool("no-install", false, "do not install PgBouncer with apt-get when it is missing")
+	noInstall := fs.Bool("no-install", false, "do not install PgBouncer or pgpool-II with apt-get when missing")
+	nodeCPU := fs.Float64("node-cpu", 0.4, "read-scaling scenarios: the CPU quota of each PostgreSQL node, in cores (a cgroup per node)")
 	flame := fs.String("flamegraphs", "", "instead of comparing, profile belay under each core scenario and write flame graphs to DIR")
 	keep := fs.Bool("keep", false, "keep the temporary directory (Postgres data, logs)")
 	if err := parseFlags(fs, args); err != nil {
@@ -38,6 +39,7 @@ func runBench(args []string) error {
 	o := bench.Options{
 		Quick: *quick, Out: *out, Duration: *duration, Rounds: *rounds, PoolSize: *poolSize,
 		Scale: *scale, IdleClients: *idle, NoPgBouncer: *noBouncer, InstallPgBouncer: !*noInstall,
+		InstallPgpool: !*noInstall, NodeCPU: *nodeCPU,
 		FlameDir: *flame, Keep: *keep, Progress: os.Stderr,
 		Command: "belay bench " + strings.Join(args, " "),
 	}

@@ -34,6 +34,10 @@ type Options struct {
 	// fsync=off here). Those pgcluster keeps per role in
 	// postgresql.auto.conf may not be set here: see managedSettings.
 	Settings map[string]string
+	// Cgroup, if not nil, names the cgroup directory each node starts in
+	// (pginstance.Options.Cgroup), by the node's name (pg0, pg1, ...); ""
+	// for none. The cgroups are the caller's: it makes and removes them.
+	Cgroup func(node string) string
 	// Logf, if not nil, is told what Start does (initdb, pg_basebackup, a
 	// port that changed, a replica made again).
 	Logf func(format string, args ...any)
@@ -454,6 +458,9 @@ func (n *Node) startLocked(ctx context.Context, conninfo string) error {
 	}
 	maps.Copy(settings, c.opts.Settings)
 	o := pginstance.Options{Dir: n.Dir, BinDir: c.opts.BinDir, PreferPort: n.port, Settings: settings, Superuser: c.su}
+	if c.opts.Cgroup != nil {
+		o.Cgroup = c.opts.Cgroup(n.Name)
+	}
 	_, err := os.Stat(filepath.Join(n.Dir, "data", "PG_VERSION"))
 	fresh := errors.Is(err, fs.ErrNotExist)
 	switch {

@@ -21,6 +21,12 @@
 // permanently locked OS thread, because Linux delivers the parent-death signal
 // when the forking thread exits, not the process.
 //
+// Cgroups (Linux): with Options.Cgroup the postmaster starts inside a cgroup
+// the caller made (cgroup v2: placed there by the kernel as it is created;
+// v1: through /bin/sh, which moves itself there and execs postgres), so
+// that every process of the server is held to its limits (belay bench
+// gives each node of a cluster its own CPU quota this way).
+//
 // Concurrency: Start may be called from several goroutines at once. An Instance
 // is safe for concurrent use; Stop is idempotent.
 //

@@ -56,6 +56,12 @@ type Options struct {
 	BaseBackup []string
 	// Log receives the server log; nil means the file Dir/postgres.log (appended to).
 	Log io.Writer
+	// Cgroup, when set, is the directory of a cgroup (v1 or v2, Linux only)
+	// the postmaster starts in, so that the limits of that cgroup hold the
+	// whole server: its children inherit the cgroup at fork. The cgroup must
+	// exist. See startInCgroup for how the postmaster gets there before it
+	// forks anything.
+	Cgroup string
 }
 
 // Instance is a running PostgreSQL server started by Start.
@@ -305,8 +311,18 @@ func launch(ctx context.Context, o Options, binDir, dir, dataDir, sockDir, su st
 		cmd.Stdout, cmd.Stderr = w, w
 	}
 	inst.cmd = cmd
+	release := func() {}
+	if o.Cgroup != "" {
+		var err error
+		if release, err = startInCgroup(cmd, o.Cgroup, as); err != nil {
+			inst.closeLog()
+			return nil, err
+		}
+	}
 
-	if err := StartCmd(cmd); err != nil {
+	err := StartCmd(cmd)
+	release()
+	if err != nil {
 		inst.closeLog()
 		return nil, fmt.Errorf("pginstance: starting postgres: %w", err)
 	}

@@ -1,10 +1,15 @@
 package pginstance
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // serverProcAttr puts the postmaster in its own process group and asks the
@@ -36,4 +41,43 @@ func StartCmd(cmd *exec.Cmd) error {
 	errc := make(chan error, 1)
 	forkReqs <- func() { errc <- cmd.Start() }
 	return <-errc
+}
+
+// startInCgroup makes cmd (not started yet) start its process in the
+// cgroup at dir, before that process can fork: the server's children
+// inherit it. On cgroup v2 the kernel creates the process there (clone3
+// with CLONE_INTO_CGROUP, SysProcAttr.UseCgroupFD): it needs no rights of
+// the account postgres runs as. cgroup v1 has no such thing, so the
+// process starts as /bin/sh, which writes its own PID into dir/cgroup.procs
+// and then execs the server, keeping that PID; when we are root the file
+// is handed to the account postgres runs as first (the cgroup is the
+// caller's, made for this server). release, called once cmd has started
+// (or failed to), frees what the start needed.
+func startInCgroup(cmd *exec.Cmd, dir string, as runAs) (release func(), err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return nil, fmt.Errorf("pginstance: cgroup %s: %w", dir, err)
+	}
+	switch st.Type {
+	case unix.CGROUP2_SUPER_MAGIC:
+		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("pginstance: cgroup %s: %w", dir, err)
+		}
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+		return func() { _ = unix.Close(fd) }, nil
+	case unix.CGROUP_SUPER_MAGIC:
+		procs := filepath.Join(dir, "cgroup.procs")
+		if as.cred != nil {
+			if err := os.Chown(procs, as.uid, as.gid); err != nil {
+				return nil, fmt.Errorf("pginstance: cgroup %s: %w", dir, err)
+			}
+		}
+		// sh -c SCRIPT $0 $1...: $0 is the file, "$@" the server's command line.
+		args := append([]string{"sh", "-c", `echo $$ > "$0" && exec "$@"`, procs}, cmd.Args...)
+		args[4] = cmd.Path
+		cmd.Path, cmd.Args = "/bin/sh", args
+		return func() {}, nil
+	}
+	return nil, fmt.Errorf("pginstance: %s is not in a cgroup file system", dir)
 }

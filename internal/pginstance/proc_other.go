@@ -3,6 +3,7 @@
 package pginstance
 
 import (
+	"errors"
 	"os/exec"
 	"syscall"
 )
@@ -15,3 +16,7 @@ func serverProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
 }
 
 func StartCmd(cmd *exec.Cmd) error { return cmd.Start() }
+
+func startInCgroup(*exec.Cmd, string, runAs) (func(), error) {
+	return nil, errors.New("pginstance: cgroups are Linux only")
+}
