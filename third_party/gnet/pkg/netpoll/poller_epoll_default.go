@@ -22,6 +22,7 @@ import (
 	"os"
 	"runtime"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -110,24 +111,27 @@ func (p *Poller) Trigger(priority queue.EventPriority, fn queue.Func, param any)
 	return os.NewSyscallError("write", err)
 }
 
+// gosched is runtime.Gosched (a variable for tests).
+var gosched = runtime.Gosched
+
 // Polling blocks the current goroutine, monitoring the registered file descriptors and waiting for network I/O.
 // When I/O occurs on any of the file descriptors, the provided callback function is invoked.
 func (p *Poller) Polling(callback PollEventHandler) error {
 	el := newEventList(InitPollEventsCap)
 	var doChores bool
 
-	msec := -1
+	// belay: block in epoll_wait directly when there is nothing to do, and
+	// yield to the Go scheduler on a time bound (see YieldInterval) rather
+	// than before every block (third_party/gnet/BELAY_PATCH.md).
+	lastYield := time.Now()
 	for {
-		n, err := unix.EpollWait(p.fd, el.events, msec)
+		n, err := unix.EpollWait(p.fd, el.events, -1)
 		if n == 0 || (n < 0 && err == unix.EINTR) {
-			msec = -1
-			runtime.Gosched()
 			continue
 		} else if err != nil {
 			logging.Errorf("error occurs in epoll: %v", os.NewSyscallError("epoll_wait", err))
 			return err
 		}
-		msec = 0
 
 		for i := 0; i < n; i++ {
 			ev := &el.events[i]
@@ -181,6 +185,11 @@ func (p *Poller) Polling(callback PollEventHandler) error {
 			el.expand()
 		} else if n < el.size>>1 {
 			el.shrink()
+		}
+
+		if time.Since(lastYield) >= YieldInterval {
+			gosched()
+			lastYield = time.Now()
 		}
 	}
 }
