@@ -22,17 +22,22 @@ import (
 	"github.com/panjf2000/gnet/v2/internal/gfd"
 )
 
+// belay's patch (third_party/gnet/BELAY_PATCH.md): connections are indexed
+// by their descriptor in a slice rather than a map, so that finding the
+// connection of an event is an index, not a map lookup. Descriptors are
+// small integers (the kernel hands out the lowest free one), so the slice is
+// as long as the highest descriptor the loop has held.
 type connMatrix struct {
 	connCount int32
-	connMap   map[int]*conn
+	conns     []*conn // conns[fd] is the connection of descriptor fd, or nil
 }
 
 func (cm *connMatrix) init() {
-	cm.connMap = make(map[int]*conn)
+	cm.conns = nil
 }
 
 func (cm *connMatrix) iterate(f func(*conn) bool) {
-	for _, c := range cm.connMap {
+	for _, c := range cm.conns {
 		if c != nil {
 			if !f(c) {
 				return
@@ -51,17 +56,25 @@ func (cm *connMatrix) loadCount() (n int32) {
 
 func (cm *connMatrix) addConn(c *conn, index int) {
 	c.gfd = gfd.NewGFD(c.fd, index, 0, 0)
-	cm.connMap[c.fd] = c
+	if c.fd >= len(cm.conns) {
+		cm.conns = append(cm.conns, make([]*conn, c.fd+1-len(cm.conns))...)
+	}
+	cm.conns[c.fd] = c
 	cm.incCount(0, 1)
 }
 
 func (cm *connMatrix) delConn(c *conn) {
-	delete(cm.connMap, c.fd)
+	if c.fd < len(cm.conns) {
+		cm.conns[c.fd] = nil
+	}
 	cm.incCount(0, -1)
 }
 
 func (cm *connMatrix) getConn(fd int) *conn {
-	return cm.connMap[fd]
+	if uint(fd) < uint(len(cm.conns)) {
+		return cm.conns[fd]
+	}
+	return nil
 }
 
 /*
