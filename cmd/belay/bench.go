@@ -29,6 +29,7 @@ func runBench(args []string) error {
 	noInstall := fs.Bool("no-install", false, "do not install PgBouncer with apt-get when it is missing")
 	flame := fs.String("flamegraphs", "", "instead of comparing, profile belay under each core scenario and write flame graphs to DIR")
 	keep := fs.Bool("keep", false, "keep the temporary directory (Postgres data, logs)")
+	placement := fs.String("placement", string(bench.PlaceOwnSession), "where the proxies run, the same for all, with respect to the kernel's autogroup scheduling: own-session (each in a session of its own, as daemons run) or shared (all in the harness's session, with pgbench)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -38,7 +39,7 @@ func runBench(args []string) error {
 	o := bench.Options{
 		Quick: *quick, Out: *out, Duration: *duration, Rounds: *rounds, PoolSize: *poolSize,
 		Scale: *scale, IdleClients: *idle, NoPgBouncer: *noBouncer, InstallPgBouncer: !*noInstall,
-		FlameDir: *flame, Keep: *keep, Progress: os.Stderr,
+		FlameDir: *flame, Keep: *keep, Progress: os.Stderr, Placement: bench.Placement(*placement),
 		Command: "belay bench " + strings.Join(args, " "),
 	}
 	if *only != "" {
