@@ -16,7 +16,7 @@
 // Scenarios: pgbench select-only with -M simple / extended / prepared (plus a
 // PgBouncer session-mode row, since PgBouncer cannot keep prepared statements
 // in transaction mode), TPC-B, connection churn (-C), client counts 10, 100
-// (and 1,000 in full mode, split over several pgbench processes), idle
+// (and, in full mode, 4, and 1,000 split over several pgbench processes), idle
 // connections held by the harness while 10 pgbench clients work, a slow
 // client reading a large result while the proxy's RSS is sampled, and the
 // noisy neighbour: both proxies limited to a budget of 10 server

@@ -204,7 +204,7 @@ func TestMatchScenario(t *testing.T) {
 		}
 		ids[s.ID] = true
 	}
-	for _, id := range []string{"select-simple-c1000", "idle-10000", "slow-client", "churn-c10", "tpcb-c10"} {
+	for _, id := range []string{"select-simple-c4", "select-simple-c1000", "idle-10000", "slow-client", "churn-c10", "tpcb-c10"} {
 		if !ids[id] {
 			t.Errorf("full mode lacks %s", id)
 		}
