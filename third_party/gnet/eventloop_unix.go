@@ -260,7 +260,7 @@ func (el *eventloop) read(c *conn) error {
 	isET := el.engine.opts.EdgeTriggeredIO
 	chunk := el.engine.opts.EdgeTriggeredIOChunk
 loop:
-	n, err := gio.RawRead(c.fd, el.buffer)
+	n, err := gio.RawRecv(c.fd, el.buffer)
 	if err != nil || n == 0 {
 		if err == unix.EAGAIN {
 			return nil
@@ -326,7 +326,7 @@ loop:
 		}
 		n, err = gio.RawWritev(c.fd, iov)
 	} else {
-		n, err = gio.RawWrite(c.fd, iov[0])
+		n, err = gio.RawSend(c.fd, iov[0])
 	}
 	_, _ = c.outboundBuffer.Discard(n)
 	switch err {

@@ -19,14 +19,14 @@ package io
 import "golang.org/x/sys/unix"
 
 // On the BSDs belay's patch keeps the ordinary calls (it is measured on
-// Linux only): RawRead, RawWrite and RawWritev are unix.Read, unix.Write and
+// Linux only): RawRecv, RawSend and RawWritev are unix.Read, unix.Write and
 // Writev.
 
-// RawRead is read(2) on a non-blocking descriptor.
-func RawRead(fd int, p []byte) (int, error) { return unix.Read(fd, p) }
+// RawRecv reads from a non-blocking socket.
+func RawRecv(fd int, p []byte) (int, error) { return unix.Read(fd, p) }
 
-// RawWrite is write(2) on a non-blocking descriptor.
-func RawWrite(fd int, p []byte) (int, error) { return unix.Write(fd, p) }
+// RawSend writes to a non-blocking socket.
+func RawSend(fd int, p []byte) (int, error) { return unix.Write(fd, p) }
 
 // RawWritev is writev(2) on a non-blocking descriptor.
 func RawWritev(fd int, bs [][]byte) (int, error) { return Writev(fd, bs) }

@@ -20,14 +20,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// belay's patch (third_party/gnet/BELAY_PATCH.md): read(2), write(2) and
+// belay's patch (third_party/gnet/BELAY_PATCH.md): recv(2), send(2) and
 // writev(2) through unix.RawSyscall, without the Go scheduler's
 // entersyscall/exitsyscall around them. Only for non-blocking descriptors:
 // the call never sleeps, so the P has no reason to be handed off while it
-// runs, and a raw call that did block would stall the P with it.
+// runs, and a raw call that did block would stall the P with it. recv and
+// send (recvfrom and sendto without an address) rather than read and write:
+// they skip the VFS layer (vfs_read, vfs_write, fdget_pos), and send's
+// MSG_NOSIGNAL makes a write to a closed peer EPIPE without a SIGPIPE.
 
-// RawRead is read(2) on a non-blocking descriptor.
-func RawRead(fd int, p []byte) (int, error) {
+// RawRecv is recv(2) on a non-blocking socket.
+func RawRecv(fd int, p []byte) (int, error) {
 	var p0 unsafe.Pointer
 	if len(p) > 0 {
 		p0 = unsafe.Pointer(&p[0])
@@ -35,7 +38,7 @@ func RawRead(fd int, p []byte) (int, error) {
 		p0 = unsafe.Pointer(&_zero)
 	}
 	for {
-		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(p0), uintptr(len(p)))
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(p0), uintptr(len(p)), 0, 0, 0)
 		if e == unix.EINTR {
 			continue
 		}
@@ -46,8 +49,8 @@ func RawRead(fd int, p []byte) (int, error) {
 	}
 }
 
-// RawWrite is write(2) on a non-blocking descriptor.
-func RawWrite(fd int, p []byte) (int, error) {
+// RawSend is send(2) with MSG_NOSIGNAL on a non-blocking socket.
+func RawSend(fd int, p []byte) (int, error) {
 	var p0 unsafe.Pointer
 	if len(p) > 0 {
 		p0 = unsafe.Pointer(&p[0])
@@ -55,7 +58,7 @@ func RawWrite(fd int, p []byte) (int, error) {
 		p0 = unsafe.Pointer(&_zero)
 	}
 	for {
-		n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(p0), uintptr(len(p)))
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(p0), uintptr(len(p)), unix.MSG_NOSIGNAL, 0, 0)
 		if e == unix.EINTR {
 			continue
 		}

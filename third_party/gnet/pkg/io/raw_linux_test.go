@@ -21,25 +21,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestRawReadWrite checks the raw calls against what unix.Read, unix.Write
+// TestRawRecvSend checks the raw calls against what unix.Read, unix.Write
 // and Writev return: bytes through a non-blocking socket pair, EAGAIN
-// with n == -1 when there is nothing to read, 0 at EOF, and writev of more
-// buffers than RawWritev keeps on its stack, empty ones among them.
-func TestRawReadWrite(t *testing.T) {
+// with n == -1 when there is nothing to read, 0 at EOF, EPIPE for a closed
+// peer, and writev of more buffers than RawWritev keeps on its stack, empty
+// ones among them.
+func TestRawRecvSend(t *testing.T) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Close(fds[0]) //nolint:errcheck
 	buf := make([]byte, 64)
-	if n, err := RawRead(fds[0], buf); n != -1 || err != unix.EAGAIN {
-		t.Fatalf("RawRead of an empty socket: %d, %v; want -1, EAGAIN", n, err)
+	if n, err := RawRecv(fds[0], buf); n != -1 || err != unix.EAGAIN {
+		t.Fatalf("RawRecv of an empty socket: %d, %v; want -1, EAGAIN", n, err)
 	}
-	if n, err := RawWrite(fds[1], nil); n != 0 || err != nil {
-		t.Fatalf("RawWrite(nil): %d, %v", n, err)
+	if n, err := RawSend(fds[1], nil); n != 0 || err != nil {
+		t.Fatalf("RawSend(nil): %d, %v", n, err)
 	}
-	if n, err := RawWrite(fds[1], []byte("hello")); n != 5 || err != nil {
-		t.Fatalf("RawWrite: %d, %v", n, err)
+	if n, err := RawSend(fds[1], []byte("hello")); n != 5 || err != nil {
+		t.Fatalf("RawSend: %d, %v", n, err)
 	}
 	var bs [][]byte
 	var want bytes.Buffer
@@ -55,22 +56,22 @@ func TestRawReadWrite(t *testing.T) {
 	if n, err := RawWritev(fds[1], nil); n != 0 || err != nil {
 		t.Fatalf("RawWritev(nil): %d, %v", n, err)
 	}
-	n, err := RawRead(fds[0], buf)
+	n, err := RawRecv(fds[0], buf)
 	if err != nil || !bytes.Equal(buf[:n], want.Bytes()) {
-		t.Fatalf("RawRead: %q, %v; want %q", buf[:n], err, want.Bytes())
+		t.Fatalf("RawRecv: %q, %v; want %q", buf[:n], err, want.Bytes())
 	}
 	if err := unix.Close(fds[1]); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := RawRead(fds[0], buf); n != 0 || err != nil {
-		t.Fatalf("RawRead at EOF: %d, %v; want 0, nil", n, err)
+	if n, err := RawRecv(fds[0], buf); n != 0 || err != nil {
+		t.Fatalf("RawRecv at EOF: %d, %v; want 0, nil", n, err)
 	}
-	if n, err := RawWrite(fds[0], []byte("x")); n != -1 || err != unix.EPIPE {
-		t.Fatalf("RawWrite to a closed peer: %d, %v; want -1, EPIPE", n, err)
+	if n, err := RawSend(fds[0], []byte("x")); n != -1 || err != unix.EPIPE {
+		t.Fatalf("RawSend to a closed peer: %d, %v; want -1, EPIPE", n, err)
 	}
 }
 
-func BenchmarkRawWriteRead(b *testing.B) {
+func BenchmarkRawSendRecv(b *testing.B) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		b.Fatal(err)
@@ -81,8 +82,8 @@ func BenchmarkRawWriteRead(b *testing.B) {
 	b.Run("raw", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			_, _ = RawWrite(fds[1], msg)
-			_, _ = RawRead(fds[0], buf)
+			_, _ = RawSend(fds[1], msg)
+			_, _ = RawRecv(fds[0], buf)
 		}
 	})
 	b.Run("unix", func(b *testing.B) {
