@@ -55,6 +55,10 @@ type Options struct {
 	BelayExe string
 	BelayEnv []string
 
+	// Placement is where the proxies run with respect to the kernel's
+	// autogroup scheduling (default PlaceOwnSession); the report states it.
+	Placement Placement
+
 	// NoPgBouncer leaves PgBouncer out (its rows say why).
 	NoPgBouncer bool
 	// InstallPgBouncer installs Debian's pgbouncer with apt-get when missing.
@@ -137,6 +141,13 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Progress == nil {
 		o.Progress = os.Stderr
+	}
+	switch o.Placement {
+	case "":
+		o.Placement = PlaceOwnSession
+	case PlaceOwnSession, PlaceShared:
+	default:
+		return fmt.Errorf("bench: placement %q: want %s or %s", o.Placement, PlaceOwnSession, PlaceShared)
 	}
 	if o.SourceDir == "" {
 		o.SourceDir = "."
@@ -326,7 +337,7 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 
 func (e *env) startBouncer(ctx context.Context) error {
 	maxClients := e.o.IdleClients + 2000
-	p, port, err := startPgBouncer(ctx, e.bouncerBin, filepath.Join(e.work, "pgbouncer"), e.pg.Port, e.o.PoolSize, maxClients, e.budget, e.users, e.tls)
+	p, port, err := startPgBouncer(ctx, e.bouncerBin, filepath.Join(e.work, "pgbouncer"), e.pg.Port, e.o.PoolSize, maxClients, e.budget, e.users, e.tls, e.o.Placement)
 	if err != nil {
 		return err
 	}
@@ -341,7 +352,7 @@ func (e *env) startBelay(ctx context.Context, profile string) error {
 	if err != nil {
 		return err
 	}
-	p, port, err := startBelay(ctx, e.o.BelayExe, e.o.BelayEnv, e.work, e.pg.Addr(), e.o.PoolSize, e.budget, profile, e.tls, mport)
+	p, port, err := startBelay(ctx, e.o.BelayExe, e.o.BelayEnv, e.work, e.pg.Addr(), e.o.PoolSize, e.budget, profile, e.tls, mport, e.o.Placement)
 	if err != nil {
 		return err
 	}
@@ -629,7 +640,7 @@ func (e *env) meta(ctx context.Context) Meta {
 		Cores: runtime.NumCPU(), CPUModel: cpuModel(), Memory: memTotal(),
 		PostgresVersion: serverVersion(ctx, e.pg), BelayCommit: gitCommit(e.o.SourceDir),
 		GoVersion: runtime.Version(), SlowReadRate: e.o.SlowRate,
-		PgBouncerVersion: "not run", LoadStart: loadAvg(),
+		PgBouncerVersion: "not run", LoadStart: loadAvg(), Placement: e.o.Placement.describe(),
 	}
 	if out, err := exec.Command("uname", "-sr").Output(); err == nil {
 		m.Kernel = strings.TrimSpace(string(out))

@@ -6,10 +6,17 @@
 // belay, alternating the targets per round (A B C A B C) so that machine drift
 // cancels out. It writes report.md, results.json and PNG charts (gonum/plot).
 //
+// Every proxy is started the same way with respect to the kernel's autogroup
+// scheduling (Placement, stated in the report): by default each in a session
+// of its own, as daemons run, or all in the harness's session, which is
+// pgbench's and PostgreSQL's. With autogroup on, the two differ (issue 16:
+// PgBouncer daemonized with -d while belay shared pgbench's session made
+// PgBouncer's epoll_wait calls per transaction 0.40 instead of 1.19).
+//
 // Scenarios: pgbench select-only with -M simple / extended / prepared (plus a
 // PgBouncer session-mode row, since PgBouncer cannot keep prepared statements
 // in transaction mode), TPC-B, connection churn (-C), client counts 10, 100
-// (and 1,000 in full mode, split over several pgbench processes), idle
+// (and, in full mode, 4, and 1,000 split over several pgbench processes), idle
 // connections held by the harness while 10 pgbench clients work, a slow
 // client reading a large result while the proxy's RSS is sampled, and the
 // noisy neighbour: both proxies limited to a budget of 10 server

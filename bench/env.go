@@ -176,7 +176,7 @@ const sessionPoolSize = 200
 // startPgBouncer writes its configuration under dir and starts it. users
 // are the user names of its auth_file (trust authentication still wants
 // them listed); maxDB is as for pgbouncerIni.
-func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxClients, maxDB int, users []string, cert testcert.Pair) (*process, int, error) {
+func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxClients, maxDB int, users []string, cert testcert.Pair, pl Placement) (*process, int, error) {
 	cred, uid, gid, err := postgresCred()
 	if err != nil {
 		return nil, 0, err
@@ -209,7 +209,7 @@ func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxC
 			}
 		}
 	}
-	p, err := startProcess("pgbouncer", bin, []string{ini}, clientEnv(), filepath.Join(dir, "stderr.log"), cred)
+	p, err := startProcess("pgbouncer", bin, []string{ini}, clientEnv(), filepath.Join(dir, "stderr.log"), cred, pl)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -222,7 +222,7 @@ func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxC
 
 // startBelay starts `exe proxy` in front of pgAddr, with its metrics on
 // metricsPort; maxDB, when > 0, is its --max-db-connections.
-func startBelay(ctx context.Context, exe string, env []string, dir, pgAddr string, poolSize, maxDB int, cpuProfile string, cert testcert.Pair, metricsPort int) (*process, int, error) {
+func startBelay(ctx context.Context, exe string, env []string, dir, pgAddr string, poolSize, maxDB int, cpuProfile string, cert testcert.Pair, metricsPort int, pl Placement) (*process, int, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, 0, err
@@ -238,7 +238,7 @@ func startBelay(ctx context.Context, exe string, env []string, dir, pgAddr strin
 		args = append(args, "--cpu-profile", cpuProfile)
 	}
 	logPath := filepath.Join(dir, "belay.log")
-	p, err := startProcess("belay", exe, args, append(clientEnv(), env...), logPath, nil)
+	p, err := startProcess("belay", exe, args, append(clientEnv(), env...), logPath, nil, pl)
 	if err != nil {
 		return nil, 0, err
 	}

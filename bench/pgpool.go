@@ -44,6 +44,9 @@ type pgpoolSpec struct {
 	SessionBalance bool
 	// DelayThreshold is the replication delay in bytes past which a
 	// standby gets no reads (delay_threshold; 0: none).
+	// Placement: where it runs with respect to autogroup scheduling,
+	// as every proxy under test.
+	Placement      Placement
 	DelayThreshold uint64
 }
 
@@ -162,7 +165,7 @@ func startPgpool(ctx context.Context, bin string, s pgpoolSpec) (*process, error
 	}
 	log := filepath.Join(s.Dir, "pgpool.log")
 	p, err := startProcess("pgpool-II", bin, []string{"-n", "-D", "-f", filepath.Join(s.Dir, "pgpool.conf"), "-F", filepath.Join(s.Dir, "pcp.conf")},
-		clientEnv(), log, cred)
+		clientEnv(), log, cred, s.Placement)
 	if err != nil {
 		return nil, err
 	}

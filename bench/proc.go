@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -15,7 +16,37 @@ import (
 	"github.com/belaydb/belay/internal/pginstance"
 )
 
-// process is a long-lived child (PgBouncer, belay) in its own process group.
+// Placement is where the harness starts the proxies under test, with
+// respect to the kernel's autogroup scheduling
+// (/proc/sys/kernel/sched_autogroup_enabled): with it on, every session is a
+// scheduling group with a CPU share of its own, so a proxy in pgbench's
+// session competes with pgbench and PostgreSQL for one share while a proxy
+// in a session of its own gets another. Every proxy is started the same way.
+type Placement string
+
+const (
+	// PlaceOwnSession starts each proxy in a session of its own (setsid), as
+	// a daemon runs (PgBouncer's -d, a service manager). The default.
+	PlaceOwnSession Placement = "own-session"
+	// PlaceShared starts every proxy in the harness's session, which is
+	// pgbench's and PostgreSQL's.
+	PlaceShared Placement = "shared"
+)
+
+// describe says in the report where the proxies ran.
+func (pl Placement) describe() string {
+	ag := "unknown"
+	if b, err := os.ReadFile("/proc/sys/kernel/sched_autogroup_enabled"); err == nil {
+		ag = strings.TrimSpace(string(b))
+	}
+	if pl == PlaceShared {
+		return fmt.Sprintf("every proxy in the harness's session, with pgbench and PostgreSQL (`--placement shared`; sched_autogroup_enabled=%s)", ag)
+	}
+	return fmt.Sprintf("each proxy in a session of its own (setsid), pgbench and PostgreSQL in the harness's (`--placement own-session`; sched_autogroup_enabled=%s: a session is a scheduling group)", ag)
+}
+
+// process is a long-lived child (PgBouncer, belay) in its own process group
+// and, with PlaceOwnSession, its own session.
 type process struct {
 	name string
 	cmd  *exec.Cmd
@@ -29,8 +60,8 @@ type process struct {
 }
 
 // startProcess starts bin with args, its output appended to logPath, as cred's
-// user when cred is not nil.
-func startProcess(name, bin string, args, env []string, logPath string, cred *syscall.Credential) (*process, error) {
+// user when cred is not nil, placed as pl says.
+func startProcess(name, bin string, args, env []string, logPath string, cred *syscall.Credential, pl Placement) (*process, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -39,6 +70,11 @@ func startProcess(name, bin string, args, env []string, logPath string, cred *sy
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM, Credential: cred}
+	if pl == PlaceOwnSession {
+		// A new session is a new process group too (Setpgid with it would
+		// make setsid fail: the child would already lead a group).
+		cmd.SysProcAttr.Setpgid, cmd.SysProcAttr.Setsid = false, true
+	}
 	if err := pginstance.StartCmd(cmd); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("bench: starting %s: %w", name, err)

@@ -204,7 +204,7 @@ func TestMatchScenario(t *testing.T) {
 		}
 		ids[s.ID] = true
 	}
-	for _, id := range []string{"select-simple-c1000", "idle-10000", "slow-client", "churn-c10", "tpcb-c10"} {
+	for _, id := range []string{"select-simple-c4", "select-simple-c1000", "idle-10000", "slow-client", "churn-c10", "tpcb-c10"} {
 		if !ids[id] {
 			t.Errorf("full mode lacks %s", id)
 		}
@@ -282,7 +282,8 @@ func sampleReport() *Report {
 	return &Report{
 		Meta: Meta{Command: "belay bench --quick", Started: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC), WallSeconds: 200,
 			Quick: true, Rounds: 1, Duration: 5, PoolSize: 20, Scale: 10, Cores: 2, CPUModel: "AMD EPYC", SlowReadRate: 1 << 20,
-			PostgresVersion: "15.18", PgBouncerVersion: "PgBouncer 1.18.0", BelayCommit: "abc123"},
+			PostgresVersion: "15.18", PgBouncerVersion: "PgBouncer 1.18.0", BelayCommit: "abc123",
+			Placement: "each proxy in a session of its own"},
 		Scenarios: []ScenarioResult{
 			{Scenario: sel, Rows: []Row{
 				aggregate(Direct, "direct", []RunResult{mk(Direct, 15000, lat(400), -1)}),
@@ -320,6 +321,7 @@ func TestRenderMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"`belay bench --quick`",
 		"| machine | 2 cores (AMD EPYC)",
+		"| placement | each proxy in a session of its own |",
 		"## select-only, simple protocol (`-S -M simple`), 10 clients",
 		"| direct | 15,000 | 1.50 |",
 		"| PgBouncer | 10,000 | 1.00 |",

@@ -297,7 +297,7 @@ func (e *env) startReadScale(ctx context.Context) (*readScaleEnv, error) {
 			return rs, err
 		}
 		spec := pgpoolSpec{Dir: filepath.Join(rs.dir, fmt.Sprintf("pgpool-%d", n)), Port: ports[0], PCPPort: ports[1],
-			Backends: addrs[:n], Children: clients + 4, DelayThreshold: 16 << 20}
+			Backends: addrs[:n], Children: clients + 4, DelayThreshold: 16 << 20, Placement: o.Placement}
 		if n == 1 {
 			conf, _ := pgpoolConf(spec)
 			rs.info.PgpoolConfig = pgpoolSummary(conf)
@@ -309,7 +309,7 @@ func (e *env) startReadScale(ctx context.Context) (*readScaleEnv, error) {
 		rs.pgpool, rs.pgpoolPort = append(rs.pgpool, p), append(rs.pgpoolPort, spec.Port)
 		e.logf("read scaling: pgpool-II (pid %d) on 127.0.0.1:%d in front of %d node(s)", p.pid, spec.Port, n)
 		b, err := startClusterBelay(ctx, o.BelayExe, o.BelayEnv, filepath.Join(rs.dir, fmt.Sprintf("belay-%d.log", n)),
-			rs.etcd.Endpoint(), readScaleCluster(n), o.PoolSize, ports[2], ports[3])
+			rs.etcd.Endpoint(), readScaleCluster(n), o.PoolSize, ports[2], ports[3], o.Placement)
 		if err != nil {
 			return rs, err
 		}
@@ -437,12 +437,12 @@ func (rs *readScaleEnv) register(ctx context.Context, nodes int) error {
 
 // startClusterBelay starts `exe proxy --etcd endpoint --cluster cluster`
 // on port, its metrics on metricsPort, its output in logPath.
-func startClusterBelay(ctx context.Context, exe string, env []string, logPath, endpoint, cluster string, poolSize, port, metricsPort int) (*process, error) {
+func startClusterBelay(ctx context.Context, exe string, env []string, logPath, endpoint, cluster string, poolSize, port, metricsPort int, pl Placement) (*process, error) {
 	args := []string{"proxy", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--etcd", endpoint, "--cluster", cluster,
 		"--pool-size", strconv.Itoa(poolSize), "--log-level", "warn", "--auth-type", "trust",
 		"--health-user", "postgres", "--health-dbname", "postgres",
 		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metricsPort)}
-	p, err := startProcess("belay", exe, args, append(clientEnv(), env...), logPath, nil)
+	p, err := startProcess("belay", exe, args, append(clientEnv(), env...), logPath, nil, pl)
 	if err != nil {
 		return nil, err
 	}

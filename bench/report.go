@@ -28,6 +28,9 @@ func RenderMarkdown(rep *Report, charts map[string][]string) string {
 	fmt.Fprintf(&b, "| PgBouncer | %s (pool_mode=transaction, default_pool_size=%d; the session-mode row: pool_mode=session, pool_size=%d, a server per client) |\n", m.PgBouncerVersion, m.PoolSize, sessionPoolSize)
 	fmt.Fprintf(&b, "| belay | commit %s (%s), --pool-size %d |\n", m.BelayCommit, m.GoVersion, m.PoolSize)
 	fmt.Fprintf(&b, "| runs | %s; %g s per run, %d round(s), targets alternated per round; figures are medians across rounds |\n", m.PgbenchVersion, m.Duration, m.Rounds)
+	if m.Placement != "" {
+		fmt.Fprintf(&b, "| placement | %s |\n", m.Placement)
+	}
 	b.WriteString("\n")
 	b.WriteString("tps is pgbench's (without initial connection time); latency percentiles come from pgbench's " +
 		"per-transaction logs (`-l`); proxy CPU is utime+stime of the proxy process (/proc/PID/stat) over the run, " +

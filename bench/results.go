@@ -523,6 +523,7 @@ type Meta struct {
 	SlowReadRate     int64     `json:"slow_read_rate"`
 	LoadStart        string    `json:"load_average_start"`
 	LoadEnd          string    `json:"load_average_end"`
+	Placement        string    `json:"placement"` // where the proxies ran (Placement.describe)
 	Notes            []string  `json:"notes,omitempty"`
 }
 

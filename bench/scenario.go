@@ -120,6 +120,8 @@ func DefaultScenarios(quick bool, idle int) []Scenario {
 	}
 	if !quick {
 		s = append(s,
+			// Low concurrency, where a proxy's idle path shows most (issue 16).
+			sel("simple", 4, false),
 			sel("prepared", 100, true),
 			tpcb(100),
 			sel("simple", 1000, false),

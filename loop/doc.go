@@ -65,6 +65,14 @@
 // ShutdownWaitForServers each loop closes its own idle clients, at the
 // release of their server (ServerTraffic) and in its 100 ms sweep.
 //
+// # The loops' goroutines
+//
+// gnet is belay's patched copy (third_party/gnet, BELAY_PATCH.md): a loop
+// with nothing to do blocks in epoll_wait directly, and yields to the Go
+// scheduler only every netpoll.YieldInterval (5 ms) of work, so that the
+// idle path costs no futex wake and no thread switch; socket reads and
+// writes are raw system calls. TestSyscallsPerTransaction guards it.
+//
 // # The data path
 //
 // Frames are views into the loop's read buffer and are written to the peer

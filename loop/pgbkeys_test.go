@@ -87,8 +87,16 @@ func TestPgBouncerPoolSettings(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tx.Rollback(ctx)
+		// b keeps the reserve's server in a transaction while the servers
+		// are counted: released, it would close as soon as the reserve does
+		// (the next sweep once nobody waits), maybe before the count.
+		btx, err := b.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer btx.Rollback(ctx)
 		var one int
-		if err := b.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil { // waits, then gets the reserve
+		if err := btx.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil { // waits, then gets the reserve
 			t.Fatal(err)
 		}
 		if n := serverConns(t, pg, "keys_reserve"); n != 2 {

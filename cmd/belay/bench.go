@@ -30,6 +30,7 @@ func runBench(args []string) error {
 	nodeCPU := fs.Float64("node-cpu", 0.4, "read-scaling scenarios: the CPU quota of each PostgreSQL node, in cores (a cgroup per node)")
 	flame := fs.String("flamegraphs", "", "instead of comparing, profile belay under each core scenario and write flame graphs to DIR")
 	keep := fs.Bool("keep", false, "keep the temporary directory (Postgres data, logs)")
+	placement := fs.String("placement", string(bench.PlaceOwnSession), "where the proxies run, the same for all, with respect to the kernel's autogroup scheduling: own-session (each in a session of its own, as daemons run) or shared (all in the harness's session, with pgbench)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -40,7 +41,7 @@ func runBench(args []string) error {
 		Quick: *quick, Out: *out, Duration: *duration, Rounds: *rounds, PoolSize: *poolSize,
 		Scale: *scale, IdleClients: *idle, NoPgBouncer: *noBouncer, InstallPgBouncer: !*noInstall,
 		InstallPgpool: !*noInstall, NodeCPU: *nodeCPU,
-		FlameDir: *flame, Keep: *keep, Progress: os.Stderr,
+		FlameDir: *flame, Keep: *keep, Progress: os.Stderr, Placement: bench.Placement(*placement),
 		Command: "belay bench " + strings.Join(args, " "),
 	}
 	if *only != "" {

@@ -279,9 +279,30 @@ func serverFrom(dbs []config.Entry) (string, config.Pos, error) {
 	return server, dbs[0].Pos, nil
 }
 
+// serverAddr is --server with a port on every host: a Unix socket directory
+// given alone (--server /run/postgresql, as libpq's host=) gets Postgres's
+// 5432, as does a host name; "/dir:port" and "host:port" are kept. A host
+// list is done host by host. What it cannot read it returns as it is, for
+// poolcore.Options.Check to refuse.
+func serverAddr(server string) string {
+	var out []string
+	for _, a := range strings.Split(server, ",") {
+		a = strings.TrimSpace(a)
+		if _, _, err := net.SplitHostPort(a); err != nil && a != "" && !strings.ContainsAny(a, ":[]") {
+			if l, err := hostList(a, "5432"); err == nil {
+				a = l
+			}
+		}
+		out = append(out, a)
+	}
+	return strings.Join(out, ",")
+}
+
 // hostList is --server from libpq's host and port, either of which may be a
 // comma-separated list (one port for every host, or one port per host), as
-// PgBouncer's host lists are: belay takes the hosts in turn.
+// PgBouncer's host lists are: belay takes the hosts in turn. A host starting
+// with '/' is a Unix socket directory; one starting with '@' (PgBouncer's
+// abstract-namespace socket) is refused.
 func hostList(host, port string) (string, error) {
 	hosts, ports := strings.Split(host, ","), strings.Split(port, ",")
 	if len(ports) != 1 && len(ports) != len(hosts) {
@@ -292,6 +313,9 @@ func hostList(host, port string) (string, error) {
 		h, p := strings.TrimSpace(h), strings.TrimSpace(ports[min(i, len(ports)-1)])
 		if h == "" {
 			h = "/tmp"
+		}
+		if strings.HasPrefix(h, "@") {
+			return "", fmt.Errorf("host %s: Unix sockets in the abstract namespace are not supported by belay", h)
 		}
 		if strings.HasPrefix(h, "/") {
 			addrs = append(addrs, h+":"+p)

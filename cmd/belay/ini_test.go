@@ -132,6 +132,7 @@ func TestIniErrors(t *testing.T) {
 		{"[databases]\na = host=h\n[pgbouncer]\nlisten_port = x\n", "p.ini:4: listen_port"},
 		{"[databases]\na = host=h\n[users]\nu = weight=0\n", "the weight must be at least 1"},
 		{"[databases]\na = host=h\n[pgbouncer]\npool_mode = statement\n", "p.ini:4: pool_mode: pool_mode statement is not supported"},
+		{"[databases]\na = host=@pg port=5432\n", "p.ini:2: database a: host @pg: Unix sockets in the abstract namespace are not supported"},
 	} {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "p.ini")
@@ -142,6 +143,46 @@ func TestIniErrors(t *testing.T) {
 		_, err := applyIni(fs, p)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want %q", c.text, err, c.want)
+		}
+	}
+}
+
+// TestServerAddresses: a Unix socket directory is a server as PgBouncer's
+// [databases] and libpq take it (host=/dir, with port= or 5432), and
+// --server takes it alone (/run/postgresql) or with its port (/dir:port),
+// in host lists too; both end as poolcore's "/dir:port".
+func TestServerAddresses(t *testing.T) {
+	for _, c := range []struct{ db, want string }{
+		{"host=/run/postgresql", "/run/postgresql:5432"},
+		{"host=/run/postgresql port=5433", "/run/postgresql:5433"},
+		{"", "/tmp:5432"},
+		{"host=/var/run/postgresql,10.0.0.6 port=5433", "/var/run/postgresql:5433,10.0.0.6:5433"},
+		{"host=/a,/b port=1,2", "/a:1,/b:2"},
+	} {
+		p := filepath.Join(t.TempDir(), "p.ini")
+		if err := os.WriteFile(p, []byte("[databases]\napp = "+c.db+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fs, o := proxyFlagSet()
+		if _, err := applyIni(fs, p); err != nil {
+			t.Errorf("%q: %v", c.db, err)
+			continue
+		}
+		if got := serverAddr(*o.server); got != c.want {
+			t.Errorf("[databases] app = %s: server %q, want %q", c.db, got, c.want)
+		}
+	}
+	for flag, want := range map[string]string{
+		"/run/postgresql":                "/run/postgresql:5432",
+		"/run/postgresql:5433":           "/run/postgresql:5433",
+		"127.0.0.1:5432":                 "127.0.0.1:5432",
+		"db.local":                       "db.local:5432",
+		"[::1]:5432":                     "[::1]:5432",
+		"/tmp/a, 10.0.0.6:5433,/tmp/b:7": "/tmp/a:5432,10.0.0.6:5433,/tmp/b:7",
+		"::1":                            "::1", // ambiguous: left for poolcore.Options.Check to refuse
+	} {
+		if got := serverAddr(flag); got != want {
+			t.Errorf("--server %s: %q, want %q", flag, got, want)
 		}
 	}
 }

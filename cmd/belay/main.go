@@ -144,7 +144,7 @@ func (o *proxyOptions) config(peers map[int]string, logger *slog.Logger) loop.Co
 	return loop.Config{
 		Listen:                  strings.Split(*o.listen, ","),
 		UnixSocketDir:           *o.unixDir,
-		Server:                  *o.server,
+		Server:                  serverAddr(*o.server),
 		PoolSize:                *o.poolSize,
 		MaxDBConnections:        *o.maxDB,
 		MaxUserConnections:      *o.maxUserConns,
@@ -216,7 +216,7 @@ func proxyFlagSet() (*flag.FlagSet, *proxyOptions) {
 			"or the console's RELOAD read it again. SIGINT stops after each client's transaction, SIGTERM\n"+
 			"after each client leaves.")
 	o.listen = fs.String("listen", "127.0.0.1:6432", "TCP address(es) to accept clients on, comma-separated")
-	o.server = fs.String("server", "127.0.0.1:5432", "Postgres server host:port")
+	o.server = fs.String("server", "127.0.0.1:5432", "Postgres server host:port, or its Unix socket directory (/run/postgresql, or /dir:port); several, comma-separated, are taken in turn")
 	o.poolSize = fs.Int("pool-size", loop.DefaultPoolSize, "server connections per (database, user) pool")
 	o.maxDB = fs.Int("max-db-connections", 0, "the node's budget of server connections, shared fairly between users (0: what the server's max_connections leaves after reserved slots; -1: none)")
 	fs.Var(&o.userLimits, "user-weight", "a user's share of the budget: NAME=WEIGHT[:MIN[:MAX]], comma-separated or repeated (e.g. batch=1:0:4,web=3:2)")
@@ -327,7 +327,7 @@ func runProxy(args []string) error {
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
-	if err := (poolcore.Options{Server: *o.server, ServerTLSMode: *o.srvTLSMode, ServerTLSCAFile: *o.srvTLSCA,
+	if err := (poolcore.Options{Server: serverAddr(*o.server), ServerTLSMode: *o.srvTLSMode, ServerTLSCAFile: *o.srvTLSCA,
 		ServerTLSCertFile: *o.srvTLSCert, ServerTLSKeyFile: *o.srvTLSKey}).Check(); err != nil {
 		return err
 	}
