@@ -70,6 +70,9 @@ type clusterState struct {
 	// ...) or what may (EXECUTE): it may not end idle, so the WAL position
 	// is asked after it, not pipelined with it (askLSN).
 	unitTx bool
+	// lsnOwed: askLSN's question is under way; the client's next unit
+	// waits for the server's release, to be routed anew.
+	lsnOwed bool
 	// armed: its current unit is a read on a replica that has answered
 	// nothing yet; retry holds what it sent, to send again elsewhere if
 	// the replica dies first (retryRead).
@@ -174,6 +177,9 @@ func (s *session) nodePool(v *clusterView, i int) (*poolcore.Pool, error) {
 // unitDone ends the client's unit of work on its node (its server goes
 // back to the pool).
 func (s *session) unitDone() {
+	if cs := s.cl; cs != nil {
+		cs.lsnOwed = false
+	}
 	if cs := s.cl; cs != nil && cs.busy {
 		cs.busy = false
 		cs.node.inflight.Add(-1)

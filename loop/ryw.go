@@ -91,6 +91,7 @@ func (w *rewriter) askLSN(at int) {
 	w.out = codec.AppendQuery(w.out, lsnSQL)
 	w.s.r.push(reply{kind: rQuery, own: true, lsn: true})
 	w.s.cl.txWrite = false // asked: nothing to ask at the release
+	w.s.cl.lsnOwed = true  // what the client sends next waits for the release
 }
 
 // noteLSN reads the DataRow of askLSN's question.

@@ -398,8 +398,11 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 			return gnet.None
 		}
 		if s.server != nil {
-			if s.server.Conn() == nil || s.server.Busy() {
-				return s.boundWaiting(c) // parked, or belay's own query first
+			if s.server.Conn() == nil || s.server.Busy() || s.cl != nil && s.cl.lsnOwed {
+				// Parked, or belay's own query first; or its WAL position
+				// asked after the client's last write (askLSN), after which
+				// the next unit is routed anew.
+				return s.boundWaiting(c)
 			}
 			if s.cl != nil && s.cl.verify != 0 {
 				if !s.cl.verifying {
@@ -820,6 +823,15 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 			if lsnRow {
 				s.noteLSN(data[off+5 : off+5+bodyLen])
 			}
+			if typ == codec.MsgReadyForQuery && s.t.idle() && s.r.empty() {
+				// belay's own question was the last thing the server
+				// owed (askLSN): the client is idle on it now.
+				flush()
+				sc.TxStatus, _ = codec.ReadyForQueryStatus(data[off+5 : off+5+bodyLen])
+				off += 5 + bodyLen
+				seg, idle = off, true
+				break
+			}
 			s.srvDrop = 5 + bodyLen
 			continue
 		}
@@ -879,6 +891,12 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 	in.Consume(c, off)
 	s.writeSynth()
 	if idle {
+		// askLSN's answer is in: what the client sent meanwhile goes on
+		// (routed anew once the server is released).
+		owed := s.cl != nil && s.cl.lsnOwed
+		if owed {
+			s.cl.lsnOwed = false
+		}
 		switch {
 		case len(s.fns) > 0:
 			s.learnFunctions(sc, s.settle)
@@ -899,6 +917,9 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		s.closeIfDrained() // pinned, between transactions
 		if s.done {
 			return gnet.None
+		}
+		if owed {
+			s.resumeWork()
 		}
 	}
 	if s.p.live.Load().idleTx > 0 && sc.TxStatus != codec.TxIdle && !s.t.busy() {
