@@ -3,6 +3,7 @@ package ha
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"runtime"
@@ -329,8 +330,21 @@ func TestWatchStopLeavesNoGoroutine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	watching := func() {
+	seen := 0
+	watching := func(w *Watcher) {
 		t.Helper()
+		// A change the watcher must see: its watch is established (a
+		// watch cancelled before etcd confirmed it may leave the client's
+		// stream behind, an etcd client race outside this test's reach).
+		seen++
+		addr := fmt.Sprintf("127.0.0.1:%d", 6000+seen)
+		if _, err := s.PutNode(ctx, "pg0", NodeRecord{Shard: "0", Addr: addr}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, w, "the node's new address", func(top *Topology) bool {
+			n := top.Node("pg0")
+			return n != nil && n.Addr == addr
+		})
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 			c := goroutines(mine, stream)
 			if c[mine] == 1 && c[stream] > 0 {
@@ -341,7 +355,7 @@ func TestWatchStopLeavesNoGoroutine(t *testing.T) {
 			}
 		}
 	}
-	watching()
+	watching(w)
 	w.Stop()
 	w.Stop() // idempotent
 	if c := goroutines(mine); c[mine] != 0 {
@@ -354,7 +368,7 @@ func TestWatchStopLeavesNoGoroutine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	watching()
+	watching(w)
 	cancel()
 	select {
 	case <-w.Done():
