@@ -296,18 +296,21 @@ func (d *Decider) next(v ShardView, quorum int) []Action {
 		if len(detach) > 0 {
 			return []Action{Detach{Nodes: detach}}
 		}
+		// Its synchronous replication is set while it is a standby (where
+		// it does nothing), so that it acknowledges no commit with fewer
+		// copies than the policy asks from its first moment as a primary.
+		if others := d.others(v, c.Name); len(others) > 0 {
+			return []Action{SetSync{Node: c.Name, Quorum: min(quorum, len(others)), Standbys: others}, Promote{Node: c.Name}}
+		}
 		return []Action{Promote{Node: c.Name}}
 	}
 	// Promoted: the other standbys follow it, it replicates synchronously
 	// to them, and the topology names it.
 	var acts []Action
-	var others, follow []string
+	var follow []string
+	others := d.others(v, c.Name)
 	for _, n := range v.Nodes {
-		if n.Name == v.Primary || n.Name == c.Name {
-			continue
-		}
-		others = append(others, n.Name)
-		if n.Reachable && n.InRecovery && n.Upstream != c.Addr {
+		if n.Name != v.Primary && n.Name != c.Name && n.Reachable && n.InRecovery && n.Upstream != c.Addr {
 			follow = append(follow, n.Name)
 		}
 	}
@@ -318,6 +321,19 @@ func (d *Decider) next(v ShardView, quorum int) []Action {
 		acts = append(acts, SetSync{Node: c.Name, Quorum: min(quorum, len(others)), Standbys: others})
 	}
 	return append(acts, Publish{Shard: v.Shard, Term: v.Term, Primary: c.Name})
+}
+
+// others are the nodes of v that stay standbys of candidate: all but the
+// old primary and candidate (the old primary comes back as a standby too,
+// but only once rejoined; until then it is not counted on for a copy).
+func (d *Decider) others(v ShardView, candidate string) []string {
+	var out []string
+	for _, n := range v.Nodes {
+		if n.Name != v.Primary && n.Name != candidate {
+			out = append(out, n.Name)
+		}
+	}
+	return out
 }
 
 // repair points the standbys that do not follow the primary at it and

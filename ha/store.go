@@ -153,7 +153,11 @@ func (s *Store) CreateShard(ctx context.Context, shard string, r ShardRecord) (S
 // happens only if neither the shard's record nor the node's changed since
 // (compared by revision), else SetPrimary reads again and decides again. A
 // term that is not the current one fails with ErrStaleTerm.
-func (s *Store) SetPrimary(ctx context.Context, shard string, term uint64, primary string) (ShardRecord, error) {
+//
+// conds are more conditions of the write: the orchestrator's that its
+// election key is still the one it won with (a leader that lost its lease
+// publishes nothing); when one fails SetPrimary fails with ErrNotLeader.
+func (s *Store) SetPrimary(ctx context.Context, shard string, term uint64, primary string, conds ...clientv3.Cmp) (ShardRecord, error) {
 	skey, nkey := ShardKey(s.cluster, shard), NodeKey(s.cluster, primary)
 	for range casRetries {
 		t, err := s.loadAsIs(ctx)
@@ -168,17 +172,25 @@ func (s *Store) SetPrimary(ctx context.Context, shard string, term uint64, prima
 		if err != nil {
 			return ShardRecord{}, err
 		}
-		resp, err := s.cli.Txn(ctx).
-			If(unchangedSince(skey, t.Revision), unchangedSince(nkey, t.Revision),
-				clientv3.Compare(clientv3.CreateRevision(skey), ">", 0),
-				clientv3.Compare(clientv3.CreateRevision(nkey), ">", 0)).
-			Then(clientv3.OpPut(skey, string(v))).
-			Commit()
+		cmps := append([]clientv3.Cmp{unchangedSince(skey, t.Revision), unchangedSince(nkey, t.Revision),
+			clientv3.Compare(clientv3.CreateRevision(skey), ">", 0),
+			clientv3.Compare(clientv3.CreateRevision(nkey), ">", 0)}, conds...)
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(skey, string(v))).Commit()
 		if err != nil {
 			return ShardRecord{}, fmt.Errorf("ha: changing shard %s's primary: %w", shard, err)
 		}
 		if resp.Succeeded {
 			return next, nil
+		}
+		if len(conds) > 0 {
+			// Which failed? The caller's conditions alone, once.
+			r, err := s.cli.Txn(ctx).If(conds...).Commit()
+			if err != nil {
+				return ShardRecord{}, fmt.Errorf("ha: changing shard %s's primary: %w", shard, err)
+			}
+			if !r.Succeeded {
+				return ShardRecord{}, ErrNotLeader
+			}
 		}
 	}
 	return ShardRecord{}, fmt.Errorf("ha: changing shard %s's primary: its records kept changing (%d tries)", shard, casRetries)

@@ -10,6 +10,9 @@ var (
 	// ErrStaleTerm: the caller acted on a shard's term that is no longer
 	// the current one (someone else changed the primary since).
 	ErrStaleTerm = errors.New("ha: stale term")
+	// ErrNotLeader: the orchestrator that asked no longer leads (its
+	// election key is gone or another's): it must not publish.
+	ErrNotLeader = errors.New("ha: not the leading orchestrator")
 	// ErrNoShard: the shard has no record.
 	ErrNoShard = errors.New("ha: no such shard")
 	// ErrNoNode: the node has no record in the shard.

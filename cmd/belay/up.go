@@ -205,7 +205,7 @@ func (c *cluster) startPostgres(ctx context.Context, binDir string, replicas int
 	c.info.Nodes = nil
 	for _, n := range pg.Nodes() {
 		role := string(ha.RoleReplica)
-		if n.Primary {
+		if n.IsPrimary() {
 			role = string(ha.RolePrimary)
 		}
 		c.info.Nodes = append(c.info.Nodes, nodeInfo{Name: n.Name, Role: role, Addr: n.Addr(), Dir: n.Dir})
@@ -355,7 +355,7 @@ serve:
 			break serve
 		case n := <-died:
 			inst := n.Instance()
-			if !n.Primary {
+			if !n.IsPrimary() {
 				fmt.Fprintf(os.Stderr, "belay up: replica %s exited unexpectedly (%v); the cluster runs on without it. Log: %s\n",
 					n.Name, inst.ExitErr(), inst.LogPath)
 				continue

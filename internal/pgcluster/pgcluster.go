@@ -46,16 +46,18 @@ type Options struct {
 // Cluster is a primary and its replicas started by Start.
 type Cluster struct {
 	Dir   string
-	nodes []*Node // nodes[0] is the primary
+	nodes []*Node // nodes[0] is the primary Start makes
 	opts  Options
 	su    string // the superuser pgcluster connects as
+
+	pmu sync.Mutex // guards pri
+	pri int        // the index of the primary in nodes (SetPrimary moves it)
 }
 
 // Node is one PostgreSQL server of the cluster.
 type Node struct {
 	Name    string // pg0, pg1, ...
 	Dir     string // Cluster.Dir/Name
-	Primary bool   // pg0
 
 	c  *Cluster
 	mu sync.Mutex // guards the fields below; held while the server starts or stops
@@ -117,7 +119,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	c := &Cluster{Dir: dir, opts: o, su: "postgres"}
 	for i := 0; i <= o.Replicas; i++ {
 		name := "pg" + strconv.Itoa(i)
-		c.nodes = append(c.nodes, &Node{Name: name, Dir: filepath.Join(dir, name), Primary: i == 0, c: c, port: readPort(filepath.Join(dir, name))})
+		c.nodes = append(c.nodes, &Node{Name: name, Dir: filepath.Join(dir, name), c: c, port: readPort(filepath.Join(dir, name))})
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -156,11 +158,35 @@ func (c *Cluster) start(ctx context.Context) error {
 	return c.setSynchronous(ctx)
 }
 
-// Primary is the primary, pg0.
-func (c *Cluster) Primary() *Node { return c.nodes[0] }
+// Primary is the primary: pg0, until SetPrimary says another is.
+func (c *Cluster) Primary() *Node {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	return c.nodes[c.pri]
+}
+
+// SetPrimary records that the node named name is the primary now (a
+// failover promoted it): replicas started or rejoined from now on follow
+// it.
+func (c *Cluster) SetPrimary(name string) error {
+	i := slices.IndexFunc(c.nodes, func(n *Node) bool { return n.Name == name })
+	if i < 0 {
+		return fmt.Errorf("pgcluster: no node %s", name)
+	}
+	c.pmu.Lock()
+	c.pri = i
+	c.pmu.Unlock()
+	return nil
+}
+
+// IsPrimary says whether n is the cluster's primary.
+func (n *Node) IsPrimary() bool { return n.c.Primary() == n }
 
 // Replicas are pg1..pgN.
-func (c *Cluster) Replicas() []*Node { return slices.Clone(c.nodes[1:]) }
+func (c *Cluster) Replicas() []*Node {
+	p := c.Primary()
+	return slices.DeleteFunc(slices.Clone(c.nodes), func(n *Node) bool { return n == p })
+}
 
 // Nodes are every node, the primary first.
 func (c *Cluster) Nodes() []*Node { return slices.Clone(c.nodes) }
@@ -185,7 +211,7 @@ func (c *Cluster) SyncStandbyNames() string {
 		return ""
 	}
 	names := make([]string, 0, len(c.nodes)-1)
-	for _, r := range c.nodes[1:] {
+	for _, r := range c.Replicas() {
 		names = append(names, r.Name)
 	}
 	return "ANY 1 (" + strings.Join(names, ", ") + ")"
@@ -208,7 +234,7 @@ func (c *Cluster) Stop() error {
 // reloads its configuration, a moment after the primary does.
 func (c *Cluster) WaitStreaming(ctx context.Context) error {
 	want := map[string]bool{}
-	for _, r := range c.nodes[1:] {
+	for _, r := range c.Replicas() {
 		want[r.Name] = true
 	}
 	if len(want) == 0 {
@@ -410,7 +436,7 @@ func (c *Cluster) primaryConninfo(replica string) string {
 // primary, which must be running. A node already running is left alone.
 func (n *Node) Start(ctx context.Context) error {
 	conninfo := ""
-	if !n.Primary {
+	if !n.IsPrimary() {
 		conninfo = n.c.primaryConninfo(n.Name) // before n.mu: it takes the primary's
 	}
 	n.mu.Lock()
@@ -423,10 +449,10 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if n.Primary {
+	if n.IsPrimary() {
 		// Replicas follow the primary's port (which moves only if it was
 		// taken meanwhile).
-		for _, r := range n.c.nodes[1:] {
+		for _, r := range n.c.Replicas() {
 			if r.Instance() != nil {
 				if err := r.follow(ctx); err != nil {
 					return err
@@ -464,15 +490,15 @@ func (n *Node) startLocked(ctx context.Context, conninfo string) error {
 	_, err := os.Stat(filepath.Join(n.Dir, "data", "PG_VERSION"))
 	fresh := errors.Is(err, fs.ErrNotExist)
 	switch {
-	case n.Primary && len(c.nodes) > 1:
+	case n.IsPrimary() && len(c.nodes) > 1:
 		o.InitdbArgs = []string{"--data-checksums"}
-	case !n.Primary:
+	case !n.IsPrimary():
 		o.BaseBackup = []string{"-d", conninfo, "-R", "-X", "stream", "-S", n.Name, "-c", "fast"}
 		if strings.EqualFold(settings["fsync"], "off") {
 			o.BaseBackup = append(o.BaseBackup, "--no-sync")
 		}
 	}
-	if fresh && n.Primary {
+	if fresh && n.IsPrimary() {
 		c.opts.Logf("%s: initdb in %s", n.Name, n.Dir)
 	} else if fresh {
 		c.opts.Logf("%s: pg_basebackup from %s into %s", n.Name, c.Primary().Name, n.Dir)
@@ -540,4 +566,37 @@ func readPort(dir string) int {
 	}
 	p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return p
+}
+
+// Rejoin makes n, an old primary (stopped, crashed or still running), a
+// replica of the cluster's primary (SetPrimary): it is stopped, rewound
+// with pg_rewind to the primary's timeline, given a slot on the primary,
+// and started as a standby following it.
+func (n *Node) Rejoin(ctx context.Context) error {
+	p := n.c.Primary()
+	if p == n {
+		return fmt.Errorf("pgcluster: %s is the primary", n.Name)
+	}
+	if err := n.Stop(); err != nil {
+		return err
+	}
+	// A primary promoted a moment ago has its new timeline in its control
+	// file only after a checkpoint; pg_rewind reads it there and would
+	// find "no rewind required".
+	conn, err := p.connect(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, "CHECKPOINT")
+	conn.Close(context.Background())
+	if err != nil {
+		return fmt.Errorf("pgcluster: a checkpoint on %s before rejoining %s: %w", p.Name, n.Name, err)
+	}
+	if err := pginstance.Rewind(ctx, n.c.opts.BinDir, n.Dir, n.c.primaryConninfo(n.Name)+" dbname=postgres"); err != nil {
+		return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
+	}
+	if err := n.c.createSlot(ctx, n.Name); err != nil {
+		return err
+	}
+	return n.Start(ctx)
 }

@@ -63,7 +63,7 @@ func TestReplication(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cl := pgtest.SharedCluster(t)
-	if len(cl.Replicas()) != pgtest.SharedReplicas || !cl.Primary().Primary || cl.Primary().Name != "pg0" {
+	if len(cl.Replicas()) != pgtest.SharedReplicas || !cl.Primary().IsPrimary() || cl.Primary().Name != "pg0" {
 		t.Fatalf("nodes: %v", cl.Nodes())
 	}
 	p := connect(t, ctx, cl.Primary())

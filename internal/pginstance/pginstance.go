@@ -699,3 +699,32 @@ func (t *tailBuffer) String() string {
 	defer t.mu.Unlock()
 	return string(t.b)
 }
+
+// Rewind makes the stopped server of Dir a standby of the running server
+// at source (a libpq connection string, as a superuser): pg_rewind brings
+// Dir/data back to where its timeline left source's (a server that
+// crashed is first recovered and shut down cleanly by pg_rewind itself),
+// and writes standby.signal and source as its primary_conninfo (-R). The
+// data directory must have data checksums or wal_log_hints = on. It runs
+// as the user Start runs the server as.
+func Rewind(ctx context.Context, binDir, dir, source string) error {
+	if binDir == "" {
+		var err error
+		if binDir, err = FindBinDir(); err != nil {
+			return err
+		}
+	}
+	as, err := currentRunAs()
+	if err != nil {
+		return err
+	}
+	args := []string{"-D", filepath.Join(dir, "data"), "--source-server", source, "-R"}
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "pg_rewind"), args...)
+	cmd.Dir = dir
+	cmd.Env = serverEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: as.cred}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pginstance: pg_rewind %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}

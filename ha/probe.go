@@ -1,0 +1,187 @@
+package ha
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The orchestrator's I/O on the nodes: measuring one (probeSQL into a
+// NodeView) and carrying out the decider's actions on it. Every function
+// here blocks on a node; only the orchestrator's goroutine calls them.
+
+// probeSQL measures a node in one round trip: whether it is a standby, its
+// timeline (a primary's from its current WAL file, which a promotion
+// changes at once; a standby's from the WAL it receives, else its last
+// checkpoint), whether its WAL receiver streams, its primary_conninfo, and
+// the WAL it received (a standby restarted without a primary has received
+// nothing since: its replay position stands for what it has).
+const probeSQL = `SELECT pg_catalog.pg_is_in_recovery(),
+	CASE WHEN pg_catalog.pg_is_in_recovery()
+		THEN coalesce((SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver), (pg_catalog.pg_control_checkpoint()).timeline_id)::int8
+		ELSE ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END,
+	coalesce((SELECT status = 'streaming' FROM pg_catalog.pg_stat_wal_receiver), false),
+	pg_catalog.current_setting('primary_conninfo'),
+	coalesce(greatest(pg_catalog.pg_last_wal_receive_lsn(), pg_catalog.pg_last_wal_replay_lsn())::text, ''),
+	coalesce(pg_catalog.pg_last_wal_replay_lsn()::text, '')`
+
+// probe measures the node at addr over conn into a NodeView (Name and Addr
+// are the caller's). conninfo is its primary_conninfo.
+func probe(ctx context.Context, conn *pgx.Conn) (v NodeView, conninfo string, err error) {
+	var tli int64
+	var recv, replay string
+	if err := conn.QueryRow(ctx, probeSQL).Scan(&v.InRecovery, &tli, &v.Streaming, &conninfo, &recv, &replay); err != nil {
+		return NodeView{}, "", err
+	}
+	v.Reachable, v.Timeline = true, uint32(tli)
+	if recv != "" {
+		v.Received, _ = ParseLSN(recv)
+	}
+	if replay != "" {
+		v.Replayed, _ = ParseLSN(replay)
+	}
+	if v.InRecovery {
+		v.Upstream = conninfoAddr(conninfo)
+	}
+	return v, conninfo, nil
+}
+
+// parseConninfo reads a libpq key=value connection string ('' quoting and
+// backslash escapes as libpq reads them). A URI is not read: belay writes
+// primary_conninfo itself in key=value form.
+func parseConninfo(s string) map[string]string {
+	out := map[string]string{}
+	i := 0
+	for {
+		for i < len(s) && s[i] == ' ' {
+			i++
+		}
+		if i >= len(s) {
+			return out
+		}
+		eq := strings.IndexByte(s[i:], '=')
+		if eq < 0 {
+			return out
+		}
+		key := strings.TrimSpace(s[i : i+eq])
+		i += eq + 1
+		for i < len(s) && s[i] == ' ' {
+			i++
+		}
+		var val strings.Builder
+		if i < len(s) && s[i] == '\'' {
+			i++
+			for i < len(s) && s[i] != '\'' {
+				if s[i] == '\\' && i+1 < len(s) {
+					i++
+				}
+				val.WriteByte(s[i])
+				i++
+			}
+			i++ // the closing quote
+		} else {
+			for i < len(s) && s[i] != ' ' {
+				if s[i] == '\\' && i+1 < len(s) {
+					i++
+				}
+				val.WriteByte(s[i])
+				i++
+			}
+		}
+		out[key] = val.String()
+	}
+}
+
+// formatConninfo writes m as a conninfo string, keys sorted, every value
+// quoted.
+func formatConninfo(m map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		v := strings.ReplaceAll(strings.ReplaceAll(m[k], `\`, `\\`), `'`, `\'`)
+		fmt.Fprintf(&b, "%s='%s'", k, v)
+	}
+	return b.String()
+}
+
+// conninfoAddr is the host:port a primary_conninfo connects to ("" for
+// none), in the form of a node's Addr.
+func conninfoAddr(conninfo string) string {
+	m := parseConninfo(conninfo)
+	host := m["host"]
+	if host == "" {
+		host = m["hostaddr"]
+	}
+	if host == "" {
+		return ""
+	}
+	port := m["port"]
+	if port == "" {
+		port = "5432"
+	}
+	if strings.HasPrefix(host, "/") {
+		return host + ":" + port
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// followConninfo is the primary_conninfo that makes a standby follow the
+// node at addr: the standby's own settings (user, application_name, ...)
+// kept from what it had, host and port replaced.
+func followConninfo(had, addr, application string) (string, error) {
+	m := parseConninfo(had)
+	host, port, err := splitAddr(addr)
+	if err != nil {
+		return "", err
+	}
+	delete(m, "hostaddr")
+	m["host"], m["port"] = host, port
+	if m["application_name"] == "" {
+		m["application_name"] = application
+	}
+	return formatConninfo(m), nil
+}
+
+// splitAddr splits a node's Addr: host:port, or /socket/dir:port.
+func splitAddr(addr string) (host, port string, err error) {
+	if strings.HasPrefix(addr, "/") {
+		i := strings.LastIndexByte(addr, ':')
+		if i < 0 {
+			return "", "", fmt.Errorf("ha: address %q has no port", addr)
+		}
+		return addr[:i], addr[i+1:], nil
+	}
+	return net.SplitHostPort(addr)
+}
+
+// alterSystem sets (or, for "", resets) settings on a node and reloads its
+// configuration.
+func alterSystem(ctx context.Context, conn *pgx.Conn, settings map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(settings)) {
+		sql := "ALTER SYSTEM RESET " + pgx.Identifier{k}.Sanitize()
+		if v := settings[k]; v != "" {
+			sql = "ALTER SYSTEM SET " + pgx.Identifier{k}.Sanitize() + " = '" + strings.ReplaceAll(v, "'", "''") + "'"
+		}
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+	}
+	_, err := conn.Exec(ctx, "SELECT pg_catalog.pg_reload_conf()")
+	return err
+}
+
+// syncStandbyNames is synchronous_standby_names for ANY quorum of names.
+func syncStandbyNames(quorum int, names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = `"` + strings.ReplaceAll(n, `"`, `""`) + `"`
+	}
+	return fmt.Sprintf("ANY %d (%s)", quorum, strings.Join(q, ", "))
+}
