@@ -56,8 +56,8 @@ type Cluster struct {
 
 // Node is one PostgreSQL server of the cluster.
 type Node struct {
-	Name    string // pg0, pg1, ...
-	Dir     string // Cluster.Dir/Name
+	Name string // pg0, pg1, ...
+	Dir  string // Cluster.Dir/Name
 
 	c  *Cluster
 	mu sync.Mutex // guards the fields below; held while the server starts or stops
