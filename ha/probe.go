@@ -51,7 +51,7 @@ func probe(ctx context.Context, conn *pgx.Conn) (v NodeView, conninfo string, er
 	return v, conninfo, nil
 }
 
-// parseConninfo reads a libpq key=value connection string (” quoting and
+// parseConninfo reads a libpq key=value connection string (single quotes and
 // backslash escapes as libpq reads them). A URI is not read: belay writes
 // primary_conninfo itself in key=value form.
 func parseConninfo(s string) map[string]string {
