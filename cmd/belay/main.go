@@ -27,6 +27,7 @@ Usage:
   belay proxy   [flags] [pgbouncer.ini]
                           run the proxy (gateway and pooler in one process); flags
                           go before the file and win over it
+  belay orch    [flags]   run a failover orchestrator of a cluster in etcd (several may run; one leads)
   belay bench   [flags]   benchmark direct Postgres, PgBouncer and belay side by side
   belay version           print belay's version (also: belay --version)
 
@@ -45,6 +46,8 @@ func main() {
 		err = runUp(os.Args[2:])
 	case "proxy":
 		err = runProxy(os.Args[2:])
+	case "orch":
+		err = runOrch(os.Args[2:])
 	case "bench":
 		err = runBench(os.Args[2:])
 	case "version", "--version", "-version", "-v":

@@ -99,6 +99,11 @@ func runUp(args []string) error {
 	if err := c.register(ctx); err != nil {
 		return errors.Join(err, c.stopPostgres(), c.stopEtcd())
 	}
+	if *replicas > 0 {
+		if err := c.startOrch(logger); err != nil {
+			return errors.Join(err, c.stopPostgres(), c.stopEtcd())
+		}
+	}
 	proxy, stopWatch, err := startProxy(ctx, root, *port, &c.info, *poolSize, logger)
 	c.proxy, c.stopWatch = proxy, stopWatch
 	if err != nil {
@@ -128,7 +133,7 @@ type clusterInfo struct {
 	Term      uint64     // the shard's term in etcd
 	Superuser string     // PostgreSQL's superuser, an admin of the console
 	Primary   string     // the primary's address, 127.0.0.1:PORT
-	Nodes     []nodeInfo // the primary first
+	Nodes     []nodeInfo // by name
 }
 
 type nodeInfo struct {
@@ -148,6 +153,69 @@ type cluster struct {
 	proxy *loop.Proxy
 	// stopWatch ends the proxy's watch of the topology in etcd.
 	stopWatch func()
+	// stopOrch stops the orchestrator (nil: none runs) and waits for it.
+	stopOrch func()
+}
+
+// startOrch runs a failover orchestrator of the cluster (as `belay orch`
+// does) that can rejoin an old primary itself: it has the data
+// directories.
+func (c *cluster) startOrch(logger *slog.Logger) error {
+	o, err := newOrchestrator(c.info.Endpoints, c.info.Name, ha.OrchOptions{
+		ID: fmt.Sprintf("belay-up:%d", os.Getpid()), Dial: healthDial(c.info.Superuser, "postgres", ""),
+		Logger: logger.With("component", "orch"),
+		Rejoin: func(ctx context.Context, node, primary ha.Node) error { return c.rejoin(ctx, node.Name, primary.Name) },
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = o.run(ctx) }()
+	c.stopOrch = func() { cancel(); <-done }
+	return nil
+}
+
+// rejoin makes node, an old primary, a replica of primary (pg_rewind).
+// It runs on the orchestrator's goroutine or on one of run's.
+func (c *cluster) rejoin(ctx context.Context, node, primary string) error {
+	if err := c.pg.SetPrimary(primary); err != nil {
+		return err
+	}
+	n := c.pg.Node(node)
+	if n == nil {
+		return fmt.Errorf("no node %s", node)
+	}
+	fmt.Fprintf(os.Stderr, "belay up: %s, the old primary, rejoins as a replica of %s (pg_rewind) ...\n", node, primary)
+	return n.Rejoin(ctx)
+}
+
+// afterFailover waits (up to 2 minutes) for etcd to name a primary other
+// than old, the primary that died, then rejoins old as its replica.
+func (c *cluster) afterFailover(old *pgcluster.Node) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cli, err := etcdlocal.NewClient(c.info.Endpoints)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	st, err := ha.NewStore(cli, c.info.Name)
+	if err != nil {
+		return err
+	}
+	for {
+		if top, err := st.Load(ctx); err == nil {
+			if sh := top.Shard(c.info.Shard); sh != nil && sh.Primary != "" && sh.Primary != old.Name {
+				return c.rejoin(ctx, old.Name, sh.Primary)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no new primary in etcd within 2 minutes of %s's death", old.Name)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // moveSingleNode moves the PostgreSQL of a directory made by an earlier
@@ -187,8 +255,12 @@ func (c *cluster) startEtcd(ctx context.Context) error {
 // directory) when that port is free, and waits for the replicas to stream.
 func (c *cluster) startPostgres(ctx context.Context, binDir string, replicas int) error {
 	fmt.Fprintf(os.Stderr, "belay up: starting PostgreSQL (%s): a primary and %d replicas in %s ...\n", binDir, replicas, c.root)
+	primary, err := c.recordedPrimary(ctx)
+	if err != nil {
+		return err
+	}
 	pg, err := pgcluster.Start(ctx, pgcluster.Options{
-		Dir: c.root, Replicas: replicas, BinDir: binDir,
+		Dir: c.root, Replicas: replicas, BinDir: binDir, Primary: primary,
 		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "belay up: "+format+"\n", args...) },
 	})
 	if err != nil {
@@ -201,16 +273,50 @@ func (c *cluster) startPostgres(ctx context.Context, binDir string, replicas int
 		return err
 	}
 	c.info.Superuser = pg.Superuser()
-	c.info.Primary = pg.Primary().Addr()
+	c.noteNodes()
+	return nil
+}
+
+// noteNodes records the nodes and their roles in c.info.
+func (c *cluster) noteNodes() {
+	c.info.Primary = c.pg.Primary().Addr()
 	c.info.Nodes = nil
-	for _, n := range pg.Nodes() {
+	for _, n := range c.pg.Nodes() {
 		role := string(ha.RoleReplica)
 		if n.IsPrimary() {
 			role = string(ha.RolePrimary)
 		}
 		c.info.Nodes = append(c.info.Nodes, nodeInfo{Name: n.Name, Role: role, Addr: n.Addr(), Dir: n.Dir})
 	}
-	return nil
+}
+
+// recordedPrimary is the primary etcd records for belay up's shard, if
+// one of belay up's nodes (pgK) is: after a failover it is no longer pg0,
+// and the cluster starts again around it. "" when etcd records none.
+func (c *cluster) recordedPrimary(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cli, err := etcdlocal.NewClient(c.info.Endpoints)
+	if err != nil {
+		return "", fmt.Errorf("etcd at %s: %w", strings.Join(c.info.Endpoints, ","), err)
+	}
+	defer cli.Close()
+	st, err := ha.NewStore(cli, c.info.Name)
+	if err != nil {
+		return "", err
+	}
+	top, err := st.Load(ctx)
+	if err != nil {
+		return "", fmt.Errorf("reading the cluster from etcd at %s: %w", strings.Join(c.info.Endpoints, ","), err)
+	}
+	sh := top.Shard(c.info.Shard)
+	if sh == nil || sh.Primary == "" {
+		return "", nil
+	}
+	if _, err := os.Stat(filepath.Join(c.root, sh.Primary, "data", "PG_VERSION")); err != nil {
+		return "", nil // not one of ours (or gone): pg0 is made the primary again
+	}
+	return sh.Primary, nil
 }
 
 // register writes the cluster's topology in etcd: each node's record, then
@@ -240,7 +346,7 @@ func (c *cluster) register(ctx context.Context) error {
 			return wrap(err)
 		}
 	}
-	primary := c.info.Nodes[0].Name
+	primary := c.pg.Primary().Name
 	rec, _, err := st.CreateShard(ctx, c.info.Shard, ha.ShardRecord{Term: 1, Primary: primary})
 	if err != nil {
 		return wrap(err)
@@ -331,12 +437,16 @@ func startProxy(ctx context.Context, root string, port int, cl *clusterInfo, poo
 // embedded etcd), then stops the proxy, PostgreSQL and etcd. A replica that
 // dies is reported, and the cluster runs on without it.
 func (c *cluster) run(sig <-chan os.Signal, stopWait time.Duration) error {
-	died := make(chan *pgcluster.Node, len(c.info.Nodes))
-	for _, n := range c.pg.Nodes() {
+	died := make(chan *pgcluster.Node, 4*len(c.info.Nodes))
+	watch := func(n *pgcluster.Node) {
 		if inst := n.Instance(); inst != nil {
 			go func() { <-inst.Done(); died <- n }() // ends when the node stops, at the latest
 		}
 	}
+	for _, n := range c.pg.Nodes() {
+		watch(n)
+	}
+	rejoined := make(chan *pgcluster.Node, len(c.info.Nodes))
 	var etcdErr <-chan error
 	if c.etcd != nil {
 		etcdErr = c.etcd.Err()
@@ -354,16 +464,36 @@ serve:
 			c.stopProxy(sig, stopWait)
 			break serve
 		case n := <-died:
-			inst := n.Instance()
-			if !n.IsPrimary() {
-				fmt.Fprintf(os.Stderr, "belay up: replica %s exited unexpectedly (%v); the cluster runs on without it. Log: %s\n",
-					n.Name, inst.ExitErr(), inst.LogPath)
+			if inst := n.Instance(); inst != nil {
+				select {
+				case <-inst.Done():
+				default:
+					continue // running again since (rejoined): watched anew
+				}
+			}
+			if !n.IsPrimary() || c.stopOrch == nil {
+				fmt.Fprintf(os.Stderr, "belay up: %s exited unexpectedly; the cluster runs on without it. Log: %s\n",
+					n.Name, filepath.Join(n.Dir, "postgres.log"))
+				if c.stopOrch == nil {
+					runErr = fmt.Errorf("the primary, %s, exited unexpectedly; log: %s", n.Name, filepath.Join(n.Dir, "postgres.log"))
+					c.proxy.Shutdown(loop.ShutdownImmediate)
+					<-c.proxy.Done()
+					break serve
+				}
 				continue
 			}
-			runErr = fmt.Errorf("the primary, %s, exited unexpectedly (%v); log: %s\n%s", n.Name, inst.ExitErr(), inst.LogPath, inst.LogTail())
-			c.proxy.Shutdown(loop.ShutdownImmediate)
-			<-c.proxy.Done()
-			break serve
+			fmt.Fprintf(os.Stderr, "belay up: the primary, %s, exited unexpectedly: the orchestrator fails over to a replica; %s then rejoins as a replica. Log: %s\n",
+				n.Name, n.Name, filepath.Join(n.Dir, "postgres.log"))
+			go func() {
+				if err := c.afterFailover(n); err != nil {
+					fmt.Fprintf(os.Stderr, "belay up: %s did not rejoin: %v\n", n.Name, err)
+					return
+				}
+				rejoined <- n
+			}()
+		case n := <-rejoined:
+			fmt.Fprintf(os.Stderr, "belay up: %s is a replica of %s again\n", n.Name, c.pg.Primary().Name)
+			watch(n)
 		case err := <-etcdErr:
 			runErr = fmt.Errorf("etcd failed: %v; log: %s", err, c.etcd.LogPath)
 			c.proxy.Shutdown(loop.ShutdownImmediate)
@@ -401,6 +531,10 @@ func (c *cluster) stopProxy(sig <-chan os.Signal, stopWait time.Duration) {
 
 // stopPostgres stops every node, the primary first.
 func (c *cluster) stopPostgres() error {
+	if c.stopOrch != nil {
+		c.stopOrch() // first: a primary stopping is not one to fail over from
+		c.stopOrch = nil
+	}
 	if c.pg == nil {
 		return nil
 	}

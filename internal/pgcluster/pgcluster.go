@@ -38,6 +38,10 @@ type Options struct {
 	// (pginstance.Options.Cgroup), by the node's name (pg0, pg1, ...); ""
 	// for none. The cgroups are the caller's: it makes and removes them.
 	Cgroup func(node string) string
+	// Primary names the node that is the primary ("": pg0, the one Start
+	// makes with initdb). After a failover another node is; a cluster
+	// started again must start that one as its primary.
+	Primary string
 	// Logf, if not nil, is told what Start does (initdb, pg_basebackup, a
 	// port that changed, a replica made again).
 	Logf func(format string, args ...any)
@@ -120,6 +124,11 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	for i := 0; i <= o.Replicas; i++ {
 		name := "pg" + strconv.Itoa(i)
 		c.nodes = append(c.nodes, &Node{Name: name, Dir: filepath.Join(dir, name), c: c, port: readPort(filepath.Join(dir, name))})
+	}
+	if o.Primary != "" {
+		if err := c.SetPrimary(o.Primary); err != nil {
+			return nil, err
+		}
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
