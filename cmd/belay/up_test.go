@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -211,9 +212,85 @@ func TestUp(t *testing.T) {
 				t.Errorf("a second belay up in the same directory: %v\n%s", err, out)
 			}
 		}
+		if i == 1 {
+			checkUpFailover(t, u, dir)
+		}
 		u.stop(t, sig)
 		noProcessesLeft(t, dir)
 	}
+}
+
+// checkUpFailover kills the primary's postmaster with SIGKILL: belay up's
+// orchestrator promotes a replica at term 2, the proxy writes to it, and
+// the old primary comes back as a replica of it (pg_rewind), all with no
+// one's help.
+func checkUpFailover(t *testing.T, u *upRun, dir string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pidFile, err := os.ReadFile(filepath.Join(dir, "pg0", "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	cfg, err := pgx.ParseConfig(u.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wrote time.Duration
+	for wrote == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("no write through belay within 2 minutes of the primary's kill")
+		}
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err == nil {
+			_, err = c.Exec(ctx, "INSERT INTO kept VALUES (8)")
+			c.Close(ctx)
+		}
+		if err == nil {
+			wrote = time.Since(killed)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cfg.Database = "belay"
+	con, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer con.Close(ctx)
+	var state string
+	for {
+		rows, err := con.Query(ctx, "SHOW NODES", pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for rows.Next() {
+			v, err := rows.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, fmt.Sprintf("%v %v %v term %v", v[1], v[4], v[5], v[8]))
+		}
+		state = strings.Join(got, ", ")
+		if strings.Contains(state, "pg0 replica up term 2") && strings.Count(state, "primary up term 2") == 1 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("after the kill of pg0: SHOW NODES says %s; want pg0 a replica, up, and a new primary at term 2", state)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("kill -9 of the primary under belay up: a write through belay succeeded %v after it; then %s", wrote.Round(time.Millisecond), state)
+	waitForRow(t, ctx, u.nodes[0], "SELECT count(*) FROM kept WHERE x = 8", 1) // pg0 replays the new primary's WAL
 }
 
 // checkUpCluster checks what belay up said it started: three PostgreSQL
