@@ -1,0 +1,326 @@
+package bankcheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Options describe a run.
+type Options struct {
+	ConnString string // where the clients connect (belay)
+	Clients    int    // concurrent clients (4)
+	Accounts   int    // accounts (10), each starting with Initial
+	Initial    int64  // 100
+	// OpTimeout bounds one transaction (10 s): past it the outcome is
+	// ambiguous.
+	OpTimeout time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Clients <= 0 {
+		o.Clients = 4
+	}
+	if o.Accounts <= 0 {
+		o.Accounts = 10
+	}
+	if o.Initial <= 0 {
+		o.Initial = 100
+	}
+	if o.OpTimeout <= 0 {
+		o.OpTimeout = 10 * time.Second
+	}
+}
+
+// Setup makes the tables (dropped first if they exist) over conn.
+func Setup(ctx context.Context, conn *pgx.Conn, o Options) error {
+	o.defaults()
+	_, err := conn.Exec(ctx, fmt.Sprintf(`DROP TABLE IF EXISTS bank_accounts, bank_ids;
+		CREATE TABLE bank_accounts (id int PRIMARY KEY, balance bigint NOT NULL);
+		CREATE TABLE bank_ids (id bigint PRIMARY KEY);
+		INSERT INTO bank_accounts SELECT g, %d FROM generate_series(1, %d) g`, o.Initial, o.Accounts))
+	return err
+}
+
+// Outcome of one operation.
+type Outcome uint8
+
+const (
+	Acked     Outcome = iota // committed, and the client was told so
+	Ambiguous                // the outcome is unknown to the client
+	Failed                   // did not commit, and the client was told so
+)
+
+// Op is one recorded operation.
+type Op struct {
+	Start, End time.Time
+	ID         int64  // the id its transfer appends (0: a read)
+	Outcome    Outcome
+	SQLState   string // of the error, if any ("" for a lost connection)
+	Err        string
+}
+
+// Recorder holds what the clients recorded. mu guards the fields.
+type Recorder struct {
+	mu       sync.Mutex
+	ops      []Op
+	badSums  []int64 // sums read that were not the total
+	attempts map[int64]bool
+}
+
+// Run runs o.Clients clients until ctx ends and returns what they
+// recorded.
+func Run(ctx context.Context, o Options) *Recorder {
+	o.defaults()
+	r := &Recorder{attempts: map[int64]bool{}}
+	var wg sync.WaitGroup
+	for c := range o.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.client(ctx, o, c)
+		}()
+	}
+	wg.Wait()
+	return r
+}
+
+// client runs transfers and reads over one connection, connecting again
+// when it is lost.
+func (r *Recorder) client(ctx context.Context, o Options, c int) {
+	rng := rand.New(rand.NewPCG(uint64(c), uint64(time.Now().UnixNano())))
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	total := int64(o.Accounts) * o.Initial
+	for seq := int64(1); ctx.Err() == nil; seq++ {
+		if conn == nil {
+			cctx, cancel := context.WithTimeout(ctx, o.OpTimeout)
+			var err error
+			conn, err = pgx.Connect(cctx, o.ConnString)
+			cancel()
+			if err != nil {
+				conn = nil
+				r.record(Op{Start: time.Now(), End: time.Now(), Outcome: Failed, SQLState: sqlState(err), Err: "connect: " + err.Error()})
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+		}
+		op := Op{Start: time.Now()}
+		octx, cancel := context.WithTimeout(ctx, o.OpTimeout)
+		var err error
+		if seq%4 == 0 {
+			var sum int64
+			err = conn.QueryRow(octx, "SELECT sum(balance)::int8 FROM bank_accounts").Scan(&sum)
+			if err == nil && sum != total {
+				r.mu.Lock()
+				r.badSums = append(r.badSums, sum)
+				r.mu.Unlock()
+			}
+			op.Outcome = Acked
+			if err != nil {
+				op.Outcome = Failed // a read commits nothing: never ambiguous
+			}
+		} else {
+			op.ID = int64(c+1)<<40 | seq
+			r.mu.Lock()
+			r.attempts[op.ID] = true
+			r.mu.Unlock()
+			from, to := 1+rng.IntN(o.Accounts), 1+rng.IntN(o.Accounts)
+			amount := 1 + rng.Int64N(5)
+			op.Outcome, err = transfer(octx, conn, from, to, amount, op.ID)
+		}
+		cancel()
+		op.End = time.Now()
+		if err != nil {
+			op.SQLState, op.Err = sqlState(err), err.Error()
+			if conn.IsClosed() || op.SQLState == "" || strings.HasPrefix(op.SQLState, "08") || strings.HasPrefix(op.SQLState, "57P") {
+				conn.Close(context.Background())
+				conn = nil
+			}
+		}
+		r.record(op)
+	}
+}
+
+// transfer moves amount from one account to another and appends id, in
+// one transaction. An error before COMMIT was sent is a failure (the
+// transaction cannot have committed: Postgres commits nothing of a
+// transaction whose COMMIT it never received); an error answering COMMIT is
+// a failure only with a SQLSTATE that says it did not commit, else
+// ambiguous.
+func transfer(ctx context.Context, conn *pgx.Conn, from, to int, amount, id int64) (Outcome, error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return Failed, err
+	}
+	b := &pgx.Batch{}
+	b.Queue("UPDATE bank_accounts SET balance = balance - $1 WHERE id = $2", amount, from)
+	b.Queue("UPDATE bank_accounts SET balance = balance + $1 WHERE id = $2", amount, to)
+	b.Queue("INSERT INTO bank_ids VALUES ($1)", id)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		_ = tx.Rollback(context.Background())
+		return Failed, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		switch s := sqlState(err); {
+		case s == "", strings.HasPrefix(s, "08"), strings.HasPrefix(s, "57P"):
+			// 08007, or the connection lost with COMMIT in flight.
+			return Ambiguous, err
+		default:
+			// 40001, 40P01, 25P02, ...: Postgres did not commit.
+			return Failed, err
+		}
+	}
+	return Acked, nil
+}
+
+func sqlState(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+func (r *Recorder) record(op Op) {
+	r.mu.Lock()
+	r.ops = append(r.ops, op)
+	r.mu.Unlock()
+}
+
+// Result is what Check found.
+type Result struct {
+	Acked, Ambiguous, Failed int // transfers, by outcome
+	Reads, ReadsFailed       int
+	Lost                     []int64 // acknowledged ids missing: must be empty
+	Phantom                  []int64 // ids present that failed or were never attempted: must be empty
+	AmbiguousFound           int     // ambiguous ids present (they committed)
+	BadSums                  []int64 // sums read, or the final one, that were not the total
+	FinalSum                 int64
+	// Errors counts the failed and ambiguous operations by SQLSTATE ("conn"
+	// for a lost connection without one).
+	Errors map[string]int
+	// ErrorsAfter counts those that started after the fault (Check's at):
+	// statements sent after it, which should not fail.
+	ErrorsAfter map[string]int
+	// FirstAckAfter is from at to the first transfer acknowledged that
+	// started after it (0: none).
+	FirstAckAfter time.Duration
+}
+
+// OK says whether the run kept its promises: nothing lost, no phantom, the
+// sums right.
+func (res *Result) OK() bool {
+	return len(res.Lost) == 0 && len(res.Phantom) == 0 && len(res.BadSums) == 0
+}
+
+func (res *Result) String() string {
+	keys := func(m map[string]int) string {
+		var out []string
+		for _, k := range slices.Sorted(func(yield func(string) bool) {
+			for k := range m {
+				if !yield(k) {
+					return
+				}
+			}
+		}) {
+			out = append(out, fmt.Sprintf("%s:%d", k, m[k]))
+		}
+		if len(out) == 0 {
+			return "none"
+		}
+		return strings.Join(out, " ")
+	}
+	return fmt.Sprintf("transfers acked %d, ambiguous %d (%d committed), failed %d; reads %d (%d failed); lost %d, phantom %d, bad sums %d (final %d); errors %s; errors of operations started after the fault %s; first ack after the fault %v",
+		res.Acked, res.Ambiguous, res.AmbiguousFound, res.Failed, res.Reads, res.ReadsFailed, len(res.Lost), len(res.Phantom),
+		len(res.BadSums), res.FinalSum, keys(res.Errors), keys(res.ErrorsAfter), res.FirstAckAfter.Round(time.Millisecond))
+}
+
+// Check reads the final state over conn (the primary after the fault) and
+// checks what r recorded against it; at is when the fault was injected.
+func (r *Recorder) Check(ctx context.Context, conn *pgx.Conn, at time.Time, o Options) (*Result, error) {
+	o.defaults()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := &Result{Errors: map[string]int{}, ErrorsAfter: map[string]int{}, BadSums: slices.Clone(r.badSums)}
+	rows, err := conn.Query(ctx, "SELECT id FROM bank_ids")
+	if err != nil {
+		return nil, err
+	}
+	present := map[int64]bool{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		present[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if err := conn.QueryRow(ctx, "SELECT sum(balance)::int8 FROM bank_accounts").Scan(&res.FinalSum); err != nil {
+		return nil, err
+	}
+	if total := int64(o.Accounts) * o.Initial; res.FinalSum != total {
+		res.BadSums = append(res.BadSums, res.FinalSum)
+	}
+	outcome := map[int64]Outcome{}
+	for _, op := range r.ops {
+		if op.Outcome != Acked {
+			k := op.SQLState
+			if k == "" {
+				k = "conn"
+			}
+			res.Errors[k]++
+			if !at.IsZero() && op.Start.After(at) {
+				res.ErrorsAfter[k]++
+			}
+		}
+		if op.ID == 0 {
+			if strings.HasPrefix(op.Err, "connect: ") {
+				continue
+			}
+			res.Reads++
+			if op.Outcome != Acked {
+				res.ReadsFailed++
+			}
+			continue
+		}
+		outcome[op.ID] = op.Outcome
+		switch op.Outcome {
+		case Acked:
+			res.Acked++
+			if !present[op.ID] {
+				res.Lost = append(res.Lost, op.ID)
+			}
+			if d := op.End.Sub(at); !at.IsZero() && op.Start.After(at) && (res.FirstAckAfter == 0 || d < res.FirstAckAfter) {
+				res.FirstAckAfter = d
+			}
+		case Ambiguous:
+			res.Ambiguous++
+			if present[op.ID] {
+				res.AmbiguousFound++
+			}
+		case Failed:
+			res.Failed++
+		}
+	}
+	for id := range present {
+		if o, ok := outcome[id]; !ok && !r.attempts[id] || ok && o == Failed {
+			res.Phantom = append(res.Phantom, id)
+		}
+	}
+	return res, nil
+}

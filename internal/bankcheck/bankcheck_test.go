@@ -1,0 +1,54 @@
+package bankcheck
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/belaydb/belay/internal/pginstance"
+	"github.com/belaydb/belay/internal/pgtest"
+	"github.com/jackc/pgx/v5"
+)
+
+// TestChecker runs the clients against one Postgres with no fault: every
+// transfer acknowledged, nothing lost, the sums right. Then it makes the
+// checker see what it exists to catch: an acknowledged id deleted is lost,
+// an id never attempted is a phantom, a changed balance is a bad sum.
+func TestChecker(t *testing.T) {
+	pg := pgtest.New(t, pginstance.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := Options{ConnString: pg.ConnString("postgres", "postgres"), Clients: 3}
+	conn, err := pgx.Connect(ctx, o.ConnString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := Setup(ctx, conn, o); err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithTimeout(ctx, time.Second)
+	r := Run(rctx, o)
+	stop()
+	res, err := r.Check(ctx, conn, time.Time{}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res)
+	// The run's end cancels the operations in flight: those are its only
+	// failures or ambiguities.
+	if !res.OK() || res.Acked == 0 || res.Reads == 0 || res.Failed+res.Ambiguous > o.Clients {
+		t.Fatalf("a run without a fault: %s", res)
+	}
+	if _, err := conn.Exec(ctx, `DELETE FROM bank_ids WHERE id = (SELECT min(id) FROM bank_ids);
+		INSERT INTO bank_ids VALUES (7); UPDATE bank_accounts SET balance = balance + 1 WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	res, err = r.Check(ctx, conn, time.Time{}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK() || len(res.Lost) != 1 || len(res.Phantom) != 1 || len(res.BadSums) != 1 {
+		t.Fatalf("after a lost id, a phantom and a changed balance: %s", res)
+	}
+}
