@@ -166,8 +166,14 @@ func transfer(ctx context.Context, conn *pgx.Conn, from, to int, amount, id int6
 		return Failed, err
 	}
 	b := &pgx.Batch{}
-	b.Queue("UPDATE bank_accounts SET balance = balance - $1 WHERE id = $2", amount, from)
-	b.Queue("UPDATE bank_accounts SET balance = balance + $1 WHERE id = $2", amount, to)
+	// The lower account first, so that transfers do not deadlock.
+	if from < to {
+		b.Queue("UPDATE bank_accounts SET balance = balance - $1 WHERE id = $2", amount, from)
+		b.Queue("UPDATE bank_accounts SET balance = balance + $1 WHERE id = $2", amount, to)
+	} else {
+		b.Queue("UPDATE bank_accounts SET balance = balance + $1 WHERE id = $2", amount, to)
+		b.Queue("UPDATE bank_accounts SET balance = balance - $1 WHERE id = $2", amount, from)
+	}
 	b.Queue("INSERT INTO bank_ids VALUES ($1)", id)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		_ = tx.Rollback(context.Background())
