@@ -35,6 +35,12 @@ type OrchOptions struct {
 	// LeaseTTL is the election lease's, in seconds (2): a leader that dies
 	// is replaced within it.
 	LeaseTTL int
+	// Replication is the primary_conninfo keys (user, password,
+	// sslmode, ...) a standby is pointed at a new primary with when the
+	// orchestrator never saw that standby's own (a leader that took over
+	// after its predecessor detached it): host, port and application_name
+	// (the node's name) are added. "user=postgres" when empty.
+	Replication string
 	// Rejoin, if not nil, makes node, an old primary, a standby of primary
 	// (stopped, rewound with pg_rewind, started as a standby). It needs the
 	// node's data directory: belay up gives one; without it a stale primary
@@ -43,6 +49,10 @@ type OrchOptions struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
 	Now func() time.Time
+
+	// afterAction, in tests, is called after each action carried out (a
+	// leader that dies in the middle of a failover).
+	afterAction func(Action)
 }
 
 // Orchestrator is the I/O shell around Decider: it campaigns in an etcd
@@ -90,6 +100,9 @@ func NewOrchestrator(o OrchOptions) *Orchestrator {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Replication == "" {
+		o.Replication = "user=postgres"
 	}
 	return &Orchestrator{o: o, conns: map[string]*pgx.Conn{}, conninfo: map[string]string{}}
 }
@@ -179,6 +192,9 @@ func (r *Orchestrator) step(ctx context.Context, sh Shard, leader clientv3.Cmp) 
 		}
 		if _, quiet := act.(Rejoin); !quiet {
 			r.o.Logger.Info("orchestrator: done", "shard", sh.Name, "action", act.String())
+		}
+		if r.o.afterAction != nil {
+			r.o.afterAction(act)
 		}
 	}
 }
@@ -335,7 +351,17 @@ func (r *Orchestrator) follow(ctx context.Context, name string, c *pgx.Conn, to 
 	}
 	had := r.conninfo[name]
 	if had == "" {
-		return errors.New("its primary_conninfo is unknown (it never named a primary while watched)")
+		// Detached before this orchestrator saw it follow anything: the
+		// keys of another standby's, else the configured ones.
+		had = r.o.Replication
+		for other, ci := range r.conninfo {
+			if other != name {
+				m := parseConninfo(ci)
+				delete(m, "application_name")
+				had = formatConninfo(m)
+				break
+			}
+		}
 	}
 	ci, err := followConninfo(had, to.Addr, name)
 	if err != nil {

@@ -11,9 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/belaydb/belay/internal/etcdlocal"
+	"github.com/belaydb/belay/internal/etcdtest"
 	"github.com/belaydb/belay/internal/pgcluster"
 	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/jackc/pgx/v5"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func TestConninfo(t *testing.T) {
@@ -295,4 +298,112 @@ func eventually(d time.Duration, cond func() bool) bool {
 		}
 	}
 	return true
+}
+
+// TestOrchestratorDiesMidFailover: the leader dies right after it promoted
+// a standby, before it published it (its etcd client closed, so its lease
+// expires; its goroutine stalled). The other orchestrator takes over and
+// finishes that failover (PromotedReplica): exactly one promotion, term 2.
+// The stalled leader, let go afterwards, publishes nothing (ErrNotLeader
+// or a stale term), so the term stays 2.
+func TestOrchestratorDiesMidFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three Postgres servers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := pgtest.NewCluster(t, pgcluster.Options{Replicas: 2})
+	etcd := etcdtest.New(t)
+	s, cli := storeOn(t, etcd)
+	for _, n := range cl.Nodes() {
+		if _, err := s.PutNode(ctx, n.Name, NodeRecord{Shard: "0", Addr: n.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.CreateShard(ctx, "0", ShardRecord{Term: 1, Primary: "pg0"}); err != nil {
+		t.Fatal(err)
+	}
+	// The first leader: its own client, closed when it has promoted.
+	firstStore, firstCli := storeOn(t, etcd)
+	stalled, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	let := func() { releaseOnce.Do(func() { close(release) }) }
+	var promoted atomic.Bool
+	first := NewOrchestrator(OrchOptions{Store: firstStore, Client: firstCli, ID: "first", Dial: dialSuperuser})
+	first.o.afterAction = func(a Action) {
+		if _, ok := a.(Promote); ok && promoted.CompareAndSwap(false, true) {
+			_ = firstCli.Close() // its lease is kept alive no more
+			close(stalled)
+			<-release
+		}
+	}
+	fctx, stopFirst := context.WithCancel(ctx)
+	firstDone := make(chan struct{})
+	go func() { defer close(firstDone); _ = first.Run(fctx) }()
+	defer func() { let(); stopFirst(); <-firstDone }()
+	waitTrue(t, 10*time.Second, "the first orchestrator leading", func() bool {
+		l, err := Leader(ctx, cli, "c")
+		return err == nil && l == "first"
+	})
+	second := NewOrchestrator(OrchOptions{Store: s, Client: cli, ID: "second", Dial: dialSuperuser})
+	sctx, stopSecond := context.WithCancel(ctx)
+	secondDone := make(chan struct{})
+	go func() { defer close(secondDone); _ = second.Run(sctx) }()
+	defer func() { stopSecond(); <-secondDone }()
+
+	if err := cl.Primary().Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stalled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first leader never promoted")
+	}
+	var top *Topology
+	waitTrue(t, 30*time.Second, "the second orchestrator publishing the promoted standby", func() bool {
+		var err error
+		top, err = s.Load(ctx)
+		return err == nil && top.Shard("0").Term > 1
+	})
+	sh := top.Shard("0")
+	let() // the first wakes up, too late
+	time.Sleep(2 * time.Second)
+	top, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := top.Shard("0"); got.Term != 2 || got.Primary != sh.Primary || sh.Primary == "pg0" {
+		t.Fatalf("after the takeover: term %d primary %s, then term %d primary %s; want one promotion (term 2)", sh.Term, sh.Primary, got.Term, got.Primary)
+	}
+	// Exactly one node is a primary.
+	primaries := 0
+	for _, n := range cl.Replicas() {
+		c, err := pgx.Connect(ctx, n.ConnString("postgres", "postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec bool
+		err = c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec)
+		c.Close(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rec {
+			primaries++
+		}
+	}
+	if primaries != 1 {
+		t.Fatalf("%d of the standbys are primaries: want exactly one promotion", primaries)
+	}
+}
+
+// storeOn is a store of cluster "c" over a client of its own on etcd.
+func storeOn(t *testing.T, etcd *etcdlocal.Server) (*Store, *clientv3.Client) {
+	t.Helper()
+	cli := etcdtest.Client(t, etcd)
+	s, err := NewStore(cli, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, cli
 }

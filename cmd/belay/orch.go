@@ -31,6 +31,7 @@ func runOrch(args []string) error {
 	user := fs.String("user", "postgres", "superuser the orchestrator connects to the nodes as")
 	dbname := fs.String("dbname", "postgres", "database it connects to")
 	passfile := fs.String("passfile", "", "a .pgpass file with the user's password")
+	repl := fs.String("replication-conninfo", "user=postgres", "connection keys (user, password, sslmode) a standby is pointed at a new primary with when its own are not known; host, port and application_name are added")
 	id := fs.String("id", "", "this orchestrator's name in the election (default: host:pid)")
 	interval := fs.Duration("interval", 200*time.Millisecond, "how often the leader checks every node")
 	timeout := fs.Duration("check-timeout", 400*time.Millisecond, "how long a node's check may take")
@@ -59,7 +60,7 @@ func runOrch(args []string) error {
 	defer stop()
 	o, err := newOrchestrator(splitList(*etcd), *clusterName, ha.OrchOptions{
 		ID: *id, Dial: healthDial(*user, *dbname, *passfile), Interval: *interval, Timeout: *timeout,
-		DeadAfter: *deadAfter, SyncQuorum: *quorum, Logger: logger,
+		DeadAfter: *deadAfter, SyncQuorum: *quorum, Replication: *repl, Logger: logger,
 	})
 	if err != nil {
 		return err
