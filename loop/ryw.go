@@ -109,7 +109,7 @@ func (s *session) noteLSN(body []byte) {
 // askLSN (tx: txControl of its plan).
 func (s *session) noteUnit(tx bool) {
 	if cs := s.cl; cs != nil && tx {
-		cs.unitTx = true
+		cs.unitTx, cs.pendTx = true, true
 	}
 }
 

@@ -349,7 +349,7 @@ func (s *session) ServerFailed(err error) {
 		s.resumeWork()
 		return
 	}
-	if s.rerouteAfter(err) {
+	if s.rerouteAfter(err) || s.holdAfter(err) {
 		return
 	}
 	if errors.Is(err, poolcore.ErrQueryWaitTimeout) {
@@ -372,10 +372,10 @@ func (s *session) ServerLost(sc *poolcore.Server, err error) {
 		return
 	}
 	s.server = nil
-	s.srvRemain, s.cliRemain, s.srvDrop = 0, 0, 0
-	if s.cl != nil && s.retryRead(err) {
+	if s.cl != nil && s.serverGone(sc, err) { // a failover (failover.go)
 		return
 	}
+	s.srvRemain, s.cliRemain, s.srvDrop = 0, 0, 0
 	s.r.reset()
 	s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
 		Message: "server closed the connection unexpectedly", Detail: err.Error()})
@@ -446,8 +446,11 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 			continue
 		}
 		if s.cl != nil && !s.t.pinned {
-			if err := s.routeWork(data); err != nil {
-				return s.fatal(fatalf(sqlstate.ConnectionFailure, "belay: %v", err))
+			act, next := s.routeCluster(c, data) // or held, or answered by belay (failover.go)
+			if next == routeStop {
+				return act
+			} else if next == routeAgain {
+				continue
 			}
 		}
 		if !s.pinForever && s.p.live.Load().session {
@@ -789,14 +792,19 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		var fix *errFix
 		if err == nil {
 			if typ == codec.MsgErrorResponse {
-				if s.cl != nil && s.cl.armed && replicaGone(data[off+5:off+5+bodyLen]) {
-					// The replica is going away before it answered the
-					// read: the client sees none of it (cluster.go).
+				if s.cl != nil && (s.cl.armed || s.cl.node != nil && s.cl.node.primary) && replicaGone(data[off+5:off+5+bodyLen]) {
+					// The node is going away: a read before it answered
+					// is sent again (the client sees none of it), else
+					// the client learns what became of its work
+					// (cluster.go, failover.go).
+					if !s.cl.armed {
+						flush()
+					}
 					in.Consume(c, len(data))
 					s.server = nil
-					s.srvRemain, s.srvDrop = 0, 0
+					s.srvDrop = 0
 					sc.Close()
-					if !s.retryRead(errReplicaGone) {
+					if !s.serverGone(sc, errReplicaGone) {
 						s.r.reset()
 						s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
 							Message: "server closed the connection unexpectedly"})
@@ -870,6 +878,9 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		sc.TxStatus = status
 		s.t.server(typ, status)
 		s.queryDone(status)
+		if s.cl != nil && s.t.pending == 0 {
+			s.cl.pendTx = false
+		}
 		if s.t.idle() && s.r.empty() {
 			idle = true
 			if s.resetting && s.checkState {
