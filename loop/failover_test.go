@@ -165,7 +165,7 @@ func TestFailover(t *testing.T) {
 		txInFlight = tx
 		close(started)
 		if err == nil {
-			_, err = tx.Exec(ctx, "SELECT pg_sleep(60)")
+			_, err = tx.Exec(ctx, "SELECT pg_sleep($1)", 60) // extended protocol: the error comes at the Sync
 		}
 		inflight <- outcome{what: "tx", err: err}
 	}()
@@ -289,10 +289,16 @@ func TestFailover(t *testing.T) {
 		}
 	}
 	// The transaction's connection: belay plays its failed transaction.
-	_, err = txInFlight.Exec(ctx, "SELECT 1")
-	counts.add("failed tx statement", err)
-	if sqlstateOf(err) != "25P02" {
-		t.Errorf("a statement in the lost transaction got %v, want 25P02", err)
+	for _, sql := range []string{"SELECT 1", "SELECT $1::int"} { // simple, then extended
+		var args []any
+		if strings.Contains(sql, "$1") {
+			args = append(args, 1)
+		}
+		_, err = txInFlight.Exec(ctx, sql, args...)
+		counts.add("failed tx statement", err)
+		if sqlstateOf(err) != "25P02" {
+			t.Errorf("%s in the lost transaction got %v, want 25P02", sql, err)
+		}
 	}
 	if err := txInFlight.Rollback(ctx); err != nil {
 		t.Errorf("ROLLBACK of the lost transaction: %v", err)
