@@ -58,7 +58,7 @@ type cluster struct {
 	// held[i] is loop i's held clients, loop i's alone.
 	hold *ha.Hold
 	held []heldSessions
-	gen     atomic.Uint64 // counts the views
+	gen  atomic.Uint64 // counts the views
 
 	mu    sync.Mutex // guards the fields below (apply)
 	last  *ha.Topology

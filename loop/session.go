@@ -80,6 +80,7 @@ type session struct {
 	// none): the first message forwarded after a ReadyForQuery starts both.
 	qStart, xStart int64
 	qCancelled     int64 // qStart of the query query_timeout cancelled
+	syncRepCut     bool  // that cancel cut a commit's wait for synchronous replication (syncrep.go)
 
 	parkedFD  int  // the client's socket while parked, else -1
 	parking   bool // the next OnClose is a park
@@ -783,8 +784,9 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		if err == codec.ErrShortBuffer {
 			break
 		}
-		lsnRow := typ == codec.MsgDataRow && s.r.lsnDue() // the answer to askLSN
-		whole := typ == codec.MsgReadyForQuery || typ == codec.MsgParameterStatus || typ == codec.MsgErrorResponse || lsnRow
+		lsnRow := typ == codec.MsgDataRow && s.r.lsnDue()                                                                           // the answer to askLSN
+		cut := s.qCancelled != 0 && s.qCancelled == s.qStart && (typ == codec.MsgNoticeResponse || typ == codec.MsgCommandComplete) // syncrep.go
+		whole := typ == codec.MsgReadyForQuery || typ == codec.MsgParameterStatus || typ == codec.MsgErrorResponse || lsnRow || cut
 		if err == nil && whole && len(data)-off < 5+bodyLen {
 			break // small; wait for all of it
 		}
@@ -873,6 +875,19 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 			off += 5 + bodyLen
 			s.t.server(typ, 0)
 			continue
+		case codec.MsgNoticeResponse, codec.MsgCommandComplete:
+			s.t.server(typ, 0)
+			if b, ok := s.cutSyncRep(typ, body); ok {
+				flush()
+				s.writeOwn(b)
+				seg = off + 5 + bodyLen
+			}
+			off += 5 + bodyLen
+			continue
+		}
+		if s.syncRepCut {
+			flush()
+			s.writeOwn(s.syncRepError()) // syncrep.go: the cut wait was the Sync's commit
 		}
 		status, _ := codec.ReadyForQueryStatus(body)
 		sc.TxStatus = status
