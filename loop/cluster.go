@@ -54,11 +54,11 @@ type cluster struct {
 	checker *ha.Checker
 	policy  router.Policy
 	view    atomic.Pointer[clusterView]
+	gen     atomic.Uint64 // counts the views
 	// hold decides the fate of work for a lost primary (failover.go);
 	// held[i] is loop i's held clients, loop i's alone.
 	hold *ha.Hold
 	held []heldSessions
-	gen  atomic.Uint64 // counts the views
 
 	mu    sync.Mutex // guards the fields below (apply)
 	last  *ha.Topology

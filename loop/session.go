@@ -784,8 +784,9 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		if err == codec.ErrShortBuffer {
 			break
 		}
-		lsnRow := typ == codec.MsgDataRow && s.r.lsnDue()                                                                           // the answer to askLSN
-		cut := s.qCancelled != 0 && s.qCancelled == s.qStart && (typ == codec.MsgNoticeResponse || typ == codec.MsgCommandComplete) // syncrep.go
+		lsnRow := typ == codec.MsgDataRow && s.r.lsnDue() // the answer to askLSN
+		// after query_timeout's cancel: a cut wait for synchronous replication? (syncrep.go)
+		cut := s.qCancelled != 0 && s.qCancelled == s.qStart && (typ == codec.MsgNoticeResponse || typ == codec.MsgCommandComplete)
 		whole := typ == codec.MsgReadyForQuery || typ == codec.MsgParameterStatus || typ == codec.MsgErrorResponse || lsnRow || cut
 		if err == nil && whole && len(data)-off < 5+bodyLen {
 			break // small; wait for all of it
