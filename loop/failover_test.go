@@ -76,7 +76,7 @@ func (c *codeCounts) String() string {
 // the replica during the hold; settings and prepared statements work on
 // the new primary. Then, with the new primary killed too and no replica
 // left, a proxy with a short hold answers ERROR 57P03 after its bound and
-// the client keeps its connection.
+// the client keeps its connection; a held statement can be cancelled.
 func TestFailover(t *testing.T) {
 	ctx := context.Background()
 	cl := pgtest.NewCluster(t, pgcluster.Options{Replicas: 1})
@@ -342,6 +342,7 @@ func TestFailover(t *testing.T) {
 	if _, err := c2.Exec(ctx, "INSERT INTO kf (who) VALUES ($1)", "p2"); err != nil {
 		t.Fatal(err)
 	}
+	c3 := connectMode(t, p2.connString("postgres", "postgres"), pgx.QueryExecModeSimpleProtocol)
 	if err := rep.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -350,6 +351,22 @@ func TestFailover(t *testing.T) {
 		h := v.nodes[v.primary].health.Current()
 		return h != nil && !h.Up
 	})
+	// A held client may cancel its statement (57014 at once).
+	cancelled := make(chan error, 1)
+	go func() {
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			_ = c3.PgConn().CancelRequest(ctx)
+		}()
+		start := time.Now()
+		_, err := c3.Exec(ctx, "INSERT INTO kf (who) VALUES ('p2-cancel')")
+		if took := time.Since(start); sqlstateOf(err) != "57014" || took > bound-200*time.Millisecond {
+			err = fmt.Errorf("a held statement cancelled after 300 ms: %v after %v, want 57014 at once", err, took)
+		} else {
+			err = nil
+		}
+		cancelled <- err
+	}()
 	start := time.Now()
 	_, err = c2.Exec(ctx, "INSERT INTO kf (who) VALUES ($1)", "p2-lost")
 	took := time.Since(start)
@@ -357,6 +374,9 @@ func TestFailover(t *testing.T) {
 		t.Fatalf("with no new primary: %v after %v, want 57P03 after about %v", err, took, bound)
 	}
 	t.Logf("with no new primary: %v after %v", err, took.Round(time.Millisecond))
+	if err := <-cancelled; err != nil {
+		t.Error(err)
+	}
 	start = time.Now()
 	_, err = c2.Exec(ctx, "INSERT INTO kf (who) VALUES ($1)", "p2-lost-2")
 	if sqlstateOf(err) != "57P03" || time.Since(start) > 500*time.Millisecond || c2.IsClosed() {

@@ -1180,8 +1180,8 @@ func (s *session) cancelQuery(secret []byte) {
 	switch {
 	case s.server != nil && s.t.busy():
 		s.server.Cancel()
-	case s.waiting && s.state == sReady && s.c != nil:
-		s.cancelWaiting()
+	case (s.waiting || s.cl != nil && s.cl.held) && s.state == sReady && s.c != nil:
+		s.cancelWaiting() // waiting for a server, or held for a failover
 	}
 }
 
