@@ -10,6 +10,7 @@ import (
 	"github.com/belaydb/belay/codec"
 	"github.com/belaydb/belay/codec/sqlstate"
 	"github.com/belaydb/belay/ha"
+	"github.com/belaydb/belay/planner"
 	"github.com/belaydb/belay/poolcore"
 	"github.com/panjf2000/gnet/v2"
 )
@@ -258,8 +259,15 @@ func (s *session) serverGone(sc *poolcore.Server, err error) bool {
 		return false
 	}
 	owed := s.r.clientRFQs()
-	status := s.t.status
-	inTx := status != codec.TxIdle
+	inTx := s.t.status != codec.TxIdle // as of the last ReadyForQuery
+	// What was in flight may have committed: a COMMIT (or transaction
+	// control of unknown kind), or an autocommit statement. It leaves the
+	// client outside a transaction only if it is known to end one, or is
+	// autocommit; otherwise the client is in a failed transaction, which
+	// it must roll back (never told 'I' while it believes it is inside
+	// one: its next statements would run on their own).
+	maybeCommit := cs.pendEnd || cs.pendUnsure || !inTx && !cs.pendTx
+	endsIdle := cs.pendEnd || !inTx && !cs.pendTx
 	var first *codec.ErrorResponse
 	after := byte(codec.TxIdle)
 	switch {
@@ -267,16 +275,18 @@ func (s *session) serverGone(sc *poolcore.Server, err error) bool {
 		if inTx {
 			cs.lost = &lostTx{aborted: true} // told at its next statement
 		}
-	case inTx && !cs.pendTx:
+	case maybeCommit:
+		first = &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.TransactionResolutionUnknown,
+			Message: "the server was lost before it answered: whether the transaction committed is unknown",
+			Detail:  fmt.Sprintf("The server of node %s closed: %v. belay does not send it again.", node.name, err)}
+	default:
 		first = &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.TRSerializationFailure,
 			Message: "the transaction was lost with its server in a failover; retry it",
 			Detail:  fmt.Sprintf("The server of node %s closed: %v.", node.name, err)}
+	}
+	if first != nil && !endsIdle {
 		after = codec.TxFailed
 		cs.lost = &lostTx{aborted: true, told: true}
-	default:
-		first = &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.TransactionResolutionUnknown,
-			Message: "the server was lost before it answered: whether the statement took effect (committed) is unknown",
-			Detail:  fmt.Sprintf("The server of node %s closed: %v. belay does not send it again.", node.name, err)}
 	}
 	if first != nil {
 		b := s.loop.Scratch()
@@ -317,7 +327,7 @@ func (s *session) forgetServerWork(sc *poolcore.Server) {
 	s.r.abandon()
 	s.t = newTracker()
 	s.unitDone()
-	s.cl.pendTx = false
+	s.cl.pendTx, s.cl.pendEnd, s.cl.pendUnsure = false, false, false
 	if s.seq == sc {
 		s.seq = nil
 	}
@@ -477,4 +487,102 @@ func (s *session) answerUnit(c gnet.Conn, e *codec.ErrorResponse, tag string, st
 	_, _ = s.write(b)
 	s.loop.KeepScratch(b)
 	return true
+}
+
+// noteQueryUnit notes a Query's plan for askLSN (noteUnit) and which
+// transaction control it sends, for a failover: pendEnd if one of its
+// statements ends the transaction (COMMIT, END, ROLLBACK, ABORT, PREPARE
+// TRANSACTION), pendUnsure if one is of unknown kind (EXECUTE, a text
+// that did not parse).
+func (s *session) noteQueryUnit(plan *planner.Plan, q []byte) {
+	cs := s.cl
+	if cs == nil || !txControl(plan) {
+		return
+	}
+	cs.unitTx, cs.pendTx = true, true
+	if plan.Effects&planner.EffExecute != 0 {
+		cs.pendUnsure = true
+	}
+	for _, st := range plan.Stmts {
+		switch st.Class {
+		case planner.ClassUnknown:
+			cs.pendUnsure = true
+		case planner.ClassTxControl:
+			if st.Span.Loc < 0 || int(st.Span.End()) > len(q) {
+				cs.pendUnsure = true
+				continue
+			}
+			switch txKind(q[st.Span.Loc:st.Span.End()]) {
+			case txEnds:
+				cs.pendEnd = true
+			case txOther:
+			default:
+				cs.pendUnsure = true
+			}
+		}
+	}
+	if len(plan.Stmts) == 0 && plan.Class == planner.ClassUnknown {
+		cs.pendUnsure = true
+	}
+}
+
+// txKind classes a transaction control statement by its first words.
+type txClass uint8
+
+const (
+	txUnsure txClass = iota
+	txEnds           // COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION (not ROLLBACK TO, not COMMIT PREPARED)
+	txOther          // BEGIN, START TRANSACTION, SAVEPOINT, RELEASE, ROLLBACK TO
+)
+
+func txKind(stmt []byte) txClass {
+	f := bytes.Fields(bytes.ToLower(stripComments(stmt)))
+	if len(f) == 0 {
+		return txUnsure
+	}
+	switch string(f[0]) {
+	case "begin", "start", "savepoint", "release":
+		return txOther
+	case "commit", "end":
+		if len(f) > 1 && string(f[1]) == "prepared" {
+			return txUnsure // another transaction's
+		}
+		return txEnds
+	case "rollback", "abort":
+		for _, w := range f[1:] {
+			if string(w) == "to" {
+				return txOther // ROLLBACK TO SAVEPOINT
+			}
+			if string(w) == "prepared" {
+				return txUnsure
+			}
+		}
+		return txEnds
+	case "prepare":
+		return txEnds // PREPARE TRANSACTION: the transaction ends (prepared)
+	}
+	return txUnsure
+}
+
+// stripComments drops leading comments and white space of a statement.
+func stripComments(b []byte) []byte {
+	for {
+		b = bytes.TrimLeft(b, " \t\r\n\f")
+		switch {
+		case bytes.HasPrefix(b, []byte("--")):
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				return nil
+			}
+			b = b[i+1:]
+		case bytes.HasPrefix(b, []byte("/*")):
+			i := bytes.Index(b, []byte("*/"))
+			if i < 0 {
+				return nil
+			}
+			b = b[i+2:]
+		default:
+			return b
+		}
+	}
 }

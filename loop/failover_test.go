@@ -383,3 +383,28 @@ func TestFailover(t *testing.T) {
 		t.Fatalf("after the hold expired: %v after %v (closed %v), want 57P03 at once on the same connection", err, time.Since(start), c2.IsClosed())
 	}
 }
+
+// TestTxKind: which transaction control statements end the transaction
+// (a failover then answers 08007 and 'I'), and which leave the client in
+// one (40001 and 'E').
+func TestTxKind(t *testing.T) {
+	for stmt, want := range map[string]txClass{
+		"COMMIT": txEnds, "commit work": txEnds, "END": txEnds, " /* c */ -- x\n rollback": txEnds,
+		"ABORT TRANSACTION": txEnds, "PREPARE TRANSACTION 'x'": txEnds, "COMMIT AND CHAIN": txEnds,
+		"BEGIN": txOther, "START TRANSACTION READ ONLY": txOther, "SAVEPOINT a": txOther,
+		"RELEASE a": txOther, "ROLLBACK TO SAVEPOINT a": txOther, "rollback work to a": txOther,
+		"COMMIT PREPARED 'x'": txUnsure, "ROLLBACK PREPARED 'x'": txUnsure, "": txUnsure, "/* unterminated": txUnsure,
+	} {
+		if got := txKind([]byte(stmt)); got != want {
+			t.Errorf("txKind(%q) = %d, want %d", stmt, got, want)
+		}
+	}
+	for q, want := range map[string][2]bool{ // isTxEnd(q, false), isTxEnd(q, true)
+		"ROLLBACK": {true, false}, "rollback;": {true, false}, "abort work": {true, false},
+		"COMMIT": {false, true}, "end transaction ;": {false, true}, "ROLLBACK TO a": {false, false}, "SELECT 1": {false, false},
+	} {
+		if got := [2]bool{isTxEnd([]byte(q), false), isTxEnd([]byte(q), true)}; got != want {
+			t.Errorf("isTxEnd(%q) = %v, want %v", q, got, want)
+		}
+	}
+}

@@ -93,12 +93,16 @@ type clusterState struct {
 	// Failover (failover.go): term is the view's term its current unit
 	// was routed in; held, it is on its loop's held list; pendTx, a
 	// statement of transaction control was sent since the last
-	// ReadyForQuery; lost, its transaction died with its server and belay
-	// plays the rest.
-	term   uint64
-	held   bool
-	pendTx bool
-	lost   *lostTx
+	// ReadyForQuery (pendEnd: one that ends the transaction, COMMIT or
+	// ROLLBACK; pendUnsure: one of unknown kind, as an EXECUTE or in the
+	// extended protocol); lost, its transaction died with its server and
+	// belay plays the rest.
+	term       uint64
+	held       bool
+	pendTx     bool
+	pendEnd    bool
+	pendUnsure bool
+	lost       *lostTx
 }
 
 // routeWork picks the node of the client's next unit of work, whose first

@@ -666,7 +666,7 @@ func (s *session) query(w *rewriter, off, end int, q []byte) bool {
 	plan := s.plan(q)
 	s.noteFunctions(plan)
 	if s.cl != nil {
-		s.noteUnit(txControl(plan))
+		s.noteQueryUnit(plan, q) // noteUnit, and which transaction control it sends (failover.go)
 	}
 	e := reply{kind: rQuery}
 	injected := w.guardSequences(off, plan.Effects, true)
@@ -895,7 +895,7 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		s.t.server(typ, status)
 		s.queryDone(status)
 		if s.cl != nil && s.t.pending == 0 {
-			s.cl.pendTx = false
+			s.cl.pendTx, s.cl.pendEnd, s.cl.pendUnsure = false, false, false
 		}
 		if s.t.idle() && s.r.empty() {
 			idle = true
