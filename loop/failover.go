@@ -255,7 +255,7 @@ func (s *session) serverGone(sc *poolcore.Server, err error) bool {
 	if !torn && s.retryRead(err) {
 		return true
 	}
-	if torn || s.t.pinned || s.t.copyIn || s.resetting || s.c == nil || node == nil {
+	if torn || s.state != sReady || s.t.pinned || s.t.copyIn || s.resetting || s.c == nil || node == nil {
 		return false
 	}
 	owed := s.r.clientRFQs()

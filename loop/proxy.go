@@ -450,7 +450,7 @@ func (p *Proxy) sweepClients(l *poolcore.Loop) {
 			continue
 		}
 		idleNow := s.server == nil || (!s.t.busy() && s.server.TxStatus == codec.TxIdle) // pool_mode session holds a server while idle
-		if s.state == sReady && idleNow && !s.waiting && s.lastActive < old {
+		if s.state == sReady && idleNow && !s.waiting && (s.cl == nil || !s.cl.held) && s.lastActive < old {
 			s.kill(fatalf(sqlstate.IdleSessionTimeout, "terminating connection due to idle-session timeout"))
 		}
 	}
