@@ -152,7 +152,7 @@ func (c *cluster) holdTick(now time.Time) {
 		if hl := v.nodes[v.primary].health.Current(); hl != nil {
 			if !hl.Up {
 				c.lost(now, v.term, hl.Err)
-			} else if c.hold.Recovered(now, v.term, hl.At) {
+			} else if !hl.InRecovery && c.hold.Recovered(now, v.term, hl.At) { // (back as a standby, it is no primary)
 				c.p.log.Info("the lost primary answers again: its held work goes on", "node", v.nodes[v.primary].name, "term", v.term)
 				wake = true
 			}
