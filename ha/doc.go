@@ -1,7 +1,7 @@
 // Package ha holds belay's picture of a cluster: its topology (shards, each
 // with a primary and replicas, and the primary's term), kept in etcd and
-// watched by every proxy; later the orchestrator's decisions and the hold
-// buffer for failovers.
+// watched by every proxy; the orchestrator's decisions and the hold buffer
+// for failovers.
 //
 // # The model (model.go)
 //
@@ -68,6 +68,17 @@
 // replication; it keeps only its choice, so a new leader finishes a
 // failover from what it sees. Tested by testdata/failover.txt
 // (datadriven, -rewrite) and against a simple model (TestFailoverOracle).
+//
+// # The hold (hold.go)
+//
+// A Hold is the proxy's decision for work routed to a shard's lost
+// primary, after Vitess's vtgate/buffer/shard_buffer.go: Lost starts a
+// hold, a topology with a primary of a newer term (Published) or the same
+// primary answering a health check that began after the loss (Recovered)
+// ends it; Admit says Send, Wait (until the bound) or Fail (the bound
+// passed: fail at once until a primary is back); Tick expires it. Pure but
+// for its mutex: every method takes the time. The proxy (loop/failover.go)
+// parks and wakes the clients.
 //
 // ha never imports loop.
 package ha

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/belaydb/belay/admin"
 	"github.com/belaydb/belay/ha"
@@ -54,6 +55,10 @@ type cluster struct {
 	policy  router.Policy
 	view    atomic.Pointer[clusterView]
 	gen     atomic.Uint64 // counts the views
+	// hold decides the fate of work for a lost primary (failover.go);
+	// held[i] is loop i's held clients, loop i's alone.
+	hold *ha.Hold
+	held []heldSessions
 
 	mu    sync.Mutex // guards the fields below (apply)
 	last  *ha.Topology
@@ -105,6 +110,11 @@ func newCluster(p *Proxy, cfg Config, loops int) (*cluster, error) {
 		policy:  router.Policy{MaxLagBytes: cfg.MaxReplicaLagBytes, MaxLag: cfg.MaxReplicaLag},
 		checker: ha.NewChecker(ha.CheckerOptions{Dial: cfg.HealthDial, Logger: cfg.Logger})}
 	c.scratch = make([][]router.Node, loops)
+	c.hold = ha.NewHold(cfg.FailoverHold)
+	c.held = make([]heldSessions, loops)
+	for i := range c.held {
+		c.held[i] = heldSessions{}
+	}
 	c.turn = make([]uint32, loops)
 	return c, nil
 }
@@ -183,6 +193,7 @@ func (c *cluster) apply() {
 		}
 	}
 	c.view.Store(v)
+	c.published(v)
 	names := make([]string, 0, len(v.nodes))
 	for _, n := range v.nodes {
 		role := "replica"
@@ -212,6 +223,7 @@ func (n *clusterNode) routerNode() router.Node {
 func (p *Proxy) clusterTick() {
 	if p.cluster != nil {
 		p.cluster.apply()
+		p.cluster.holdTick(time.Now())
 	}
 }
 

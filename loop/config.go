@@ -36,6 +36,11 @@ type Config struct {
 	// far behind (0: no bound).
 	MaxReplicaLagBytes uint64
 	MaxReplicaLag      time.Duration
+	// FailoverHold bounds how long work for a lost primary waits for a
+	// new one (failover.go): 0 means ha.DefaultHoldBound (10 s), negative
+	// never holds (such work fails at once). A waiting client that keeps
+	// sending is parked past MaxBufferedBytes, as one waiting for a server.
+	FailoverHold time.Duration
 	// Eventual turns read-your-writes off for every session (a session's
 	// SET belay.consistency = eventual turns it off for that session).
 	Eventual bool

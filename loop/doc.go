@@ -120,6 +120,17 @@
 // passes Config.MaxBufferedBytes the connection feeding it is parked
 // (internal/gnetx) and resumed once the buffer drains below a quarter of that.
 //
+// # Failover (failover.go, syncrep.go)
+//
+// Serving a cluster, work for a lost primary is held, not failed: the
+// cluster's ha.Hold (one per proxy, safe for concurrent use) decides; a
+// held client sits on its loop's held list (cluster.held[i], loop i's
+// alone) with its input unread, and the ticker goroutine, which feeds the
+// hold the topology and the primary's health, wakes every loop with
+// Execute when the hold ends or its bound passes. What was in flight when
+// a server died is answered without a lie (40001 and a failed transaction
+// belay plays, 08007, or a read sent again); session.go has only hooks.
+//
 // # The admin console and reloads
 //
 // A client of the virtual database "pgbouncer" or "belay" in admin_users or

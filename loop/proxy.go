@@ -441,7 +441,7 @@ func (p *Proxy) sweepClients(l *poolcore.Loop) {
 	old, now := p.coarseNow.Load()-int64(idle), nanotime()
 	for s := range p.sessions[l.Index()] {
 		if qt > 0 && s.qStart != 0 && s.server != nil && s.qCancelled != s.qStart && now-s.qStart > int64(qt) {
-			s.qCancelled = s.qStart
+			s.qCancelled, s.syncRepCut = s.qStart, false
 			p.log.Info("query_timeout: cancelling a query", "user", s.key.User, "database", s.key.Database,
 				"running", time.Duration(now-s.qStart).Round(time.Millisecond))
 			s.server.Cancel()
@@ -450,7 +450,7 @@ func (p *Proxy) sweepClients(l *poolcore.Loop) {
 			continue
 		}
 		idleNow := s.server == nil || (!s.t.busy() && s.server.TxStatus == codec.TxIdle) // pool_mode session holds a server while idle
-		if s.state == sReady && idleNow && !s.waiting && s.lastActive < old {
+		if s.state == sReady && idleNow && !s.waiting && (s.cl == nil || !s.cl.held) && s.lastActive < old {
 			s.kill(fatalf(sqlstate.IdleSessionTimeout, "terminating connection due to idle-session timeout"))
 		}
 	}

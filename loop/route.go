@@ -90,6 +90,19 @@ type clusterState struct {
 	// (belay.consistency = eventual), from its settings.
 	route    router.Route
 	eventual bool
+	// Failover (failover.go): term is the view's term its current unit
+	// was routed in; held, it is on its loop's held list; pendTx, a
+	// statement of transaction control was sent since the last
+	// ReadyForQuery (pendEnd: one that ends the transaction, COMMIT or
+	// ROLLBACK; pendUnsure: one of unknown kind, as an EXECUTE or in the
+	// extended protocol); lost, its transaction died with its server and
+	// belay plays the rest.
+	term       uint64
+	held       bool
+	pendTx     bool
+	pendEnd    bool
+	pendUnsure bool
+	lost       *lostTx
 }
 
 // routeWork picks the node of the client's next unit of work, whose first
@@ -127,6 +140,11 @@ func (s *session) routeWork(data []byte) error {
 			i, cs.verify = j, rs.MinLSN
 		}
 	}
+	if i < 0 || v.nodes[i].primary {
+		if err := s.admitPrimary(v); err != nil {
+			return err // held for a failover, or the hold expired
+		}
+	}
 	if i < 0 {
 		return errNoPrimary
 	}
@@ -135,11 +153,13 @@ func (s *session) routeWork(data []byte) error {
 	if err != nil {
 		return err
 	}
-	s.pool, s.stats, cs.node = pool, pool.LoopStats(s.loop), n
+	s.pool, s.stats, cs.node, cs.term = pool, pool.LoopStats(s.loop), n, v.term
 	cs.busy = true
 	n.inflight.Add(1)
 	cs.txWrite, cs.unitTx = n.primary && !w.ReadOnly, false
-	cs.armed, cs.retry = !n.primary && w.ReadOnly, cs.retry[:0]
+	// A read is kept to be sent again if its server dies before answering,
+	// on a replica or on the primary (a failover).
+	cs.armed, cs.retry = w.ReadOnly, cs.retry[:0]
 	if w.ReadOnly {
 		n.reads.Add(1)
 	} else {
@@ -189,6 +209,7 @@ func (s *session) unitDone() {
 // leaveCluster uncounts the client from the pools it used. At close.
 func (s *session) leaveCluster() {
 	if cs := s.cl; cs != nil {
+		s.unhold()
 		s.unitDone()
 		for _, p := range cs.joined {
 			p.Leave(s.loop)

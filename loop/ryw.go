@@ -106,10 +106,11 @@ func (s *session) noteLSN(body []byte) {
 }
 
 // noteUnit notes what a statement of the client's current unit means for
-// askLSN (tx: txControl of its plan).
+// askLSN (tx: txControl of its plan), and for a failover (failover.go: a
+// transaction control statement of unknown kind was sent).
 func (s *session) noteUnit(tx bool) {
 	if cs := s.cl; cs != nil && tx {
-		cs.unitTx = true
+		cs.unitTx, cs.pendTx, cs.pendUnsure = true, true, true
 	}
 }
 

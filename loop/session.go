@@ -80,6 +80,7 @@ type session struct {
 	// none): the first message forwarded after a ReadyForQuery starts both.
 	qStart, xStart int64
 	qCancelled     int64 // qStart of the query query_timeout cancelled
+	syncRepCut     bool  // that cancel cut a commit's wait for synchronous replication (syncrep.go)
 
 	parkedFD  int  // the client's socket while parked, else -1
 	parking   bool // the next OnClose is a park
@@ -349,7 +350,7 @@ func (s *session) ServerFailed(err error) {
 		s.resumeWork()
 		return
 	}
-	if s.rerouteAfter(err) {
+	if s.rerouteAfter(err) || s.holdAfter(err) {
 		return
 	}
 	if errors.Is(err, poolcore.ErrQueryWaitTimeout) {
@@ -372,10 +373,10 @@ func (s *session) ServerLost(sc *poolcore.Server, err error) {
 		return
 	}
 	s.server = nil
-	s.srvRemain, s.cliRemain, s.srvDrop = 0, 0, 0
-	if s.cl != nil && s.retryRead(err) {
+	if s.cl != nil && s.serverGone(sc, err) { // a failover (failover.go)
 		return
 	}
+	s.srvRemain, s.cliRemain, s.srvDrop = 0, 0, 0
 	s.r.reset()
 	s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
 		Message: "server closed the connection unexpectedly", Detail: err.Error()})
@@ -446,8 +447,11 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 			continue
 		}
 		if s.cl != nil && !s.t.pinned {
-			if err := s.routeWork(data); err != nil {
-				return s.fatal(fatalf(sqlstate.ConnectionFailure, "belay: %v", err))
+			act, next := s.routeCluster(c, data) // or held, or answered by belay (failover.go)
+			if next == routeStop {
+				return act
+			} else if next == routeAgain {
+				continue
 			}
 		}
 		if !s.pinForever && s.p.live.Load().session {
@@ -662,7 +666,7 @@ func (s *session) query(w *rewriter, off, end int, q []byte) bool {
 	plan := s.plan(q)
 	s.noteFunctions(plan)
 	if s.cl != nil {
-		s.noteUnit(txControl(plan))
+		s.noteQueryUnit(plan, q) // noteUnit, and which transaction control it sends (failover.go)
 	}
 	e := reply{kind: rQuery}
 	injected := w.guardSequences(off, plan.Effects, true)
@@ -781,7 +785,9 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 			break
 		}
 		lsnRow := typ == codec.MsgDataRow && s.r.lsnDue() // the answer to askLSN
-		whole := typ == codec.MsgReadyForQuery || typ == codec.MsgParameterStatus || typ == codec.MsgErrorResponse || lsnRow
+		// after query_timeout's cancel: a cut wait for synchronous replication? (syncrep.go)
+		cut := s.qCancelled != 0 && s.qCancelled == s.qStart && (typ == codec.MsgNoticeResponse || typ == codec.MsgCommandComplete)
+		whole := typ == codec.MsgReadyForQuery || typ == codec.MsgParameterStatus || typ == codec.MsgErrorResponse || lsnRow || cut
 		if err == nil && whole && len(data)-off < 5+bodyLen {
 			break // small; wait for all of it
 		}
@@ -789,14 +795,19 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		var fix *errFix
 		if err == nil {
 			if typ == codec.MsgErrorResponse {
-				if s.cl != nil && s.cl.armed && replicaGone(data[off+5:off+5+bodyLen]) {
-					// The replica is going away before it answered the
-					// read: the client sees none of it (cluster.go).
+				if s.cl != nil && (s.cl.armed || s.cl.node != nil && s.cl.node.primary) && replicaGone(data[off+5:off+5+bodyLen]) {
+					// The node is going away: a read before it answered
+					// is sent again (the client sees none of it), else
+					// the client learns what became of its work
+					// (cluster.go, failover.go).
+					if !s.cl.armed {
+						flush()
+					}
 					in.Consume(c, len(data))
 					s.server = nil
-					s.srvRemain, s.srvDrop = 0, 0
+					s.srvDrop = 0
 					sc.Close()
-					if !s.retryRead(errReplicaGone) {
+					if !s.serverGone(sc, errReplicaGone) {
 						s.r.reset()
 						s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
 							Message: "server closed the connection unexpectedly"})
@@ -865,11 +876,27 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 			off += 5 + bodyLen
 			s.t.server(typ, 0)
 			continue
+		case codec.MsgNoticeResponse, codec.MsgCommandComplete:
+			s.t.server(typ, 0)
+			if b, ok := s.cutSyncRep(typ, body); ok {
+				flush()
+				s.writeOwn(b)
+				seg = off + 5 + bodyLen
+			}
+			off += 5 + bodyLen
+			continue
+		}
+		if s.syncRepCut {
+			flush()
+			s.writeOwn(s.syncRepError()) // syncrep.go: the cut wait was the Sync's commit
 		}
 		status, _ := codec.ReadyForQueryStatus(body)
 		sc.TxStatus = status
 		s.t.server(typ, status)
 		s.queryDone(status)
+		if s.cl != nil && s.t.pending == 0 {
+			s.cl.pendTx, s.cl.pendEnd, s.cl.pendUnsure = false, false, false
+		}
 		if s.t.idle() && s.r.empty() {
 			idle = true
 			if s.resetting && s.checkState {
@@ -1153,8 +1180,8 @@ func (s *session) cancelQuery(secret []byte) {
 	switch {
 	case s.server != nil && s.t.busy():
 		s.server.Cancel()
-	case s.waiting && s.state == sReady && s.c != nil:
-		s.cancelWaiting()
+	case (s.waiting || s.cl != nil && s.cl.held) && s.state == sReady && s.c != nil:
+		s.cancelWaiting() // waiting for a server, or held for a failover
 	}
 }
 
