@@ -62,7 +62,7 @@ const (
 // Op is one recorded operation.
 type Op struct {
 	Start, End time.Time
-	ID         int64  // the id its transfer appends (0: a read)
+	ID         int64 // the id its transfer appends (0: a read)
 	Outcome    Outcome
 	SQLState   string // of the error, if any ("" for a lost connection)
 	Err        string

@@ -13,6 +13,7 @@
 //   - no id is there that was never attempted, and failed ids are absent
 //     (an error that was a lie),
 //   - the balances sum to the total, at the end and in every read,
+//
 // and counts the ambiguous ids found and not found apart, never as
 // acknowledged.
 //
