@@ -283,7 +283,11 @@ func (sc *Server) Close() {
 		if !sc.torn {
 			_, _ = sc.Write(terminate) // gnet writes what it holds before it closes
 		}
-		_ = sc.conn.Close() // asynchronous; OnClosed does the accounting
+		// A write that failed (the server died) closed the connection at
+		// once: OnClose has run Closed, which cleared sc.conn.
+		if sc.conn != nil {
+			_ = sc.conn.Close() // asynchronous; OnClosed does the accounting
+		}
 		return
 	}
 	if sc.parkedFD >= 0 {

@@ -22,6 +22,7 @@ type clusterOptions struct {
 	maxLagBytes          *uint64
 	consistency          *string
 	healthUser, healthDB *string
+	failoverHold         *time.Duration
 }
 
 func (o *clusterOptions) define(fs *flag.FlagSet) {
@@ -33,6 +34,7 @@ func (o *clusterOptions) define(fs *flag.FlagSet) {
 	o.consistency = fs.String("consistency", "session", "session (read-your-writes: a client's reads see its own writes) or eventual (reads go to any replica within the lag limits); SET belay.consistency per session")
 	o.healthUser = fs.String("health-user", "postgres", "user the nodes' health checks log in as (its password from --passfile)")
 	o.healthDB = fs.String("health-dbname", "postgres", "database the health checks connect to")
+	o.failoverHold = fs.Duration("failover-hold", 10*time.Second, "while the primary is lost, statements for it wait this long for a new one to be published (then 57P03); 0: not held")
 }
 
 // apply sets cfg up to serve the cluster, if --etcd says so: it connects to
@@ -54,6 +56,10 @@ func (o *clusterOptions) apply(ctx context.Context, cfg *loop.Config, passfile s
 		return nil, err
 	}
 	cfg.Cluster, cfg.ClusterShard = w, *o.shard
+	cfg.FailoverHold = *o.failoverHold
+	if cfg.FailoverHold == 0 {
+		cfg.FailoverHold = -1 // loop.Config: negative is never
+	}
 	cfg.HealthDial = healthDial(*o.healthUser, *o.healthDB, passfile)
 	return stop, nil
 }

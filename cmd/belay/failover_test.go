@@ -212,7 +212,7 @@ func failoverOnce(t *testing.T, bin string) failoverRun {
 		}
 	}
 	if len(res.ErrorsAfter) > 0 {
-		t.Errorf("statements sent after the kill failed: %s", res)
+		t.Errorf("statements sent after the kill failed: %s; %q", res, res.AfterSamples)
 	}
 	if res.FirstAckAfter == 0 {
 		t.Errorf("no transfer sent after the kill was acknowledged: %s", res)

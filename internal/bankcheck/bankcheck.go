@@ -145,6 +145,9 @@ func (r *Recorder) client(ctx context.Context, o Options, c int) {
 		op.End = time.Now()
 		if err != nil {
 			op.SQLState, op.Err = sqlState(err), err.Error()
+			if ctx.Err() != nil {
+				op.SQLState = stopped // the run's end, not the system's answer
+			}
 			if conn.IsClosed() || op.SQLState == "" || strings.HasPrefix(op.SQLState, "08") || strings.HasPrefix(op.SQLState, "57P") {
 				conn.Close(context.Background())
 				conn = nil
@@ -192,6 +195,10 @@ func transfer(ctx context.Context, conn *pgx.Conn, from, to int, amount, id int6
 	return Acked, nil
 }
 
+// stopped is the SQLSTATE recorded for an operation cut short by the end
+// of the run (Run's ctx): not counted among the errors.
+const stopped = "stopped"
+
 func sqlState(err error) string {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
@@ -221,6 +228,8 @@ type Result struct {
 	// ErrorsAfter counts those that started after the fault (Check's at):
 	// statements sent after it, which should not fail.
 	ErrorsAfter map[string]int
+	// AfterSamples are the first few of those errors' messages.
+	AfterSamples []string
 	// FirstAckAfter is from at to the first transfer acknowledged that
 	// started after it (0: none).
 	FirstAckAfter time.Duration
@@ -284,7 +293,7 @@ func (r *Recorder) Check(ctx context.Context, conn *pgx.Conn, at time.Time, o Op
 	}
 	outcome := map[int64]Outcome{}
 	for _, op := range r.ops {
-		if op.Outcome != Acked {
+		if op.Outcome != Acked && op.SQLState != stopped {
 			k := op.SQLState
 			if k == "" {
 				k = "conn"
@@ -292,6 +301,9 @@ func (r *Recorder) Check(ctx context.Context, conn *pgx.Conn, at time.Time, o Op
 			res.Errors[k]++
 			if !at.IsZero() && op.Start.After(at) {
 				res.ErrorsAfter[k]++
+				if len(res.AfterSamples) < 5 {
+					res.AfterSamples = append(res.AfterSamples, op.Err)
+				}
 			}
 		}
 		if op.ID == 0 {
