@@ -148,7 +148,11 @@ func (r *Recorder) client(ctx context.Context, o Options, c int) {
 			if ctx.Err() != nil {
 				op.SQLState = stopped // the run's end, not the system's answer
 			}
-			if conn.IsClosed() || op.SQLState == "" || strings.HasPrefix(op.SQLState, "08") || strings.HasPrefix(op.SQLState, "57P") {
+			// As pgxpool does, a connection left inside a transaction (a
+			// BEGIN lost in a failover is answered 40001 in a failed
+			// transaction) is not used again.
+			if conn.IsClosed() || conn.PgConn().TxStatus() != 'I' || op.SQLState == "" ||
+				strings.HasPrefix(op.SQLState, "08") || strings.HasPrefix(op.SQLState, "57P") {
 				conn.Close(context.Background())
 				conn = nil
 			}
