@@ -56,7 +56,7 @@
 // NodeHealth per node (an atomic pointer the event loops load); a replica's
 // lag is measured in bytes and in time against its primary's positions.
 //
-// # Failover decisions (failover.go; issue H, not wired yet)
+// # Failover decisions (failover.go)
 //
 // Analyze names a shard's condition from a measurement (ShardView), after
 // Vitess VTOrc's table: Healthy, ReplicaNotFollowing, StalePrimary,
@@ -68,6 +68,19 @@
 // replication; it keeps only its choice, so a new leader finishes a
 // failover from what it sees. Tested by testdata/failover.txt
 // (datadriven, -rewrite) and against a simple model (TestFailoverOracle).
+//
+// # The orchestrator (orch.go, probe.go)
+//
+// An Orchestrator is the decider's I/O shell: it campaigns in an etcd
+// election under /belay/C/orch/ (concurrency.Election, a 2 s lease); while
+// it leads it measures every node each 200 ms over a connection of its own
+// (probe.go: one query), steps each shard's Decider and carries out its
+// actions on the nodes (ALTER SYSTEM and a reload, pg_promote, a slot on the
+// new primary) and in etcd (Store.SetPrimary with the leader's election
+// key as a condition: a leader that lost its lease publishes nothing,
+// ErrNotLeader). Rejoin (pg_rewind) is a hook: only a process that has the
+// node's data directory (belay up) can carry it out. Tests:
+// TestOrchestratorFailover, TestOrchestratorDiesMidFailover.
 //
 // # The hold (hold.go)
 //
