@@ -292,7 +292,10 @@ func (r *replies) reset() {
 func (r *replies) ownSyncs() int {
 	n := 0
 	for i := r.h; i < len(r.q); i++ {
-		if r.q[i].kind == rSync && r.q[i].own {
+		// belay's own Syncs, and its own Queries (askLSN's WAL position,
+		// pipelined behind a write): each ends in a ReadyForQuery the
+		// drain must wait for.
+		if r.q[i].own && (r.q[i].kind == rSync || r.q[i].kind == rQuery) {
 			n++
 		}
 	}

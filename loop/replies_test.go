@@ -136,3 +136,16 @@ func FuzzReplies(f *testing.F) {
 		}
 	})
 }
+
+// TestOwnRepliesOwed: what a client's close must drain counts belay's own
+// pipelined Query (askLSN's WAL position) as well as its own Syncs: each
+// ends in a ReadyForQuery that must not reach the server's next client.
+func TestOwnRepliesOwed(t *testing.T) {
+	var r replies
+	r.push(reply{kind: rQuery})
+	r.push(reply{kind: rQuery, own: true, lsn: true})
+	r.push(reply{kind: rSync, own: true, quiet: true})
+	if n := r.ownSyncs(); n != 2 {
+		t.Fatalf("own replies owed: %d, want 2 (the position's Query and the Sync)", n)
+	}
+}

@@ -1120,6 +1120,7 @@ func (s *session) closed() {
 			s.server.Dirty = true
 		}
 	}
+	ownOwed := s.r.ownSyncs() // before the reset: the drain below waits for them
 	s.r.reset()
 	sc := s.server
 	if sc == nil {
@@ -1142,7 +1143,7 @@ func (s *session) closed() {
 		sc.Close() // it got a large part of a message, or is parked: Close ends it as politely as it can
 		return
 	}
-	pending := s.t.pending + s.r.ownSyncs()
+	pending := s.t.pending + ownOwed
 	var b []byte
 	if s.cliRemain > 0 {
 		// The client left in the middle of a CopyData: end the message
@@ -1189,32 +1190,16 @@ func (s *session) cancelQuery(secret []byte) {
 // messages through Sync) of a client waiting for a server, and answers it
 // with Postgres's cancel error.
 func (s *session) cancelWaiting() {
-	data := s.in.Bytes(s.c)
-	end := -1
-	for off := 0; off < len(data); {
-		typ, bodyLen, err := codec.PeekHeader(data[off:], codec.MaxProtocolMessage)
-		if err != nil || len(data)-off < 5+bodyLen {
-			break
-		}
-		off += 5 + bodyLen
-		if typ == codec.MsgQuery || typ == codec.MsgSync || typ == codec.MsgFunctionCall {
-			end = off
-			break
-		}
-	}
-	if end < 0 {
+	if !s.answerUnit(s.c, &errCanceled, "", codec.TxIdle) {
 		return // not a whole unit yet: nothing has been asked
 	}
-	s.in.Consume(s.c, end)
-	b := codec.AppendErrorResponse(s.loop.Scratch(), codec.ErrorResponse{Severity: "ERROR",
-		Code: sqlstate.QueryCanceled, Message: "canceling statement due to user request"})
-	b = codec.AppendReadyForQuery(b, 'I')
-	_, _ = s.write(b)
-	s.loop.KeepScratch(b)
 	if s.in.Buffered(s.c) == 0 {
 		s.stopWaiting()
 	}
 }
+
+var errCanceled = codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.QueryCanceled,
+	Message: "canceling statement due to user request"}
 
 func be32(v uint32) []byte { return []byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)} }
 
