@@ -195,15 +195,11 @@ func (c *cluster) rejoin(ctx context.Context, node, primary string) error {
 func (c *cluster) afterFailover(old *pgcluster.Node) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cli, err := etcdlocal.NewClient(c.info.Endpoints)
+	st, done, err := c.store()
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-	st, err := ha.NewStore(cli, c.info.Name)
-	if err != nil {
-		return err
-	}
+	defer done()
 	for {
 		if top, err := st.Load(ctx); err == nil {
 			if sh := top.Shard(c.info.Shard); sh != nil && sh.Primary != "" && sh.Primary != old.Name {
@@ -290,21 +286,31 @@ func (c *cluster) noteNodes() {
 	}
 }
 
+// store is the cluster's store in etcd, over a client of its own that done
+// closes.
+func (c *cluster) store() (st *ha.Store, done func(), err error) {
+	cli, err := etcdlocal.NewClient(c.info.Endpoints)
+	if err != nil {
+		return nil, nil, fmt.Errorf("etcd at %s: %w", strings.Join(c.info.Endpoints, ","), err)
+	}
+	if st, err = ha.NewStore(cli, c.info.Name); err != nil {
+		_ = cli.Close()
+		return nil, nil, err
+	}
+	return st, func() { _ = cli.Close() }, nil
+}
+
 // recordedPrimary is the primary etcd records for belay up's shard, if
 // one of belay up's nodes (pgK) is: after a failover it is no longer pg0,
 // and the cluster starts again around it. "" when etcd records none.
 func (c *cluster) recordedPrimary(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cli, err := etcdlocal.NewClient(c.info.Endpoints)
-	if err != nil {
-		return "", fmt.Errorf("etcd at %s: %w", strings.Join(c.info.Endpoints, ","), err)
-	}
-	defer cli.Close()
-	st, err := ha.NewStore(cli, c.info.Name)
+	st, done, err := c.store()
 	if err != nil {
 		return "", err
 	}
+	defer done()
 	top, err := st.Load(ctx)
 	if err != nil {
 		return "", fmt.Errorf("reading the cluster from etcd at %s: %w", strings.Join(c.info.Endpoints, ","), err)
@@ -327,15 +333,11 @@ func (c *cluster) recordedPrimary(ctx context.Context) (string, error) {
 func (c *cluster) register(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cli, err := etcdlocal.NewClient(c.info.Endpoints)
-	if err != nil {
-		return fmt.Errorf("etcd at %s: %w", strings.Join(c.info.Endpoints, ","), err)
-	}
-	defer cli.Close()
-	st, err := ha.NewStore(cli, c.info.Name)
+	st, done, err := c.store()
 	if err != nil {
 		return err
 	}
+	defer done()
 	wrap := func(err error) error {
 		return fmt.Errorf("registering the cluster in etcd at %s: %w", strings.Join(c.info.Endpoints, ","), err)
 	}
