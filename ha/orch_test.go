@@ -70,14 +70,7 @@ func TestOrchestratorFailover(t *testing.T) {
 	defer cancel()
 	cl := pgtest.NewCluster(t, pgcluster.Options{Replicas: 2})
 	s, cli := newStore(t)
-	for _, n := range cl.Nodes() {
-		if _, err := s.PutNode(ctx, n.Name, NodeRecord{Shard: "0", Addr: n.Addr()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, _, err := s.CreateShard(ctx, "0", ShardRecord{Term: 1, Primary: "pg0"}); err != nil {
-		t.Fatal(err)
-	}
+	registerCluster(t, ctx, s, cl)
 	var rejoins atomic.Int32
 	startedBack := make(chan struct{}) // the test's own Start of the old primary returned
 	rejoin := func(ctx context.Context, node, primary Node) error {
@@ -315,14 +308,7 @@ func TestOrchestratorDiesMidFailover(t *testing.T) {
 	cl := pgtest.NewCluster(t, pgcluster.Options{Replicas: 2})
 	etcd := etcdtest.New(t)
 	s, cli := storeOn(t, etcd)
-	for _, n := range cl.Nodes() {
-		if _, err := s.PutNode(ctx, n.Name, NodeRecord{Shard: "0", Addr: n.Addr()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, _, err := s.CreateShard(ctx, "0", ShardRecord{Term: 1, Primary: "pg0"}); err != nil {
-		t.Fatal(err)
-	}
+	registerCluster(t, ctx, s, cl)
 	// The first leader: its own client, closed when it has promoted.
 	firstStore, firstCli := storeOn(t, etcd)
 	stalled, release := make(chan struct{}), make(chan struct{})
@@ -394,6 +380,20 @@ func TestOrchestratorDiesMidFailover(t *testing.T) {
 	}
 	if primaries != 1 {
 		t.Fatalf("%d of the standbys are primaries: want exactly one promotion", primaries)
+	}
+}
+
+// registerCluster writes cl's nodes in shard 0 and the shard (term 1,
+// primary pg0).
+func registerCluster(t *testing.T, ctx context.Context, s *Store, cl *pgcluster.Cluster) {
+	t.Helper()
+	for _, n := range cl.Nodes() {
+		if _, err := s.PutNode(ctx, n.Name, NodeRecord{Shard: "0", Addr: n.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.CreateShard(ctx, "0", ShardRecord{Term: 1, Primary: "pg0"}); err != nil {
+		t.Fatal(err)
 	}
 }
 
