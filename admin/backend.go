@@ -43,6 +43,11 @@ type Backend interface {
 	// Shutdown starts a shutdown: mode is "", "WAIT_FOR_SERVERS" or "WAIT_FOR_CLIENTS".
 	Shutdown(mode string) error
 	Set(key, value string) error
+	// Switchover asks for a planned switchover of the served shard's
+	// primary to node ("": the orchestrator chooses) and reports through
+	// done, on any goroutine, once it is over: its outcome in a sentence,
+	// or why it failed.
+	Switchover(node string, done func(outcome string, err error))
 }
 
 // Pool is a row of SHOW POOLS.

@@ -24,6 +24,7 @@ const (
 	VerbWaitClose
 	VerbReload
 	VerbShutdown
+	VerbSwitchover
 )
 
 // verbs maps the first word of a command to its verb.
@@ -32,6 +33,7 @@ var verbs = map[string]Verb{
 	"SUSPEND": VerbSuspend, "DISABLE": VerbDisable, "ENABLE": VerbEnable,
 	"RECONNECT": VerbReconnect, "KILL": VerbKill, "KILL_CLIENT": VerbKillClient,
 	"WAIT_CLOSE": VerbWaitClose, "RELOAD": VerbReload, "SHUTDOWN": VerbShutdown,
+	"SWITCHOVER": VerbSwitchover,
 }
 
 // argRule is how many arguments a verb takes: none, an optional one, or
@@ -48,6 +50,7 @@ var argRules = map[Verb]argRule{
 	VerbShow: argOne, VerbPause: argOptional, VerbResume: argOptional, VerbSuspend: argNone,
 	VerbDisable: argOne, VerbEnable: argOne, VerbReconnect: argOptional, VerbKill: argOne,
 	VerbKillClient: argOne, VerbWaitClose: argOptional, VerbReload: argNone, VerbShutdown: argOptional,
+	VerbSwitchover: argOptional,
 }
 
 // Command is a parsed console command.

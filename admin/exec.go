@@ -76,6 +76,15 @@ func Exec(b Backend, role Role, sql string, reply func(msgs []byte)) {
 		done("RELOAD")(b.Reload())
 	case VerbShutdown:
 		done("SHUTDOWN")(b.Shutdown(cmd.Arg))
+	case VerbSwitchover:
+		b.Switchover(cmd.Arg, func(outcome string, err error) {
+			if err != nil {
+				reply(appendError(nil, err))
+				return
+			}
+			reply(appendComplete(codec.AppendNoticeResponse(nil, codec.ErrorResponse{
+				Severity: "NOTICE", Code: sqlstate.SuccessfulCompletion, Message: outcome}), "SWITCHOVER"))
+		})
 	}
 }
 
@@ -244,4 +253,5 @@ var help = strings.TrimSpace(`
 	KILL <db>
 	KILL_CLIENT <ptr>
 	WAIT_CLOSE [<db>]
-	SHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]`)
+	SHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]
+	SWITCHOVER [<node>]   (belay's own: a planned switchover of the primary)`)

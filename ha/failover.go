@@ -37,8 +37,16 @@ type NodeView struct {
 	// (its primary_conninfo's host:port; "" detached).
 	Streaming bool
 	Upstream  string
-	Received  LSN // received and flushed
-	Replayed  LSN
+	// Received is a standby's WAL received and flushed, a primary's WAL
+	// flushed.
+	Received LSN
+	Replayed LSN
+	// Busy counts the client transactions open on the node (other than
+	// the orchestrator's): a switchover's drain waits for none.
+	Busy int
+	// Fenced: its synchronous standby is FenceStandby, so it acknowledges
+	// no commit (a switchover fenced it).
+	Fenced bool
 }
 
 // ShardView is one measurement of a shard: the topology's record of it and

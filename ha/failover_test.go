@@ -17,7 +17,10 @@ import (
 //
 //	shard S term T primary P
 //	NAME up|down standby|primary tl=N [upstream=NAME] [streaming] [recv=N]
+//	     [replay=N] [busy=N] [fenced]
 //
+// (a primary of "-" is none: a switchover's hold; recv is a primary's
+// flushed WAL, a standby's received and replayed, unless replay says)
 // (a node's address is its name) and prints the analysis and the actions.
 // Run with -rewrite to regenerate the expected output.
 func TestFailoverScripts(t *testing.T) {
@@ -64,6 +67,9 @@ func parseView(t *testing.T, b *datadriven.Block) ShardView {
 			}
 			term, _ := strconv.ParseUint(f[3], 10, 64)
 			v.Shard, v.Term, v.Primary = f[1], term, f[5]
+			if v.Primary == "-" {
+				v.Primary = "" // a switchover's hold
+			}
 			continue
 		}
 		if len(f) < 3 {
@@ -83,6 +89,13 @@ func parseView(t *testing.T, b *datadriven.Block) ShardView {
 			case "recv":
 				r, _ := strconv.ParseUint(val, 10, 64)
 				n.Received, n.Replayed = LSN(r), LSN(r)
+			case "replay":
+				r, _ := strconv.ParseUint(val, 10, 64)
+				n.Replayed = LSN(r)
+			case "busy":
+				n.Busy, _ = strconv.Atoi(val)
+			case "fenced":
+				n.Fenced = true
 			default:
 				t.Fatalf("%s: unknown node field %q", b.Pos, kv)
 			}

@@ -2,7 +2,6 @@ package ha
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -32,6 +31,11 @@ type OrchOptions struct {
 	// SyncQuorum is the synchronous replication quorum, ANY SyncQuorum
 	// (1).
 	SyncQuorum int
+	// SwitchoverDrain is how long a planned switchover lets the
+	// transactions running on the old primary finish (2 s);
+	// SwitchoverCatchUp how long the target may take to replay its WAL
+	// (5 s).
+	SwitchoverDrain, SwitchoverCatchUp time.Duration
 	// LeaseTTL is the election lease's, in seconds (2): a leader that dies
 	// is replaced within it.
 	LeaseTTL int
@@ -160,6 +164,11 @@ func (r *Orchestrator) lead(ctx context.Context, sess *concurrency.Session, e *c
 		}
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		top, err := r.o.Store.Load(lctx)
+		var reqs map[string]SwitchoverRecord
+		var revs map[string]int64
+		if err == nil {
+			reqs, revs, err = r.o.Store.switchoverRequests(lctx)
+		}
 		cancel()
 		if err != nil {
 			r.o.Logger.Warn("orchestrator: reading the topology", "err", err)
@@ -167,6 +176,10 @@ func (r *Orchestrator) lead(ctx context.Context, sess *concurrency.Session, e *c
 		}
 		r.forget(top)
 		for _, sh := range top.Shards {
+			if req, ok := reqs[sh.Name]; ok && !req.Finished() {
+				r.switchover(ctx, sh, req, revs[sh.Name], leader)
+				continue
+			}
 			r.step(ctx, sh, leader)
 		}
 	}
@@ -284,13 +297,26 @@ func (r *Orchestrator) carry(ctx context.Context, sh Shard, act Action, leader c
 		if err != nil {
 			return err
 		}
-		var ok bool
-		if err := c.QueryRow(actx, "SELECT pg_catalog.pg_promote(true, 10)").Scan(&ok); err != nil {
+		return promote(actx, c)
+	case HoldPrimary:
+		rec, err := r.o.Store.SetPrimary(actx, a.Shard, a.Term, "", leader)
+		if err != nil {
 			return err
 		}
-		if !ok {
-			return errors.New("pg_promote: not promoted within 10 s")
+		r.o.Logger.Info("the primary's work is held", "shard", a.Shard, "term", rec.Term)
+	case Fence:
+		_, c, err := node(a.Node)
+		if err != nil {
+			return err
 		}
+		return fence(actx, c)
+	case Checkpoint:
+		_, c, err := node(a.Node)
+		if err != nil {
+			return err
+		}
+		_, err = c.Exec(actx, "CHECKPOINT")
+		return err
 	case Follow:
 		to, pc, err := node(a.To)
 		if err != nil {

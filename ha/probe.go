@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -18,27 +19,34 @@ import (
 // probeSQL measures a node in one round trip: whether it is a standby, its
 // timeline (a primary's from its current WAL file, which a promotion
 // changes at once; a standby's from the WAL it receives, else its last
-// checkpoint), whether its WAL receiver streams, its primary_conninfo, and
-// the WAL it received (a standby restarted without a primary has received
-// nothing since: its replay position stands for what it has).
+// checkpoint), whether its WAL receiver streams, its primary_conninfo, the
+// WAL it received (a standby restarted without a primary has received
+// nothing since: its replay position stands for what it has) or, on a
+// primary, flushed, the WAL it replayed, its open client transactions
+// other than this connection's, and whether it is fenced.
 const probeSQL = `SELECT pg_catalog.pg_is_in_recovery(),
 	CASE WHEN pg_catalog.pg_is_in_recovery()
 		THEN coalesce((SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver), (pg_catalog.pg_control_checkpoint()).timeline_id)::int8
 		ELSE ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END,
 	coalesce((SELECT status = 'streaming' FROM pg_catalog.pg_stat_wal_receiver), false),
 	pg_catalog.current_setting('primary_conninfo'),
-	coalesce(greatest(pg_catalog.pg_last_wal_receive_lsn(), pg_catalog.pg_last_wal_replay_lsn())::text, ''),
-	coalesce(pg_catalog.pg_last_wal_replay_lsn()::text, '')`
+	coalesce(CASE WHEN pg_catalog.pg_is_in_recovery()
+		THEN greatest(pg_catalog.pg_last_wal_receive_lsn(), pg_catalog.pg_last_wal_replay_lsn())
+		ELSE pg_catalog.pg_current_wal_flush_lsn() END::text, ''),
+	coalesce(pg_catalog.pg_last_wal_replay_lsn()::text, ''),
+	(SELECT count(*) FROM pg_catalog.pg_stat_activity
+		WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid() AND xact_start IS NOT NULL),
+	pg_catalog.current_setting('synchronous_standby_names') = '` + FenceStandby + `'`
 
 // probe measures the node at addr over conn into a NodeView (Name and Addr
 // are the caller's). conninfo is its primary_conninfo.
 func probe(ctx context.Context, conn *pgx.Conn) (v NodeView, conninfo string, err error) {
-	var tli int64
+	var tli, busy int64
 	var recv, replay string
-	if err := conn.QueryRow(ctx, probeSQL).Scan(&v.InRecovery, &tli, &v.Streaming, &conninfo, &recv, &replay); err != nil {
+	if err := conn.QueryRow(ctx, probeSQL).Scan(&v.InRecovery, &tli, &v.Streaming, &conninfo, &recv, &replay, &busy, &v.Fenced); err != nil {
 		return NodeView{}, "", err
 	}
-	v.Reachable, v.Timeline = true, uint32(tli)
+	v.Reachable, v.Timeline, v.Busy = true, uint32(tli), int(busy)
 	if recv != "" {
 		v.Received, _ = ParseLSN(recv)
 	}
@@ -184,4 +192,61 @@ func syncStandbyNames(quorum int, names []string) string {
 		q[i] = `"` + strings.ReplaceAll(n, `"`, `""`) + `"`
 	}
 	return fmt.Sprintf("ANY %d (%s)", quorum, strings.Join(q, ", "))
+}
+
+// promote promotes the standby over c and waits until it is a primary
+// (pg_promote's own wait polls every 100 ms; this one every 5 ms). A node
+// already promoted is not an error.
+func promote(ctx context.Context, c *pgx.Conn) error {
+	var standby bool
+	if err := c.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&standby); err != nil || !standby {
+		return err
+	}
+	var ok bool
+	if err := c.QueryRow(ctx, "SELECT pg_catalog.pg_promote(false)").Scan(&ok); err != nil {
+		return err
+	}
+	for {
+		if err := c.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&standby); err != nil || !standby {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pg_promote: not promoted: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// fence makes the primary over c acknowledge no commit (its synchronous
+// standby FenceStandby never comes), ends every client backend on it but
+// c's, and waits until they are gone: a backend that has not processed the
+// reload yet could otherwise still commit with the old standbys.
+func fence(ctx context.Context, c *pgx.Conn) error {
+	if err := alterSystem(ctx, c, map[string]string{"synchronous_standby_names": FenceStandby, "synchronous_commit": "on"}); err != nil {
+		return err
+	}
+	var pids []int32
+	// (OFFSET 0 keeps the terminations out of the subquery's filter, which
+	// must come first: this backend is not to be ended.)
+	if err := c.QueryRow(ctx, `SELECT coalesce(array_agg(pid), '{}') FROM (SELECT pid FROM pg_catalog.pg_stat_activity
+		WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid() OFFSET 0) a
+		WHERE pg_catalog.pg_terminate_backend(pid)`).Scan(&pids); err != nil {
+		return err
+	}
+	for len(pids) > 0 {
+		var left int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE pid = ANY($1)", pids).Scan(&left); err != nil {
+			return err
+		}
+		if left == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("fencing: %d backends still alive: %w", left, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }

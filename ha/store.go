@@ -33,6 +33,9 @@ func NewStore(cli *clientv3.Client, cluster string) (*Store, error) {
 // Cluster is the cluster's name.
 func (s *Store) Cluster() string { return s.cluster }
 
+// Client is the etcd client the store was made with.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
 // casRetries bounds how often SetPrimary and RemoveNode read again after a
 // concurrent change of the keys they depend on.
 const casRetries = 10
@@ -152,7 +155,9 @@ func (s *Store) CreateShard(ctx context.Context, shard string, r ShardRecord) (S
 // The decision is ChangePrimary's, on a snapshot just read; the write
 // happens only if neither the shard's record nor the node's changed since
 // (compared by revision), else SetPrimary reads again and decides again. A
-// term that is not the current one fails with ErrStaleTerm.
+// term that is not the current one fails with ErrStaleTerm. A primary of
+// "" clears the shard's primary instead (ClearPrimary: a switchover's
+// hold).
 //
 // conds are more conditions of the write: the orchestrator's that its
 // election key is still the one it won with (a leader that lost its lease
@@ -164,7 +169,12 @@ func (s *Store) SetPrimary(ctx context.Context, shard string, term uint64, prima
 		if err != nil {
 			return ShardRecord{}, err
 		}
-		next, err := t.ChangePrimary(shard, term, primary)
+		var next ShardRecord
+		if primary == "" {
+			next, err = t.ClearPrimary(shard, term)
+		} else {
+			next, err = t.ChangePrimary(shard, term, primary)
+		}
 		if err != nil {
 			return ShardRecord{}, err
 		}
@@ -172,9 +182,10 @@ func (s *Store) SetPrimary(ctx context.Context, shard string, term uint64, prima
 		if err != nil {
 			return ShardRecord{}, err
 		}
-		cmps := append([]clientv3.Cmp{unchangedSince(skey, t.Revision), unchangedSince(nkey, t.Revision),
-			clientv3.Compare(clientv3.CreateRevision(skey), ">", 0),
-			clientv3.Compare(clientv3.CreateRevision(nkey), ">", 0)}, conds...)
+		cmps := append([]clientv3.Cmp{unchangedSince(skey, t.Revision), clientv3.Compare(clientv3.CreateRevision(skey), ">", 0)}, conds...)
+		if primary != "" {
+			cmps = append(cmps, unchangedSince(nkey, t.Revision), clientv3.Compare(clientv3.CreateRevision(nkey), ">", 0))
+		}
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(skey, string(v))).Commit()
 		if err != nil {
 			return ShardRecord{}, fmt.Errorf("ha: changing shard %s's primary: %w", shard, err)

@@ -46,6 +46,22 @@ func (t *Topology) ChangePrimary(shard string, term uint64, primary string) (Sha
 	return ShardRecord{Term: term + 1, Primary: primary}, nil
 }
 
+// ClearPrimary decides the record of shard once its primary of term stops
+// being the primary before another is named (a switchover's hold): term+1
+// with no primary, so that every proxy holds the primary's work until a
+// primary of a newer term is published. From the current term only, as
+// ChangePrimary. Pure.
+func (t *Topology) ClearPrimary(shard string, term uint64) (ShardRecord, error) {
+	s := t.Shard(shard)
+	if s == nil || s.Term == 0 {
+		return ShardRecord{}, fmt.Errorf("%w: %q", ErrNoShard, shard)
+	}
+	if s.Term != term {
+		return ShardRecord{}, fmt.Errorf("%w: shard %q is at term %d, not %d", ErrStaleTerm, shard, s.Term, term)
+	}
+	return ShardRecord{Term: term + 1}, nil
+}
+
 // CheckRemove reports whether node may be removed from t: not while it is
 // its shard's primary (change the primary first), since a shard whose
 // primary has no record is an invalid topology. Removing a node that has

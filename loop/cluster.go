@@ -212,11 +212,23 @@ func (c *cluster) stop() { c.checker.Stop() }
 func (n *clusterNode) routerNode() router.Node {
 	rn := router.Node{Primary: n.primary, Outstanding: int(n.inflight.Load())}
 	h := n.health.Current()
-	rn.Usable = !n.down && h != nil && h.Up
+	// A node the topology calls a replica but that is no standby (an old
+	// primary not yet rejoined, a promoted one not yet published) has
+	// diverged or is about to: no reads.
+	rn.Usable = !n.down && h != nil && h.Up && (n.primary || h.InRecovery)
 	if h != nil && !n.primary {
 		rn.ReplayLSN, rn.LagBytes, rn.Lag = max(h.LSN, ha.LSN(n.replayed.Load())), h.Lag.Bytes, h.Lag.Time
 	}
 	return rn
+}
+
+// TopologyChanged applies the cluster's current topology now rather than
+// at the next tick (100 ms later at most): the work held for a new primary
+// goes to it without that wait. Any goroutine (the watcher's OnChange).
+func (p *Proxy) TopologyChanged() {
+	if p.cluster != nil {
+		p.cluster.apply()
+	}
 }
 
 // clusterTick applies a new topology. From OnTick.

@@ -41,6 +41,11 @@ type Config struct {
 	// never holds (such work fails at once). A waiting client that keeps
 	// sending is parked past MaxBufferedBytes, as one waiting for a server.
 	FailoverHold time.Duration
+	// Switchover, if not nil, carries out the console's SWITCHOVER [node]:
+	// a planned switchover of the served shard's primary to node ("": the
+	// orchestrator's choice), waited for until ctx ends; it returns the
+	// outcome in a sentence. Called off the event loops.
+	Switchover func(ctx context.Context, node string) (string, error)
 	// Eventual turns read-your-writes off for every session (a session's
 	// SET belay.consistency = eventual turns it off for that session).
 	Eventual bool

@@ -800,6 +800,28 @@ func asAdminError(err error) error {
 	return &admin.Error{Code: sqlstate.InvalidParameterValue, Message: err.Error()}
 }
 
+// switchoverWait bounds the console's wait for a switchover.
+const switchoverWait = time.Minute
+
+func (c console) Switchover(node string, done func(string, error)) {
+	f := c.p.cfg.Switchover
+	if f == nil {
+		done("", &admin.Error{Code: sqlstate.FeatureNotSupported, Message: "SWITCHOVER needs a cluster in etcd (belay proxy --etcd)"})
+		return
+	}
+	c.p.log.Info("switchover asked on the console", "node", node)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), switchoverWait)
+		defer cancel()
+		outcome, err := f(ctx, node)
+		if err != nil {
+			done("", &admin.Error{Code: sqlstate.ObjectNotInPrerequisiteState, Message: err.Error()})
+			return
+		}
+		done(outcome, nil)
+	}()
+}
+
 func (c console) Shutdown(mode string) error {
 	m := ShutdownImmediate
 	switch mode {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/belaydb/belay/ha"
@@ -23,6 +24,21 @@ type clusterOptions struct {
 	consistency          *string
 	healthUser, healthDB *string
 	failoverHold         *time.Duration
+	proxy                proxyRef
+}
+
+// proxyRef is the proxy a watch of the topology tells of each change, once
+// it runs (it applies a new topology at once, not at its next tick).
+type proxyRef struct{ p atomic.Pointer[loop.Proxy] }
+
+// started is called with the proxy once it runs.
+func (r *proxyRef) started(p *loop.Proxy) { r.p.Store(p) }
+
+// changed is the watch's OnChange.
+func (r *proxyRef) changed(*ha.Topology) {
+	if p := r.p.Load(); p != nil {
+		p.TopologyChanged()
+	}
 }
 
 func (o *clusterOptions) define(fs *flag.FlagSet) {
@@ -51,7 +67,7 @@ func (o *clusterOptions) apply(ctx context.Context, cfg *loop.Config, passfile s
 	if *o.etcd == "" {
 		return func() {}, nil
 	}
-	w, stop, err := watchCluster(ctx, splitList(*o.etcd), *o.cluster, logger)
+	w, st, stop, err := watchCluster(ctx, splitList(*o.etcd), *o.cluster, logger, o.proxy.changed)
 	if err != nil {
 		return nil, err
 	}
@@ -61,39 +77,42 @@ func (o *clusterOptions) apply(ctx context.Context, cfg *loop.Config, passfile s
 		cfg.FailoverHold = -1 // loop.Config: negative is never
 	}
 	cfg.HealthDial = healthDial(*o.healthUser, *o.healthDB, passfile)
+	cfg.Switchover = func(ctx context.Context, node string) (string, error) { return switchover(ctx, st, *o.shard, node) }
 	return stop, nil
 }
 
-// watchCluster connects to etcd and watches cluster's topology; it waits
-// (up to 10 s) for one with a primary.
-func watchCluster(ctx context.Context, endpoints []string, cluster string, logger *slog.Logger) (*ha.Watcher, func(), error) {
+// watchCluster connects to etcd and watches cluster's topology (onChange,
+// if not nil, is called with each new one); it waits (up to 10 s) for one
+// with a primary.
+func watchCluster(ctx context.Context, endpoints []string, cluster string, logger *slog.Logger,
+	onChange func(*ha.Topology)) (*ha.Watcher, *ha.Store, func(), error) {
 	cli, err := etcdlocal.NewClient(endpoints)
 	if err != nil {
-		return nil, nil, fmt.Errorf("etcd %v: %w", endpoints, err)
+		return nil, nil, nil, fmt.Errorf("etcd %v: %w", endpoints, err)
 	}
 	store, err := ha.NewStore(cli, cluster)
 	if err != nil {
 		_ = cli.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// The watch lives as long as ctx; the first load and the wait for a
 	// primary are bounded.
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	w, err := store.Watch(ctx, ha.WatchOptions{Logger: logger})
+	w, err := store.Watch(ctx, ha.WatchOptions{Logger: logger, OnChange: onChange})
 	if err != nil {
 		_ = cli.Close()
-		return nil, nil, fmt.Errorf("etcd %v, cluster %q: %w", endpoints, cluster, err)
+		return nil, nil, nil, fmt.Errorf("etcd %v, cluster %q: %w", endpoints, cluster, err)
 	}
 	stop := func() { w.Stop(); _ = cli.Close() }
 	for {
 		if t := w.Current(); t != nil && len(t.Shards) > 0 && t.Shards[0].PrimaryNode() != nil {
-			return w, stop, nil
+			return w, store, stop, nil
 		}
 		select {
 		case <-lctx.Done():
 			stop()
-			return nil, nil, fmt.Errorf("cluster %q in etcd %v has no primary", cluster, endpoints)
+			return nil, nil, nil, fmt.Errorf("cluster %q in etcd %v has no primary", cluster, endpoints)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

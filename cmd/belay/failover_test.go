@@ -16,6 +16,7 @@ import (
 
 	"github.com/belaydb/belay/ha"
 	"github.com/belaydb/belay/internal/bankcheck"
+	"github.com/belaydb/belay/internal/etcdlocal"
 	"github.com/belaydb/belay/internal/etcdtest"
 	"github.com/belaydb/belay/internal/pgcluster"
 	"github.com/belaydb/belay/internal/pgtest"
@@ -69,25 +70,36 @@ func TestFailoverKill9(t *testing.T) {
 	}
 }
 
-func failoverOnce(t *testing.T, bin string) failoverRun {
+// belayCluster is a primary and two synchronous standbys (ANY 1), their
+// topology in an etcd, `belay proxy --etcd` and orchestrators (`belay
+// orch`) as processes, and the bank checker's tables made through belay.
+type belayCluster struct {
+	cl    *pgcluster.Cluster
+	etcd  *etcdlocal.Server
+	store *ha.Store
+	port  string
+	cs    string // a libpq connection string to belay
+	bank  bankcheck.Options
+}
+
+// startBelayCluster starts a belayCluster with orchestrators named orchs,
+// the cluster named name; every process is killed at the test's end.
+func startBelayCluster(t *testing.T, ctx context.Context, bin, name string, orchs ...string) *belayCluster {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cl := pgtest.NewCluster(t, pgcluster.Options{Replicas: 2})
-	etcd := etcdtest.New(t)
-	store, err := ha.NewStore(etcdtest.Client(t, etcd), "f")
-	if err != nil {
+	b := &belayCluster{cl: pgtest.NewCluster(t, pgcluster.Options{Replicas: 2}), etcd: etcdtest.New(t)}
+	var err error
+	if b.store, err = ha.NewStore(etcdtest.Client(t, b.etcd), name); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range cl.Nodes() {
-		if _, err := store.PutNode(ctx, n.Name, ha.NodeRecord{Shard: "0", Addr: n.Addr(), State: ha.StateUp}); err != nil {
+	for _, n := range b.cl.Nodes() {
+		if _, err := b.store.PutNode(ctx, n.Name, ha.NodeRecord{Shard: "0", Addr: n.Addr(), State: ha.StateUp}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := store.CreateShard(ctx, "0", ha.ShardRecord{Term: 1, Primary: cl.Primary().Name}); err != nil {
+	if _, _, err := b.store.CreateShard(ctx, "0", ha.ShardRecord{Term: 1, Primary: b.cl.Primary().Name}); err != nil {
 		t.Fatal(err)
 	}
-	port := strconv.Itoa(freePort(t))
+	b.port = strconv.Itoa(freePort(t))
 	start := func(args ...string) {
 		cmd := exec.Command(bin, args...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -99,32 +111,50 @@ func failoverOnce(t *testing.T, bin string) failoverRun {
 		}
 		t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGKILL); _ = cmd.Wait() })
 	}
-	start("proxy", "--listen", "127.0.0.1:"+port, "--etcd", etcd.Endpoint(), "--cluster", "f",
+	start("proxy", "--listen", "127.0.0.1:"+b.port, "--etcd", b.etcd.Endpoint(), "--cluster", name,
 		"--auth-type", "trust", "--admin-users", "postgres", "--pool-size", "20")
-	start("orch", "--etcd", etcd.Endpoint(), "--cluster", "f", "--id", "orch-1")
-	start("orch", "--etcd", etcd.Endpoint(), "--cluster", "f", "--id", "orch-2")
+	for _, id := range orchs {
+		start("orch", "--etcd", b.etcd.Endpoint(), "--cluster", name, "--id", id)
+	}
 	eventually(t, "belay to listen", func() bool {
-		c, err := net.Dial("tcp", "127.0.0.1:"+port)
+		c, err := net.Dial("tcp", "127.0.0.1:"+b.port)
 		if err == nil {
 			c.Close()
 		}
 		return err == nil
 	})
-	cs := "host=127.0.0.1 port=" + port + " user=postgres dbname=postgres sslmode=disable"
-	o := bankcheck.Options{ConnString: cs, Clients: 4}
-	conn, err := pgx.Connect(ctx, cs)
+	b.cs = "host=127.0.0.1 port=" + b.port + " user=postgres dbname=postgres sslmode=disable"
+	b.bank = bankcheck.Options{ConnString: b.cs, Clients: 4}
+	conn, err := pgx.Connect(ctx, b.cs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := bankcheck.Setup(ctx, conn, o); err != nil {
+	defer conn.Close(ctx)
+	if err := bankcheck.Setup(ctx, conn, b.bank); err != nil {
 		t.Fatal(err)
 	}
-	conn.Close(ctx)
+	return b
+}
+
+// pgbenchInit runs pgbench -i through belay and returns pgbench's path and
+// the environment that points it at belay.
+func (b *belayCluster) pgbenchInit(t *testing.T) (string, []string) {
+	t.Helper()
 	pgbench := pgtest.RequireBinary(t, "pgbench")
-	env := append(os.Environ(), "PGHOST=127.0.0.1", "PGPORT="+port, "PGUSER=postgres", "PGDATABASE=postgres", "PGSSLMODE=disable")
+	env := append(os.Environ(), "PGHOST=127.0.0.1", "PGPORT="+b.port, "PGUSER=postgres", "PGDATABASE=postgres", "PGSSLMODE=disable")
 	if out, err := (&exec.Cmd{Path: pgbench, Args: []string{"pgbench", "-i", "-s", "1", "-q"}, Env: env}).CombinedOutput(); err != nil {
 		t.Fatalf("pgbench -i: %v\n%s", err, out)
 	}
+	return pgbench, env
+}
+
+func failoverOnce(t *testing.T, bin string) failoverRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	b := startBelayCluster(t, ctx, bin, "f", "orch-1", "orch-2")
+	cl, store, o := b.cl, b.store, b.bank
+	pgbench, env := b.pgbenchInit(t)
 	bench := exec.CommandContext(ctx, pgbench, "-c", "10", "-j", "2", "-T", "12", "--max-tries", "5", "--failures-detailed")
 	bench.Env = env
 	var benchBuf strings.Builder
@@ -146,6 +176,7 @@ func failoverOnce(t *testing.T, bin string) failoverRun {
 	killed := time.Now()
 	var run failoverRun
 	var top *ha.Topology
+	var err error
 	for {
 		if top, err = store.Load(ctx); err == nil && top.Shard("0").Term > 1 {
 			break

@@ -28,6 +28,8 @@ Usage:
                           run the proxy (gateway and pooler in one process); flags
                           go before the file and win over it
   belay orch    [flags]   run a failover orchestrator of a cluster in etcd (several may run; one leads)
+  belay switchover [flags] [NODE]
+                          a planned switchover of a cluster's primary (through its orchestrator)
   belay bench   [flags]   benchmark direct Postgres, PgBouncer and belay side by side
   belay version           print belay's version (also: belay --version)
 
@@ -48,6 +50,8 @@ func main() {
 		err = runProxy(os.Args[2:])
 	case "orch":
 		err = runOrch(os.Args[2:])
+	case "switchover":
+		err = runSwitchover(os.Args[2:])
 	case "bench":
 		err = runBench(os.Args[2:])
 	case "version", "--version", "-version", "-v":
@@ -348,6 +352,7 @@ func runProxy(args []string) error {
 	if err != nil {
 		return err
 	}
+	o.cluster.proxy.started(p)
 	if st != nil {
 		st.started(p, peerMap, logger)
 	}

@@ -25,7 +25,8 @@ func runOrch(args []string) error {
 			"the standby that received the most WAL (after detaching the others from the old primary, with\n"+
 			"synchronous replication set on it first), points the others at it and publishes it in etcd at\n"+
 			"the next term. An old primary that comes back is logged: rewind it with pg_rewind (belay up does\n"+
-			"that itself). It connects to the nodes as a superuser (--user, its password from --passfile).")
+			"that itself). It carries out planned switchovers (belay switchover, the console's SWITCHOVER).\n"+
+			"It connects to the nodes as a superuser (--user, its password from --passfile).")
 	etcd := fs.String("etcd", "", "comma-separated etcd endpoints (required)")
 	clusterName := fs.String("cluster", "local", "the cluster's name (its keys are under /belay/NAME/)")
 	user := fs.String("user", "postgres", "superuser the orchestrator connects to the nodes as")
@@ -36,6 +37,8 @@ func runOrch(args []string) error {
 	interval := fs.Duration("interval", 200*time.Millisecond, "how often the leader checks every node")
 	timeout := fs.Duration("check-timeout", 400*time.Millisecond, "how long a node's check may take")
 	deadAfter := fs.Duration("dead-after", 600*time.Millisecond, "how long the primary must stay unreachable, no standby streaming from it, before a failover")
+	drain := fs.Duration("switchover-drain", 2*time.Second, "a planned switchover lets the transactions running on the old primary finish for this long (then ends them: 40001)")
+	catchUp := fs.Duration("switchover-catchup", 5*time.Second, "a planned switchover waits this long for its target to replay the old primary's WAL (else it is aborted)")
 	quorum := fs.Int("sync-quorum", 1, "synchronous replication quorum set on a new primary: ANY N of its standbys")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
@@ -61,6 +64,7 @@ func runOrch(args []string) error {
 	o, err := newOrchestrator(splitList(*etcd), *clusterName, ha.OrchOptions{
 		ID: *id, Dial: healthDial(*user, *dbname, *passfile), Interval: *interval, Timeout: *timeout,
 		DeadAfter: *deadAfter, SyncQuorum: *quorum, Replication: *repl, Logger: logger,
+		SwitchoverDrain: *drain, SwitchoverCatchUp: *catchUp,
 	})
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -89,7 +90,8 @@ func runUp(args []string) error {
 	// Ctrl-C during startup stops what has started so far.
 	ctx, stopStartSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopStartSignals()
-	c := &cluster{root: root, log: logger, info: clusterInfo{Name: *clusterName, Endpoints: endpoints, Shard: upShard}}
+	c := &cluster{root: root, log: logger, info: clusterInfo{Name: *clusterName, Endpoints: endpoints, Shard: upShard},
+		rejoined: make(chan *pgcluster.Node, 16), rejoining: map[string]bool{}}
 	if err := c.startEtcd(ctx); err != nil {
 		return err
 	}
@@ -155,6 +157,12 @@ type cluster struct {
 	stopWatch func()
 	// stopOrch stops the orchestrator (nil: none runs) and waits for it.
 	stopOrch func()
+	// rejoined receives each old primary once it runs again as a replica
+	// (run watches it anew); rejoining holds those being rewound, whose
+	// stop is no death.
+	rejoined  chan *pgcluster.Node
+	mu        sync.Mutex // guards rejoining
+	rejoining map[string]bool
 }
 
 // startOrch runs a failover orchestrator of the cluster (as `belay orch`
@@ -186,8 +194,27 @@ func (c *cluster) rejoin(ctx context.Context, node, primary string) error {
 	if n == nil {
 		return fmt.Errorf("no node %s", node)
 	}
+	c.mu.Lock()
+	c.rejoining[node] = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.rejoining, node)
+		c.mu.Unlock()
+	}()
 	fmt.Fprintf(os.Stderr, "belay up: %s, the old primary, rejoins as a replica of %s (pg_rewind) ...\n", node, primary)
-	return n.Rejoin(ctx)
+	if err := n.Rejoin(ctx); err != nil {
+		return err
+	}
+	c.rejoined <- n
+	return nil
+}
+
+// isRejoining says whether node is being rewound (stopped on purpose).
+func (c *cluster) isRejoining(node string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rejoining[node]
 }
 
 // afterFailover waits (up to 2 minutes) for etcd to name a primary other
@@ -415,14 +442,16 @@ func startProxy(ctx context.Context, root string, port int, cl *clusterInfo, poo
 		Logger:        logger,
 	}
 	stop := func() {}
+	var ref proxyRef
 	if len(cl.Nodes) > 1 {
 		// The cluster as etcd has it: reads on the replicas, writes on the
 		// primary, read-your-writes (README, "The cluster").
-		w, stopWatch, err := watchCluster(context.WithoutCancel(ctx), cl.Endpoints, cl.Name, logger)
+		w, st, stopWatch, err := watchCluster(context.WithoutCancel(ctx), cl.Endpoints, cl.Name, logger, ref.changed)
 		if err != nil {
 			return nil, nil, err
 		}
 		cfg.Cluster, cfg.ClusterShard = w, cl.Shard
+		cfg.Switchover = func(ctx context.Context, node string) (string, error) { return switchover(ctx, st, cl.Shard, node) }
 		cfg.HealthDial = healthDial(cl.Superuser, "postgres", "")
 		cfg.MaxReplicaLag, cfg.MaxReplicaLagBytes = time.Second, 16<<20
 		stop = stopWatch
@@ -432,6 +461,7 @@ func startProxy(ctx context.Context, root string, port int, cl *clusterInfo, poo
 		stop()
 		return nil, nil, err
 	}
+	ref.started(p)
 	return p, stop, nil
 }
 
@@ -448,7 +478,6 @@ func (c *cluster) run(sig <-chan os.Signal, stopWait time.Duration) error {
 	for _, n := range c.pg.Nodes() {
 		watch(n)
 	}
-	rejoined := make(chan *pgcluster.Node, len(c.info.Nodes))
 	var etcdErr <-chan error
 	if c.etcd != nil {
 		etcdErr = c.etcd.Err()
@@ -473,6 +502,9 @@ serve:
 					continue // running again since (rejoined): watched anew
 				}
 			}
+			if c.isRejoining(n.Name) {
+				continue // stopped to be rewound: watched anew once it runs
+			}
 			if !n.IsPrimary() || c.stopOrch == nil {
 				fmt.Fprintf(os.Stderr, "belay up: %s exited unexpectedly; the cluster runs on without it. Log: %s\n",
 					n.Name, filepath.Join(n.Dir, "postgres.log"))
@@ -489,11 +521,9 @@ serve:
 			go func() {
 				if err := c.afterFailover(n); err != nil {
 					fmt.Fprintf(os.Stderr, "belay up: %s did not rejoin: %v\n", n.Name, err)
-					return
 				}
-				rejoined <- n
 			}()
-		case n := <-rejoined:
+		case n := <-c.rejoined:
 			fmt.Fprintf(os.Stderr, "belay up: %s is a replica of %s again\n", n.Name, c.pg.Primary().Name)
 			watch(n)
 		case err := <-etcdErr:
