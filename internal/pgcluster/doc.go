@@ -6,9 +6,13 @@
 // # Layout and reuse
 //
 // Node pgK lives in Options.Dir/pgK: its data directory (data/), its Unix
-// socket directory (sock/), its log (postgres.log) and its TCP port on
-// 127.0.0.1 (port), kept so that the node listens on the same port at the
-// next Start when it is free. pg0 is the primary, pg1..pgN the replicas.
+// socket directory (sock/), its log (postgres.log) and its TCP port (port),
+// kept so that the node listens on the same port at the next Start when it
+// is free. It listens on 127.0.0.1, unless Options.Place gives it an
+// address of its own, in a network namespace of its own, with the
+// pg_hba.conf lines that let the others in (pgtest.NewNetCluster: each node
+// behind a link a test can take down); replication, pg_basebackup and
+// pg_rewind then go to that address. pg0 is the primary, pg1..pgN the replicas.
 // Start reuses every data directory it finds; it makes what is missing:
 // the primary with initdb, a replica with pg_basebackup from the primary.
 //

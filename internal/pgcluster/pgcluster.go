@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -42,9 +43,31 @@ type Options struct {
 	// makes with initdb). After a failover another node is; a cluster
 	// started again must start that one as its primary.
 	Primary string
+	// Place, if not nil, says where each node lives on the network, by
+	// its name (pg0, pg1, ...), when Start first meets it: the address it
+	// listens on and is reached at (by the other nodes and by belay), the
+	// network namespace its postmaster runs in, and the pg_hba.conf lines
+	// that let the others in (pgtest.NewNetCluster puts each node in a
+	// network namespace of its own with internal/netns). nil: every node
+	// on 127.0.0.1, in this process's namespace.
+	Place func(node string) (Placement, error)
 	// Logf, if not nil, is told what Start does (initdb, pg_basebackup, a
 	// port that changed, a replica made again).
 	Logf func(format string, args ...any)
+}
+
+// Placement is where a node lives on the network (Options.Place).
+type Placement struct {
+	// Host is the address the node listens on and is reached at ("":
+	// 127.0.0.1).
+	Host string
+	// NetNS is the path of the network namespace its postmaster runs in
+	// (pginstance.Options.NetNS); "": this process's.
+	NetNS string
+	// HBA are pg_hba.conf lines before the defaults (which trust only
+	// 127.0.0.1 and the Unix socket): those that let the other nodes
+	// (replication, pg_rewind) and belay in.
+	HBA []string
 }
 
 // Cluster is a primary and its replicas started by Start.
@@ -63,8 +86,9 @@ type Node struct {
 	Name string // pg0, pg1, ...
 	Dir  string // Cluster.Dir/Name
 
-	c  *Cluster
-	mu sync.Mutex // guards the fields below; held while the server starts or stops
+	c     *Cluster
+	place Placement  // set by Start before any use, never changed
+	mu    sync.Mutex // guards the fields below; held while the server starts or stops
 	// inst is the running server, nil while it is stopped.
 	inst *pginstance.Instance
 	port int // the port it listens on, or last listened on
@@ -123,7 +147,13 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	c := &Cluster{Dir: dir, opts: o, su: "postgres"}
 	for i := 0; i <= o.Replicas; i++ {
 		name := "pg" + strconv.Itoa(i)
-		c.nodes = append(c.nodes, &Node{Name: name, Dir: filepath.Join(dir, name), c: c, port: readPort(filepath.Join(dir, name))})
+		n := &Node{Name: name, Dir: filepath.Join(dir, name), c: c, port: readPort(filepath.Join(dir, name))}
+		if o.Place != nil {
+			if n.place, err = o.Place(name); err != nil {
+				return nil, fmt.Errorf("pgcluster: placing %s: %w", name, err)
+			}
+		}
+		c.nodes = append(c.nodes, n)
 	}
 	if o.Primary != "" {
 		if err := c.SetPrimary(o.Primary); err != nil {
@@ -404,11 +434,23 @@ func (n *Node) alterSystem(ctx context.Context, settings map[string]string) erro
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// Addr is the node's TCP address, "127.0.0.1:PORT".
-func (n *Node) Addr() string { return "127.0.0.1:" + strconv.Itoa(n.Port()) }
+// Addr is the node's TCP address, "HOST:PORT" (HOST is 127.0.0.1 unless
+// Options.Place said otherwise).
+func (n *Node) Addr() string { return net.JoinHostPort(n.Host(), strconv.Itoa(n.Port())) }
 
-// Port is the node's TCP port on 127.0.0.1 (the one it last listened on
-// while it is stopped).
+// Host is the address the node listens on and is reached at.
+func (n *Node) Host() string {
+	if n.place.Host != "" {
+		return n.place.Host
+	}
+	return "127.0.0.1"
+}
+
+// Placement is where the node lives on the network (Options.Place).
+func (n *Node) Placement() Placement { return n.place }
+
+// Port is the node's TCP port on Host (the one it last listened on while
+// it is stopped).
 func (n *Node) Port() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -424,7 +466,7 @@ func (n *Node) Instance() *pginstance.Instance {
 
 // ConnString is a libpq connection string to db on this node as user, over TCP.
 func (n *Node) ConnString(db, user string) string {
-	return fmt.Sprintf("host=127.0.0.1 port=%d dbname=%s user=%s sslmode=disable", n.Port(), db, user)
+	return fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=disable", n.Host(), n.Port(), db, user)
 }
 
 func (n *Node) connect(ctx context.Context) (*pgx.Conn, error) {
@@ -437,7 +479,8 @@ func (n *Node) connect(ctx context.Context) (*pgx.Conn, error) {
 
 // primaryConninfo is what a replica connects to the primary with.
 func (c *Cluster) primaryConninfo(replica string) string {
-	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s application_name=%s sslmode=disable", c.Primary().Port(), c.su, replica)
+	p := c.Primary()
+	return fmt.Sprintf("host=%s port=%d user=%s application_name=%s sslmode=disable", p.Host(), p.Port(), c.su, replica)
 }
 
 // Start starts the node, on the port it had the last time if it is free.
@@ -492,7 +535,8 @@ func (n *Node) startLocked(ctx context.Context, conninfo string) error {
 		maps.Copy(settings, replicationSettings)
 	}
 	maps.Copy(settings, c.opts.Settings)
-	o := pginstance.Options{Dir: n.Dir, BinDir: c.opts.BinDir, PreferPort: n.port, Settings: settings, Superuser: c.su}
+	o := pginstance.Options{Dir: n.Dir, BinDir: c.opts.BinDir, PreferPort: n.port, Settings: settings, Superuser: c.su,
+		Host: n.place.Host, NetNS: n.place.NetNS, HBA: n.place.HBA}
 	if c.opts.Cgroup != nil {
 		o.Cgroup = c.opts.Cgroup(n.Name)
 	}
