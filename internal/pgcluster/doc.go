@@ -19,7 +19,8 @@
 // # Replication
 //
 // With at least one replica, every node runs with wal_level=replica,
-// wal_log_hints=on (pg_rewind will need it), hot_standby=on,
+// wal_log_hints=on and wal_keep_size=256MB (pg_rewind will need them),
+// hot_standby=on,
 // hot_standby_feedback=on and enough WAL senders and slots; the primary is
 // made with data checksums (initdb -k). These settings are on the
 // postmaster's command line (pginstance's Options.Settings) and the same

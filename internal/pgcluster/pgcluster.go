@@ -107,6 +107,12 @@ var replicationSettings = map[string]string{
 	"wal_log_hints":         "on",
 	"hot_standby":           "on",
 	"hot_standby_feedback":  "on",
+	// pg_rewind (Rejoin) reads the old primary's WAL back to the last
+	// checkpoint before the fork; the old primary's own checkpoints after
+	// it (its shutdown's, before the rewind) remove what no slot holds, and
+	// its standbys' slots hold only what came after they stopped, at the
+	// fork. The last 256 MB stay.
+	"wal_keep_size": "256MB",
 }
 
 const maxReplicas = 9 // names stay one digit; slots and senders stay under 16
@@ -624,7 +630,10 @@ func readPort(dir string) int {
 // Rejoin makes n, an old primary (stopped, crashed or still running), a
 // replica of the cluster's primary (SetPrimary): it is stopped, rewound
 // with pg_rewind to the primary's timeline, given a slot on the primary,
-// and started as a standby following it.
+// and started as a standby following it. If pg_rewind fails (the WAL it
+// needs is gone: more than wal_keep_size written since the last checkpoint
+// before the fork), n is made again with pg_basebackup, and Options.Logf
+// is told.
 func (n *Node) Rejoin(ctx context.Context) error {
 	p := n.c.Primary()
 	if p == n {
@@ -646,10 +655,39 @@ func (n *Node) Rejoin(ctx context.Context) error {
 		return fmt.Errorf("pgcluster: a checkpoint on %s before rejoining %s: %w", p.Name, n.Name, err)
 	}
 	if err := pginstance.Rewind(ctx, n.c.opts.BinDir, n.Dir, n.c.primaryConninfo(n.Name)+" dbname=postgres"); err != nil {
-		return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
+		}
+		n.c.opts.Logf("%s: pg_rewind failed; making it again from %s with pg_basebackup: %v", n.Name, p.Name, err)
+		if err := os.RemoveAll(filepath.Join(n.Dir, "data")); err != nil {
+			return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
+		}
+	} else if err := n.useOwnSlot(); err != nil {
+		return err
 	}
 	if err := n.c.createSlot(ctx, n.Name); err != nil {
 		return err
 	}
 	return n.Start(ctx)
+}
+
+// useOwnSlot makes the stopped node n, just rewound, stream through its
+// own slot. pg_rewind copies the source's postgresql.auto.conf, where the
+// new primary, once a standby, kept its own primary_slot_name: n would ask
+// for the primary's old slot, which does not exist, and could not reach a
+// consistent state (nor be asked anything, so follow could not fix it).
+// The last setting in the file wins: the slot's name is appended.
+func (n *Node) useOwnSlot() error {
+	f, err := os.OpenFile(filepath.Join(n.Dir, "data", "postgresql.auto.conf"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
+	}
+	_, err = fmt.Fprintf(f, "primary_slot_name = %s\n", quoteLiteral(n.Name))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
+	}
+	return nil
 }
