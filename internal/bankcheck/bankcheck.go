@@ -406,3 +406,23 @@ func (r *Recorder) CheckOldTimeline(old, cur map[int64]bool) *OldTimeline {
 	slices.Sort(res.Acked)
 	return res
 }
+
+// LongestWait is the longest a client waited for an answer after from
+// (the fault): for each operation running at from or started after it,
+// from its start or from from, whichever is later, to its answer. An
+// operation cut short by the run's end is not counted.
+func (r *Recorder) LongestWait(from time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var d time.Duration
+	for _, op := range r.ops {
+		if op.End.After(from) && op.SQLState != stopped {
+			start := op.Start
+			if start.Before(from) {
+				start = from
+			}
+			d = max(d, op.End.Sub(start))
+		}
+	}
+	return d
+}
