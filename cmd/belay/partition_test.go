@@ -145,6 +145,9 @@ func partitionOnce(t *testing.T, bin string) partitionRun {
 	)
 	cl, nw := pgtest.NewNetCluster(t, pgcluster.Options{Replicas: 2, Settings: map[string]string{"wal_receiver_timeout": "2s"},
 		Logf: func(format string, args ...any) {
+			if debug {
+				t.Logf("pgcluster: "+format, args...)
+			}
 			if strings.Contains(format, "pg_rewind failed") {
 				mu.Lock()
 				recloned = append(recloned, fmt.Sprintf(format, args...))
@@ -321,6 +324,9 @@ func partitionOnce(t *testing.T, bin string) partitionRun {
 		time.Sleep(50 * time.Millisecond)
 	}
 	run.rejoined = time.Since(healedAt)
+	if debug {
+		logTails(t, cl)
+	}
 	run.cluster = fmt.Sprintf("%s replicates to %s, synchronous_standby_names %q", np.Name, repl, ssn)
 	oc, err := pgx.Connect(ctx, old.ConnString("postgres", "postgres"))
 	if err != nil {

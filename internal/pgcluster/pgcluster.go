@@ -654,7 +654,12 @@ func (n *Node) Rejoin(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pgcluster: a checkpoint on %s before rejoining %s: %w", p.Name, n.Name, err)
 	}
-	if err := pginstance.Rewind(ctx, n.c.opts.BinDir, n.Dir, n.c.primaryConninfo(n.Name)+" dbname=postgres"); err != nil {
+	var extra []string
+	if strings.EqualFold(n.c.opts.Settings["fsync"], "off") {
+		extra = append(extra, "--no-sync") // as pg_basebackup's copy: nothing is synced on such a node
+	}
+	start := time.Now()
+	if err := pginstance.Rewind(ctx, n.c.opts.BinDir, n.Dir, n.c.primaryConninfo(n.Name)+" dbname=postgres", extra...); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
 		}
@@ -664,6 +669,8 @@ func (n *Node) Rejoin(ctx context.Context) error {
 		}
 	} else if err := n.useOwnSlot(); err != nil {
 		return err
+	} else {
+		n.c.opts.Logf("%s: rewound to %s's timeline with pg_rewind in %v", n.Name, p.Name, time.Since(start).Round(time.Millisecond))
 	}
 	if err := n.c.createSlot(ctx, n.Name); err != nil {
 		return err

@@ -721,8 +721,9 @@ func (t *tailBuffer) String() string {
 // crashed is first recovered and shut down cleanly by pg_rewind itself),
 // and writes standby.signal and source as its primary_conninfo (-R). The
 // data directory must have data checksums or wal_log_hints = on. It runs
-// as the user Start runs the server as.
-func Rewind(ctx context.Context, binDir, dir, source string) error {
+// as the user Start runs the server as. extra are more arguments of
+// pg_rewind (--no-sync for a server run with fsync off).
+func Rewind(ctx context.Context, binDir, dir, source string, extra ...string) error {
 	if binDir == "" {
 		var err error
 		if binDir, err = FindBinDir(); err != nil {
@@ -733,7 +734,7 @@ func Rewind(ctx context.Context, binDir, dir, source string) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"-D", filepath.Join(dir, "data"), "--source-server", source, "-R"}
+	args := append([]string{"-D", filepath.Join(dir, "data"), "--source-server", source, "-R"}, extra...)
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "pg_rewind"), args...)
 	cmd.Dir = dir
 	cmd.Env = serverEnv()
