@@ -46,6 +46,15 @@ import (
 // A client pinned to its server (session state that cannot move), in a
 // COPY, or given part of a message when the server died is closed (FATAL
 // 08006) as before: its session cannot be told the truth in-band.
+//
+// A primary cut off by a partition, or frozen, does not die: its
+// connections stay open, silent, and TCP gives up on them only after
+// minutes. So when a view of a newer term names another primary, every
+// client still holding a server on the old one (work in flight, or a
+// transaction open there) has that server abandoned (abandonOld): the
+// session is told its server is gone and answers its client as above,
+// and the connection is closed. Each loop does this for its own sessions,
+// on the loop.
 
 var (
 	// errHeld: the unit waits for the hold to end.
@@ -167,12 +176,74 @@ func (c *cluster) holdTick(now time.Time) {
 	}
 }
 
-// published tells the hold of a new view. From apply (under c.mu).
+// published tells the hold of a new view, and has the loops abandon the
+// servers of an older term's primary that still carry work (abandonOld).
+// From apply (under c.mu).
 func (c *cluster) published(v *clusterView) {
 	if c.hold.Published(time.Now(), v.term, v.primary >= 0) {
 		c.p.log.Info("a new primary is published: the held work goes to it", "term", v.term)
 		c.wakeHeld()
 	}
+	if v.primary >= 0 {
+		c.abandonOld(v)
+	}
+}
+
+// abandonOld has each loop abandon its clients' servers on a primary that
+// v, of a newer term, no longer names (abandonServer). A primary that died
+// closed those connections itself; one cut off by a partition, or frozen,
+// answers nothing and resets nothing, and TCP gives up on a connection
+// only after minutes: until then its clients would wait for an answer
+// that cannot come. Any goroutine (from apply, under c.mu).
+func (c *cluster) abandonOld(v *clusterView) {
+	primary, term := v.nodes[v.primary].name, v.term
+	for i := range c.p.sessions {
+		l := c.p.pools.Loop(i)
+		if l == nil {
+			continue
+		}
+		_ = l.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			var stale []*session
+			for s := range c.p.sessions[i] {
+				if s.servesOldPrimary(term, primary) {
+					stale = append(stale, s)
+				}
+			}
+			for _, s := range stale {
+				s.abandonServer(term, primary)
+			}
+			return nil
+		}))
+	}
+}
+
+// servesOldPrimary says the client holds a server on a node it was routed
+// to as the primary of a term older than term, which names another node
+// primary. On the loop.
+func (s *session) servesOldPrimary(term uint64, primary string) bool {
+	cs := s.cl
+	return !s.done && cs != nil && s.server != nil && cs.node != nil && cs.node.primary &&
+		cs.term < term && cs.node.name != primary
+}
+
+// errAbandoned is why a client's server on an old primary is given up.
+var errAbandoned = errors.New("belay gave up the connection: a newer term names another primary")
+
+// abandonServer gives up the client's server on an old primary (see
+// abandonOld) as if it had died: the client is answered as serverGone
+// says (a read sent again, 08007 for an unknown outcome, 40001 for a
+// transaction lost), and the connection is closed. On the loop.
+func (s *session) abandonServer(term uint64, primary string) {
+	sc := s.server
+	if s.cliRemain > 0 {
+		sc.Torn() // part of a client's message went to it: no Terminate after it
+	}
+	s.p.log.Warn("abandoning a server on the old primary", "node", s.cl.node.name, "term", s.cl.term,
+		"new_term", term, "new_primary", primary)
+	// The session forgets sc first (s.server = nil): the ServerLost that
+	// poolcore sends when sc's close is done is then ignored.
+	s.ServerLost(sc, fmt.Errorf("%w (%s at term %d)", errAbandoned, primary, term))
+	sc.Close()
 }
 
 // wakeHeld routes every held client again, each on its loop. Any

@@ -270,19 +270,8 @@ func (r *Recorder) Check(ctx context.Context, conn *pgx.Conn, at time.Time, o Op
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	res := &Result{Errors: map[string]int{}, ErrorsAfter: map[string]int{}, BadSums: slices.Clone(r.badSums)}
-	rows, err := conn.Query(ctx, "SELECT id FROM bank_ids")
+	present, err := IDs(ctx, conn)
 	if err != nil {
-		return nil, err
-	}
-	present := map[int64]bool{}
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		present[id] = true
-	}
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	if err := conn.QueryRow(ctx, "SELECT sum(balance)::int8 FROM bank_accounts").Scan(&res.FinalSum); err != nil {
@@ -341,4 +330,99 @@ func (r *Recorder) Check(ctx context.Context, conn *pgx.Conn, at time.Time, o Op
 		}
 	}
 	return res, nil
+}
+
+// IDs are the ids present in the bank over conn (a primary, or an old
+// primary read directly).
+func IDs(ctx context.Context, conn *pgx.Conn) (map[int64]bool, error) {
+	rows, err := conn.Query(ctx, "SELECT id FROM bank_ids")
+	if err != nil {
+		return nil, err
+	}
+	present := map[int64]bool{}
+	var id int64
+	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+		present[id] = true
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return present, nil
+}
+
+// OldTimeline is what CheckOldTimeline found on a primary that was cut
+// off and replaced: what it holds beyond the point where the new
+// primary's timeline forked from its own.
+type OldTimeline struct {
+	// Beyond are the ids the old primary has and the new one lacks:
+	// committed on the old timeline after the fork (an id is attempted
+	// once, so it cannot be on both by two transactions).
+	Beyond []int64
+	// Acked are those of them a client was told committed: each is an
+	// acknowledged write on the old timeline, lost. Must be empty.
+	Acked []int64
+	// Ambiguous and Failed count the others by what their clients were
+	// told (an unknown outcome, such as 08007; a failure).
+	Ambiguous, Failed int
+}
+
+// OK says no acknowledged write is on the old timeline only.
+func (o *OldTimeline) OK() bool { return len(o.Acked) == 0 }
+
+func (o *OldTimeline) String() string {
+	return fmt.Sprintf("%d ids beyond the fork on the old timeline: %d acknowledged, %d ambiguous, %d failed",
+		len(o.Beyond), len(o.Acked), o.Ambiguous, o.Failed)
+}
+
+// CheckOldTimeline compares old, the ids an old primary holds (IDs, read
+// from it directly before it is rewound, with the commits still waiting
+// there for a synchronous standby ended so that they show), with cur, the
+// ids of the new primary, against what the clients were told.
+func (r *Recorder) CheckOldTimeline(old, cur map[int64]bool) *OldTimeline {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	outcome := map[int64]Outcome{}
+	for _, op := range r.ops {
+		if op.ID != 0 {
+			outcome[op.ID] = op.Outcome
+		}
+	}
+	res := &OldTimeline{}
+	for id := range old {
+		if cur[id] {
+			continue
+		}
+		res.Beyond = append(res.Beyond, id)
+		switch o, ok := outcome[id]; {
+		case ok && o == Acked:
+			res.Acked = append(res.Acked, id)
+		case ok && o == Failed:
+			res.Failed++
+		default: // ambiguous, or in flight when the run ended
+			res.Ambiguous++
+		}
+	}
+	slices.Sort(res.Beyond)
+	slices.Sort(res.Acked)
+	return res
+}
+
+// LongestWait is the longest a client waited for an answer after from
+// (the fault): for each operation running at from or started after it,
+// from its start or from from, whichever is later, to its answer. An
+// operation cut short by the run's end is not counted.
+func (r *Recorder) LongestWait(from time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var d time.Duration
+	for _, op := range r.ops {
+		if op.End.After(from) && op.SQLState != stopped {
+			start := op.Start
+			if start.Before(from) {
+				start = from
+			}
+			d = max(d, op.End.Sub(start))
+		}
+	}
+	return d
 }

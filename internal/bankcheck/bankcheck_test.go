@@ -2,6 +2,8 @@ package bankcheck
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -39,6 +41,25 @@ func TestChecker(t *testing.T) {
 	// failures or ambiguities.
 	if !res.OK() || res.Acked == 0 || res.Reads == 0 || res.Failed+res.Ambiguous > o.Clients {
 		t.Fatalf("a run without a fault: %s", res)
+	}
+	// An old timeline: the same ids are no divergence; an acknowledged id
+	// that only the old primary has is an acknowledged write lost.
+	ids, err := IDs(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ot := r.CheckOldTimeline(ids, ids); !ot.OK() || len(ot.Beyond) != 0 {
+		t.Fatalf("the same ids on both timelines: %s", ot)
+	}
+	cur := maps.Clone(ids)
+	var gone int64
+	for id := range cur {
+		gone = id
+		break
+	}
+	delete(cur, gone)
+	if ot := r.CheckOldTimeline(ids, cur); ot.OK() || !slices.Equal(ot.Acked, []int64{gone}) || !slices.Equal(ot.Beyond, []int64{gone}) {
+		t.Fatalf("an acknowledged id on the old timeline only: %s", ot)
 	}
 	if _, err := conn.Exec(ctx, `DELETE FROM bank_ids WHERE id = (SELECT min(id) FROM bank_ids);
 		INSERT INTO bank_ids VALUES (7); UPDATE bank_accounts SET balance = balance + 1 WHERE id = 1`); err != nil {

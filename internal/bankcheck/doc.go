@@ -15,7 +15,10 @@
 //   - the balances sum to the total, at the end and in every read,
 //
 // and counts the ambiguous ids found and not found apart, never as
-// acknowledged.
+// acknowledged. After a partition, CheckOldTimeline compares the ids an old
+// primary holds (read from it directly, before it is rewound) with the new
+// primary's: those only the old one has were committed on its timeline
+// after the fork, and none of them may have been acknowledged.
 //
 // Concurrency: each client is a goroutine with its own connection;
 // Recorder's mu guards what they record.

@@ -6,16 +6,21 @@
 // # Layout and reuse
 //
 // Node pgK lives in Options.Dir/pgK: its data directory (data/), its Unix
-// socket directory (sock/), its log (postgres.log) and its TCP port on
-// 127.0.0.1 (port), kept so that the node listens on the same port at the
-// next Start when it is free. pg0 is the primary, pg1..pgN the replicas.
+// socket directory (sock/), its log (postgres.log) and its TCP port (port),
+// kept so that the node listens on the same port at the next Start when it
+// is free. It listens on 127.0.0.1, unless Options.Place gives it an
+// address of its own, in a network namespace of its own, with the
+// pg_hba.conf lines that let the others in (pgtest.NewNetCluster: each node
+// behind a link a test can take down); replication, pg_basebackup and
+// pg_rewind then go to that address. pg0 is the primary, pg1..pgN the replicas.
 // Start reuses every data directory it finds; it makes what is missing:
 // the primary with initdb, a replica with pg_basebackup from the primary.
 //
 // # Replication
 //
 // With at least one replica, every node runs with wal_level=replica,
-// wal_log_hints=on (pg_rewind will need it), hot_standby=on,
+// wal_log_hints=on and wal_keep_size=256MB (pg_rewind will need them),
+// hot_standby=on,
 // hot_standby_feedback=on and enough WAL senders and slots; the primary is
 // made with data checksums (initdb -k). These settings are on the
 // postmaster's command line (pginstance's Options.Settings) and the same

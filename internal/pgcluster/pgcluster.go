@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -42,9 +43,31 @@ type Options struct {
 	// makes with initdb). After a failover another node is; a cluster
 	// started again must start that one as its primary.
 	Primary string
+	// Place, if not nil, says where each node lives on the network, by
+	// its name (pg0, pg1, ...), when Start first meets it: the address it
+	// listens on and is reached at (by the other nodes and by belay), the
+	// network namespace its postmaster runs in, and the pg_hba.conf lines
+	// that let the others in (pgtest.NewNetCluster puts each node in a
+	// network namespace of its own with internal/netns). nil: every node
+	// on 127.0.0.1, in this process's namespace.
+	Place func(node string) (Placement, error)
 	// Logf, if not nil, is told what Start does (initdb, pg_basebackup, a
 	// port that changed, a replica made again).
 	Logf func(format string, args ...any)
+}
+
+// Placement is where a node lives on the network (Options.Place).
+type Placement struct {
+	// Host is the address the node listens on and is reached at ("":
+	// 127.0.0.1).
+	Host string
+	// NetNS is the path of the network namespace its postmaster runs in
+	// (pginstance.Options.NetNS); "": this process's.
+	NetNS string
+	// HBA are pg_hba.conf lines before the defaults (which trust only
+	// 127.0.0.1 and the Unix socket): those that let the other nodes
+	// (replication, pg_rewind) and belay in.
+	HBA []string
 }
 
 // Cluster is a primary and its replicas started by Start.
@@ -63,8 +86,9 @@ type Node struct {
 	Name string // pg0, pg1, ...
 	Dir  string // Cluster.Dir/Name
 
-	c  *Cluster
-	mu sync.Mutex // guards the fields below; held while the server starts or stops
+	c     *Cluster
+	place Placement  // set by Start before any use, never changed
+	mu    sync.Mutex // guards the fields below; held while the server starts or stops
 	// inst is the running server, nil while it is stopped.
 	inst *pginstance.Instance
 	port int // the port it listens on, or last listened on
@@ -83,6 +107,12 @@ var replicationSettings = map[string]string{
 	"wal_log_hints":         "on",
 	"hot_standby":           "on",
 	"hot_standby_feedback":  "on",
+	// pg_rewind (Rejoin) reads the old primary's WAL back to the last
+	// checkpoint before the fork; the old primary's own checkpoints after
+	// it (its shutdown's, before the rewind) remove what no slot holds, and
+	// its standbys' slots hold only what came after they stopped, at the
+	// fork. The last 256 MB stay.
+	"wal_keep_size": "256MB",
 }
 
 const maxReplicas = 9 // names stay one digit; slots and senders stay under 16
@@ -123,7 +153,13 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	c := &Cluster{Dir: dir, opts: o, su: "postgres"}
 	for i := 0; i <= o.Replicas; i++ {
 		name := "pg" + strconv.Itoa(i)
-		c.nodes = append(c.nodes, &Node{Name: name, Dir: filepath.Join(dir, name), c: c, port: readPort(filepath.Join(dir, name))})
+		n := &Node{Name: name, Dir: filepath.Join(dir, name), c: c, port: readPort(filepath.Join(dir, name))}
+		if o.Place != nil {
+			if n.place, err = o.Place(name); err != nil {
+				return nil, fmt.Errorf("pgcluster: placing %s: %w", name, err)
+			}
+		}
+		c.nodes = append(c.nodes, n)
 	}
 	if o.Primary != "" {
 		if err := c.SetPrimary(o.Primary); err != nil {
@@ -404,11 +440,23 @@ func (n *Node) alterSystem(ctx context.Context, settings map[string]string) erro
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// Addr is the node's TCP address, "127.0.0.1:PORT".
-func (n *Node) Addr() string { return "127.0.0.1:" + strconv.Itoa(n.Port()) }
+// Addr is the node's TCP address, "HOST:PORT" (HOST is 127.0.0.1 unless
+// Options.Place said otherwise).
+func (n *Node) Addr() string { return net.JoinHostPort(n.Host(), strconv.Itoa(n.Port())) }
 
-// Port is the node's TCP port on 127.0.0.1 (the one it last listened on
-// while it is stopped).
+// Host is the address the node listens on and is reached at.
+func (n *Node) Host() string {
+	if n.place.Host != "" {
+		return n.place.Host
+	}
+	return "127.0.0.1"
+}
+
+// Placement is where the node lives on the network (Options.Place).
+func (n *Node) Placement() Placement { return n.place }
+
+// Port is the node's TCP port on Host (the one it last listened on while
+// it is stopped).
 func (n *Node) Port() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -424,7 +472,7 @@ func (n *Node) Instance() *pginstance.Instance {
 
 // ConnString is a libpq connection string to db on this node as user, over TCP.
 func (n *Node) ConnString(db, user string) string {
-	return fmt.Sprintf("host=127.0.0.1 port=%d dbname=%s user=%s sslmode=disable", n.Port(), db, user)
+	return fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=disable", n.Host(), n.Port(), db, user)
 }
 
 func (n *Node) connect(ctx context.Context) (*pgx.Conn, error) {
@@ -437,7 +485,8 @@ func (n *Node) connect(ctx context.Context) (*pgx.Conn, error) {
 
 // primaryConninfo is what a replica connects to the primary with.
 func (c *Cluster) primaryConninfo(replica string) string {
-	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s application_name=%s sslmode=disable", c.Primary().Port(), c.su, replica)
+	p := c.Primary()
+	return fmt.Sprintf("host=%s port=%d user=%s application_name=%s sslmode=disable", p.Host(), p.Port(), c.su, replica)
 }
 
 // Start starts the node, on the port it had the last time if it is free.
@@ -492,7 +541,8 @@ func (n *Node) startLocked(ctx context.Context, conninfo string) error {
 		maps.Copy(settings, replicationSettings)
 	}
 	maps.Copy(settings, c.opts.Settings)
-	o := pginstance.Options{Dir: n.Dir, BinDir: c.opts.BinDir, PreferPort: n.port, Settings: settings, Superuser: c.su}
+	o := pginstance.Options{Dir: n.Dir, BinDir: c.opts.BinDir, PreferPort: n.port, Settings: settings, Superuser: c.su,
+		Host: n.place.Host, NetNS: n.place.NetNS, HBA: n.place.HBA}
 	if c.opts.Cgroup != nil {
 		o.Cgroup = c.opts.Cgroup(n.Name)
 	}
@@ -580,7 +630,10 @@ func readPort(dir string) int {
 // Rejoin makes n, an old primary (stopped, crashed or still running), a
 // replica of the cluster's primary (SetPrimary): it is stopped, rewound
 // with pg_rewind to the primary's timeline, given a slot on the primary,
-// and started as a standby following it.
+// and started as a standby following it. If pg_rewind fails (the WAL it
+// needs is gone: more than wal_keep_size written since the last checkpoint
+// before the fork), n is made again with pg_basebackup, and Options.Logf
+// is told.
 func (n *Node) Rejoin(ctx context.Context) error {
 	p := n.c.Primary()
 	if p == n {
@@ -601,8 +654,23 @@ func (n *Node) Rejoin(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pgcluster: a checkpoint on %s before rejoining %s: %w", p.Name, n.Name, err)
 	}
-	if err := pginstance.Rewind(ctx, n.c.opts.BinDir, n.Dir, n.c.primaryConninfo(n.Name)+" dbname=postgres"); err != nil {
-		return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
+	var extra []string
+	if strings.EqualFold(n.c.opts.Settings["fsync"], "off") {
+		extra = append(extra, "--no-sync") // as pg_basebackup's copy: nothing is synced on such a node
+	}
+	start := time.Now()
+	if err := pginstance.Rewind(ctx, n.c.opts.BinDir, n.Dir, n.c.primaryConninfo(n.Name)+" dbname=postgres", extra...); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
+		}
+		n.c.opts.Logf("%s: pg_rewind failed; making it again from %s with pg_basebackup: %v", n.Name, p.Name, err)
+		if err := os.RemoveAll(filepath.Join(n.Dir, "data")); err != nil {
+			return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
+		}
+	} else if err := n.useOwnSlot(); err != nil {
+		return err
+	} else {
+		n.c.opts.Logf("%s: rewound to %s's timeline with pg_rewind in %v", n.Name, p.Name, time.Since(start).Round(time.Millisecond))
 	}
 	// pg_rewind copied the source's postgresql.auto.conf, whose replication
 	// settings are the source's own (its slot, as a standby it once was):
@@ -624,4 +692,25 @@ func (n *Node) Rejoin(ctx context.Context) error {
 		return err
 	}
 	return n.Start(ctx)
+}
+
+// useOwnSlot makes the stopped node n, just rewound, stream through its
+// own slot. pg_rewind copies the source's postgresql.auto.conf, where the
+// new primary, once a standby, kept its own primary_slot_name: n would ask
+// for the primary's old slot, which does not exist, and could not reach a
+// consistent state (nor be asked anything, so follow could not fix it).
+// The last setting in the file wins: the slot's name is appended.
+func (n *Node) useOwnSlot() error {
+	f, err := os.OpenFile(filepath.Join(n.Dir, "data", "postgresql.auto.conf"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
+	}
+	_, err = fmt.Fprintf(f, "primary_slot_name = %s\n", quoteLiteral(n.Name))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
+	}
+	return nil
 }

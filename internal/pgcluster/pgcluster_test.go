@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -271,4 +274,75 @@ func TestNodeFaultsAndReuse(t *testing.T) {
 	for _, n := range cl.Nodes() {
 		waitRow(t, ctx, n, "f", 4)
 	}
+}
+
+// TestNetCluster: a primary and a replica, each in a network namespace of
+// its own (Options.Place, through pgtest.NewNetCluster): each postmaster
+// runs in its namespace and listens on its own address only (not on this
+// namespace's loopback); the replica streams from the primary across the
+// bridge, synchronously; with the replica's link down a commit waits (no
+// synchronous standby answers), and it completes once the link is back.
+func TestNetCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two Postgres servers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl, nw := pgtest.NewNetCluster(t, pgcluster.Options{Replicas: 1})
+	pri, rep := cl.Primary(), cl.Replicas()[0]
+	own, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range cl.Nodes() {
+		if !nw.Subnet.Contains(netip.MustParseAddr(n.Host())) {
+			t.Fatalf("%s listens on %s, outside %v", n.Name, n.Host(), nw.Subnet)
+		}
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", n.Instance().PID))
+		if err != nil || ns == own {
+			t.Fatalf("%s's postmaster runs in network namespace %s (%v), this process in %s", n.Name, ns, err, own)
+		}
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", n.Port()), time.Second); err == nil {
+			c.Close()
+			t.Fatalf("%s answers on 127.0.0.1:%d", n.Name, n.Port())
+		}
+	}
+	p := connect(t, ctx, pri)
+	if s := show(t, ctx, p, "synchronous_standby_names"); s != "ANY 1 (pg1)" {
+		t.Fatalf("synchronous_standby_names %q", s)
+	}
+	var client string
+	if err := p.QueryRow(ctx, "SELECT client_addr::text FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'", rep.Name).Scan(&client); err != nil {
+		t.Fatalf("%s does not stream from %s: %v", rep.Name, pri.Name, err)
+	}
+	if client != rep.Host()+"/32" && client != rep.Host() {
+		t.Fatalf("%s streams from %s, not from its own address %s", rep.Name, client, rep.Host())
+	}
+	if _, err := p.Exec(ctx, "CREATE TABLE tn (x int); INSERT INTO tn VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	waitRow(t, ctx, rep, "tn", 1)
+
+	if err := nw.Partition(rep.Name); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := p.Exec(ctx, "INSERT INTO tn VALUES (2)"); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("a commit with the only standby cut off returned: %v", err)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	if err := nw.Heal(rep.Name); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the commit did not complete within 30 s of the heal")
+	}
+	waitRow(t, ctx, rep, "tn", 2)
 }

@@ -27,6 +27,12 @@
 // that every process of the server is held to its limits (belay bench
 // gives each node of a cluster its own CPU quota this way).
 //
+// Network namespaces (Linux): with Options.NetNS the postmaster starts in
+// that network namespace, listening on Options.Host (an address of the
+// namespace): the fork thread enters the namespace (setns), forks and goes
+// back at once (StartCmdIn), so the child inherits it and nothing else of
+// this process runs there. internal/netns makes such namespaces for tests.
+//
 // Concurrency: Start may be called from several goroutines at once. An Instance
 // is safe for concurrent use; Stop is idempotent.
 //

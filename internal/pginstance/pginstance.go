@@ -27,9 +27,20 @@ type Options struct {
 	// (Dir/sock); created if missing. Required. An existing Dir/data with a
 	// PG_VERSION file is reused as is (no initdb).
 	Dir string
-	// Port is the TCP port on 127.0.0.1; 0 picks a free one (and retries with
+	// Port is the TCP port on Host; 0 picks a free one (and retries with
 	// another if the server finds it taken).
 	Port int
+	// Host is the address the server listens on and is reached at; ""
+	// means 127.0.0.1. With NetNS it is an address of that namespace.
+	Host string
+	// NetNS, when set, is the path of a network namespace (such as
+	// /run/netns/NAME; Linux only) the postmaster starts in, so that the
+	// server is reached only over that namespace's links (internal/netns
+	// makes them). initdb, pg_basebackup and the readiness check stay in
+	// this process's namespace: the check goes through the Unix socket,
+	// which a network namespace does not hide, or to Host. The port is
+	// picked as without it (a port free here is free there too).
+	NetNS string
 	// PreferPort, with Port 0, is tried first: a port kept from an earlier
 	// run (belay up keeps it per directory). If it is taken, a free one is
 	// picked as with Port 0.
@@ -68,7 +79,7 @@ type Options struct {
 // It is safe for concurrent use.
 type Instance struct {
 	Port      int    // TCP port on Host
-	Host      string // always "127.0.0.1"
+	Host      string // Options.Host: "127.0.0.1" unless told otherwise
 	SocketDir string // Unix socket directory; "" when Dir's path is too long for a socket
 	DataDir   string
 	Superuser string
@@ -258,9 +269,13 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 var errAddrInUse = errors.New("address already in use")
 
 func launch(ctx context.Context, o Options, binDir, dir, dataDir, sockDir, su string, port int, as runAs) (*Instance, error) {
+	host := o.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	inst := &Instance{
 		Port:      port,
-		Host:      "127.0.0.1",
+		Host:      host,
 		SocketDir: sockDir,
 		DataDir:   dataDir,
 		Superuser: su,
@@ -275,7 +290,7 @@ func launch(ctx context.Context, o Options, binDir, dir, dataDir, sockDir, su st
 		settings[k] = v
 	}
 	args := []string{"-D", dataDir, "-p", strconv.Itoa(port),
-		"-c", "listen_addresses=127.0.0.1",
+		"-c", "listen_addresses=" + host,
 		"-c", "unix_socket_directories=" + sockDir,
 	}
 	keys := make([]string, 0, len(settings))
@@ -320,7 +335,7 @@ func launch(ctx context.Context, o Options, binDir, dir, dataDir, sockDir, su st
 		}
 	}
 
-	err := StartCmd(cmd)
+	err := StartCmdIn(cmd, o.NetNS)
 	release()
 	if err != nil {
 		inst.closeLog()
@@ -388,13 +403,13 @@ func (i *Instance) waitReady(ctx context.Context) error {
 }
 
 // ConnString returns a libpq keyword/value connection string for db as user
-// over TCP: "host=127.0.0.1 port=N dbname=db user=user sslmode=disable".
+// over TCP: "host=HOST port=N dbname=db user=user sslmode=disable".
 func (i *Instance) ConnString(db, user string) string {
 	return fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=disable",
 		i.Host, i.Port, quoteConnValue(db), quoteConnValue(user))
 }
 
-// Addr returns the TCP address "127.0.0.1:port".
+// Addr returns the TCP address "HOST:port".
 func (i *Instance) Addr() string { return net.JoinHostPort(i.Host, strconv.Itoa(i.Port)) }
 
 // Done is closed once the postmaster has exited, whether through Stop or not.
@@ -706,8 +721,9 @@ func (t *tailBuffer) String() string {
 // crashed is first recovered and shut down cleanly by pg_rewind itself),
 // and writes standby.signal and source as its primary_conninfo (-R). The
 // data directory must have data checksums or wal_log_hints = on. It runs
-// as the user Start runs the server as.
-func Rewind(ctx context.Context, binDir, dir, source string) error {
+// as the user Start runs the server as. extra are more arguments of
+// pg_rewind (--no-sync for a server run with fsync off).
+func Rewind(ctx context.Context, binDir, dir, source string, extra ...string) error {
 	if binDir == "" {
 		var err error
 		if binDir, err = FindBinDir(); err != nil {
@@ -718,7 +734,7 @@ func Rewind(ctx context.Context, binDir, dir, source string) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"-D", filepath.Join(dir, "data"), "--source-server", source, "-R"}
+	args := append([]string{"-D", filepath.Join(dir, "data"), "--source-server", source, "-R"}, extra...)
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "pg_rewind"), args...)
 	cmd.Dir = dir
 	cmd.Env = serverEnv()

@@ -28,7 +28,14 @@ var (
 // exits (go.dev/issue/27505), and the Go runtime ends a thread when a goroutine
 // locked to it returns; forking from a thread that never ends makes the signal
 // mean "this process died". Use it for any child that sets Pdeathsig.
-func StartCmd(cmd *exec.Cmd) error {
+func StartCmd(cmd *exec.Cmd) error { return StartCmdIn(cmd, "") }
+
+// StartCmdIn is StartCmd with the child in the network namespace at path
+// ("" for this process's): the forking thread enters that namespace
+// (setns), forks, and goes back to its own before it forks anything else.
+// A child inherits its forking thread's namespaces; nothing else runs on
+// that thread, so nothing else ever sees the namespace.
+func StartCmdIn(cmd *exec.Cmd, netns string) error {
 	forkOnce.Do(func() {
 		forkReqs = make(chan func())
 		go func() {
@@ -39,8 +46,39 @@ func StartCmd(cmd *exec.Cmd) error {
 		}()
 	})
 	errc := make(chan error, 1)
-	forkReqs <- func() { errc <- cmd.Start() }
+	forkReqs <- func() {
+		if netns == "" {
+			errc <- cmd.Start()
+			return
+		}
+		errc <- startInNetNS(cmd, netns)
+	}
 	return <-errc
+}
+
+// startInNetNS starts cmd in the network namespace at path. It runs on the
+// fork thread, which it leaves in the namespace it found it in (the
+// process's): if it cannot go back, the process is not safe to go on with
+// (every later server would start there), so it panics.
+func startInNetNS(cmd *exec.Cmd, path string) error {
+	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("pginstance: network namespace %s: %w", path, err)
+	}
+	defer unix.Close(target)
+	own, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("pginstance: this thread's network namespace: %w", err)
+	}
+	defer unix.Close(own)
+	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("pginstance: entering network namespace %s: %w", path, err)
+	}
+	startErr := cmd.Start()
+	if err := unix.Setns(own, unix.CLONE_NEWNET); err != nil {
+		panic(fmt.Sprintf("BUG: pginstance: the fork thread cannot leave network namespace %s: %v", path, err))
+	}
+	return startErr
 }
 
 // startInCgroup makes cmd (not started yet) start its process in the

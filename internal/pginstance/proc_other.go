@@ -17,6 +17,14 @@ func serverProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
 
 func StartCmd(cmd *exec.Cmd) error { return cmd.Start() }
 
+// StartCmdIn starts cmd; network namespaces are Linux only.
+func StartCmdIn(cmd *exec.Cmd, netns string) error {
+	if netns != "" {
+		return errors.New("pginstance: network namespaces are Linux only")
+	}
+	return cmd.Start()
+}
+
 func startInCgroup(*exec.Cmd, string, runAs) (func(), error) {
 	return nil, errors.New("pginstance: cgroups are Linux only")
 }
