@@ -672,22 +672,6 @@ func (n *Node) Rejoin(ctx context.Context) error {
 	} else {
 		n.c.opts.Logf("%s: rewound to %s's timeline with pg_rewind in %v", n.Name, p.Name, time.Since(start).Round(time.Millisecond))
 	}
-	// pg_rewind copied the source's postgresql.auto.conf, whose replication
-	// settings are the source's own (its slot, as a standby it once was):
-	// this node's follow them, and the last of a setting wins.
-	auto := filepath.Join(n.Dir, "data", "postgresql.auto.conf")
-	f, err := os.OpenFile(auto, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
-	}
-	_, err = fmt.Fprintf(f, "primary_conninfo = %s\nprimary_slot_name = %s\n",
-		quoteLiteral(n.c.primaryConninfo(n.Name)), quoteLiteral(n.Name))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
-	}
 	if err := n.c.createSlot(ctx, n.Name); err != nil {
 		return err
 	}
