@@ -342,3 +342,37 @@ func (r *Recorder) Check(ctx context.Context, conn *pgx.Conn, at time.Time, o Op
 	}
 	return res, nil
 }
+
+// FirstAckAfter is, of what was recorded so far, the time from at to the
+// end of the first acknowledged transfer that started after at (0: none
+// yet): a run can stop once writes have resumed. Safe for concurrent use
+// with the clients.
+func (r *Recorder) FirstAckAfter(at time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var first time.Duration
+	for _, op := range r.ops {
+		if op.ID == 0 || op.Outcome != Acked || !op.Start.After(at) {
+			continue
+		}
+		if d := op.End.Sub(at); first == 0 || d < first {
+			first = d
+		}
+	}
+	return first
+}
+
+// AckedBetween counts the transfers acknowledged (answered) in [from, to):
+// those a primary acknowledged while it ran without a synchronous standby,
+// say. Safe for concurrent use with the clients.
+func (r *Recorder) AckedBetween(from, to time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, op := range r.ops {
+		if op.ID != 0 && op.Outcome == Acked && !op.End.Before(from) && op.End.Before(to) {
+			n++
+		}
+	}
+	return n
+}
