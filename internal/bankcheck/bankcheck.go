@@ -68,7 +68,8 @@ type Op struct {
 	Err        string
 }
 
-// Recorder holds what the clients recorded. mu guards the fields.
+// Recorder holds what the clients recorded; its zero value is ready to
+// record (RunInto). mu guards the fields.
 type Recorder struct {
 	mu      sync.Mutex
 	ops     []Op
@@ -78,8 +79,15 @@ type Recorder struct {
 // Run runs o.Clients clients until ctx ends and returns what they
 // recorded.
 func Run(ctx context.Context, o Options) *Recorder {
-	o.defaults()
 	r := &Recorder{}
+	RunInto(ctx, o, r)
+	return r
+}
+
+// RunInto is Run recording into r, which may be read meanwhile
+// (FirstAckAfter, AckedBetween) and is checked afterwards.
+func RunInto(ctx context.Context, o Options, r *Recorder) {
+	o.defaults()
 	var wg sync.WaitGroup
 	for c := range o.Clients {
 		wg.Add(1)
@@ -89,7 +97,6 @@ func Run(ctx context.Context, o Options) *Recorder {
 		}()
 	}
 	wg.Wait()
-	return r
 }
 
 // client runs transfers and reads over one connection, connecting again
