@@ -687,7 +687,7 @@ func (e *env) meta(ctx context.Context) Meta {
 		Duration: e.o.Duration.Seconds(), PoolSize: e.o.PoolSize, Scale: e.o.Scale,
 		Cores: runtime.NumCPU(), CPUModel: cpuModel(), Memory: memTotal(),
 		BelayCommit: gitCommit(e.o.SourceDir),
-		GoVersion: runtime.Version(), SlowReadRate: e.o.SlowRate,
+		GoVersion:   runtime.Version(), SlowReadRate: e.o.SlowRate,
 		PgBouncerVersion: "not run", LoadStart: loadAvg(), Placement: e.o.Placement.describe(),
 	}
 	if e.pg != nil {
