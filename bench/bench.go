@@ -81,6 +81,10 @@ type Options struct {
 	// FailoverMaxWait bounds how long a failover run waits, after the
 	// kill, for a write to be acknowledged (default 60s).
 	FailoverMaxWait time.Duration
+	// FailoverTargets, when not nil, keeps only these targets of the
+	// failover scenario (belay, patroni-defaults-pst0, patroni-tuned-pst0,
+	// patroni-defaults), in its order.
+	FailoverTargets []string
 
 	// FlameDir, when set, makes Run profile belay under each scenario
 	// instead of comparing targets: DIR/<scenario>.svg and .pb.gz, and

@@ -158,7 +158,7 @@ func (e *env) startFailover(ctx context.Context) (*failoverEnv, error) {
 		"(defaults: checks every 200 ms, primary dead after 600 ms unreachable with no standby streaming from it, "+
 		"proxy holds queries up to 10 s); synchronous_standby_names `ANY 1 (pg1, pg2)`; etcd: %s; clients connect to the proxy.",
 		e.o.PoolSize, fo.info.BelayEtcd)
-	for _, s := range patroniSetups(e.o.PatroniAsIs) {
+	for _, s := range patroniSetups(true) {
 		fo.info.Setups[s.Target] = fmt.Sprintf("%s, %s; %s; synchronous_mode on (Patroni 3.0 names one synchronous standby), "+
 			"use_pg_rewind, use_slots; clients: `host=127.0.0.1,127.0.0.1,127.0.0.1 port=A,B,C target_session_attrs=read-write`.",
 			fo.info.Patroni, fo.info.Etcd, s.effective())
@@ -179,7 +179,10 @@ func (e *env) runFailover(ctx context.Context, sc Scenario) (ScenarioResult, err
 	fo := e.fo
 	info := fo.info
 	res := ScenarioResult{Scenario: sc, Failover: &info}
-	names := failoverTargets(e.o.PatroniAsIs)
+	names := failoverTargets(e.o.PatroniAsIs || slices.Contains(e.o.FailoverTargets, patroniDefaultsAsIs))
+	if e.o.FailoverTargets != nil {
+		names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(e.o.FailoverTargets, n) })
+	}
 	runs := map[string][]RunResult{}
 	for round := 1; round <= e.o.Rounds; round++ {
 		for _, name := range names {
