@@ -358,8 +358,12 @@ func (e *env) failoverMeasure(ctx context.Context, c failoverCluster, dir string
 		return 0
 	}
 	sctx, stopSampler := context.WithCancel(ctx)
-	sampled := make(chan []roleSample, 1)
-	go func() { sampled <- sampleRoles(sctx, nodes, failoverSampleEvery) }()
+	sampler := &roleSampler{}
+	sampled := make(chan struct{})
+	go func() {
+		sampler.run(sctx, nodes, failoverSampleEvery)
+		close(sampled)
+	}()
 
 	for {
 		if bench == nil {
@@ -371,7 +375,11 @@ func (e *env) failoverMeasure(ctx context.Context, c failoverCluster, dir string
 		}
 		since := time.Since(sent)
 		first := writable()
-		if bench != nil && ((first > 0 && since >= first+failoverAfter) || since >= e.o.FailoverMaxWait) {
+		// Done once writes resumed a while ago and the new primary has a
+		// synchronous standby named (so that its time without one is
+		// measured whole), or at the longest wait.
+		p := promotion(sampler.samples(), time.Now())
+		if bench != nil && ((first > 0 && since >= first+failoverAfter && p.Node != "" && !p.Open) || since >= e.o.FailoverMaxWait) {
 			break
 		}
 		select {
@@ -384,7 +392,8 @@ func (e *env) failoverMeasure(ctx context.Context, c failoverCluster, dir string
 	}
 	end := time.Now()
 	stopSampler()
-	samples := <-sampled
+	<-sampled
+	samples := sampler.samples()
 	stopChecker()
 	<-checked
 	if bench.err != nil {
@@ -483,14 +492,18 @@ type roleSample struct {
 	SyncNames string
 }
 
-// sampleRoles asks every node, every interval until ctx ends, whether it
-// is a primary and for its synchronous_standby_names, each node from a
-// goroutine of its own over a connection it keeps (made again when lost);
-// a node that does not answer within a second gives no sample. The
-// samples are in time order.
-func sampleRoles(ctx context.Context, nodes []clusterNode, every time.Duration) []roleSample {
-	var mu sync.Mutex // guards out
-	var out []roleSample
+// roleSampler asks every node, every interval, whether it is a primary
+// and for its synchronous_standby_names (run), and keeps the answers
+// (samples). run's goroutines append; samples may be read meanwhile.
+type roleSampler struct {
+	mu  sync.Mutex // guards out
+	out []roleSample
+}
+
+// run samples until ctx ends, each node from a goroutine of its own over
+// a connection it keeps (made again when lost); a node that does not
+// answer within a second gives no sample.
+func (s *roleSampler) run(ctx context.Context, nodes []clusterNode, every time.Duration) {
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Add(1)
@@ -515,9 +528,9 @@ func sampleRoles(ctx context.Context, nodes []clusterNode, every time.Duration) 
 					err := conn.QueryRow(qctx, "SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names')").Scan(&rec, &names)
 					at := time.Now()
 					if err == nil {
-						mu.Lock()
-						out = append(out, roleSample{Node: n.Name, At: at, Primary: !rec, SyncNames: names})
-						mu.Unlock()
+						s.mu.Lock()
+						s.out = append(s.out, roleSample{Node: n.Name, At: at, Primary: !rec, SyncNames: names})
+						s.mu.Unlock()
 					} else {
 						conn.Close(context.Background())
 						conn = nil
@@ -532,6 +545,13 @@ func sampleRoles(ctx context.Context, nodes []clusterNode, every time.Duration) 
 		}()
 	}
 	wg.Wait()
+}
+
+// samples are the samples so far, in time order.
+func (s *roleSampler) samples() []roleSample {
+	s.mu.Lock()
+	out := slices.Clone(s.out)
+	s.mu.Unlock()
 	slices.SortStableFunc(out, func(a, b roleSample) int { return a.At.Compare(b.At) })
 	return out
 }

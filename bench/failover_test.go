@@ -149,7 +149,7 @@ func failoverResult() ScenarioResult {
 	}
 	patroni := []RunResult{
 		mk(patroniTunedPst0, 1, FailoverRun{OldPrimary: "pg0", NewPrimary: "pg1", FailedOver: true, Checked: true, WritableMs: 3400,
-			PromotedMs: 3300, NoSyncMs: 3100, AckedNoSync: 4000, Acked: 9000, Errors: map[string]int{"conn": 70, "57P01": 2},
+			PromotedMs: 3300, NoSyncMs: 3100, NoSyncOpen: true, AckedNoSync: 4000, Acked: 9000, Errors: map[string]int{"conn": 70, "57P01": 2},
 			ErrorsAfter: map[string]int{"conn": 66}, PgbenchProcessed: 1400, PgbenchAborted: 10}),
 		mk(patroniTunedPst0, 2, FailoverRun{Err: "starting the cluster: boom"}),
 		mk(patroniTunedPst0, 3, FailoverRun{OldPrimary: "pg1", NewPrimary: "pg1", Checked: false, WritableMs: -1, PromotedMs: -1,
@@ -176,7 +176,7 @@ func TestAggregateFailover(t *testing.T) {
 	}
 	p := res.Row(patroniTunedPst0).Failover
 	if p.Runs != 3 || p.Measured != 2 || p.FailedOver != 1 || p.NeverWritable != 1 || p.WritableMedianMs != 3400 || p.WritableWorstMs != -1 ||
-		p.PromotedMedianMs != 3300 || p.NoSyncMedianMs != 1550 || p.NoSyncWorstMs != 3100 || p.AckedNoSync != 4000 ||
+		p.PromotedMedianMs != 3300 || p.NoSyncMedianMs != 1550 || p.NoSyncWorstMs != 3100 || p.AckedNoSync != 4000 || p.NoSyncOpen != 1 ||
 		p.ErrorsMedian != 186 || p.ErrorsWorst != 300 || p.ErrorsAfterMedian != 182.5 || p.ErrorsAfterWorst != 299 ||
 		p.Errors["conn"] != 370 || p.Unchecked != 1 || p.PgbenchAborted != 20 || len(p.RunErrors) != 1 {
 		t.Errorf("patroni: %+v", p)
@@ -199,8 +199,9 @@ func TestRenderFailover(t *testing.T) {
 		"# belay bench: failover, belay against Patroni",
 		"| belay (proxy + 2 orch) | 1,700 ms / 1,900 ms | 1,300 ms / 1,400 ms | 0 / 0 (0 acked) | 0 | 3 / 4 | 0 / 0 | 08007:1 40001:7 | 9,000 / 0 / 1 | 3 of 3 |",
 		"| Patroni, ttl 10 / loop_wait 1 / retry_timeout 4, primary_start_timeout 0 | 3,400 ms / none within 60 s (1 of 2 runs) |",
-		"0 (1 runs unchecked)",
-		"| belay (proxy + 2 orch) | 1,700 ms / 1,900 ms | 0 | 3 / 4 | 0 / 0 | 1 |", // the summary
+		"| ≥ 1,550 ms / ≥ 3,100 ms (≥ 4,000 acked; still open at the end of 1 of 2 runs) | 0 (1 runs unchecked) |",
+		"| belay (proxy + 2 orch) | 1,700 ms / 1,900 ms | 0 | 0 / 0 | 3 / 4 | 0 / 0 | 1 |", // the summary
+		"| 3,400 ms / none within 60 s (1 of 2 runs) | 0 | ≥ 1,550 ms / ≥ 3,100 ms | 186 / 300 | 182.5 / 299 | 20 |",
 		"| 2 | Patroni, ttl 10 / loop_wait 1 / retry_timeout 4, primary_start_timeout 0 | not measured: starting the cluster: boom |",
 		"| 1 | belay (proxy + 2 orch) | pg0 → pg1 | 300 ms | 1,700 ms | 1,300 ms | 0 (0 acked) | 100 / 0 (0) / 0 | 0 | 08007:1 40001:2 | none | 3000 / 0 / 8 / 1 |",
 		"- **belay (proxy + 2 orch)**: the belay setup",
