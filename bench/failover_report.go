@@ -102,8 +102,8 @@ type FailoverFigures struct {
 	NoSyncWorstMs    float64 `json:"no_sync_standby_worst_ms"`
 	// NoSyncOpen counts the runs that ended with the window still open:
 	// their NoSyncMs are lower bounds.
-	NoSyncOpen int `json:"no_sync_standby_open_at_end"`
-	AckedNoSync      int     `json:"acked_without_sync_standby"`
+	NoSyncOpen  int `json:"no_sync_standby_open_at_end"`
+	AckedNoSync int `json:"acked_without_sync_standby"`
 	// Summed over the runs.
 	Lost      int `json:"lost"`
 	Phantom   int `json:"phantom"`
