@@ -296,6 +296,11 @@ func (e *env) failoverMeasure(ctx context.Context, c failoverCluster, dir string
 	if err != nil {
 		return fmt.Errorf("the checker's tables: %w", err)
 	}
+	// The load starts on a settled cluster: both standbys have replayed
+	// the tables (pgbench -i writes 100,000 rows and vacuums them).
+	if err := waitReplayed(ictx, old); err != nil {
+		return err
+	}
 
 	host, ports, env := c.pgbenchTarget()
 	bctx, stopBench := context.WithCancel(ctx)
@@ -467,6 +472,33 @@ func nodeRole(ctx context.Context, n clusterNode) (primary bool, syncNames strin
 	var rec bool
 	err = conn.QueryRow(ctx, "SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names')").Scan(&rec, &syncNames)
 	return !rec, syncNames, err
+}
+
+// waitReplayed waits until two standbys stream from primary and have
+// replayed its WAL as it is now.
+func waitReplayed(ctx context.Context, primary clusterNode) error {
+	conn, err := pgx.Connect(ctx, primary.connString("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	var target string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&target); err != nil {
+		return err
+	}
+	for {
+		var n int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication
+			WHERE state = 'streaming' AND replay_lsn >= $1::pg_lsn`, target).Scan(&n)
+		if err == nil && n >= 2 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the standbys of %s have not replayed its WAL to %s (%d did; %v): %w", primary.Name, target, n, err, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // waitPrimary polls nodes until one answers as a primary.

@@ -292,7 +292,7 @@ func renderFailover(b *strings.Builder, s *ScenarioResult) {
 		info = &FailoverInfo{}
 	}
 	fmt.Fprintf(b, "Each run starts a cluster of its own, a primary and 2 streaming replicas on this machine (PostgreSQL %s; %s), "+
-		"loads it for %g s with pgbench TPC-B (`-c %d -j 2 -T %g --max-tries 5 --failures-detailed`, scale 1) and the bank checker "+
+		"makes the tables and waits for both standbys to replay them, loads it for %g s with pgbench TPC-B (`-c %d -j 2 -T %g --max-tries 5 --failures-detailed`, scale 1) and the bank checker "+
 		"(`internal/bankcheck`, %d clients: transfers that also append a unique id, and sums), then sends SIGKILL to the primary's postmaster "+
 		"and keeps the checker running until a transfer sent after the kill is acknowledged plus %g s, the new primary has a synchronous standby named, "+
 		"and pgbench has ended (at most %g s after the kill); "+
