@@ -14,7 +14,7 @@ up: build
 build:
 	$(GO) build -o belay ./cmd/belay
 
-## deps: install what the tests need and is missing (Debian/Ubuntu: PostgreSQL server, psql, pgbench, pg_basebackup for belay up's replicas (etcd itself is built into belay), PgBouncer (its console is the reference for belay's), pgpool-II (belay bench's read-scaling scenarios compare with it), a C compiler for cgo and -race; for internal/compat: psycopg 3, the JDBC driver and a JDK, node and npm, then node-postgres with npm ci)
+## deps: install what the tests need and is missing (Debian/Ubuntu: PostgreSQL server, psql, pgbench, pg_basebackup for belay up's replicas (etcd itself is built into belay), PgBouncer (its console is the reference for belay's), pgpool-II (belay bench's read-scaling scenarios compare with it), Patroni and etcd-server (belay bench's failover scenario; their services are kept from starting, and disabled: the bench runs its own etcd and Patroni on loopback ports), a C compiler for cgo and -race; for internal/compat: psycopg 3, the JDBC driver and a JDK, node and npm, then node-postgres with npm ci)
 deps:
 	@set -euo pipefail; \
 	have_glob() { compgen -G "$$1" >/dev/null; }; \
@@ -32,6 +32,8 @@ deps:
 	command -v npm >/dev/null 2>&1 || pkgs="$$pkgs npm"; \
 	{ command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; } || pkgs="$$pkgs pgbouncer"; \
 	{ command -v pgpool >/dev/null 2>&1 || [ -x /usr/sbin/pgpool ]; } || pkgs="$$pkgs pgpool2"; \
+	command -v patroni >/dev/null 2>&1 || pkgs="$$pkgs patroni"; \
+	[ -x /usr/bin/etcd ] || pkgs="$$pkgs etcd-server"; \
 	[ -z "$$pkgs" ] && exit 0; \
 	pkgs=$$(tr ' ' '\n' <<<"$$pkgs" | sed '/^$$/d' | sort -u | tr '\n' ' '); \
 	echo "deps: installing: $$pkgs"; \
@@ -44,7 +46,18 @@ deps:
 		else echo "deps: not root and no sudo: as root, run: apt-get install -y $$pkgs" >&2; exit 1; fi; \
 	fi; \
 	$$sudo apt-get update -qq; \
-	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs
+	policy=/usr/sbin/policy-rc.d; own_policy=""; \
+	if [ ! -e $$policy ]; then \
+		printf '#!/bin/sh\n# written by make deps: no package starts its service\nexit 101\n' | $$sudo tee $$policy >/dev/null; \
+		$$sudo chmod 755 $$policy; own_policy=1; \
+	fi; \
+	rc=0; $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs || rc=$$?; \
+	[ -n "$$own_policy" ] && $$sudo rm -f $$policy; \
+	for svc in etcd patroni; do \
+		if [ -d /run/systemd/system ]; then $$sudo systemctl disable --now $$svc.service >/dev/null 2>&1 || true; \
+		elif [ -x /etc/init.d/$$svc ]; then $$sudo /etc/init.d/$$svc stop >/dev/null 2>&1 || true; $$sudo update-rc.d $$svc disable >/dev/null 2>&1 || true; fi; \
+	done; \
+	exit $$rc
 	@compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || { echo "deps: initdb still missing" >&2; exit 1; }
 	@compgen -G '/usr/lib/postgresql/*/bin/pg_basebackup' >/dev/null || command -v pg_basebackup >/dev/null || { echo "deps: pg_basebackup still missing" >&2; exit 1; }
 	@set -euo pipefail; d=internal/compat/testdata/node; \

@@ -71,8 +71,14 @@ func stopPackagedService(ctx context.Context, name string) {
 // findOrInstall returns the program bin (on PATH, or in a directory
 // where Debian's packages put programs), installing Debian's package pkg
 // with apt-get when it is missing and install is set; what names it in
-// messages.
+// messages. The package's service is named pkg.
 func findOrInstall(ctx context.Context, bin, pkg, what string, install bool, logf func(string, ...any)) (string, error) {
+	return findOrInstallService(ctx, bin, pkg, pkg, what, install, logf)
+}
+
+// findOrInstallService is findOrInstall for a package whose service is
+// named service (etcd-server's is etcd).
+func findOrInstallService(ctx context.Context, bin, pkg, service, what string, install bool, logf func(string, ...any)) (string, error) {
 	look := func() string {
 		if p, err := exec.LookPath(bin); err == nil {
 			return p
@@ -91,7 +97,7 @@ func findOrInstall(ctx context.Context, bin, pkg, what string, install bool, log
 	if !install {
 		return "", fmt.Errorf("bench: %s is not installed (Debian: apt-get install %s, or make deps), and installing it was not asked for", bin, pkg)
 	}
-	if err := aptInstall(ctx, pkg, pkg, what, logf); err != nil {
+	if err := aptInstall(ctx, pkg, service, what, logf); err != nil {
 		return "", err
 	}
 	if p := look(); p != "" {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -70,6 +71,21 @@ type Options struct {
 	// read-scaling scenarios (default 0.4).
 	NodeCPU float64
 
+	// InstallPatroni installs Debian's patroni and etcd-server (for the
+	// failover scenario) with apt-get when missing.
+	InstallPatroni bool
+	// PatroniAsIs adds Patroni with its defaults as they are
+	// (primary_start_timeout 300: it restarts a killed primary in place)
+	// to the failover scenario's targets.
+	PatroniAsIs bool
+	// FailoverMaxWait bounds how long a failover run waits, after the
+	// kill, for a write to be acknowledged (default 60s).
+	FailoverMaxWait time.Duration
+	// FailoverTargets, when not nil, keeps only these targets of the
+	// failover scenario (belay, patroni-defaults-pst0, patroni-tuned-pst0,
+	// patroni-defaults), in its order.
+	FailoverTargets []string
+
 	// FlameDir, when set, makes Run profile belay under each scenario
 	// instead of comparing targets: DIR/<scenario>.svg and .pb.gz, and
 	// DIR/README.md (see RunFlamegraphs).
@@ -138,6 +154,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.WarmUp == 0 {
 		o.WarmUp = time.Second
+	}
+	if o.FailoverMaxWait <= 0 {
+		o.FailoverMaxWait = time.Minute
 	}
 	if o.Progress == nil {
 		o.Progress = os.Stderr
@@ -219,6 +238,8 @@ type env struct {
 	users []string
 	// rs is the read-scaling cluster, started by its first scenario.
 	rs *readScaleEnv
+	// fo is the failover scenario's etcd and programs, started by it.
+	fo *failoverEnv
 
 	mu sync.Mutex // guards progress output
 }
@@ -295,6 +316,11 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 	if err := os.Chmod(e.work, 0o755); err != nil { // PostgreSQL and PgBouncer run as postgres
 		return err
 	}
+	// A run of cluster scenarios only needs no single node, no
+	// PgBouncer, no single-node belay.
+	if !needsSingleNode(o.Scenarios) && o.FlameDir == "" {
+		return nil
+	}
 	if withBouncer && !o.NoPgBouncer {
 		e.bouncerBin, err = findPgBouncer(ctx, o.InstallPgBouncer, e.logf)
 		if err != nil {
@@ -335,6 +361,18 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 	return nil
 }
 
+// needsSingleNode says whether some scenario of scs runs against the
+// single PostgreSQL (and PgBouncer and belay in front of it): all but the
+// failover scenario, which starts clusters of its own.
+func needsSingleNode(scs []Scenario) bool {
+	for _, s := range scs {
+		if s.Kind != KindFailover {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *env) startBouncer(ctx context.Context) error {
 	maxClients := e.o.IdleClients + 2000
 	p, port, err := startPgBouncer(ctx, e.bouncerBin, filepath.Join(e.work, "pgbouncer"), e.pg.Port, e.o.PoolSize, maxClients, e.budget, e.users, e.tls, e.o.Placement)
@@ -365,6 +403,9 @@ func (e *env) startBelay(ctx context.Context, profile string) error {
 func (e *env) close() {
 	if e.rs != nil {
 		e.rs.close(e.logf)
+	}
+	if e.fo != nil {
+		e.fo.close(e.logf)
 	}
 	if e.belay != nil {
 		if err := e.belay.Stop(); err != nil {
@@ -453,8 +494,11 @@ func (e *env) restart(ctx context.Context, name string) (Target, error) {
 
 // runScenario runs sc against every target, round by round (A B C A B C).
 func (e *env) runScenario(ctx context.Context, sc Scenario) (ScenarioResult, error) {
-	if sc.Kind == KindReadScale {
+	switch sc.Kind {
+	case KindReadScale:
 		return e.runReadScale(ctx, sc)
+	case KindFailover:
+		return e.runFailover(ctx, sc)
 	}
 	names := targetsFor(sc, true)
 	runs := map[string][]RunResult{}
@@ -593,7 +637,7 @@ func (e *env) pgbenchInto(ctx context.Context, sc Scenario, t Target, r *RunResu
 // the proxies have opened their server connections and Postgres's caches are
 // warm before the first timed run.
 func (e *env) warmUp(ctx context.Context) {
-	if e.o.WarmUp < 0 {
+	if e.o.WarmUp < 0 || e.pg == nil {
 		return
 	}
 	for _, name := range []string{Direct, PgBouncer, PgBouncerSession, Belay} {
@@ -624,6 +668,14 @@ func (e *env) write(rep *Report) error {
 	if err := os.WriteFile(filepath.Join(e.o.Out, "results.json"), b, 0o644); err != nil {
 		return err
 	}
+	var fcsv bytes.Buffer
+	if ok, err := writeFailoverCSV(&fcsv, rep); err != nil {
+		return err
+	} else if ok {
+		if err := os.WriteFile(filepath.Join(e.o.Out, "failover.csv"), fcsv.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
 	charts := map[string][]string{}
 	if !e.o.NoCharts {
 		if charts, err = WriteCharts(e.o.Out, rep); err != nil {
@@ -638,9 +690,14 @@ func (e *env) meta(ctx context.Context) Meta {
 		Command: e.o.Command, Started: e.start, Quick: e.o.Quick, Rounds: e.o.Rounds,
 		Duration: e.o.Duration.Seconds(), PoolSize: e.o.PoolSize, Scale: e.o.Scale,
 		Cores: runtime.NumCPU(), CPUModel: cpuModel(), Memory: memTotal(),
-		PostgresVersion: serverVersion(ctx, e.pg), BelayCommit: gitCommit(e.o.SourceDir),
-		GoVersion: runtime.Version(), SlowReadRate: e.o.SlowRate,
+		BelayCommit: gitCommit(e.o.SourceDir),
+		GoVersion:   runtime.Version(), SlowReadRate: e.o.SlowRate,
 		PgBouncerVersion: "not run", LoadStart: loadAvg(), Placement: e.o.Placement.describe(),
+	}
+	if e.pg != nil {
+		m.PostgresVersion = serverVersion(ctx, e.pg)
+	} else if bd, err := pginstance.FindBinDir(); err == nil {
+		m.PostgresVersion = programVersion(filepath.Join(bd, "postgres"))
 	}
 	if out, err := exec.Command("uname", "-sr").Output(); err == nil {
 		m.Kernel = strings.TrimSpace(string(out))

@@ -39,7 +39,9 @@ func WriteCharts(dir string, rep *Report) (map[string][]string, error) {
 	for i := range rep.Scenarios {
 		s := &rep.Scenarios[i]
 		var files []string
-		if s.Scenario.Kind == KindReadScale {
+		if s.Scenario.Kind == KindFailover {
+			// Its figures are times and counts per run: tables only.
+		} else if s.Scenario.Kind == KindReadScale {
 			f, err := readScaleCharts(dir, s)
 			if err != nil {
 				return nil, err

@@ -4,7 +4,9 @@
 // process, so that /proc gives its CPU time and resident memory), all with the
 // same pool size, and runs each scenario against direct Postgres, PgBouncer and
 // belay, alternating the targets per round (A B C A B C) so that machine drift
-// cancels out. It writes report.md, results.json and PNG charts (gonum/plot).
+// cancels out. It writes report.md, results.json and PNG charts (gonum/plot),
+// and failover.csv for the failover scenario. A run of the failover
+// scenario alone starts no single PostgreSQL, PgBouncer or single-node belay.
 //
 // Every proxy is started the same way with respect to the kernel's autogroup
 // scheduling (Placement, stated in the report): by default each in a session
@@ -42,6 +44,31 @@
 // CPU use and throttling. Without pgpool-II or cgroups (not root, say) the
 // scenarios are skipped and the report says why.
 //
+// Failover (full runs, or --scenarios failover; failover.go, patroni.go,
+// failover_report.go): a kill -9 of the primary's postmaster under
+// pgbench TPC-B (-c 10) and the bank checker (internal/bankcheck), belay
+// against Patroni, a fresh 3-node cluster per target and round. belay: a
+// pgcluster (synchronous ANY 1) registered in etcd, `belay proxy --etcd`
+// and two `belay orch`, as cmd/belay's TestFailoverKill9 runs them.
+// Patroni: three processes of Debian's patroni (3.0.x, run as user
+// postgres; it runs PostgreSQL itself) with synchronous_mode on, their
+// DCS a Debian etcd-server process (/usr/bin/etcd, 3.4) the harness starts
+// on loopback ports with a data directory of its own, never the system
+// service (both packages installed with apt-get when missing, their
+// services kept from starting); Patroni's defaults and ttl 10, loop_wait
+// 1, retry_timeout 4, each with primary_start_timeout 0, and with
+// Options.PatroniAsIs the defaults as they are (it restarts the killed
+// primary in place). The same etcd process serves belay. Patroni's
+// clients use libpq's multi-host form with target_session_attrs=read-write
+// (pgbench through libpq, the checker through pgx). Per run: time from
+// the SIGKILL to the first acknowledged write sent after the old primary
+// was gone, to a node answering as primary, how long that primary ran
+// without synchronous_standby_names (sampled every 50 ms, and the writes
+// acknowledged meanwhile), acknowledged writes lost, the clients' errors
+// by SQLSTATE, pgbench's failed transactions and aborted clients; the
+// report gives median and worst per target, and failover.csv every run.
+// A run that cannot be measured says why and the others go on.
+//
 // Figures come from pgbench's per-transaction logs (latency percentiles,
 // completion times), its summary (tps, failed transactions, aborted
 // clients), /proc/PID/stat and /proc/PID/statm of the proxy process (CPU
@@ -53,10 +80,13 @@
 // scenario and renders flame graphs with package flamegraphs.
 //
 // Concurrency: Run drives one scenario at a time from the calling goroutine
-// (the read-scaling cluster, started by the first such scenario, is
-// stopped with the rest of the environment when Run returns);
-// the helpers it starts (RSS and pg_stat_activity samplers, idle-connection
-// dialers, arriving users, a background pgbench, process waiters) end
+// (the read-scaling cluster and the failover scenario's etcd, started by
+// the first such scenario, are stopped with the rest of the environment
+// when Run returns; a failover run's cluster is stopped when the run
+// ends); the helpers it starts (RSS and pg_stat_activity samplers,
+// idle-connection dialers, arriving users, a background pgbench, the bank
+// checker's clients, the failover sampler's goroutine per node, process
+// waiters) end
 // before the step that started them returns. Nothing here is
 // safe for concurrent use unless it says so.
 //

@@ -105,6 +105,7 @@ type PgbenchSummary struct {
 	TPS        float64  // "tps = X (...)"; 0 when absent
 	Processed  int64    // "number of transactions actually processed: N"
 	Failed     int64    // "number of failed transactions: N (x%)"
+	Retried    int64    // "number of transactions retried: N (x%)" (--max-tries)
 	Aborted    int      // "client N aborted ..." lines
 	ConnFails  int      // connection failures reported
 	Errors     []string // distinct error messages, client numbers removed, first few
@@ -115,6 +116,7 @@ var (
 	reTPS       = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
 	reProcessed = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)
 	reFailed    = regexp.MustCompile(`(?m)^number of failed transactions: ([0-9]+)`)
+	reRetried   = regexp.MustCompile(`(?m)^number of transactions retried: ([0-9]+)`)
 	reClient    = regexp.MustCompile(`client [0-9]+ `)
 )
 
@@ -133,6 +135,9 @@ func ParsePgbenchOutput(stdout, stderr string) PgbenchSummary {
 	}
 	if m := reFailed.FindStringSubmatch(all); m != nil {
 		s.Failed, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	if m := reRetried.FindStringSubmatch(all); m != nil {
+		s.Retried, _ = strconv.ParseInt(m[1], 10, 64)
 	}
 	seen := map[string]bool{}
 	for _, l := range strings.Split(all, "\n") {
@@ -181,6 +186,13 @@ type pgbenchSpec struct {
 	MaxClientsPerProc int
 	// SSLMode is libpq's sslmode for pgbench ("disable" when empty).
 	SSLMode string
+	// Ports, when set, is pgbench's -p instead of Port: "P1,P2,P3" beside a
+	// Host of as many hosts (libpq's multi-host form).
+	Ports string
+	// Env is more of pgbench's environment (PGTARGETSESSIONATTRS=...).
+	Env []string
+	// OutFile, when set, receives each process's stdout and stderr.
+	OutFile string
 }
 
 // pgbenchRun is the combined result of the processes of one pgbenchSpec.
@@ -223,7 +235,11 @@ func runPgbench(ctx context.Context, pgbenchBin string, spec pgbenchSpec) (pgben
 		if jobs > clients {
 			jobs = clients
 		}
-		args := []string{"-n", "-h", spec.Host, "-p", strconv.Itoa(spec.Port), "-U", spec.User,
+		port := strconv.Itoa(spec.Port)
+		if spec.Ports != "" {
+			port = spec.Ports
+		}
+		args := []string{"-n", "-h", spec.Host, "-p", port, "-U", spec.User,
 			"-c", strconv.Itoa(clients), "-j", strconv.Itoa(jobs),
 			"-T", strconv.Itoa(int((spec.Duration + time.Second/2) / time.Second)),
 		}
@@ -237,7 +253,7 @@ func runPgbench(ctx context.Context, pgbenchBin string, spec pgbenchSpec) (pgben
 		if sslmode == "" {
 			sslmode = "disable"
 		}
-		cmd.Env = append(clientEnv(), "PGCONNECT_TIMEOUT=30", "PGSSLMODE="+sslmode)
+		cmd.Env = append(append(clientEnv(), "PGCONNECT_TIMEOUT=30", "PGSSLMODE="+sslmode), spec.Env...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		cmd.WaitDelay = 5 * time.Second
 		var so, se bytes.Buffer
@@ -262,12 +278,20 @@ func runPgbench(ctx context.Context, pgbenchBin string, spec pgbenchSpec) (pgben
 	if ctx.Err() != nil {
 		return run, ctx.Err()
 	}
+	if spec.OutFile != "" {
+		var all strings.Builder
+		for i, o := range outs {
+			fmt.Fprintf(&all, "--- pgbench %d: %v\n%s\n--- stderr\n%s\n", i, o.err, o.stdout, o.stderr)
+		}
+		_ = os.WriteFile(spec.OutFile, []byte(all.String()), 0o644)
+	}
 	seen := map[string]bool{}
 	for _, o := range outs {
 		s := ParsePgbenchOutput(o.stdout, o.stderr)
 		run.Summary.TPS += s.TPS
 		run.Summary.Processed += s.Processed
 		run.Summary.Failed += s.Failed
+		run.Summary.Retried += s.Retried
 		run.Summary.Aborted += s.Aborted
 		run.Summary.ConnFails += s.ConnFails
 		run.Summary.Incomplete = run.Summary.Incomplete || s.Incomplete

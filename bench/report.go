@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -12,7 +13,13 @@ import (
 func RenderMarkdown(rep *Report, charts map[string][]string) string {
 	var b strings.Builder
 	m := rep.Meta
-	b.WriteString("# belay bench: direct PostgreSQL, PgBouncer and belay side by side\n\n")
+	onlyFailover := !slices.ContainsFunc(rep.Scenarios, func(s ScenarioResult) bool { return s.Scenario.Kind != KindFailover })
+	if onlyFailover && len(rep.Scenarios) > 0 {
+		b.WriteString("# belay bench: failover, belay against Patroni\n\n")
+	} else {
+		onlyFailover = false
+		b.WriteString("# belay bench: direct PostgreSQL, PgBouncer and belay side by side\n\n")
+	}
 	if m.Command != "" {
 		fmt.Fprintf(&b, "`%s`, started %s", m.Command, m.Started.Format("2006-01-02 15:04 MST"))
 	} else {
@@ -24,18 +31,30 @@ func RenderMarkdown(rep *Report, charts map[string][]string) string {
 	b.WriteString(".\n\n")
 	b.WriteString("| | |\n|---|---|\n")
 	fmt.Fprintf(&b, "| machine | %d cores (%s), %s, %s; load average %s at the start, %s at the end |\n", m.Cores, m.CPUModel, m.Memory, m.Kernel, m.LoadStart, m.LoadEnd)
-	fmt.Fprintf(&b, "| PostgreSQL | %s (%s; pgbench scale %d) |\n", m.PostgresVersion, m.PostgresSettings, m.Scale)
-	fmt.Fprintf(&b, "| PgBouncer | %s (pool_mode=transaction, default_pool_size=%d; the session-mode row: pool_mode=session, pool_size=%d, a server per client) |\n", m.PgBouncerVersion, m.PoolSize, sessionPoolSize)
-	fmt.Fprintf(&b, "| belay | commit %s (%s), --pool-size %d |\n", m.BelayCommit, m.GoVersion, m.PoolSize)
-	fmt.Fprintf(&b, "| runs | %s; %g s per run, %d round(s), targets alternated per round; figures are medians across rounds |\n", m.PgbenchVersion, m.Duration, m.Rounds)
+	if onlyFailover {
+		// The failover section states its own settings and figures.
+		fmt.Fprintf(&b, "| PostgreSQL | %s |\n", m.PostgresVersion)
+		fmt.Fprintf(&b, "| belay | commit %s (%s), --pool-size %d |\n", m.BelayCommit, m.GoVersion, m.PoolSize)
+		fmt.Fprintf(&b, "| runs | %s; %d round(s), targets alternated per round |\n", m.PgbenchVersion, m.Rounds)
+	} else {
+		fmt.Fprintf(&b, "| PostgreSQL | %s (%s; pgbench scale %d) |\n", m.PostgresVersion, m.PostgresSettings, m.Scale)
+		fmt.Fprintf(&b, "| PgBouncer | %s (pool_mode=transaction, default_pool_size=%d; the session-mode row: pool_mode=session, pool_size=%d, a server per client) |\n", m.PgBouncerVersion, m.PoolSize, sessionPoolSize)
+		fmt.Fprintf(&b, "| belay | commit %s (%s), --pool-size %d |\n", m.BelayCommit, m.GoVersion, m.PoolSize)
+		fmt.Fprintf(&b, "| runs | %s; %g s per run, %d round(s), targets alternated per round; figures are medians across rounds |\n", m.PgbenchVersion, m.Duration, m.Rounds)
+	}
 	if m.Placement != "" {
 		fmt.Fprintf(&b, "| placement | %s |\n", m.Placement)
 	}
 	b.WriteString("\n")
-	b.WriteString("tps is pgbench's (without initial connection time); latency percentiles come from pgbench's " +
-		"per-transaction logs (`-l`); proxy CPU is utime+stime of the proxy process (/proc/PID/stat) over the run, " +
-		"per 1,000 transactions; errors are failed transactions + aborted clients + failed connections + hung runs. " +
-		"Everything runs on this one machine over loopback TCP: pgbench and the proxy share the cores.\n\n")
+	if onlyFailover {
+		b.WriteString("Everything runs on this one machine over loopback TCP: the clients, the proxies, Patroni, etcd and every " +
+			"PostgreSQL node share the cores.\n\n")
+	} else {
+		b.WriteString("tps is pgbench's (without initial connection time); latency percentiles come from pgbench's " +
+			"per-transaction logs (`-l`); proxy CPU is utime+stime of the proxy process (/proc/PID/stat) over the run, " +
+			"per 1,000 transactions; errors are failed transactions + aborted clients + failed connections + hung runs. " +
+			"Everything runs on this one machine over loopback TCP: pgbench and the proxy share the cores.\n\n")
+	}
 	for _, n := range m.Notes {
 		fmt.Fprintf(&b, "> **Note:** %s\n\n", n)
 	}
@@ -52,6 +71,8 @@ func RenderMarkdown(rep *Report, charts map[string][]string) string {
 			renderNoisy(&b, &s, m)
 		case KindReadScale:
 			renderReadScale(&b, &s)
+		case KindFailover:
+			renderFailover(&b, &s)
 		default:
 			renderPgbench(&b, &s)
 		}
@@ -212,8 +233,12 @@ func renderErrors(b *strings.Builder, s *ScenarioResult) {
 // README.md quotes.
 func RenderSummary(rep *Report) string {
 	var b strings.Builder
-	b.WriteString("| scenario | direct | PgBouncer | belay | belay ÷ PgBouncer | p99 ms: direct / PgBouncer / belay | errors: direct / PgBouncer / belay |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
+	if slices.ContainsFunc(rep.Scenarios, func(s ScenarioResult) bool {
+		return s.Scenario.Kind != KindReadScale && s.Scenario.Kind != KindFailover
+	}) {
+		b.WriteString("| scenario | direct | PgBouncer | belay | belay ÷ PgBouncer | p99 ms: direct / PgBouncer / belay | errors: direct / PgBouncer / belay |\n")
+		b.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
+	}
 	cell := func(r *Row, f func(Row) string) string {
 		if r == nil || r.NA != "" {
 			return "n/a"
@@ -246,7 +271,7 @@ func RenderSummary(rep *Report) string {
 				cell(d, arrival), cell(pb, arrival), cell(bl, arrival), ratioOf(bl, pb, func(r Row) float64 { return noisyOf(r).ArrivalP50 }),
 				cell(d, arrival99), cell(pb, arrival99), cell(bl, arrival99))
 			continue
-		case KindReadScale:
+		case KindReadScale, KindFailover:
 			continue // a table of its own, below
 		case KindIdle:
 			per := func(r Row) string { return bytesText(r.RSSPerIdle) }
@@ -268,6 +293,7 @@ func RenderSummary(rep *Report) string {
 		}
 	}
 	b.WriteString(renderReadScaleSummary(rep))
+	b.WriteString(renderFailoverSummary(rep))
 	return b.String()
 }
 

@@ -61,6 +61,8 @@ type RunResult struct {
 	Arrivals []Arrival `json:"arrivals,omitempty"`
 	// ReadScale: the nodes' figures (KindReadScale).
 	ReadScale *ReadScaleRun `json:"read_scale,omitempty"`
+	// Failover: the kill -9 of a primary and what followed (KindFailover).
+	Failover *FailoverRun `json:"failover,omitempty"`
 
 	lat      []float64 // sorted latencies, µs
 	aloneLat []float64 // KindNoisy: the quiet user's sorted latencies alone, µs
@@ -363,6 +365,8 @@ type Row struct {
 	// Noisy: the noisy-neighbour figures (KindNoisy); transactions summed
 	// over rounds.
 	Noisy *NoisyFigures `json:"noisy,omitempty"`
+	// Failover: medians and worst of the failover runs (KindFailover).
+	Failover *FailoverFigures `json:"failover,omitempty"`
 }
 
 // ErrorCount is what the report shows as errors: failed transactions,
@@ -468,6 +472,7 @@ func aggregate(target, label string, runs []RunResult) Row {
 		row.ReleaseMs = release
 	}
 	row.Noisy = aggregateNoisy(runs)
+	row.Failover = aggregateFailover(runs)
 	return row
 }
 
@@ -477,6 +482,8 @@ type ScenarioResult struct {
 	Rows     []Row    `json:"rows"`
 	// ReadScale is the tps by node count (KindReadScale).
 	ReadScale *ReadScaleResult `json:"read_scale,omitempty"`
+	// Failover describes the failover scenario's setup (KindFailover).
+	Failover *FailoverInfo `json:"failover,omitempty"`
 }
 
 // Row returns the row of target, or nil.

@@ -21,6 +21,10 @@ const (
 	// replicas, each node CPU-limited, directly and through belay and
 	// pgpool-II in front of 1 to Scenario.Nodes nodes (readscale.go).
 	KindReadScale
+	// KindFailover is a kill -9 of the primary's postmaster under load,
+	// belay against Patroni, each on a 3-node cluster of its own per run
+	// (failover.go).
+	KindFailover
 )
 
 // Scenario is one workload run against every target.
@@ -148,8 +152,20 @@ func DefaultScenarios(quick bool, idle int) []Scenario {
 	if !quick {
 		s = append(s, noisyNeighbourTx)
 		s = append(s, readScaleScenarios()...)
+		s = append(s, failoverScenario())
 	}
 	return s
+}
+
+// failoverScenario is the failover scenario (full runs, or --scenarios
+// failover): belay and Patroni, each on 3-node clusters of their own.
+func failoverScenario() Scenario {
+	return Scenario{
+		ID: "failover",
+		Title: "failover: kill -9 of the primary's postmaster under pgbench TPC-B (`-c 10`) and the bank checker, " +
+			"belay against Patroni (a primary and 2 synchronous standbys)",
+		Kind: KindFailover, Clients: failoverPgbenchClients, Nodes: 3,
+	}
 }
 
 // noisyNeighbour is the noisy-neighbour scenario of quick and full runs:

@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/belaydb/belay/bench"
 )
@@ -16,7 +17,9 @@ import (
 func runBench(args []string) error {
 	fs := newFlagSet("belay bench", "belay bench [flags]",
 		"Starts PostgreSQL, PgBouncer (installed with apt-get when missing) and belay on this machine and runs\n"+
-			"pgbench and other clients against each, alternating them; writes report.md and charts to --out.")
+			"pgbench and other clients against each, alternating them; writes report.md and charts to --out.\n"+
+			"--scenarios failover: kill -9 of a primary under load, belay against Patroni (Debian's patroni and\n"+
+			"etcd-server, installed when missing), a 3-node cluster per run; --rounds 5 for the issue's five runs.")
 	quick := fs.Bool("quick", false, "core scenarios only, short runs, one round (under 4 minutes on 2 cores)")
 	out := fs.String("out", "bench-out", "directory for report.md, results.json and the PNG charts")
 	duration := fs.Duration("duration", 0, "length of each timed run (default 5s with --quick, else 20s)")
@@ -26,8 +29,10 @@ func runBench(args []string) error {
 	idle := fs.Int("idle-clients", 0, "idle clients of the idle-connection scenario (default 1000 with --quick, else 10000)")
 	only := fs.String("scenarios", "", "comma-separated substrings: run only the scenarios whose ID contains one")
 	noBouncer := fs.Bool("no-pgbouncer", false, "leave PgBouncer out")
-	noInstall := fs.Bool("no-install", false, "do not install PgBouncer or pgpool-II with apt-get when missing")
+	noInstall := fs.Bool("no-install", false, "do not install PgBouncer, pgpool-II, Patroni or etcd-server with apt-get when missing")
 	nodeCPU := fs.Float64("node-cpu", 0.4, "read-scaling scenarios: the CPU quota of each PostgreSQL node, in cores (a cgroup per node)")
+	asIs := fs.Bool("failover-patroni-as-is", false, "failover scenario: also run Patroni with its defaults as they are (primary_start_timeout 300: it restarts a killed primary in place)")
+	maxWait := fs.Duration("failover-max-wait", time.Minute, "failover scenario: how long a run waits after the kill for a write to be acknowledged")
 	flame := fs.String("flamegraphs", "", "instead of comparing, profile belay under each core scenario and write flame graphs to DIR")
 	keep := fs.Bool("keep", false, "keep the temporary directory (Postgres data, logs)")
 	placement := fs.String("placement", string(bench.PlaceOwnSession), "where the proxies run, the same for all, with respect to the kernel's autogroup scheduling: own-session (each in a session of its own, as daemons run) or shared (all in the harness's session, with pgbench)")
@@ -40,7 +45,7 @@ func runBench(args []string) error {
 	o := bench.Options{
 		Quick: *quick, Out: *out, Duration: *duration, Rounds: *rounds, PoolSize: *poolSize,
 		Scale: *scale, IdleClients: *idle, NoPgBouncer: *noBouncer, InstallPgBouncer: !*noInstall,
-		InstallPgpool: !*noInstall, NodeCPU: *nodeCPU,
+		InstallPgpool: !*noInstall, NodeCPU: *nodeCPU, InstallPatroni: !*noInstall, PatroniAsIs: *asIs, FailoverMaxWait: *maxWait,
 		FlameDir: *flame, Keep: *keep, Progress: os.Stderr, Placement: bench.Placement(*placement),
 		Command: "belay bench " + strings.Join(args, " "),
 	}

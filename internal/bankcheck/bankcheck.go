@@ -68,7 +68,8 @@ type Op struct {
 	Err        string
 }
 
-// Recorder holds what the clients recorded. mu guards the fields.
+// Recorder holds what the clients recorded; its zero value is ready to
+// record (RunInto). mu guards the fields.
 type Recorder struct {
 	mu      sync.Mutex
 	ops     []Op
@@ -78,8 +79,15 @@ type Recorder struct {
 // Run runs o.Clients clients until ctx ends and returns what they
 // recorded.
 func Run(ctx context.Context, o Options) *Recorder {
-	o.defaults()
 	r := &Recorder{}
+	RunInto(ctx, o, r)
+	return r
+}
+
+// RunInto is Run recording into r, which may be read meanwhile
+// (FirstAckAfter, AckedBetween) and is checked afterwards.
+func RunInto(ctx context.Context, o Options, r *Recorder) {
+	o.defaults()
 	var wg sync.WaitGroup
 	for c := range o.Clients {
 		wg.Add(1)
@@ -89,7 +97,6 @@ func Run(ctx context.Context, o Options) *Recorder {
 		}()
 	}
 	wg.Wait()
-	return r
 }
 
 // client runs transfers and reads over one connection, connecting again
@@ -425,4 +432,38 @@ func (r *Recorder) LongestWait(from time.Time) time.Duration {
 		}
 	}
 	return d
+}
+
+// FirstAckAfter is, of what was recorded so far, the time from at to the
+// end of the first acknowledged transfer that started after at (0: none
+// yet): a run can stop once writes have resumed. Safe for concurrent use
+// with the clients.
+func (r *Recorder) FirstAckAfter(at time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var first time.Duration
+	for _, op := range r.ops {
+		if op.ID == 0 || op.Outcome != Acked || !op.Start.After(at) {
+			continue
+		}
+		if d := op.End.Sub(at); first == 0 || d < first {
+			first = d
+		}
+	}
+	return first
+}
+
+// AckedBetween counts the transfers acknowledged (answered) in [from, to):
+// those a primary acknowledged while it ran without a synchronous standby,
+// say. Safe for concurrent use with the clients.
+func (r *Recorder) AckedBetween(from, to time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, op := range r.ops {
+		if op.ID != 0 && op.Outcome == Acked && !op.End.Before(from) && op.End.Before(to) {
+			n++
+		}
+	}
+	return n
 }

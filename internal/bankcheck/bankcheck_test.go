@@ -73,3 +73,28 @@ func TestChecker(t *testing.T) {
 		t.Fatalf("after a lost id, a phantom and a changed balance: %s", res)
 	}
 }
+
+// TestLiveFigures: FirstAckAfter and AckedBetween read what was recorded
+// so far; reads, failures and transfers started before the fault do not
+// count as writes resumed.
+func TestLiveFigures(t *testing.T) {
+	at := time.Unix(1000, 0)
+	ms := func(n int) time.Time { return at.Add(time.Duration(n) * time.Millisecond) }
+	r := &Recorder{ops: []Op{
+		{Start: ms(-10), End: ms(50), ID: 1, Outcome: Acked},  // started before the fault
+		{Start: ms(10), End: ms(20), Outcome: Acked},          // a read
+		{Start: ms(30), End: ms(40), ID: 2, Outcome: Failed},  // failed
+		{Start: ms(60), End: ms(900), ID: 3, Outcome: Acked},  // the second after the fault
+		{Start: ms(100), End: ms(700), ID: 4, Outcome: Acked}, // the first
+		{Start: ms(110), End: ms(800), ID: 5, Outcome: Ambiguous},
+	}}
+	if got := r.FirstAckAfter(at); got != 700*time.Millisecond {
+		t.Errorf("FirstAckAfter = %v, want 700ms", got)
+	}
+	if got := r.FirstAckAfter(ms(200)); got != 0 {
+		t.Errorf("FirstAckAfter with no transfer started after = %v, want 0", got)
+	}
+	if got := r.AckedBetween(ms(50), ms(900)); got != 2 { // ids 1 and 4; 3 ends at the bound
+		t.Errorf("AckedBetween = %d, want 2", got)
+	}
+}
