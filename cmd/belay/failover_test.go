@@ -42,10 +42,7 @@ func TestFailoverKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd, three Postgres, belay proxy and belay orch")
 	}
-	runs := 1
-	if s := os.Getenv("BELAY_FAILOVER_RUNS"); s != "" {
-		runs, _ = strconv.Atoi(s)
-	}
+	runs := envRuns(t, "BELAY_FAILOVER_RUNS")
 	bin := buildBelay(t)
 	var all []failoverRun
 	for i := range runs {
@@ -68,6 +65,21 @@ func TestFailoverKill9(t *testing.T) {
 		t.Logf("%d runs: published after the kill median %v worst %v; first acknowledged write median %v worst %v",
 			runs, pm.Round(time.Millisecond), pw.Round(time.Millisecond), fm.Round(time.Millisecond), fw.Round(time.Millisecond))
 	}
+}
+
+// envRuns is how many times a fault test repeats: the environment
+// variable name, 1 when unset.
+func envRuns(t *testing.T, name string) int {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return 1
+	}
+	runs, err := strconv.Atoi(s)
+	if err != nil || runs < 1 {
+		t.Fatalf("%s=%q: want a positive number", name, s)
+	}
+	return runs
 }
 
 // belayCluster is a primary and two synchronous standbys (ANY 1), their

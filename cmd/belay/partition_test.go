@@ -75,13 +75,7 @@ func TestFailoverPartition(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd, three Postgres in network namespaces, belay proxy and an orchestrator")
 	}
-	runs := 1
-	if s := os.Getenv("BELAY_PARTITION_RUNS"); s != "" {
-		var err error
-		if runs, err = strconv.Atoi(s); err != nil || runs < 1 {
-			t.Fatalf("BELAY_PARTITION_RUNS=%q", s)
-		}
-	}
+	runs := envRuns(t, "BELAY_PARTITION_RUNS")
 	bin := buildBelay(t)
 	var all []partitionRun
 	for i := range runs {

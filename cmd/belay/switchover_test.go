@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -76,10 +74,7 @@ func TestSwitchover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd, three Postgres, belay proxy and belay orch")
 	}
-	runs := 1
-	if s := os.Getenv("BELAY_SWITCHOVER_RUNS"); s != "" {
-		runs, _ = strconv.Atoi(s)
-	}
+	runs := envRuns(t, "BELAY_SWITCHOVER_RUNS")
 	bin := buildBelay(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(2+runs)*time.Minute)
 	defer cancel()
