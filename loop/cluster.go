@@ -212,10 +212,7 @@ func (c *cluster) stop() { c.checker.Stop() }
 func (n *clusterNode) routerNode() router.Node {
 	rn := router.Node{Primary: n.primary, Outstanding: int(n.inflight.Load())}
 	h := n.health.Current()
-	// A node the topology calls a replica but that is no standby (an old
-	// primary not yet rejoined, a promoted one not yet published) has
-	// diverged or is about to: no reads.
-	rn.Usable = !n.down && h != nil && h.Up && (n.primary || h.InRecovery)
+	rn.Usable = !n.down && h != nil && h.Up
 	if h != nil && !n.primary {
 		rn.ReplayLSN, rn.LagBytes, rn.Lag = max(h.LSN, ha.LSN(n.replayed.Load())), h.Lag.Bytes, h.Lag.Time
 	}
