@@ -287,7 +287,10 @@ func (r *Recorder) Check(ctx context.Context, conn *pgx.Conn, at time.Time, o Op
 	if total := int64(o.Accounts) * o.Initial; res.FinalSum != total {
 		res.BadSums = append(res.BadSums, res.FinalSum)
 	}
-	outcome := map[int64]Outcome{}
+	if !at.IsZero() {
+		res.FirstAckAfter = r.firstAckAfter(at)
+	}
+	outcome := r.outcomes()
 	for _, op := range r.ops {
 		if op.Outcome != Acked && op.SQLState != stopped {
 			k := op.SQLState
@@ -312,15 +315,11 @@ func (r *Recorder) Check(ctx context.Context, conn *pgx.Conn, at time.Time, o Op
 			}
 			continue
 		}
-		outcome[op.ID] = op.Outcome
 		switch op.Outcome {
 		case Acked:
 			res.Acked++
 			if !present[op.ID] {
 				res.Lost = append(res.Lost, op.ID)
-			}
-			if d := op.End.Sub(at); !at.IsZero() && op.Start.After(at) && (res.FirstAckAfter == 0 || d < res.FirstAckAfter) {
-				res.FirstAckAfter = d
 			}
 		case Ambiguous:
 			res.Ambiguous++
@@ -388,12 +387,7 @@ func (o *OldTimeline) String() string {
 func (r *Recorder) CheckOldTimeline(old, cur map[int64]bool) *OldTimeline {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	outcome := map[int64]Outcome{}
-	for _, op := range r.ops {
-		if op.ID != 0 {
-			outcome[op.ID] = op.Outcome
-		}
-	}
+	outcome := r.outcomes()
 	res := &OldTimeline{}
 	for id := range old {
 		if cur[id] {
@@ -441,6 +435,22 @@ func (r *Recorder) LongestWait(from time.Time) time.Duration {
 func (r *Recorder) FirstAckAfter(at time.Time) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.firstAckAfter(at)
+}
+
+// outcomes is what each transfer's client was told, by id. Under r.mu.
+func (r *Recorder) outcomes() map[int64]Outcome {
+	out := map[int64]Outcome{}
+	for _, op := range r.ops {
+		if op.ID != 0 {
+			out[op.ID] = op.Outcome
+		}
+	}
+	return out
+}
+
+// firstAckAfter is FirstAckAfter under r.mu.
+func (r *Recorder) firstAckAfter(at time.Time) time.Duration {
 	var first time.Duration
 	for _, op := range r.ops {
 		if op.ID == 0 || op.Outcome != Acked || !op.Start.After(at) {
