@@ -94,11 +94,12 @@ type belayCluster struct {
 	bank  bankcheck.Options
 }
 
-// startBelayCluster starts a belayCluster with orchestrators named orchs,
-// the cluster named name; every process is killed at the test's end.
-func startBelayCluster(t *testing.T, ctx context.Context, bin, name string, orchs ...string) *belayCluster {
+// startBelayCluster registers cl in a new etcd as the cluster named name
+// and starts belay proxy and orchestrators named orchs (`belay orch`) in
+// front of it; every process is killed at the test's end.
+func startBelayCluster(t *testing.T, ctx context.Context, bin string, cl *pgcluster.Cluster, name string, orchs ...string) *belayCluster {
 	t.Helper()
-	b := &belayCluster{cl: pgtest.NewCluster(t, pgcluster.Options{Replicas: 2}), etcd: etcdtest.New(t)}
+	b := &belayCluster{cl: cl, etcd: etcdtest.New(t)}
 	var err error
 	if b.store, err = ha.NewStore(etcdtest.Client(t, b.etcd), name); err != nil {
 		t.Fatal(err)
@@ -164,7 +165,7 @@ func failoverOnce(t *testing.T, bin string) failoverRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	b := startBelayCluster(t, ctx, bin, "f", "orch-1", "orch-2")
+	b := startBelayCluster(t, ctx, bin, pgtest.NewCluster(t, pgcluster.Options{Replicas: 2}), "f", "orch-1", "orch-2")
 	cl, store, o := b.cl, b.store, b.bank
 	pgbench, env := b.pgbenchInit(t)
 	bench := exec.CommandContext(ctx, pgbench, "-c", "10", "-j", "2", "-T", "12", "--max-tries", "5", "--failures-detailed")

@@ -6,20 +6,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/belaydb/belay/ha"
 	"github.com/belaydb/belay/internal/bankcheck"
-	"github.com/belaydb/belay/internal/etcdtest"
 	"github.com/belaydb/belay/internal/pgcluster"
 	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/jackc/pgx/v5"
@@ -69,8 +65,8 @@ type partitionRun struct {
 //     streaming, synchronous replication set.
 //
 // BELAY_PARTITION_RUNS=5 repeats it (a cluster each) and reports the
-// median and the worst; BELAY_PARTITION_DEBUG=1 shows the proxy's and the
-// orchestrator's logs.
+// median and the worst; BELAY_PARTITION_DEBUG=1 shows pgcluster's and the
+// orchestrator's logs (-v, the proxy's).
 func TestFailoverPartition(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd, three Postgres in network namespaces, belay proxy and an orchestrator")
@@ -148,21 +144,9 @@ func partitionOnce(t *testing.T, bin string) partitionRun {
 				mu.Unlock()
 			}
 		}})
-	etcd := etcdtest.New(t)
-	cli := etcdtest.Client(t, etcd)
-	store, err := ha.NewStore(cli, "p")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range cl.Nodes() {
-		if _, err := store.PutNode(ctx, n.Name, ha.NodeRecord{Shard: "0", Addr: n.Addr(), State: ha.StateUp}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, _, err := store.CreateShard(ctx, "0", ha.ShardRecord{Term: 1, Primary: cl.Primary().Name}); err != nil {
-		t.Fatal(err)
-	}
 	old := cl.Primary()
+	bc := startBelayCluster(t, ctx, bin, cl, "p")
+	store, o := bc.store, bc.bank
 
 	// The orchestrator, in this process, rejoins an old primary with
 	// pgcluster (as belay up does); before it does, it reads what the old
@@ -199,45 +183,14 @@ func partitionOnce(t *testing.T, bin string) partitionRun {
 	if debug {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	orch := ha.NewOrchestrator(ha.OrchOptions{Store: store, Client: cli, ID: "orch-in-test",
+	orch := ha.NewOrchestrator(ha.OrchOptions{Store: store, Client: store.Client(), ID: "orch-in-test",
 		Dial: healthDial("postgres", "postgres", ""), Rejoin: rejoin, Logger: logger.With("component", "orch")})
 	octx, stopOrch := context.WithCancel(context.Background())
 	orchDone := make(chan struct{})
 	go func() { defer close(orchDone); _ = orch.Run(octx) }()
 	t.Cleanup(func() { stopOrch(); <-orchDone }) // before the cluster stops
 
-	port := strconv.Itoa(freePort(t))
-	proxy := exec.Command(bin, "proxy", "--listen", "127.0.0.1:"+port, "--etcd", etcd.Endpoint(), "--cluster", "p",
-		"--auth-type", "trust", "--admin-users", "postgres", "--pool-size", "20")
-	if debug {
-		proxy.Stdout, proxy.Stderr = os.Stderr, os.Stderr
-	}
-	if err := proxy.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = proxy.Process.Signal(syscall.SIGKILL); _ = proxy.Wait() })
-	eventually(t, "belay to listen", func() bool {
-		c, err := net.Dial("tcp", "127.0.0.1:"+port)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	cs := "host=127.0.0.1 port=" + port + " user=postgres dbname=postgres sslmode=disable"
-	o := bankcheck.Options{ConnString: cs, Clients: 4}
-	conn, err := pgx.Connect(ctx, cs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bankcheck.Setup(ctx, conn, o); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(ctx)
-	pgbench := pgtest.RequireBinary(t, "pgbench")
-	env := append(os.Environ(), "PGHOST=127.0.0.1", "PGPORT="+port, "PGUSER=postgres", "PGDATABASE=postgres", "PGSSLMODE=disable")
-	if out, err := (&exec.Cmd{Path: pgbench, Args: []string{"pgbench", "-i", "-s", "1", "-q"}, Env: env}).CombinedOutput(); err != nil {
-		t.Fatalf("pgbench -i: %v\n%s", err, out)
-	}
+	pgbench, env := bc.pgbenchInit(t)
 	bench := exec.CommandContext(ctx, pgbench, "-c", "10", "-j", "2", "-T", "16", "--max-tries", "5", "--failures-detailed")
 	bench.Env = env
 	var benchBuf strings.Builder

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/belaydb/belay/internal/pgcluster"
 	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 )
@@ -78,7 +79,7 @@ func TestSwitchover(t *testing.T) {
 	bin := buildBelay(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(2+runs)*time.Minute)
 	defer cancel()
-	b := startBelayCluster(t, ctx, bin, "s", "orch-1")
+	b := startBelayCluster(t, ctx, bin, pgtest.NewCluster(t, pgcluster.Options{Replicas: 2}), "s", "orch-1")
 	pgbench, env := b.pgbenchInit(t)
 	psql := pgtest.RequireBinary(t, "psql")
 
