@@ -64,7 +64,7 @@ func (r *Orchestrator) switchover(ctx context.Context, sh Shard, req SwitchoverR
 					return
 				}
 				if _, hold := act.(HoldPrimary); hold && errors.Is(err, ErrStaleTerm) {
-					sw.Failed(now, err)
+					sw.HoldRefused(err)
 				}
 				log.Warn("switchover: action failed", "action", act.String(), "err", err)
 				break // the next step asks again

@@ -122,7 +122,7 @@ type Switchover struct {
 	from, to string // the old primary, the target
 	term     uint64 // the shard's term when it began
 	since    time.Time
-	fenceLSN LSN // the old primary's flushed WAL once fenced
+	fenceLSN LSN // the most WAL the fenced old primary was seen to have flushed
 	err      error
 }
 
@@ -171,15 +171,13 @@ func (s *Switchover) Err() error             { return s.err }
 // Finished says whether it is over (done or failed).
 func (s *Switchover) Finished() bool { return s.phase == SwitchDone || s.phase == SwitchFailed }
 
-// Failed reports that an action of the current phase failed for good (the
-// hold could not be published: the term changed). Before the promotion it
-// aborts; the caller steps on.
-func (s *Switchover) Failed(now time.Time, err error) {
-	switch s.phase {
-	case SwitchHolding:
+// HoldRefused reports that the hold could not be published (the term
+// changed meanwhile): the switchover fails, having changed nothing. The
+// other actions' failures are not reported: the next Step asks again,
+// within its phase's bound.
+func (s *Switchover) HoldRefused(err error) {
+	if s.phase == SwitchHolding {
 		s.fail(fmt.Errorf("%w: the hold was not published: %v", ErrSwitchover, err))
-	case SwitchDraining, SwitchFencing, SwitchCatchUp:
-		s.abort(now, fmt.Errorf("%w: %v", ErrSwitchover, err))
 	}
 }
 
@@ -277,7 +275,6 @@ func (s *Switchover) Step(now time.Time, v ShardView) []Action {
 				}
 				return []Action{Fence{Node: s.from}}
 			}
-			s.fenceLSN = from.Received
 			s.enter(now, SwitchCatchUp)
 		case SwitchCatchUp:
 			if !to.InRecovery {

@@ -14,7 +14,7 @@ import (
 // [quorum=K] [drain=D] [catchup=D]" with a view of the shard (written as in
 // TestFailoverScripts) begins one and prints its old primary and target,
 // or why it is refused; "step t=D" with a view steps it and prints its
-// phase and actions; "failed t=D" reports its last action failed for good.
+// phase and actions; "hold-refused" reports its hold was not published.
 // Run with -rewrite to regenerate the expected output.
 func TestSwitchoverScripts(t *testing.T) {
 	var sw *Switchover
@@ -55,8 +55,8 @@ func TestSwitchoverScripts(t *testing.T) {
 				out.WriteString(x.String() + "\n")
 			}
 			return out.String()
-		case "failed":
-			sw.Failed(at(b), errors.New(b.Arg("err", "the action failed")))
+		case "hold-refused":
+			sw.HoldRefused(errors.New("ha: stale term"))
 			return sw.Phase().String() + "\n"
 		}
 		t.Fatalf("%s: unknown command %q", b.Pos, b.Cmd)
