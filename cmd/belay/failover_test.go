@@ -52,19 +52,28 @@ func TestFailoverKill9(t *testing.T) {
 		all = append(all, r)
 	}
 	if runs > 1 {
-		med := func(f func(failoverRun) time.Duration) (time.Duration, time.Duration) {
-			v := make([]time.Duration, len(all))
-			for i, r := range all {
-				v[i] = f(r)
-			}
-			slices.Sort(v)
-			return v[len(v)/2], v[len(v)-1]
-		}
-		pm, pw := med(func(r failoverRun) time.Duration { return r.published })
-		fm, fw := med(func(r failoverRun) time.Duration { return r.firstAck })
-		t.Logf("%d runs: published after the kill median %v worst %v; first acknowledged write median %v worst %v",
-			runs, pm.Round(time.Millisecond), pw.Round(time.Millisecond), fm.Round(time.Millisecond), fw.Round(time.Millisecond))
+		t.Logf("%d runs: published after the kill %s; first acknowledged write %s", runs,
+			medianWorst(all, func(r failoverRun) time.Duration { return r.published }),
+			medianWorst(all, func(r failoverRun) time.Duration { return r.firstAck }))
 	}
+}
+
+// medianWorst is "median M worst W" of f over runs (the median of an even
+// count is the mean of the middle two), rounded to the millisecond.
+func medianWorst[R any](runs []R, f func(R) time.Duration) string {
+	if len(runs) == 0 {
+		return "none"
+	}
+	v := make([]time.Duration, len(runs))
+	for i, r := range runs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	m := v[len(v)/2]
+	if len(v)%2 == 0 {
+		m = (v[len(v)/2-1] + m) / 2
+	}
+	return fmt.Sprintf("median %v worst %v", m.Round(time.Millisecond), v[len(v)-1].Round(time.Millisecond))
 }
 
 // envRuns is how many times a fault test repeats: the environment

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -87,14 +86,7 @@ func TestFailoverPartition(t *testing.T) {
 		})
 	}
 	if len(all) > 1 {
-		med := func(f func(partitionRun) time.Duration) string {
-			v := make([]time.Duration, len(all))
-			for i, r := range all {
-				v[i] = f(r)
-			}
-			slices.Sort(v)
-			return fmt.Sprintf("median %v worst %v", v[len(v)/2].Round(time.Millisecond), v[len(v)-1].Round(time.Millisecond))
-		}
+		med := func(f func(partitionRun) time.Duration) string { return medianWorst(all, f) }
 		errs := map[string]int{}
 		lost, acked, beyond, waiting := 0, 0, 0, 0
 		var wal int64
