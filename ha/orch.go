@@ -315,7 +315,10 @@ func (r *Orchestrator) carry(ctx context.Context, sh Shard, act Action, leader c
 		if err != nil {
 			return err
 		}
-		_, err = c.Exec(actx, "CHECKPOINT")
+		if _, err = c.Exec(actx, "CHECKPOINT"); err != nil {
+			return err
+		}
+		_, err = c.Exec(actx, "SELECT pg_catalog.pg_switch_wal()")
 		return err
 	case Follow:
 		to, pc, err := node(a.To)

@@ -74,10 +74,12 @@ func (r *Orchestrator) switchover(ctx context.Context, sh Shard, req SwitchoverR
 			}
 			log.Info("switchover: done", "action", act.String())
 		}
+		// A step that moved the switchover on is followed by the next at
+		// once (its actions are done: the next measurement shows them);
+		// one that waits for the nodes, after switchoverInterval.
 		if p := sw.Phase(); p != phase {
 			log.Info("switchover phase", "phase", p.String())
-		}
-		if !sw.Finished() {
+		} else if !sw.Finished() {
 			sleep(ctx, switchoverInterval)
 		}
 	}
