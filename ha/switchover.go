@@ -13,7 +13,10 @@ import (
 // their effect. The sequence, each step waiting for the view to show the
 // last one done:
 //
-//  1. hold (after a checkpoint on the old primary, for pg_rewind's sake):
+//  1. hold (after a checkpoint on the old primary, for pg_rewind's sake,
+//     and a switch to a new WAL segment, so that a standby whose WAL
+//     receiver restarts below, which streams again from the start of its
+//     segment, fetches little):
 //     the topology is published with no primary at term T+1, so
 //     every proxy holds new work for the primary (ha.Hold's noPrimary)
 //     while the transactions already running on it go on;
@@ -83,7 +86,8 @@ type HoldPrimary struct {
 	Term  uint64
 }
 
-// Checkpoint runs a CHECKPOINT on Node.
+// Checkpoint runs a CHECKPOINT on Node, then switches it to a new WAL
+// segment (pg_switch_wal).
 type Checkpoint struct{ Node string }
 
 // Fence makes Node, a primary, unable to acknowledge a commit (its
