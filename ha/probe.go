@@ -19,7 +19,8 @@ import (
 // probeSQL measures a node in one round trip: whether it is a standby, its
 // timeline (a primary's from its current WAL file, which a promotion
 // changes at once; a standby's from the WAL it receives, else its last
-// checkpoint), whether its WAL receiver streams, its primary_conninfo, the
+// checkpoint), whether its WAL receiver streams (and heard from its
+// upstream lately: see streamingSQL), its primary_conninfo, the
 // WAL it received (a standby restarted without a primary has received
 // nothing since: its replay position stands for what it has) or, on a
 // primary, flushed, the WAL it replayed, its open client transactions
@@ -28,7 +29,7 @@ const probeSQL = `SELECT pg_catalog.pg_is_in_recovery(),
 	CASE WHEN pg_catalog.pg_is_in_recovery()
 		THEN coalesce((SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver), (pg_catalog.pg_control_checkpoint()).timeline_id)::int8
 		ELSE ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END,
-	coalesce((SELECT status = 'streaming' FROM pg_catalog.pg_stat_wal_receiver), false),
+	coalesce((SELECT ` + streamingSQL + ` FROM pg_catalog.pg_stat_wal_receiver), false),
 	pg_catalog.current_setting('primary_conninfo'),
 	coalesce(CASE WHEN pg_catalog.pg_is_in_recovery()
 		THEN greatest(pg_catalog.pg_last_wal_receive_lsn(), pg_catalog.pg_last_wal_replay_lsn())
@@ -37,6 +38,19 @@ const probeSQL = `SELECT pg_catalog.pg_is_in_recovery(),
 	(SELECT count(*) FROM pg_catalog.pg_stat_activity
 		WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid() AND xact_start IS NOT NULL),
 	pg_catalog.current_setting('synchronous_standby_names') = '` + FenceStandby + `'`
+
+// streamingSQL says, of pg_stat_wal_receiver's row, that a standby streams
+// from a live upstream. A WAL receiver whose upstream froze or was cut off
+// by a partition still says 'streaming' until wal_receiver_timeout passes
+// (60 s by default) with nothing received; but it pings a silent upstream
+// once half of that passed, and a live one answers at once. So a receiver
+// that received nothing for half the timeout and half a second more has
+// lost its upstream, which the failover's DeadPrimary rule must know long
+// before the receiver gives up (pgcluster, and so belay up, set the
+// timeout to 2 s: a frozen primary is seen in 1.5 s).
+const streamingSQL = `status = 'streaming' AND (pg_catalog.current_setting('wal_receiver_timeout')::interval = '0'
+		OR last_msg_receipt_time > pg_catalog.clock_timestamp()
+			- pg_catalog.current_setting('wal_receiver_timeout')::interval / 2 - interval '500 ms')`
 
 // probe measures the node at addr over conn into a NodeView (Name and Addr
 // are the caller's). conninfo is its primary_conninfo.

@@ -1,12 +1,7 @@
 package loop
 
 import (
-	"bytes"
 	"context"
-	"os"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -93,22 +88,12 @@ func TestAbandonOldPrimary(t *testing.T) {
 	})
 	adm.Close(ctx)
 
-	// Freeze the primary: the postmaster first (it forks no more), then
-	// each of its children (each is a process group of its own).
-	frozen := []int{pri.Instance().PID}
-	if err := syscall.Kill(frozen[0], syscall.SIGSTOP); err != nil {
+	// Freeze the primary, its postmaster and every process it forked.
+	thaw, err := pri.Freeze()
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { // before the cluster stops
-		for _, pid := range frozen {
-			_ = syscall.Kill(pid, syscall.SIGCONT)
-		}
-	})
-	for _, pid := range childrenOf(t, frozen[0]) {
-		if err := syscall.Kill(pid, syscall.SIGSTOP); err == nil {
-			frozen = append(frozen, pid)
-		}
-	}
+	t.Cleanup(thaw) // before the cluster stops
 	go func() {
 		err := txs[0].Commit(ctx)
 		out <- outcome{"commit", err, time.Now()}
@@ -167,30 +152,4 @@ func TestAbandonOldPrimary(t *testing.T) {
 			t.Errorf("client %s after the failover: %v, standby %v", name, err, standby)
 		}
 	}
-}
-
-// childrenOf are the PIDs of pid's children (from /proc).
-func childrenOf(t *testing.T, pid int) []int {
-	t.Helper()
-	dirs, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	var out []int
-	for _, d := range dirs {
-		child, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, not ')'.
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, child)
-		}
-	}
-	return out
 }

@@ -114,9 +114,9 @@ func partitionOnce(t *testing.T, bin string) partitionRun {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	debug := os.Getenv("BELAY_PARTITION_DEBUG") != ""
-	// A standby notices the silence of a primary cut off within
-	// wal_receiver_timeout (60 s by default), and the orchestrator fails
-	// over only once no standby streams from it (DeadPrimary).
+	// The orchestrator fails over only once no standby streams from the
+	// primary (DeadPrimary): a standby that heard nothing from it for half
+	// of wal_receiver_timeout (pgcluster's 2 s) and half a second more.
 	var (
 		mu                   sync.Mutex // guards the fields below
 		oldIDs               map[int64]bool
@@ -125,7 +125,7 @@ func partitionOnce(t *testing.T, bin string) partitionRun {
 		readTook, rejoinTook time.Duration
 		recloned             []string // Rejoin's pg_rewind failed: made again with pg_basebackup
 	)
-	cl, nw := pgtest.NewNetCluster(t, pgcluster.Options{Replicas: 2, Settings: map[string]string{"wal_receiver_timeout": "2s"},
+	cl, nw := pgtest.NewNetCluster(t, pgcluster.Options{Replicas: 2,
 		Logf: func(format string, args ...any) {
 			if debug {
 				t.Logf("pgcluster: "+format, args...)

@@ -1,6 +1,7 @@
 package pgcluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -113,6 +114,12 @@ var replicationSettings = map[string]string{
 	// its standbys' slots hold only what came after they stopped, at the
 	// fork. The last 256 MB stay.
 	"wal_keep_size": "256MB",
+	// A standby pings a silent primary after 1 s and gives the stream up
+	// after 2 s (60 s by default): the orchestrator fails over a primary
+	// only once no standby streams from it (ha's DeadPrimary), so this
+	// bounds how long a frozen or cut-off primary takes to be declared
+	// dead (see ha's streamingSQL).
+	"wal_receiver_timeout": "2s",
 }
 
 const maxReplicas = 9 // names stay one digit; slots and senders stay under 16
@@ -697,4 +704,63 @@ func (n *Node) useOwnSlot() error {
 		return fmt.Errorf("pgcluster: rejoining %s: %w", n.Name, err)
 	}
 	return nil
+}
+
+// Freeze stops the node's postmaster and every process it forked with
+// SIGSTOP, the postmaster first so that it forks no more, as a hung host or
+// a partition leaves a server: its connections stay open and silent. thaw
+// continues them (SIGCONT); call it before the cluster stops.
+func (n *Node) Freeze() (thaw func(), err error) {
+	n.mu.Lock()
+	inst := n.inst
+	n.mu.Unlock()
+	if inst == nil {
+		return nil, fmt.Errorf("pgcluster: %s is not running", n.Name)
+	}
+	frozen := []int{inst.PID}
+	thaw = func() {
+		for _, pid := range frozen {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	if err := syscall.Kill(inst.PID, syscall.SIGSTOP); err != nil {
+		return nil, fmt.Errorf("pgcluster: freezing %s: %w", n.Name, err)
+	}
+	// Each child is a process group of its own (Postgres calls setsid).
+	children, err := childrenOf(inst.PID)
+	if err != nil {
+		thaw()
+		return nil, err
+	}
+	for _, pid := range children {
+		if syscall.Kill(pid, syscall.SIGSTOP) == nil {
+			frozen = append(frozen, pid)
+		}
+	}
+	return thaw, nil
+}
+
+// childrenOf are the PIDs of pid's children, from /proc.
+func childrenOf(pid int) ([]int, error) {
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, d := range dirs {
+		child, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, not ')'.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out, nil
 }
