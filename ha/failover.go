@@ -3,6 +3,7 @@ package ha
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -47,6 +48,8 @@ type NodeView struct {
 	// Fenced: its synchronous standby is FenceStandby, so it acknowledges
 	// no commit (a switchover fenced it).
 	Fenced bool
+	// SyncNames is its synchronous_standby_names.
+	SyncNames string
 }
 
 // ShardView is one measurement of a shard: the topology's record of it and
@@ -260,6 +263,9 @@ func (d *Decider) Step(now time.Time, v ShardView) (Analysis, []Action) {
 			d.candidate = "" // the primary is back before anything was promoted
 		}
 		if d.candidate == "" {
+			if s, ok := syncRejoined(v, q); ok && a == Healthy {
+				return a, []Action{s}
+			}
 			return a, nil
 		}
 		return a, d.next(v, q) // (cannot happen: a promoted candidate is PromotedReplica)
@@ -329,6 +335,35 @@ func (d *Decider) next(v ShardView, quorum int) []Action {
 		acts = append(acts, SetSync{Node: c.Name, Quorum: min(quorum, len(others)), Standbys: others})
 	}
 	return append(acts, Publish{Shard: v.Shard, Term: v.Term, Primary: c.Name})
+}
+
+// syncRejoined is the SetSync that adds to the primary's synchronous
+// standbys those streaming from it that it does not name: an old primary
+// rejoined as a standby after a failover (which left it out, not to wait
+// for a node that may never come back), or a node added later. Names are
+// only added, never dropped, and the quorum raised to the policy's where
+// it was lower for want of standbys; a primary whose setting is not belay's
+// ANY form (or fenced) is left as it is.
+func syncRejoined(v ShardView, quorum int) (SetSync, bool) {
+	p := v.node(v.Primary)
+	if p == nil || !p.Reachable || p.InRecovery || p.Fenced {
+		return SetSync{}, false
+	}
+	k, names, ok := parseSyncNames(p.SyncNames)
+	if !ok {
+		return SetSync{}, false
+	}
+	add := false
+	for _, n := range v.Nodes {
+		if n.Name != p.Name && n.Reachable && n.InRecovery && n.Streaming && n.Upstream == p.Addr && !slices.Contains(names, n.Name) {
+			names, add = append(names, n.Name), true
+		}
+	}
+	if !add && k >= min(quorum, len(names)) {
+		return SetSync{}, false
+	}
+	slices.Sort(names)
+	return SetSync{Node: p.Name, Quorum: min(quorum, len(names)), Standbys: names}, true
 }
 
 // others are the nodes of v that stay standbys of candidate: all but the

@@ -17,7 +17,7 @@ import (
 //
 //	shard S term T primary P
 //	NAME up|down standby|primary tl=N [upstream=NAME] [streaming] [recv=N]
-//	     [replay=N] [busy=N] [fenced]
+//	     [replay=N] [busy=N] [fenced] [sync=[K:]NODE,...]
 //
 // (a primary of "-" is none: a switchover's hold; recv is a primary's
 // flushed WAL, a standby's received and replayed, unless replay says)
@@ -95,7 +95,14 @@ func parseView(t *testing.T, b *datadriven.Block) ShardView {
 			case "busy":
 				n.Busy, _ = strconv.Atoi(val)
 			case "fenced":
-				n.Fenced = true
+				n.Fenced, n.SyncNames = true, FenceStandby
+			case "sync": // sync=[K:]a,b: ANY K (a, b), K 1 by default
+				k, names, found := strings.Cut(val, ":")
+				if !found {
+					k, names = "1", val
+				}
+				q, _ := strconv.Atoi(k)
+				n.SyncNames = syncStandbyNames(q, strings.Split(names, ","))
 			default:
 				t.Fatalf("%s: unknown node field %q", b.Pos, kv)
 			}

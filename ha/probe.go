@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,7 +25,8 @@ import (
 // WAL it received (a standby restarted without a primary has received
 // nothing since: its replay position stands for what it has) or, on a
 // primary, flushed, the WAL it replayed, its open client transactions
-// other than this connection's, and whether it is fenced.
+// other than this connection's, and its synchronous_standby_names (whether
+// it is fenced, and whom a primary waits for).
 const probeSQL = `SELECT pg_catalog.pg_is_in_recovery(),
 	CASE WHEN pg_catalog.pg_is_in_recovery()
 		THEN coalesce((SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver), (pg_catalog.pg_control_checkpoint()).timeline_id)::int8
@@ -37,7 +39,7 @@ const probeSQL = `SELECT pg_catalog.pg_is_in_recovery(),
 	coalesce(pg_catalog.pg_last_wal_replay_lsn()::text, ''),
 	(SELECT count(*) FROM pg_catalog.pg_stat_activity
 		WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid() AND xact_start IS NOT NULL),
-	pg_catalog.current_setting('synchronous_standby_names') = '` + FenceStandby + `'`
+	pg_catalog.current_setting('synchronous_standby_names')`
 
 // streamingSQL says, of pg_stat_wal_receiver's row, that a standby streams
 // from a live upstream. A WAL receiver whose upstream froze or was cut off
@@ -57,10 +59,10 @@ const streamingSQL = `status = 'streaming' AND (pg_catalog.current_setting('wal_
 func probe(ctx context.Context, conn *pgx.Conn) (v NodeView, conninfo string, err error) {
 	var tli, busy int64
 	var recv, replay string
-	if err := conn.QueryRow(ctx, probeSQL).Scan(&v.InRecovery, &tli, &v.Streaming, &conninfo, &recv, &replay, &busy, &v.Fenced); err != nil {
+	if err := conn.QueryRow(ctx, probeSQL).Scan(&v.InRecovery, &tli, &v.Streaming, &conninfo, &recv, &replay, &busy, &v.SyncNames); err != nil {
 		return NodeView{}, "", err
 	}
-	v.Reachable, v.Timeline, v.Busy = true, uint32(tli), int(busy)
+	v.Reachable, v.Timeline, v.Busy, v.Fenced = true, uint32(tli), int(busy), v.SyncNames == FenceStandby
 	if recv != "" {
 		v.Received, _ = ParseLSN(recv)
 	}
@@ -197,6 +199,42 @@ func alterSystem(ctx context.Context, conn *pgx.Conn, settings map[string]string
 	}
 	_, err := conn.Exec(ctx, "SELECT pg_catalog.pg_reload_conf()")
 	return err
+}
+
+// parseSyncNames reads synchronous_standby_names in the form
+// syncStandbyNames writes, ANY k (names), names quoted or not; "" (no
+// synchronous replication) is ANY 0 of none. Another form (FIRST, a bare
+// list, '*') is not ok.
+func parseSyncNames(s string) (quorum int, names []string, ok bool) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil, true
+	}
+	if len(s) < 4 || !strings.EqualFold(s[:4], "ANY ") {
+		return 0, nil, false
+	}
+	s = strings.TrimSpace(s[4:])
+	open, end := strings.IndexByte(s, '('), len(s)-1
+	if open < 0 || end < open || s[end] != ')' {
+		return 0, nil, false
+	}
+	quorum, err := strconv.Atoi(strings.TrimSpace(s[:open]))
+	if err != nil || quorum < 0 {
+		return 0, nil, false
+	}
+	for _, n := range strings.Split(s[open+1:end], ",") {
+		n = strings.TrimSpace(n)
+		if len(n) >= 2 && n[0] == '"' && n[len(n)-1] == '"' {
+			n = strings.ReplaceAll(n[1:len(n)-1], `""`, `"`)
+		} else {
+			n = strings.ToLower(n) // Postgres folds an unquoted name
+		}
+		if n == "" || n == "*" {
+			return 0, nil, false
+		}
+		names = append(names, n)
+	}
+	return quorum, names, true
 }
 
 // syncStandbyNames is synchronous_standby_names for ANY quorum of names.
