@@ -212,7 +212,10 @@ func (c *cluster) stop() { c.checker.Stop() }
 func (n *clusterNode) routerNode() router.Node {
 	rn := router.Node{Primary: n.primary, Outstanding: int(n.inflight.Load())}
 	h := n.health.Current()
-	rn.Usable = !n.down && h != nil && h.Up
+	// A replica out of recovery (promoted behind belay's back, or an old
+	// primary back on its old timeline before it is rewound) has writes
+	// the primary lacks and lacks the primary's: no read goes to it.
+	rn.Usable = !n.down && h != nil && h.Up && (n.primary || h.InRecovery)
 	if h != nil && !n.primary {
 		rn.ReplayLSN, rn.LagBytes, rn.Lag = max(h.LSN, ha.LSN(n.replayed.Load())), h.Lag.Bytes, h.Lag.Time
 	}

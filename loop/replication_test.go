@@ -317,3 +317,46 @@ func TestLeaveAfterWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaNotInRecovery (issue H): a node the topology names a replica
+// that is no standby (promoted behind belay's back, or an old primary back
+// on its old timeline before it is rewound) has writes the primary lacks
+// and lacks the primary's: it serves no read, and the reads go elsewhere
+// without an error.
+func TestReplicaNotInRecovery(t *testing.T) {
+	cl := pgtest.NewCluster(t, pgcluster.Options{Replicas: 1})
+	ctx := context.Background()
+	p, _ := startClusterProxy(t, cl, func(c *Config) { c.Eventual = true })
+	rep := cl.Replicas()[0]
+	var node *clusterNode
+	for _, n := range p.cluster.view.Load().nodes {
+		if n.name == rep.Name {
+			node = n
+		}
+	}
+	c := connect(t, p.connString("postgres", "postgres"))
+	reads := func() int64 {
+		t.Helper()
+		before := node.reads.Load()
+		for i := 0; i < 50; i++ {
+			if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return node.reads.Load() - before
+	}
+	if n := reads(); n == 0 {
+		t.Fatal("the standby served none of 50 reads before its promotion")
+	}
+	rc := connect(t, rep.ConnString("postgres", "postgres"))
+	if _, err := rc.Exec(ctx, "SELECT pg_promote()"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the health check to see it out of recovery", func() bool {
+		h := node.health.Current()
+		return h != nil && h.Up && !h.InRecovery
+	})
+	if n := reads(); n != 0 {
+		t.Fatalf("the replica out of recovery served %d of 50 reads", n)
+	}
+}
