@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -14,6 +16,7 @@ import (
 	"github.com/belaydb/belay/internal/pginstance"
 	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/jackc/pgx/v5"
+	"github.com/panjf2000/gnet/v2"
 )
 
 // staticTopology is a ClusterSource a test sets by hand.
@@ -44,14 +47,25 @@ func topologyOf(pri string, nodes map[string]string) *ha.Topology {
 // cluster tests' business; here the router's choices are what is checked.)
 func TestClusterRouting(t *testing.T) {
 	pri := pgtest.Shared(t)
-	rep := pgtest.New(t, pginstance.Options{})
+	repDir := pgtest.TempDir(t)
+	rep := pgtest.New(t, pginstance.Options{Dir: repDir})
 	ctx := context.Background()
 	for name, pg := range map[string]*pginstance.Instance{"primary": pri, "replica": rep} {
 		c := connect(t, pg.ConnString("postgres", "postgres"))
 		if _, err := c.Exec(ctx, "DROP TABLE IF EXISTS knode; CREATE TABLE knode (name text); INSERT INTO knode VALUES ('"+name+"')"); err != nil {
 			t.Fatal(err)
 		}
+		c.Close(ctx)
 	}
+	// The replica restarted as a standby of no primary: in recovery (belay
+	// sends no read to a replica that is not), with rows of its own.
+	if err := rep.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rep.DataDir, "standby.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep = pgtest.New(t, pginstance.Options{Dir: repDir})
 	src := &staticTopology{}
 	src.t.Store(topologyOf("p", map[string]string{"p": pri.Addr(), "r": rep.Addr()}))
 	p := startProxy(t, pri, func(c *Config) {
@@ -201,5 +215,68 @@ func TestClusterRouting(t *testing.T) {
 		var name string
 		_ = c.QueryRow(ctx, "SELECT name FROM knode").Scan(&name)
 		return name == "primary"
+	})
+}
+
+// TestLoginHeld (issue H): while a switchover's hold leaves the cluster
+// without a primary, a client's login waits instead of failing; it goes on
+// to the primary published next, and a client that gives up while it
+// waits leaves nothing behind.
+func TestLoginHeld(t *testing.T) {
+	pri := pgtest.Shared(t)
+	ctx := context.Background()
+	src := &staticTopology{}
+	nodes := map[string]ha.NodeRecord{"p": {Shard: "0", Addr: pri.Addr()}}
+	publish := func(term uint64, primary string) {
+		src.t.Store(ha.Build("t", 0, map[string]ha.ShardRecord{"0": {Term: term, Primary: primary}}, nodes))
+	}
+	publish(1, "p")
+	p := startProxy(t, pri, func(c *Config) { c.Cluster, c.HealthDial = src, healthDial })
+	publish(2, "") // the hold
+	p.TopologyChanged()
+	// One that gives up while held.
+	gctx, giveUp := context.WithTimeout(ctx, 200*time.Millisecond)
+	if c, err := pgx.Connect(gctx, p.connString("postgres", "postgres")); err == nil {
+		c.Close(ctx)
+		t.Fatal("a login went through with no primary published")
+	}
+	giveUp()
+	type result struct {
+		c   *pgx.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := pgx.Connect(ctx, p.connString("postgres", "postgres"))
+		done <- result{c, err}
+	}()
+	select {
+	case r := <-done:
+		t.Fatalf("a login during the hold did not wait: %v", r.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	publish(3, "p")
+	p.TopologyChanged()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("the held login once a primary is published: %v", r.err)
+	}
+	defer r.c.Close(ctx)
+	var one int
+	if err := r.c.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("SELECT 1 after the held login: %d, %v", one, err)
+	}
+	eventually(t, 5*time.Second, "the held list to be empty", func() bool {
+		n := 0
+		for i := range p.cluster.held {
+			l := p.pools.Loop(i)
+			if l == nil {
+				continue
+			}
+			got := make(chan int, 1)
+			_ = l.EventLoop().Execute(ctx, gnet.RunnableFunc(func(context.Context) error { got <- len(p.cluster.held[i]); return nil }))
+			n += <-got
+		}
+		return n == 0
 	})
 }

@@ -27,7 +27,9 @@ import (
 // ticker feeds it the topology and the primary's health, ends a hold whose
 // bound passed, and wakes the loops. A unit that meets an expired hold is
 // answered ERROR 57P03 ("the primary is unavailable") and the client keeps
-// its connection. Reads keep going to replicas meanwhile.
+// its connection. Reads keep going to replicas meanwhile. A login that
+// comes while a switchover's hold leaves the cluster with no primary waits
+// on the held list the same way (holdLogin), rather than failing.
 //
 // In flight when its server died (serverGone): only what provably never
 // reached a server is sent again, and a read-only autocommit unit (a read
@@ -261,6 +263,13 @@ func (c *cluster) wakeHeld() {
 			}
 			c.held[i] = heldSessions{}
 			for s := range m {
+				if f := s.heldLogin; f != nil {
+					s.heldLogin = nil
+					if !s.done && f() == gnet.Close {
+						s.closeClient()
+					}
+					continue
+				}
 				if s.cl != nil {
 					s.cl.held = false
 				}
@@ -273,8 +282,30 @@ func (c *cluster) wakeHeld() {
 	}
 }
 
+// holdLogin puts a client whose login needs the primary while a
+// switchover's hold leaves the cluster without one on its loop's held list:
+// its login goes on when the hold ends (wakeHeld), to the new primary, as
+// the work of the clients logged in does, and fails as before if the hold
+// expires. It returns false when the login need not wait. On the loop.
+func (s *session) holdLogin(st *startup, cred poolcore.Credentials) bool {
+	c := s.p.cluster
+	if c == nil || c.view.Load().primary >= 0 {
+		return false
+	}
+	if d, _, _ := c.hold.Admit(time.Now()); d != ha.Wait {
+		return false
+	}
+	s.heldLogin = func() gnet.Action { return s.authenticated(st, cred) }
+	c.held[s.loop.Index()][s] = struct{}{}
+	return true
+}
+
 // unhold takes the client off its loop's held list. At close.
 func (s *session) unhold() {
+	if s.heldLogin != nil {
+		s.heldLogin = nil
+		delete(s.p.cluster.held[s.loop.Index()], s)
+	}
 	if cs := s.cl; cs != nil && cs.held {
 		cs.held = false
 		delete(s.p.cluster.held[s.loop.Index()], s)

@@ -208,8 +208,8 @@ func (s *session) unitDone() {
 
 // leaveCluster uncounts the client from the pools it used. At close.
 func (s *session) leaveCluster() {
+	s.unhold()
 	if cs := s.cl; cs != nil {
-		s.unhold()
 		s.unitDone()
 		for _, p := range cs.joined {
 			p.Leave(s.loop)

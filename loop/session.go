@@ -67,7 +67,8 @@ type session struct {
 	seqMark    uint64
 	seqTouched bool
 	waitSeq    *poolcore.Server
-	cl         *clusterState // serving a cluster (cluster.go); nil for one server
+	cl         *clusterState      // serving a cluster (cluster.go); nil for one server
+	heldLogin  func() gnet.Action // its login waits for a new primary (holdLogin)
 	t          tracker
 	checkState bool     // it may have changed its settings or released a pin: ask the server before letting it go
 	pinForever bool     // pinned by something nothing undoes (LOAD)
@@ -217,6 +218,9 @@ func (s *session) authenticated(st *startup, cred poolcore.Credentials) gnet.Act
 	s.start = st.params
 	s.sig = startupSQL(st.params)
 	s.startSig = s.sig
+	if s.holdLogin(st, cred) {
+		return gnet.None
+	}
 	pool, err := s.homePool(cred)
 	if err != nil {
 		return s.fatal(fatalf(sqlstate.ConnectionFailure, "%v", err))
@@ -1106,7 +1110,7 @@ func (s *session) closed() {
 		s.p.clients.Add(-1)
 		s.p.unregister(s.pid)
 	}
-	if s.cl != nil {
+	if s.cl != nil || s.heldLogin != nil {
 		s.leaveCluster()
 	} else if s.pool != nil {
 		s.pool.Leave(s.loop)

@@ -332,3 +332,16 @@ func NewTLS(t testing.TB, certFile, keyFile, caFile string, hba []string) *pgins
 	}
 	return New(t, pginstance.Options{Settings: settings, HBA: hba})
 }
+
+// TempDir is a temporary directory that a server started as the postgres
+// user (when the tests run as root) can use, as Options.Dir; removed when
+// t ends (after the servers in it stopped: register it before them).
+func TempDir(t testing.TB) string {
+	t.Helper()
+	d, err := makeTempDir()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() { removeTempDir(d) })
+	return d
+}
