@@ -594,7 +594,7 @@ func (s *roleSampler) samples() []roleSample {
 // a moment, until it notices its postmaster's death. sent is when the
 // signal went.
 func killPostmaster(pid int) (sent time.Time, err error) {
-	children := childPIDs(pid)
+	children := pgcluster.ChildPIDs(pid)
 	sent = time.Now()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return sent, err
@@ -609,29 +609,6 @@ func killPostmaster(pid int) (sent time.Time, err error) {
 		}
 	}
 	return sent, nil
-}
-
-// childPIDs are the processes whose parent is pid.
-func childPIDs(pid int) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		if st, err := ParseProcStat(b); err == nil && st.PPid == pid {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // processRuns says whether process pid exists and is not a zombie.

@@ -263,8 +263,10 @@ func (d *Decider) Step(now time.Time, v ShardView) (Analysis, []Action) {
 			d.candidate = "" // the primary is back before anything was promoted
 		}
 		if d.candidate == "" {
-			if s, ok := syncRejoined(v, q); ok && a == Healthy {
-				return a, []Action{s}
+			if a == Healthy {
+				if s, ok := syncRejoined(v, q); ok {
+					return a, []Action{s}
+				}
 			}
 			return a, nil
 		}

@@ -727,12 +727,7 @@ func (n *Node) Freeze() (thaw func(), err error) {
 		return nil, fmt.Errorf("pgcluster: freezing %s: %w", n.Name, err)
 	}
 	// Each child is a process group of its own (Postgres calls setsid).
-	children, err := childrenOf(inst.PID)
-	if err != nil {
-		thaw()
-		return nil, err
-	}
-	for _, pid := range children {
+	for _, pid := range ChildPIDs(inst.PID) {
 		if syscall.Kill(pid, syscall.SIGSTOP) == nil {
 			frozen = append(frozen, pid)
 		}
@@ -740,27 +735,29 @@ func (n *Node) Freeze() (thaw func(), err error) {
 	return thaw, nil
 }
 
-// childrenOf are the PIDs of pid's children, from /proc.
-func childrenOf(pid int) ([]int, error) {
-	dirs, err := os.ReadDir("/proc")
+// ChildPIDs are the processes whose parent is pid, from /proc (none when
+// /proc cannot be read).
+func ChildPIDs(pid int) []int {
+	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return nil, err
+		return nil
 	}
 	var out []int
-	for _, d := range dirs {
-		child, err := strconv.Atoi(d.Name())
+	parent := strconv.Itoa(pid)
+	for _, e := range ents {
+		child, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
 		if err != nil {
 			continue
 		}
 		// pid (comm) state ppid ...: comm may hold spaces, not ')'.
 		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+		if len(f) > 1 && f[1] == parent {
 			out = append(out, child)
 		}
 	}
-	return out, nil
+	return out
 }
