@@ -29,10 +29,13 @@ type reply struct {
 	quiet bool
 	gotT  bool // rDescStmt: the ParameterDescription came
 	lsn   bool // own rQuery: its DataRow is the primary's WAL position (askLSN)
+	// unsure: own rClose of a statement whose state on the server was
+	// unknown (poolcore.Statements.Forget): skipped, it stays unknown.
+	unsure bool
 
 	// What to undo when the message fails or is skipped by an earlier error
 	// (Postgres skips everything up to the Sync):
-	sname   string      // rParse: the server-side statement that is then not prepared; own rClose: that is still prepared
+	sname   string      // rParse: the server-side statement that is then not prepared; own rClose: that is still prepared (unsure: may be)
 	cname   string      // rParse, rSynthParse: the client's statement that then does not exist; rSynthClose: that still does
 	unnamed bool        // rParse of the unnamed statement
 	stmt    *clientStmt // rParse, rSynthParse: the client's statement entry cname must still be; rSynthClose: the one it closed; rBind, rDescStmt: the shared statement used (noteStale)

@@ -1125,8 +1125,11 @@ func (s *session) closed() {
 		}
 	}
 	ownOwed := s.r.ownSyncs() // before the reset: the drain below waits for them
-	s.r.reset()
 	sc := s.server
+	if sc != nil {
+		s.unsettle(sc)
+	}
+	s.r.reset()
 	if sc == nil {
 		return
 	}

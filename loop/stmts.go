@@ -167,7 +167,7 @@ func (w *rewriter) ensure(at int, st *clientStmt, quiet bool) {
 	}
 	w.begin(at)
 	w.evict(quiet)
-	sc.Stmts.Add(st.sname)
+	w.add(st.sname, quiet)
 	if st.parse != nil {
 		w.out = append(w.out, st.parse...)
 		w.s.r.push(reply{kind: rParse, own: true, quiet: quiet, sname: st.sname})
@@ -228,6 +228,42 @@ func (w *rewriter) evict(quiet bool) {
 		}
 		w.out = codec.AppendClose(w.out, 'S', []byte(name))
 		w.s.r.push(reply{kind: rClose, own: true, quiet: quiet, sname: name})
+	}
+}
+
+// add records name as prepared on the server, about to be: a name whose
+// state there was unknown (poolcore.Statements.Forget) is closed first,
+// which Postgres does without complaint for a name it lacks.
+func (w *rewriter) add(name string, quiet bool) {
+	if w.sc.Stmts.Add(name) {
+		w.out = codec.AppendClose(w.out, 'S', []byte(name))
+		w.s.r.push(reply{kind: rClose, own: true, quiet: quiet, sname: name, unsure: true})
+	}
+}
+
+// unsettle follows a client that left with answers still owed by sc:
+// whatever a Parse or Close not yet answered was to do to a statement may
+// or may not have happened (the drain that follows cancels what runs), and
+// nor may a client's DEALLOCATE ALL or DISCARD ALL. Such names become
+// unsure, and an unknown effect has the server reset when it returns to
+// the pool.
+func (s *session) unsettle(sc *poolcore.Server) {
+	for i := s.r.h; i < len(s.r.q); i++ {
+		e := &s.r.q[i]
+		switch {
+		case e.sname != "" && (e.kind == rParse || e.own && (e.kind == rClose || e.kind == rExecute)):
+			forget(sc, e.sname)
+		case len(e.conf) > 0:
+			sc.Dirty = true
+		}
+	}
+}
+
+// forget makes name unsure on sc; past the bound of unsure names the
+// server is reset when released.
+func forget(sc *poolcore.Server, name string) {
+	if sc.Stmts.Forget(name) {
+		sc.Dirty = true
 	}
 }
 
@@ -317,8 +353,8 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 	}
 	w.begin(off)
 	w.evict(false)
+	w.add(st.sname, false)
 	w.replace(off, end, func(dst []byte) []byte { return append(dst, st.parse...) })
-	sc.Stmts.Add(st.sname)
 	s.r.push(reply{kind: rParse, sname: st.sname, cname: name, stmt: st, fix: withName(parseFix, st)})
 }
 
@@ -737,7 +773,11 @@ func (s *session) undo(e *reply) {
 			s.t.pending-- // skipped: no ReadyForQuery comes for it
 		}
 	case rClose:
-		if e.own && e.sname != "" && sc != nil {
+		switch {
+		case !e.own || e.sname == "" || sc == nil:
+		case e.unsure:
+			forget(sc, e.sname) // the Close was skipped: still unknown
+		default:
 			sc.Stmts.Add(e.sname) // the Close was skipped: still prepared
 		}
 	case rExecute:

@@ -104,6 +104,50 @@ func TestVanishInsideABatch(t *testing.T) {
 	}
 }
 
+// TestVanishBeforeParseAnswered: a client that leaves before the server
+// answered a Parse or an eviction's Close belay sent for it leaves the
+// statement's state on the server unknown: the drain cancels the query in
+// front, and Postgres skips the rest. The next clients' statements of the
+// same text must work whether the skipped messages ran or not (once, belay
+// answered a Parse of its own, believing the server had the statement,
+// and the Describe that followed failed with 26000; or prepared a name the
+// server still had, 42P05).
+func TestVanishBeforeParseAnswered(t *testing.T) {
+	pg := pgtest.Shared(t)
+	p := startProxy(t, pg, func(c *Config) { c.PoolSize, c.EventLoops, c.MaxPreparedStatements = 1, 1, 1 })
+	host, port, _ := net.SplitHostPort(p.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	vanish := func(sql string) {
+		f, conn := openRaw(t, ctx, host, port, "")
+		defer conn.Close()
+		f.Send(parse("", "SELECT pg_sleep(5)"))
+		f.Send(bind(""))
+		f.Send(execute())
+		f.Send(parse("mine", sql))
+		f.Send(describeS("mine"))
+		f.Send(&pgproto3.Sync{})
+		if err := f.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	query := func(sql string, want int) {
+		t.Helper()
+		c := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeCacheStatement)
+		defer c.Close(ctx)
+		var n int
+		if err := c.QueryRow(ctx, sql).Scan(&n); err != nil || n != want {
+			t.Fatalf("%s: %d, %v", sql, n, err)
+		}
+	}
+	vanish("SELECT 42") // its Parse skipped: the server lacks the statement
+	query("SELECT 42", 42)
+	vanish("SELECT 43") // the Close evicting 42 skipped: the server still has it
+	query("SELECT 42", 42)
+	query("SELECT 43", 43)
+	checkPoolClean(t, p, pg, "postgres", 1)
+}
+
 // onLoop runs f on event loop i and waits for it.
 func (p *Proxy) onLoop(t *testing.T, i int, f func()) {
 	t.Helper()

@@ -34,6 +34,35 @@ func TestStatementsEvictLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
+// TestStatementsUnsure: a forgotten name is not had; the next Add of it
+// says to close it first, once; Reset forgets unsure names too; past Max
+// unsure names Forget asks for a reset.
+func TestStatementsUnsure(t *testing.T) {
+	st := Statements{Max: 2}
+	if st.Add("a") {
+		t.Fatal("Add of a new name said close first")
+	}
+	if st.Forget("a") || st.Has("a") || st.Len() != 0 {
+		t.Fatal("a forgotten name is still had, or one unsure name is too many")
+	}
+	if !st.Add("a") {
+		t.Fatal("Add of an unsure name did not say close first")
+	}
+	if st.Add("a") || !st.Has("a") {
+		t.Fatal("Add said close first twice, or lost the name")
+	}
+	st.Forget("b")
+	st.Reset()
+	if st.Add("b") {
+		t.Fatal("Reset kept an unsure name")
+	}
+	st.Forget("x")
+	st.Forget("y")
+	if !st.Forget("z") {
+		t.Fatal("three unsure names under Max 2 were not too many")
+	}
+}
+
 func BenchmarkStatementsHas(b *testing.B) {
 	st := Statements{}
 	st.Add("b0123456789abcdef0123456789abcdef")
