@@ -223,7 +223,10 @@ func (r *Recorder) record(op Op) {
 // Result is what Check found.
 type Result struct {
 	Acked, Ambiguous, Failed int // transfers, by outcome
-	Reads, ReadsFailed       int
+	Reads, ReadsFailed       int // reads, and those the system failed (not those the run's end cut short)
+	// Stopped counts the operations cut short by the end of the run (in
+	// Failed and Ambiguous as their outcome says, never in Errors).
+	Stopped int
 	Lost                     []int64 // acknowledged ids missing: must be empty
 	Phantom                  []int64 // ids present that failed or were never attempted: must be empty
 	AmbiguousFound           int     // ambiguous ids present (they committed)
@@ -265,8 +268,8 @@ func (res *Result) String() string {
 		}
 		return strings.Join(out, " ")
 	}
-	return fmt.Sprintf("transfers acked %d, ambiguous %d (%d committed), failed %d; reads %d (%d failed); lost %d, phantom %d, bad sums %d (final %d); errors %s; errors of operations started after the fault %s; first ack after the fault %v",
-		res.Acked, res.Ambiguous, res.AmbiguousFound, res.Failed, res.Reads, res.ReadsFailed, len(res.Lost), len(res.Phantom),
+	return fmt.Sprintf("transfers acked %d, ambiguous %d (%d committed), failed %d; reads %d (%d failed); %d operations cut short by the run's end; lost %d, phantom %d, bad sums %d (final %d); errors %s; errors of operations started after the fault %s; first ack after the fault %v",
+		res.Acked, res.Ambiguous, res.AmbiguousFound, res.Failed, res.Reads, res.ReadsFailed, res.Stopped, len(res.Lost), len(res.Phantom),
 		len(res.BadSums), res.FinalSum, keys(res.Errors), keys(res.ErrorsAfter), res.FirstAckAfter.Round(time.Millisecond))
 }
 
@@ -292,6 +295,9 @@ func (r *Recorder) Check(ctx context.Context, conn *pgx.Conn, at time.Time, o Op
 	}
 	outcome := r.outcomes()
 	for _, op := range r.ops {
+		if op.SQLState == stopped {
+			res.Stopped++
+		}
 		if op.Outcome != Acked && op.SQLState != stopped {
 			k := op.SQLState
 			if k == "" {
@@ -310,7 +316,7 @@ func (r *Recorder) Check(ctx context.Context, conn *pgx.Conn, at time.Time, o Op
 				continue
 			}
 			res.Reads++
-			if op.Outcome != Acked {
+			if op.Outcome != Acked && op.SQLState != stopped {
 				res.ReadsFailed++
 			}
 			continue
