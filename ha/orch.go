@@ -72,7 +72,9 @@ type OrchOptions struct {
 // began (the Decider keeps nothing the measurement does not show).
 //
 // Concurrency: Run's goroutine owns everything below; each probe runs on a
-// goroutine of its own, with one node's connection, and Run waits for them.
+// goroutine of its own, with one node's connection, and Run waits for them;
+// a background dial of an unreachable node (redial) hands its connection
+// over through its channel in late.
 type Orchestrator struct {
 	o        OrchOptions
 	conns    map[string]*pgx.Conn // by node name
@@ -80,6 +82,10 @@ type Orchestrator struct {
 	deciders map[string]*Decider  // by shard
 	last     map[string]Analysis  // by shard, for the log
 	reported map[string]bool      // stale primaries already logged
+	// down: the nodes unreachable at their last measure; late, the
+	// background dials of such nodes still to be taken (measure).
+	down map[string]bool
+	late map[string]chan *pgx.Conn
 }
 
 // NewOrchestrator returns an Orchestrator (Run starts it).
@@ -108,7 +114,8 @@ func NewOrchestrator(o OrchOptions) *Orchestrator {
 	if o.Replication == "" {
 		o.Replication = "user=postgres"
 	}
-	return &Orchestrator{o: o, conns: map[string]*pgx.Conn{}, conninfo: map[string]string{}}
+	return &Orchestrator{o: o, conns: map[string]*pgx.Conn{}, conninfo: map[string]string{},
+		down: map[string]bool{}, late: map[string]chan *pgx.Conn{}}
 }
 
 // ElectionPrefix is the etcd prefix of cluster's orchestrators' election.
@@ -212,23 +219,45 @@ func (r *Orchestrator) step(ctx context.Context, sh Shard, leader clientv3.Cmp) 
 	}
 }
 
-// measure probes every node of sh at once.
+// measure probes every node of sh at once. A node that was unreachable at
+// the last measure is dialled in the background (redial): the measure
+// waits for that dial only downWait, so that a node cut off by a
+// partition, whose dial hangs until the timeout, does not add the timeout
+// to every step of a failover.
 func (r *Orchestrator) measure(ctx context.Context, sh Shard) ShardView {
 	v := ShardView{Shard: sh.Name, Term: sh.Term, Primary: sh.Primary, Nodes: make([]NodeView, len(sh.Nodes))}
 	type result struct {
 		conn     *pgx.Conn
 		conninfo string
+		dialed   bool // it took the result of its background dial
 	}
 	res := make([]result, len(sh.Nodes))
 	var wg sync.WaitGroup
 	for i, n := range sh.Nodes {
 		conn := r.conns[n.Name]
+		var late chan *pgx.Conn
+		if conn == nil && r.down[n.Name] {
+			late = r.redial(ctx, n)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			nv := NodeView{Name: n.Name, Addr: n.Addr}
+			if late != nil {
+				t := time.NewTimer(downWait)
+				select {
+				case conn = <-late:
+					res[i].dialed = true
+				case <-t.C:
+				}
+				t.Stop()
+				if conn == nil {
+					v.Nodes[i] = nv // still dialling, or the dial failed
+					return
+				}
+			}
 			pctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 			defer cancel()
-			nv := NodeView{Name: n.Name, Addr: n.Addr}
 			if conn == nil {
 				c, err := r.o.Dial(pctx, n.Addr)
 				if err != nil {
@@ -244,17 +273,60 @@ func (r *Orchestrator) measure(ctx context.Context, sh Shard) ShardView {
 				return
 			}
 			got.Name, got.Addr = n.Name, n.Addr
-			v.Nodes[i], res[i] = got, result{conn, ci}
+			v.Nodes[i], res[i].conn, res[i].conninfo = got, conn, ci
 		}()
 	}
 	wg.Wait()
 	for i, n := range sh.Nodes {
 		r.conns[n.Name] = res[i].conn
+		if res[i].dialed {
+			delete(r.late, n.Name)
+		}
+		r.down[n.Name] = !v.Nodes[i].Reachable
 		if ci := res[i].conninfo; conninfoAddr(ci) != "" {
 			r.conninfo[n.Name] = ci
 		}
 	}
 	return v
+}
+
+// downWait is how long a measure waits for the dial of a node that was
+// unreachable at the last one: long enough for a node that is back (a
+// refused or accepted connection is quick), short beside a dial that hangs.
+const downWait = 20 * time.Millisecond
+
+// redial is the background dial of node n, started if none is under way;
+// its result (a connection, or nil) is taken by the measure that finds it
+// done.
+func (r *Orchestrator) redial(ctx context.Context, n Node) chan *pgx.Conn {
+	if ch := r.late[n.Name]; ch != nil {
+		return ch
+	}
+	ch := make(chan *pgx.Conn, 1)
+	r.late[n.Name] = ch
+	go func() {
+		dctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
+		defer cancel()
+		c, err := r.o.Dial(dctx, n.Addr)
+		if err != nil {
+			c = nil
+		}
+		ch <- c
+	}()
+	return ch
+}
+
+// dropLate gives up node name's background dial: its connection, if it
+// makes one, is closed.
+func (r *Orchestrator) dropLate(name string) {
+	if ch := r.late[name]; ch != nil {
+		delete(r.late, name)
+		go func() {
+			if c := <-ch; c != nil {
+				_ = c.Close(context.Background())
+			}
+		}()
+	}
 }
 
 // carry carries out one action on shard sh.
@@ -408,6 +480,8 @@ func (r *Orchestrator) forget(top *Topology) {
 			}
 			delete(r.conns, name)
 			delete(r.conninfo, name)
+			delete(r.down, name)
+			r.dropLate(name)
 		}
 	}
 }
@@ -419,6 +493,10 @@ func (r *Orchestrator) closeConns() {
 		}
 		delete(r.conns, name)
 	}
+	for name := range r.late {
+		r.dropLate(name)
+	}
+	clear(r.down)
 }
 
 // sleep waits d or until ctx ends.

@@ -2,6 +2,8 @@ package ha
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -406,4 +408,56 @@ func storeOn(t *testing.T, etcd *etcdlocal.Server) (*Store, *clientv3.Client) {
 		t.Fatal(err)
 	}
 	return s, cli
+}
+
+// TestMeasureRedialsInBackground: a node unreachable at the last measure is
+// dialled in the background, one dial at a time, and a measure does not
+// wait for a dial that hangs (a partitioned node's), whatever the timeout.
+func TestMeasureRedialsInBackground(t *testing.T) {
+	var dials atomic.Int32
+	release := make(chan struct{})
+	r := NewOrchestrator(OrchOptions{Timeout: time.Hour, Dial: func(ctx context.Context, addr string) (*pgx.Conn, error) {
+		if dials.Add(1) == 1 {
+			return nil, errors.New("refused") // the first: the node is found down
+		}
+		select { // then its link is cut: a dial hangs
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, errors.New("timed out")
+	}})
+	sh := Shard{Name: "0", Term: 1, Primary: "a", Nodes: []Node{{Name: "a", Addr: "10.0.0.1:5432"}}}
+	measure := func(step string) NodeView {
+		t.Helper()
+		done := make(chan ShardView, 1)
+		go func() { done <- r.measure(context.Background(), sh) }()
+		select {
+		case v := <-done:
+			return v.Nodes[0]
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: the measure waited for a hanging dial", step)
+			return NodeView{}
+		}
+	}
+	for i, want := range []int32{1, 2, 2} {
+		if nv := measure(fmt.Sprint("measure ", i+1)); nv.Reachable {
+			t.Fatalf("measure %d: reachable", i+1)
+		}
+		if got := dials.Load(); got != want {
+			t.Fatalf("after measure %d: %d dials, want %d", i+1, got, want)
+		}
+	}
+	close(release) // the hanging dial fails; the next measure takes that, the one after dials again
+	for len(r.late["a"]) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	measure("after the dial failed")
+	if _, ok := r.late["a"]; ok || dials.Load() != 2 {
+		t.Fatalf("the failed dial was not taken: late %v, %d dials", ok, dials.Load())
+	}
+	measure("next")
+	if dials.Load() != 3 {
+		t.Fatalf("%d dials, want a new one", dials.Load())
+	}
+	r.closeConns()
 }
