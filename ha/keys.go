@@ -15,6 +15,10 @@ func ShardKey(cluster, shard string) string { return Prefix(cluster) + "shards/"
 // NodeKey is the etcd key of node's record in cluster.
 func NodeKey(cluster, node string) string { return Prefix(cluster) + "nodes/" + node }
 
+// PoolerKey is the etcd key of node's pooler registration in cluster: kept
+// alive by a lease while `belay pooler` runs beside the node.
+func PoolerKey(cluster, node string) string { return Prefix(cluster) + "poolers/" + node }
+
 // CheckName reports whether s can name a cluster, a shard or a node: it is
 // one segment of an etcd key, so not empty, no "/", no spaces or control
 // characters, at most 63 bytes.
@@ -27,15 +31,16 @@ func CheckName(kind, s string) error {
 
 // records are the decoded records of one cluster.
 type records struct {
-	shards map[string]ShardRecord
-	nodes  map[string]NodeRecord
+	shards  map[string]ShardRecord
+	nodes   map[string]NodeRecord
+	poolers map[string]PoolerRecord
 }
 
 // decodeRecords decodes the key/value pairs under Prefix(cluster). Keys
 // under the prefix that are neither a shard nor a node (written by a later
 // version of belay) are ignored; a record that does not decode is an error.
 func decodeRecords(cluster string, kvs map[string][]byte) (records, error) {
-	r := records{shards: map[string]ShardRecord{}, nodes: map[string]NodeRecord{}}
+	r := records{shards: map[string]ShardRecord{}, nodes: map[string]NodeRecord{}, poolers: map[string]PoolerRecord{}}
 	p := Prefix(cluster)
 	for k, v := range kvs {
 		rest, ok := strings.CutPrefix(k, p)
@@ -59,6 +64,12 @@ func decodeRecords(cluster string, kvs map[string][]byte) (records, error) {
 				return records{}, fmt.Errorf("ha: %s: %w", k, err)
 			}
 			r.nodes[name] = n
+		case "poolers":
+			var pr PoolerRecord
+			if err := json.Unmarshal(v, &pr); err != nil {
+				return records{}, fmt.Errorf("ha: %s: %w", k, err)
+			}
+			r.poolers[name] = pr
 		}
 	}
 	return r, nil
@@ -72,6 +83,7 @@ func snapshot(cluster string, rev int64, kvs map[string][]byte) (*Topology, erro
 		return nil, err
 	}
 	t := Build(cluster, rev, r.shards, r.nodes)
+	t.setPoolers(r.poolers)
 	if err := t.Validate(); err != nil {
 		return nil, fmt.Errorf("ha: cluster %s at revision %d: %w", cluster, rev, err)
 	}

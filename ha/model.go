@@ -29,6 +29,9 @@ type Node struct {
 	Role  Role   // derived from the shard's primary
 	Addr  string // where belay connects: host:port, or /socket/dir:port
 	State State
+	// Pooler is the address of the `belay pooler` running beside the node
+	// ("": none registered), where gateways send its work.
+	Pooler string
 }
 
 // Shard is a primary and its replicas.
@@ -101,6 +104,22 @@ func Build(cluster string, rev int64, shards map[string]ShardRecord, nodes map[s
 		slices.SortFunc(t.Shards[i].Nodes, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
 	}
 	return t
+}
+
+// PoolerRecord is the value of /belay/C/poolers/N, written under a lease
+// by node N's pooler (RegisterPooler).
+type PoolerRecord struct {
+	Addr string `json:"addr"` // where gateways reach it
+}
+
+// setPoolers notes the registered poolers on t's nodes (while t is built).
+func (t *Topology) setPoolers(poolers map[string]PoolerRecord) {
+	for i := range t.Shards {
+		for j := range t.Shards[i].Nodes {
+			n := &t.Shards[i].Nodes[j]
+			n.Pooler = poolers[n.Name].Addr
+		}
+	}
 }
 
 // Shard returns the shard named name, or nil.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/belaydb/belay/fairness"
+	"github.com/belaydb/belay/ha"
 	"github.com/belaydb/belay/loop"
 	"github.com/belaydb/belay/poolcore"
 )
@@ -27,6 +28,8 @@ Usage:
   belay proxy   [flags] [pgbouncer.ini]
                           run the proxy (gateway and pooler in one process); flags
                           go before the file and win over it
+  belay pooler  [flags]   run the pooler beside one Postgres node of a cluster in etcd
+  belay gateway [flags]   run a stateless gateway of a cluster in etcd (its work goes to the poolers)
   belay orch    [flags]   run a failover orchestrator of a cluster in etcd (several may run; one leads)
   belay switchover [flags] [NODE]
                           a planned switchover of a cluster's primary (through its orchestrator)
@@ -48,6 +51,10 @@ func main() {
 		err = runUp(os.Args[2:])
 	case "proxy":
 		err = runProxy(os.Args[2:])
+	case "pooler":
+		err = runTier(tierPooler, os.Args[2:])
+	case "gateway":
+		err = runTier(tierGateway, os.Args[2:])
 	case "orch":
 		err = runOrch(os.Args[2:])
 	case "switchover":
@@ -144,6 +151,7 @@ type proxyOptions struct {
 	ignoreParams *string
 	queryTimeout *time.Duration
 	cluster      clusterOptions
+	pooler       poolerOptions
 }
 
 // config is the proxy's configuration from the flags.
@@ -215,13 +223,13 @@ func splitList(s string) []string {
 }
 
 // proxyFlagSet defines belay proxy's flags.
-func proxyFlagSet() (*flag.FlagSet, *proxyOptions) {
+func proxyFlagSet() (*flag.FlagSet, *proxyOptions) { return tierFlagSet(tierProxy) }
+
+// tierFlagSet defines the flags of belay proxy, pooler or gateway: the
+// proxy's, and those of the tier's own.
+func tierFlagSet(t tier) (*flag.FlagSet, *proxyOptions) {
 	o := &proxyOptions{}
-	fs := newFlagSet("belay proxy", "belay proxy [flags] [pgbouncer.ini]",
-		"Runs belay's gateway and pooler in one process, in front of one PostgreSQL server (--server),\n"+
-			"as PgBouncer runs. With a pgbouncer.ini, the file sets what the flags before it do not; SIGHUP\n"+
-			"or the console's RELOAD read it again. SIGINT stops after each client's transaction, SIGTERM\n"+
-			"after each client leaves.")
+	fs := newFlagSet("belay "+t.String(), t.synopsis(), t.about())
 	o.listen = fs.String("listen", "127.0.0.1:6432", "TCP address(es) to accept clients on, comma-separated")
 	o.server = fs.String("server", "127.0.0.1:5432", "Postgres server host:port, or its Unix socket directory (/run/postgresql, or /dir:port); several, comma-separated, are taken in turn")
 	o.poolSize = fs.Int("pool-size", loop.DefaultPoolSize, "server connections per (database, user) pool")
@@ -279,12 +287,19 @@ func proxyFlagSet() (*flag.FlagSet, *proxyOptions) {
 	o.queryTimeout = fs.Duration("query-timeout", 0, "cancel a query that has run this long on its server (0: never)")
 	o.ignoreParams = fs.String("ignore-startup-parameters", "", "startup parameters to drop rather than apply, comma-separated (e.g. extra_float_digits)")
 	o.cluster.define(fs)
+	o.pooler.define(fs, t)
 	return fs, o
 }
 
-func runProxy(args []string) error {
-	fs, o := proxyFlagSet()
+func runProxy(args []string) error { return runTier(tierProxy, args) }
+
+// runTier runs belay proxy, pooler or gateway until it stops.
+func runTier(t tier, args []string) error {
+	fs, o := tierFlagSet(t)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := t.check(fs, o); err != nil {
 		return err
 	}
 	var iniWarnings []string
@@ -292,6 +307,9 @@ func runProxy(args []string) error {
 	switch fs.NArg() {
 	case 0:
 	case 1:
+		if t != tierProxy {
+			return fmt.Errorf("a configuration file is belay proxy's; give belay %s flags", t)
+		}
 		// belay proxy pgbouncer.ini: the file sets what the flags did not.
 		st = &settings{args: args}
 		var err error
@@ -343,16 +361,29 @@ func runProxy(args []string) error {
 		cfg.Settings = st
 		cfg.Databases = st.databases()
 	}
-	stopCluster, err := o.cluster.apply(context.Background(), &cfg, *o.passFile, logger)
-	if err != nil {
-		return err
+	stopCluster := func() {}
+	if t != tierPooler { // a pooler serves its node, and registers in the cluster (below)
+		if stopCluster, err = o.cluster.apply(context.Background(), &cfg, *o.passFile, logger); err != nil {
+			return err
+		}
 	}
 	defer stopCluster()
+	if t == tierGateway {
+		cfg.Cluster = ha.NewPoolerView(cfg.Cluster)
+	}
 	p, err := loop.Start(cfg)
 	if err != nil {
 		return err
 	}
 	o.cluster.proxy.started(p)
+	if t == tierPooler {
+		stop, err := o.pooler.register(context.Background(), o, p, logger)
+		if err != nil {
+			_ = p.Stop(context.Background())
+			return err
+		}
+		defer stop()
+	}
 	if st != nil {
 		st.started(p, peerMap, logger)
 	}
@@ -373,9 +404,9 @@ func runProxy(args []string) error {
 		defer stop()
 	}
 	if cfg.Cluster != nil {
-		logger.Info("belay proxy listening", "listen", *o.listen, "etcd", *o.cluster.etcd, "cluster", *o.cluster.cluster, "pool_size", *o.poolSize)
+		logger.Info("belay "+t.String()+" listening", "listen", *o.listen, "etcd", *o.cluster.etcd, "cluster", *o.cluster.cluster, "pool_size", *o.poolSize)
 	} else {
-		logger.Info("belay proxy listening", "listen", *o.listen, "server", *o.server, "pool_size", *o.poolSize)
+		logger.Info("belay "+t.String()+" listening", "listen", *o.listen, "server", *o.server, "pool_size", *o.poolSize)
 	}
 	var reload func() error
 	if st != nil {

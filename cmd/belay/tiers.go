@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/belaydb/belay/ha"
+	"github.com/belaydb/belay/internal/etcdlocal"
+	"github.com/belaydb/belay/loop"
+)
+
+// tier is what a belay process serves: both layers in one (belay proxy),
+// the pooler beside one Postgres node, or a stateless gateway in front of
+// the poolers (DESIGN.md, "The cluster").
+type tier int
+
+const (
+	tierProxy tier = iota
+	tierPooler
+	tierGateway
+)
+
+func (t tier) String() string {
+	return [...]string{"proxy", "pooler", "gateway"}[t]
+}
+
+func (t tier) synopsis() string {
+	switch t {
+	case tierPooler:
+		return "belay pooler --listen ADDR --server PGADDR --etcd ENDPOINTS --cluster NAME [flags]"
+	case tierGateway:
+		return "belay gateway --listen ADDR --etcd ENDPOINTS --cluster NAME [flags]"
+	}
+	return "belay proxy [flags] [pgbouncer.ini]"
+}
+
+func (t tier) about() string {
+	switch t {
+	case tierPooler:
+		return "Runs beside one PostgreSQL node of a cluster whose topology etcd holds: owns the node's server\n" +
+			"connections, shares them fairly between users, carries each client's session state and prepared\n" +
+			"statements, as belay proxy does. It registers its address for the node (--node, or the node whose\n" +
+			"address is --server) under a lease, so that gateways send the node's work to it; killed, its\n" +
+			"registration lapses after --register-ttl."
+	case tierGateway:
+		return "Accepts applications' connections for a cluster whose topology etcd holds: TLS, authentication,\n" +
+			"the plan cache, routing (writes to the primary, reads to replicas, read-your-writes) and holding\n" +
+			"work during a failover. Each node's work goes to the pooler registered beside it, never to\n" +
+			"Postgres itself; it keeps no state of its own, and any number may serve one cluster."
+	}
+	return "Runs belay's gateway and pooler in one process, in front of one PostgreSQL server (--server),\n" +
+		"as PgBouncer runs. With a pgbouncer.ini, the file sets what the flags before it do not; SIGHUP\n" +
+		"or the console's RELOAD read it again. SIGINT stops after each client's transaction, SIGTERM\n" +
+		"after each client leaves."
+}
+
+// check refuses flags that make no sense for the tier.
+func (t tier) check(fs *flag.FlagSet, o *proxyOptions) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch t {
+	case tierPooler:
+		if *o.cluster.etcd == "" {
+			return errors.New("belay pooler needs --etcd (and --cluster): it registers beside its node there")
+		}
+		if !set["server"] {
+			return errors.New("belay pooler needs --server: the Postgres node it runs beside")
+		}
+	case tierGateway:
+		if *o.cluster.etcd == "" {
+			return errors.New("belay gateway needs --etcd (and --cluster): the poolers are found there")
+		}
+		if set["server"] {
+			return errors.New("belay gateway takes no --server: it reaches each node through its pooler")
+		}
+	}
+	return nil
+}
+
+// poolerOptions are belay pooler's own flags.
+type poolerOptions struct {
+	node, advertise *string
+	ttl             *int
+}
+
+func (o *poolerOptions) define(fs *flag.FlagSet, t tier) {
+	if t != tierPooler {
+		o.node, o.advertise, o.ttl = new(string), new(string), new(int)
+		return
+	}
+	o.node = fs.String("node", "", "the node it runs beside, by its name in the topology (default: the node whose address is --server)")
+	o.advertise = fs.String("advertise", "", "the address gateways reach it at (default: --listen's first, unless it is a wildcard)")
+	o.ttl = fs.Int("register-ttl", 2, "seconds its registration outlives it if it dies (its etcd lease)")
+}
+
+// register finds the pooler's node in the cluster and registers the pooler
+// beside it; stop deletes the registration.
+func (o *poolerOptions) register(ctx context.Context, po *proxyOptions, p *loop.Proxy, logger *slog.Logger) (stop func(), err error) {
+	addr, err := advertised(*o.advertise, *po.listen)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := etcdlocal.NewClient(splitList(*po.cluster.etcd))
+	if err != nil {
+		return nil, err
+	}
+	store, err := ha.NewStore(cli, *po.cluster.cluster)
+	if err != nil {
+		_ = cli.Close()
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	top, err := store.Load(rctx)
+	if err != nil {
+		_ = cli.Close()
+		return nil, err
+	}
+	node, err := poolerNode(top, *o.node, serverAddr(*po.server))
+	if err != nil {
+		_ = cli.Close()
+		return nil, err
+	}
+	unregister, err := store.RegisterPooler(rctx, node, ha.PoolerRecord{Addr: addr}, *o.ttl, logger)
+	if err != nil {
+		_ = cli.Close()
+		return nil, err
+	}
+	logger.Info("pooler registered", "node", node, "addr", addr, "cluster", *po.cluster.cluster)
+	return func() { unregister(); _ = cli.Close() }, nil
+}
+
+// poolerNode is the node a pooler serves: named, or the one whose address
+// is server's.
+func poolerNode(top *ha.Topology, name, server string) (string, error) {
+	if name != "" {
+		if top.Node(name) == nil {
+			return "", fmt.Errorf("cluster %q has no node %q", top.Cluster, name)
+		}
+		return name, nil
+	}
+	for _, s := range top.Shards {
+		for _, n := range s.Nodes {
+			if n.Addr == server {
+				return n.Name, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no node of cluster %q has the address %s: name it with --node", top.Cluster, server)
+}
+
+// advertised is the address a pooler registers: adv, or listen's first
+// address when it names a host.
+func advertised(adv, listen string) (string, error) {
+	if adv != "" {
+		return adv, nil
+	}
+	first := strings.TrimSpace(strings.Split(listen, ",")[0])
+	host, _, err := net.SplitHostPort(first)
+	if err != nil {
+		return "", fmt.Errorf("--listen %q: %w", first, err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		return "", fmt.Errorf("--listen %s is a wildcard: say where gateways reach this pooler with --advertise", first)
+	}
+	return first, nil
+}

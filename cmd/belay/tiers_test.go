@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/belaydb/belay/ha"
+	"github.com/belaydb/belay/internal/etcdtest"
+	"github.com/belaydb/belay/internal/pgcluster"
+	"github.com/belaydb/belay/internal/pgtest"
+	"github.com/jackc/pgx/v5"
+)
+
+// startProc starts bin with args, its output on the test's stderr when
+// verbose; it is killed at the test's end unless the caller kills it
+// first (kill).
+func startProc(t *testing.T, bin string, args ...string) (cmd *exec.Cmd, kill func()) {
+	t.Helper()
+	cmd = exec.Command(bin, args...)
+	if testing.Verbose() {
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	kill = func() {
+		if !done {
+			done = true
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(kill)
+	return cmd, kill
+}
+
+// waitListening waits until something accepts connections on addr.
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	eventually(t, addr+" to listen", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// tiers is a primary and a standby, their topology in an etcd, a `belay
+// pooler` beside each and `belay gateway`s in front, all as processes.
+type tiers struct {
+	cl       *pgcluster.Cluster
+	store    *ha.Store
+	etcd     string
+	poolers  map[string]string // node name → the pooler's address
+	killPool map[string]func()
+	gateways []string // their addresses
+}
+
+func startTiers(t *testing.T, ctx context.Context, bin string, gateways int) *tiers {
+	t.Helper()
+	e := etcdtest.New(t)
+	tr := &tiers{cl: pgtest.NewCluster(t, pgcluster.Options{Replicas: 1}), etcd: e.Endpoint(),
+		poolers: map[string]string{}, killPool: map[string]func(){}}
+	var err error
+	if tr.store, err = ha.NewStore(etcdtest.Client(t, e), "tiers"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range tr.cl.Nodes() {
+		if _, err := tr.store.PutNode(ctx, n.Name, ha.NodeRecord{Shard: "0", Addr: n.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := tr.store.CreateShard(ctx, "0", ha.ShardRecord{Term: 1, Primary: tr.cl.Primary().Name}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range tr.cl.Nodes() {
+		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		_, tr.killPool[n.Name] = startProc(t, bin, "pooler", "--listen", addr, "--server", n.Addr(),
+			"--etcd", tr.etcd, "--cluster", "tiers", "--auth-type", "trust", "--pool-size", "10")
+		tr.poolers[n.Name] = addr
+	}
+	for _, n := range tr.cl.Nodes() {
+		waitListening(t, tr.poolers[n.Name])
+	}
+	for range gateways {
+		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		startProc(t, bin, "gateway", "--listen", addr, "--etcd", tr.etcd, "--cluster", "tiers",
+			"--auth-type", "trust", "--admin-users", "postgres", "--pool-size", "10")
+		tr.gateways = append(tr.gateways, addr)
+	}
+	for _, g := range tr.gateways {
+		waitListening(t, g)
+	}
+	return tr
+}
+
+// connString is a libpq connection string to gateway i.
+func (tr *tiers) connString(i int, db string) string {
+	host, port, _ := net.SplitHostPort(tr.gateways[i])
+	return fmt.Sprintf("host=%s port=%s user=postgres dbname=%s sslmode=disable", host, port, db)
+}
+
+// TestTiers (issue I): the split shape. Writes reach the primary and reads
+// a replica, each through the pooler beside its node; the gateway's nodes
+// are the poolers; session state and prepared statements cross both tiers;
+// a replica's pooler killed with -9 sends its reads to the primary without
+// an error, and its registration lapses.
+func TestTiers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd, two Postgres, two poolers and a gateway")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tr := startTiers(t, ctx, buildBelay(t), 1)
+	pri, rep := tr.cl.Primary(), tr.cl.Replicas()[0]
+
+	admin, err := pgx.Connect(ctx, tr.connString(0, "belay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	eventually(t, "the gateway to see both nodes up, at their poolers", func() bool {
+		rows, err := admin.Query(ctx, "SHOW NODES", pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			return false
+		}
+		up := 0
+		for rows.Next() {
+			vals, err := rows.Values()
+			if err != nil {
+				return false
+			}
+			m := map[string]any{}
+			for i, f := range rows.FieldDescriptions() {
+				m[f.Name] = vals[i]
+			}
+			name, _ := m["node"].(string)
+			addr := net.JoinHostPort(fmt.Sprint(m["host"]), fmt.Sprint(m["port"]))
+			if addr != tr.poolers[name] {
+				t.Fatalf("the gateway's node %s is at %s, not its pooler's %s", name, addr, tr.poolers[name])
+			}
+			if m["state"] == "up" {
+				up++
+			}
+		}
+		return rows.Err() == nil && up == 2
+	})
+
+	c, err := pgx.Connect(ctx, tr.connString(0, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	port := func(sql string) int {
+		t.Helper()
+		var p int
+		if err := c.QueryRow(ctx, sql, pgx.QueryExecModeSimpleProtocol).Scan(&p); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return p
+	}
+	if _, err := c.Exec(ctx, "CREATE TABLE tiers_t (port int)"); err != nil {
+		t.Fatal(err)
+	}
+	if p := port("INSERT INTO tiers_t VALUES (inet_server_port()) RETURNING port"); p != pri.Port() {
+		t.Fatalf("a write ran on port %d, not the primary's %d", p, pri.Port())
+	}
+	if _, err := c.Exec(ctx, "SET belay.consistency = eventual"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "SET application_name = 'through-two-tiers'"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a read on the replica", func() bool { return port("SELECT inet_server_port()") == rep.Port() })
+	for i := range 20 { // a prepared statement and a setting, on whichever servers the tiers pick
+		var name string
+		var n int
+		if err := c.QueryRow(ctx, "SELECT current_setting('application_name'), $1::int", i).Scan(&name, &n); err != nil || name != "through-two-tiers" || n != i {
+			t.Fatalf("read %d: %q %d %v", i, name, n, err)
+		}
+	}
+
+	// The replica's pooler dies: its reads go to the primary.
+	tr.killPool[rep.Name]()
+	deadline := time.Now().Add(20 * time.Second)
+	for port("SELECT inet_server_port()") != pri.Port() {
+		if time.Now().After(deadline) {
+			t.Fatal("reads stayed on the replica whose pooler died")
+		}
+	}
+	eventually(t, "the dead pooler's registration to lapse", func() bool {
+		top, err := tr.store.Load(ctx)
+		return err == nil && top.Node(rep.Name).Pooler == "" && top.Node(pri.Name).Pooler == tr.poolers[pri.Name]
+	})
+}

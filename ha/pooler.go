@@ -1,0 +1,156 @@
+package ha
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// RegisterPooler registers rec as node's pooler (PoolerKey) under a lease
+// of ttl seconds, and keeps it registered until stop is called, which
+// deletes the registration at once. A pooler that dies stops renewing its
+// lease: its registration disappears ttl seconds later. Should the lease be
+// lost while the pooler runs (etcd out of reach for longer than ttl), it
+// registers again once etcd answers. It returns once the first
+// registration is written.
+//
+// Concurrency: the registration is kept by a goroutine of its own, which
+// stop ends and waits for.
+func (s *Store) RegisterPooler(ctx context.Context, node string, rec PoolerRecord, ttl int, logger *slog.Logger) (stop func(), err error) {
+	if err := CheckName("node", node); err != nil {
+		return nil, err
+	}
+	if rec.Addr == "" {
+		return nil, fmt.Errorf("ha: pooler of node %q: no address", node)
+	}
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	key := PoolerKey(s.cluster, node)
+	register := func(ctx context.Context) (*concurrency.Session, error) {
+		sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.cli.Put(ctx, key, string(v), clientv3.WithLease(sess.Lease())); err != nil {
+			_ = sess.Close()
+			return nil, err
+		}
+		return sess, nil
+	}
+	// The lease lives as long as the registration, not as ctx, which
+	// bounds only the first registration.
+	rctx, cancel := context.WithCancel(context.Background())
+	first := context.AfterFunc(ctx, cancel)
+	sess, err := register(rctx)
+	if !first() || err != nil {
+		cancel()
+		if err == nil {
+			_ = sess.Close()
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("ha: registering node %s's pooler: %w", node, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-rctx.Done():
+				// Revoking the lease deletes the key (with a context of
+				// its own: the session's is over).
+				c, cancel := context.WithTimeout(context.Background(), time.Duration(ttl)*time.Second)
+				_, _ = s.cli.Revoke(c, sess.Lease())
+				cancel()
+				return
+			case <-sess.Done():
+			}
+			logger.Warn("the pooler's registration lease was lost: registering again", "node", node)
+			for {
+				var err error
+				if sess, err = register(rctx); err == nil {
+					break
+				}
+				if rctx.Err() != nil {
+					return
+				}
+				logger.Warn("registering the pooler", "node", node, "err", err)
+				select {
+				case <-rctx.Done():
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+// ViaPoolers is t as a gateway serves it: every node's address is its
+// pooler's, so that the gateway's connections, health checks included, go
+// through the pooler beside the node, never to Postgres itself. A node
+// whose pooler's registration lapsed (it died, or stopped) keeps the
+// address its pooler last had (last, by node name, which ViaPoolers
+// updates): the pooler, or its successor there, is down until it answers,
+// and the gateway's health checks say so. A node that never had a pooler
+// is left out; a primary left out leaves its shard without one.
+func ViaPoolers(t *Topology, last map[string]string) *Topology {
+	out := &Topology{Cluster: t.Cluster, Revision: t.Revision, Shards: make([]Shard, len(t.Shards))}
+	for i, s := range t.Shards {
+		o := Shard{Name: s.Name, Term: s.Term, Primary: s.Primary}
+		for _, n := range s.Nodes {
+			if n.Pooler != "" {
+				last[n.Name] = n.Pooler
+			}
+			addr := last[n.Name]
+			if addr == "" {
+				if n.Name == o.Primary {
+					o.Primary = ""
+				}
+				continue
+			}
+			n.Addr = addr
+			o.Nodes = append(o.Nodes, n)
+		}
+		out.Shards[i] = o
+	}
+	return out
+}
+
+// PoolerView is a topology source's view through the poolers (ViaPoolers),
+// for a gateway. Safe for concurrent use.
+type PoolerView struct {
+	src interface{ Current() *Topology }
+	mu  sync.Mutex
+	in  *Topology // the source's topology last mapped
+	out *Topology // its mapping
+	// last: the poolers' last addresses, by node.
+	last map[string]string
+}
+
+// NewPoolerView maps src's topologies through the poolers.
+func NewPoolerView(src interface{ Current() *Topology }) *PoolerView {
+	return &PoolerView{src: src, last: map[string]string{}}
+}
+
+// Current is the source's current topology through the poolers: the same
+// pointer while the source's is the same.
+func (v *PoolerView) Current() *Topology {
+	t := v.src.Current()
+	if t == nil {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if t != v.in {
+		v.in, v.out = t, ViaPoolers(t, v.last)
+	}
+	return v.out
+}

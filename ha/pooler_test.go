@@ -1,0 +1,73 @@
+package ha
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/belaydb/belay/internal/etcdtest"
+)
+
+// TestViaPoolers: addresses become the poolers'; a lapsed registration
+// keeps its pooler's last address; a node that never had a pooler is left
+// out, and a primary left out leaves the shard without one.
+func TestViaPoolers(t *testing.T) {
+	top := func(poolers map[string]PoolerRecord) *Topology {
+		tp := Build("c", 1, map[string]ShardRecord{"0": {Term: 3, Primary: "a"}}, map[string]NodeRecord{
+			"a": {Shard: "0", Addr: "pg-a:5432"}, "b": {Shard: "0", Addr: "pg-b:5432"}})
+		tp.setPoolers(poolers)
+		return tp
+	}
+	last := map[string]string{}
+	v := ViaPoolers(top(map[string]PoolerRecord{"b": {Addr: "pool-b:6432"}}), last)
+	s := v.Shards[0]
+	if s.Primary != "" || len(s.Nodes) != 1 || s.Nodes[0].Name != "b" || s.Nodes[0].Addr != "pool-b:6432" || s.Term != 3 {
+		t.Fatalf("a primary without a pooler: %+v", s)
+	}
+	if err := v.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	v = ViaPoolers(top(map[string]PoolerRecord{"a": {Addr: "pool-a:6432"}}), last)
+	s = v.Shards[0]
+	if s.Primary != "a" || len(s.Nodes) != 2 || s.Nodes[0].Addr != "pool-a:6432" || s.Nodes[1].Addr != "pool-b:6432" {
+		t.Fatalf("b's lapsed pooler, a's new one: %+v", s)
+	}
+	if v.Node("a").Role != RolePrimary {
+		t.Fatal("a lost its role")
+	}
+}
+
+// TestRegisterPooler: the registration shows in the topology while the
+// pooler runs, and goes at once when it stops.
+func TestRegisterPooler(t *testing.T) {
+	cli := etcdtest.Client(t, etcdtest.New(t))
+	s, err := NewStore(cli, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := s.PutNode(ctx, "a", NodeRecord{Shard: "0", Addr: "pg-a:5432"}); err != nil {
+		t.Fatal(err)
+	}
+	stop, err := s.RegisterPooler(ctx, "a", PoolerRecord{Addr: "pool-a:6432"}, 2, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tp.Node("a").Pooler; got != "pool-a:6432" {
+		t.Fatalf("pooler %q registered", got)
+	}
+	time.Sleep(3 * time.Second) // past the lease's TTL: kept alive
+	if tp, err = s.Load(ctx); err != nil || tp.Node("a").Pooler == "" {
+		t.Fatalf("the registration lapsed while the pooler runs: %v", err)
+	}
+	stop()
+	if tp, err = s.Load(ctx); err != nil || tp.Node("a").Pooler != "" {
+		t.Fatalf("the registration outlived its pooler: %v", err)
+	}
+}
