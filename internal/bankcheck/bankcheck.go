@@ -226,12 +226,12 @@ type Result struct {
 	Reads, ReadsFailed       int // reads, and those the system failed (not those the run's end cut short)
 	// Stopped counts the operations cut short by the end of the run (in
 	// Failed and Ambiguous as their outcome says, never in Errors).
-	Stopped int
-	Lost                     []int64 // acknowledged ids missing: must be empty
-	Phantom                  []int64 // ids present that failed or were never attempted: must be empty
-	AmbiguousFound           int     // ambiguous ids present (they committed)
-	BadSums                  []int64 // sums read, or the final one, that were not the total
-	FinalSum                 int64
+	Stopped        int
+	Lost           []int64 // acknowledged ids missing: must be empty
+	Phantom        []int64 // ids present that failed or were never attempted: must be empty
+	AmbiguousFound int     // ambiguous ids present (they committed)
+	BadSums        []int64 // sums read, or the final one, that were not the total
+	FinalSum       int64
 	// Errors counts the failed and ambiguous operations by SQLSTATE ("conn"
 	// for a lost connection without one).
 	Errors map[string]int
