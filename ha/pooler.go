@@ -154,3 +154,26 @@ func (v *PoolerView) Current() *Topology {
 	}
 	return v.out
 }
+
+// MustFence says whether node's pooler must stop serving it (and why):
+// when the topology names another primary for its shard while the node,
+// not in recovery, still runs as a primary: a stale primary, which a
+// partition or a failover behind its back left behind (issue H: a node
+// that learns of a newer term stops acting as primary). A shard with no
+// primary named (work held during a failover or a switchover) fences
+// nothing: the old primary's running transactions may still finish.
+// Pure.
+func MustFence(t *Topology, node string, inRecovery bool) (bool, string) {
+	if inRecovery || t == nil {
+		return false, ""
+	}
+	n := t.Node(node)
+	if n == nil {
+		return false, ""
+	}
+	s := t.Shard(n.Shard)
+	if s == nil || s.Primary == "" || s.Primary == node {
+		return false, ""
+	}
+	return true, fmt.Sprintf("node %s runs as a primary, but shard %s's primary in term %d is %s", node, s.Name, s.Term, s.Primary)
+}

@@ -71,3 +71,28 @@ func TestRegisterPooler(t *testing.T) {
 		t.Fatalf("the registration outlived its pooler: %v", err)
 	}
 }
+
+// TestMustFence: a node fenced only while it runs as a primary the
+// topology does not name, another being named.
+func TestMustFence(t *testing.T) {
+	top := func(primary string) *Topology {
+		return Build("c", 1, map[string]ShardRecord{"0": {Term: 2, Primary: primary}}, map[string]NodeRecord{
+			"a": {Shard: "0", Addr: "a:1"}, "b": {Shard: "0", Addr: "b:1"}})
+	}
+	for _, c := range []struct {
+		primary    string
+		node       string
+		inRecovery bool
+		want       bool
+	}{
+		{"b", "a", false, true},  // a stale primary
+		{"b", "a", true, false},  // rejoined as a standby
+		{"a", "a", false, false}, // the primary
+		{"", "a", false, false},  // held: its transactions may finish
+		{"b", "x", false, false}, // not in the topology
+	} {
+		if got, why := MustFence(top(c.primary), c.node, c.inRecovery); got != c.want {
+			t.Errorf("primary %q, node %s, in recovery %v: fence %v (%s)", c.primary, c.node, c.inRecovery, got, why)
+		}
+	}
+}

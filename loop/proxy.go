@@ -108,6 +108,8 @@ type Proxy struct {
 	avg        *admin.Averager // SHOW STATS_AVERAGES; under statsMu
 	disabledMu sync.Mutex
 	disabled   map[string]bool // DISABLE; under disabledMu
+	// fenced: the error logins get while the node is fenced (fence.go).
+	fenced atomic.Pointer[codec.ErrorResponse]
 	coarseNow  atomic.Int64    // UnixNano as of the last tick (100 ms): a clock for idle timeouts without a clock read per message
 
 	// client authentication and TLS, fixed at Start

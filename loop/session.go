@@ -214,6 +214,9 @@ func (s *session) authenticated(st *startup, cred poolcore.Credentials) gnet.Act
 	if s.p.isDisabled(st.database) {
 		return s.fatal(fatalf(sqlstate.ObjectNotInPrerequisiteState, "database %q is disabled (DISABLE on the admin console)", st.database))
 	}
+	if e := s.p.fencedLogin(); e != nil {
+		return s.fatal(*e) // fence.go
+	}
 	s.key = poolcore.Key{Database: st.database, User: st.user}
 	s.start = st.params
 	s.sig = startupSQL(st.params)

@@ -13,6 +13,7 @@ import (
 	"github.com/belaydb/belay/ha"
 	"github.com/belaydb/belay/internal/etcdlocal"
 	"github.com/belaydb/belay/loop"
+	"github.com/jackc/pgx/v5"
 )
 
 // tier is what a belay process serves: both layers in one (belay proxy),
@@ -133,7 +134,73 @@ func (o *poolerOptions) register(ctx context.Context, po *proxyOptions, p *loop.
 		return nil, err
 	}
 	logger.Info("pooler registered", "node", node, "addr", addr, "cluster", *po.cluster.cluster)
-	return func() { unregister(); _ = cli.Close() }, nil
+	gctx, stopGuard := context.WithCancel(context.Background())
+	guarded := make(chan struct{})
+	go func() {
+		defer close(guarded)
+		guard(gctx, store, node, healthDial(*po.cluster.healthUser, *po.cluster.healthDB, *po.passFile), serverAddr(*po.server), p, logger)
+	}()
+	return func() { stopGuard(); <-guarded; unregister(); _ = cli.Close() }, nil
+}
+
+// guardEvery is how often a pooler asks its node whether it is in
+// recovery, between changes of the topology.
+const guardEvery = time.Second
+
+// guard fences the pooler's proxy while its node is a stale primary
+// (ha.MustFence): it watches the topology and asks the node, over a
+// connection of its own, whether it is in recovery, at each change and
+// every guardEvery. A node it cannot ask keeps its last state. Until ctx
+// ends.
+func guard(ctx context.Context, store *ha.Store, node string, dial func(context.Context, string) (*pgx.Conn, error),
+	server string, p *loop.Proxy, logger *slog.Logger) {
+	changed := make(chan struct{}, 1)
+	w, err := store.Watch(ctx, ha.WatchOptions{Logger: logger, OnChange: func(*ha.Topology) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}})
+	if err != nil {
+		logger.Error("the pooler cannot watch the topology: it will not fence a stale primary", "err", err)
+		return
+	}
+	defer w.Stop()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			_ = conn.Close(context.Background())
+		}
+	}()
+	t := time.NewTicker(guardEvery)
+	defer t.Stop()
+	for {
+		qctx, cancel := context.WithTimeout(ctx, guardEvery)
+		if conn == nil {
+			conn, _ = dial(qctx, server)
+		}
+		var inRecovery bool
+		if conn != nil {
+			if err := conn.QueryRow(qctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+				_ = conn.Close(context.Background())
+				conn = nil
+			}
+		}
+		cancel()
+		if conn != nil {
+			if fence, why := ha.MustFence(w.Current(), node, inRecovery); fence {
+				p.Fence(why)
+			} else {
+				p.Unfence()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-t.C:
+		}
+	}
 }
 
 // poolerNode is the node a pooler serves: named, or the one whose address

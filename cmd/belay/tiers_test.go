@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/belaydb/belay/internal/pgcluster"
 	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // startProc starts bin with args, its output on the test's stderr when
@@ -103,6 +105,12 @@ func startTiers(t *testing.T, ctx context.Context, bin string, gateways int) *ti
 	return tr
 }
 
+// portOf is addr's port.
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
+}
+
 // connString is a libpq connection string to gateway i.
 func (tr *tiers) connString(i int, db string) string {
 	host, port, _ := net.SplitHostPort(tr.gateways[i])
@@ -187,6 +195,37 @@ func TestTiers(t *testing.T) {
 		if err := c.QueryRow(ctx, "SELECT current_setting('application_name'), $1::int", i).Scan(&name, &n); err != nil || name != "through-two-tiers" || n != i {
 			t.Fatalf("read %d: %q %d %v", i, name, n, err)
 		}
+	}
+
+	// A newer term names the replica primary while the primary still runs
+	// as one: the primary's pooler fences it (its clients closed, logins
+	// refused with 57P03) until the topology names it again.
+	rec, err := tr.store.SetPrimary(ctx, "0", 1, rep.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := "host=127.0.0.1 port=" + portOf(tr.poolers[pri.Name]) + " user=postgres dbname=postgres sslmode=disable"
+	eventually(t, "the stale primary's pooler to refuse logins", func() bool {
+		pc, err := pgx.Connect(ctx, direct)
+		if err == nil {
+			pc.Close(ctx)
+			return false
+		}
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) && pe.Code == "57P03"
+	})
+	if _, err := tr.store.SetPrimary(ctx, "0", rec.Term, pri.Name); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the primary's pooler to serve again", func() bool {
+		pc, err := pgx.Connect(ctx, direct)
+		if err == nil {
+			pc.Close(ctx)
+		}
+		return err == nil
+	})
+	if p := port("INSERT INTO tiers_t VALUES (inet_server_port()) RETURNING port"); p != pri.Port() {
+		t.Fatalf("a write after the fence ran on port %d", p)
 	}
 
 	// The replica's pooler dies: its reads go to the primary.
