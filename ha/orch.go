@@ -31,6 +31,11 @@ type OrchOptions struct {
 	// SyncQuorum is the synchronous replication quorum, ANY SyncQuorum
 	// (1).
 	SyncQuorum int
+	// RequirePoolers: the nodes are served only through the poolers
+	// beside them (belay gateway and belay pooler): a primary whose pooler
+	// it saw registered and then lapse is moved, by a switchover, to a
+	// standby that has one (PoolerLoss).
+	RequirePoolers bool
 	// SwitchoverDrain is how long a planned switchover lets the
 	// transactions running on the old primary finish (2 s);
 	// SwitchoverCatchUp how long the target may take to replay its WAL
@@ -86,6 +91,10 @@ type Orchestrator struct {
 	// background dials of such nodes still to be taken (measure).
 	down map[string]bool
 	late map[string]chan *pgx.Conn
+	// poolers follows the poolers' registrations (RequirePoolers);
+	// poolerAsked, by shard, when a switchover was last asked for.
+	poolers     PoolerLoss
+	poolerAsked map[string]time.Time
 }
 
 // NewOrchestrator returns an Orchestrator (Run starts it).
@@ -115,7 +124,7 @@ func NewOrchestrator(o OrchOptions) *Orchestrator {
 		o.Replication = "user=postgres"
 	}
 	return &Orchestrator{o: o, conns: map[string]*pgx.Conn{}, conninfo: map[string]string{},
-		down: map[string]bool{}, late: map[string]chan *pgx.Conn{}}
+		down: map[string]bool{}, late: map[string]chan *pgx.Conn{}, poolerAsked: map[string]time.Time{}}
 }
 
 // ElectionPrefix is the etcd prefix of cluster's orchestrators' election.
@@ -182,6 +191,9 @@ func (r *Orchestrator) lead(ctx context.Context, sess *concurrency.Session, e *c
 			continue
 		}
 		r.forget(top)
+		if r.o.RequirePoolers {
+			r.poolerLoss(ctx, top, reqs)
+		}
 		for _, sh := range top.Shards {
 			if req, ok := reqs[sh.Name]; ok && !req.Finished() {
 				r.switchover(ctx, sh, req, revs[sh.Name], leader)
@@ -191,6 +203,35 @@ func (r *Orchestrator) lead(ctx context.Context, sess *concurrency.Session, e *c
 		}
 	}
 }
+
+// poolerLoss asks for a switchover of each shard whose primary lost its
+// pooler (PoolerLoss), unless one is under way; once every
+// poolerRetry at most while the loss lasts (an aborted switchover is
+// tried again). The next round carries it out.
+func (r *Orchestrator) poolerLoss(ctx context.Context, top *Topology, reqs map[string]SwitchoverRecord) {
+	now := r.o.Now()
+	for _, l := range r.poolers.Step(top) {
+		if req, ok := reqs[l.Shard]; ok && !req.Finished() || now.Sub(r.poolerAsked[l.Shard]) < poolerRetry {
+			continue
+		}
+		r.poolerAsked[l.Shard] = now
+		if l.To == "" {
+			r.o.Logger.Error("the primary's pooler is gone and no standby has one: nothing to move to", "shard", l.Shard, "primary", l.Primary)
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, rec, err := r.o.Store.RequestSwitchover(rctx, l.Shard, l.To)
+		cancel()
+		if err != nil {
+			r.o.Logger.Warn("orchestrator: asking for a switchover away from a primary without its pooler", "shard", l.Shard, "err", err)
+			continue
+		}
+		r.o.Logger.Warn("the primary's pooler is gone: switching over", "shard", l.Shard, "primary", l.Primary, "to", l.To, "request", rec.ID)
+	}
+}
+
+// poolerRetry spaces the switchovers asked for one shard's lost pooler.
+const poolerRetry = 5 * time.Second
 
 // step measures shard sh, steps its decider and carries out its actions.
 func (r *Orchestrator) step(ctx context.Context, sh Shard, leader clientv3.Cmp) {

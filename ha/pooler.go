@@ -177,3 +177,50 @@ func MustFence(t *Topology, node string, inRecovery bool) (bool, string) {
 	}
 	return true, fmt.Sprintf("node %s runs as a primary, but shard %s's primary in term %d is %s", node, s.Name, s.Term, s.Primary)
 }
+
+// PoolerLoss follows the nodes' pooler registrations for an orchestrator of
+// a split deployment, where a node is served only through its pooler: a
+// primary whose pooler it saw registered and then saw lapse can take no
+// more work, however healthy its Postgres, and its shard must move to a
+// standby that has a pooler. A pooler never seen (one still starting, or
+// registered before this orchestrator led) is not taken as lost.
+//
+// Pure; not safe for concurrent use.
+type PoolerLoss struct {
+	seen map[string]string // node → the pooler address last seen
+}
+
+// PoolerLost is a shard whose primary lost its pooler, and the standby to
+// move it to ("": none has a pooler).
+type PoolerLost struct {
+	Shard, Primary, To string
+}
+
+// Step takes a new topology and returns the shards whose primary lost its
+// pooler.
+func (p *PoolerLoss) Step(t *Topology) []PoolerLost {
+	if p.seen == nil {
+		p.seen = map[string]string{}
+	}
+	var lost []PoolerLost
+	for _, s := range t.Shards {
+		for _, n := range s.Nodes {
+			if n.Pooler != "" {
+				p.seen[n.Name] = n.Pooler
+				continue
+			}
+			if n.Name != s.Primary || p.seen[n.Name] == "" {
+				continue
+			}
+			l := PoolerLost{Shard: s.Name, Primary: n.Name}
+			for _, o := range s.Nodes {
+				if o.Name != n.Name && o.Pooler != "" && o.State != StateDown {
+					l.To = o.Name
+					break
+				}
+			}
+			lost = append(lost, l)
+		}
+	}
+	return lost
+}

@@ -96,3 +96,30 @@ func TestMustFence(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolerLoss: a primary's pooler seen, then lapsed, is lost, with a
+// standby that has a pooler to move to; a pooler never seen is not.
+func TestPoolerLoss(t *testing.T) {
+	top := func(poolers map[string]PoolerRecord) *Topology {
+		tp := Build("c", 1, map[string]ShardRecord{"0": {Term: 1, Primary: "a"}}, map[string]NodeRecord{
+			"a": {Shard: "0", Addr: "a:1"}, "b": {Shard: "0", Addr: "b:1"}, "c": {Shard: "0", Addr: "c:1"}})
+		tp.setPoolers(poolers)
+		return tp
+	}
+	var p PoolerLoss
+	if l := p.Step(top(nil)); len(l) != 0 {
+		t.Fatalf("poolers never seen taken as lost: %v", l)
+	}
+	if l := p.Step(top(map[string]PoolerRecord{"a": {Addr: "pa"}, "c": {Addr: "pc"}})); len(l) != 0 {
+		t.Fatalf("registered poolers lost: %v", l)
+	}
+	if l := p.Step(top(map[string]PoolerRecord{"b": {Addr: "pb"}})); len(l) != 1 || l[0] != (PoolerLost{"0", "a", "b"}) {
+		t.Fatalf("the primary's lapsed pooler: %v", l)
+	}
+	moved := Build("c", 2, map[string]ShardRecord{"0": {Term: 2, Primary: "b"}}, map[string]NodeRecord{
+		"a": {Shard: "0", Addr: "a:1"}, "b": {Shard: "0", Addr: "b:1"}})
+	moved.setPoolers(map[string]PoolerRecord{"b": {Addr: "pb"}})
+	if l := p.Step(moved); len(l) != 0 {
+		t.Fatalf("an old primary's lapsed pooler after the move: %v", l)
+	}
+}

@@ -40,6 +40,7 @@ func runOrch(args []string) error {
 	drain := fs.Duration("switchover-drain", 2*time.Second, "a planned switchover lets the transactions running on the old primary finish for this long (then ends them: 40001)")
 	catchUp := fs.Duration("switchover-catchup", 5*time.Second, "a planned switchover waits this long for its target to replay the old primary's WAL (else it is aborted)")
 	quorum := fs.Int("sync-quorum", 1, "synchronous replication quorum set on a new primary: ANY N of its standbys")
+	poolers := fs.Bool("require-poolers", false, "the nodes are served through belay poolers (belay gateway): a primary whose pooler dies is switched over to a standby that has one")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -63,7 +64,7 @@ func runOrch(args []string) error {
 	defer stop()
 	o, err := newOrchestrator(splitList(*etcd), *clusterName, ha.OrchOptions{
 		ID: *id, Dial: healthDial(*user, *dbname, *passfile), Interval: *interval, Timeout: *timeout,
-		DeadAfter: *deadAfter, SyncQuorum: *quorum, Replication: *repl, Logger: logger,
+		DeadAfter: *deadAfter, SyncQuorum: *quorum, Replication: *repl, Logger: logger, RequirePoolers: *poolers,
 		SwitchoverDrain: *drain, SwitchoverCatchUp: *catchUp,
 	})
 	if err != nil {
