@@ -76,7 +76,7 @@ func (o *clusterOptions) apply(ctx context.Context, cfg *loop.Config, passfile s
 	if cfg.FailoverHold == 0 {
 		cfg.FailoverHold = -1 // loop.Config: negative is never
 	}
-	cfg.HealthDial = healthDial(*o.healthUser, *o.healthDB, passfile)
+	cfg.HealthDial = healthDial(*o.healthUser, *o.healthDB, passfile, serverTLSOf(cfg))
 	cfg.Switchover = func(ctx context.Context, node string) (string, error) { return switchover(ctx, st, *o.shard, node) }
 	return stop, nil
 }
@@ -118,17 +118,48 @@ func watchCluster(ctx context.Context, endpoints []string, cluster string, logge
 	}
 }
 
-// healthDial opens a health check's connection to a node as user.
-func healthDial(user, dbname, passfile string) func(ctx context.Context, addr string) (*pgx.Conn, error) {
+// healthDial opens a health check's connection to a node as user, with
+// the TLS of belay's connections to its servers (tls; its zero value is
+// sslmode=prefer).
+func healthDial(user, dbname, passfile string, tls ...serverTLS) func(ctx context.Context, addr string) (*pgx.Conn, error) {
+	st := serverTLS{mode: "prefer"}
+	if len(tls) > 0 && tls[0].mode != "" {
+		st = tls[0]
+	}
 	return func(ctx context.Context, addr string) (*pgx.Conn, error) {
 		host, port, err := net.SplitHostPort(addr)
 		if err != nil {
 			return nil, err
 		}
-		cs := fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=prefer application_name=belay_health", host, port, user, dbname)
+		cs := fmt.Sprintf("host=%s port=%s user=%s dbname=%s application_name=belay_health", host, port, user, dbname)
+		cs += st.conninfo()
 		if passfile != "" {
-			cs += " passfile=" + strings.ReplaceAll(passfile, " ", `\ `)
+			cs += " passfile=" + quoteConninfo(passfile)
 		}
 		return pgx.Connect(ctx, cs)
 	}
+}
+
+// serverTLS is how belay reaches its servers: libpq's sslmode and files.
+type serverTLS struct{ mode, ca, cert, key string }
+
+// serverTLSOf is the TLS cfg gives belay's server connections.
+func serverTLSOf(cfg *loop.Config) serverTLS {
+	return serverTLS{mode: cfg.ServerTLSMode, ca: cfg.ServerTLSCAFile, cert: cfg.ServerTLSCertFile, key: cfg.ServerTLSKeyFile}
+}
+
+// conninfo is st as libpq keywords, each after a space.
+func (st serverTLS) conninfo() string {
+	s := " sslmode=" + st.mode
+	for _, kv := range [][2]string{{"sslrootcert", st.ca}, {"sslcert", st.cert}, {"sslkey", st.key}} {
+		if kv[1] != "" {
+			s += " " + kv[0] + "=" + quoteConninfo(kv[1])
+		}
+	}
+	return s
+}
+
+// quoteConninfo quotes v as a libpq keyword value.
+func quoteConninfo(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }

@@ -377,7 +377,7 @@ func runTier(t tier, args []string) error {
 	}
 	o.cluster.proxy.started(p)
 	if t == tierPooler {
-		stop, err := o.pooler.register(context.Background(), o, p, logger)
+		stop, err := o.pooler.register(context.Background(), o, &cfg, p, logger)
 		if err != nil {
 			_ = p.Stop(context.Background())
 			return err

@@ -102,7 +102,7 @@ func (o *poolerOptions) define(fs *flag.FlagSet, t tier) {
 
 // register finds the pooler's node in the cluster and registers the pooler
 // beside it; stop deletes the registration.
-func (o *poolerOptions) register(ctx context.Context, po *proxyOptions, p *loop.Proxy, logger *slog.Logger) (stop func(), err error) {
+func (o *poolerOptions) register(ctx context.Context, po *proxyOptions, cfg *loop.Config, p *loop.Proxy, logger *slog.Logger) (stop func(), err error) {
 	addr, err := advertised(*o.advertise, *po.listen)
 	if err != nil {
 		return nil, err
@@ -138,7 +138,7 @@ func (o *poolerOptions) register(ctx context.Context, po *proxyOptions, p *loop.
 	guarded := make(chan struct{})
 	go func() {
 		defer close(guarded)
-		guard(gctx, store, node, healthDial(*po.cluster.healthUser, *po.cluster.healthDB, *po.passFile), serverAddr(*po.server), p, logger)
+		guard(gctx, store, node, healthDial(*po.cluster.healthUser, *po.cluster.healthDB, *po.passFile, serverTLSOf(cfg)), serverAddr(*po.server), p, logger)
 	}()
 	return func() { stopGuard(); <-guarded; unregister(); _ = cli.Close() }, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/belaydb/belay/internal/etcdtest"
 	"github.com/belaydb/belay/internal/pgcluster"
 	"github.com/belaydb/belay/internal/pgtest"
+	"github.com/belaydb/belay/internal/testcert"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -315,5 +316,125 @@ func TestTiersPrimaryPoolerKilled(t *testing.T) {
 	}
 	if res.FirstAckAfter == 0 {
 		t.Errorf("no transfer sent after the kill was acknowledged: %s", res)
+	}
+}
+
+// TestTiersSecureHop (issue I): the hop between gateway and pooler is
+// mutual TLS, and SCRAM passthrough works end to end. The client proves
+// its password to the gateway (its userlist holds the role's verifier);
+// the gateway logs in to the pooler with the ClientKey it recovered, over
+// TLS with its client certificate; the pooler checks it against the
+// verifier its auth query reads from Postgres and logs in to Postgres,
+// whose pg_hba.conf asks the role for scram-sha-256, with that key too.
+// The pooler refuses a client without TLS or without a certificate of the
+// CA; a wrong password is refused at the gateway.
+func TestTiersSecureHop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd, Postgres, a pooler and a gateway")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin := buildBelay(t)
+	cl := pgtest.NewCluster(t, pgcluster.Options{Place: func(string) (pgcluster.Placement, error) {
+		return pgcluster.Placement{HBA: []string{"host all app 127.0.0.1/32 scram-sha-256"}}, nil
+	}})
+	pri := cl.Primary()
+	const pw = "hop secret"
+	su, err := pgx.Connect(ctx, pri.ConnString("postgres", cl.Superuser()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var verifier string
+	if _, err = su.Exec(ctx, "SET password_encryption = 'scram-sha-256'; CREATE ROLE app LOGIN PASSWORD '"+pw+"'"); err == nil {
+		err = su.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = 'app'").Scan(&verifier)
+	}
+	su.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	userlist := dir + "/userlist.txt"
+	passfile := dir + "/pgpass"
+	if err := os.WriteFile(userlist, []byte(`"app" "`+verifier+`"`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(passfile, []byte("*:*:*:app:"+pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ca := testcert.New(t)
+	poolerCert := ca.Server(t, "pooler", "127.0.0.1")
+	gatewayCert := ca.Client(t, "gateway")
+
+	e := etcdtest.New(t)
+	store, err := ha.NewStore(etcdtest.Client(t, e), "hop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PutNode(ctx, pri.Name, ha.NodeRecord{Shard: "0", Addr: pri.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.CreateShard(ctx, "0", ha.ShardRecord{Term: 1, Primary: pri.Name}); err != nil {
+		t.Fatal(err)
+	}
+	pooler := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	startProc(t, bin, "pooler", "--listen", pooler, "--server", pri.Addr(), "--etcd", e.Endpoint(), "--cluster", "hop",
+		"--auth-type", "scram-sha-256", "--auth-user", cl.Superuser(),
+		"--tls-mode", "verify-full", "--tls-cert", poolerCert.CertFile, "--tls-key", poolerCert.KeyFile, "--tls-ca", ca.CertFile,
+		"--health-user", cl.Superuser())
+	waitListening(t, pooler)
+	gateway := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	startProc(t, bin, "gateway", "--listen", gateway, "--etcd", e.Endpoint(), "--cluster", "hop",
+		"--auth-type", "scram-sha-256", "--auth-file", userlist,
+		"--server-tls-mode", "verify-full", "--server-tls-ca-file", ca.CertFile,
+		"--server-tls-cert-file", gatewayCert.CertFile, "--server-tls-key-file", gatewayCert.KeyFile,
+		"--health-user", "app", "--passfile", passfile)
+	waitListening(t, gateway)
+
+	cs := "host=127.0.0.1 port=" + portOf(gateway) + " dbname=postgres sslmode=disable user=app password="
+	var c *pgx.Conn
+	eventually(t, "a login through both tiers", func() bool {
+		c, err = pgx.Connect(ctx, cs+"'"+pw+"'")
+		return err == nil
+	})
+	defer c.Close(ctx)
+	var user string
+	if err := c.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil || user != "app" {
+		t.Fatalf("through both tiers: user %q, %v", user, err)
+	}
+	// Postgres saw app log in with SCRAM (its pg_hba.conf line): the
+	// backend serving the client is app's, from the pooler.
+	su, err = pgx.Connect(ctx, pri.ConnString("postgres", cl.Superuser()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer su.Close(ctx)
+	var n int
+	if err := su.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND backend_type = 'client backend'").Scan(&n); err != nil || n == 0 {
+		t.Fatalf("no backend of app on Postgres: %d %v", n, err)
+	}
+
+	var pe *pgconn.PgError
+	if _, err := pgx.Connect(ctx, cs+"wrong"); !errors.As(err, &pe) || pe.Code != "28P01" {
+		t.Fatalf("a wrong password through the gateway: %v", err)
+	}
+	// The pooler: no TLS, or TLS without a certificate of the CA, is refused.
+	pcs := "host=127.0.0.1 port=" + portOf(pooler) + " dbname=postgres user=app password='" + pw + "'"
+	if pc, err := pgx.Connect(ctx, pcs+" sslmode=disable"); err == nil {
+		pc.Close(ctx)
+		t.Fatal("the pooler took a client without TLS")
+	}
+	if pc, err := pgx.Connect(ctx, pcs+" sslmode=require"); err == nil {
+		pc.Close(ctx)
+		t.Fatal("the pooler took a client without a certificate")
+	}
+	other := testcert.New(t).Client(t, "intruder")
+	if pc, err := pgx.Connect(ctx, pcs+" sslmode=require sslcert="+other.CertFile+" sslkey="+other.KeyFile); err == nil {
+		pc.Close(ctx)
+		t.Fatal("the pooler took a certificate of another CA")
+	}
+	if pc, err := pgx.Connect(ctx, pcs+" sslmode=require sslcert="+gatewayCert.CertFile+" sslkey="+gatewayCert.KeyFile); err != nil {
+		t.Fatalf("the pooler refused the gateway's certificate: %v", err)
+	} else {
+		pc.Close(ctx)
 	}
 }
