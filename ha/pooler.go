@@ -3,6 +3,7 @@ package ha
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -19,9 +20,6 @@ import (
 // lost while the pooler runs (etcd out of reach for longer than ttl), it
 // registers again once etcd answers. It returns once the first
 // registration is written.
-//
-// Concurrency: the registration is kept by a goroutine of its own, which
-// stop ends and waits for.
 func (s *Store) RegisterPooler(ctx context.Context, node string, rec PoolerRecord, ttl int, logger *slog.Logger) (stop func(), err error) {
 	if err := CheckName("node", node); err != nil {
 		return nil, err
@@ -33,30 +31,63 @@ func (s *Store) RegisterPooler(ctx context.Context, node string, rec PoolerRecor
 	if err != nil {
 		return nil, err
 	}
-	key := PoolerKey(s.cluster, node)
-	register := func(ctx context.Context) (*concurrency.Session, error) {
+	stop, err = s.keep(ctx, PoolerKey(s.cluster, node), v, ttl, false, logger)
+	if err != nil {
+		return nil, fmt.Errorf("ha: registering node %s's pooler: %w", node, err)
+	}
+	return stop, nil
+}
+
+// errTaken: keep's key exists, and it was to create it.
+var errTaken = errors.New("ha: the key is taken")
+
+// keep writes key = v under a lease of ttl seconds (only if key does not
+// exist, with onlyNew: errTaken otherwise) and keeps it until stop, which
+// revokes the lease and so deletes the key. A lease lost while it runs
+// (etcd out of reach for longer than ttl) is replaced, and the key written
+// again, once etcd answers.
+//
+// Concurrency: the lease is kept by a goroutine of its own, which stop ends
+// and waits for.
+func (s *Store) keep(ctx context.Context, key string, v []byte, ttl int, onlyNew bool, logger *slog.Logger) (stop func(), err error) {
+	put := func(ctx context.Context) (*concurrency.Session, error) {
 		sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
 		if err != nil {
 			return nil, err
 		}
-		if _, err := s.cli.Put(ctx, key, string(v), clientv3.WithLease(sess.Lease())); err != nil {
-			_ = sess.Close()
+		op := clientv3.OpPut(key, string(v), clientv3.WithLease(sess.Lease()))
+		var ok bool
+		if onlyNew {
+			var r *clientv3.TxnResponse
+			if r, err = s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(op).Commit(); err == nil {
+				ok = r.Succeeded
+			}
+		} else if _, err = s.cli.Do(ctx, op); err == nil {
+			ok = true
+		}
+		if err == nil && !ok {
+			err = errTaken
+		}
+		if err != nil {
+			c, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, _ = s.cli.Revoke(c, sess.Lease())
+			cancel()
 			return nil, err
 		}
 		return sess, nil
 	}
 	// The lease lives as long as the registration, not as ctx, which
-	// bounds only the first registration.
+	// bounds only the first write.
 	rctx, cancel := context.WithCancel(context.Background())
 	first := context.AfterFunc(ctx, cancel)
-	sess, err := register(rctx)
+	sess, err := put(rctx)
 	if !first() || err != nil {
 		cancel()
 		if err == nil {
 			_ = sess.Close()
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("ha: registering node %s's pooler: %w", node, err)
+		return nil, err
 	}
 	done := make(chan struct{})
 	go func() {
@@ -72,16 +103,16 @@ func (s *Store) RegisterPooler(ctx context.Context, node string, rec PoolerRecor
 				return
 			case <-sess.Done():
 			}
-			logger.Warn("the pooler's registration lease was lost: registering again", "node", node)
+			logger.Warn("a registration's lease was lost: registering again", "key", key)
 			for {
 				var err error
-				if sess, err = register(rctx); err == nil {
+				if sess, err = put(rctx); err == nil {
 					break
 				}
 				if rctx.Err() != nil {
 					return
 				}
-				logger.Warn("registering the pooler", "node", node, "err", err)
+				logger.Warn("registering again", "key", key, "err", err)
 				select {
 				case <-rctx.Done():
 					return

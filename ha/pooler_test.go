@@ -123,3 +123,55 @@ func TestPoolerLoss(t *testing.T) {
 		t.Fatalf("an old primary's lapsed pooler after the move: %v", l)
 	}
 }
+
+// TestRegisterGateways: gateways take distinct peer ids, the lowest free
+// first, and the watch follows their addresses.
+func TestRegisterGateways(t *testing.T) {
+	cli := etcdtest.Client(t, etcdtest.New(t))
+	s, err := NewStore(cli, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	peers, err := s.WatchGateways(ctx, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peers.Stop()
+	id1, stop1, err := s.RegisterGateway(ctx, GatewayRecord{Addr: "g1:6432"}, 2, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id2, stop2, err := s.RegisterGateway(ctx, GatewayRecord{Addr: "g2:6432"}, 2, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop2()
+	if id1 != 1 || id2 != 2 {
+		t.Fatalf("peer ids %d and %d, want 1 and 2", id1, id2)
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+		}
+	}
+	waitFor("the watch to see both", func() bool {
+		a1, ok1 := peers.Addr(1)
+		a2, ok2 := peers.Addr(2)
+		return ok1 && ok2 && a1 == "g1:6432" && a2 == "g2:6432"
+	})
+	stop1()
+	waitFor("the watch to see the first go", func() bool { _, ok := peers.Addr(1); return !ok })
+	id3, stop3, err := s.RegisterGateway(ctx, GatewayRecord{Addr: "g3:6432"}, 2, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop3()
+	if id3 != 1 {
+		t.Fatalf("peer id %d after 1 was freed", id3)
+	}
+}

@@ -107,6 +107,9 @@ type Config struct {
 	// address Peers gives for the key's peer. PeerID 0 means no peers.
 	PeerID int
 	Peers  map[int]string
+	// PeerAddr, if not nil, finds the peers Peers does not name (belay
+	// gateways registered in etcd). Any goroutine.
+	PeerAddr func(id int) (addr string, ok bool)
 	// ReusePort sets SO_REUSEPORT on the listeners.
 	ReusePort bool
 	// MaxMessageSize bounds a client message belay must hold whole to inspect (Query, Parse, ...).

@@ -396,6 +396,9 @@ func (p *Proxy) forwardCancel(pid uint32, secret []byte) {
 	}
 	peer := int(binary.BigEndian.Uint16(secret))
 	addr, ok := p.cfg.Peers[peer]
+	if !ok && p.cfg.PeerAddr != nil {
+		addr, ok = p.cfg.PeerAddr(peer)
+	}
 	if peer == p.cfg.PeerID || !ok {
 		return
 	}

@@ -25,6 +25,8 @@ type clusterOptions struct {
 	healthUser, healthDB *string
 	failoverHold         *time.Duration
 	proxy                proxyRef
+	// store is the cluster's, once apply connected to etcd.
+	store *ha.Store
 }
 
 // proxyRef is the proxy a watch of the topology tells of each change, once
@@ -71,6 +73,7 @@ func (o *clusterOptions) apply(ctx context.Context, cfg *loop.Config, passfile s
 	if err != nil {
 		return nil, err
 	}
+	o.store = st
 	cfg.Cluster, cfg.ClusterShard = w, *o.shard
 	cfg.FailoverHold = *o.failoverHold
 	if cfg.FailoverHold == 0 {

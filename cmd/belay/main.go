@@ -151,7 +151,7 @@ type proxyOptions struct {
 	ignoreParams *string
 	queryTimeout *time.Duration
 	cluster      clusterOptions
-	pooler       poolerOptions
+	tier         tierOptions
 }
 
 // config is the proxy's configuration from the flags.
@@ -287,7 +287,7 @@ func tierFlagSet(t tier) (*flag.FlagSet, *proxyOptions) {
 	o.queryTimeout = fs.Duration("query-timeout", 0, "cancel a query that has run this long on its server (0: never)")
 	o.ignoreParams = fs.String("ignore-startup-parameters", "", "startup parameters to drop rather than apply, comma-separated (e.g. extra_float_digits)")
 	o.cluster.define(fs)
-	o.pooler.define(fs, t)
+	o.tier.define(fs, t)
 	return fs, o
 }
 
@@ -370,6 +370,11 @@ func runTier(t tier, args []string) error {
 	defer stopCluster()
 	if t == tierGateway {
 		cfg.Cluster = ha.NewPoolerView(cfg.Cluster)
+		stopPeering, err := o.tier.peering(context.Background(), o, &cfg, logger)
+		if err != nil {
+			return err
+		}
+		defer stopPeering()
 	}
 	p, err := loop.Start(cfg)
 	if err != nil {
@@ -377,7 +382,7 @@ func runTier(t tier, args []string) error {
 	}
 	o.cluster.proxy.started(p)
 	if t == tierPooler {
-		stop, err := o.pooler.register(context.Background(), o, &cfg, p, logger)
+		stop, err := o.tier.register(context.Background(), o, &cfg, p, logger)
 		if err != nil {
 			_ = p.Stop(context.Background())
 			return err

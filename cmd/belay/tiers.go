@@ -84,25 +84,58 @@ func (t tier) check(fs *flag.FlagSet, o *proxyOptions) error {
 	return nil
 }
 
-// poolerOptions are belay pooler's own flags.
-type poolerOptions struct {
+// tierOptions are belay pooler's and belay gateway's own flags.
+type tierOptions struct {
 	node, advertise *string
 	ttl             *int
 }
 
-func (o *poolerOptions) define(fs *flag.FlagSet, t tier) {
-	if t != tierPooler {
-		o.node, o.advertise, o.ttl = new(string), new(string), new(int)
+func (o *tierOptions) define(fs *flag.FlagSet, t tier) {
+	o.node, o.advertise, o.ttl = new(string), new(string), new(int)
+	switch t {
+	case tierPooler:
+		o.node = fs.String("node", "", "the node it runs beside, by its name in the topology (default: the node whose address is --server)")
+		o.advertise = fs.String("advertise", "", "the address gateways reach it at (default: --listen's first, unless it is a wildcard)")
+	case tierGateway:
+		o.advertise = fs.String("advertise", "", "the address the other gateways forward cancel requests to (default: --listen's first, unless it is a wildcard)")
+	default:
 		return
 	}
-	o.node = fs.String("node", "", "the node it runs beside, by its name in the topology (default: the node whose address is --server)")
-	o.advertise = fs.String("advertise", "", "the address gateways reach it at (default: --listen's first, unless it is a wildcard)")
-	o.ttl = fs.Int("register-ttl", 2, "seconds its registration outlives it if it dies (its etcd lease)")
+	o.ttl = fs.Int("register-ttl", 2, "seconds its registration in etcd outlives it if it dies (its lease)")
+}
+
+// peering registers the gateway in etcd under a peer id of its own, which
+// its cancel keys carry, and follows the other gateways' addresses, so
+// that a cancel request reaching any gateway is forwarded to the one that
+// issued its key. stop deletes the registration.
+func (o *tierOptions) peering(ctx context.Context, po *proxyOptions, cfg *loop.Config, logger *slog.Logger) (stop func(), err error) {
+	if cfg.PeerID != 0 {
+		return nil, errors.New("belay gateway takes its peer id in etcd: no --peer-id")
+	}
+	addr, err := advertised(*o.advertise, *po.listen)
+	if err != nil {
+		return nil, err
+	}
+	store := po.cluster.store
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	peers, err := store.WatchGateways(rctx, logger)
+	if err != nil {
+		return nil, err
+	}
+	id, unregister, err := store.RegisterGateway(rctx, ha.GatewayRecord{Addr: addr}, *o.ttl, logger)
+	if err != nil {
+		peers.Stop()
+		return nil, err
+	}
+	cfg.PeerID, cfg.PeerAddr = id, peers.Addr
+	logger.Info("gateway registered", "peer_id", id, "addr", addr)
+	return func() { unregister(); peers.Stop() }, nil
 }
 
 // register finds the pooler's node in the cluster and registers the pooler
 // beside it; stop deletes the registration.
-func (o *poolerOptions) register(ctx context.Context, po *proxyOptions, cfg *loop.Config, p *loop.Proxy, logger *slog.Logger) (stop func(), err error) {
+func (o *tierOptions) register(ctx context.Context, po *proxyOptions, cfg *loop.Config, p *loop.Proxy, logger *slog.Logger) (stop func(), err error) {
 	addr, err := advertised(*o.advertise, *po.listen)
 	if err != nil {
 		return nil, err

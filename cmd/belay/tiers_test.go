@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -112,6 +113,25 @@ func startTiers(t *testing.T, ctx context.Context, bin string, replicas, gateway
 	return tr
 }
 
+// cancelVia sends a CancelRequest for (pid, secret) to addr.
+func cancelVia(t *testing.T, addr string, pid, secret uint32) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := binary.BigEndian.AppendUint32(nil, 16)
+	b = binary.BigEndian.AppendUint32(b, 80877102)
+	b = binary.BigEndian.AppendUint32(b, pid)
+	b = binary.BigEndian.AppendUint32(b, secret)
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	var one [1]byte
+	_, _ = c.Read(one[:]) // closed once taken
+}
+
 // portOf is addr's port.
 func portOf(addr string) string {
 	_, port, _ := net.SplitHostPort(addr)
@@ -135,7 +155,7 @@ func TestTiers(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	tr := startTiers(t, ctx, buildBelay(t), 1, 1, false)
+	tr := startTiers(t, ctx, buildBelay(t), 1, 2, false)
 	pri, rep := tr.cl.Primary(), tr.cl.Replicas()[0]
 
 	admin, err := pgx.Connect(ctx, tr.connString(0, "belay"))
@@ -202,6 +222,30 @@ func TestTiers(t *testing.T) {
 		if err := c.QueryRow(ctx, "SELECT current_setting('application_name'), $1::int", i).Scan(&name, &n); err != nil || name != "through-two-tiers" || n != i {
 			t.Fatalf("read %d: %q %d %v", i, name, n, err)
 		}
+	}
+
+	// A cancel request sent to the other gateway cancels the query: that
+	// gateway forwards it to the one that issued the key (its peer id).
+	sleeper, err := pgx.Connect(ctx, tr.connString(0, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sleeper.Close(ctx)
+	slept := make(chan error, 1)
+	go func() {
+		_, err := sleeper.Exec(ctx, "SELECT pg_sleep(60)")
+		slept <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cancelVia(t, tr.gateways[1], sleeper.PgConn().PID(), binary.BigEndian.Uint32(sleeper.PgConn().SecretKey()))
+	select {
+	case err := <-slept:
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "57014" {
+			t.Fatalf("the query cancelled through the other gateway: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a cancel request sent to the other gateway did not cancel the query")
 	}
 
 	// A newer term names the replica primary while the primary still runs
