@@ -1,6 +1,8 @@
 package loop
 
 import (
+	"errors"
+
 	"github.com/belaydb/belay/codec"
 	"github.com/belaydb/belay/codec/sqlstate"
 )
@@ -35,3 +37,20 @@ func (p *Proxy) Unfence() {
 
 // fencedLogin is the error a login gets while the proxy is fenced, or nil.
 func (p *Proxy) fencedLogin() *codec.ErrorResponse { return p.fenced.Load() }
+
+// Ready says why the proxy should get no new clients (nil: it should): it
+// is shutting down, it is fenced, or it serves a cluster whose topology it
+// has not read yet. For a load balancer's readiness check (belay's
+// /ready). Any goroutine.
+func (p *Proxy) Ready() error {
+	if p.level.Load() != levelNone {
+		return errors.New("shutting down")
+	}
+	if e := p.fenced.Load(); e != nil {
+		return errors.New(e.Message)
+	}
+	if p.cluster != nil && p.cluster.view.Load() == nil {
+		return errors.New("no topology yet")
+	}
+	return nil
+}

@@ -401,7 +401,7 @@ func runTier(t tier, args []string) error {
 		defer removePID()
 	}
 	if *o.metricsAddr != "" {
-		stop, err := serveMetrics(*o.metricsAddr, p.Metrics().WritePrometheus)
+		stop, err := serveMetrics(*o.metricsAddr, p.Metrics().WritePrometheus, p.Ready)
 		if err != nil {
 			_ = p.Stop(context.Background())
 			return err

@@ -100,7 +100,7 @@ func TestMetricsListener(t *testing.T) {
 	}
 	_ = c.Close(ctx)
 
-	srv := httptest.NewServer(metricsMux(p.Metrics().WritePrometheus))
+	srv := httptest.NewServer(metricsMux(p.Metrics().WritePrometheus, p.Ready))
 	defer srv.Close()
 	get := func(path string) string {
 		t.Helper()
@@ -119,6 +119,10 @@ func TestMetricsListener(t *testing.T) {
 		t.Errorf("/debug/pprof/ lists no goroutine profile:\n%s", body)
 	}
 	get("/debug/pprof/heap?debug=1")
+	if body := get("/ready"); body != "ready\n" {
+		t.Errorf("/ready: %q", body)
+	}
+	get("/live")
 	body := get("/metrics")
 	for _, series := range []string{
 		`belay_pool_queries_total{database="postgres",user="postgres"}`,
