@@ -86,15 +86,16 @@ func (t tier) check(fs *flag.FlagSet, o *proxyOptions) error {
 
 // tierOptions are belay pooler's and belay gateway's own flags.
 type tierOptions struct {
-	node, advertise *string
-	ttl             *int
+	node, nodeAddr, advertise *string
+	ttl                       *int
 }
 
 func (o *tierOptions) define(fs *flag.FlagSet, t tier) {
-	o.node, o.advertise, o.ttl = new(string), new(string), new(int)
+	o.node, o.nodeAddr, o.advertise, o.ttl = new(string), new(string), new(string), new(int)
 	switch t {
 	case tierPooler:
-		o.node = fs.String("node", "", "the node it runs beside, by its name in the topology (default: the node whose address is --server)")
+		o.node = fs.String("node", "", "the node it runs beside, by its name in the topology (default: the node whose address is --server); with --shard, registered there if the topology lacks it")
+		o.nodeAddr = fs.String("node-addr", "", "with --node and --shard: the node's address as the orchestrator and the other nodes reach it, registered with it (default: --server)")
 		o.advertise = fs.String("advertise", "", "the address gateways reach it at (default: --listen's first, unless it is a wildcard)")
 	case tierGateway:
 		o.advertise = fs.String("advertise", "", "the address the other gateways forward cancel requests to (default: --listen's first, unless it is a wildcard)")
@@ -151,6 +152,13 @@ func (o *tierOptions) register(ctx context.Context, po *proxyOptions, cfg *loop.
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	dial := healthDial(*po.cluster.healthUser, *po.cluster.healthDB, *po.passFile, serverTLSOf(cfg))
+	if *o.node != "" && *po.cluster.shard != "" {
+		if err := o.registerNode(rctx, store, *po.cluster.shard, dial, serverAddr(*po.server), logger); err != nil {
+			_ = cli.Close()
+			return nil, err
+		}
+	}
 	top, err := store.Load(rctx)
 	if err != nil {
 		_ = cli.Close()
@@ -171,7 +179,7 @@ func (o *tierOptions) register(ctx context.Context, po *proxyOptions, cfg *loop.
 	guarded := make(chan struct{})
 	go func() {
 		defer close(guarded)
-		guard(gctx, store, node, healthDial(*po.cluster.healthUser, *po.cluster.healthDB, *po.passFile, serverTLSOf(cfg)), serverAddr(*po.server), p, logger)
+		guard(gctx, store, node, dial, serverAddr(*po.server), p, logger)
 	}()
 	return func() { stopGuard(); <-guarded; unregister(); _ = cli.Close() }, nil
 }
@@ -234,6 +242,52 @@ func guard(ctx context.Context, store *ha.Store, node string, dial func(context.
 		case <-t.C:
 		}
 	}
+}
+
+// registerNode registers the pooler's node (--node) in shard if the
+// topology lacks it, at --node-addr; and if the shard has no record yet
+// and the node is not in recovery, makes it the shard's primary in term 1
+// (a new cluster's bootstrap: the first primary names itself; a shard
+// with a record is the orchestrator's to change).
+func (o *tierOptions) registerNode(ctx context.Context, store *ha.Store, shard string,
+	dial func(context.Context, string) (*pgx.Conn, error), server string, logger *slog.Logger) error {
+	top, err := store.Load(ctx)
+	if err != nil {
+		return err
+	}
+	if top.Node(*o.node) == nil {
+		addr := *o.nodeAddr
+		if addr == "" {
+			addr = server
+		}
+		if _, err := store.PutNode(ctx, *o.node, ha.NodeRecord{Shard: shard, Addr: addr}); err != nil {
+			return err
+		}
+		logger.Info("node registered", "node", *o.node, "shard", shard, "addr", addr)
+	}
+	if sh := top.Shard(shard); sh != nil && sh.Term > 0 {
+		return nil
+	}
+	conn, err := dial(ctx, server)
+	if err != nil {
+		return fmt.Errorf("asking the node whether it is a primary: %w", err)
+	}
+	defer conn.Close(context.Background())
+	var inRecovery bool
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		return err
+	}
+	if inRecovery {
+		return nil
+	}
+	rec, created, err := store.CreateShard(ctx, shard, ha.ShardRecord{Term: 1, Primary: *o.node})
+	if err != nil {
+		return err
+	}
+	if created {
+		logger.Info("shard created with this node as its primary", "shard", shard, "node", *o.node, "term", rec.Term)
+	}
+	return nil
 }
 
 // poolerNode is the node a pooler serves: named, or the one whose address

@@ -364,7 +364,8 @@ func TestTiersPrimaryPoolerKilled(t *testing.T) {
 }
 
 // TestTiersSecureHop (issue I): the hop between gateway and pooler is
-// mutual TLS, and SCRAM passthrough works end to end. The client proves
+// mutual TLS, and SCRAM passthrough works end to end. The pooler
+// registers its node and the shard itself (--node, --shard). The client proves
 // its password to the gateway (its userlist holds the role's verifier);
 // the gateway logs in to the pooler with the ClientKey it recovered, over
 // TLS with its client certificate; the pooler checks it against the
@@ -414,18 +415,23 @@ func TestTiersSecureHop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.PutNode(ctx, pri.Name, ha.NodeRecord{Shard: "0", Addr: pri.Addr()}); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := store.CreateShard(ctx, "0", ha.ShardRecord{Term: 1, Primary: pri.Name}); err != nil {
-		t.Fatal(err)
-	}
+	// The pooler registers its node, and the shard with it as its
+	// primary: the node is not in recovery and the shard has no record.
 	pooler := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	startProc(t, bin, "pooler", "--listen", pooler, "--server", pri.Addr(), "--etcd", e.Endpoint(), "--cluster", "hop",
+		"--node", pri.Name, "--shard", "0", "--node-addr", pri.Addr(),
 		"--auth-type", "scram-sha-256", "--auth-user", cl.Superuser(),
 		"--tls-mode", "verify-full", "--tls-cert", poolerCert.CertFile, "--tls-key", poolerCert.KeyFile, "--tls-ca", ca.CertFile,
 		"--health-user", cl.Superuser())
 	waitListening(t, pooler)
+	eventually(t, "the pooler to register its node and shard", func() bool {
+		top, err := store.Load(ctx)
+		if err != nil || top.Node(pri.Name) == nil {
+			return false
+		}
+		sh := top.Shard("0")
+		return sh.Term == 1 && sh.Primary == pri.Name && top.Node(pri.Name).Addr == pri.Addr() && top.Node(pri.Name).Pooler == pooler
+	})
 	gateway := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	startProc(t, bin, "gateway", "--listen", gateway, "--etcd", e.Endpoint(), "--cluster", "hop",
 		"--auth-type", "scram-sha-256", "--auth-file", userlist,
