@@ -38,6 +38,8 @@ func runUp(args []string) error {
 	etcdEndpoints := fs.String("etcd", "", "comma-separated endpoints of a running etcd to register the cluster in; empty: an etcd embedded in belay, data in DIR/etcd")
 	clusterName := fs.String("cluster", "local", "the cluster's name in etcd (its keys are under /belay/NAME/)")
 	poolSize := fs.Int("pool-size", 20, "most server connections per (database, user) pool")
+	shape := fs.String("shape", "split", "split: each tier a process of its own (belay pooler beside each node, belay gateway in front, belay orch), as ps shows; proxy: one belay proxy process serving everything, the orchestrator inside belay up")
+	gateways := fs.Int("gateways", 1, "with --shape split: how many belay gateway processes (the first on --port, the others on free ports)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	stopWait := fs.Duration("stop-timeout", 10*time.Second, "how long Ctrl-C lets running transactions finish before their clients are closed")
 	if err := parseFlags(fs, args); err != nil {
@@ -49,6 +51,12 @@ func runUp(args []string) error {
 	level, err := parseLogLevel(*logLevel)
 	if err != nil {
 		return err
+	}
+	if *shape != "split" && *shape != "proxy" {
+		return fmt.Errorf("--shape %q: split or proxy", *shape)
+	}
+	if *gateways < 1 || *gateways > 16 {
+		return fmt.Errorf("--gateways %d: from 1 to 16", *gateways)
 	}
 	if *replicas < 0 || *replicas > 9 {
 		return fmt.Errorf("--replicas %d: from 0 to 9", *replicas)
@@ -101,15 +109,30 @@ func runUp(args []string) error {
 	if err := c.register(ctx); err != nil {
 		return errors.Join(err, c.stopPostgres(), c.stopEtcd())
 	}
-	if *replicas > 0 {
-		if err := c.startOrch(logger); err != nil {
-			return errors.Join(err, c.stopPostgres(), c.stopEtcd())
+	if *shape == "split" {
+		if err := c.startSplit(ctx, *port, *gateways, *poolSize, *logLevel); err != nil {
+			if c.split != nil {
+				c.stopFront(nil, 0, true)
+			}
+			return errors.Join(fmt.Errorf("starting the tiers: %w", err), c.stopPostgres(), c.stopEtcd())
 		}
-	}
-	proxy, stopWatch, err := startProxy(ctx, root, *port, &c.info, *poolSize, logger)
-	c.proxy, c.stopWatch = proxy, stopWatch
-	if err != nil {
-		return errors.Join(fmt.Errorf("starting the proxy: %w", err), c.stopPostgres(), c.stopEtcd())
+		if *replicas > 0 {
+			rctx, stopRewind := context.WithCancel(context.Background())
+			rewound := make(chan struct{})
+			go func() { defer close(rewound); c.rewindStale(rctx) }()
+			c.stopRewind = func() { stopRewind(); <-rewound }
+		}
+	} else {
+		if *replicas > 0 {
+			if err := c.startOrch(logger); err != nil {
+				return errors.Join(err, c.stopPostgres(), c.stopEtcd())
+			}
+		}
+		proxy, stopWatch, err := startProxy(ctx, root, *port, &c.info, *poolSize, logger)
+		c.proxy, c.stopWatch = proxy, stopWatch
+		if err != nil {
+			return errors.Join(fmt.Errorf("starting the proxy: %w", err), c.stopPostgres(), c.stopEtcd())
+		}
 	}
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -119,7 +142,7 @@ func runUp(args []string) error {
 	if interrupted {
 		sig <- os.Interrupt
 	} else {
-		printBanner(c.proxy.Addr(), c)
+		printBanner(c.frontAddr(), c)
 	}
 	return c.run(sig, *stopWait)
 }
@@ -155,6 +178,10 @@ type cluster struct {
 	proxy *loop.Proxy
 	// stopWatch ends the proxy's watch of the topology in etcd.
 	stopWatch func()
+	// split: the processes of the split shape (nil: the proxy shape);
+	// stopRewind ends its rewinding of stale primaries.
+	split      *split
+	stopRewind func()
 	// stopOrch stops the orchestrator (nil: none runs) and waits for it.
 	stopOrch func()
 	// rejoined receives each old primary once it runs again as a replica
@@ -411,26 +438,11 @@ func (c *cluster) register(ctx context.Context) error {
 // stop), as `belay proxy --etcd` does; with none, the primary alone, as
 // `belay proxy --server` does.
 func startProxy(ctx context.Context, root string, port int, cl *clusterInfo, poolSize int, logger *slog.Logger) (*loop.Proxy, func(), error) {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	if l, err := net.Listen("tcp", addr); err != nil {
-		l, err2 := net.Listen("tcp", "127.0.0.1:0")
-		if err2 != nil {
-			return nil, nil, err
-		}
-		addr = l.Addr().String()
-		l.Close()
-		fmt.Fprintf(os.Stderr, "belay up: port %d is busy (%v); using %s\n", port, err, addr)
-	} else {
-		l.Close()
-	}
-
-	sockDir := filepath.Join(root, "sock")
-	if len(sockDir)+len("/.s.PGSQL.65535") > 103 { // longer than a Unix socket path may be
-		fmt.Fprintf(os.Stderr, "belay up: %s is too long a path for a Unix socket; TCP only\n", sockDir)
-		sockDir = ""
-	} else if err := os.MkdirAll(sockDir, 0o755); err != nil {
+	addr, err := freeAddr(port)
+	if err != nil {
 		return nil, nil, err
 	}
+	sockDir := upSocketDir(root)
 
 	cfg := loop.Config{
 		Listen:        []string{addr},
@@ -491,8 +503,12 @@ serve:
 			if c.etcd != nil {
 				then += ", then etcd"
 			}
-			fmt.Fprintf(os.Stderr, "\nbelay up: %v: stopping the proxy (clients are closed once their transactions end; Ctrl-C again to close them now), %s ...\n", s, then)
-			c.stopProxy(sig, stopWait)
+			front := "the proxy"
+			if c.split != nil {
+				front = "the gateways, the orchestrator and the poolers"
+			}
+			fmt.Fprintf(os.Stderr, "\nbelay up: %v: stopping %s (clients are closed once their transactions end; Ctrl-C again to close them now), %s ...\n", s, front, then)
+			c.stopFrontAny(sig, stopWait)
 			break serve
 		case n := <-died:
 			if inst := n.Instance(); inst != nil {
@@ -510,8 +526,7 @@ serve:
 					n.Name, filepath.Join(n.Dir, "postgres.log"))
 				if c.stopOrch == nil {
 					runErr = fmt.Errorf("the primary, %s, exited unexpectedly; log: %s", n.Name, filepath.Join(n.Dir, "postgres.log"))
-					c.proxy.Shutdown(loop.ShutdownImmediate)
-					<-c.proxy.Done()
+					c.stopFrontNow()
 					break serve
 				}
 				continue
@@ -528,8 +543,7 @@ serve:
 			watch(n)
 		case err := <-etcdErr:
 			runErr = fmt.Errorf("etcd failed: %v; log: %s", err, c.etcd.LogPath)
-			c.proxy.Shutdown(loop.ShutdownImmediate)
-			<-c.proxy.Done()
+			c.stopFrontNow()
 			break serve
 		}
 	}
@@ -538,6 +552,43 @@ serve:
 		fmt.Fprintln(os.Stderr, "belay up: stopped.")
 	}
 	return runErr
+}
+
+// frontAddr is where clients connect: the proxy's address, or the first
+// gateway's.
+func (c *cluster) frontAddr() string {
+	if c.split != nil {
+		return c.split.gatewayAddr()
+	}
+	return c.proxy.Addr()
+}
+
+// stopFrontAny stops what clients connect to (the proxy, or the gateways
+// and the tiers behind them) as belay proxy stops on SIGINT.
+func (c *cluster) stopFrontAny(sig <-chan os.Signal, stopWait time.Duration) {
+	if c.stopRewind != nil {
+		c.stopRewind()
+		c.stopRewind = nil
+	}
+	if c.split != nil {
+		c.stopFront(sig, stopWait, false)
+		return
+	}
+	c.stopProxy(sig, stopWait)
+}
+
+// stopFrontNow stops what clients connect to at once.
+func (c *cluster) stopFrontNow() {
+	if c.stopRewind != nil {
+		c.stopRewind()
+		c.stopRewind = nil
+	}
+	if c.split != nil {
+		c.stopFront(nil, 0, true)
+		return
+	}
+	c.proxy.Shutdown(loop.ShutdownImmediate)
+	<-c.proxy.Done()
 }
 
 // stopProxy stops the proxy as `belay proxy` stops on SIGINT (SHUTDOWN

@@ -493,8 +493,18 @@ func TestUpSingleNodeOwnEtcd(t *testing.T) {
 		t.Skip("starts a cluster")
 	}
 	srv := etcdtest.New(t)
-	dir, bin := upDir(t), buildBelay(t)
-	u := startUp(t, bin, dir, "--replicas", "0", "--etcd", srv.Endpoint(), "--cluster", "solo")
+	bin := buildBelay(t)
+	// Both shapes: the tiers as processes of their own (the default), and
+	// one belay proxy.
+	for _, shape := range []string{"split", "proxy"} {
+		t.Run(shape, func(t *testing.T) { upSingleNode(t, srv, bin, shape) })
+	}
+}
+
+func upSingleNode(t *testing.T, srv *etcdlocal.Server, bin, shape string) {
+	cluster := "solo-" + shape
+	dir := upDir(t)
+	u := startUp(t, bin, dir, "--replicas", "0", "--etcd", srv.Endpoint(), "--cluster", cluster, "--shape", shape)
 	defer u.stop(t, os.Interrupt)
 	if len(u.nodes) != 1 || u.nodes[0].name != "pg0" || u.nodes[0].role != "primary" || u.etcd != srv.Endpoint() {
 		t.Fatalf("nodes %v, etcd %s:\n%s", u.nodes, u.etcd, strings.Join(u.lines, "\n"))
@@ -504,7 +514,7 @@ func TestUpSingleNodeOwnEtcd(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := ha.NewStore(etcdtest.Client(t, srv), "solo")
+	st, err := ha.NewStore(etcdtest.Client(t, srv), cluster)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,6 +522,9 @@ func TestUpSingleNodeOwnEtcd(t *testing.T) {
 	if err != nil || len(top.Shards) != 1 || top.Shards[0].Primary != "pg0" || top.Shards[0].Term != 1 ||
 		len(top.Shards[0].Nodes) != 1 || top.Shards[0].Nodes[0].Addr != u.nodes[0].addr {
 		t.Fatalf("the topology in etcd: %+v, %v", top, err)
+	}
+	if pooled := top.Shards[0].Nodes[0].Pooler != ""; pooled != (shape == "split") {
+		t.Errorf("shape %s: a pooler registered for pg0: %v", shape, pooled)
 	}
 	c, err := pgx.Connect(ctx, u.url)
 	if err != nil {
