@@ -109,8 +109,8 @@ type Proxy struct {
 	disabledMu sync.Mutex
 	disabled   map[string]bool // DISABLE; under disabledMu
 	// fenced: the error logins get while the node is fenced (fence.go).
-	fenced atomic.Pointer[codec.ErrorResponse]
-	coarseNow  atomic.Int64    // UnixNano as of the last tick (100 ms): a clock for idle timeouts without a clock read per message
+	fenced    atomic.Pointer[codec.ErrorResponse]
+	coarseNow atomic.Int64 // UnixNano as of the last tick (100 ms): a clock for idle timeouts without a clock read per message
 
 	// client authentication and TLS, fixed at Start
 	method      authMethod
