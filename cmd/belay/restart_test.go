@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/belaydb/belay/ha"
+	"github.com/belaydb/belay/internal/etcdtest"
 	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 )
@@ -78,7 +80,10 @@ type belayProc struct {
 	err     error         // its exit status, once exited is closed
 }
 
-func startBelay(t *testing.T, bin, listen, server string, peer int) *belayProc {
+// startBelay starts belay with tier's arguments (the subcommand and what
+// it needs: belay proxy --server ..., belay gateway --etcd ...) on listen,
+// with --reuse-port.
+func startBelay(t *testing.T, bin, listen string, tier ...string) *belayProc {
 	t.Helper()
 	metrics := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	b := &belayProc{log: filepath.Join(t.TempDir(), "belay.log"), metrics: metrics, exited: make(chan struct{})}
@@ -87,8 +92,8 @@ func startBelay(t *testing.T, bin, listen, server string, peer int) *belayProc {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	b.cmd = exec.Command(bin, "proxy", "--listen", listen, "--server", server, "--auth-type", "trust",
-		"--reuse-port", "--peer-id", strconv.Itoa(peer), "--pool-size", "8", "--metrics-listen", metrics, "--log-level", "info")
+	b.cmd = exec.Command(bin, append(tier, "--listen", listen, "--auth-type", "trust",
+		"--reuse-port", "--pool-size", "8", "--metrics-listen", metrics, "--log-level", "info")...)
 	b.cmd.Stdout, b.cmd.Stderr = f, f
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -167,7 +172,9 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestRollingRestart replaces belay twice under pgbench load on one port:
+// TestRollingRestart replaces belay twice under pgbench load on one port,
+// belay proxy and then belay gateway (issue I: a rolling restart of the
+// gateways, a pooler beside the node behind them):
 // each new process starts with --reuse-port beside the old one, which then
 // gets SIGTERM, stops accepting and exits once its last client has left.
 // One pgbench opens a connection per transaction (-C) throughout; another
@@ -201,12 +208,44 @@ func TestRollingRestart(t *testing.T) {
 	if out, err := exec.Command("pgbench", "-i", "-s", "1", "-q", "-h", pgHost, "-p", pgPort, "-U", "postgres", "rolling").CombinedOutput(); err != nil {
 		t.Fatalf("pgbench -i: %v\n%s", err, out)
 	}
-
 	bin := buildBelay(t)
+	t.Run("proxy", func(t *testing.T) {
+		peer := 0
+		rollingRestart(t, bin, func() []string {
+			peer++
+			return []string{"proxy", "--server", pg.Addr(), "--peer-id", strconv.Itoa(peer)}
+		})
+	})
+	t.Run("gateway", func(t *testing.T) {
+		e := etcdtest.New(t)
+		store, err := ha.NewStore(etcdtest.Client(t, e), "rolling")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.PutNode(ctx, "pg", ha.NodeRecord{Shard: "0", Addr: pg.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := store.CreateShard(ctx, "0", ha.ShardRecord{Term: 1, Primary: "pg"}); err != nil {
+			t.Fatal(err)
+		}
+		pooler := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		startProc(t, bin, "pooler", "--listen", pooler, "--server", pg.Addr(), "--etcd", e.Endpoint(), "--cluster", "rolling",
+			"--auth-type", "trust", "--pool-size", "8")
+		waitListening(t, pooler)
+		rollingRestart(t, bin, func() []string {
+			return []string{"gateway", "--etcd", e.Endpoint(), "--cluster", "rolling"}
+		})
+	})
+}
+
+// rollingRestart is TestRollingRestart's choreography, each process
+// started with the arguments next gives.
+func rollingRestart(t *testing.T, bin string, next func() []string) {
+
 	port := strconv.Itoa(freePort(t))
 	listen := "127.0.0.1:" + port
 
-	a := startBelay(t, bin, listen, pg.Addr(), 1)
+	a := startBelay(t, bin, listen, next()...)
 	type result struct {
 		name string
 		out  []byte
@@ -223,12 +262,12 @@ func TestRollingRestart(t *testing.T) {
 
 	// The choreography waits on purpose: each process must take clients.
 	time.Sleep(2 * time.Second)
-	b := startBelay(t, bin, listen, pg.Addr(), 2)
+	b := startBelay(t, bin, listen, next()...)
 	time.Sleep(time.Second)
 	servedA := a.served(t)
 	a.term(t) // returns once the long connections have ended
 	time.Sleep(time.Second)
-	c := startBelay(t, bin, listen, pg.Addr(), 3)
+	c := startBelay(t, bin, listen, next()...)
 	time.Sleep(time.Second)
 	servedB := b.served(t)
 	b.term(t)
