@@ -343,7 +343,9 @@ var errReplicaGone = errors.New("the replica ended the session (shutdown, crash,
 
 // replicaGone says an ErrorResponse is a FATAL that ends the server's
 // session for reasons of the node's own: a shutdown or crash (57P01-57P03),
-// a conflict with recovery (40001).
+// a conflict with recovery (40001), or, from a belay pooler in front of the
+// node (a gateway's servers are poolers), the loss of its own server
+// (08006: Postgres never sends it, a pooler does when its server dies).
 func replicaGone(body []byte) bool {
 	f, err := codec.ParseErrorFields(body)
 	if err != nil || string(f.SeverityNonLocalized) != "FATAL" && string(f.Severity) != "FATAL" {
@@ -351,7 +353,7 @@ func replicaGone(body []byte) bool {
 	}
 	c := sqlstate.Code(f.Code)
 	return c == sqlstate.AdminShutdown || c == sqlstate.CrashShutdown || c == sqlstate.CannotConnectNow ||
-		c == sqlstate.TRSerializationFailure
+		c == sqlstate.TRSerializationFailure || c == sqlstate.ConnectionFailure
 }
 
 // suspectNode tells the health checks that the client's node failed it.

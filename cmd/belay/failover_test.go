@@ -42,11 +42,26 @@ func TestFailoverKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd, three Postgres, belay proxy and belay orch")
 	}
+	failoverRuns(t, false)
+}
+
+// TestFailoverKill9Split (issue I): TestFailoverKill9 with the split
+// shape: a belay pooler beside each node, a belay gateway in front, belay
+// orch --require-poolers.
+func TestFailoverKill9Split(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd, three Postgres, three poolers, a gateway and belay orch")
+	}
+	failoverRuns(t, true)
+}
+
+// failoverRuns runs failoverOnce BELAY_FAILOVER_RUNS times and reports.
+func failoverRuns(t *testing.T, split bool) {
 	runs := envRuns(t, "BELAY_FAILOVER_RUNS")
 	bin := buildBelay(t)
 	var all []failoverRun
 	for i := range runs {
-		r := failoverOnce(t, bin)
+		r := failoverOnce(t, bin, split)
 		t.Logf("run %d: published %v after the kill; first transfer acknowledged %v after it; checker: %s; pgbench: %s",
 			i+1, r.published.Round(time.Millisecond), r.firstAck.Round(time.Millisecond), r.res, r.pgbench)
 		all = append(all, r)
@@ -108,6 +123,14 @@ type belayCluster struct {
 // front of it; every process is killed at the test's end.
 func startBelayCluster(t *testing.T, ctx context.Context, bin string, cl *pgcluster.Cluster, name string, orchs ...string) *belayCluster {
 	t.Helper()
+	return startBelayShape(t, ctx, bin, cl, name, false, orchs...)
+}
+
+// startBelayShape is startBelayCluster, with split the split shape: a
+// belay pooler beside each node and a belay gateway in front, rather than
+// belay proxy; the orchestrators then require poolers.
+func startBelayShape(t *testing.T, ctx context.Context, bin string, cl *pgcluster.Cluster, name string, split bool, orchs ...string) *belayCluster {
+	t.Helper()
 	b := &belayCluster{cl: cl, etcd: etcdtest.New(t)}
 	var err error
 	if b.store, err = ha.NewStore(etcdtest.Client(t, b.etcd), name); err != nil {
@@ -133,10 +156,20 @@ func startBelayCluster(t *testing.T, ctx context.Context, bin string, cl *pgclus
 		}
 		t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGKILL); _ = cmd.Wait() })
 	}
-	start("proxy", "--listen", "127.0.0.1:"+b.port, "--etcd", b.etcd.Endpoint(), "--cluster", name,
+	front, orchArgs := "proxy", []string(nil)
+	if split {
+		for _, n := range b.cl.Nodes() {
+			addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+			start("pooler", "--listen", addr, "--server", n.Addr(), "--node", n.Name, "--etcd", b.etcd.Endpoint(), "--cluster", name,
+				"--auth-type", "trust", "--pool-size", "20")
+			waitListening(t, addr)
+		}
+		front, orchArgs = "gateway", []string{"--require-poolers"}
+	}
+	start(front, "--listen", "127.0.0.1:"+b.port, "--etcd", b.etcd.Endpoint(), "--cluster", name,
 		"--auth-type", "trust", "--admin-users", "postgres", "--pool-size", "20")
 	for _, id := range orchs {
-		start("orch", "--etcd", b.etcd.Endpoint(), "--cluster", name, "--id", id)
+		start(append([]string{"orch", "--etcd", b.etcd.Endpoint(), "--cluster", name, "--id", id}, orchArgs...)...)
 	}
 	eventually(t, "belay to listen", func() bool {
 		c, err := net.Dial("tcp", "127.0.0.1:"+b.port)
@@ -170,11 +203,11 @@ func (b *belayCluster) pgbenchInit(t *testing.T) (string, []string) {
 	return pgbench, env
 }
 
-func failoverOnce(t *testing.T, bin string) failoverRun {
+func failoverOnce(t *testing.T, bin string, split bool) failoverRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	b := startBelayCluster(t, ctx, bin, pgtest.NewCluster(t, pgcluster.Options{Replicas: 2}), "f", "orch-1", "orch-2")
+	b := startBelayShape(t, ctx, bin, pgtest.NewCluster(t, pgcluster.Options{Replicas: 2}), "f", split, "orch-1", "orch-2")
 	cl, store, o := b.cl, b.store, b.bank
 	pgbench, env := b.pgbenchInit(t)
 	bench := exec.CommandContext(ctx, pgbench, "-c", "10", "-j", "2", "-T", "12", "--max-tries", "5", "--failures-detailed")
