@@ -62,6 +62,8 @@ type Options struct {
 
 	// NoPgBouncer leaves PgBouncer out (its rows say why).
 	NoPgBouncer bool
+	// NoTiers leaves belay's two tiers (gateway in front of pooler) out.
+	NoTiers bool
 	// InstallPgBouncer installs Debian's pgbouncer with apt-get when missing.
 	InstallPgBouncer bool
 	// InstallPgpool installs Debian's pgpool2 (pgpool-II, for the
@@ -228,6 +230,7 @@ type env struct {
 	belayPort    int
 	belayMetrics int    // port of belay's /metrics
 	noBouncer    string // why PgBouncer is not run, when it is not
+	noTiers      string // why belay's two tiers are not run, when they are not
 	notes        []string
 	tls          testcert.Pair // the proxies' certificate for the TLS scenarios
 	// budget, when > 0, is the server connections PgBouncer and belay
@@ -240,6 +243,8 @@ type env struct {
 	rs *readScaleEnv
 	// fo is the failover scenario's etcd and programs, started by it.
 	fo *failoverEnv
+	// tiers is belay's two tiers as a target (tiers.go).
+	tiers *tiersEnv
 
 	mu sync.Mutex // guards progress output
 }
@@ -357,6 +362,13 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 		if err := e.startBelay(ctx, ""); err != nil {
 			return err
 		}
+		if !o.NoTiers {
+			if err := e.startTiers(ctx); err != nil {
+				e.noTiers = err.Error()
+				e.notes = append(e.notes, "belay's two tiers left out: "+err.Error())
+				e.logf("belay's two tiers left out: %v", err)
+			}
+		}
 	}
 	return nil
 }
@@ -412,6 +424,10 @@ func (e *env) close() {
 			e.logf("%v", err)
 		}
 	}
+	if e.tiers != nil {
+		e.stopTiers()
+		e.tiers.etcd.Stop()
+	}
 	if e.bouncer != nil {
 		if err := e.bouncer.Stop(); err != nil {
 			e.logf("%v", err)
@@ -464,6 +480,11 @@ func (e *env) target(ctx context.Context, name string) (Target, string, error) {
 		}
 		t.Port, t.PID = e.belayPort, e.belay.pid
 		t.Metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", e.belayMetrics)
+	case BelayTiers:
+		if e.noTiers != "" {
+			return t, "belay's two tiers not available: " + e.noTiers, nil
+		}
+		return e.tiersTarget(ctx, t)
 	}
 	return t, "", nil
 }
@@ -500,7 +521,7 @@ func (e *env) runScenario(ctx context.Context, sc Scenario) (ScenarioResult, err
 	case KindFailover:
 		return e.runFailover(ctx, sc)
 	}
-	names := targetsFor(sc, true)
+	names := targetsFor(sc, true, !e.o.NoTiers)
 	runs := map[string][]RunResult{}
 	for round := 1; round <= e.o.Rounds; round++ {
 		for _, name := range names {
@@ -595,6 +616,10 @@ func (e *env) pgbenchInto(ctx context.Context, sc Scenario, t Target, r *RunResu
 	if t.PID != 0 {
 		before, _ = readProcStat(t.PID)
 	}
+	partsBefore := make([]ProcStat, len(t.Parts))
+	for i, p := range t.Parts {
+		partsBefore[i], _ = readProcStat(p.PID)
+	}
 	var hits0, misses0 uint64
 	if t.Metrics != "" {
 		hits0, misses0, _ = planCacheCounts(ctx, t.Metrics)
@@ -622,7 +647,23 @@ func (e *env) pgbenchInto(ctx context.Context, sc Scenario, t Target, r *RunResu
 			r.PlanHits, r.PlanMisses = hits-hits0, misses-misses0
 		}
 	}
-	if t.PID != 0 {
+	if len(t.Parts) > 0 {
+		r.CPUSeconds = 0
+		for i, p := range t.Parts {
+			after, err := readProcStat(p.PID)
+			if err != nil {
+				return nil
+			}
+			cpu := after.CPUSeconds() - partsBefore[i].CPUSeconds()
+			r.CPUSeconds += cpu
+			if r.Transactions > 0 {
+				r.TierCPUPer1k = append(r.TierCPUPer1k, TierCPU{Tier: p.Tier, Per1k: cpu / float64(r.Transactions) * 1000})
+			}
+		}
+		if r.Transactions > 0 {
+			r.CPUPer1k = r.CPUSeconds / float64(r.Transactions) * 1000
+		}
+	} else if t.PID != 0 {
 		if after, err := readProcStat(t.PID); err == nil {
 			r.CPUSeconds = after.CPUSeconds() - before.CPUSeconds()
 			if r.Transactions > 0 {

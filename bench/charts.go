@@ -23,6 +23,8 @@ func targetColor(name string) color.Color {
 		return color.RGBA{R: 0x6b, G: 0xae, B: 0xd6, A: 0xff}
 	case Belay:
 		return color.RGBA{R: 0xe6, G: 0x55, B: 0x0d, A: 0xff}
+	case BelayTiers:
+		return color.RGBA{R: 0xfd, G: 0xae, B: 0x6b, A: 0xff}
 	}
 	if p, n, ok := parseReadScaleTarget(name); ok {
 		return readScaleColor(p, n)

@@ -29,6 +29,15 @@ type Target struct {
 	PID int
 	// Metrics is belay's Prometheus endpoint ("" for the other targets).
 	Metrics string
+	// Parts, for a target of several processes (belay's two tiers), is
+	// each one's PID: the CPU is measured for each and summed.
+	Parts []Part
+}
+
+// Part is one process of a target of several.
+type Part struct {
+	Tier string // "gateway", "pooler"
+	PID  int
 }
 
 // Addr is "host:port".
@@ -40,6 +49,7 @@ const (
 	PgBouncer        = "pgbouncer"
 	PgBouncerSession = "pgbouncer-session"
 	Belay            = "belay"
+	BelayTiers       = "belay-tiers" // belay gateway in front of belay pooler
 )
 
 // benchDB is the database pgbench initializes and every scenario uses.

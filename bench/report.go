@@ -113,6 +113,18 @@ func renderPgbench(b *strings.Builder, s *ScenarioResult) {
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Label, tpsText(r.TPS), ratio(r.TPS, ref),
 			ms(r.P50), ms(r.P99), ms(r.P999), cpuText(r.CPUPer1k), errText(r))
 	}
+	if tr, br := s.Row(BelayTiers), s.Row(Belay); tr != nil && tr.NA == "" && len(tr.TierCPUPer1k) > 0 {
+		var parts []string
+		for _, tc := range tr.TierCPUPer1k {
+			parts = append(parts, fmt.Sprintf("%s %s", tc.Tier, cpuText(tc.Per1k)))
+		}
+		fmt.Fprintf(b, "\nbelay's two tiers, CPU s / 1k tx by tier: %s.", strings.Join(parts, ", "))
+		if br != nil && br.NA == "" && br.P50 > 0 && br.P99 > 0 {
+			fmt.Fprintf(b, " Their latency over belay proxy's: p50 %.2f×, p99 %.2f×; tps %.2f×.",
+				tr.P50/br.P50, tr.P99/br.P99, tr.TPS/br.TPS)
+		}
+		b.WriteString("\n")
+	}
 	if r := s.Row(Belay); r != nil {
 		var hits, misses uint64
 		for _, run := range r.Runs {

@@ -28,7 +28,10 @@ type RunResult struct {
 	// CPUPer1k is the proxy's CPU seconds per 1,000 transactions; -1 when
 	// there is no proxy or no transaction.
 	CPUPer1k float64 `json:"proxy_cpu_s_per_1k_tx"`
-	Seconds  float64 `json:"seconds"`
+	// TierCPUPer1k is CPUPer1k for each process of a target of several
+	// (belay's two tiers).
+	TierCPUPer1k []TierCPU `json:"tier_cpu_s_per_1k_tx,omitempty"`
+	Seconds      float64   `json:"seconds"`
 	// PlanHits and PlanMisses are belay's plan cache lookups during the run
 	// (from its /metrics; zero for the other targets).
 	PlanHits   uint64 `json:"plan_cache_hits,omitempty"`
@@ -346,6 +349,8 @@ type Row struct {
 	P99        float64  `json:"p99_ms"`
 	P999       float64  `json:"p999_ms"`
 	CPUPer1k   float64  `json:"proxy_cpu_s_per_1k_tx"` // -1: n/a
+	// TierCPUPer1k: the median CPUPer1k of each tier (belay's two tiers).
+	TierCPUPer1k []TierCPU `json:"tier_cpu_s_per_1k_tx,omitempty"`
 	Failed     int64    `json:"failed"`
 	Aborted    int      `json:"aborted_clients"`
 	ConnFails  int      `json:"connection_failures"`
@@ -399,6 +404,32 @@ func (r Row) allRounds(of func(RunResult) []float64) []float64 {
 	}
 	sort.Float64s(all)
 	return all
+}
+
+// TierCPU is one tier's CPU seconds per 1,000 transactions.
+type TierCPU struct {
+	Tier  string  `json:"tier"`
+	Per1k float64 `json:"s_per_1k_tx"`
+}
+
+// medianTiers is the median of each tier's CPU over runs, in the tiers'
+// order.
+func medianTiers(runs []RunResult) []TierCPU {
+	var order []string
+	by := map[string][]float64{}
+	for _, r := range runs {
+		for _, tc := range r.TierCPUPer1k {
+			if _, ok := by[tc.Tier]; !ok {
+				order = append(order, tc.Tier)
+			}
+			by[tc.Tier] = append(by[tc.Tier], tc.Per1k)
+		}
+	}
+	out := make([]TierCPU, 0, len(order))
+	for _, tier := range order {
+		out = append(out, TierCPU{Tier: tier, Per1k: Median(by[tier])})
+	}
+	return out
 }
 
 // aggregate folds the runs of one target into a Row.
@@ -465,6 +496,7 @@ func aggregate(target, label string, runs []RunResult) Row {
 	if len(cpu) > 0 {
 		row.CPUPer1k = Median(cpu)
 	}
+	row.TierCPUPer1k = medianTiers(runs)
 	row.RSSPerIdle = Median(perIdle)
 	row.RSSBefore, row.RSSIdle = int64(Median(rssBefore)), int64(Median(rssIdle))
 	row.BytesRead, row.ReadRate, row.RSSBase = int64(Median(bytes)), Median(rate), int64(Median(base))
@@ -551,6 +583,8 @@ func targetLabel(name string) string {
 		return "PgBouncer (session mode)"
 	case Belay:
 		return "belay"
+	case BelayTiers:
+		return "belay gateway+pooler"
 	}
 	return name
 }

@@ -195,8 +195,10 @@ func noisyScenario(id, what string, args ...string) Scenario {
 	}
 }
 
-// targetsFor lists the target names sc is run against, in run order.
-func targetsFor(sc Scenario, withPgBouncer bool) []string {
+// targetsFor lists the target names sc is run against, in run order:
+// belay's two tiers (withTiers) after belay proxy, in the pgbench
+// scenarios.
+func targetsFor(sc Scenario, withPgBouncer, withTiers bool) []string {
 	t := []string{Direct}
 	if withPgBouncer {
 		t = append(t, PgBouncer)
@@ -204,5 +206,9 @@ func targetsFor(sc Scenario, withPgBouncer bool) []string {
 			t = append(t, PgBouncerSession)
 		}
 	}
-	return append(t, Belay)
+	t = append(t, Belay)
+	if withTiers && sc.Kind == KindPgbench {
+		t = append(t, BelayTiers)
+	}
+	return t
 }

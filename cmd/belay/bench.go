@@ -29,6 +29,7 @@ func runBench(args []string) error {
 	idle := fs.Int("idle-clients", 0, "idle clients of the idle-connection scenario (default 1000 with --quick, else 10000)")
 	only := fs.String("scenarios", "", "comma-separated substrings: run only the scenarios whose ID contains one")
 	noBouncer := fs.Bool("no-pgbouncer", false, "leave PgBouncer out")
+	noTiers := fs.Bool("no-tiers", false, "leave out belay's two tiers (belay gateway in front of belay pooler, beside belay proxy in the pgbench scenarios)")
 	noInstall := fs.Bool("no-install", false, "do not install PgBouncer, pgpool-II, Patroni or etcd-server with apt-get when missing")
 	nodeCPU := fs.Float64("node-cpu", 0.4, "read-scaling scenarios: the CPU quota of each PostgreSQL node, in cores (a cgroup per node)")
 	asIs := fs.Bool("failover-patroni-as-is", false, "failover scenario: also run Patroni with its defaults as they are (primary_start_timeout 300: it restarts a killed primary in place)")
@@ -44,7 +45,7 @@ func runBench(args []string) error {
 	}
 	o := bench.Options{
 		Quick: *quick, Out: *out, Duration: *duration, Rounds: *rounds, PoolSize: *poolSize,
-		Scale: *scale, IdleClients: *idle, NoPgBouncer: *noBouncer, InstallPgBouncer: !*noInstall,
+		Scale: *scale, IdleClients: *idle, NoPgBouncer: *noBouncer, NoTiers: *noTiers, InstallPgBouncer: !*noInstall,
 		InstallPgpool: !*noInstall, NodeCPU: *nodeCPU, InstallPatroni: !*noInstall, PatroniAsIs: *asIs, FailoverMaxWait: *maxWait,
 		FlameDir: *flame, Keep: *keep, Progress: os.Stderr, Placement: bench.Placement(*placement),
 		Command: "belay bench " + strings.Join(args, " "),
