@@ -39,16 +39,15 @@ func topologyOf(pri string, nodes map[string]string) *ha.Topology {
 	return ha.Build("t", 0, map[string]ha.ShardRecord{"0": {Term: 1, Primary: pri}}, recs)
 }
 
-// TestClusterRouting: in front of two servers named primary and replica
-// (each says which it is in a table), reads go to the replica and
-// everything else to the primary, a session's or a statement's own route
-// wins, prepared statements follow the client to both, and a topology
-// change applies without a restart. (Real streaming replication is the
-// cluster tests' business; here the router's choices are what is checked.)
-func TestClusterRouting(t *testing.T) {
-	pri := pgtest.Shared(t)
+// knodeServers are the shared server as a primary and a new one as a
+// replica, each saying which it is in table knode. The replica is a
+// standby of no primary: in recovery (belay sends no read to a replica
+// that is not), with rows of its own.
+func knodeServers(t *testing.T) (pri, rep *pginstance.Instance) {
+	t.Helper()
+	pri = pgtest.Shared(t)
 	repDir := pgtest.TempDir(t)
-	rep := pgtest.New(t, pginstance.Options{Dir: repDir})
+	rep = pgtest.New(t, pginstance.Options{Dir: repDir})
 	ctx := context.Background()
 	for name, pg := range map[string]*pginstance.Instance{"primary": pri, "replica": rep} {
 		c := connect(t, pg.ConnString("postgres", "postgres"))
@@ -57,15 +56,69 @@ func TestClusterRouting(t *testing.T) {
 		}
 		c.Close(ctx)
 	}
-	// The replica restarted as a standby of no primary: in recovery (belay
-	// sends no read to a replica that is not), with rows of its own.
 	if err := rep.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(rep.DataDir, "standby.signal"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rep = pgtest.New(t, pginstance.Options{Dir: repDir})
+	return pri, pgtest.New(t, pginstance.Options{Dir: repDir})
+}
+
+// TestBlindWrite: with no replica in the topology, a write's WAL position
+// is not asked; once a replica joins, the client's reads stay on the
+// primary (read-your-writes: the replica is not known to have its write)
+// until a write of its own is asked its position, and a client that never
+// wrote reads on the replica.
+func TestBlindWrite(t *testing.T) {
+	pri, rep := knodeServers(t)
+	ctx := context.Background()
+	src := &staticTopology{}
+	src.t.Store(topologyOf("p", map[string]string{"p": pri.Addr()}))
+	p := startProxy(t, pri, func(c *Config) { c.Cluster, c.HealthDial = src, healthDial })
+	writer := connect(t, p.connString("postgres", "postgres"))
+	if _, err := writer.Exec(ctx, "UPDATE knode SET name = name"); err != nil {
+		t.Fatal(err)
+	}
+	reader := connect(t, p.connString("postgres", "postgres"))
+	src.t.Store(topologyOf("p", map[string]string{"p": pri.Addr(), "r": rep.Addr()}))
+	p.TopologyChanged()
+	eventually(t, 10*time.Second, "the replica's health check", func() bool {
+		v := p.cluster.view.Load()
+		for _, n := range v.nodes {
+			if h := n.health.Current(); h == nil || !h.Up {
+				return false
+			}
+		}
+		return len(v.nodes) == 2
+	})
+	where := func(c *pgx.Conn) string {
+		t.Helper()
+		var name string
+		if err := c.QueryRow(ctx, "SELECT name FROM knode").Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+	if got := where(reader); got != "replica" {
+		t.Fatalf("a client that never wrote read on the %s", got)
+	}
+	for range 3 {
+		if got := where(writer); got != "primary" {
+			t.Fatalf("after a write made with no replica, a read ran on the %s", got)
+		}
+	}
+}
+
+// TestClusterRouting: in front of two servers named primary and replica
+// (each says which it is in a table), reads go to the replica and
+// everything else to the primary, a session's or a statement's own route
+// wins, prepared statements follow the client to both, and a topology
+// change applies without a restart. (Real streaming replication is the
+// cluster tests' business; here the router's choices are what is checked.)
+func TestClusterRouting(t *testing.T) {
+	pri, rep := knodeServers(t)
+	ctx := context.Background()
 	src := &staticTopology{}
 	src.t.Store(topologyOf("p", map[string]string{"p": pri.Addr(), "r": rep.Addr()}))
 	p := startProxy(t, pri, func(c *Config) {

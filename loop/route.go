@@ -65,7 +65,10 @@ type clusterState struct {
 	busy   bool // it counts in node.inflight
 	// minLSN: its reads must see the primary this far (read-your-writes).
 	minLSN  ha.LSN
-	txWrite bool // its current unit runs on the primary and may write
+	txWrite bool // its current unit runs on the primary and may write (its WAL position is to be asked)
+	// blindWrite: its last write ran where the view had no replica, and
+	// its WAL position was not asked (routeWork).
+	blindWrite bool
 	// unitTx: its current unit holds transaction control (BEGIN, COMMIT,
 	// ...) or what may (EXECUTE): it may not end idle, so the WAL position
 	// is asked after it, not pipelined with it (askLSN).
@@ -130,6 +133,14 @@ func (s *session) routeWork(data []byte) error {
 		cs.toPrimary = false
 		rs.Route = router.Primary
 	}
+	// With no replica in the view no read can go anywhere but the primary,
+	// and a write's WAL position is not asked (blind). Once a replica
+	// joins, the reads of a client that wrote blind stay on the primary
+	// until a write of its own is asked its position.
+	blind := len(v.nodes) < 2
+	if cs.blindWrite && !blind && !cs.eventual && !s.p.cfg.Eventual && rs.Route == router.Auto {
+		rs.Route = router.Primary
+	}
 	i, why := router.Decide(w, rs, nodes, c.policy)
 	cs.verify, cs.attempts = 0, 0
 	if why == router.ReasonNotReplayed {
@@ -156,7 +167,11 @@ func (s *session) routeWork(data []byte) error {
 	s.pool, s.stats, cs.node, cs.term = pool, pool.LoopStats(s.loop), n, v.term
 	cs.busy = true
 	n.inflight.Add(1)
-	cs.txWrite, cs.unitTx = n.primary && !w.ReadOnly, false
+	write := n.primary && !w.ReadOnly
+	cs.txWrite, cs.unitTx = write && !blind, false
+	if write {
+		cs.blindWrite = blind
+	}
 	// A read is kept to be sent again if its server dies before answering,
 	// on a replica or on the primary (a failover).
 	cs.armed, cs.retry = w.ReadOnly, cs.retry[:0]
