@@ -344,29 +344,29 @@ type Row struct {
 	NA     string      `json:"na,omitempty"`
 	Runs   []RunResult `json:"runs"`
 
-	TPS        float64  `json:"tps"`
-	P50        float64  `json:"p50_ms"`
-	P99        float64  `json:"p99_ms"`
-	P999       float64  `json:"p999_ms"`
-	CPUPer1k   float64  `json:"proxy_cpu_s_per_1k_tx"` // -1: n/a
+	TPS      float64 `json:"tps"`
+	P50      float64 `json:"p50_ms"`
+	P99      float64 `json:"p99_ms"`
+	P999     float64 `json:"p999_ms"`
+	CPUPer1k float64 `json:"proxy_cpu_s_per_1k_tx"` // -1: n/a
 	// TierCPUPer1k: the median CPUPer1k of each tier (belay's two tiers).
 	TierCPUPer1k []TierCPU `json:"tier_cpu_s_per_1k_tx,omitempty"`
-	Failed     int64    `json:"failed"`
-	Aborted    int      `json:"aborted_clients"`
-	ConnFails  int      `json:"connection_failures"`
-	Hung       int      `json:"hung_runs,omitempty"`
-	Errors     []string `json:"errors,omitempty"`
-	RSSPerIdle float64  `json:"rss_per_idle_client,omitempty"`
-	RSSBefore  int64    `json:"rss_before,omitempty"`
-	RSSIdle    int64    `json:"rss_with_idle,omitempty"`
-	IdleOpened int      `json:"idle_opened,omitempty"`
-	IdleErrors int      `json:"idle_open_errors,omitempty"`
-	BytesRead  int64    `json:"bytes_read,omitempty"`
-	ReadRate   float64  `json:"read_rate_bytes_per_s,omitempty"`
-	RSSBase    int64    `json:"rss_base,omitempty"`
-	RSSPeak    int64    `json:"rss_peak,omitempty"`
-	ReleaseMs  float64  `json:"server_query_ended_ms,omitempty"`
-	Serves     bool     `json:"still_serves,omitempty"`
+	Failed       int64     `json:"failed"`
+	Aborted      int       `json:"aborted_clients"`
+	ConnFails    int       `json:"connection_failures"`
+	Hung         int       `json:"hung_runs,omitempty"`
+	Errors       []string  `json:"errors,omitempty"`
+	RSSPerIdle   float64   `json:"rss_per_idle_client,omitempty"`
+	RSSBefore    int64     `json:"rss_before,omitempty"`
+	RSSIdle      int64     `json:"rss_with_idle,omitempty"`
+	IdleOpened   int       `json:"idle_opened,omitempty"`
+	IdleErrors   int       `json:"idle_open_errors,omitempty"`
+	BytesRead    int64     `json:"bytes_read,omitempty"`
+	ReadRate     float64   `json:"read_rate_bytes_per_s,omitempty"`
+	RSSBase      int64     `json:"rss_base,omitempty"`
+	RSSPeak      int64     `json:"rss_peak,omitempty"`
+	ReleaseMs    float64   `json:"server_query_ended_ms,omitempty"`
+	Serves       bool      `json:"still_serves,omitempty"`
 	// Noisy: the noisy-neighbour figures (KindNoisy); transactions summed
 	// over rounds.
 	Noisy *NoisyFigures `json:"noisy,omitempty"`
