@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -68,6 +70,7 @@ type tiers struct {
 	poolers  map[string]string // node name → the pooler's address
 	killPool map[string]func()
 	gateways []string // their addresses
+	killGate []func() // kill -9 of each
 }
 
 // startTiers starts the processes: gateways gateways, and with orch an
@@ -100,9 +103,10 @@ func startTiers(t *testing.T, ctx context.Context, bin string, replicas, gateway
 	}
 	for range gateways {
 		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-		startProc(t, bin, "gateway", "--listen", addr, "--etcd", tr.etcd, "--cluster", "tiers",
+		_, kill := startProc(t, bin, "gateway", "--listen", addr, "--etcd", tr.etcd, "--cluster", "tiers",
 			"--auth-type", "trust", "--admin-users", "postgres", "--pool-size", "10")
 		tr.gateways = append(tr.gateways, addr)
+		tr.killGate = append(tr.killGate, kill)
 	}
 	for _, g := range tr.gateways {
 		waitListening(t, g)
@@ -291,6 +295,55 @@ func TestTiers(t *testing.T) {
 		top, err := tr.store.Load(ctx)
 		return err == nil && top.Node(rep.Name).Pooler == "" && top.Node(pri.Name).Pooler == tr.poolers[pri.Name]
 	})
+
+	// kill -9 of a gateway under load: its clients lose their
+	// connections, the other gateway's see no error.
+	var busy sync.WaitGroup
+	stop := make(chan struct{})
+	errs := make([]atomic.Int64, 2)
+	done := make([]atomic.Int64, 2)
+	for g := range 2 {
+		for range 4 {
+			wc, err := pgx.Connect(ctx, tr.connString(g, "postgres"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			busy.Add(1)
+			go func() {
+				defer busy.Done()
+				defer wc.Close(context.Background())
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := wc.Exec(ctx, "INSERT INTO tiers_t VALUES (1)"); err != nil {
+						errs[g].Add(1)
+						if wc.IsClosed() {
+							return
+						}
+						continue
+					}
+					done[g].Add(1)
+				}
+			}()
+		}
+	}
+	time.Sleep(time.Second)
+	tr.killGate[1]()
+	before := done[0].Load()
+	time.Sleep(2 * time.Second)
+	close(stop)
+	busy.Wait()
+	t.Logf("kill -9 of gateway 2: its clients' errors %d; gateway 1: %d statements after the kill, %d errors",
+		errs[1].Load(), done[0].Load()-before, errs[0].Load())
+	if errs[0].Load() != 0 || done[0].Load() == before {
+		t.Errorf("the other gateway's clients: %d errors, %d statements after the kill", errs[0].Load(), done[0].Load()-before)
+	}
+	if errs[1].Load() == 0 {
+		t.Error("the killed gateway's clients saw no error")
+	}
 }
 
 // TestTiersPrimaryPoolerKilled (issue I): kill -9 of the primary's pooler
