@@ -24,6 +24,10 @@ type Health struct {
 	Received LSN
 	Lag      Lag    // a standby's lag behind its shard's primary
 	Err      string // why the last check failed
+	// Timeline is a primary's current timeline (its WAL file's), or the
+	// timeline a standby's WAL receiver last received (0: not known, as
+	// for a standby with no receiver running).
+	Timeline uint32
 }
 
 // NodeHealth is one node's health as its checker publishes it. Safe for
@@ -36,13 +40,16 @@ type NodeHealth struct {
 // Current is the last health measured (nil before the first check).
 func (n *NodeHealth) Current() *Health { return n.h.Load() }
 
+// Publish makes h the node's health (the checker's, after each check).
+func (n *NodeHealth) Publish(h *Health) { n.h.Store(h) }
+
 // Suspect marks the node down at once, until its next check answers: the
 // data path saw a login or a connection to it fail.
 func (n *NodeHealth) Suspect(why string) {
 	if h := n.h.Load(); h == nil || h.Up {
 		d := Health{At: time.Now(), Err: why}
 		if h != nil {
-			d.InRecovery, d.LSN, d.Received, d.Lag = h.InRecovery, h.LSN, h.Received, h.Lag
+			d.InRecovery, d.LSN, d.Received, d.Lag, d.Timeline = h.InRecovery, h.LSN, h.Received, h.Lag, h.Timeline
 		}
 		n.h.Store(&d)
 	}
@@ -183,7 +190,9 @@ func (c *Checker) Stop() {
 // checkSQL asks a node everything a check wants in one round trip.
 const checkSQL = `SELECT pg_catalog.pg_is_in_recovery(),
 	(CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END)::text,
-	coalesce(pg_catalog.pg_last_wal_receive_lsn()::text, '')`
+	coalesce(pg_catalog.pg_last_wal_receive_lsn()::text, ''),
+	(CASE WHEN pg_catalog.pg_is_in_recovery() THEN coalesce((SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver), 0)::int8
+	 ELSE ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END)`
 
 // run checks ch's node until ctx ends.
 func (c *Checker) run(ctx context.Context, ch *checked, sp *shardPositions) {
@@ -215,7 +224,7 @@ func (c *Checker) run(ctx context.Context, ch *checked, sp *shardPositions) {
 		if prev := ch.health.Current(); prev != nil && prev.Up != h.Up {
 			c.opts.Logger.Info("node health changed", "node", ch.node.Name, "up", h.Up, "err", h.Err)
 		}
-		ch.health.h.Store(h)
+		ch.health.Publish(h)
 		select {
 		case <-ctx.Done():
 			return
@@ -245,9 +254,11 @@ func (c *Checker) check(ctx context.Context, n Node, conn **pgx.Conn) *Health {
 		*conn = cn
 	}
 	var lsn, recv string
-	if err := (*conn).QueryRow(cctx, checkSQL).Scan(&h.InRecovery, &lsn, &recv); err != nil {
+	var tli int64
+	if err := (*conn).QueryRow(cctx, checkSQL).Scan(&h.InRecovery, &lsn, &recv, &tli); err != nil {
 		return fail(err)
 	}
+	h.Timeline = uint32(tli)
 	h.At, h.Up = time.Now(), true
 	h.LSN, _ = ParseLSN(lsn)
 	h.Received, _ = ParseLSN(recv)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/belaydb/belay/internal/pgcluster"
 	"github.com/belaydb/belay/internal/pginstance"
 	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/jackc/pgx/v5"
@@ -38,7 +39,7 @@ func TestChecker(t *testing.T) {
 		t.Fatalf("a node that never answers: %+v", h)
 	}
 	h := p.Current()
-	if h.InRecovery || h.LSN == 0 {
+	if h.InRecovery || h.LSN == 0 || h.Timeline != 1 {
 		t.Fatalf("primary: %+v", h)
 	}
 	p.Suspect("login failed")
@@ -51,6 +52,37 @@ func TestChecker(t *testing.T) {
 	if c.Health("r") != nil {
 		t.Fatal("a removed node is still checked")
 	}
+}
+
+// TestCheckerTimeline: a streaming standby's check gives the timeline its
+// receiver streams, the primary's; after a promotion the promoted node's
+// is the next one.
+func TestCheckerTimeline(t *testing.T) {
+	cl := pgtest.NewCluster(t, pgcluster.Options{Replicas: 1})
+	pri, rep := cl.Primary(), cl.Replicas()[0]
+	c := NewChecker(CheckerOptions{Interval: 50 * time.Millisecond, Dial: dialSuperuser})
+	defer c.Stop()
+	c.Update(Build("t", 0, map[string]ShardRecord{"0": {Term: 1, Primary: pri.Name}},
+		map[string]NodeRecord{pri.Name: {Shard: "0", Addr: pri.Addr()}, rep.Name: {Shard: "0", Addr: rep.Addr()}}))
+	ph, rh := c.Health(pri.Name), c.Health(rep.Name)
+	eventuallyHealth(t, "both timelines", func() bool {
+		p, r := ph.Current(), rh.Current()
+		return p != nil && r != nil && p.Up && r.Up && p.Timeline == 1 && r.Timeline == 1 && r.InRecovery
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := dialSuperuser(ctx, rep.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT pg_promote()"); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyHealth(t, "the promoted node's new timeline", func() bool {
+		r := rh.Current()
+		return r != nil && r.Up && !r.InRecovery && r.Timeline == 2
+	})
 }
 
 func eventuallyHealth(t *testing.T, what string, cond func() bool) {

@@ -205,17 +205,35 @@ func (c *cluster) apply() {
 	c.p.log.Info("cluster topology", "cluster", t.Cluster, "term", v.term, "nodes", strings.Join(names, " "))
 }
 
+// primaryTimeline is v's primary's timeline as its health check last saw
+// it (0: not known).
+func (v *clusterView) primaryTimeline() uint32 {
+	if v.primary < 0 {
+		return 0
+	}
+	if h := v.nodes[v.primary].health.Current(); h != nil && h.Up {
+		return h.Timeline
+	}
+	return 0
+}
+
 // stop ends the health checks.
 func (c *cluster) stop() { c.checker.Stop() }
 
-// routerNode is n as the router sees it.
-func (n *clusterNode) routerNode() router.Node {
+// routerNode is n as the router sees it; primaryTLI is the primary's
+// timeline as its health check last saw it (0: not known).
+func (n *clusterNode) routerNode(primaryTLI uint32) router.Node {
 	rn := router.Node{Primary: n.primary, Outstanding: int(n.inflight.Load())}
 	h := n.health.Current()
 	// A replica out of recovery (promoted behind belay's back, or an old
 	// primary back on its old timeline before it is rewound) has writes
-	// the primary lacks and lacks the primary's: no read goes to it.
-	rn.Usable = !n.down && h != nil && h.Up && (n.primary || h.InRecovery)
+	// the primary lacks and lacks the primary's: no read goes to it. Nor
+	// to a standby streaming another timeline than the primary's (one left
+	// on a fork, whose replay position may even be ahead of the primary's),
+	// nor, for a moment, to one whose receiver has not yet switched to a
+	// new primary's timeline.
+	rn.Usable = !n.down && h != nil && h.Up && (n.primary || h.InRecovery &&
+		(primaryTLI == 0 || h.Timeline == 0 || h.Timeline == primaryTLI))
 	if h != nil && !n.primary {
 		rn.ReplayLSN, rn.LagBytes, rn.Lag = max(h.LSN, ha.LSN(n.replayed.Load())), h.Lag.Bytes, h.Lag.Time
 	}

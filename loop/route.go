@@ -123,8 +123,9 @@ func (s *session) routeWork(data []byte) error {
 		rs.MinLSN = cs.minLSN
 	}
 	nodes := c.scratch[s.loop.Index()][:0]
+	tli := v.primaryTimeline()
 	for _, n := range v.nodes {
-		nodes = append(nodes, n.routerNode())
+		nodes = append(nodes, n.routerNode(tli))
 	}
 	c.scratch[s.loop.Index()] = nodes
 	if cs.toPrimary || s.p.live.Load().session {
