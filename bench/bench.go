@@ -508,6 +508,13 @@ func (e *env) restart(ctx context.Context, name string) (Target, error) {
 		if err := e.startBelay(ctx, ""); err != nil {
 			return Target{}, err
 		}
+	case BelayTiers:
+		if e.tiers != nil {
+			e.stopTiers()
+			if err := e.startTiers(ctx); err != nil {
+				return Target{}, err
+			}
+		}
 	}
 	t, _, err := e.target(ctx, name)
 	return t, err
@@ -550,7 +557,11 @@ func (e *env) runScenario(ctx context.Context, sc Scenario) (ScenarioResult, err
 				if t, err = e.restart(ctx, name); err != nil {
 					return ScenarioResult{}, err
 				}
-				err = e.runIdle(ctx, sc, t, &r)
+				if t.Second != nil {
+					err = e.runIdleTiers(ctx, sc, t, &r)
+				} else {
+					err = e.runIdle(ctx, sc, t, &r)
+				}
 			case KindSlow:
 				err = e.runSlow(ctx, t, &r)
 			case KindNoisy:

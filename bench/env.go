@@ -32,12 +32,16 @@ type Target struct {
 	// Parts, for a target of several processes (belay's two tiers), is
 	// each one's PID: the CPU is measured for each and summed.
 	Parts []Part
+	// Second is a second front process beside the one at Port (belay's
+	// second gateway), which the idle scenario spreads clients over.
+	Second *Part
 }
 
 // Part is one process of a target of several.
 type Part struct {
 	Tier string // "gateway", "pooler"
 	PID  int
+	Port int // where it listens, for a Second
 }
 
 // Addr is "host:port".

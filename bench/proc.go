@@ -97,6 +97,16 @@ func (p *process) exited() bool {
 	}
 }
 
+// Kill kills the process with SIGKILL (a crash, as a fault scenario makes
+// one) and waits for it; Stop afterwards only closes its log.
+func (p *process) Kill() error {
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !p.exited() {
+		return err
+	}
+	<-p.done
+	return nil
+}
+
 // Stop sends SIGTERM, waits up to 15s, then kills the process group.
 // Idempotent. It returns an error only if the process had to be killed.
 func (p *process) Stop() error {

@@ -137,6 +137,23 @@ func renderPgbench(b *strings.Builder, s *ScenarioResult) {
 	}
 }
 
+// renderTiersIdle tells what the two tiers' idle run adds: the RSS per
+// idle client of each process and the kill of the second gateway.
+func renderTiersIdle(b *strings.Builder, s *ScenarioResult) {
+	tr := s.Row(BelayTiers)
+	if tr == nil || tr.NA != "" || len(tr.TierRSSPerIdle) == 0 {
+		return
+	}
+	var parts []string
+	for _, tc := range tr.TierRSSPerIdle {
+		parts = append(parts, fmt.Sprintf("%s %s", tc.Tier, bytesText(tc.Per1k)))
+	}
+	fmt.Fprintf(b, "\nbelay's two tiers: the idle clients spread over two gateways, pgbench's workers on the first; RSS per idle client by process: %s (the pooler's, over all of them). "+
+		"Halfway through the workers' run the second gateway was killed (kill -9): of its %s idle clients %s were still open after (all rounds); "+
+		"the workers' failed transactions and the first gateway's closed idle clients are in the row's errors.\n",
+		strings.Join(parts, ", "), thousands(int64(tr.KilledGatewayIdle)), thousands(int64(tr.KilledGatewayIdleOpen)))
+}
+
 func renderIdle(b *strings.Builder, s *ScenarioResult) {
 	fmt.Fprintf(b, "| target | idle clients open | proxy RSS before | with idle clients | RSS per idle client | workers' tps | %s | p50 ms | p99 ms | p99.9 ms | proxy CPU s / 1k tx | errors |\n", refLabel(s))
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
@@ -150,6 +167,7 @@ func renderIdle(b *strings.Builder, s *ScenarioResult) {
 			thousands(int64(r.IdleOpened)), mib(r.RSSBefore), mib(r.RSSIdle), bytesText(r.RSSPerIdle),
 			tpsText(r.TPS), ratio(r.TPS, ref), ms(r.P50), ms(r.P99), ms(r.P999), cpuText(r.CPUPer1k), errText(r))
 	}
+	renderTiersIdle(b, s)
 }
 
 func renderSlow(b *strings.Builder, s *ScenarioResult, m Meta) {

@@ -38,14 +38,20 @@ type RunResult struct {
 	PlanMisses uint64 `json:"plan_cache_misses,omitempty"`
 
 	// Idle connections (KindIdle).
-	IdleWanted     int     `json:"idle_wanted,omitempty"`
-	IdleOpened     int     `json:"idle_opened,omitempty"`
-	IdleOpenSecs   float64 `json:"idle_open_seconds,omitempty"`
-	RSSBefore      int64   `json:"rss_before,omitempty"`
-	RSSIdle        int64   `json:"rss_with_idle,omitempty"`
-	RSSPerIdle     float64 `json:"rss_per_idle_client,omitempty"`
-	IdleStillOpen  int     `json:"idle_still_open_after,omitempty"`
-	IdleOpenErrors int     `json:"idle_open_errors,omitempty"`
+	IdleWanted    int     `json:"idle_wanted,omitempty"`
+	IdleOpened    int     `json:"idle_opened,omitempty"`
+	IdleOpenSecs  float64 `json:"idle_open_seconds,omitempty"`
+	RSSBefore     int64   `json:"rss_before,omitempty"`
+	RSSIdle       int64   `json:"rss_with_idle,omitempty"`
+	RSSPerIdle    float64 `json:"rss_per_idle_client,omitempty"`
+	IdleStillOpen int     `json:"idle_still_open_after,omitempty"`
+	// The two tiers' idle run (runIdleTiers): the RSS per idle client of
+	// each process (in Per1k: bytes), and the killed gateway's idle
+	// clients, and how many of them were still open after its kill.
+	TierRSSPerIdle        []TierCPU `json:"tier_rss_per_idle_client,omitempty"`
+	KilledGatewayIdle     int       `json:"killed_gateway_idle,omitempty"`
+	KilledGatewayIdleOpen int       `json:"killed_gateway_idle_still_open,omitempty"`
+	IdleOpenErrors        int       `json:"idle_open_errors,omitempty"`
 
 	// Slow client (KindSlow).
 	BytesRead       int64       `json:"bytes_read,omitempty"`
@@ -351,22 +357,28 @@ type Row struct {
 	CPUPer1k float64 `json:"proxy_cpu_s_per_1k_tx"` // -1: n/a
 	// TierCPUPer1k: the median CPUPer1k of each tier (belay's two tiers).
 	TierCPUPer1k []TierCPU `json:"tier_cpu_s_per_1k_tx,omitempty"`
-	Failed       int64     `json:"failed"`
-	Aborted      int       `json:"aborted_clients"`
-	ConnFails    int       `json:"connection_failures"`
-	Hung         int       `json:"hung_runs,omitempty"`
-	Errors       []string  `json:"errors,omitempty"`
-	RSSPerIdle   float64   `json:"rss_per_idle_client,omitempty"`
-	RSSBefore    int64     `json:"rss_before,omitempty"`
-	RSSIdle      int64     `json:"rss_with_idle,omitempty"`
-	IdleOpened   int       `json:"idle_opened,omitempty"`
-	IdleErrors   int       `json:"idle_open_errors,omitempty"`
-	BytesRead    int64     `json:"bytes_read,omitempty"`
-	ReadRate     float64   `json:"read_rate_bytes_per_s,omitempty"`
-	RSSBase      int64     `json:"rss_base,omitempty"`
-	RSSPeak      int64     `json:"rss_peak,omitempty"`
-	ReleaseMs    float64   `json:"server_query_ended_ms,omitempty"`
-	Serves       bool      `json:"still_serves,omitempty"`
+	// The two tiers' idle runs: the median RSS per idle client of each
+	// process (bytes, in Per1k), and the killed gateway's idle clients
+	// and those still open after its kill, summed over rounds.
+	TierRSSPerIdle        []TierCPU `json:"tier_rss_per_idle_client,omitempty"`
+	KilledGatewayIdle     int       `json:"killed_gateway_idle,omitempty"`
+	KilledGatewayIdleOpen int       `json:"killed_gateway_idle_still_open,omitempty"`
+	Failed                int64     `json:"failed"`
+	Aborted               int       `json:"aborted_clients"`
+	ConnFails             int       `json:"connection_failures"`
+	Hung                  int       `json:"hung_runs,omitempty"`
+	Errors                []string  `json:"errors,omitempty"`
+	RSSPerIdle            float64   `json:"rss_per_idle_client,omitempty"`
+	RSSBefore             int64     `json:"rss_before,omitempty"`
+	RSSIdle               int64     `json:"rss_with_idle,omitempty"`
+	IdleOpened            int       `json:"idle_opened,omitempty"`
+	IdleErrors            int       `json:"idle_open_errors,omitempty"`
+	BytesRead             int64     `json:"bytes_read,omitempty"`
+	ReadRate              float64   `json:"read_rate_bytes_per_s,omitempty"`
+	RSSBase               int64     `json:"rss_base,omitempty"`
+	RSSPeak               int64     `json:"rss_peak,omitempty"`
+	ReleaseMs             float64   `json:"server_query_ended_ms,omitempty"`
+	Serves                bool      `json:"still_serves,omitempty"`
 	// Noisy: the noisy-neighbour figures (KindNoisy); transactions summed
 	// over rounds.
 	Noisy *NoisyFigures `json:"noisy,omitempty"`
@@ -415,10 +427,16 @@ type TierCPU struct {
 // medianTiers is the median of each tier's CPU over runs, in the tiers'
 // order.
 func medianTiers(runs []RunResult) []TierCPU {
+	return medianByTier(runs, func(r RunResult) []TierCPU { return r.TierCPUPer1k })
+}
+
+// medianByTier is the median of each tier's figure (of) over runs, in the
+// tiers' order.
+func medianByTier(runs []RunResult, of func(RunResult) []TierCPU) []TierCPU {
 	var order []string
 	by := map[string][]float64{}
 	for _, r := range runs {
-		for _, tc := range r.TierCPUPer1k {
+		for _, tc := range of(r) {
 			if _, ok := by[tc.Tier]; !ok {
 				order = append(order, tc.Tier)
 			}
@@ -497,6 +515,11 @@ func aggregate(target, label string, runs []RunResult) Row {
 		row.CPUPer1k = Median(cpu)
 	}
 	row.TierCPUPer1k = medianTiers(runs)
+	row.TierRSSPerIdle = medianByTier(runs, func(r RunResult) []TierCPU { return r.TierRSSPerIdle })
+	for _, r := range runs {
+		row.KilledGatewayIdle += r.KilledGatewayIdle
+		row.KilledGatewayIdleOpen += r.KilledGatewayIdleOpen
+	}
 	row.RSSPerIdle = Median(perIdle)
 	row.RSSBefore, row.RSSIdle = int64(Median(rssBefore)), int64(Median(rssIdle))
 	row.BytesRead, row.ReadRate, row.RSSBase = int64(Median(bytes)), Median(rate), int64(Median(base))
