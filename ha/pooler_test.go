@@ -38,16 +38,23 @@ func TestViaPoolers(t *testing.T) {
 	}
 }
 
-// TestRegisterPooler: the registration shows in the topology while the
-// pooler runs, and goes at once when it stops.
-func TestRegisterPooler(t *testing.T) {
-	cli := etcdtest.Client(t, etcdtest.New(t))
-	s, err := NewStore(cli, "c")
+// newTestStore is a store of cluster "c" in an etcd of its own, and a
+// context bounding the test.
+func newTestStore(t *testing.T) (*Store, context.Context) {
+	t.Helper()
+	s, err := NewStore(etcdtest.Client(t, etcdtest.New(t)), "c")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
+	return s, ctx
+}
+
+// TestRegisterPooler: the registration shows in the topology while the
+// pooler runs, and goes at once when it stops.
+func TestRegisterPooler(t *testing.T) {
+	s, ctx := newTestStore(t)
 	if _, err := s.PutNode(ctx, "a", NodeRecord{Shard: "0", Addr: "pg-a:5432"}); err != nil {
 		t.Fatal(err)
 	}
@@ -127,13 +134,7 @@ func TestPoolerLoss(t *testing.T) {
 // TestRegisterGateways: gateways take distinct peer ids, the lowest free
 // first, and the watch follows their addresses.
 func TestRegisterGateways(t *testing.T) {
-	cli := etcdtest.Client(t, etcdtest.New(t))
-	s, err := NewStore(cli, "c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	s, ctx := newTestStore(t)
 	peers, err := s.WatchGateways(ctx, slog.Default())
 	if err != nil {
 		t.Fatal(err)
