@@ -110,12 +110,16 @@ func (e *env) runNoisy(ctx context.Context, sc Scenario, t Target, r *RunResult)
 		return err
 	}
 	spec := func(user string, clients int, d time.Duration, logPrefix string) pgbenchSpec {
-		return pgbenchSpec{
+		sp := pgbenchSpec{
 			Host: t.Host, Port: t.Port, DB: t.DB, User: user,
 			Args: sc.PgbenchArgs, Clients: clients, Jobs: e.o.Jobs,
 			Duration: d, LogPrefix: logPrefix, MaxClientsPerProc: e.o.MaxClientsPerPgbench,
 			SSLMode: sslMode(sc),
 		}
+		if t.Second != nil { // each user's clients over both gateways
+			sp.Spread = []int{t.Port, t.Second.Port}
+		}
+		return sp
 	}
 	start := time.Now()
 

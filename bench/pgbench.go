@@ -189,6 +189,10 @@ type pgbenchSpec struct {
 	// Ports, when set, is pgbench's -p instead of Port: "P1,P2,P3" beside a
 	// Host of as many hosts (libpq's multi-host form).
 	Ports string
+	// Spread, when set, spreads the clients over these ports of Host (a
+	// pgbench process per port at least, turn by turn): clients of one
+	// user over several gateways.
+	Spread []int
 	// Env is more of pgbench's environment (PGTARGETSESSIONATTRS=...).
 	Env []string
 	// OutFile, when set, receives each process's stdout and stderr.
@@ -210,6 +214,9 @@ func runPgbench(ctx context.Context, pgbenchBin string, spec pgbenchSpec) (pgben
 	procs := 1
 	if spec.MaxClientsPerProc > 0 && spec.Clients > spec.MaxClientsPerProc {
 		procs = (spec.Clients + spec.MaxClientsPerProc - 1) / spec.MaxClientsPerProc
+	}
+	if n := len(spec.Spread); n > 0 {
+		procs = (max(procs, n) + n - 1) / n * n // a multiple: each port gets as many processes
 	}
 	// Generous deadline: the run, connecting every client, and a stuck tail.
 	deadline := spec.Duration + 15*time.Second + time.Duration(spec.Clients)*10*time.Millisecond
@@ -238,6 +245,9 @@ func runPgbench(ctx context.Context, pgbenchBin string, spec pgbenchSpec) (pgben
 		port := strconv.Itoa(spec.Port)
 		if spec.Ports != "" {
 			port = spec.Ports
+		}
+		if len(spec.Spread) > 0 {
+			port = strconv.Itoa(spec.Spread[p%len(spec.Spread)])
 		}
 		args := []string{"-n", "-h", spec.Host, "-p", port, "-U", spec.User,
 			"-c", strconv.Itoa(clients), "-j", strconv.Itoa(jobs),

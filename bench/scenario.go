@@ -196,8 +196,8 @@ func noisyScenario(id, what string, args ...string) Scenario {
 }
 
 // targetsFor lists the target names sc is run against, in run order:
-// belay's two tiers (withTiers) after belay proxy, in the pgbench and
-// idle scenarios.
+// belay's two tiers (withTiers) after belay proxy, in the pgbench, idle
+// and noisy-neighbour scenarios.
 func targetsFor(sc Scenario, withPgBouncer, withTiers bool) []string {
 	t := []string{Direct}
 	if withPgBouncer {
@@ -207,7 +207,7 @@ func targetsFor(sc Scenario, withPgBouncer, withTiers bool) []string {
 		}
 	}
 	t = append(t, Belay)
-	if withTiers && (sc.Kind == KindPgbench || sc.Kind == KindIdle) {
+	if withTiers && (sc.Kind == KindPgbench || sc.Kind == KindIdle || sc.Kind == KindNoisy) {
 		t = append(t, BelayTiers)
 	}
 	return t
