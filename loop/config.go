@@ -110,6 +110,10 @@ type Config struct {
 	// PeerAddr, if not nil, finds the peers Peers does not name (belay
 	// gateways registered in etcd). Any goroutine.
 	PeerAddr func(id int) (addr string, ok bool)
+	// CloseUnusedServers closes a pool's idle servers once it has no
+	// client on their loop (poolcore.Options.CloseUnused): a gateway's,
+	// whose servers are poolers.
+	CloseUnusedServers bool
 	// ReusePort sets SO_REUSEPORT on the listeners.
 	ReusePort bool
 	// MaxMessageSize bounds a client message belay must hold whole to inspect (Query, Parse, ...).

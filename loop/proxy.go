@@ -168,6 +168,7 @@ func Start(cfg Config) (*Proxy, error) {
 		MaxDBConnections: cfg.MaxDBConnections, MaxUserConnections: cfg.MaxUserConnections, UserLimits: cfg.UserLimits,
 		ResetQuery: cfg.ServerResetQuery, CheckQuery: cfg.ServerCheckQuery, CheckDelay: cfg.ServerCheckDelay,
 		MinPoolSize: cfg.MinPoolSize, ReservePoolSize: cfg.ReservePoolSize, ReservePoolTimeout: cfg.ReservePoolTimeout, FairnessWindow: cfg.FairnessWindow,
+		CloseUnused:  cfg.CloseUnusedServers,
 		OnNewPool:    func(pool *poolcore.Pool) { p.metrics.addPool(pool) },
 		OnForgetPool: func(pool *poolcore.Pool) { p.metrics.removePool(pool) },
 	})

@@ -98,6 +98,37 @@ func TestServerLifetimeAndIdle(t *testing.T) {
 	}
 }
 
+// TestCloseUnusedServers: with CloseUnusedServers (a gateway's), a pool's
+// idle servers close once its last client left, and stay while a client
+// is connected, idle or not; without it they stay until the idle timeout.
+func TestCloseUnusedServers(t *testing.T) {
+	pg := pgtest.Shared(t)
+	mustExecDirect(t, pg.ConnString("postgres", "postgres"), "DROP ROLE IF EXISTS unused; CREATE ROLE unused LOGIN SUPERUSER")
+	for _, close := range []bool{true, false} {
+		p := startProxy(t, pg, func(c *Config) { c.CloseUnusedServers = close })
+		ctx := context.Background()
+		c := connectMode(t, p.connString("postgres", "unused"), pgx.QueryExecModeExec)
+		if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond) // several sweeps, the client idle but connected
+		if n := serverConns(t, pg, "unused"); n != 1 {
+			t.Fatalf("close %v: %d servers while the client is connected, want 1", close, n)
+		}
+		c.Close(ctx)
+		if close {
+			eventually(t, 5*time.Second, "the unused server to be closed", func() bool { return serverConns(t, pg, "unused") == 0 })
+		} else {
+			time.Sleep(300 * time.Millisecond)
+			if n := serverConns(t, pg, "unused"); n != 1 {
+				t.Fatalf("without CloseUnusedServers: %d servers after the client left, want 1 (kept)", n)
+			}
+		}
+		_ = p.Stop(context.Background())
+		eventually(t, 5*time.Second, "the proxy's servers to go", func() bool { return serverConns(t, pg, "unused") == 0 })
+	}
+}
+
 // TestServerDiesMidQuery: a server terminated under a running query gives
 // its client FATAL 08006 (after Postgres's own error) and the pool heals.
 func TestServerDiesMidQuery(t *testing.T) {

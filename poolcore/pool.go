@@ -86,6 +86,15 @@ type Options struct {
 	// FairnessWindow is how long a pool's peak demand holds its share up
 	// (0: fairness.DefaultWindow).
 	FairnessWindow time.Duration
+	// CloseUnused closes, at each Sweep, the idle servers of a pool on a
+	// loop where it has no client left. For a gateway, whose servers are
+	// poolers: an idle connection kept for a user whose clients are gone
+	// counts at the pooler as a client of that user, whose demand then
+	// holds a share of the node's budget for a fairness window; closed,
+	// the pooler shares it out at once, as belay proxy does when a user's
+	// last client leaves. Re-opening one is a login to a pooler, not to
+	// Postgres.
+	CloseUnused bool
 	Logger         *slog.Logger
 	// OnSweep, when set, runs at the end of every Sweep, on the loop swept:
 	// the owner's own periodic work per loop (the loop package's login
@@ -1082,10 +1091,11 @@ func (m *Manager) Sweep(l *Loop) {
 				w.c.ServerFailed(p.waitTimeout(time.Duration(t - w.since)))
 			}
 		}
+		unused := m.opts.CloseUnused && lp.clients.Load() == 0
 		for i := len(lp.idle) - 1; i >= 0; i-- {
 			sc := lp.idle[i]
 			if (tun.IdleTimeout > 0 && now.Sub(sc.idleSince) > tun.IdleTimeout) ||
-				(tun.Lifetime > 0 && now.Sub(sc.born) > tun.Lifetime) || p.paused.Load() || p.retired(sc) {
+				(tun.Lifetime > 0 && now.Sub(sc.born) > tun.Lifetime) || p.paused.Load() || p.retired(sc) || unused {
 				sc.Close() // takes it off lp.idle
 				continue
 			}

@@ -370,6 +370,7 @@ func runTier(t tier, args []string) error {
 	defer stopCluster()
 	if t == tierGateway {
 		cfg.Cluster = ha.NewPoolerView(cfg.Cluster)
+		cfg.CloseUnusedServers = true
 		stopPeering, err := o.tier.peering(context.Background(), o, &cfg, logger)
 		if err != nil {
 			return err
