@@ -95,7 +95,7 @@ type Options struct {
 	// last client leaves. Re-opening one is a login to a pooler, not to
 	// Postgres.
 	CloseUnused bool
-	Logger         *slog.Logger
+	Logger      *slog.Logger
 	// OnSweep, when set, runs at the end of every Sweep, on the loop swept:
 	// the owner's own periodic work per loop (the loop package's login
 	// timeouts) without a timer per connection.
