@@ -245,18 +245,25 @@ func checkUpFailover(t *testing.T, u *upRun, dir string) {
 		t.Fatal(err)
 	}
 	var wrote time.Duration
+	var tries []string // each failed attempt: when, and why
 	for wrote == 0 {
 		if ctx.Err() != nil {
-			t.Fatal("no write through belay within 2 minutes of the primary's kill")
+			t.Fatalf("no write through belay within 2 minutes of the primary's kill; attempts: %q", tries)
 		}
-		c, err := pgx.ConnectConfig(ctx, cfg)
+		// Each attempt bounded, so that one that hangs is seen as such.
+		actx, acancel := context.WithTimeout(ctx, 15*time.Second)
+		c, err := pgx.ConnectConfig(actx, cfg)
 		if err == nil {
-			_, err = c.Exec(ctx, "INSERT INTO kept VALUES (8)")
+			_, err = c.Exec(actx, "INSERT INTO kept VALUES (8)")
 			c.Close(ctx)
 		}
+		acancel()
 		if err == nil {
 			wrote = time.Since(killed)
 			break
+		}
+		if len(tries) < 20 {
+			tries = append(tries, fmt.Sprintf("%v: %v", time.Since(killed).Round(time.Millisecond), err))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
