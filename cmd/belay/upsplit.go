@@ -58,6 +58,9 @@ func (s *split) start(ch *child) error {
 	}
 	cmd := exec.Command(s.bin, ch.args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	// Should belay up be killed (SIGKILL: no Ctrl-C to stop them), its
+	// tiers die with it rather than run on as orphans.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()
 		return fmt.Errorf("starting %s: %w", ch.name, err)
