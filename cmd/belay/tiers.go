@@ -268,14 +268,9 @@ func (o *tierOptions) registerNode(ctx context.Context, store *ha.Store, shard s
 	if sh := top.Shard(shard); sh != nil && sh.Term > 0 {
 		return nil
 	}
-	conn, err := dial(ctx, server)
+	inRecovery, err := askRecovery(ctx, dial, server)
 	if err != nil {
 		return fmt.Errorf("asking the node whether it is a primary: %w", err)
-	}
-	defer conn.Close(context.Background())
-	var inRecovery bool
-	if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&inRecovery); err != nil {
-		return err
 	}
 	if inRecovery {
 		return nil
