@@ -46,30 +46,26 @@ func (e *env) startTiers(ctx context.Context) error {
 		}
 	}
 	ts := e.tiers
-	ppt, err := freePort()
-	if err != nil {
-		return err
-	}
 	common := []string{"--etcd", ts.etcd.Endpoint(), "--cluster", tiersCluster, "--pool-size", strconv.Itoa(e.o.PoolSize),
 		"--log-level", "warn", "--auth-type", "trust"}
-	pargs := append([]string{"pooler", "--listen", fmt.Sprintf("127.0.0.1:%d", ppt), "--server", e.pg.Addr(), "--node", "pg"}, common...)
+	pargs := append([]string{"--server", e.pg.Addr(), "--node", "pg"}, common...)
 	if e.budget > 0 {
 		pargs = append(pargs, "--max-db-connections", strconv.Itoa(e.budget))
 	}
-	if ts.pooler, err = startProcess("belay pooler", e.o.BelayExe, pargs, append(clientEnv(), e.o.BelayEnv...),
-		filepath.Join(dir, "pooler.log"), nil, e.o.Placement); err != nil {
+	var err error
+	if ts.pooler, _, err = e.startTier(ctx, dir, "pooler", "pooler.log", pargs...); err != nil {
 		return err
 	}
-	if err := waitServing(ctx, ts.pooler, fmt.Sprintf("127.0.0.1:%d", ppt), benchDB); err != nil {
-		return fmt.Errorf("%w\n--- pooler log ---\n%s", err, readTail(filepath.Join(dir, "pooler.log"), 2000))
-	}
+	gargs := append([]string{"--tls-mode", "allow", "--tls-cert", e.tls.CertFile, "--tls-key", e.tls.KeyFile,
+		"--health-user", "postgres"}, common...)
 	if ts.metrics, err = freePort(); err != nil {
 		return err
 	}
-	if ts.gateway, ts.port, err = e.startGateway(ctx, dir, "gateway.log", common, "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", ts.metrics)); err != nil {
+	if ts.gateway, ts.port, err = e.startTier(ctx, dir, "gateway", "gateway.log",
+		append(gargs, "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", ts.metrics))...); err != nil {
 		return err
 	}
-	if ts.gateway2, ts.port2, err = e.startGateway(ctx, dir, "gateway2.log", common); err != nil {
+	if ts.gateway2, ts.port2, err = e.startTier(ctx, dir, "gateway", "gateway2.log", gargs...); err != nil {
 		return err
 	}
 	e.logf("belay gateways (pids %d, %d) on 127.0.0.1:%d and :%d in front of belay pooler (pid %d), --pool-size %d%s",
@@ -77,24 +73,22 @@ func (e *env) startTiers(ctx context.Context) error {
 	return nil
 }
 
-// startGateway starts a belay gateway of tiersCluster (its log in
-// dir/logName) and waits until it serves.
-func (e *env) startGateway(ctx context.Context, dir, logName string, common []string, extra ...string) (*process, int, error) {
+// startTier starts `belay tier --listen 127.0.0.1:PORT args...` on a free
+// port (its log in dir/logName) and waits until it serves.
+func (e *env) startTier(ctx context.Context, dir, tier, logName string, args ...string) (*process, int, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, 0, err
 	}
-	args := append(append([]string{"gateway", "--listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"--tls-mode", "allow", "--tls-cert", e.tls.CertFile, "--tls-key", e.tls.KeyFile,
-		"--health-user", "postgres"}, common...), extra...)
-	p, err := startProcess("belay gateway", e.o.BelayExe, args, append(clientEnv(), e.o.BelayEnv...),
+	args = append([]string{tier, "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, args...)
+	p, err := startProcess("belay "+tier, e.o.BelayExe, args, append(clientEnv(), e.o.BelayEnv...),
 		filepath.Join(dir, logName), nil, e.o.Placement)
 	if err != nil {
 		return nil, 0, err
 	}
 	if err := waitServing(ctx, p, fmt.Sprintf("127.0.0.1:%d", port), benchDB); err != nil {
 		_ = p.Stop()
-		return nil, 0, fmt.Errorf("%w\n--- gateway log ---\n%s", err, readTail(filepath.Join(dir, logName), 2000))
+		return nil, 0, fmt.Errorf("%w\n--- %s log ---\n%s", err, tier, readTail(filepath.Join(dir, logName), 2000))
 	}
 	return p, port, nil
 }
