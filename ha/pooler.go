@@ -193,20 +193,72 @@ func (v *PoolerView) Current() *Topology {
 // that learns of a newer term stops acting as primary). A shard with no
 // primary named (work held during a failover or a switchover) fences
 // nothing: the old primary's running transactions may still finish.
+//
+// tli is the node's timeline and primaryTLI the named primary's, as that
+// primary says (0: it could not be asked). A node on a newer timeline than
+// the named primary was promoted after it: a failover or switchover that
+// has promoted it and not yet published it (the orchestrator promotes,
+// then publishes), never a stale primary. The verdict is sure only when
+// the named primary is on a timeline at least as new as the node's; when
+// the named primary cannot be asked (dead, say, while its successor is
+// promoted) it is (true, false) and the caller decides: a pooler fences
+// once that has lasted longer than a publication takes (FenceGuard);
+// belay up rewinds only a sure one (pg_rewind needs the named primary).
 // Pure.
-func MustFence(t *Topology, node string, inRecovery bool) (bool, string) {
+func MustFence(t *Topology, node string, inRecovery bool, tli, primaryTLI uint32) (fence, sure bool, why string) {
 	if inRecovery || t == nil {
-		return false, ""
+		return false, false, ""
 	}
 	n := t.Node(node)
 	if n == nil {
-		return false, ""
+		return false, false, ""
 	}
 	s := t.Shard(n.Shard)
 	if s == nil || s.Primary == "" || s.Primary == node {
-		return false, ""
+		return false, false, ""
 	}
-	return true, fmt.Sprintf("node %s runs as a primary, but shard %s's primary in term %d is %s", node, s.Name, s.Term, s.Primary)
+	if primaryTLI != 0 && primaryTLI < tli {
+		return false, false, ""
+	}
+	return true, primaryTLI != 0, fmt.Sprintf("node %s runs as a primary, but shard %s's primary in term %d is %s", node, s.Name, s.Term, s.Primary)
+}
+
+// FenceGraceDefault is how long a pooler waits, while its node runs as a
+// primary beside the one the topology names and that one cannot be asked
+// its timeline, before it fences its node: longer than an orchestrator
+// takes from a promotion to its publication.
+const FenceGraceDefault = 10 * time.Second
+
+// FenceGuard turns a pooler's successive MustFence verdicts into whether
+// it fences its node: at once on a sure verdict; on an unsure one once
+// unsure verdicts have lasted Grace (a node promoted by a failover whose
+// publication is late is thus not fenced; one left behind by a partition,
+// whose successor its pooler cannot reach, is after Grace); a fenced node
+// stays fenced while the verdicts say fence, sure or not; a verdict of no
+// fence lifts it. Pure, with the clock injected; not safe for concurrent
+// use.
+type FenceGuard struct {
+	Grace  time.Duration
+	since  time.Time // the first of the current run of unsure verdicts
+	fenced bool
+}
+
+// Step takes a verdict at now and says whether the node is fenced.
+func (g *FenceGuard) Step(now time.Time, fence, sure bool) bool {
+	switch {
+	case !fence:
+		g.since, g.fenced = time.Time{}, false
+	case sure:
+		g.fenced = true
+	default:
+		if g.since.IsZero() {
+			g.since = now
+		}
+		if now.Sub(g.since) >= g.Grace {
+			g.fenced = true
+		}
+	}
+	return g.fenced
 }
 
 // PoolerLoss follows the nodes' pooler registrations for an orchestrator of

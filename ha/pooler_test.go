@@ -80,26 +80,64 @@ func TestRegisterPooler(t *testing.T) {
 }
 
 // TestMustFence: a node fenced only while it runs as a primary the
-// topology does not name, another being named.
+// topology does not name, and surely only when the named primary is on a
+// timeline at least as new as its own; one on a newer timeline is a
+// promotion not yet published.
 func TestMustFence(t *testing.T) {
 	top := func(primary string) *Topology {
 		return Build("c", 1, map[string]ShardRecord{"0": {Term: 2, Primary: primary}}, map[string]NodeRecord{
 			"a": {Shard: "0", Addr: "a:1"}, "b": {Shard: "0", Addr: "b:1"}})
 	}
 	for _, c := range []struct {
-		primary    string
-		node       string
-		inRecovery bool
-		want       bool
+		primary         string
+		node            string
+		inRecovery      bool
+		tli, primaryTLI uint32
+		fence, sure     bool
 	}{
-		{"b", "a", false, true},  // a stale primary
-		{"b", "a", true, false},  // rejoined as a standby
-		{"a", "a", false, false}, // the primary
-		{"", "a", false, false},  // held: its transactions may finish
-		{"b", "x", false, false}, // not in the topology
+		{"b", "a", false, 1, 2, true, true},   // a stale primary, its successor on a newer timeline
+		{"b", "a", false, 2, 2, true, true},   // a stale primary of the same timeline (a split brain)
+		{"b", "a", false, 3, 2, false, false}, // promoted after b: a failover not yet published
+		{"b", "a", false, 2, 0, true, false},  // b cannot be asked: the caller decides
+		{"b", "a", true, 1, 2, false, false},  // rejoined as a standby
+		{"a", "a", false, 1, 1, false, false}, // the primary
+		{"", "a", false, 1, 0, false, false},  // held: its transactions may finish
+		{"b", "x", false, 1, 2, false, false}, // not in the topology
 	} {
-		if got, why := MustFence(top(c.primary), c.node, c.inRecovery); got != c.want {
-			t.Errorf("primary %q, node %s, in recovery %v: fence %v (%s)", c.primary, c.node, c.inRecovery, got, why)
+		fence, sure, why := MustFence(top(c.primary), c.node, c.inRecovery, c.tli, c.primaryTLI)
+		if fence != c.fence || sure != c.sure {
+			t.Errorf("primary %q, node %s, in recovery %v, timelines %d and %d: fence %v sure %v (%s), want %v %v",
+				c.primary, c.node, c.inRecovery, c.tli, c.primaryTLI, fence, sure, why, c.fence, c.sure)
+		}
+	}
+}
+
+// TestFenceGuard: a sure verdict fences at once; unsure ones only once they
+// lasted the grace, and a verdict of no fence in between starts it again;
+// a fenced node stays fenced through unsure verdicts and is unfenced by
+// the first verdict of no fence.
+func TestFenceGuard(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	g := FenceGuard{Grace: 10 * time.Second}
+	steps := []struct {
+		at          time.Duration
+		fence, sure bool
+		want        bool
+	}{
+		{0, true, false, false},
+		{9 * time.Second, true, false, false},
+		{9500 * time.Millisecond, false, false, false}, // published: the run of unsure verdicts ends
+		{10 * time.Second, true, false, false},         // a new run starts here
+		{19 * time.Second, true, false, false},
+		{20 * time.Second, true, false, true}, // lasted the grace
+		{21 * time.Second, false, false, false},
+		{22 * time.Second, true, true, true},  // sure: at once
+		{23 * time.Second, true, false, true}, // still fenced though unsure
+		{24 * time.Second, false, false, false},
+	}
+	for i, s := range steps {
+		if got := g.Step(t0.Add(s.at), s.fence, s.sure); got != s.want {
+			t.Fatalf("step %d at %v (fence %v, sure %v): fenced %v, want %v", i, s.at, s.fence, s.sure, got, s.want)
 		}
 	}
 }

@@ -30,7 +30,7 @@ import (
 const probeSQL = `SELECT pg_catalog.pg_is_in_recovery(),
 	CASE WHEN pg_catalog.pg_is_in_recovery()
 		THEN coalesce((SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver), (pg_catalog.pg_control_checkpoint()).timeline_id)::int8
-		ELSE ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END,
+		ELSE ` + primaryTimelineSQL + ` END,
 	coalesce((SELECT ` + streamingSQL + ` FROM pg_catalog.pg_stat_wal_receiver), false),
 	pg_catalog.current_setting('primary_conninfo'),
 	coalesce(CASE WHEN pg_catalog.pg_is_in_recovery()
@@ -40,6 +40,19 @@ const probeSQL = `SELECT pg_catalog.pg_is_in_recovery(),
 	(SELECT count(*) FROM pg_catalog.pg_stat_activity
 		WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid() AND xact_start IS NOT NULL),
 	pg_catalog.current_setting('synchronous_standby_names')`
+
+// primaryTimelineSQL is a primary's timeline: its current WAL file's,
+// which a promotion changes at once (pg_walfile_name fails in recovery).
+const primaryTimelineSQL = `('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int8`
+
+// AskRunning asks the node over conn whether it is in recovery and, if it
+// is not, its timeline (MustFence's inputs).
+func AskRunning(ctx context.Context, conn *pgx.Conn) (inRecovery bool, tli uint32, err error) {
+	var t int64
+	err = conn.QueryRow(ctx, `SELECT pg_catalog.pg_is_in_recovery(),
+		CASE WHEN pg_catalog.pg_is_in_recovery() THEN 0 ELSE `+primaryTimelineSQL+` END`).Scan(&inRecovery, &t)
+	return inRecovery, uint32(t), err
+}
 
 // streamingSQL says, of pg_stat_wal_receiver's row, that a standby streams
 // from a live upstream. A WAL receiver whose upstream froze or was cut off

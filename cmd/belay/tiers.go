@@ -88,15 +88,17 @@ func (t tier) check(fs *flag.FlagSet, o *proxyOptions) error {
 type tierOptions struct {
 	node, nodeAddr, advertise *string
 	ttl                       *int
+	fenceGrace                *time.Duration
 }
 
 func (o *tierOptions) define(fs *flag.FlagSet, t tier) {
-	o.node, o.nodeAddr, o.advertise, o.ttl = new(string), new(string), new(string), new(int)
+	o.node, o.nodeAddr, o.advertise, o.ttl, o.fenceGrace = new(string), new(string), new(string), new(int), new(time.Duration)
 	switch t {
 	case tierPooler:
 		o.node = fs.String("node", "", "the node it runs beside, by its name in the topology (default: the node whose address is --server); with --shard, registered there if the topology lacks it")
 		o.nodeAddr = fs.String("node-addr", "", "with --node and --shard: the node's address as the orchestrator and the other nodes reach it, registered with it (default: --server)")
 		o.advertise = fs.String("advertise", "", "the address gateways reach it at (default: --listen's first, unless it is a wildcard)")
+		o.fenceGrace = fs.Duration("fence-grace", ha.FenceGraceDefault, "how long its node may run as a primary beside the one the topology names, that one not answering, before the pooler fences it (longer than a failover takes from promotion to publication)")
 	case tierGateway:
 		o.advertise = fs.String("advertise", "", "the address the other gateways forward cancel requests to (default: --listen's first, unless it is a wildcard)")
 	default:
@@ -179,7 +181,7 @@ func (o *tierOptions) register(ctx context.Context, po *proxyOptions, cfg *loop.
 	guarded := make(chan struct{})
 	go func() {
 		defer close(guarded)
-		guard(gctx, store, node, dial, serverAddr(*po.server), p, logger)
+		guard(gctx, store, node, dial, serverAddr(*po.server), p, *o.fenceGrace, logger)
 	}()
 	return func() { stopGuard(); <-guarded; unregister(); _ = cli.Close() }, nil
 }
@@ -189,12 +191,12 @@ func (o *tierOptions) register(ctx context.Context, po *proxyOptions, cfg *loop.
 const guardEvery = time.Second
 
 // guard fences the pooler's proxy while its node is a stale primary
-// (ha.MustFence): it watches the topology and asks the node, over a
-// connection of its own, whether it is in recovery, at each change and
-// every guardEvery. A node it cannot ask keeps its last state. Until ctx
-// ends.
+// (ha.MustFence, ha.FenceGuard): it watches the topology and asks the
+// node, over a connection of its own, whether it is in recovery and its
+// timeline, at each change and every guardEvery. A node it cannot ask
+// keeps its last state. Until ctx ends.
 func guard(ctx context.Context, store *ha.Store, node string, dial func(context.Context, string) (*pgx.Conn, error),
-	server string, p *loop.Proxy, logger *slog.Logger) {
+	server string, p *loop.Proxy, grace time.Duration, logger *slog.Logger) {
 	changed := make(chan struct{}, 1)
 	w, err := store.Watch(ctx, ha.WatchOptions{Logger: logger, OnChange: func(*ha.Topology) {
 		select {
@@ -215,21 +217,26 @@ func guard(ctx context.Context, store *ha.Store, node string, dial func(context.
 	}()
 	t := time.NewTicker(guardEvery)
 	defer t.Stop()
+	guard := ha.FenceGuard{Grace: grace}
 	for {
 		qctx, cancel := context.WithTimeout(ctx, guardEvery)
 		if conn == nil {
 			conn, _ = dial(qctx, server)
 		}
 		var inRecovery bool
+		var tli uint32
 		if conn != nil {
-			if err := conn.QueryRow(qctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+			var err error
+			if inRecovery, tli, err = ha.AskRunning(qctx, conn); err != nil {
 				_ = conn.Close(context.Background())
 				conn = nil
 			}
 		}
 		cancel()
 		if conn != nil {
-			if fence, why := ha.MustFence(w.Current(), node, inRecovery); fence {
+			top := w.Current()
+			fence, sure, why := staleVerdict(ctx, dial, top, node, inRecovery, tli)
+			if guard.Step(time.Now(), fence, sure) {
 				p.Fence(why)
 			} else {
 				p.Unfence()
@@ -268,7 +275,7 @@ func (o *tierOptions) registerNode(ctx context.Context, store *ha.Store, shard s
 	if sh := top.Shard(shard); sh != nil && sh.Term > 0 {
 		return nil
 	}
-	inRecovery, err := askRecovery(ctx, dial, server)
+	inRecovery, _, err := askRunning(ctx, dial, server)
 	if err != nil {
 		return fmt.Errorf("asking the node whether it is a primary: %w", err)
 	}

@@ -95,7 +95,7 @@ func startTiers(t *testing.T, ctx context.Context, bin string, replicas, gateway
 	for _, n := range tr.cl.Nodes() {
 		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 		_, tr.killPool[n.Name] = startProc(t, bin, "pooler", "--listen", addr, "--server", n.Addr(),
-			"--etcd", tr.etcd, "--cluster", "tiers", "--auth-type", "trust", "--pool-size", "10")
+			"--etcd", tr.etcd, "--cluster", "tiers", "--auth-type", "trust", "--pool-size", "10", "--fence-grace", "1s")
 		tr.poolers[n.Name] = addr
 	}
 	for _, n := range tr.cl.Nodes() {
@@ -254,7 +254,10 @@ func TestTiers(t *testing.T) {
 
 	// A newer term names the replica primary while the primary still runs
 	// as one: the primary's pooler fences it (its clients closed, logins
-	// refused with 57P03) until the topology names it again.
+	// refused with 57P03) until the topology names it again. The replica,
+	// named by hand here, is still a standby: it has no timeline of a
+	// primary to compare, so the pooler fences once that lasted its
+	// --fence-grace (ha.FenceGuard).
 	rec, err := tr.store.SetPrimary(ctx, "0", 1, rep.Name)
 	if err != nil {
 		t.Fatal(err)

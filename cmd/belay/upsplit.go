@@ -301,10 +301,10 @@ func (c *cluster) stopFront(sig <-chan os.Signal, stopWait time.Duration, now bo
 }
 
 // rewindStale rewinds, as a replica of the primary the topology names,
-// every node of belay up's that runs as a primary beside it (ha.MustFence:
-// a switchover away from a primary whose pooler died leaves one; a
-// primary that died is rejoined by run), checking each second until ctx
-// ends.
+// every node of belay up's that runs as a primary beside it (ha.MustFence,
+// a sure verdict: a switchover away from a primary whose pooler died
+// leaves one; a primary that died is rejoined by run), checking each
+// second until ctx ends.
 func (c *cluster) rewindStale(ctx context.Context) {
 	st, done, err := c.store()
 	if err != nil {
@@ -327,11 +327,14 @@ func (c *cluster) rewindStale(ctx context.Context) {
 			if c.isRejoining(n.Name) {
 				continue
 			}
-			inRecovery, err := askRecovery(ctx, dial, n.Addr)
+			inRecovery, tli, err := askRunning(ctx, dial, n.Addr)
 			if err != nil {
 				continue // down: run rejoins a primary that died
 			}
-			if stale, _ := ha.MustFence(top, n.Name, inRecovery); stale {
+			// Only a sure verdict: a node promoted by a failover not yet
+			// published runs as a primary beside a named one too, and
+			// pg_rewind needs the named primary anyway.
+			if stale, sure, _ := staleVerdict(ctx, dial, top, n.Name, inRecovery, tli); stale && sure {
 				primary := top.Shard(c.info.Shard).Primary
 				if err := c.rejoin(ctx, n.Name, primary); err != nil && ctx.Err() == nil {
 					fmt.Fprintf(os.Stderr, "belay up: %s did not rejoin: %v\n", n.Name, err)
@@ -341,18 +344,35 @@ func (c *cluster) rewindStale(ctx context.Context) {
 	}
 }
 
-// askRecovery asks the node at addr whether it is in recovery.
-func askRecovery(ctx context.Context, dial func(context.Context, string) (*pgx.Conn, error), addr string) (bool, error) {
+// askRunning asks the node at addr whether it is in recovery and, if not,
+// its timeline.
+func askRunning(ctx context.Context, dial func(context.Context, string) (*pgx.Conn, error), addr string) (bool, uint32, error) {
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	conn, err := dial(qctx, addr)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	defer conn.Close(context.Background())
-	var in bool
-	err = conn.QueryRow(qctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&in)
-	return in, err
+	return ha.AskRunning(qctx, conn)
+}
+
+// staleVerdict is ha.MustFence's verdict on node, running as its answers
+// say: when it runs as a primary beside the one top names, that primary is
+// asked its timeline (0, and an unsure verdict, when it cannot be).
+func staleVerdict(ctx context.Context, dial func(context.Context, string) (*pgx.Conn, error), top *ha.Topology,
+	node string, inRecovery bool, tli uint32) (fence, sure bool, why string) {
+	fence, _, why = ha.MustFence(top, node, inRecovery, tli, 0)
+	if !fence {
+		return false, false, ""
+	}
+	var ptli uint32
+	if n := top.Node(top.Shard(top.Node(node).Shard).Primary); n != nil {
+		if in, t, err := askRunning(ctx, dial, n.Addr); err == nil && !in {
+			ptli = t
+		}
+	}
+	return ha.MustFence(top, node, inRecovery, tli, ptli)
 }
 
 // freeAddr is 127.0.0.1:port if port is free, else a free port's address
