@@ -242,9 +242,9 @@ func (c *Cache) applyVolatility(p *Plan) *Plan {
 // size estimates the bytes a plan holds beyond the Plan struct and its Text
 // (which shares the cache key).
 func (p *Plan) size() int {
-	n := len(p.Stmts)*48 + len(p.Params)*8 + len(p.PreparedViews)*12 + (len(p.Tables)+len(p.Functions))*16
+	n := len(p.Stmts)*104 + len(p.Params)*8 + len(p.PreparedViews)*12 + (len(p.Tables)+len(p.Functions))*16
 	for _, s := range p.Stmts {
-		n += len(s.Name)
+		n += len(s.Name) + s.keysSize()
 	}
 	for _, s := range p.Tables {
 		n += len(s)

@@ -30,6 +30,13 @@ type Stmt struct {
 	// NameSpan is where Name is written in the planned text (a quoted name
 	// includes its quotes); zero when there is no name.
 	NameSpan Span
+	// KeyFilters are the columns a SELECT, UPDATE or DELETE pins to
+	// constants at the top level of its WHERE clause (keys.go).
+	KeyFilters []KeyFilter
+	// Insert is what an INSERT writes (nil for other statements).
+	Insert *InsertRows
+	// SetColumns are the columns an UPDATE assigns.
+	SetColumns []string
 }
 
 // ViewRef is a reference to a relation in the planned text.
@@ -296,6 +303,7 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 		st.Class, base = ClassUtility, false
 	}
 	if node != nil {
+		w.keys(&st, node)
 		w.walk(node.ProtoReflect())
 	}
 	for _, r := range w.rels {

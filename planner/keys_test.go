@@ -1,0 +1,136 @@
+package planner
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// filtersText renders a statement's key filters as table.column=v1|v2, a
+// parameter as $n, sorted as found; values are checked against their spans.
+func filtersText(t *testing.T, p *Plan) string {
+	t.Helper()
+	var parts []string
+	for _, f := range p.Stmts[0].KeyFilters {
+		var vs []string
+		for _, v := range f.Values {
+			vs = append(vs, valueText(t, p, v))
+		}
+		parts = append(parts, f.Table+"."+f.Column+"="+strings.Join(vs, "|"))
+	}
+	return strings.Join(parts, " ")
+}
+
+func valueText(t *testing.T, p *Plan, v KeyValue) string {
+	t.Helper()
+	if v.Span.Len == 0 {
+		t.Errorf("%q: value %+v has no span", p.Text, v)
+	}
+	if v.Param > 0 {
+		if got := p.Text[v.Span.Loc:v.Span.End()]; got != fmt.Sprintf("$%d", v.Param) {
+			t.Errorf("%q: $%d spans %q", p.Text, v.Param, got)
+		}
+		return fmt.Sprintf("$%d", v.Param)
+	}
+	return v.Const
+}
+
+// TestKeyFilters: the columns a statement pins to constants at the top
+// level of its WHERE clause, resolved to their tables, and what is not
+// such a filter.
+func TestKeyFilters(t *testing.T) {
+	for _, c := range []struct{ sql, want string }{
+		{"SELECT * FROM accounts WHERE aid = 42", "accounts.aid=42"},
+		{"SELECT * FROM accounts WHERE 42 = aid", "accounts.aid=42"},
+		{"SELECT * FROM accounts WHERE aid = -7", "accounts.aid=-7"},
+		{"SELECT * FROM accounts WHERE aid = 9000000000", "accounts.aid=9000000000"},
+		{"SELECT * FROM accounts WHERE aid = $1", "accounts.aid=$1"},
+		{"SELECT * FROM accounts WHERE aid = $2::int8 AND bid = $1", "accounts.aid=$2 accounts.bid=$1"},
+		{"SELECT * FROM users WHERE name = 'O''Brien'", "users.name=O'Brien"},
+		{"SELECT * FROM t WHERE id = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid", "t.id=a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
+		{"SELECT * FROM accounts WHERE aid IN (1, 2, $1)", "accounts.aid=1|2|$1"},
+		{"SELECT * FROM public.accounts a WHERE a.aid = 3", "public.accounts.aid=3"},
+		{"SELECT * FROM public.accounts WHERE public.accounts.aid = 3", "public.accounts.aid=3"},
+		{"SELECT * FROM accounts WHERE accounts.aid = 3", "accounts.aid=3"},
+		{"SELECT * FROM a JOIN b ON a.x = b.x WHERE a.k = 1 AND b.k = 2", "a.k=1 b.k=2"},
+		{"SELECT * FROM a, b WHERE k = 1", ""}, // ambiguous
+		{"SELECT * FROM a LEFT JOIN b ON a.x = b.x WHERE a.k = 1", ""},
+		{"SELECT * FROM a WHERE k = 1 OR k = 2", ""},
+		{"SELECT * FROM a WHERE (k = 1 AND j = 2) AND m = 3", "a.k=1 a.j=2 a.m=3"},
+		{"SELECT * FROM a WHERE NOT (k = 1)", ""},
+		{"SELECT * FROM a WHERE k = j", ""},
+		{"SELECT * FROM a WHERE k = 1 + 1", ""},
+		{"SELECT * FROM a WHERE k = NULL", ""},
+		{"SELECT * FROM a WHERE k IN (1, j)", ""},
+		{"SELECT * FROM a WHERE k < 3", ""},
+		{"SELECT * FROM a WHERE k = 1 UNION SELECT * FROM a WHERE k = 2", ""},
+		{"SELECT 1", ""},
+		{"UPDATE accounts SET abalance = abalance + 1 WHERE aid = $1", "accounts.aid=$1"},
+		{"UPDATE accounts AS x SET abalance = 0 FROM branches b WHERE x.aid = 5 AND b.bid = 2", "accounts.aid=5 branches.bid=2"},
+		{"DELETE FROM accounts WHERE aid = 5", "accounts.aid=5"},
+		{"DELETE FROM accounts a USING tellers t WHERE a.aid = t.tid AND a.aid IN (1, 2)", "accounts.aid=1|2"},
+	} {
+		p := Parse(c.sql)
+		if p.Err != nil {
+			t.Fatalf("%q: %v", c.sql, p.Err)
+		}
+		if got := filtersText(t, p); got != c.want {
+			t.Errorf("%q: key filters %q, want %q", c.sql, got, c.want)
+		}
+	}
+}
+
+// TestInsertRows: the rows an INSERT ... VALUES writes, a value per column
+// where it is a constant; none for INSERT ... SELECT.
+func TestInsertRows(t *testing.T) {
+	for _, c := range []struct{ sql, want string }{
+		{"INSERT INTO accounts (aid, bid, abalance) VALUES (1, $1, 0)", "accounts(aid,bid,abalance) [1 $1 0]"},
+		{"INSERT INTO accounts (aid, abalance) VALUES (1, 0), (2, abs(-1)), ($3, DEFAULT)", "accounts(aid,abalance) [1 0] [2 ?] [$3 ?]"},
+		{"INSERT INTO s.t VALUES ('x', 2)", "s.t() [x 2]"},
+		{"INSERT INTO t (k) SELECT k FROM u", "t(k)"},
+		{"INSERT INTO t DEFAULT VALUES", "t()"},
+	} {
+		p := Parse(c.sql)
+		if p.Err != nil {
+			t.Fatalf("%q: %v", c.sql, p.Err)
+		}
+		in := p.Stmts[0].Insert
+		if in == nil {
+			t.Fatalf("%q: no Insert", c.sql)
+		}
+		got := in.Table + "(" + strings.Join(in.Columns, ",") + ")"
+		for _, r := range in.Rows {
+			var vs []string
+			for _, v := range r {
+				if v == nil {
+					vs = append(vs, "?")
+				} else {
+					vs = append(vs, valueText(t, p, *v))
+				}
+			}
+			got += " [" + strings.Join(vs, " ") + "]"
+		}
+		if got != c.want {
+			t.Errorf("%q: %q, want %q", c.sql, got, c.want)
+		}
+	}
+	if p := Parse("UPDATE t SET a = 1, b = b + 1 WHERE k = 2"); strings.Join(p.Stmts[0].SetColumns, ",") != "a,b" {
+		t.Errorf("UPDATE's set columns: %v", p.Stmts[0].SetColumns)
+	}
+	if p := Parse("SELECT * FROM t WHERE k = 1"); p.Stmts[0].Insert != nil || p.Stmts[0].SetColumns != nil {
+		t.Errorf("a SELECT with an Insert or SetColumns: %+v", p.Stmts[0])
+	}
+}
+
+// TestKeyFiltersNormalized: a plan of normalized text (literals become
+// $k) pins the same columns, to parameters.
+func TestKeyFiltersNormalized(t *testing.T) {
+	norm, n := Normalize(nil, []byte("SELECT abalance FROM pgbench_accounts WHERE aid = 4711"))
+	if n != 1 {
+		t.Fatalf("Normalize: %d literals", n)
+	}
+	p := Parse(string(norm))
+	if got := filtersText(t, p); got != "pgbench_accounts.aid=$1" {
+		t.Errorf("%q: %q", norm, got)
+	}
+}
