@@ -12,6 +12,15 @@ import (
 // constants and every row an INSERT writes, and the router, which knows
 // which tables are sharded and on which column, decides.
 
+// CopyDir is a COPY statement's direction.
+type CopyDir uint8
+
+const (
+	NotCopy  CopyDir = iota
+	CopyFrom         // COPY table FROM: rows come from the client (or a file)
+	CopyTo           // COPY table or (query) TO: rows go to the client (or a file)
+)
+
 // KeyValue is a constant a column is compared with or set to: a parameter
 // ($Param) or a literal (Const: its value as Postgres reads it, the digits
 // of a number or a string's characters), possibly under a cast.
@@ -40,7 +49,8 @@ type InsertRows struct {
 	Rows    [][]*KeyValue
 }
 
-// keys fills st's KeyFilters, Insert and SetColumns from the statement.
+// keys fills st's KeyFilters, Insert, SetColumns, Target and Copy from
+// the statement.
 func (w *walker) keys(st *Stmt, node *pg.Node) {
 	switch n := node.GetNode().(type) {
 	case *pg.Node_SelectStmt:
@@ -60,7 +70,7 @@ func (w *walker) keys(st *Stmt, node *pg.Node) {
 		for _, f := range u.FromClause {
 			sc.from(f)
 		}
-		st.KeyFilters = w.filters(sc, u.WhereClause)
+		st.KeyFilters, st.Target = w.filters(sc, u.WhereClause), relName(u.Relation)
 		for _, t := range u.TargetList {
 			if r := t.GetResTarget(); r != nil {
 				st.SetColumns = append(st.SetColumns, r.Name)
@@ -73,10 +83,16 @@ func (w *walker) keys(st *Stmt, node *pg.Node) {
 		for _, f := range d.UsingClause {
 			sc.from(f)
 		}
-		st.KeyFilters = w.filters(sc, d.WhereClause)
+		st.KeyFilters, st.Target = w.filters(sc, d.WhereClause), relName(d.Relation)
+	case *pg.Node_CopyStmt:
+		st.Copy = CopyTo
+		if n.CopyStmt.IsFrom {
+			st.Copy, st.Target = CopyFrom, relName(n.CopyStmt.Relation)
+		}
 	case *pg.Node_InsertStmt:
 		in := n.InsertStmt
 		ins := &InsertRows{Table: relName(in.Relation)}
+		st.Target = ins.Table
 		for _, c := range in.Cols {
 			if r := c.GetResTarget(); r != nil {
 				ins.Columns = append(ins.Columns, r.Name)
@@ -312,7 +328,10 @@ func relName(r *pg.RangeVar) string {
 // keysSize estimates the bytes st's KeyFilters, Insert and SetColumns hold
 // (Cache's accounting).
 func (st *Stmt) keysSize() int {
-	n := len(st.KeyFilters)*56 + len(st.SetColumns)*16
+	n := len(st.KeyFilters)*56 + len(st.SetColumns)*16 + len(st.Target) + len(st.Relations)*16
+	for _, r := range st.Relations {
+		n += len(r)
+	}
 	for _, f := range st.KeyFilters {
 		n += len(f.Table) + len(f.Column) + len(f.Values)*48
 		for _, v := range f.Values {

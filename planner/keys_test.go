@@ -117,8 +117,49 @@ func TestInsertRows(t *testing.T) {
 	if p := Parse("UPDATE t SET a = 1, b = b + 1 WHERE k = 2"); strings.Join(p.Stmts[0].SetColumns, ",") != "a,b" {
 		t.Errorf("UPDATE's set columns: %v", p.Stmts[0].SetColumns)
 	}
-	if p := Parse("SELECT * FROM t WHERE k = 1"); p.Stmts[0].Insert != nil || p.Stmts[0].SetColumns != nil {
-		t.Errorf("a SELECT with an Insert or SetColumns: %+v", p.Stmts[0])
+	if p := Parse("SELECT * FROM t WHERE k = 1"); p.Stmts[0].Insert != nil || p.Stmts[0].SetColumns != nil || p.Stmts[0].Target != "" {
+		t.Errorf("a SELECT with an Insert, SetColumns or a Target: %+v", p.Stmts[0])
+	}
+	for sql, want := range map[string]string{
+		"UPDATE s.t AS x SET a = 1 FROM u WHERE x.k = u.k": "s.t",
+		"DELETE FROM t USING u WHERE t.k = u.k":            "t",
+		"INSERT INTO t (k) SELECT k FROM u":                "t",
+		"COPY s.t (a, b) FROM STDIN":                       "s.t",
+		"COPY s.t TO STDOUT":                               "",
+	} {
+		if got := Parse(sql).Stmts[0].Target; got != want {
+			t.Errorf("%q: target %q, want %q", sql, got, want)
+		}
+	}
+}
+
+// TestCopy: a COPY's direction.
+func TestCopy(t *testing.T) {
+	for sql, want := range map[string]CopyDir{
+		"COPY t FROM STDIN (FORMAT csv)":   CopyFrom,
+		"COPY t TO STDOUT":                 CopyTo,
+		"COPY (SELECT * FROM t) TO STDOUT": CopyTo,
+		"SELECT * FROM t":                  NotCopy,
+	} {
+		if got := Parse(sql).Stmts[0].Copy; got != want {
+			t.Errorf("%q: copy %d, want %d", sql, got, want)
+		}
+	}
+}
+
+// TestRelations: every relation reference of a statement, a table named
+// twice listed twice, CTE names left out.
+func TestRelations(t *testing.T) {
+	for sql, want := range map[string]string{
+		"SELECT * FROM a WHERE k = 1 AND x IN (SELECT x FROM a)":       "a a",
+		"WITH c AS (SELECT * FROM b) SELECT * FROM c JOIN s.d ON true": "s.d b",
+		"INSERT INTO t (k) SELECT k FROM u":                            "t u",
+		"SELECT 1":                                                     "",
+	} {
+		p := Parse(sql)
+		if got := strings.Join(p.Stmts[0].Relations, " "); got != want {
+			t.Errorf("%q: relations %q, want %q", sql, got, want)
+		}
 	}
 }
 

@@ -37,6 +37,15 @@ type Stmt struct {
 	Insert *InsertRows
 	// SetColumns are the columns an UPDATE assigns.
 	SetColumns []string
+	// Target is the table an INSERT, UPDATE, DELETE or COPY FROM writes,
+	// as written.
+	Target string
+	// Copy says whether the statement is a COPY, and which way.
+	Copy CopyDir
+	// Relations are the statement's relation references, as written, one
+	// per reference (a table named twice is listed twice; CTE names left
+	// out), in the parse tree's order.
+	Relations []string
 }
 
 // ViewRef is a reference to a relation in the planned text.
@@ -311,6 +320,7 @@ func (w *walker) stmt(raw *pg.RawStmt) (st Stmt, replicaOK bool) {
 			continue
 		}
 		w.tables = append(w.tables, r.name)
+		st.Relations = append(st.Relations, r.name)
 	}
 	st.Effects |= w.eff
 	if w.writes && (st.Class == ClassRead || st.Class == ClassSession) {
