@@ -79,3 +79,23 @@ func BenchmarkParseValueShard(b *testing.B) {
 		})
 	}
 }
+
+// The router looks up every table a statement names.
+func BenchmarkLookup(b *testing.B) {
+	tables := []Table{ShardedTable(TableName{"public", "pgbench_accounts"}, "aid", KeyInteger),
+		ReferenceTable(TableName{"public", "pgbench_branches"}), ReferenceTable(TableName{"public", "pgbench_tellers"})}
+	for i := range 50 {
+		tables = append(tables, ShardedTable(TableName{"app", "t" + formatInt(int64(i))}, "id", KeyUUID))
+	}
+	s, err := New(4, tables...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range b.N {
+		t, ok := s.Lookup("", "pgbench_accounts")
+		if !ok {
+			b.Fatal("not found")
+		}
+		sinkInt += int(t.KeyType)
+	}
+}

@@ -1,5 +1,5 @@
 // Package shard is the pure foundation of hash sharding (issue J): where a
-// row lives.
+// row lives, and the sharding schema that says which tables are spread how.
 //
 // # Placement is Postgres's own hash partitioning
 //
@@ -35,14 +35,25 @@
 // ParseValue and DecodeBinary read a Value of a given KeyType from a literal
 // or a Bind parameter in either format.
 //
+// # The sharding schema
+//
+// A Schema is the shard count, the sharded tables (schema-qualified name,
+// key column, KeyType) and the reference tables (copied to every shard),
+// validated by New: names non-empty and at most MaxNameLen bytes, a known
+// key type, no table listed twice or both sharded and a reference table,
+// 1 to MaxShards shards. Lookup resolves an unqualified name in
+// DefaultSchema (public). MarshalJSON and Decode are its stored form (in
+// etcd), with a version field; Decode is fuzzed (FuzzDecode).
+//
 // Errors are *Error values carrying a SQLSTATE (codec/sqlstate) and a
 // sentinel for errors.Is; nothing matches message strings.
 //
 // # Concurrency
 //
 // The package is pure: no I/O, no goroutines, no clock, no global mutable
-// state. The hash functions are pure functions; a Value is immutable, so
-// safe to share between goroutines without a lock.
+// state. The hash functions are pure functions; a Schema and a Value are
+// immutable once built, so safe to share between goroutines (the event
+// loops read one Schema snapshot through an atomic pointer) without a lock.
 //
 // It imports nothing of belay but codec/sqlstate: never loop, poolcore, ha,
 // planner or cmd (the router and the loops import it, not the reverse).
