@@ -16,5 +16,19 @@
 //   - a route forced by the session (SET belay.route) or the statement (a
 //     comment /* belay.route=... */) wins over the planner.
 //
-// router imports nothing of belay.
+// Shards (shards.go) decides where a statement runs in a hash-sharded
+// database (issue J): from the planner's account of it (the relations it
+// names, the columns its WHERE clause pins to constants, an INSERT's rows),
+// the sharding schema and its bound parameters: any one shard (nothing
+// sharded read), one shard, or a set (a scatter, every copy of a reference
+// table, DDL on every shard), with an INSERT's rows placed one by one.
+// What could be answered wrongly is refused with 0A000 naming the
+// construct: a join of sharded tables not all pinned to one shard, a
+// sharded table named twice, an UPDATE of a key column, an INSERT ...
+// SELECT into a sharded table, a write to a reference table that reads a
+// sharded one, a table the schema does not name, a COPY of a sharded table
+// (not built yet), a statement that may write without naming its table.
+//
+// router imports only pure packages of belay: planner, shard and
+// codec/sqlstate.
 package router
