@@ -25,6 +25,8 @@ type Backend interface {
 	Fairness() []Fair
 	PreparedStatements() []ServerStatements
 	Nodes() []Node
+	Shards() []Shard
+	ShardedTables() []ShardedTable
 
 	// Pause stops giving servers to clients of db ("" for all) and closes
 	// every server once released; done runs once they are all closed, on
@@ -145,6 +147,23 @@ type Node struct {
 	InFlight          int    // units of work on it now
 	LSN               string // a primary's WAL position, a replica's replay position
 	LastError         string // why its last health check failed
+}
+
+// Shard is a row of SHOW SHARDS: a shard of the topology as this proxy
+// last read it.
+type Shard struct {
+	Shard, Primary string // Primary "" while a failover holds the shard's work
+	Term           int64
+	Nodes          int    // nodes registered in the shard
+	Names          string // their names, comma-separated
+}
+
+// ShardedTable is a row of SHOW SHARDED_TABLES: a table of the sharding
+// schema.
+type ShardedTable struct {
+	Table, Kind  string // schema.name; sharded|reference
+	Key, KeyType string // a sharded table's key column and its type
+	Shards       int    // the shard count its rows are spread over (1 copy each for a reference table)
 }
 
 // ServerStatements is a row of SHOW PREPARED_STATEMENTS.

@@ -76,6 +76,12 @@ var (
 			int8c("lag_bytes"), int8c("lag_ms"), int8c("term"), int4("servers_open"), int8c("reads"), int8c("writes"),
 			int4("in_flight"), text("lsn"), text("last_error"),
 		},
+		"SHARDS": {
+			text("shard"), text("primary"), int8c("term"), int4("nodes"), text("names"),
+		},
+		"SHARDED_TABLES": {
+			text("table"), text("kind"), text("key"), text("key_type"), int4("shards"),
+		},
 		"PREPARED_STATEMENTS": {
 			text("ptr"), text("user"), text("database"), int4("statements"), int4("max_statements"),
 		},

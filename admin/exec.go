@@ -217,6 +217,14 @@ func show(b Backend, subject string) ([]byte, error) {
 			t.row(n.Shard, n.Node, n.Host, n.Port, n.Role, n.State, n.LagBytes, n.LagMs, n.Term, n.ServersOpen,
 				n.Reads, n.Writes, n.InFlight, n.LSN, nullIfEmpty(n.LastError))
 		}
+	case "SHARDS":
+		for _, s := range b.Shards() {
+			t.row(s.Shard, nullIfEmpty(s.Primary), s.Term, s.Nodes, s.Names)
+		}
+	case "SHARDED_TABLES":
+		for _, s := range b.ShardedTables() {
+			t.row(s.Table, s.Kind, nullIfEmpty(s.Key), nullIfEmpty(s.KeyType), s.Shards)
+		}
 	case "PREPARED_STATEMENTS":
 		for _, s := range b.PreparedStatements() {
 			t.row(s.Ptr, s.User, s.Database, s.Count, s.Max)
@@ -242,7 +250,7 @@ func yesNo(b bool) string {
 var help = strings.TrimSpace(`
 	SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION
 	SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|LISTS|MEM|STATE|DNS_HOSTS|DNS_ZONES
-	SHOW FAIRNESS|PREPARED_STATEMENTS|NODES   (belay's own)
+	SHOW FAIRNESS|PREPARED_STATEMENTS|NODES|SHARDS|SHARDED_TABLES   (belay's own)
 	SET key = arg
 	RELOAD
 	PAUSE [<db>]

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/belaydb/belay/shard"
 )
 
 // Prefix is the etcd prefix of everything of cluster: "/belay/CLUSTER/".
@@ -31,9 +33,10 @@ func CheckName(kind, s string) error {
 
 // records are the decoded records of one cluster.
 type records struct {
-	shards  map[string]ShardRecord
-	nodes   map[string]NodeRecord
-	poolers map[string]PoolerRecord
+	shards   map[string]ShardRecord
+	nodes    map[string]NodeRecord
+	poolers  map[string]PoolerRecord
+	sharding *shard.Schema
 }
 
 // decodeRecords decodes the key/value pairs under Prefix(cluster). Keys
@@ -45,6 +48,14 @@ func decodeRecords(cluster string, kvs map[string][]byte) (records, error) {
 	for k, v := range kvs {
 		rest, ok := strings.CutPrefix(k, p)
 		if !ok {
+			continue
+		}
+		if rest == "sharding" {
+			sc, err := shard.Decode(v)
+			if err != nil {
+				return records{}, fmt.Errorf("ha: %s: %w", k, err)
+			}
+			r.sharding = sc
 			continue
 		}
 		kind, name, ok := strings.Cut(rest, "/")
@@ -84,6 +95,7 @@ func snapshot(cluster string, rev int64, kvs map[string][]byte) (*Topology, erro
 	}
 	t := Build(cluster, rev, r.shards, r.nodes)
 	t.setPoolers(r.poolers)
+	t.Sharding = r.sharding
 	if err := t.Validate(); err != nil {
 		return nil, fmt.Errorf("ha: cluster %s at revision %d: %w", cluster, rev, err)
 	}

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+
+	"github.com/belaydb/belay/shard"
 )
 
 // Role is a node's role in its shard.
@@ -48,6 +50,9 @@ type Topology struct {
 	Cluster  string
 	Revision int64   // the etcd revision it was read at (0: not from etcd)
 	Shards   []Shard // sorted by name
+	// Sharding is the sharding schema (sharding.go); nil when the cluster
+	// is not sharded.
+	Sharding *shard.Schema
 }
 
 // ShardRecord is the value of /belay/C/shards/S.

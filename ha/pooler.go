@@ -133,7 +133,7 @@ func (s *Store) keep(ctx context.Context, key string, v []byte, ttl int, onlyNew
 // and the gateway's health checks say so. A node that never had a pooler
 // is left out; a primary left out leaves its shard without one.
 func ViaPoolers(t *Topology, last map[string]string) *Topology {
-	out := &Topology{Cluster: t.Cluster, Revision: t.Revision, Shards: make([]Shard, len(t.Shards))}
+	out := &Topology{Cluster: t.Cluster, Revision: t.Revision, Shards: make([]Shard, len(t.Shards)), Sharding: t.Sharding}
 	for i, s := range t.Shards {
 		o := Shard{Name: s.Name, Term: s.Term, Primary: s.Primary}
 		for _, n := range s.Nodes {

@@ -11,6 +11,7 @@ import (
 	"github.com/belaydb/belay/admin"
 	"github.com/belaydb/belay/ha"
 	"github.com/belaydb/belay/router"
+	"github.com/belaydb/belay/shard"
 )
 
 // Serving a cluster (issue G). With Config.Cluster the proxy serves a
@@ -255,6 +256,51 @@ func (p *Proxy) clusterTick() {
 		p.cluster.apply()
 		p.cluster.holdTick(time.Now())
 	}
+}
+
+// shards describes the topology's shards for SHOW SHARDS (none without a
+// cluster). Any goroutine.
+func (p *Proxy) shards() []admin.Shard {
+	t := p.topology()
+	if t == nil {
+		return nil
+	}
+	out := make([]admin.Shard, 0, len(t.Shards))
+	for _, s := range t.Shards {
+		names := make([]string, len(s.Nodes))
+		for i, n := range s.Nodes {
+			names[i] = n.Name
+		}
+		out = append(out, admin.Shard{Shard: s.Name, Primary: s.Primary, Term: int64(s.Term), Nodes: len(s.Nodes),
+			Names: strings.Join(names, ",")})
+	}
+	return out
+}
+
+// shardedTables describes the sharding schema for SHOW SHARDED_TABLES
+// (none when the cluster is not sharded). Any goroutine.
+func (p *Proxy) shardedTables() []admin.ShardedTable {
+	t := p.topology()
+	if t == nil || t.Sharding == nil {
+		return nil
+	}
+	var out []admin.ShardedTable
+	for _, tb := range t.Sharding.Tables() {
+		row := admin.ShardedTable{Table: tb.Name.String(), Kind: tb.Kind.String(), Shards: t.Sharding.Shards()}
+		if tb.Kind == shard.Sharded {
+			row.Key, row.KeyType = tb.Key, tb.KeyType.String()
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+// topology is the cluster's topology as last read (nil without a cluster).
+func (p *Proxy) topology() *ha.Topology {
+	if p.cluster == nil {
+		return nil
+	}
+	return p.cluster.src.Current()
 }
 
 // nodes describes the nodes for SHOW NODES: the cluster's, or the one

@@ -611,6 +611,10 @@ func (c console) Fairness() []admin.Fair {
 
 func (c console) Nodes() []admin.Node { return c.p.nodes() }
 
+func (c console) Shards() []admin.Shard { return c.p.shards() }
+
+func (c console) ShardedTables() []admin.ShardedTable { return c.p.shardedTables() }
+
 func (c console) PreparedStatements() []admin.ServerStatements {
 	var mu sync.Mutex
 	var out []admin.ServerStatements

@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -104,6 +108,41 @@ func TestProxyServesClusterFromEtcd(t *testing.T) {
 	if pri[0] != 0 || rep[1] != 0 || rep[0] < 40 {
 		t.Fatalf("SHOW NODES: primary %v, replica %v (reads, writes)", pri, rep)
 	}
+	// The sharding schema, written with belay shard's commands, is shown
+	// by SHOW SHARDED_TABLES as soon as the proxy's watch sees it; SHOW
+	// SHARDS lists the topology's shard.
+	show := func(q string) string {
+		t.Helper()
+		rows, err := con.Query(ctx, q, pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for rows.Next() {
+			v, err := rows.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, strings.TrimSpace(fmt.Sprintln(v...)))
+		}
+		return strings.Join(lines, "; ")
+	}
+	names := []string{cl.Primary().Name, cl.Replicas()[0].Name}
+	slices.Sort(names)
+	if got, want := show("SHOW SHARDS"), fmt.Sprintf("0 %s 1 2 %s", cl.Primary().Name, strings.Join(names, ",")); got != want {
+		t.Errorf("SHOW SHARDS: %q, want %q", got, want)
+	}
+	if got := show("SHOW SHARDED_TABLES"); got != "" {
+		t.Errorf("SHOW SHARDED_TABLES of a cluster not sharded: %q", got)
+	}
+	for _, args := range [][]string{{"init", "1"}, {"table", "ketcd", "x", "int"}, {"reference", "refs"}} {
+		if err := shardCommand(ctx, store, args, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "SHOW SHARDED_TABLES to show the schema", func() bool {
+		return show("SHOW SHARDED_TABLES") == "public.ketcd sharded x integer 1; public.refs reference <nil> <nil> 1"
+	})
 	// The second replica joins through etcd alone, while c stays connected.
 	register(cl.Replicas()[1])
 	eventually(t, "the new replica serving reads", func() bool {

@@ -33,6 +33,8 @@ Usage:
   belay orch    [flags]   run a failover orchestrator of a cluster in etcd (several may run; one leads)
   belay switchover [flags] [NODE]
                           a planned switchover of a cluster's primary (through its orchestrator)
+  belay shard   [flags] COMMAND
+                          show or change a cluster's sharding schema (init, table, reference, drop, show)
   belay bench   [flags]   benchmark direct Postgres, PgBouncer and belay side by side
   belay version           print belay's version (also: belay --version)
 
@@ -59,6 +61,8 @@ func main() {
 		err = runOrch(os.Args[2:])
 	case "switchover":
 		err = runSwitchover(os.Args[2:])
+	case "shard":
+		err = runShard(os.Args[2:])
 	case "bench":
 		err = runBench(os.Args[2:])
 	case "version", "--version", "-version", "-v":
