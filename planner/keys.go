@@ -27,7 +27,10 @@ const (
 type KeyValue struct {
 	Param int    // n of $n; 0 for a literal
 	Const string // a literal's value
-	Span  Span   // where it is written in Plan.Text
+	Span  Span   // where it is written in Plan.Text (the $n or literal)
+	// Negate: the value is minus the parameter or literal (-$1: a
+	// normalized -7 is a minus before its $k).
+	Negate bool
 }
 
 // KeyFilter says that the rows of Table a statement reads, changes or
@@ -284,6 +287,12 @@ func (w *walker) filter(sc scope, a *pg.A_Expr) (KeyFilter, bool) {
 func (w *walker) value(n *pg.Node) (KeyValue, bool) {
 	if tc := n.GetTypeCast(); tc != nil {
 		return w.value(tc.Arg)
+	}
+	if a := n.GetAExpr(); a != nil && a.Kind == pg.A_Expr_Kind_AEXPR_OP && a.Lexpr == nil && len(a.Name) == 1 &&
+		a.Name[0].GetString_().GetSval() == "-" {
+		v, ok := w.value(a.Rexpr)
+		v.Negate = !v.Negate
+		return v, ok
 	}
 	switch v := n.GetNode().(type) {
 	case *pg.Node_ParamRef:

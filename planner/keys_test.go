@@ -26,6 +26,10 @@ func valueText(t *testing.T, p *Plan, v KeyValue) string {
 	if v.Span.Len == 0 {
 		t.Errorf("%q: value %+v has no span", p.Text, v)
 	}
+	if v.Negate {
+		v.Negate = false
+		return "-" + valueText(t, p, v)
+	}
 	if v.Param > 0 {
 		if got := p.Text[v.Span.Loc:v.Span.End()]; got != fmt.Sprintf("$%d", v.Param) {
 			t.Errorf("%q: $%d spans %q", p.Text, v.Param, got)
@@ -45,6 +49,8 @@ func TestKeyFilters(t *testing.T) {
 		{"SELECT * FROM accounts WHERE aid = -7", "accounts.aid=-7"},
 		{"SELECT * FROM accounts WHERE aid = 9000000000", "accounts.aid=9000000000"},
 		{"SELECT * FROM accounts WHERE aid = $1", "accounts.aid=$1"},
+		{"SELECT * FROM accounts WHERE aid = -$1", "accounts.aid=-$1"},
+		{"SELECT * FROM accounts WHERE aid = -(-$1::int8)", "accounts.aid=$1"},
 		{"SELECT * FROM accounts WHERE aid = $2::int8 AND bid = $1", "accounts.aid=$2 accounts.bid=$1"},
 		{"SELECT * FROM users WHERE name = 'O''Brien'", "users.name=O'Brien"},
 		{"SELECT * FROM t WHERE id = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid", "t.id=a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},

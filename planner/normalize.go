@@ -45,15 +45,31 @@ func Normalize(dst, sql []byte) (out []byte, literals int) {
 	// One pass numbering from $1; a second one only when sql already has
 	// parameters to number after (rare: texts mix them seldom).
 	start := len(dst)
-	out, n, maxN := normalize(dst, sql, 0)
+	out, n, maxN := normalize(dst, sql, 0, nil)
 	if n == 0 || maxN == 0 {
 		return out, n
 	}
 	if maxN+n > maxParams {
 		return append(out[:start], sql...), 0
 	}
-	out, n, _ = normalize(out[:start], sql, maxN)
+	out, n, _ = normalize(out[:start], sql, maxN, nil)
 	return out, n
+}
+
+// Literals returns where, in sql, the literals are that Normalize replaces,
+// in the order it numbers them, and the number it numbers after: the k-th
+// span (from 0) became $(base+k+1). It returns no spans where Normalize
+// leaves sql alone. A plan of the normalized text names literals only by
+// those numbers; a proxy that needs their values (a sharding key) reads
+// them here, with LiteralValue.
+func Literals(sql []byte, dst []Span) (spans []Span, base int) {
+	var scratch [256]byte
+	dst = dst[:0]
+	_, n, maxN := normalize(scratch[:0], sql, 0, &dst)
+	if n == 0 || maxN+n > maxParams {
+		return dst[:0], 0
+	}
+	return dst, maxN
 }
 
 type tokKind uint8
@@ -68,8 +84,9 @@ const (
 )
 
 // normalize is one pass of Normalize, numbering from base+1. It returns the
-// number of literals replaced and the largest $n of s.
-func normalize(dst, s []byte, base int) (out []byte, n, maxN int) {
+// number of literals replaced and the largest $n of s; with spans, it also
+// appends each replaced literal's span to it.
+func normalize(dst, s []byte, base int, spans *[]Span) (out []byte, n, maxN int) {
 	var (
 		prev         = tkNone
 		ps, pe       int    // the previous identifier
@@ -83,6 +100,9 @@ func normalize(dst, s []byte, base int) (out []byte, n, maxN int) {
 	)
 	replace := func(i, e int) {
 		n++
+		if spans != nil {
+			*spans = append(*spans, Span{int32(i), int32(e - i)})
+		}
 		dst = append(dst, s[last:i]...)
 		if i > 0 && isIdentCont(s[i-1]) {
 			dst = append(dst, ' ')

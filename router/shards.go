@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -376,6 +377,15 @@ func keyShard(sc *shard.Schema, t shard.Table, v planner.KeyValue, params Params
 			return 0, err
 		}
 		val = lv
+	}
+	if v.Negate && !val.IsNull() {
+		if t.KeyType != shard.KeyInteger {
+			return 0, refuse("a minus sign before a key of type %s", t.KeyType)
+		}
+		if val.Int() == math.MinInt64 {
+			return 0, &shard.Error{Code: sqlstate.NumericValueOutOfRange, Message: "bigint out of range", Err: shard.ErrRange}
+		}
+		val = shard.Int(-val.Int())
 	}
 	return val.Shard(sc.Shards()), nil
 }
