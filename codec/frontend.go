@@ -157,3 +157,51 @@ func ParseSASLInitialResponse(body []byte) (mechanism, data []byte, err error) {
 	}
 	return mechanism, rest[:len(rest):len(rest)], nil
 }
+
+// Param is parameter i (from 0) of a Bind that ParseBind accepted: its
+// bytes (nil for NULL, which null says), its format (0 text, 1 binary, as
+// the format codes give it: none means text for all, one applies to all),
+// and ok false when there is no parameter i.
+func (b Bind) Param(i int) (value []byte, format int16, null bool, ok bool) {
+	r := b.Rest
+	if len(r) < 2 || i < 0 {
+		return nil, 0, false, false
+	}
+	nf := int(binary.BigEndian.Uint16(r))
+	if len(r) < 2+2*nf+2 {
+		return nil, 0, false, false
+	}
+	formats := r[2 : 2+2*nf]
+	r = r[2+2*nf:]
+	np := int(binary.BigEndian.Uint16(r))
+	r = r[2:]
+	if i >= np {
+		return nil, 0, false, false
+	}
+	switch {
+	case nf == 1:
+		format = int16(binary.BigEndian.Uint16(formats))
+	case nf > i:
+		format = int16(binary.BigEndian.Uint16(formats[2*i:]))
+	}
+	for j := 0; ; j++ {
+		if len(r) < 4 {
+			return nil, 0, false, false
+		}
+		l := int32(binary.BigEndian.Uint32(r))
+		r = r[4:]
+		if l == -1 {
+			if j == i {
+				return nil, format, true, true
+			}
+			continue
+		}
+		if l < 0 || int(l) > len(r) {
+			return nil, 0, false, false
+		}
+		if j == i {
+			return r[:l:l], format, false, true
+		}
+		r = r[l:]
+	}
+}

@@ -359,6 +359,23 @@ func FuzzParseBind(f *testing.F) {
 		if got := codec.AppendBind(nil, b); !bytes.Equal(got, wire) {
 			t.Fatalf("re-encoded %q", got)
 		}
+		// Param agrees with pgproto3 on every parameter and its format.
+		for i, want := range m.Parameters {
+			v, format, null, ok := b.Param(i)
+			wantFormat := int16(0)
+			switch {
+			case len(m.ParameterFormatCodes) == 1:
+				wantFormat = m.ParameterFormatCodes[0]
+			case len(m.ParameterFormatCodes) > i:
+				wantFormat = m.ParameterFormatCodes[i]
+			}
+			if !ok || null != (want == nil) || !bytes.Equal(v, want) || format != wantFormat {
+				t.Fatalf("Param(%d) = %q %d %v %v, pgproto3 %q format %d", i, v, format, null, ok, want, wantFormat)
+			}
+		}
+		if _, _, _, ok := b.Param(len(m.Parameters)); ok {
+			t.Fatalf("Param(%d) of %d parameters", len(m.Parameters), len(m.Parameters))
+		}
 	})
 }
 
