@@ -16,6 +16,12 @@
 //
 //	/belay/C/shards/S  {"term": 3, "primary": "pg1"}
 //	/belay/C/nodes/N   {"shard": "S", "addr": "127.0.0.1:5433", "state": "up"}
+//	/belay/C/sharding  shard.Schema's JSON: {"version": 1, "shards": N, "sharded": [...], "reference": [...]}
+//
+// The sharding record (sharding.go) makes the cluster hash-sharded: its
+// shard k is the topology's shard named "k" (ShardName); every snapshot
+// carries it (Topology.Sharding); UpdateSharding changes it under a compare
+// of its revision.
 //
 // A shard's record names its primary and carries its term, which increases
 // with each promotion: whoever acts on a topology (a proxy, a pooler, a

@@ -53,6 +53,9 @@ type cluster struct {
 	src     ClusterSource
 	shard   string // the shard served ("": the first)
 	checker *ha.Checker
+	// sibling: a cluster of one more shard of a sharded topology
+	// (shards.go), sharing the first one's checker.
+	sibling bool
 	policy  router.Policy
 	view    atomic.Pointer[clusterView]
 	gen     atomic.Uint64 // counts the views
@@ -107,9 +110,14 @@ func newCluster(p *Proxy, cfg Config, loops int) (*cluster, error) {
 	if cfg.HealthDial == nil {
 		return nil, errors.New("a cluster needs HealthDial")
 	}
-	c := &cluster{p: p, src: cfg.Cluster, shard: cfg.ClusterShard, stats: map[string]*nodeStats{},
+	return makeCluster(p, cfg, loops, cfg.ClusterShard, ha.NewChecker(ha.CheckerOptions{Dial: cfg.HealthDial, Logger: cfg.Logger})), nil
+}
+
+// makeCluster is the cluster of shard ("": the first) checked by checker.
+func makeCluster(p *Proxy, cfg Config, loops int, shard string, checker *ha.Checker) *cluster {
+	c := &cluster{p: p, src: cfg.Cluster, shard: shard, stats: map[string]*nodeStats{},
 		policy:  router.Policy{MaxLagBytes: cfg.MaxReplicaLagBytes, MaxLag: cfg.MaxReplicaLag},
-		checker: ha.NewChecker(ha.CheckerOptions{Dial: cfg.HealthDial, Logger: cfg.Logger})}
+		checker: checker}
 	c.scratch = make([][]router.Node, loops)
 	c.hold = ha.NewHold(cfg.FailoverHold)
 	c.held = make([]heldSessions, loops)
@@ -117,7 +125,7 @@ func newCluster(p *Proxy, cfg Config, loops int) (*cluster, error) {
 		c.held[i] = heldSessions{}
 	}
 	c.turn = make([]uint32, loops)
-	return c, nil
+	return c
 }
 
 // primaryAddr is the address of the current topology's primary.
@@ -167,15 +175,27 @@ func (c *cluster) apply() {
 	s := c.served(t)
 	v := &clusterView{gen: c.gen.Add(1), primary: -1}
 	keep := map[string]bool{}
+	// The pool manager knows every shard's nodes (a sharded topology's
+	// other shards are other clusters' views: shards.go); the view, the
+	// served shard's.
+	for _, sh := range t.Shards {
+		for _, n := range sh.Nodes {
+			if err := c.p.pools.SetNode(n.Name, n.Addr); err != nil {
+				if s != nil && sh.Name == s.Name {
+					c.p.log.Warn("a node's address is unusable", "node", n.Name, "addr", n.Addr, "err", err)
+				}
+				continue
+			}
+			keep[n.Name] = true
+		}
+	}
 	if s != nil {
 		v.term = s.Term
 		c.checker.Update(t)
 		for _, n := range s.Nodes {
-			if err := c.p.pools.SetNode(n.Name, n.Addr); err != nil {
-				c.p.log.Warn("a node's address is unusable", "node", n.Name, "addr", n.Addr, "err", err)
+			if !keep[n.Name] {
 				continue
 			}
-			keep[n.Name] = true
 			st := c.stats[n.Name]
 			if st == nil {
 				st = &nodeStats{}
@@ -218,8 +238,12 @@ func (v *clusterView) primaryTimeline() uint32 {
 	return 0
 }
 
-// stop ends the health checks.
-func (c *cluster) stop() { c.checker.Stop() }
+// stop ends the health checks (a sibling's are its first cluster's).
+func (c *cluster) stop() {
+	if !c.sibling {
+		c.checker.Stop()
+	}
+}
 
 // routerNode is n as the router sees it; primaryTLI is the primary's
 // timeline as its health check last saw it (0: not known).
@@ -247,6 +271,7 @@ func (n *clusterNode) routerNode(primaryTLI uint32) router.Node {
 func (p *Proxy) TopologyChanged() {
 	if p.cluster != nil {
 		p.cluster.apply()
+		p.applySharding()
 	}
 }
 
@@ -254,7 +279,12 @@ func (p *Proxy) TopologyChanged() {
 func (p *Proxy) clusterTick() {
 	if p.cluster != nil {
 		p.cluster.apply()
-		p.cluster.holdTick(time.Now())
+		p.applySharding()
+		now := time.Now()
+		p.cluster.holdTick(now)
+		for _, c := range p.shardClusters() {
+			c.holdTick(now)
+		}
 	}
 }
 
@@ -314,14 +344,25 @@ func (p *Proxy) nodes() []admin.Node {
 		host, port := splitAddr(p.cfg.Server)
 		return []admin.Node{{Node: "", Host: host, Port: port, Role: "primary", State: "up", ServersOpen: open[""]}}
 	}
-	v := p.cluster.view.Load()
-	shard := p.cluster.shard
-	if t := p.cluster.src.Current(); t != nil && shard == "" {
-		if s := p.cluster.served(t); s != nil {
-			shard = s.Name
-		}
+	clusters := []*cluster{p.cluster}
+	if set := p.sharding.set.Load(); set != nil {
+		clusters = set.clusters
 	}
-	out := make([]admin.Node, 0, len(v.nodes))
+	var out []admin.Node
+	for _, c := range clusters {
+		out = c.nodeRows(out, open)
+	}
+	return out
+}
+
+// nodeRows appends the rows of SHOW NODES of c's nodes to out; open counts
+// the servers open to each node.
+func (c *cluster) nodeRows(out []admin.Node, open map[string]int) []admin.Node {
+	v := c.view.Load()
+	if v == nil {
+		return out
+	}
+	shard := c.shardName()
 	for _, n := range v.nodes {
 		host, port := splitAddr(n.addr)
 		row := admin.Node{Shard: shard, Node: n.name, Host: host, Port: port, Role: "replica", State: "down",

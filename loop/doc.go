@@ -120,6 +120,16 @@
 // passes Config.MaxBufferedBytes the connection feeding it is parked
 // (internal/gnetx) and resumed once the buffer drains below a quarter of that.
 //
+// # Shards (shards.go)
+//
+// A topology with a sharding schema is served as one cluster per shard
+// (each its own view, term and failover hold; one health checker): at the
+// start of a unit the session asks router.Shards where its statement runs
+// and moves to that shard's cluster (a clusterState per shard), then the
+// cluster routes as for one shard. A transaction stays on its shard: a
+// statement of another ends the client (heldShard, FATAL 0A000) before
+// anything reaches a server; what needs several shards is refused.
+//
 // # Failover (failover.go, syncrep.go)
 //
 // Serving a cluster, work for a lost primary is held, not failed: the

@@ -12,6 +12,7 @@ import (
 	"github.com/belaydb/belay/ha"
 	"github.com/belaydb/belay/planner"
 	"github.com/belaydb/belay/poolcore"
+	"github.com/belaydb/belay/shard"
 	"github.com/panjf2000/gnet/v2"
 )
 
@@ -101,17 +102,27 @@ func (s *session) routeCluster(c gnet.Conn, data []byte) (gnet.Action, routeNext
 	if lt := cs.lost; lt != nil {
 		return s.playLost(c, lt)
 	}
-	switch err := s.routeWork(data); {
+	var refused *shard.Error
+	err := s.routeWork(data)
+	cs = s.cl // another shard's state, if the unit moved there
+	switch {
 	case err == nil:
 		return gnet.None, routeGo
 	case errors.Is(err, errHeld):
-		s.p.cluster.held[s.loop.Index()][s] = struct{}{}
+		cs.c.held[s.loop.Index()][s] = struct{}{}
 		cs.held = true
 		return s.boundWaiting(c), routeStop
 	case errors.Is(err, errPrimaryUnavailable):
 		if !s.answerUnit(c, &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.CannotConnectNow,
 			Message: "the primary is unavailable: no new primary was published within the failover hold",
-			Detail:  fmt.Sprintf("belay held the work for %v (failover_hold).", s.p.cluster.hold.Bound())}, "", 'I') {
+			Detail:  fmt.Sprintf("belay held the work for %v (failover_hold).", cs.c.hold.Bound())}, "", 'I') {
+			return s.boundWaiting(c), routeStop
+		}
+		return gnet.None, routeAgain
+	case errors.As(err, &refused):
+		// Where the unit cannot run on shards (shards.go): answered as
+		// Postgres answers an error before a transaction.
+		if !s.answerUnit(c, &codec.ErrorResponse{Severity: "ERROR", Code: refused.Code, Message: refused.Message}, "", 'I') {
 			return s.boundWaiting(c), routeStop
 		}
 		return gnet.None, routeAgain
@@ -124,11 +135,11 @@ func (s *session) routeCluster(c gnet.Conn, data []byte) (gnet.Action, routeNext
 // of view v now: nil, errHeld or errPrimaryUnavailable. A primary whose
 // health check says down is lost. On the loop (routeWork).
 func (s *session) admitPrimary(v *clusterView) error {
-	h := s.p.cluster.hold
+	h := s.cl.c.hold
 	now := time.Now()
 	if v.primary >= 0 {
 		if hl := v.nodes[v.primary].health.Current(); hl != nil && !hl.Up {
-			s.p.cluster.lost(now, v.term, hl.Err)
+			s.cl.c.lost(now, v.term, hl.Err)
 		}
 	}
 	switch d, _, _ := h.Admit(now); d {
@@ -308,7 +319,7 @@ func (s *session) unhold() {
 	}
 	if cs := s.cl; cs != nil && cs.held {
 		cs.held = false
-		delete(s.p.cluster.held[s.loop.Index()], s)
+		delete(cs.c.held[s.loop.Index()], s)
 	}
 }
 
@@ -330,7 +341,7 @@ func (s *session) holdAfter(err error) bool {
 		}
 	}
 	s.suspectNode(err.Error())
-	s.p.cluster.lost(time.Now(), cs.term, err.Error())
+	cs.c.lost(time.Now(), cs.term, err.Error())
 	s.unitDone()
 	s.resumeWork()
 	return true
@@ -349,7 +360,7 @@ func (s *session) serverGone(sc *poolcore.Server, err error) bool {
 	node := cs.node
 	if node != nil && node.primary {
 		s.suspectNode(err.Error())
-		s.p.cluster.lost(time.Now(), cs.term, err.Error())
+		cs.c.lost(time.Now(), cs.term, err.Error())
 	}
 	if errors.Is(err, errReplicaGone) && node != nil && node.primary {
 		err = errPrimaryGone

@@ -80,6 +80,8 @@ type Proxy struct {
 
 	// cluster: the cluster served (Config.Cluster); nil for one server.
 	cluster *cluster
+	// shards are the clusters of a sharded topology (shards.go).
+	sharding shards
 
 	clients atomic.Int64  // logged-in clients
 	pins    atomic.Int64  // clients pinned to their server
@@ -180,6 +182,7 @@ func Start(cfg Config) (*Proxy, error) {
 	for i := range p.plans {
 		p.plans[i] = planner.NewCache(cfg.PlanCacheBytes / loops)
 	}
+	p.applySharding() // after the plans: a shard's cluster counts the loops by them
 	p.logins = make([]map[*session]int64, loops)
 	p.sessions = make([]map[*session]int64, loops)
 	for i := range p.logins {

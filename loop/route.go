@@ -32,7 +32,7 @@ func (s *session) homePool(cred poolcore.Credentials) (*poolcore.Pool, error) {
 		p.Join(s.loop)
 		return p, nil
 	}
-	s.cl = &clusterState{cred: cred}
+	s.cl = &clusterState{cred: cred, c: s.p.cluster}
 	start := make([]setting, len(s.start))
 	for i, p := range s.start {
 		start[i] = setting(p)
@@ -56,10 +56,15 @@ func setCredentials(p *poolcore.Pool, cred poolcore.Credentials) {
 
 // clusterState is what a session of a cluster holds.
 type clusterState struct {
-	cred  poolcore.Credentials // how belay logs in as the client's user
-	node  *clusterNode         // the node of s.pool
-	gen   uint64               // the view pools was filled for
-	pools []*poolcore.Pool
+	cred poolcore.Credentials // how belay logs in as the client's user
+	// c is the cluster (the shard) this state is of; others are the
+	// client's states on the other shards of a sharded cluster, shared by
+	// all of them (shards.go).
+	c      *cluster
+	others *[]*clusterState
+	node   *clusterNode // the node of s.pool
+	gen    uint64       // the view pools was filled for
+	pools  []*poolcore.Pool
 	// joined are the pools it counts itself a client of (Leave at close).
 	joined []*poolcore.Pool
 	busy   bool // it counts in node.inflight
@@ -112,9 +117,18 @@ type clusterState struct {
 // message starts data, and makes that node's pool the client's. The client
 // holds no server. It returns an error when the work can go nowhere.
 func (s *session) routeWork(data []byte) error {
-	c := s.p.cluster
-	v := c.view.Load()
+	if set := s.p.sharding.set.Load(); set != nil {
+		k, err := s.unitShard(set, data)
+		if err != nil {
+			return err
+		}
+		if k >= 0 {
+			s.moveToShard(set.clusters[k])
+		}
+	}
 	cs := s.cl
+	c := cs.c
+	v := c.view.Load()
 	w := s.peekWork(data)
 	c.turn[s.loop.Index()]++
 	w.Turn = c.turn[s.loop.Index()]
@@ -227,10 +241,12 @@ func (s *session) leaveCluster() {
 	s.unhold()
 	if cs := s.cl; cs != nil {
 		s.unitDone()
-		for _, p := range cs.joined {
-			p.Leave(s.loop)
+		for _, st := range cs.states() {
+			for _, p := range st.joined {
+				p.Leave(s.loop)
+			}
+			st.joined = nil
 		}
-		cs.joined = nil
 	}
 }
 

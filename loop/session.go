@@ -428,6 +428,11 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 				}
 				continue
 			}
+			if s.cl != nil {
+				if e := s.heldShard(s.in.Bytes(c)); e != nil {
+					return s.fatal(*e) // a transaction across shards (shards.go)
+				}
+			}
 			return s.forward(c)
 		}
 		if s.waiting {

@@ -42,11 +42,15 @@ type clientStmt struct {
 	// route a leading comment of its text asks for (cluster.go).
 	readOnly bool
 	hint     router.Route
-	tx       bool           // txControl of its plan
-	view     bool           // its text reads pg_prepared_statements: mapped again at each use
-	eff      planner.Effect // what executing it does to the session
-	deps     []*clientStmt  // the statements its text EXECUTEs (nil: unknown name), as mapped
-	refs     []string       // the names its text EXECUTEs
+	tx       bool // txControl of its plan
+	// plan and sql: its plan and text, for a sharded cluster's router
+	// (shards.go), set in a cluster only.
+	plan *planner.Plan
+	sql  []byte
+	view bool           // its text reads pg_prepared_statements: mapped again at each use
+	eff  planner.Effect // what executing it does to the session
+	deps []*clientStmt  // the statements its text EXECUTEs (nil: unknown name), as mapped
+	refs []string       // the names its text EXECUTEs
 	// With deps: the Parse as the client sent it. EXECUTE finds its
 	// statement by name when it runs, so when the client's names point
 	// elsewhere (DEALLOCATE p; PREPARE p AS ...) the text is mapped again.
@@ -76,6 +80,8 @@ type stmtState struct {
 	unnamedReadOnly bool
 	unnamedHint     router.Route
 	unnamedTx       bool
+	unnamedPlan     *planner.Plan // in a cluster: its plan and text (clientStmt's plan and sql)
+	unnamedSQL      []byte
 	hasUnnamed      bool
 	// portals maps the portals whose statement has an exec to it (nil
 	// until there is one).
@@ -272,6 +278,7 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 	s, sc := w.s, w.sc
 	ps := s.stmts()
 	plan := s.plan(m.Query)
+	planned := m.Query // the text plan is of (m.Query may be rewritten below)
 	s.noteFunctions(plan)
 	if plan.Effects&planner.EffGUC != 0 {
 		s.noteCustom(m.Query)
@@ -319,6 +326,7 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 		if s.cl != nil {
 			w := workOf(plan, m.Query)
 			ps.unnamedReadOnly, ps.unnamedHint, ps.unnamedTx = w.ReadOnly, w.Hint, txControl(plan)
+			ps.unnamedPlan, ps.unnamedSQL = plan, append(ps.unnamedSQL[:0], planned...)
 		}
 		sc.Unnamed = s
 		s.noteEffects(plan.Effects)
@@ -340,6 +348,7 @@ func (w *rewriter) parse(off, end int, m codec.Parse) {
 	if s.cl != nil {
 		w := workOf(plan, m.Query)
 		st.readOnly, st.hint, st.tx = w.ReadOnly, w.Hint, txControl(plan)
+		st.plan, st.sql = plan, append([]byte(nil), planned...)
 	}
 	if run != nil {
 		st.early, st.exec, st.execFix = run.early, run.exec, run.execFix

@@ -1,0 +1,340 @@
+package loop
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/belaydb/belay/codec"
+	"github.com/belaydb/belay/codec/sqlstate"
+	"github.com/belaydb/belay/ha"
+	"github.com/belaydb/belay/planner"
+	"github.com/belaydb/belay/router"
+	"github.com/belaydb/belay/shard"
+)
+
+// Serving a hash-sharded cluster (issue J). When the topology carries a
+// sharding schema (ha.Topology.Sharding), each of its shards is a cluster
+// of its own, as cluster.go serves one: its nodes' view, term, failover
+// hold and held clients; all share the first one's health checker and the
+// pool manager. At the start of each unit of work the client holds no
+// server for, the session asks router.Shards where its first statement
+// runs (the key values from the statement's literals and its Bind's
+// parameters) and moves to that shard's cluster (its own clusterState
+// there: read-your-writes positions are per primary); then the cluster's
+// own routing picks the node. What belay does not do yet is refused, never
+// run on the wrong shard:
+//
+//   - a statement that must run on several shards (a scatter, DDL, a write
+//     to a reference table): ERROR 0A000 at the start of a unit;
+//   - a statement of a transaction that belongs to another shard than the
+//     transaction's: FATAL 0A000, the connection closed and the
+//     transaction rolled back (never committed in part);
+//   - what router.Shards refuses (0A000), as an ERROR.
+//
+// A statement that reads nothing sharded, a Parse whose shard depends on
+// parameters not bound yet, and session and transaction control run on the
+// client's current shard.
+//
+// Who owns what: Proxy.sharding.set is swapped on the ticker goroutine (apply,
+// under mu) and read by the loops through the atomic pointer; the clusters
+// are as cluster.go says.
+
+// shards is the proxy's clusters of a sharded topology.
+type shards struct {
+	set   atomic.Pointer[shardSet] // nil: not sharded
+	mu    sync.Mutex               // guards extra (apply)
+	extra map[string]*cluster      // the clusters made for shards other than the first's
+}
+
+// shardSet is a sharding schema and the cluster of each of its shards.
+// Immutable.
+type shardSet struct {
+	schema   *shard.Schema
+	clusters []*cluster // index k: the topology's shard ha.ShardName(k)
+}
+
+// applySharding follows the topology's sharding schema: the cluster of
+// each shard, made on first sight, applied. From the ticker goroutine (and
+// Start, TopologyChanged), after the first cluster's apply.
+func (p *Proxy) applySharding() {
+	if p.cluster == nil {
+		return
+	}
+	t := p.cluster.src.Current()
+	if t == nil {
+		return
+	}
+	sh := &p.sharding
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if t.Sharding == nil {
+		sh.set.Store(nil)
+		return
+	}
+	cur := sh.set.Load()
+	if cur == nil || !cur.schema.Equal(t.Sharding) {
+		first := ""
+		if s := p.cluster.served(t); s != nil {
+			first = s.Name
+		}
+		set := &shardSet{schema: t.Sharding, clusters: make([]*cluster, t.Sharding.Shards())}
+		for k := range set.clusters {
+			name := ha.ShardName(k)
+			c := sh.extra[name]
+			switch {
+			case name == first:
+				c = p.cluster
+			case c == nil:
+				c = makeCluster(p, p.cfg, len(p.plans), name, p.cluster.checker)
+				c.sibling = true
+				if sh.extra == nil {
+					sh.extra = map[string]*cluster{}
+				}
+				sh.extra[name] = c
+			}
+			set.clusters[k] = c
+		}
+		sh.set.Store(set)
+		cur = set
+	}
+	for _, c := range cur.clusters {
+		if c != p.cluster {
+			c.apply()
+		}
+	}
+}
+
+// shardClusters are the clusters of the shards other than the first's.
+// Any goroutine.
+func (p *Proxy) shardClusters() []*cluster {
+	sh := &p.sharding
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	out := make([]*cluster, 0, len(sh.extra))
+	for _, c := range sh.extra {
+		out = append(out, c)
+	}
+	return out
+}
+
+// errScatter: a unit of work that would run on several shards.
+var errScatter = &shard.Error{Code: sqlstate.FeatureNotSupported,
+	Message: "a statement that runs on several shards (a scatter, DDL, a write to a reference table) is not supported yet: belay routes statements to one shard"}
+
+// unitShard is the shard the client's next unit of work, starting with
+// data, runs on: -1 to stay where the client is. The error is a
+// *shard.Error to answer the unit with. On the loop.
+func (s *session) unitShard(set *shardSet, data []byte) (int, error) {
+	t, plan, err := s.shardOf(set, data)
+	switch {
+	case errors.Is(err, router.ErrUnbound):
+		return -1, nil // a Parse alone: any shard describes it
+	case err != nil:
+		return -1, err
+	case plan == nil || t.Spread == router.AnyShard:
+		return -1, nil
+	case t.Spread == router.OneShard:
+		return t.Shards[0], nil
+	}
+	if plan.Class == planner.ClassSession || plan.Class == planner.ClassTxControl {
+		return -1, nil // follows the client wherever it goes
+	}
+	return -1, errScatter
+}
+
+// shardOf asks the router where the statement of the first message of data
+// runs (nil plan: a message that names none).
+func (s *session) shardOf(set *shardSet, data []byte) (router.ShardTarget, *planner.Plan, error) {
+	typ, bodyLen, err := codec.PeekHeader(data, codec.MaxProtocolMessage)
+	if err != nil || len(data) < 5+bodyLen {
+		return router.ShardTarget{}, nil, nil
+	}
+	body := data[5 : 5+bodyLen]
+	var kp keyParams
+	switch typ {
+	case codec.MsgQuery:
+		q, err := codec.QueryText(body)
+		if err != nil {
+			return router.ShardTarget{}, nil, nil
+		}
+		kp.sql, kp.plan = q, s.plan(q)
+	case codec.MsgParse:
+		m, err := codec.ParseParse(body)
+		if err != nil {
+			return router.ShardTarget{}, nil, nil
+		}
+		kp.sql, kp.plan = m.Query, s.plan(m.Query)
+		kp.bind = bindOf(data[5+bodyLen:], m.Name)
+	case codec.MsgBind:
+		m, err := codec.ParseBind(body)
+		if err != nil || s.ps == nil {
+			return router.ShardTarget{}, nil, nil
+		}
+		kp.bind = &m
+		if len(m.Statement) == 0 {
+			kp.sql, kp.plan = s.ps.unnamedSQL, s.ps.unnamedPlan
+		} else if st := s.ps.named[string(m.Statement)]; st != nil {
+			kp.sql, kp.plan = st.sql, st.plan
+		}
+	}
+	if kp.plan == nil {
+		return router.ShardTarget{}, nil, nil
+	}
+	t, err := router.Shards(set.schema, kp.plan, &kp)
+	return t, kp.plan, err
+}
+
+// bindOf is the first Bind in data (whole messages up to the first Sync)
+// of the statement named name, or nil.
+func bindOf(data []byte, name []byte) *codec.Bind {
+	for off := 0; off < len(data); {
+		typ, bodyLen, err := codec.PeekHeader(data[off:], codec.MaxProtocolMessage)
+		if err != nil || len(data)-off < 5+bodyLen {
+			return nil
+		}
+		body := data[off+5 : off+5+bodyLen]
+		off += 5 + bodyLen
+		switch typ {
+		case codec.MsgBind:
+			if m, err := codec.ParseBind(body); err == nil && string(m.Statement) == string(name) {
+				return &m
+			}
+		case codec.MsgSync, codec.MsgQuery, codec.MsgParse:
+			return nil
+		}
+	}
+	return nil
+}
+
+// keyParams gives router.Shards a statement's key values: the literals of
+// its text that a normalized plan names as $k, and its Bind's parameters.
+type keyParams struct {
+	sql   []byte
+	plan  *planner.Plan
+	bind  *codec.Bind
+	spans []planner.Span
+	base  int
+	read  bool // spans and base are read
+}
+
+func (k *keyParams) Key(n int, t shard.KeyType) (shard.Value, bool, error) {
+	if k.plan.Normalized(k.sql) {
+		if !k.read {
+			k.spans, k.base = planner.Literals(k.sql, nil)
+			k.read = true
+		}
+		if i := n - k.base - 1; n > k.base && i < len(k.spans) {
+			sp := k.spans[i]
+			lit, ok := planner.LiteralValue(k.sql[sp.Loc:sp.End()])
+			if !ok {
+				return shard.Value{}, false, &shard.Error{Code: sqlstate.FeatureNotSupported, Message: "a sharding key belay cannot read"}
+			}
+			v, err := shard.ParseValue(t, lit)
+			return v, true, err
+		}
+	}
+	if k.bind == nil {
+		return shard.Value{}, false, nil
+	}
+	b, format, null, ok := k.bind.Param(n - 1)
+	switch {
+	case !ok:
+		return shard.Value{}, false, nil // the server will say what is missing
+	case null:
+		return shard.Null(), true, nil
+	case format == 1:
+		v, err := shard.DecodeBinary(t, b)
+		return v, true, err
+	}
+	v, err := shard.ParseValue(t, string(b))
+	return v, true, err
+}
+
+// moveToShard makes the client's state on cluster c its current one (made
+// on the first move there, with the session's route and consistency). The
+// client holds no server. On the loop.
+func (s *session) moveToShard(c *cluster) {
+	cs := s.cl
+	if cs.c == c {
+		return
+	}
+	if cs.others == nil {
+		cs.others = &[]*clusterState{cs}
+	}
+	for _, st := range *cs.others {
+		if st.c == c {
+			st.route, st.eventual = cs.route, cs.eventual
+			s.cl = st
+			return
+		}
+	}
+	st := &clusterState{cred: cs.cred, c: c, others: cs.others, route: cs.route, eventual: cs.eventual}
+	*cs.others = append(*cs.others, st)
+	s.cl = st
+}
+
+// states are the client's states on every shard it used (just cs outside
+// a sharded cluster).
+func (cs *clusterState) states() []*clusterState {
+	if cs.others == nil {
+		return []*clusterState{cs}
+	}
+	return *cs.others
+}
+
+// heldShard checks the whole messages of data, which go to the server the
+// client holds, against the shard of that server: a statement of another
+// shard, or of several, would run where its rows are not. It returns the
+// FATAL error that ends such a client (its transaction rolls back with
+// its server), or nil. On the loop, before forward.
+func (s *session) heldShard(data []byte) *codec.ErrorResponse {
+	set := s.p.sharding.set.Load()
+	if set == nil {
+		return nil
+	}
+	off := min(s.cliRemain, len(data)) // the rest of a CopyData streaming in
+	for off < len(data) {
+		typ, bodyLen, err := codec.PeekHeader(data[off:], codec.MaxProtocolMessage)
+		if err != nil || len(data)-off < 5+bodyLen {
+			return nil
+		}
+		if typ == codec.MsgQuery || typ == codec.MsgParse || typ == codec.MsgBind {
+			t, plan, err := s.shardOf(set, data[off:])
+			var refused *shard.Error
+			switch {
+			case errors.Is(err, router.ErrUnbound):
+			case errors.As(err, &refused) && refused.Code == sqlstate.FeatureNotSupported:
+				e := fatalf(sqlstate.FeatureNotSupported, "%s", refused.Message)
+				e.Detail = "belay ends the connection: its transaction is rolled back."
+				return &e
+			case err != nil || plan == nil || t.Spread == router.AnyShard:
+				// A bad key value: the server says so, as it would anywhere.
+			case t.Spread == router.OneShard && set.clusters[t.Shards[0]] != s.cl.c:
+				e := fatalf(sqlstate.FeatureNotSupported, "a transaction on shard %s ran a statement of shard %s: transactions across shards are not supported yet",
+					s.cl.c.shardName(), ha.ShardName(t.Shards[0]))
+				e.Detail = "belay ends the connection: its transaction is rolled back, nothing of it is committed."
+				return &e
+			case t.Spread == router.ShardSet && plan.Class != planner.ClassSession && plan.Class != planner.ClassTxControl:
+				e := fatalf(sqlstate.FeatureNotSupported, "%s", errScatter.Message)
+				e.Detail = "belay ends the connection: its transaction is rolled back."
+				return &e
+			}
+		}
+		off += 5 + bodyLen
+	}
+	return nil
+}
+
+// shardName is the name of the shard c serves.
+func (c *cluster) shardName() string {
+	if c.shard != "" {
+		return c.shard
+	}
+	if t := c.src.Current(); t != nil {
+		if s := c.served(t); s != nil {
+			return s.Name
+		}
+	}
+	return ""
+}

@@ -1,0 +1,188 @@
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/belaydb/belay/ha"
+	"github.com/belaydb/belay/internal/pginstance"
+	"github.com/belaydb/belay/internal/pgtest"
+	"github.com/belaydb/belay/shard"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// shardedServers are two servers, shards "0" and "1" of a cluster whose
+// sharding schema shards kshard by aid (bigint) over 2 shards and has
+// kref as a reference table; each server has both tables, empty but for
+// kref's one row.
+func shardedServers(t *testing.T) (s0, s1 *pginstance.Instance, src *staticTopology) {
+	t.Helper()
+	s0, s1 = pgtest.Shared(t), pgtest.New(t, pginstance.Options{})
+	ctx := context.Background()
+	for _, pg := range []*pginstance.Instance{s0, s1} {
+		c := connect(t, pg.ConnString("postgres", "postgres"))
+		if _, err := c.Exec(ctx, `DROP TABLE IF EXISTS kshard, kref;
+			CREATE TABLE kshard (aid int8 PRIMARY KEY, v text); CREATE TABLE kref (id int); INSERT INTO kref VALUES (1)`); err != nil {
+			t.Fatal(err)
+		}
+		c.Close(ctx)
+	}
+	sc, err := shard.New(2, shard.ShardedTable(shard.TableName{Name: "kshard"}, "aid", shard.KeyInteger),
+		shard.ReferenceTable(shard.TableName{Name: "kref"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := ha.Build("t", 0, map[string]ha.ShardRecord{"0": {Term: 1, Primary: "a"}, "1": {Term: 1, Primary: "b"}},
+		map[string]ha.NodeRecord{"a": {Shard: "0", Addr: s0.Addr()}, "b": {Shard: "1", Addr: s1.Addr()}})
+	top.Sharding = sc
+	src = &staticTopology{}
+	src.t.Store(top)
+	return s0, s1, src
+}
+
+// TestShardedRouting: in front of two shards, each statement runs on the
+// shard its key says (rows written through belay are on the shard
+// Postgres's partition hash gives their key), by literal in the simple
+// protocol and by parameter in the extended one, prepared or not; what
+// reads only a reference table runs on either; a scatter is refused with
+// 0A000 and the connection goes on; a transaction stays on its shard, and
+// one that reaches for another shard is ended (FATAL 0A000) without
+// committing anything.
+func TestShardedRouting(t *testing.T) {
+	s0, s1, src := shardedServers(t)
+	ctx := context.Background()
+	p := startProxy(t, s0, func(c *Config) { c.Cluster, c.HealthDial = src, healthDial })
+	eventually(t, 10*time.Second, "both shards' primaries checked", func() bool {
+		set := p.sharding.set.Load()
+		if set == nil || len(set.clusters) != 2 {
+			return false
+		}
+		for _, c := range set.clusters {
+			v := c.view.Load()
+			if v == nil || v.primary < 0 {
+				return false
+			}
+			if h := v.nodes[v.primary].health.Current(); h == nil || !h.Up {
+				return false
+			}
+		}
+		return true
+	})
+	servers := []*pginstance.Instance{s0, s1}
+	// Keys on each shard, found with the hash itself.
+	var keys [2][]int64
+	for k := int64(1); len(keys[0]) < 20 || len(keys[1]) < 20; k++ {
+		i := shard.Int(k).Shard(2)
+		keys[i] = append(keys[i], k)
+	}
+	simple := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeSimpleProtocol)
+	for i := range 2 {
+		for _, k := range keys[i] {
+			if _, err := simple.Exec(ctx, fmt.Sprintf("INSERT INTO kshard (aid, v) VALUES (%d, 'simple')", k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i, pg := range servers {
+		c := connect(t, pg.ConnString("postgres", "postgres"))
+		var n int
+		var wrong int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM kshard").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := c.Query(ctx, "SELECT aid FROM kshard")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var aid int64
+			_ = rows.Scan(&aid)
+			if shard.Int(aid).Shard(2) != i {
+				wrong++
+			}
+		}
+		c.Close(ctx)
+		if n != len(keys[i]) || wrong != 0 {
+			t.Fatalf("shard %d holds %d rows (%d of another shard), want %d", i, n, wrong, len(keys[i]))
+		}
+	}
+	// Each row found by key, through the extended protocol: prepared
+	// (Parse alone, then Bind) and not (Parse and Bind together).
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		c := connectMode(t, p.connString("postgres", "postgres"), mode)
+		for i := range 2 {
+			for _, k := range keys[i] {
+				var v string
+				if err := c.QueryRow(ctx, "SELECT v FROM kshard WHERE aid = $1", k).Scan(&v); err != nil || v != "simple" {
+					t.Fatalf("mode %v: key %d (shard %d): %q, %v", mode, k, i, v, err)
+				}
+			}
+		}
+		var n int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM kref").Scan(&n); err != nil || n != 1 {
+			t.Fatalf("mode %v: a reference table read: %d, %v", mode, n, err)
+		}
+		c.Close(ctx)
+	}
+	// A scatter is refused; the client goes on.
+	var n int
+	err := simple.QueryRow(ctx, "SELECT count(*) FROM kshard").Scan(&n)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("a scatter: %v", err)
+	}
+	if err := simple.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM kshard WHERE aid = %d", keys[1][0])).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("after a refused scatter: %d, %v", n, err)
+	}
+	// A transaction on one shard commits there.
+	tx, err := simple.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys[1][:3] {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("UPDATE kshard SET v = 'tx' WHERE aid = %d", k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	direct1 := connect(t, s1.ConnString("postgres", "postgres"))
+	if err := direct1.QueryRow(ctx, "SELECT count(*) FROM kshard WHERE v = 'tx'").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("a one-shard transaction committed %d rows, %v", n, err)
+	}
+	// One that reaches for the other shard ends, nothing of it committed.
+	tx, err = simple.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf("UPDATE kshard SET v = 'lost' WHERE aid = %d", keys[1][5])); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Exec(ctx, fmt.Sprintf("UPDATE kshard SET v = 'lost' WHERE aid = %d", keys[0][5]))
+	if !errors.As(err, &pe) || pe.Code != "0A000" || pe.Severity != "FATAL" {
+		t.Fatalf("a statement of another shard in a transaction: %v", err)
+	}
+	eventually(t, 10*time.Second, "the ended transaction to roll back", func() bool {
+		var lost int
+		err := direct1.QueryRow(ctx, "SELECT count(*) FROM kshard WHERE v = 'lost'").Scan(&lost)
+		var idle int
+		_ = direct1.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'").Scan(&idle)
+		return err == nil && lost == 0 && idle == 0
+	})
+	direct1.Close(ctx)
+	// A statement of a shape belay refuses is an ERROR, not a wrong answer.
+	c := connect(t, p.connString("postgres", "postgres"))
+	_, err = c.Exec(ctx, "INSERT INTO kshard VALUES (1, 'x')")
+	if !errors.As(err, &pe) || pe.Code != "0A000" || pe.Severity != "ERROR" {
+		t.Fatalf("an INSERT without its columns: %v", err)
+	}
+	if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+		t.Fatalf("after a refusal: %v", err)
+	}
+	c.Close(ctx)
+}
