@@ -4,13 +4,21 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/belaydb/belay/ha"
 	"github.com/belaydb/belay/internal/etcdtest"
+	"github.com/belaydb/belay/internal/pginstance"
+	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/belaydb/belay/shard"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestChangeSchema: each command's effect on a schema, and its refusals.
@@ -88,4 +96,137 @@ func TestShardCommand(t *testing.T) {
 	if err := shardCommand(ctx, st, []string{"init", "3"}, &out); err == nil {
 		t.Error("init 3 after init 2 accepted")
 	}
+}
+
+// TestShardedProxy: belay proxy in front of a cluster of two shards in
+// etcd, its schema written with belay shard's commands: rows written
+// through belay land where PostgreSQL's own hash partitioning puts them
+// (a table PARTITION BY HASH (aid) with modulus 2 on a node says which
+// partition each key belongs to), each is read back by key, and a scatter
+// is refused with 0A000.
+func TestShardedProxy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd, two PostgreSQL and belay")
+	}
+	bin := buildBelay(t)
+	nodes := []*pginstance.Instance{pgtest.New(t, pginstance.Options{}), pgtest.New(t, pginstance.Options{})}
+	st, err := ha.NewStore(etcdtest.Client(t, etcdtest.New(t)), "sp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for k, pg := range nodes {
+		name := fmt.Sprintf("n%d", k)
+		if _, err := st.PutNode(ctx, name, ha.NodeRecord{Shard: ha.ShardName(k), Addr: pg.Addr(), State: ha.StateUp}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := st.CreateShard(ctx, ha.ShardName(k), ha.ShardRecord{Term: 1, Primary: name}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := pgx.Connect(ctx, pg.ConnString("postgres", "postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "CREATE TABLE accounts (aid int8 PRIMARY KEY, abalance int)"); err != nil {
+			t.Fatal(err)
+		}
+		c.Close(ctx)
+	}
+	for _, args := range [][]string{{"init", "2"}, {"table", "accounts", "aid", "bigint"}} {
+		if err := shardCommand(ctx, st, args, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := strconv.Itoa(freePort(t))
+	startProc(t, bin, "proxy", "--listen", "127.0.0.1:"+port, "--etcd", st.Client().Endpoints()[0], "--cluster", "sp",
+		"--auth-type", "trust", "--pool-size", "5")
+	waitListening(t, "127.0.0.1:"+port)
+	c, err := pgx.Connect(ctx, "host=127.0.0.1 port="+port+" user=postgres dbname=postgres sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	keys := []int64{-9000000000, -1, 0, 1, 2, 3, 42, 1 << 40}
+	for i := int64(100); i < 160; i++ {
+		keys = append(keys, i*7919)
+	}
+	eventually(t, "belay to route a write to its shard", func() bool {
+		_, err := c.Exec(ctx, "INSERT INTO accounts (aid, abalance) VALUES ($1, 0)", keys[0])
+		return err == nil
+	})
+	for _, k := range keys[1:] {
+		if _, err := c.Exec(ctx, "INSERT INTO accounts (aid, abalance) VALUES ($1, $2)", k, k%1000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Where PostgreSQL's hash partitioning puts each key.
+	check, err := pgx.Connect(ctx, nodes[0].ConnString("postgres", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer check.Close(ctx)
+	if _, err := check.Exec(ctx, `CREATE TABLE placement (aid int8) PARTITION BY HASH (aid);
+		CREATE TABLE placement_0 PARTITION OF placement FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+		CREATE TABLE placement_1 PARTITION OF placement FOR VALUES WITH (MODULUS 2, REMAINDER 1)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := check.Exec(ctx, "INSERT INTO placement SELECT unnest($1::int8[])", keys); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64]int{}
+	rows, err := check.Query(ctx, "SELECT aid, right(tableoid::regclass::text, 1)::int FROM placement")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var aid int64
+		var part int
+		if err := rows.Scan(&aid, &part); err != nil {
+			t.Fatal(err)
+		}
+		want[aid] = part
+	}
+	got := map[int64]int{}
+	for k, pg := range nodes {
+		d, err := pgx.Connect(ctx, pg.ConnString("postgres", "postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := d.Query(ctx, "SELECT aid FROM accounts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var aid int64
+			_ = rows.Scan(&aid)
+			got[aid] = k
+		}
+		d.Close(ctx)
+	}
+	if len(got) != len(keys) || !maps.Equal(got, want) {
+		t.Fatalf("rows by shard through belay %v, PostgreSQL's partitions %v", got, want)
+	}
+	for _, k := range keys {
+		var b int64
+		if err := c.QueryRow(ctx, "SELECT abalance FROM accounts WHERE aid = $1", k).Scan(&b); err != nil || b != k%1000 {
+			t.Fatalf("key %d read back %d, %v", k, b, err)
+		}
+	}
+	var n int
+	var pe *pgconn.PgError
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("a scatter through belay: %v", err)
+	}
+	t.Logf("%d keys placed as PARTITION BY HASH places them: %d on shard 0, %d on shard 1", len(keys), countOf(got, 0), countOf(got, 1))
+}
+
+func countOf(m map[int64]int, v int) int {
+	n := 0
+	for _, x := range m {
+		if x == v {
+			n++
+		}
+	}
+	return n
 }
