@@ -103,7 +103,8 @@ func TestShardCommand(t *testing.T) {
 // through belay land where PostgreSQL's own hash partitioning puts them
 // (a table PARTITION BY HASH (aid) with modulus 2 on a node says which
 // partition each key belongs to), each is read back by key, and a scatter
-// is refused with 0A000.
+// is refused with 0A000; then the same through a gateway in front of a
+// pooler beside each shard's node (each key read on its shard's node).
 func TestShardedProxy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd, two PostgreSQL and belay")
@@ -219,6 +220,41 @@ func TestShardedProxy(t *testing.T) {
 		t.Fatalf("a scatter through belay: %v", err)
 	}
 	t.Logf("%d keys placed as PARTITION BY HASH places them: %d on shard 0, %d on shard 1", len(keys), countOf(got, 0), countOf(got, 1))
+
+	// The same through the two tiers: a pooler beside each shard's node, a
+	// gateway that sees the shards through them.
+	for k, pg := range nodes {
+		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		startProc(t, bin, "pooler", "--listen", addr, "--server", pg.Addr(), "--node", fmt.Sprintf("n%d", k),
+			"--etcd", st.Client().Endpoints()[0], "--cluster", "sp", "--auth-type", "trust", "--pool-size", "5")
+		waitListening(t, addr)
+	}
+	gw := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	startProc(t, bin, "gateway", "--listen", gw, "--etcd", st.Client().Endpoints()[0], "--cluster", "sp",
+		"--auth-type", "trust", "--pool-size", "5")
+	waitListening(t, gw)
+	g, err := pgx.Connect(ctx, "host=127.0.0.1 port="+strings.Split(gw, ":")[1]+" user=postgres dbname=postgres sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close(ctx)
+	eventually(t, "the gateway to route by key through the poolers", func() bool {
+		var b int64
+		return g.QueryRow(ctx, "SELECT abalance FROM accounts WHERE aid = $1", keys[5]).Scan(&b) == nil && b == keys[5]%1000
+	})
+	for _, k := range keys {
+		var b int64
+		var port int
+		if err := g.QueryRow(ctx, "SELECT abalance, inet_server_port() FROM accounts WHERE aid = $1", k).Scan(&b, &port); err != nil || b != k%1000 {
+			t.Fatalf("through the gateway, key %d read back %d, %v", k, b, err)
+		}
+		if want := nodes[got[k]].Port; port != want {
+			t.Fatalf("through the gateway, key %d was read on port %d, its shard's node is on %d", k, port, want)
+		}
+	}
+	if err := g.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("a scatter through the gateway: %v", err)
+	}
 }
 
 func countOf(m map[int64]int, v int) int {
