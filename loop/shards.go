@@ -2,6 +2,8 @@ package loop
 
 import (
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -111,11 +113,7 @@ func (p *Proxy) shardClusters() []*cluster {
 	sh := &p.sharding
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	out := make([]*cluster, 0, len(sh.extra))
-	for _, c := range sh.extra {
-		out = append(out, c)
-	}
-	return out
+	return slices.Collect(maps.Values(sh.extra))
 }
 
 // errScatter: a unit of work that would run on several shards.

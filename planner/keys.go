@@ -61,19 +61,10 @@ func (w *walker) keys(st *Stmt, node *pg.Node) {
 		if s.Op != pg.SetOperation_SET_OPERATION_UNDEFINED && s.Op != pg.SetOperation_SETOP_NONE {
 			return // UNION and the like: each arm has its own WHERE
 		}
-		var sc scope
-		for _, f := range s.FromClause {
-			sc.from(f)
-		}
-		st.KeyFilters = w.filters(sc, s.WhereClause)
+		st.KeyFilters = w.filters(newScope(nil, s.FromClause), s.WhereClause)
 	case *pg.Node_UpdateStmt:
 		u := n.UpdateStmt
-		var sc scope
-		sc.add(u.Relation)
-		for _, f := range u.FromClause {
-			sc.from(f)
-		}
-		st.KeyFilters, st.Target = w.filters(sc, u.WhereClause), relName(u.Relation)
+		st.KeyFilters, st.Target = w.filters(newScope(u.Relation, u.FromClause), u.WhereClause), relName(u.Relation)
 		for _, t := range u.TargetList {
 			if r := t.GetResTarget(); r != nil {
 				st.SetColumns = append(st.SetColumns, r.Name)
@@ -81,12 +72,7 @@ func (w *walker) keys(st *Stmt, node *pg.Node) {
 		}
 	case *pg.Node_DeleteStmt:
 		d := n.DeleteStmt
-		var sc scope
-		sc.add(d.Relation)
-		for _, f := range d.UsingClause {
-			sc.from(f)
-		}
-		st.KeyFilters, st.Target = w.filters(sc, d.WhereClause), relName(d.Relation)
+		st.KeyFilters, st.Target = w.filters(newScope(d.Relation, d.UsingClause), d.WhereClause), relName(d.Relation)
 	case *pg.Node_CopyStmt:
 		st.Copy = CopyTo
 		if n.CopyStmt.IsFrom {
@@ -132,6 +118,17 @@ type scope struct {
 
 type scopeRel struct {
 	name, schema, alias string
+}
+
+// newScope is the scope of a statement's target relation (nil for a
+// SELECT) and its FROM (or USING) list.
+func newScope(target *pg.RangeVar, from []*pg.Node) scope {
+	var sc scope
+	sc.add(target)
+	for _, f := range from {
+		sc.from(f)
+	}
+	return sc
 }
 
 func (sc *scope) add(r *pg.RangeVar) {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/belaydb/belay/ha"
-	"github.com/belaydb/belay/internal/etcdlocal"
 	"github.com/belaydb/belay/shard"
 )
 
@@ -44,18 +43,11 @@ func runShard(args []string) error {
 		fs.Usage()
 		return errUsage{errors.New("a command is required")}
 	}
-	if *etcd == "" {
-		return errors.New("--etcd is required")
-	}
-	cli, err := etcdlocal.NewClient(splitList(*etcd))
-	if err != nil {
-		return fmt.Errorf("etcd %s: %w", *etcd, err)
-	}
-	defer cli.Close()
-	st, err := ha.NewStore(cli, *clusterName)
+	st, done, err := openStore(*etcd, *clusterName)
 	if err != nil {
 		return err
 	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), *wait)
 	defer cancel()
 	return shardCommand(ctx, st, fs.Args(), os.Stdout)

@@ -33,18 +33,11 @@ func runSwitchover(args []string) error {
 	if fs.NArg() > 1 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args()[1:])
 	}
-	if *etcd == "" {
-		return errors.New("--etcd is required")
-	}
-	cli, err := etcdlocal.NewClient(splitList(*etcd))
-	if err != nil {
-		return fmt.Errorf("etcd %s: %w", *etcd, err)
-	}
-	defer cli.Close()
-	st, err := ha.NewStore(cli, *clusterName)
+	st, done, err := openStore(*etcd, *clusterName)
 	if err != nil {
 		return err
 	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), *wait)
 	defer cancel()
 	outcome, err := switchover(ctx, st, *shard, fs.Arg(0))
@@ -83,4 +76,22 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// openStore connects to the etcd endpoints (comma-separated; required)
+// and returns the store of cluster there, and how to close it.
+func openStore(etcd, cluster string) (*ha.Store, func(), error) {
+	if etcd == "" {
+		return nil, nil, errors.New("--etcd is required")
+	}
+	cli, err := etcdlocal.NewClient(splitList(etcd))
+	if err != nil {
+		return nil, nil, fmt.Errorf("etcd %s: %w", etcd, err)
+	}
+	st, err := ha.NewStore(cli, cluster)
+	if err != nil {
+		_ = cli.Close()
+		return nil, nil, err
+	}
+	return st, func() { _ = cli.Close() }, nil
 }
