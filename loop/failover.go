@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/belaydb/belay/codec"
@@ -102,6 +103,9 @@ func (s *session) routeCluster(c gnet.Conn, data []byte) (gnet.Action, routeNext
 	if lt := cs.lost; lt != nil {
 		return s.playLost(c, lt)
 	}
+	if s.deferBegin(c, data) {
+		return gnet.None, routeAgain // a sharded cluster's BEGIN waits for its shard (shards.go)
+	}
 	var refused *shard.Error
 	err := s.routeWork(data)
 	cs = s.cl // another shard's state, if the unit moved there
@@ -113,22 +117,32 @@ func (s *session) routeCluster(c gnet.Conn, data []byte) (gnet.Action, routeNext
 		cs.held = true
 		return s.boundWaiting(c), routeStop
 	case errors.Is(err, errPrimaryUnavailable):
-		if !s.answerUnit(c, &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.CannotConnectNow,
+		return s.answerRouted(c, codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.CannotConnectNow,
 			Message: "the primary is unavailable: no new primary was published within the failover hold",
-			Detail:  fmt.Sprintf("belay held the work for %v (failover_hold).", cs.c.hold.Bound())}, "", 'I') {
-			return s.boundWaiting(c), routeStop
-		}
-		return gnet.None, routeAgain
+			Detail:  fmt.Sprintf("belay held the work for %v (failover_hold).", cs.c.hold.Bound())})
 	case errors.As(err, &refused):
-		// Where the unit cannot run on shards (shards.go): answered as
-		// Postgres answers an error before a transaction.
-		if !s.answerUnit(c, &codec.ErrorResponse{Severity: "ERROR", Code: refused.Code, Message: refused.Message}, "", 'I') {
-			return s.boundWaiting(c), routeStop
-		}
-		return gnet.None, routeAgain
+		// Where the unit cannot run on shards (shards.go).
+		return s.answerRouted(c, codec.ErrorResponse{Severity: "ERROR", Code: refused.Code, Message: refused.Message})
 	default:
 		return s.fatal(fatalf(sqlstate.ConnectionFailure, "belay: %v", err)), routeStop
 	}
+}
+
+// answerRouted answers a unit that can go nowhere with e, as Postgres
+// answers an error outside a transaction; a client whose BEGIN belay
+// answered and has not sent (a sharded cluster's, shards.go) is in a
+// transaction as it sees it, which the error would abort: it is ended
+// (FATAL, e's code), its transaction having run nothing.
+func (s *session) answerRouted(c gnet.Conn, e codec.ErrorResponse) (gnet.Action, routeNext) {
+	if s.cl.begin != nil {
+		e.Severity = "FATAL"
+		e.Detail = strings.TrimSpace(e.Detail + " belay ends the connection: its transaction had run nothing.")
+		return s.fatal(e), routeStop
+	}
+	if !s.answerUnit(c, &e, "", 'I') {
+		return s.boundWaiting(c), routeStop
+	}
+	return gnet.None, routeAgain
 }
 
 // admitPrimary asks the hold whether a unit of work may go to the primary

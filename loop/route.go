@@ -62,6 +62,8 @@ type clusterState struct {
 	// all of them (shards.go).
 	c      *cluster
 	others *[]*clusterState
+	// begin is a BEGIN belay answered and has yet to send (shards.go).
+	begin []byte
 	node   *clusterNode // the node of s.pool
 	gen    uint64       // the view pools was filled for
 	pools  []*poolcore.Pool

@@ -429,6 +429,9 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 				continue
 			}
 			if s.cl != nil {
+				if s.beginDeferred() {
+					return gnet.None // the transaction's BEGIN first (shards.go)
+				}
 				if e := s.heldShard(s.in.Bytes(c)); e != nil {
 					return s.fatal(*e) // a transaction across shards (shards.go)
 				}

@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"bytes"
 	"errors"
 	"maps"
 	"slices"
@@ -11,8 +12,10 @@ import (
 	"github.com/belaydb/belay/codec/sqlstate"
 	"github.com/belaydb/belay/ha"
 	"github.com/belaydb/belay/planner"
+	"github.com/belaydb/belay/poolcore"
 	"github.com/belaydb/belay/router"
 	"github.com/belaydb/belay/shard"
+	"github.com/panjf2000/gnet/v2"
 )
 
 // Serving a hash-sharded cluster (issue J). When the topology carries a
@@ -33,6 +36,13 @@ import (
 //     transaction's: FATAL 0A000, the connection closed and the
 //     transaction rolled back (never committed in part);
 //   - what router.Shards refuses (0A000), as an ERROR.
+//
+// A transaction belongs to the shard of its first statement after BEGIN:
+// a BEGIN (or START TRANSACTION) sent alone in a simple Query is answered
+// by belay at once and sent to the server the next unit lands on, before
+// that unit (deferBegin, beginDeferred). A BEGIN sent otherwise (with
+// more in its Query, or through the extended protocol) starts the
+// transaction on the client's current shard.
 //
 // A statement that reads nothing sharded, a Parse whose shard depends on
 // parameters not bound yet, and session and transaction control run on the
@@ -124,7 +134,7 @@ var errScatter = &shard.Error{Code: sqlstate.FeatureNotSupported,
 // data, runs on: -1 to stay where the client is. The error is a
 // *shard.Error to answer the unit with. On the loop.
 func (s *session) unitShard(set *shardSet, data []byte) (int, error) {
-	t, plan, err := s.shardOf(set, data)
+	t, plan, err := s.shardOf(set, data, nil)
 	switch {
 	case errors.Is(err, router.ErrUnbound):
 		return -1, nil // a Parse alone: any shard describes it
@@ -141,9 +151,17 @@ func (s *session) unitShard(set *shardSet, data []byte) (int, error) {
 	return -1, errScatter
 }
 
+// parsedStmt is a statement a Parse ahead in the client's data prepares.
+type parsedStmt struct {
+	sql  []byte
+	plan *planner.Plan
+}
+
 // shardOf asks the router where the statement of the first message of data
-// runs (nil plan: a message that names none).
-func (s *session) shardOf(set *shardSet, data []byte) (router.ShardTarget, *planner.Plan, error) {
+// runs (nil plan: a message that names none). parsed are the statements
+// that Parses before data (not yet forwarded) prepare, by name: a Bind of
+// one of them is of that text, not of what the client had under its name.
+func (s *session) shardOf(set *shardSet, data []byte, parsed map[string]parsedStmt) (router.ShardTarget, *planner.Plan, error) {
 	typ, bodyLen, err := codec.PeekHeader(data, codec.MaxProtocolMessage)
 	if err != nil || len(data) < 5+bodyLen {
 		return router.ShardTarget{}, nil, nil
@@ -166,11 +184,15 @@ func (s *session) shardOf(set *shardSet, data []byte) (router.ShardTarget, *plan
 		kp.bind = bindOf(data[5+bodyLen:], m.Name)
 	case codec.MsgBind:
 		m, err := codec.ParseBind(body)
-		if err != nil || s.ps == nil {
+		if err != nil {
 			return router.ShardTarget{}, nil, nil
 		}
 		kp.bind = &m
-		if len(m.Statement) == 0 {
+		if p, ok := parsed[string(m.Statement)]; ok {
+			kp.sql, kp.plan = p.sql, p.plan
+		} else if s.ps == nil {
+			return router.ShardTarget{}, nil, nil
+		} else if len(m.Statement) == 0 {
 			kp.sql, kp.plan = s.ps.unnamedSQL, s.ps.unnamedPlan
 		} else if st := s.ps.named[string(m.Statement)]; st != nil {
 			kp.sql, kp.plan = st.sql, st.plan
@@ -250,8 +272,8 @@ func (k *keyParams) Key(n int, t shard.KeyType) (shard.Value, bool, error) {
 }
 
 // moveToShard makes the client's state on cluster c its current one (made
-// on the first move there, with the session's route and consistency). The
-// client holds no server. On the loop.
+// on the first move there), with the session's route and consistency and
+// its deferred BEGIN. The client holds no server. On the loop.
 func (s *session) moveToShard(c *cluster) {
 	cs := s.cl
 	if cs.c == c {
@@ -262,12 +284,13 @@ func (s *session) moveToShard(c *cluster) {
 	}
 	for _, st := range *cs.others {
 		if st.c == c {
-			st.route, st.eventual = cs.route, cs.eventual
+			st.route, st.eventual, st.begin, cs.begin = cs.route, cs.eventual, cs.begin, nil
 			s.cl = st
 			return
 		}
 	}
-	st := &clusterState{cred: cs.cred, c: c, others: cs.others, route: cs.route, eventual: cs.eventual}
+	st := &clusterState{cred: cs.cred, c: c, others: cs.others, route: cs.route, eventual: cs.eventual, begin: cs.begin}
+	cs.begin = nil
 	*cs.others = append(*cs.others, st)
 	s.cl = st
 }
@@ -292,13 +315,22 @@ func (s *session) heldShard(data []byte) *codec.ErrorResponse {
 		return nil
 	}
 	off := min(s.cliRemain, len(data)) // the rest of a CopyData streaming in
+	var parsed map[string]parsedStmt
 	for off < len(data) {
 		typ, bodyLen, err := codec.PeekHeader(data[off:], codec.MaxProtocolMessage)
 		if err != nil || len(data)-off < 5+bodyLen {
 			return nil
 		}
 		if typ == codec.MsgQuery || typ == codec.MsgParse || typ == codec.MsgBind {
-			t, plan, err := s.shardOf(set, data[off:])
+			t, plan, err := s.shardOf(set, data[off:], parsed)
+			if typ == codec.MsgParse {
+				if m, err := codec.ParseParse(data[off+5 : off+5+bodyLen]); err == nil {
+					if parsed == nil {
+						parsed = map[string]parsedStmt{}
+					}
+					parsed[string(m.Name)] = parsedStmt{m.Query, s.plan(m.Query)}
+				}
+			}
 			var refused *shard.Error
 			switch {
 			case errors.Is(err, router.ErrUnbound):
@@ -335,4 +367,63 @@ func (c *cluster) shardName() string {
 		}
 	}
 	return ""
+}
+
+// deferBegin answers a unit that is a lone BEGIN in a simple Query in the
+// server's stead (BEGIN, ReadyForQuery 'T') and keeps it, to be sent where
+// the transaction's first statement goes (beginDeferred). It returns false
+// when the unit is anything else. On the loop (routeCluster).
+func (s *session) deferBegin(c gnet.Conn, data []byte) bool {
+	if s.p.sharding.set.Load() == nil || s.cl.begin != nil {
+		return false
+	}
+	typ, bodyLen, err := codec.PeekHeader(data, codec.MaxProtocolMessage)
+	if err != nil || typ != codec.MsgQuery || len(data) < 5+bodyLen {
+		return false
+	}
+	q, err := codec.QueryText(data[5 : 5+bodyLen])
+	if err != nil {
+		return false
+	}
+	plan := s.plan(q)
+	if len(plan.Stmts) != 1 || plan.Class != planner.ClassTxControl || txKind(unitQuery(data)) != txOther {
+		return false
+	}
+	if f := bytes.Fields(bytes.ToLower(stripComments(q))); len(f) == 0 || string(f[0]) != "begin" && string(f[0]) != "start" {
+		return false // SAVEPOINT, RELEASE: outside a transaction they only warn or fail
+	}
+	begin := bytes.Clone(q)
+	if !s.answerUnit(c, nil, "BEGIN", 'T') {
+		return false
+	}
+	s.cl.begin = begin
+	return true
+}
+
+// beginDeferred sends the BEGIN deferBegin kept to the server the client
+// now holds, before what the client sent since; it returns false when
+// there is none. On the loop (clientData).
+func (s *session) beginDeferred() bool {
+	cs := s.cl
+	if cs == nil || cs.begin == nil {
+		return false
+	}
+	q := string(cs.begin)
+	cs.begin = nil
+	s.server.Exec(q, func(sc *poolcore.Server, perr *poolcore.PgError) {
+		if s.state == sClosing || s.server != sc {
+			s.giveBack(sc)
+			return
+		}
+		if perr != nil {
+			// Postgres refused a BEGIN belay had answered: the client must
+			// not go on as if its transaction had begun.
+			e := fatalFromServer(perr)
+			e.Detail = "belay had answered the BEGIN before sending it, to send it to the shard of the transaction's first statement."
+			s.kill(e)
+			return
+		}
+		s.resumeWork()
+	})
+	return true
 }

@@ -175,6 +175,52 @@ func TestShardedRouting(t *testing.T) {
 		return err == nil && lost == 0 && idle == 0
 	})
 	direct1.Close(ctx)
+	// In a transaction, each Bind is checked with the statement its own
+	// Parse prepares, not the one the client had before under that name:
+	// a reference table's read after a shard's statement, its parameter a
+	// key of the other shard, is no statement of the other shard.
+	ex := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
+	tx, err = ex.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v string
+	if err := tx.QueryRow(ctx, "SELECT v FROM kshard WHERE aid = $1", keys[1][0]).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM kref WHERE id = $1", keys[0][0]).Scan(&n); err != nil {
+		t.Fatalf("a reference read after a shard's statement in one transaction: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A transaction whose first statement is refused ends: the client
+	// saw its BEGIN answered, and Postgres would have aborted it.
+	tx, err = ex.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM kshard").Scan(&n); !errors.As(err, &pe) || pe.Code != "0A000" || pe.Severity != "FATAL" {
+		t.Fatalf("a scatter as a transaction's first statement: %v", err)
+	}
+	ex.Close(ctx)
+	ex = connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
+	// A pipeline is one unit: its statements of one shard run there; one
+	// that mixes shards is refused, not run on the first's.
+	batch := func(ks ...int64) error {
+		b := &pgx.Batch{}
+		for _, k := range ks {
+			b.Queue("SELECT v FROM kshard WHERE aid = $1", k)
+		}
+		return ex.SendBatch(ctx, b).Close()
+	}
+	if err := batch(keys[0][1], keys[0][2]); err != nil {
+		t.Fatalf("a pipeline on one shard: %v", err)
+	}
+	if err := batch(keys[0][1], keys[1][2]); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("a pipeline across shards: %v", err)
+	}
+	ex.Close(ctx)
 	// A statement of a shape belay refuses is an ERROR, not a wrong answer.
 	c := connect(t, p.connString("postgres", "postgres"))
 	_, err = c.Exec(ctx, "INSERT INTO kshard VALUES (1, 'x')")
