@@ -64,9 +64,9 @@ type clusterState struct {
 	others *[]*clusterState
 	// begin is a BEGIN belay answered and has yet to send (shards.go).
 	begin []byte
-	node   *clusterNode // the node of s.pool
-	gen    uint64       // the view pools was filled for
-	pools  []*poolcore.Pool
+	node  *clusterNode // the node of s.pool
+	gen   uint64       // the view pools was filled for
+	pools []*poolcore.Pool
 	// joined are the pools it counts itself a client of (Leave at close).
 	joined []*poolcore.Pool
 	busy   bool // it counts in node.inflight
