@@ -17,6 +17,7 @@
 //	/belay/C/shards/S  {"term": 3, "primary": "pg1"}
 //	/belay/C/nodes/N   {"shard": "S", "addr": "127.0.0.1:5433", "state": "up"}
 //	/belay/C/sharding  shard.Schema's JSON: {"version": 1, "shards": N, "sharded": [...], "reference": [...]}
+//	/belay/C/2pc/TX    {"decision": "commit", "shards": [0, 1], "at_ms": ...} (twopc_store.go)
 //
 // The sharding record (sharding.go) makes the cluster hash-sharded: its
 // shard k is the topology's shard named "k" (ShardName); every snapshot
