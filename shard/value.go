@@ -58,15 +58,29 @@ func ParseKeyType(s string) (KeyType, error) {
 }
 
 // Error is an error of this package with its SQLSTATE: a key value Postgres
-// would not accept, or a sharding schema that is not valid. Err is the
-// sentinel it matches with errors.Is (ErrKeyType, ErrDuplicate, ...).
+// would not accept, a sharding schema that is not valid, COPY options or
+// data Postgres would refuse. Err is the sentinel it matches with errors.Is
+// (ErrKeyType, ErrDuplicate, ...).
 type Error struct {
 	Code    sqlstate.Code
 	Message string // as Postgres words it, where Postgres has the error
+	// Hint and Context are Postgres's HINT and CONTEXT fields of the
+	// error, where it has them: a COPY's errors name the line (and the
+	// column) as "COPY t, line 3, column aid: ..." in Context. Empty
+	// otherwise.
+	Hint    string
+	Context string
 	Err     error
 }
 
-func (e *Error) Error() string { return e.Message }
+// Error is the message, followed by the context in parentheses when there
+// is one.
+func (e *Error) Error() string {
+	if e.Context == "" {
+		return e.Message
+	}
+	return e.Message + " (" + e.Context + ")"
+}
 
 // Unwrap returns the sentinel.
 func (e *Error) Unwrap() error { return e.Err }
@@ -95,7 +109,11 @@ func isSpace(c byte) bool {
 // range are ErrRange (22003), anything else unparsable is ErrSyntax (22P02),
 // with Postgres's messages. (Postgres 16's hexadecimal, octal and binary
 // prefixes and digit underscores are refused: Postgres 15 refuses them too.)
-func ParseInt64(s string) (int64, error) {
+func ParseInt64(s string) (int64, error) { return parseInt64(s) }
+
+// parseInt64 is ParseInt64 of a string or of bytes (a COPY field), which it
+// does not keep: the bytes are copied only into an error's message.
+func parseInt64[S string | []byte](s S) (int64, error) {
 	i := 0
 	for i < len(s) && isSpace(s[i]) {
 		i++
@@ -106,7 +124,7 @@ func ParseInt64(s string) (int64, error) {
 		i++
 	}
 	if i == len(s) || s[i] < '0' || s[i] > '9' {
-		return 0, intSyntax(s)
+		return 0, intSyntax(string(s))
 	}
 	// Accumulate negatively, as Postgres does, so that the minimum fits;
 	// like Postgres, an overflow is reported at once, whatever follows.
@@ -114,7 +132,7 @@ func ParseInt64(s string) (int64, error) {
 	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
 		d := int64(s[i] - '0')
 		if v < (-1<<63+d)/10 { // v*10 - d < MinInt64 (Go's division rounds toward zero)
-			return 0, intRange(s)
+			return 0, intRange(string(s))
 		}
 		v = v*10 - d
 	}
@@ -122,11 +140,11 @@ func ParseInt64(s string) (int64, error) {
 		i++
 	}
 	if i != len(s) {
-		return 0, intSyntax(s)
+		return 0, intSyntax(string(s))
 	}
 	if !neg {
 		if v == -1<<63 {
-			return 0, intRange(s)
+			return 0, intRange(string(s))
 		}
 		v = -v
 	}
@@ -162,7 +180,11 @@ func unhex(c byte) int {
 // whitespace. So the canonical 8-4-4-4-12 form, the form without hyphens,
 // {braced} ones and hyphens after every four digits are all accepted.
 // Anything else is ErrSyntax (22P02).
-func ParseUUID(s string) ([16]byte, error) {
+func ParseUUID(s string) ([16]byte, error) { return parseUUID(s) }
+
+// parseUUID is ParseUUID of a string or of bytes (a COPY field), which it
+// does not keep.
+func parseUUID[S string | []byte](s S) ([16]byte, error) {
 	var u [16]byte
 	p := s
 	braces := len(p) > 0 && p[0] == '{'
@@ -171,11 +193,11 @@ func ParseUUID(s string) ([16]byte, error) {
 	}
 	for i := range u {
 		if len(p) < 2 {
-			return [16]byte{}, uuidSyntax(s)
+			return [16]byte{}, uuidSyntax(string(s))
 		}
 		hi, lo := unhex(p[0]), unhex(p[1])
 		if hi < 0 || lo < 0 {
-			return [16]byte{}, uuidSyntax(s)
+			return [16]byte{}, uuidSyntax(string(s))
 		}
 		u[i] = byte(hi<<4 | lo)
 		p = p[2:]
@@ -185,12 +207,12 @@ func ParseUUID(s string) ([16]byte, error) {
 	}
 	if braces {
 		if len(p) == 0 || p[0] != '}' {
-			return [16]byte{}, uuidSyntax(s)
+			return [16]byte{}, uuidSyntax(string(s))
 		}
 		p = p[1:]
 	}
 	if len(p) != 0 {
-		return [16]byte{}, uuidSyntax(s)
+		return [16]byte{}, uuidSyntax(string(s))
 	}
 	return u, nil
 }
