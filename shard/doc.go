@@ -48,12 +48,55 @@
 // Errors are *Error values carrying a SQLSTATE (codec/sqlstate) and a
 // sentinel for errors.Is; nothing matches message strings.
 //
+// # Splitting COPY FROM STDIN
+//
+// A CopySplitter cuts the data of a COPY ... FROM STDIN into a sharded
+// table (text and CSV formats) into rows, and says on which shard each
+// goes. The proxy feeds it the client's CopyData payloads as they come
+// (Feed: their boundaries are arbitrary, a row may span many, a payload may
+// hold many rows); Next yields each complete row with its shard, and the
+// proxy appends the row to that shard's outgoing CopyData. At CopyDone,
+// Finish: a last line without a newline is a row too, as in Postgres. Each
+// shard's server runs the client's COPY statement unchanged on the rows
+// sent to it, which are the client's bytes, untouched: so the splitter
+// must cut rows exactly where Postgres cuts them and read each key exactly
+// as Postgres reads it, and it follows Postgres 15's copyfromparse.c to
+// do so (line terminators, CSV quotes and escapes, text escapes, the NULL
+// string, the end-of-copy marker \.). A header line (HEADER) goes to every
+// shard (AllShards), whose server skips (or with MATCH checks) its own.
+//
+// Copying is kept to what is needed: a row within one payload is a view
+// of it; only a row spanning payloads is kept in the splitter's buffer,
+// bounded by a maximum row length. Rows are yielded in order with the line
+// number Postgres gives them, so that an error a shard reports about a line
+// of its own stream can be mapped back to the client's line.
+//
+// CopyOptions are what the statement says (FORMAT, DELIMITER, NULL, QUOTE,
+// ESCAPE, HEADER, and whether FORCE_NULL or FORCE_NOT_NULL name the key);
+// NewCopySplitter fills in Postgres's defaults and refuses what Postgres
+// refuses, with its SQLSTATE and message. The splitter's own errors are
+// Postgres's too (SQLSTATE, message, CONTEXT naming the line and column):
+// a bad line terminator or end marker, a missing key column, extra columns,
+// a key Postgres's input function refuses, a key not valid UTF-8. The other
+// columns' values are left to the shards' Postgres. Not supported: the
+// binary format (refused with 0A000), an ENCODING other than the
+// server's UTF-8 (the proxy must keep client_encoding at the server's).
+//
+// The tests hold the splitter to a real Postgres: every case of its table
+// is COPYed into a hash-partitioned table (same errors, same partitions),
+// and random rows with tricky text in several formats land, row by row, in
+// the partition the splitter names. FuzzCopySplit checks that any way of
+// cutting the data gives the same rows.
+//
 // # Concurrency
 //
 // The package is pure: no I/O, no goroutines, no clock, no global mutable
 // state. The hash functions are pure functions; a Schema and a Value are
 // immutable once built, so safe to share between goroutines (the event
 // loops read one Schema snapshot through an atomic pointer) without a lock.
+// A CopySplitter is the exception: it holds one COPY's state and is not
+// safe for concurrent use; one per COPY, owned by the event loop of the
+// client doing it.
 //
 // It imports nothing of belay but codec/sqlstate: never loop, poolcore, ha,
 // planner or cmd (the router and the loops import it, not the reverse).
