@@ -232,3 +232,51 @@ func TestShardedRouting(t *testing.T) {
 	}
 	c.Close(ctx)
 }
+
+// TestShardedIDs: ids unique across shards, the documented way: each
+// shard's sequence counts in steps of the shard count from its own start
+// (shard k: START WITH k+1 INCREMENT BY N), and a sharded table's id
+// column defaults to it. Rows inserted through belay, by another key,
+// get ids no other shard hands out, and RETURNING tells them.
+func TestShardedIDs(t *testing.T) {
+	s0, s1, src := shardedServers(t)
+	ctx := context.Background()
+	for k, pg := range []*pginstance.Instance{s0, s1} {
+		c := connect(t, pg.ConnString("postgres", "postgres"))
+		if _, err := c.Exec(ctx, fmt.Sprintf(`DROP TABLE IF EXISTS korders; DROP SEQUENCE IF EXISTS korders_id;
+			CREATE SEQUENCE korders_id START WITH %d INCREMENT BY 2;
+			CREATE TABLE korders (id int8 PRIMARY KEY DEFAULT nextval('korders_id'), customer int8 NOT NULL)`, k+1)); err != nil {
+			t.Fatal(err)
+		}
+		c.Close(ctx)
+	}
+	top := src.Current()
+	sc, err := top.Sharding.With(shard.ShardedTable(shard.TableName{Name: "korders"}, "customer", shard.KeyInteger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := *top
+	next.Sharding = sc
+	src.t.Store(&next)
+	p := startProxy(t, s0, func(c *Config) { c.Cluster, c.HealthDial = src, healthDial })
+	c := connect(t, p.connString("postgres", "postgres"))
+	seen := map[int64]int64{}
+	for customer := int64(1); customer <= 60; customer++ {
+		var id int64
+		err := c.QueryRow(ctx, "INSERT INTO korders (customer) VALUES ($1) RETURNING id", customer).Scan(&id)
+		for i := 0; err != nil && i < 50; i++ { // the shards' primaries checked first
+			time.Sleep(100 * time.Millisecond)
+			err = c.QueryRow(ctx, "INSERT INTO korders (customer) VALUES ($1) RETURNING id", customer).Scan(&id)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other, dup := seen[id]; dup {
+			t.Fatalf("id %d handed out for customers %d and %d", id, other, customer)
+		}
+		if want := int64(shard.Int(customer).Shard(2)); (id-1)%2 != want {
+			t.Fatalf("customer %d (shard %d) got id %d, of shard %d's sequence", customer, want, id, (id-1)%2)
+		}
+		seen[id] = customer
+	}
+}
