@@ -44,7 +44,8 @@ type clientStmt struct {
 	hint     router.Route
 	tx       bool // txControl of its plan
 	// plan and sql: its plan and text, for a sharded cluster's router
-	// (shards.go), set in a cluster only.
+	// (shards.go), set in any cluster (one may become sharded while the
+	// client keeps its statements).
 	plan *planner.Plan
 	sql  []byte
 	view bool           // its text reads pg_prepared_statements: mapped again at each use
