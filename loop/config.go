@@ -9,6 +9,7 @@ import (
 
 	"github.com/belaydb/belay/fairness"
 	"github.com/belaydb/belay/poolcore"
+	"github.com/belaydb/belay/twopc"
 )
 
 // Config is what the proxy needs to start. cmd/belay fills it from flags
@@ -46,6 +47,12 @@ type Config struct {
 	// orchestrator's choice), waited for until ctx ends; it returns the
 	// outcome in a sentence. Called off the event loops.
 	Switchover func(ctx context.Context, node string) (string, error)
+	// RecordDecision, with a sharded Cluster, records the decision of a
+	// two-phase commit (twopc) durably unless one is recorded, and returns
+	// the decision recorded afterwards (cmd/belay: ha.Store.RecordDecision
+	// in etcd). Called off the event loops. Without it, nothing runs on
+	// several shards at once (spread.go).
+	RecordDecision func(ctx context.Context, tx twopc.TxID, d twopc.Decision, shards []int) (twopc.Decision, error)
 	// Eventual turns read-your-writes off for every session (a session's
 	// SET belay.consistency = eventual turns it off for that session).
 	Eventual bool

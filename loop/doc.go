@@ -128,7 +128,11 @@
 // and moves to that shard's cluster (a clusterState per shard), then the
 // cluster routes as for one shard. A transaction stays on its shard: a
 // statement of another ends the client (heldShard, FATAL 0A000) before
-// anything reaches a server; what needs several shards is refused.
+// anything reaches a server. One statement for every shard (DDL, a
+// reference table's write, an UPDATE or DELETE without a key), alone in a
+// simple Query outside a transaction, runs on every shard's primary with
+// a two-phase commit (spread.go: a poolcore client per shard, the
+// decision recorded off the loop); a read of several shards is refused.
 //
 // # Failover (failover.go, syncrep.go)
 //

@@ -120,6 +120,13 @@ func (s *session) routeCluster(c gnet.Conn, data []byte) (gnet.Action, routeNext
 		return s.answerRouted(c, codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.CannotConnectNow,
 			Message: "the primary is unavailable: no new primary was published within the failover hold",
 			Detail:  fmt.Sprintf("belay held the work for %v (failover_hold).", cs.c.hold.Bound())})
+	case errors.Is(err, errSpread):
+		if set := s.p.sharding.set.Load(); set != nil {
+			if err := s.startSpread(set, data); err == nil {
+				return s.boundWaiting(c), routeStop // answered when every shard settled (spread.go)
+			}
+		}
+		return s.answerRouted(c, codec.ErrorResponse{Severity: "ERROR", Code: errScatter.Code, Message: errScatter.Message})
 	case errors.As(err, &refused):
 		// Where the unit cannot run on shards (shards.go).
 		return s.answerRouted(c, codec.ErrorResponse{Severity: "ERROR", Code: refused.Code, Message: refused.Message})

@@ -69,6 +69,7 @@ type session struct {
 	waitSeq    *poolcore.Server
 	cl         *clusterState      // serving a cluster (cluster.go); nil for one server
 	heldLogin  func() gnet.Action // its login waits for a new primary (holdLogin)
+	spread     *spread            // a statement under way on every shard (spread.go)
 	t          tracker
 	checkState bool     // it may have changed its settings or released a pin: ask the server before letting it go
 	pinForever bool     // pinned by something nothing undoes (LOAD)
@@ -438,8 +439,8 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 			}
 			return s.forward(c)
 		}
-		if s.waiting {
-			return s.boundWaiting(c) // queued already: what it sends meanwhile waits with it
+		if s.waiting || s.spread != nil {
+			return s.boundWaiting(c) // queued already, or a statement under way on every shard: what it sends meanwhile waits
 		}
 		data := s.in.Bytes(c)
 		if len(data) == 0 {

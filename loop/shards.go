@@ -148,6 +148,9 @@ func (s *session) unitShard(set *shardSet, data []byte) (int, error) {
 	if plan.Class == planner.ClassSession || plan.Class == planner.ClassTxControl {
 		return -1, nil // follows the client wherever it goes
 	}
+	if t.RowShards == nil && s.spreadable(set, data) {
+		return -1, errSpread // the same statement on every shard (spread.go)
+	}
 	return -1, errScatter
 }
 

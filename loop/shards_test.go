@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/belaydb/belay/ha"
+	"github.com/belaydb/belay/internal/etcdtest"
 	"github.com/belaydb/belay/internal/pginstance"
 	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/belaydb/belay/shard"
@@ -278,5 +280,122 @@ func TestShardedIDs(t *testing.T) {
 			t.Fatalf("customer %d (shard %d) got id %d, of shard %d's sequence", customer, want, id, (id-1)%2)
 		}
 		seen[id] = customer
+	}
+}
+
+// TestSpread: a statement for every shard runs on each, atomically, with
+// the two-phase commit's decision recorded in a real etcd: DDL creates the
+// table on every shard; an UPDATE of every shard's rows counts them all in
+// its tag; a reference table's INSERT reaches every copy; a DDL that fails
+// on one shard is rolled back on the others and the client gets that
+// shard's error; one PostgreSQL cannot run in a transaction block is
+// refused with 25001; one that returns rows is refused 0A000; nothing is
+// left prepared.
+func TestSpread(t *testing.T) {
+	settings := map[string]string{"max_prepared_transactions": "10"}
+	s0, s1 := pgtest.New(t, pginstance.Options{Settings: settings}), pgtest.New(t, pginstance.Options{Settings: settings})
+	ctx := context.Background()
+	servers := []*pginstance.Instance{s0, s1}
+	for _, pg := range servers {
+		c := connect(t, pg.ConnString("postgres", "postgres"))
+		if _, err := c.Exec(ctx, "CREATE TABLE kref (id int)"); err != nil {
+			t.Fatal(err)
+		}
+		c.Close(ctx)
+	}
+	store, err := ha.NewStore(etcdtest.Client(t, etcdtest.New(t)), "spread")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := shard.New(2, shard.ShardedTable(shard.TableName{Name: "kspread"}, "aid", shard.KeyInteger),
+		shard.ReferenceTable(shard.TableName{Name: "kref"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := ha.Build("t", 0, map[string]ha.ShardRecord{"0": {Term: 1, Primary: "a"}, "1": {Term: 1, Primary: "b"}},
+		map[string]ha.NodeRecord{"a": {Shard: "0", Addr: s0.Addr()}, "b": {Shard: "1", Addr: s1.Addr()}})
+	top.Sharding = sc
+	src := &staticTopology{}
+	src.t.Store(top)
+	p := startProxy(t, s0, func(c *Config) {
+		c.Cluster, c.HealthDial, c.RecordDecision = src, healthDial, store.RecordDecision
+	})
+	c := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeSimpleProtocol)
+	exec := func(sql string) (pgconn.CommandTag, error) {
+		var tag pgconn.CommandTag
+		var err error
+		for range 50 { // the shards' primaries checked first
+			if tag, err = c.Exec(ctx, sql); err == nil || !strings.Contains(err.Error(), "no primary") {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return tag, err
+	}
+	count := func(pg *pginstance.Instance, sql string) int {
+		t.Helper()
+		d := connect(t, pg.ConnString("postgres", "postgres"))
+		defer d.Close(ctx)
+		var n int
+		if err := d.QueryRow(ctx, sql).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return n
+	}
+	if tag, err := exec("CREATE TABLE kspread (aid int8 PRIMARY KEY, v text)"); err != nil || tag.String() != "CREATE TABLE" {
+		t.Fatalf("DDL on every shard: %q, %v", tag, err)
+	}
+	for _, pg := range servers {
+		if n := count(pg, "SELECT count(*) FROM pg_tables WHERE tablename = 'kspread'"); n != 1 {
+			t.Fatalf("kspread on %s: %d", pg.Addr(), n)
+		}
+	}
+	for aid := 1; aid <= 30; aid++ {
+		if _, err := exec(fmt.Sprintf("INSERT INTO kspread (aid, v) VALUES (%d, 'one')", aid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tag, err := exec("UPDATE kspread SET v = 'all'"); err != nil || tag.String() != "UPDATE 30" {
+		t.Fatalf("an UPDATE of every shard's rows: %q, %v", tag, err)
+	}
+	if n0, n1 := count(s0, "SELECT count(*) FROM kspread WHERE v = 'all'"), count(s1, "SELECT count(*) FROM kspread WHERE v = 'all'"); n0+n1 != 30 || n0 == 0 || n1 == 0 {
+		t.Fatalf("updated rows by shard: %d and %d", n0, n1)
+	}
+	if tag, err := exec("INSERT INTO kref VALUES (7)"); err != nil || tag.String() != "INSERT 0 1" {
+		t.Fatalf("a reference table's INSERT: %q, %v", tag, err)
+	}
+	for _, pg := range servers {
+		if n := count(pg, "SELECT count(*) FROM kref WHERE id = 7"); n != 1 {
+			t.Fatalf("kref's copy on %s has %d rows of 7", pg.Addr(), n)
+		}
+	}
+	// Fails on shard 1 only: rolled back on shard 0.
+	d1 := connect(t, s1.ConnString("postgres", "postgres"))
+	if _, err := d1.Exec(ctx, "CREATE TABLE only_one (x int)"); err != nil {
+		t.Fatal(err)
+	}
+	d1.Close(ctx)
+	var pe *pgconn.PgError
+	if _, err := exec("CREATE TABLE only_one (x int)"); !errors.As(err, &pe) || pe.Code != "42P07" {
+		t.Fatalf("a DDL that fails on one shard: %v", err)
+	}
+	if n := count(s0, "SELECT count(*) FROM pg_tables WHERE tablename = 'only_one'"); n != 0 {
+		t.Fatal("a DDL that failed on shard 1 stayed on shard 0")
+	}
+	if _, err := exec("CREATE INDEX CONCURRENTLY ON kspread (v)"); !errors.As(err, &pe) || pe.Code != "25001" {
+		t.Fatalf("CREATE INDEX CONCURRENTLY: %v", err)
+	}
+	if _, err := exec("UPDATE kspread SET v = 'r' RETURNING aid"); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("an UPDATE of every shard returning rows: %v", err)
+	}
+	for _, pg := range servers {
+		if n := count(pg, "SELECT count(*) FROM pg_prepared_xacts"); n != 0 {
+			t.Fatalf("%d transactions left prepared on %s", n, pg.Addr())
+		}
+	}
+	// The client goes on.
+	var v string
+	if err := c.QueryRow(ctx, "SELECT v FROM kspread WHERE aid = 3").Scan(&v); err != nil || v != "all" {
+		t.Fatalf("after the spreads: %q, %v", v, err)
 	}
 }

@@ -65,6 +65,7 @@ func (w *walker) keys(st *Stmt, node *pg.Node) {
 	case *pg.Node_UpdateStmt:
 		u := n.UpdateStmt
 		st.KeyFilters, st.Target = w.filters(newScope(u.Relation, u.FromClause), u.WhereClause), relName(u.Relation)
+		st.Returning = len(u.ReturningList) > 0
 		for _, t := range u.TargetList {
 			if r := t.GetResTarget(); r != nil {
 				st.SetColumns = append(st.SetColumns, r.Name)
@@ -73,6 +74,7 @@ func (w *walker) keys(st *Stmt, node *pg.Node) {
 	case *pg.Node_DeleteStmt:
 		d := n.DeleteStmt
 		st.KeyFilters, st.Target = w.filters(newScope(d.Relation, d.UsingClause), d.WhereClause), relName(d.Relation)
+		st.Returning = len(d.ReturningList) > 0
 	case *pg.Node_CopyStmt:
 		st.Copy = CopyTo
 		if n.CopyStmt.IsFrom {
@@ -81,7 +83,7 @@ func (w *walker) keys(st *Stmt, node *pg.Node) {
 	case *pg.Node_InsertStmt:
 		in := n.InsertStmt
 		ins := &InsertRows{Table: relName(in.Relation)}
-		st.Target = ins.Table
+		st.Target, st.Returning = ins.Table, len(in.ReturningList) > 0
 		for _, c := range in.Cols {
 			if r := c.GetResTarget(); r != nil {
 				ins.Columns = append(ins.Columns, r.Name)

@@ -139,6 +139,18 @@ func TestInsertRows(t *testing.T) {
 	}
 }
 
+// TestReturning: which writes return rows.
+func TestReturning(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"INSERT INTO t (k) VALUES (1) RETURNING k": true, "UPDATE t SET a = 1 RETURNING *": true,
+		"DELETE FROM t WHERE k = 1 RETURNING k": true, "DELETE FROM t": false, "INSERT INTO t VALUES (1)": false,
+	} {
+		if got := Parse(sql).Stmts[0].Returning; got != want {
+			t.Errorf("%q: returning %v", sql, got)
+		}
+	}
+}
+
 // TestCopy: a COPY's direction.
 func TestCopy(t *testing.T) {
 	for sql, want := range map[string]CopyDir{

@@ -42,6 +42,8 @@ type Stmt struct {
 	Target string
 	// Copy says whether the statement is a COPY, and which way.
 	Copy CopyDir
+	// Returning: an INSERT, UPDATE or DELETE with a RETURNING list.
+	Returning bool
 	// Relations are the statement's relation references, as written, one
 	// per reference (a table named twice is listed twice; CTE names left
 	// out), in the parse tree's order.

@@ -108,6 +108,7 @@ type Server struct {
 	firstErr   *PgError
 	then       func(sc *Server, err *PgError)
 	row        func(cols [][]byte) // ExecRows: each DataRow
+	tags       *[]string           // ExecTags: the CommandComplete tags
 	cols       [][]byte
 
 	skip int // bytes of a long message still to discard
@@ -417,6 +418,13 @@ func (sc *Server) ExecRows(sql string, row func(cols [][]byte), then func(sc *Se
 	sc.execute(codec.AppendQuery(sc.loop.Scratch(), sql), row, then)
 }
 
+// ExecTags is Exec that also appends the tag of each CommandComplete of
+// the result to tags (INSERT 0 1, CREATE TABLE, ...). On the loop.
+func (sc *Server) ExecTags(sql string, tags *[]string, then func(sc *Server, err *PgError)) {
+	sc.ExecRows(sql, nil, then)
+	sc.tags = tags
+}
+
 // execute writes belay's own messages, buf (the loop's scratch), which end
 // in one ReadyForQuery.
 func (sc *Server) execute(buf []byte, row func(cols [][]byte), then func(sc *Server, err *PgError)) {
@@ -479,6 +487,11 @@ func (sc *Server) consumeInternal(c gnet.Conn) gnet.Action {
 		}
 		switch typ {
 		case codec.MsgReadyForQuery, codec.MsgErrorResponse, codec.MsgParameterStatus, codec.MsgCopyInResponse:
+		case codec.MsgCommandComplete:
+			if sc.tags == nil {
+				sc.skip = 5 + bodyLen
+				continue
+			}
 		case codec.MsgDataRow:
 			if sc.row != nil {
 				break
@@ -505,6 +518,10 @@ func (sc *Server) consumeInternal(c gnet.Conn) gnet.Action {
 			}
 		case codec.MsgParameterStatus:
 			sc.noteParameterStatus(body)
+		case codec.MsgCommandComplete:
+			if tag, err := codec.CommandTag(body); err == nil {
+				*sc.tags = append(*sc.tags, string(tag))
+			}
 		case codec.MsgDataRow:
 			var err error
 			if sc.cols, err = codec.ParseDataRow(body, sc.cols[:0]); err != nil {
@@ -523,7 +540,7 @@ func (sc *Server) consumeInternal(c gnet.Conn) gnet.Action {
 		return gnet.None
 	}
 	then, err := sc.then, sc.firstErr
-	sc.then, sc.firstErr, sc.row = nil, nil, nil
+	sc.then, sc.firstErr, sc.row, sc.tags = nil, nil, nil, nil
 	clear(sc.cols)
 	sc.state = stateActive // held by belay until then decides
 	then(sc, err)

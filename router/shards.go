@@ -141,6 +141,13 @@ func lookup(sc *shard.Schema, name string) rel {
 	return rel{name: name, kind: relUnknown}
 }
 
+// LookupTable is the schema's table that name (as the planner writes
+// it: parts folded, joined by dots) refers to, if the schema has it.
+func LookupTable(sc *shard.Schema, name string) (shard.Table, bool) {
+	r := lookup(sc, name)
+	return r.table, r.kind == relSharded || r.kind == relReference
+}
+
 // stmtShards decides where one statement runs.
 func stmtShards(sc *shard.Schema, st *planner.Stmt, params Params) (ShardTarget, error) {
 	switch st.Class {

@@ -22,6 +22,7 @@ import (
 	"github.com/belaydb/belay/shard"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // TestChangeSchema: each command's effect on a schema, and its refusals.
@@ -113,7 +114,8 @@ func TestShardedProxy(t *testing.T) {
 		t.Skip("starts etcd, two PostgreSQL and belay")
 	}
 	bin := buildBelay(t)
-	nodes := []*pginstance.Instance{pgtest.New(t, pginstance.Options{}), pgtest.New(t, pginstance.Options{})}
+	prepared := pginstance.Options{Settings: map[string]string{"max_prepared_transactions": "10"}}
+	nodes := []*pginstance.Instance{pgtest.New(t, prepared), pgtest.New(t, prepared)}
 	st, err := ha.NewStore(etcdtest.Client(t, etcdtest.New(t)), "sp")
 	if err != nil {
 		t.Fatal(err)
@@ -261,6 +263,27 @@ func TestShardedProxy(t *testing.T) {
 	}
 	if err := g.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); !errors.As(err, &pe) || pe.Code != "0A000" {
 		t.Fatalf("a scatter through the gateway: %v", err)
+	}
+	// DDL through the gateway reaches every shard, committed in two phases
+	// with the decision in etcd.
+	if _, err := g.Exec(ctx, "CREATE TABLE made_through_the_gateway (id int8 PRIMARY KEY)", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	for _, pg := range nodes {
+		d, err := pgx.Connect(ctx, pg.ConnString("postgres", "postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var made, prepared int
+		err = d.QueryRow(ctx, "SELECT (SELECT count(*) FROM pg_tables WHERE tablename = 'made_through_the_gateway'), (SELECT count(*) FROM pg_prepared_xacts)").Scan(&made, &prepared)
+		d.Close(ctx)
+		if err != nil || made != 1 || prepared != 0 {
+			t.Fatalf("DDL through the gateway on %s: table %d, left prepared %d, %v", pg.Addr(), made, prepared, err)
+		}
+	}
+	resp, err := st.Client().Get(ctx, ha.Prefix("sp")+"2pc/", clientv3.WithPrefix())
+	if err != nil || len(resp.Kvs) == 0 {
+		t.Fatalf("no decision recorded in etcd: %v", err)
 	}
 }
 

@@ -1,0 +1,375 @@
+package loop
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/belaydb/belay/codec"
+	"github.com/belaydb/belay/codec/sqlstate"
+	"github.com/belaydb/belay/planner"
+	"github.com/belaydb/belay/poolcore"
+	"github.com/belaydb/belay/router"
+	"github.com/belaydb/belay/shard"
+	"github.com/belaydb/belay/twopc"
+	"github.com/panjf2000/gnet/v2"
+)
+
+// One statement on every shard, atomically (issue J): DDL, and writes to a
+// reference table, whose copies must not differ. A unit that is one such
+// statement in a simple Query, outside a transaction, runs on each shard's
+// primary in a transaction of its own, prepared there (PREPARE
+// TRANSACTION), and committed on all once twopc's coordinator has the
+// decision recorded (Config.RecordDecision: etcd); a shard that fails
+// rolls everything back and the client gets its error. The client sees
+// one statement: its tag (shard 0's; every copy of a reference table
+// answers alike) or its error, and nothing of the next unit runs before
+// every shard committed (its next read sees the change anywhere).
+//
+// A statement PostgreSQL cannot run in a transaction block (CREATE INDEX
+// CONCURRENTLY, VACUUM, ...) fails with 25001; servers without
+// max_prepared_transactions fail to prepare (55000): both are refused,
+// nothing applied. A gateway that dies between the phases leaves prepared
+// transactions for a resolver (twopc.Resolve), which is not wired yet.
+//
+// Who owns what: a spread and its legs belong to the session's loop;
+// every server of a leg is that loop's (pools are per loop); the
+// decision's write runs on a goroutine of its own and comes back through
+// the loop's Execute.
+
+// spread is one statement under way on every shard.
+type spread struct {
+	s    *session
+	sql  string
+	tx   twopc.TxID
+	co   *twopc.Coordinator
+	legs []*spreadLeg
+	busy int // legs with a step under way
+	// answered: the client has its answer (or left); the legs finish.
+	answered bool
+	// sharded: it changes a sharded table's rows (tag counts them all).
+	sharded bool
+}
+
+// spreadLeg is the statement's part on one shard: a poolcore client of
+// its own, holding one server of the shard's primary.
+type spreadLeg struct {
+	sp    *spread
+	shard int
+	pool  *poolcore.Pool
+	sc    *poolcore.Server
+	tags  []string
+	lost  error   // the server was lost, or never had
+	step  legStep // what the leg waits for
+}
+
+type legStep uint8
+
+const (
+	stepNone    legStep = iota
+	stepPrepare         // a server, then the prepare (first phase)
+	stepSecond          // a second-phase action
+)
+
+// errSpread: the unit is one statement to run on every shard (spread).
+var errSpread = errors.New("a statement for every shard")
+
+// spreadable says whether the unit starting with data is one statement
+// that spread runs: a simple Query of one DDL statement or write to a
+// reference table, outside any transaction.
+func (s *session) spreadable(set *shardSet, data []byte) bool {
+	if s.p.cfg.RecordDecision == nil || s.cl.begin != nil || s.t.pinned {
+		return false
+	}
+	typ, bodyLen, err := codec.PeekHeader(data, codec.MaxProtocolMessage)
+	if err != nil || typ != codec.MsgQuery || len(data) < 5+bodyLen {
+		return false
+	}
+	q, err := codec.QueryText(data[5 : 5+bodyLen])
+	if err != nil {
+		return false
+	}
+	plan := s.plan(q)
+	if len(plan.Stmts) != 1 || len(set.clusters) < 2 {
+		return false
+	}
+	st := &plan.Stmts[0]
+	switch {
+	case st.Returning || st.Copy != 0:
+		return false // rows to return: a scatter belay does not merge yet
+	case plan.Class == planner.ClassUtility:
+		return true // DDL
+	}
+	return plan.Class == planner.ClassWrite && st.Target != "" // UPDATE or DELETE of every shard's rows, a reference table's write
+}
+
+// startSpread runs the Query at the start of data on every shard of set.
+// The unit stays in the client's input until the answer. On the loop.
+func (s *session) startSpread(set *shardSet, data []byte) error {
+	_, bodyLen, _ := codec.PeekHeader(data, codec.MaxProtocolMessage)
+	q, _ := codec.QueryText(data[5 : 5+bodyLen])
+	sp := &spread{s: s, sql: string(q)}
+	if st := s.plan(q).Stmts[0]; st.Target != "" {
+		if t, ok := router.LookupTable(set.schema, st.Target); ok && t.Kind == shard.Sharded {
+			sp.sharded = true
+		}
+	}
+	if _, err := rand.Read(sp.tx[:]); err != nil {
+		return err
+	}
+	shards := make([]int, len(set.clusters))
+	for k, c := range set.clusters {
+		shards[k] = k
+		v := c.view.Load()
+		if v == nil || v.primary < 0 {
+			return errNoPrimary
+		}
+		pool, err := s.p.pools.Pool(poolcore.Key{Node: v.nodes[v.primary].name, Database: s.key.Database, User: s.key.User})
+		if err != nil {
+			return err
+		}
+		sp.legs = append(sp.legs, &spreadLeg{sp: sp, shard: k, pool: pool})
+	}
+	for _, l := range sp.legs {
+		setCredentials(l.pool, s.cl.cred)
+		l.pool.Join(s.loop)
+	}
+	sp.co = twopc.NewCoordinator(shards)
+	sp.co.Start()
+	s.spread = sp
+	sp.busy = len(sp.legs)
+	for _, l := range sp.legs {
+		l.step = stepPrepare
+	}
+	for _, l := range sp.legs {
+		if sc := l.pool.Acquire(s.loop, l, s.sig); sc != nil {
+			l.ServerReady(sc)
+		}
+	}
+	return nil
+}
+
+// ServerReady: the leg's server; the session's settings first, then the
+// statement, prepared.
+func (l *spreadLeg) ServerReady(sc *poolcore.Server) {
+	l.sc = sc
+	sp := l.sp
+	prepare := func() {
+		sc.ExecTags("BEGIN;\n"+sp.sql+"\n;\nPREPARE TRANSACTION '"+twopc.GID(sp.tx, l.shard)+"'", &l.tags,
+			func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
+	}
+	if sig := sp.s.sig; sc.AppliedSig != sig {
+		sc.Exec(applySQL(sc.AppliedSig, sig), func(_ *poolcore.Server, perr *poolcore.PgError) {
+			if perr != nil {
+				l.prepared(perr)
+				return
+			}
+			sc.AppliedSig = sig
+			prepare()
+		})
+		return
+	}
+	prepare()
+}
+
+// ServerFailed: no server for the leg.
+func (l *spreadLeg) ServerFailed(err error) {
+	l.lost = err
+	l.prepared(nil)
+}
+
+// ServerTraffic: the leg's server has bytes while no step of the leg's
+// runs (a NOTICE of its own): nothing to read.
+func (l *spreadLeg) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
+	_, _ = c.Discard(-1)
+	return gnet.None
+}
+
+// ServerLost: the leg's server closed or broke, its step with it.
+func (l *spreadLeg) ServerLost(sc *poolcore.Server, err error) {
+	if l.sc != sc {
+		return
+	}
+	l.sc, l.lost = nil, err
+	switch l.step {
+	case stepPrepare:
+		l.prepared(nil)
+	case stepSecond:
+		l.secondDone(nil)
+	}
+}
+
+// prepared ends the first phase of the leg: perr is the server's error, or
+// l.lost says there is no server.
+func (l *spreadLeg) prepared(perr *poolcore.PgError) {
+	if l.step != stepPrepare {
+		return
+	}
+	l.step = stepNone
+	l.sp.busy--
+	l.sp.run(l.sp.co.Prepared(l.shard, l.failure(perr)))
+}
+
+// secondDone ends the leg's second-phase action.
+func (l *spreadLeg) secondDone(perr *poolcore.PgError) {
+	if l.step != stepSecond {
+		return
+	}
+	l.step = stepNone
+	l.sp.busy--
+	l.sp.run(l.sp.co.Finished(l.shard, l.failure(perr)))
+}
+
+// failure is the error of the leg's last step.
+func (l *spreadLeg) failure(perr *poolcore.PgError) error {
+	switch {
+	case l.lost != nil:
+		return l.lost
+	case perr != nil:
+		return perr
+	}
+	return nil
+}
+
+// run carries out the coordinator's actions, then answers the client once
+// everything settled.
+func (sp *spread) run(acts []twopc.Action) {
+	for _, a := range acts {
+		if a.Op == twopc.OpRecordCommit {
+			sp.record()
+		} else {
+			sp.second(a)
+		}
+	}
+	sp.finish()
+}
+
+// record writes the decision off the loop and comes back with it.
+func (sp *spread) record() {
+	sp.busy++
+	s := sp.s
+	shards := make([]int, len(sp.legs))
+	for i := range shards {
+		shards[i] = i
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		d, err := s.p.cfg.RecordDecision(ctx, sp.tx, twopc.Commit, shards)
+		cancel()
+		_ = s.loop.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			sp.busy--
+			sp.run(sp.co.Recorded(d, err))
+			return nil
+		}))
+	}()
+}
+
+// second runs a second-phase action on its leg.
+func (sp *spread) second(a twopc.Action) {
+	l := sp.legs[a.Shard]
+	var sql string
+	switch a.Op {
+	case twopc.OpCommitPrepared:
+		sql = "COMMIT PREPARED '" + twopc.GID(sp.tx, l.shard) + "'"
+	case twopc.OpRollbackPrepared:
+		sql = "ROLLBACK PREPARED '" + twopc.GID(sp.tx, l.shard) + "'"
+	default:
+		sql = "ROLLBACK"
+	}
+	if l.sc == nil {
+		// Lost: its open transaction went with it; a prepared part is
+		// the resolver's.
+		sp.co.Finished(l.shard, l.lost)
+		return
+	}
+	l.step = stepSecond
+	sp.busy++
+	l.sc.Exec(sql, func(_ *poolcore.Server, perr *poolcore.PgError) { l.secondDone(perr) })
+}
+
+// finish answers the client and gives the servers back once nothing is
+// under way and the coordinator is done.
+func (sp *spread) finish() {
+	if sp.busy > 0 || !sp.co.Done() || sp.answered {
+		return
+	}
+	sp.answered = true
+	s := sp.s
+	for _, l := range sp.legs {
+		if l.sc != nil {
+			if l.sc.TxStatus != 'I' {
+				l.sc.Dirty = true
+			}
+			l.pool.Release(l.sc)
+			l.sc = nil
+		}
+		l.pool.Leave(s.loop)
+	}
+	s.spread = nil
+	if s.state == sClosing || s.c == nil {
+		return
+	}
+	e, tag := sp.answer()
+	if !s.answerUnit(s.c, e, tag, 'I') {
+		s.kill(fatalf(sqlstate.InternalError, "belay lost the statement it ran on every shard"))
+		return
+	}
+	s.resumeWork()
+}
+
+// answer is what the client is told: the statement's tag, or the error.
+func (sp *spread) answer() (*codec.ErrorResponse, string) {
+	o, err := sp.co.Outcome()
+	switch o {
+	case twopc.Committed:
+		return nil, sp.tag()
+	case twopc.Unknown:
+		return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.TransactionResolutionUnknown,
+			Message: "the statement was prepared on every shard but its commit could not be recorded: whether it is applied is not known",
+			Detail:  "A resolver will commit or roll it back on every shard alike."}, ""
+	}
+	var pe *poolcore.PgError
+	if errors.As(err, &pe) {
+		return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.Code(pe.Code), Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}, ""
+	}
+	if errors.Is(err, twopc.ErrAbortedByResolver) {
+		return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.TRSerializationFailure, Message: "the statement was rolled back on every shard: " + err.Error()}, ""
+	}
+	return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.ConnectionFailure, Message: "the statement was rolled back on every shard: a shard could not run it",
+		Detail: err.Error()}, ""
+}
+
+// tag is the statement's CommandComplete tag: shard 0's (every shard ran
+// the same DDL; every copy of a reference table changed alike), with the
+// rows counted over every shard when the statement changed a sharded
+// table's rows (UPDATE 7 on one shard and UPDATE 5 on another: UPDATE 12).
+func (sp *spread) tag() string {
+	first := sp.legs[0].tags
+	if len(first) < 2 {
+		return "OK"
+	}
+	tag := first[1]
+	if !sp.sharded {
+		return tag
+	}
+	i := strings.LastIndexByte(tag, ' ')
+	if i < 0 {
+		return tag
+	}
+	var n int64
+	for _, l := range sp.legs {
+		if len(l.tags) < 2 {
+			return tag
+		}
+		t := l.tags[1]
+		c, err := strconv.ParseInt(t[strings.LastIndexByte(t, ' ')+1:], 10, 64)
+		if err != nil {
+			return tag
+		}
+		n += c
+	}
+	return tag[:i+1] + strconv.FormatInt(n, 10)
+}
