@@ -50,6 +50,15 @@ type OrchOptions struct {
 	// after its predecessor detached it): host, port and application_name
 	// (the node's name) are added. "user=postgres" when empty.
 	Replication string
+	// DialDB opens a superuser's connection to database db of a node: the
+	// resolver of two-phase commits finishes a prepared transaction in the
+	// database it was prepared in (orch_resolve.go). Without it, only
+	// those of Dial's database are finished.
+	DialDB func(ctx context.Context, addr, db string) (*pgx.Conn, error)
+	// ResolveGrace is how long after its prepare a transaction of belay's
+	// with no decision recorded is left to its coordinator before the
+	// resolver aborts it (15 s).
+	ResolveGrace time.Duration
 	// Rejoin, if not nil, makes node, an old primary, a standby of primary
 	// (stopped, rewound with pg_rewind, started as a standby). It needs the
 	// node's data directory: belay up gives one; without it a stale primary
@@ -95,6 +104,8 @@ type Orchestrator struct {
 	// poolerAsked, by shard, when a switchover was last asked for.
 	poolers     PoolerLoss
 	poolerAsked map[string]time.Time
+	// resolvedAt: the resolver's last round (orch_resolve.go).
+	resolvedAt time.Time
 }
 
 // NewOrchestrator returns an Orchestrator (Run starts it).
@@ -191,6 +202,7 @@ func (r *Orchestrator) lead(ctx context.Context, sess *concurrency.Session, e *c
 			continue
 		}
 		r.forget(top)
+		r.resolve(ctx, top)
 		if r.o.RequirePoolers {
 			r.poolerLoss(ctx, top, reqs)
 		}

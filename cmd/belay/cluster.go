@@ -122,6 +122,14 @@ func watchCluster(ctx context.Context, endpoints []string, cluster string, logge
 	}
 }
 
+// dialDB opens a connection as user to any database of a node (the
+// resolver of two-phase commits finishes a transaction in its own).
+func dialDB(user, passfile string) func(ctx context.Context, addr, db string) (*pgx.Conn, error) {
+	return func(ctx context.Context, addr, db string) (*pgx.Conn, error) {
+		return healthDial(user, db, passfile)(ctx, addr)
+	}
+}
+
 // healthDial opens a health check's connection to a node as user, with
 // the TLS of belay's connections to its servers (tls; its zero value is
 // sslmode=prefer).

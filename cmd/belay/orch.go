@@ -63,7 +63,7 @@ func runOrch(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	o, err := newOrchestrator(splitList(*etcd), *clusterName, ha.OrchOptions{
-		ID: *id, Dial: healthDial(*user, *dbname, *passfile), Interval: *interval, Timeout: *timeout,
+		ID: *id, Dial: healthDial(*user, *dbname, *passfile), DialDB: dialDB(*user, *passfile), Interval: *interval, Timeout: *timeout,
 		DeadAfter: *deadAfter, SyncQuorum: *quorum, Replication: *repl, Logger: logger, RequirePoolers: *poolers,
 		SwitchoverDrain: *drain, SwitchoverCatchUp: *catchUp,
 	})

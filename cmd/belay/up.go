@@ -197,7 +197,7 @@ type cluster struct {
 // directories.
 func (c *cluster) startOrch(logger *slog.Logger) error {
 	o, err := newOrchestrator(c.info.Endpoints, c.info.Name, ha.OrchOptions{
-		ID: fmt.Sprintf("belay-up:%d", os.Getpid()), Dial: healthDial(c.info.Superuser, "postgres", ""),
+		ID: fmt.Sprintf("belay-up:%d", os.Getpid()), Dial: healthDial(c.info.Superuser, "postgres", ""), DialDB: dialDB(c.info.Superuser, ""),
 		Logger: logger.With("component", "orch"),
 		Rejoin: func(ctx context.Context, node, primary ha.Node) error { return c.rejoin(ctx, node.Name, primary.Name) },
 	})
