@@ -120,9 +120,9 @@ func (s *session) routeCluster(c gnet.Conn, data []byte) (gnet.Action, routeNext
 		return s.answerRouted(c, codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.CannotConnectNow,
 			Message: "the primary is unavailable: no new primary was published within the failover hold",
 			Detail:  fmt.Sprintf("belay held the work for %v (failover_hold).", cs.c.hold.Bound())})
-	case errors.Is(err, errSpread):
+	case errors.Is(err, errSpread), errors.Is(err, errGather):
 		if set := s.p.sharding.set.Load(); set != nil {
-			if err := s.startSpread(set, data); err == nil {
+			if serr := s.startSpread(set, data, errors.Is(err, errGather)); serr == nil {
 				return s.boundWaiting(c), routeStop // answered when every shard settled (spread.go)
 			}
 		}
@@ -593,6 +593,18 @@ func isTxEnd(q []byte, commit bool) bool {
 // ReadyForQuery status. It returns false (and drops nothing) while the
 // unit is not all in.
 func (s *session) answerUnit(c gnet.Conn, e *codec.ErrorResponse, tag string, status byte) bool {
+	return s.replyUnit(c, func(b []byte) []byte {
+		if e != nil {
+			return codec.AppendErrorResponse(b, *e)
+		}
+		return codec.AppendFrame(b, codec.MsgCommandComplete, append([]byte(tag), 0))
+	}, status)
+}
+
+// replyUnit drops the client's unit of work at the start of its input and
+// answers it with what msgs appends, then ReadyForQuery status. It returns
+// false (and drops nothing) while the unit is not all in.
+func (s *session) replyUnit(c gnet.Conn, msgs func(b []byte) []byte, status byte) bool {
 	data := s.in.Bytes(c)
 	end := -1
 	for off := 0; off < len(data); {
@@ -610,12 +622,7 @@ func (s *session) answerUnit(c gnet.Conn, e *codec.ErrorResponse, tag string, st
 		return false
 	}
 	s.in.Consume(c, end)
-	b := s.loop.Scratch()
-	if e != nil {
-		b = codec.AppendErrorResponse(b, *e)
-	} else {
-		b = codec.AppendFrame(b, codec.MsgCommandComplete, append([]byte(tag), 0))
-	}
+	b := msgs(s.loop.Scratch())
 	b = codec.AppendReadyForQuery(b, status)
 	s.stats.Sent(len(b))
 	_, _ = s.write(b)

@@ -30,8 +30,10 @@ import (
 // own routing picks the node. What belay does not do yet is refused, never
 // run on the wrong shard:
 //
-//   - a statement that must run on several shards (a scatter, DDL, a write
-//     to a reference table): ERROR 0A000 at the start of a unit;
+//   - a statement that must run on several shards, unless spread.go runs
+//     it (alone in a simple Query outside a transaction: DDL, a reference
+//     table's write, an UPDATE or DELETE without a key, a read whose rows
+//     need no merge): ERROR 0A000 at the start of a unit;
 //   - a statement of a transaction that belongs to another shard than the
 //     transaction's: FATAL 0A000, the connection closed and the
 //     transaction rolled back (never committed in part);
@@ -128,7 +130,7 @@ func (p *Proxy) shardClusters() []*cluster {
 
 // errScatter: a unit of work that would run on several shards.
 var errScatter = &shard.Error{Code: sqlstate.FeatureNotSupported,
-	Message: "a statement that runs on several shards (a scatter, DDL, a write to a reference table) is not supported yet: belay routes statements to one shard"}
+	Message: "a statement for several shards runs only alone in a simple Query outside a transaction, and a read of several shards only when its rows need no merge (no aggregate, GROUP BY, DISTINCT, ORDER BY or LIMIT yet)"}
 
 // unitShard is the shard the client's next unit of work, starting with
 // data, runs on: -1 to stay where the client is. The error is a
@@ -150,6 +152,9 @@ func (s *session) unitShard(set *shardSet, data []byte) (int, error) {
 	}
 	if t.RowShards == nil && s.spreadable(set, data) {
 		return -1, errSpread // the same statement on every shard (spread.go)
+	}
+	if s.gatherable(set, data) {
+		return -1, errGather // a read of every shard, its rows concatenated (spread.go)
 	}
 	return -1, errScatter
 }

@@ -398,4 +398,35 @@ func TestSpread(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT v FROM kspread WHERE aid = 3").Scan(&v); err != nil || v != "all" {
 		t.Fatalf("after the spreads: %q, %v", v, err)
 	}
+	// A read of every shard whose rows need no merge: each shard's rows,
+	// one tag counting them all.
+	rows, err := c.Query(ctx, "SELECT aid, upper(v) FROM kspread WHERE aid <> 7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]string{}
+	for rows.Next() {
+		var aid int64
+		var u string
+		if err := rows.Scan(&aid, &u); err != nil {
+			t.Fatal(err)
+		}
+		if _, dup := got[aid]; dup {
+			t.Fatalf("row %d twice", aid)
+		}
+		got[aid] = u
+	}
+	if err := rows.Err(); err != nil || len(got) != 29 || got[3] != "ALL" || rows.CommandTag().String() != "SELECT 29" {
+		t.Fatalf("a read of every shard: %d rows, tag %q, %v", len(got), rows.CommandTag(), err)
+	}
+	if _, err := exec("SELECT nope FROM kspread"); !errors.As(err, &pe) || pe.Code != "42703" {
+		t.Fatalf("a read of every shard that fails: %v", err)
+	}
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM kspread").Scan(&v); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("an aggregate over every shard (not merged yet): %v", err)
+	}
+	ext := connect(t, p.connString("postgres", "postgres"))
+	if _, err := ext.Exec(ctx, "SELECT aid FROM kspread WHERE v = $1", "all"); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("a read of every shard in the extended protocol: %v", err)
+	}
 }

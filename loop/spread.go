@@ -18,6 +18,14 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
+// A read of every shard whose rows need no merge (planner's Concat: no
+// aggregate, GROUP BY, DISTINCT, ORDER BY, LIMIT), alone in a simple
+// Query outside a transaction, is a gather: the same legs run it on every
+// shard's primary and the client gets the first shard's RowDescription,
+// every shard's rows in shard order and one tag counting them all, once
+// every shard answered (at most max_buffered_bytes of results held:
+// 54000 past it); a shard's error is the client's.
+//
 // One statement on every shard, atomically (issue J): DDL, and writes to a
 // reference table, whose copies must not differ. A unit that is one such
 // statement in a simple Query, outside a transaction, runs on each shard's
@@ -52,6 +60,8 @@ type spread struct {
 	answered bool
 	// sharded: it changes a sharded table's rows (tag counts them all).
 	sharded bool
+	// gather: a read of every shard, its rows concatenated (no commit).
+	gather bool
 }
 
 // spreadLeg is the statement's part on one shard: a poolcore client of
@@ -64,6 +74,9 @@ type spreadLeg struct {
 	tags  []string
 	lost  error   // the server was lost, or never had
 	step  legStep // what the leg waits for
+	// A gather's: the shard's result, and its error.
+	raw poolcore.RawResult
+	err *poolcore.PgError
 }
 
 type legStep uint8
@@ -74,8 +87,12 @@ const (
 	stepSecond          // a second-phase action
 )
 
-// errSpread: the unit is one statement to run on every shard (spread).
-var errSpread = errors.New("a statement for every shard")
+// errSpread: the unit is one statement to run on every shard (spread);
+// errGather: one read of every shard.
+var (
+	errSpread = errors.New("a statement for every shard")
+	errGather = errors.New("a read of every shard")
+)
 
 // spreadable says whether the unit starting with data is one statement
 // that spread runs: a simple Query of one DDL statement or write to a
@@ -108,10 +125,10 @@ func (s *session) spreadable(set *shardSet, data []byte) bool {
 
 // startSpread runs the Query at the start of data on every shard of set.
 // The unit stays in the client's input until the answer. On the loop.
-func (s *session) startSpread(set *shardSet, data []byte) error {
+func (s *session) startSpread(set *shardSet, data []byte, gather bool) error {
 	_, bodyLen, _ := codec.PeekHeader(data, codec.MaxProtocolMessage)
 	q, _ := codec.QueryText(data[5 : 5+bodyLen])
-	sp := &spread{s: s, sql: string(q)}
+	sp := &spread{s: s, sql: string(q), gather: gather}
 	if st := s.plan(q).Stmts[0]; st.Target != "" {
 		if t, ok := router.LookupTable(set.schema, st.Target); ok && t.Kind == shard.Sharded {
 			sp.sharded = true
@@ -136,6 +153,7 @@ func (s *session) startSpread(set *shardSet, data []byte) error {
 	for _, l := range sp.legs {
 		setCredentials(l.pool, s.cl.cred)
 		l.pool.Join(s.loop)
+		l.raw.Max = s.p.cfg.MaxBufferedBytes
 	}
 	sp.co = twopc.NewCoordinator(shards)
 	sp.co.Start()
@@ -158,6 +176,10 @@ func (l *spreadLeg) ServerReady(sc *poolcore.Server) {
 	l.sc = sc
 	sp := l.sp
 	prepare := func() {
+		if sp.gather {
+			sc.ExecRaw(sp.sql, &l.raw, func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
+			return
+		}
 		sc.ExecTags("BEGIN;\n"+sp.sql+"\n;\nPREPARE TRANSACTION '"+twopc.GID(sp.tx, l.shard)+"'", &l.tags,
 			func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
 	}
@@ -202,14 +224,19 @@ func (l *spreadLeg) ServerLost(sc *poolcore.Server, err error) {
 	}
 }
 
-// prepared ends the first phase of the leg: perr is the server's error, or
-// l.lost says there is no server.
+// prepared ends the first phase of the leg (a gather's only one): perr
+// is the server's error, or l.lost says there is no server.
 func (l *spreadLeg) prepared(perr *poolcore.PgError) {
 	if l.step != stepPrepare {
 		return
 	}
 	l.step = stepNone
 	l.sp.busy--
+	if l.sp.gather {
+		l.err = perr
+		l.sp.finish()
+		return
+	}
 	l.sp.run(l.sp.co.Prepared(l.shard, l.failure(perr)))
 }
 
@@ -293,7 +320,7 @@ func (sp *spread) second(a twopc.Action) {
 // finish answers the client and gives the servers back once nothing is
 // under way and the coordinator is done.
 func (sp *spread) finish() {
-	if sp.busy > 0 || !sp.co.Done() || sp.answered {
+	if sp.busy > 0 || !sp.gather && !sp.co.Done() || sp.answered {
 		return
 	}
 	sp.answered = true
@@ -312,8 +339,17 @@ func (sp *spread) finish() {
 	if s.state == sClosing || s.c == nil {
 		return
 	}
-	e, tag := sp.answer()
-	if !s.answerUnit(s.c, e, tag, 'I') {
+	var ok bool
+	switch e := sp.gatherError(); {
+	case !sp.gather:
+		e, tag := sp.answer()
+		ok = s.answerUnit(s.c, e, tag, 'I')
+	case e != nil:
+		ok = s.answerUnit(s.c, e, "", 'I')
+	default:
+		ok = s.replyUnit(s.c, sp.rows, 'I')
+	}
+	if !ok {
 		s.kill(fatalf(sqlstate.InternalError, "belay lost the statement it ran on every shard"))
 		return
 	}
@@ -372,4 +408,74 @@ func (sp *spread) tag() string {
 		n += c
 	}
 	return tag[:i+1] + strconv.FormatInt(n, 10)
+}
+
+// gatherError is a gather's error: a shard's (the first by shard), a
+// shard lost, or a result past the bound; nil if every shard answered.
+func (sp *spread) gatherError() *codec.ErrorResponse {
+	for _, l := range sp.legs {
+		switch {
+		case l.err != nil:
+			return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.Code(l.err.Code), Message: l.err.Message, Detail: l.err.Detail, Hint: l.err.Hint}
+		case l.lost != nil:
+			return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.ConnectionFailure, Message: "a shard could not answer: " + l.lost.Error()}
+		case l.raw.Over:
+			return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.ProgramLimitExceeded,
+				Message: "a read of every shard returned more than belay holds to merge (max_buffered_bytes): read it by key, or in parts"}
+		}
+	}
+	return nil
+}
+
+// rows appends a gather's answer: the first shard's RowDescription, every
+// shard's rows in shard order, and one CommandComplete counting them all.
+func (sp *spread) rows(b []byte) []byte {
+	var n int64
+	tag := ""
+	for i, l := range sp.legs {
+		for m := l.raw.Msgs; len(m) >= 5; {
+			typ, bodyLen, err := codec.PeekHeader(m, codec.MaxProtocolMessage)
+			if err != nil || len(m) < 5+bodyLen {
+				break
+			}
+			switch typ {
+			case codec.MsgRowDescription:
+				if i == 0 {
+					b = append(b, m[:5+bodyLen]...)
+				}
+			case codec.MsgDataRow:
+				b = append(b, m[:5+bodyLen]...)
+				n++
+			case codec.MsgCommandComplete:
+				if t, err := codec.CommandTag(m[5 : 5+bodyLen]); err == nil && tag == "" {
+					tag = string(t)
+				}
+			}
+			m = m[5+bodyLen:]
+		}
+	}
+	if i := strings.LastIndexByte(tag, ' '); i >= 0 {
+		tag = tag[:i+1] + strconv.FormatInt(n, 10)
+	}
+	return codec.AppendFrame(b, codec.MsgCommandComplete, append([]byte(tag), 0))
+}
+
+// gatherable says whether the unit starting with data is a read spread
+// gathers: a simple Query of one SELECT whose rows over the shards are
+// their rows one after the other (planner's Concat), outside a
+// transaction.
+func (s *session) gatherable(set *shardSet, data []byte) bool {
+	if s.cl.begin != nil || s.t.pinned || len(set.clusters) < 2 {
+		return false
+	}
+	typ, bodyLen, err := codec.PeekHeader(data, codec.MaxProtocolMessage)
+	if err != nil || typ != codec.MsgQuery || len(data) < 5+bodyLen {
+		return false
+	}
+	q, err := codec.QueryText(data[5 : 5+bodyLen])
+	if err != nil {
+		return false
+	}
+	plan := s.plan(q)
+	return len(plan.Stmts) == 1 && plan.Class == planner.ClassRead && plan.Stmts[0].Concat
 }

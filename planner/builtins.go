@@ -32,3 +32,27 @@ func isBuiltin(name string) bool {
 	_, ok := builtins()[name]
 	return ok
 }
+
+// builtin_aggs.txt lists the names of pg_catalog's aggregates (PostgreSQL
+// 15), one a line; regenerate it with
+//
+//	psql -At -c "SELECT DISTINCT proname FROM pg_proc WHERE prokind = 'a'
+//	  AND pronamespace = 'pg_catalog'::regnamespace ORDER BY 1"
+//
+//go:embed builtin_aggs.txt
+var builtinAggList string
+
+var builtinAggs = sync.OnceValue(func() map[string]struct{} {
+	m := make(map[string]struct{}, 64)
+	for _, name := range strings.Fields(builtinAggList) {
+		m[name] = struct{}{}
+	}
+	return m
+})
+
+// isAggregate reports whether an unqualified function name is a built-in
+// aggregate.
+func isAggregate(name string) bool {
+	_, ok := builtinAggs()[name]
+	return ok
+}

@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // What a statement fixes about its rows' columns, for hash sharding (issue
@@ -62,6 +63,7 @@ func (w *walker) keys(st *Stmt, node *pg.Node) {
 			return // UNION and the like: each arm has its own WHERE
 		}
 		st.KeyFilters = w.filters(newScope(nil, s.FromClause), s.WhereClause)
+		st.Concat = concat(s)
 	case *pg.Node_UpdateStmt:
 		u := n.UpdateStmt
 		st.KeyFilters, st.Target = w.filters(newScope(u.Relation, u.FromClause), u.WhereClause), relName(u.Relation)
@@ -364,4 +366,77 @@ func (st *Stmt) keysSize() int {
 		}
 	}
 	return n
+}
+
+// concat says whether a SELECT's result over parts of its tables is the
+// concatenation of the parts' results (Stmt.Concat).
+func concat(s *pg.SelectStmt) bool {
+	if len(s.SortClause) > 0 || s.LimitCount != nil || s.LimitOffset != nil || len(s.DistinctClause) > 0 ||
+		len(s.GroupClause) > 0 || s.HavingClause != nil || len(s.WindowClause) > 0 || len(s.LockingClause) > 0 ||
+		s.IntoClause != nil || s.WithClause != nil || len(s.ValuesLists) > 0 {
+		return false
+	}
+	for _, t := range s.TargetList {
+		if mayAggregate(t) {
+			return false
+		}
+	}
+	return true
+}
+
+// mayAggregate says whether an expression of a select list may aggregate
+// rows (not inside a subquery of its own): a built-in aggregate, a call
+// with aggregate syntax or a window, or a call of a function that is not
+// built in (a user's aggregate is called as a function is).
+func mayAggregate(n *pg.Node) bool {
+	found := false
+	var visit func(m protoreflect.Message)
+	visit = func(m protoreflect.Message) {
+		if found {
+			return
+		}
+		switch x := m.Interface().(type) {
+		case *pg.SubLink:
+			return // its own query aggregates its own rows
+		case *pg.FuncCall:
+			name, qualified := funcName(x)
+			if x.AggStar || x.AggDistinct || len(x.AggOrder) > 0 || x.AggFilter != nil || x.AggWithinGroup || x.Over != nil ||
+				isAggregate(name) || qualified || !isBuiltin(name) {
+				found = true
+				return
+			}
+		}
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			if fd.Message() == nil {
+				return true
+			}
+			if fd.IsList() {
+				l := v.List()
+				for i := 0; i < l.Len(); i++ {
+					visit(l.Get(i).Message())
+				}
+			} else if !fd.IsMap() {
+				visit(v.Message())
+			}
+			return true
+		})
+	}
+	visit(n.ProtoReflect())
+	return found
+}
+
+// funcName is a call's function name, and whether it is qualified by a
+// schema other than pg_catalog.
+func funcName(f *pg.FuncCall) (string, bool) {
+	var parts []string
+	for _, n := range f.Funcname {
+		parts = append(parts, n.GetString_().GetSval())
+	}
+	switch len(parts) {
+	case 0:
+		return "", true
+	case 1:
+		return parts[0], false
+	}
+	return parts[len(parts)-1], parts[len(parts)-2] != "pg_catalog"
 }

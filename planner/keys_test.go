@@ -151,6 +151,35 @@ func TestReturning(t *testing.T) {
 	}
 }
 
+// TestConcat: the SELECTs whose result over parts is the parts' results
+// one after the other.
+func TestConcat(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"SELECT * FROM a": true,
+		"SELECT k, lower(v), v || 'x' FROM a WHERE k > 3": true,
+		"SELECT k, (SELECT max(b) FROM r) FROM a":         true,
+		"SELECT * FROM a WHERE k IN (SELECT k FROM r)":    true,
+		"SELECT count(*) FROM a":                          false,
+		"SELECT sum(v) + 1 FROM a":                        false,
+		"SELECT pg_catalog.max(v) FROM a":                 false,
+		"SELECT myagg(v) FROM a":                          false,
+		"SELECT s.f(v) FROM a":                            false,
+		"SELECT row_number() OVER () FROM a":              false,
+		"SELECT * FROM a ORDER BY k":                      false,
+		"SELECT * FROM a LIMIT 3":                         false,
+		"SELECT DISTINCT k FROM a":                        false,
+		"SELECT k FROM a GROUP BY k":                      false,
+		"SELECT * FROM a FOR UPDATE":                      false,
+		"WITH c AS (SELECT * FROM a) SELECT * FROM c":     false,
+		"SELECT * FROM a UNION ALL SELECT * FROM b":       false,
+		"SELECT * INTO n FROM a":                          false,
+	} {
+		if got := Parse(sql).Stmts[0].Concat; got != want {
+			t.Errorf("%q: concat %v", sql, got)
+		}
+	}
+}
+
 // TestCopy: a COPY's direction.
 func TestCopy(t *testing.T) {
 	for sql, want := range map[string]CopyDir{

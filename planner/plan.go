@@ -44,6 +44,12 @@ type Stmt struct {
 	Copy CopyDir
 	// Returning: an INSERT, UPDATE or DELETE with a RETURNING list.
 	Returning bool
+	// Concat: a SELECT whose result over a table split in parts is the
+	// parts' results one after the other: no aggregate (or function that
+	// may be one) or window in its select list, no GROUP BY, HAVING,
+	// DISTINCT, ORDER BY, LIMIT, OFFSET, FOR UPDATE, INTO, WITH or set
+	// operation. (A scatter's rows need no merge.)
+	Concat bool
 	// Relations are the statement's relation references, as written, one
 	// per reference (a table named twice is listed twice; CTE names left
 	// out), in the parse tree's order.

@@ -109,6 +109,7 @@ type Server struct {
 	then       func(sc *Server, err *PgError)
 	row        func(cols [][]byte) // ExecRows: each DataRow
 	tags       *[]string           // ExecTags: the CommandComplete tags
+	raw        *RawResult          // ExecRaw: the result's messages
 	cols       [][]byte
 
 	skip int // bytes of a long message still to discard
@@ -425,6 +426,21 @@ func (sc *Server) ExecTags(sql string, tags *[]string, then func(sc *Server, err
 	sc.tags = tags
 }
 
+// RawResult is what ExecRaw keeps of a result: its RowDescription,
+// DataRow and CommandComplete messages as they came, up to Max bytes;
+// Over says more came and was dropped.
+type RawResult struct {
+	Msgs []byte
+	Max  int
+	Over bool
+}
+
+// ExecRaw is Exec that keeps the result's messages in r. On the loop.
+func (sc *Server) ExecRaw(sql string, r *RawResult, then func(sc *Server, err *PgError)) {
+	sc.ExecRows(sql, nil, then)
+	sc.raw = r
+}
+
 // execute writes belay's own messages, buf (the loop's scratch), which end
 // in one ReadyForQuery.
 func (sc *Server) execute(buf []byte, row func(cols [][]byte), then func(sc *Server, err *PgError)) {
@@ -485,6 +501,19 @@ func (sc *Server) consumeInternal(c gnet.Conn) gnet.Action {
 		if err != nil {
 			return sc.broken(c, err)
 		}
+		if r := sc.raw; r != nil && (typ == codec.MsgRowDescription || typ == codec.MsgDataRow || typ == codec.MsgCommandComplete) {
+			if r.Over || len(r.Msgs)+5+bodyLen > r.Max {
+				r.Over = true
+				sc.skip = 5 + bodyLen
+				continue
+			}
+			if off+5+bodyLen > len(data) {
+				break // need it whole; it fits within Max
+			}
+			r.Msgs = append(r.Msgs, data[off:off+5+bodyLen]...)
+			off += 5 + bodyLen
+			continue
+		}
 		switch typ {
 		case codec.MsgReadyForQuery, codec.MsgErrorResponse, codec.MsgParameterStatus, codec.MsgCopyInResponse:
 		case codec.MsgCommandComplete:
@@ -540,7 +569,7 @@ func (sc *Server) consumeInternal(c gnet.Conn) gnet.Action {
 		return gnet.None
 	}
 	then, err := sc.then, sc.firstErr
-	sc.then, sc.firstErr, sc.row, sc.tags = nil, nil, nil, nil
+	sc.then, sc.firstErr, sc.row, sc.tags, sc.raw = nil, nil, nil, nil, nil
 	clear(sc.cols)
 	sc.state = stateActive // held by belay until then decides
 	then(sc, err)
