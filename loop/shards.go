@@ -385,16 +385,12 @@ func (s *session) deferBegin(c gnet.Conn, data []byte) bool {
 	if s.p.sharding.set.Load() == nil || s.cl.begin != nil {
 		return false
 	}
-	typ, bodyLen, err := codec.PeekHeader(data, codec.MaxProtocolMessage)
-	if err != nil || typ != codec.MsgQuery || len(data) < 5+bodyLen {
-		return false
-	}
-	q, err := codec.QueryText(data[5 : 5+bodyLen])
-	if err != nil {
+	q := unitQuery(data)
+	if q == nil {
 		return false
 	}
 	plan := s.plan(q)
-	if len(plan.Stmts) != 1 || plan.Class != planner.ClassTxControl || txKind(unitQuery(data)) != txOther {
+	if len(plan.Stmts) != 1 || plan.Class != planner.ClassTxControl || txKind(q) != txOther {
 		return false
 	}
 	if f := bytes.Fields(bytes.ToLower(stripComments(q))); len(f) == 0 || string(f[0]) != "begin" && string(f[0]) != "start" {

@@ -33,7 +33,14 @@ func shardedServers(t *testing.T) (s0, s1 *pginstance.Instance, src *staticTopol
 		}
 		c.Close(ctx)
 	}
-	sc, err := shard.New(2, shard.ShardedTable(shard.TableName{Name: "kshard"}, "aid", shard.KeyInteger),
+	return s0, s1, twoShards(t, s0, s1, "kshard")
+}
+
+// twoShards is the topology of shards "0" (s0) and "1" (s1) sharding
+// table by aid (bigint), kref a reference table.
+func twoShards(t *testing.T, s0, s1 *pginstance.Instance, table string) *staticTopology {
+	t.Helper()
+	sc, err := shard.New(2, shard.ShardedTable(shard.TableName{Name: table}, "aid", shard.KeyInteger),
 		shard.ReferenceTable(shard.TableName{Name: "kref"}))
 	if err != nil {
 		t.Fatal(err)
@@ -41,9 +48,9 @@ func shardedServers(t *testing.T) (s0, s1 *pginstance.Instance, src *staticTopol
 	top := ha.Build("t", 0, map[string]ha.ShardRecord{"0": {Term: 1, Primary: "a"}, "1": {Term: 1, Primary: "b"}},
 		map[string]ha.NodeRecord{"a": {Shard: "0", Addr: s0.Addr()}, "b": {Shard: "1", Addr: s1.Addr()}})
 	top.Sharding = sc
-	src = &staticTopology{}
+	src := &staticTopology{}
 	src.t.Store(top)
-	return s0, s1, src
+	return src
 }
 
 // TestShardedRouting: in front of two shards, each statement runs on the
@@ -307,16 +314,7 @@ func TestSpread(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := shard.New(2, shard.ShardedTable(shard.TableName{Name: "kspread"}, "aid", shard.KeyInteger),
-		shard.ReferenceTable(shard.TableName{Name: "kref"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	top := ha.Build("t", 0, map[string]ha.ShardRecord{"0": {Term: 1, Primary: "a"}, "1": {Term: 1, Primary: "b"}},
-		map[string]ha.NodeRecord{"a": {Shard: "0", Addr: s0.Addr()}, "b": {Shard: "1", Addr: s1.Addr()}})
-	top.Sharding = sc
-	src := &staticTopology{}
-	src.t.Store(top)
+	src := twoShards(t, s0, s1, "kspread")
 	p := startProxy(t, s0, func(c *Config) {
 		c.Cluster, c.HealthDial, c.RecordDecision = src, healthDial, store.RecordDecision
 	})

@@ -101,12 +101,8 @@ func (s *session) spreadable(set *shardSet, data []byte) bool {
 	if s.p.cfg.RecordDecision == nil || s.cl.begin != nil || s.t.pinned {
 		return false
 	}
-	typ, bodyLen, err := codec.PeekHeader(data, codec.MaxProtocolMessage)
-	if err != nil || typ != codec.MsgQuery || len(data) < 5+bodyLen {
-		return false
-	}
-	q, err := codec.QueryText(data[5 : 5+bodyLen])
-	if err != nil {
+	q := unitQuery(data)
+	if q == nil {
 		return false
 	}
 	plan := s.plan(q)
@@ -126,8 +122,7 @@ func (s *session) spreadable(set *shardSet, data []byte) bool {
 // startSpread runs the Query at the start of data on every shard of set.
 // The unit stays in the client's input until the answer. On the loop.
 func (s *session) startSpread(set *shardSet, data []byte, gather bool) error {
-	_, bodyLen, _ := codec.PeekHeader(data, codec.MaxProtocolMessage)
-	q, _ := codec.QueryText(data[5 : 5+bodyLen])
+	q := unitQuery(data)
 	sp := &spread{s: s, sql: string(q), gather: gather}
 	if st := s.plan(q).Stmts[0]; st.Target != "" {
 		if t, ok := router.LookupTable(set.schema, st.Target); ok && t.Kind == shard.Sharded {
@@ -468,12 +463,8 @@ func (s *session) gatherable(set *shardSet, data []byte) bool {
 	if s.cl.begin != nil || s.t.pinned || len(set.clusters) < 2 {
 		return false
 	}
-	typ, bodyLen, err := codec.PeekHeader(data, codec.MaxProtocolMessage)
-	if err != nil || typ != codec.MsgQuery || len(data) < 5+bodyLen {
-		return false
-	}
-	q, err := codec.QueryText(data[5 : 5+bodyLen])
-	if err != nil {
+	q := unitQuery(data)
+	if q == nil {
 		return false
 	}
 	plan := s.plan(q)
