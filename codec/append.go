@@ -255,3 +255,20 @@ func AppendEditedFields(dst []byte, typ byte, body []byte, edit func(field byte,
 	}
 	return FinishMessage(append(dst, 0), start)
 }
+
+// AppendDataRow appends a DataRow of cols (nil for NULL).
+func AppendDataRow(dst []byte, cols [][]byte) []byte {
+	start := len(dst)
+	dst = append(dst, MsgDataRow, 0, 0, 0, 0)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(cols)))
+	for _, c := range cols {
+		if c == nil {
+			dst = binary.BigEndian.AppendUint32(dst, 0xFFFFFFFF)
+			continue
+		}
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(c)))
+		dst = append(dst, c...)
+	}
+	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
+	return dst
+}

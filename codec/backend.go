@@ -271,3 +271,40 @@ func ParseNegotiateProtocolVersion(body []byte) (minor uint32, options [][]byte,
 	}
 	return minor, options, nil
 }
+
+// Field is one column of a RowDescription: its name and type, as the
+// server describes them (a view into the body for the name).
+type Field struct {
+	Name         []byte
+	TableOID     uint32
+	Column       int16
+	TypeOID      uint32
+	TypeSize     int16
+	TypeModifier int32
+	Format       int16
+}
+
+// ParseRowDescription parses a RowDescription body into fields (appended
+// to). The count and every field are checked against the body.
+func ParseRowDescription(body []byte, fields []Field) ([]Field, error) {
+	if len(body) < 2 {
+		return fields, ErrMalformed
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	rest := body[2:]
+	for i := 0; i < n; i++ {
+		name, r, ok := cstring(rest)
+		if !ok || len(r) < 18 {
+			return fields, ErrMalformed
+		}
+		fields = append(fields, Field{Name: name,
+			TableOID: binary.BigEndian.Uint32(r), Column: int16(binary.BigEndian.Uint16(r[4:])),
+			TypeOID: binary.BigEndian.Uint32(r[6:]), TypeSize: int16(binary.BigEndian.Uint16(r[10:])),
+			TypeModifier: int32(binary.BigEndian.Uint32(r[12:])), Format: int16(binary.BigEndian.Uint16(r[16:]))})
+		rest = r[18:]
+	}
+	if len(rest) != 0 {
+		return fields, ErrMalformed
+	}
+	return fields, nil
+}

@@ -870,3 +870,50 @@ func FuzzParseSASLInitialResponse(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseRowDescription(f *testing.F) {
+	addBodies(f, &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+		{Name: []byte("aid"), TableOID: 16384, TableAttributeNumber: 1, DataTypeOID: 20, DataTypeSize: 8, TypeModifier: -1},
+		{Name: []byte("?column?"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1, Format: 1}}}, &pgproto3.RowDescription{})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fields, err := codec.ParseRowDescription(body, nil)
+		var m pgproto3.RowDescription
+		perr := m.Decode(body)
+		if err != nil {
+			if perr == nil && reencodes(&m, frame('T', body)) {
+				t.Fatalf("codec rejects (%v) what pgproto3 round-trips: %+v", err, m)
+			}
+			return
+		}
+		if perr != nil || len(fields) != len(m.Fields) {
+			t.Fatalf("codec %+v, pgproto3 %+v %v", fields, m, perr)
+		}
+		for i, fd := range fields {
+			within(t, "name", fd.Name, body)
+			g := m.Fields[i]
+			if !bytes.Equal(fd.Name, g.Name) || fd.TableOID != g.TableOID || uint16(fd.Column) != g.TableAttributeNumber ||
+				fd.TypeOID != g.DataTypeOID || fd.TypeSize != g.DataTypeSize || fd.TypeModifier != g.TypeModifier || fd.Format != g.Format {
+				t.Fatalf("field %d: codec %+v, pgproto3 %+v", i, fd, g)
+			}
+		}
+	})
+}
+
+func FuzzAppendDataRow(f *testing.F) {
+	f.Add([]byte("a"), []byte(""), true)
+	f.Fuzz(func(t *testing.T, a, b []byte, null bool) {
+		cols := [][]byte{a, b}
+		if null {
+			cols[1] = nil
+		}
+		msg := codec.AppendDataRow(nil, cols)
+		var m pgproto3.DataRow
+		if err := m.Decode(msg[5:]); err != nil || len(m.Values) != 2 || !bytes.Equal(m.Values[0], a) || (m.Values[1] == nil) != null {
+			t.Fatalf("pgproto3 reads %+v %v from %q", m, err, msg)
+		}
+		got, err := codec.ParseDataRow(msg[5:], nil)
+		if err != nil || !bytes.Equal(got[0], a) || (got[1] == nil) != null {
+			t.Fatalf("ParseDataRow: %q %v", got, err)
+		}
+	})
+}
