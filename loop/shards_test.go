@@ -137,12 +137,15 @@ func TestShardedRouting(t *testing.T) {
 		}
 		c.Close(ctx)
 	}
-	// A scatter is refused; the client goes on.
+	// A count of every shard's rows is merged; a scatter needing a merge
+	// belay does not do is refused, and the client goes on.
 	var n int
-	err := simple.QueryRow(ctx, "SELECT count(*) FROM kshard").Scan(&n)
+	if err := simple.QueryRow(ctx, "SELECT count(*) FROM kshard").Scan(&n); err != nil || n != len(keys[0])+len(keys[1]) {
+		t.Fatalf("a count of every shard's rows: %d, %v", n, err)
+	}
 	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "0A000" {
-		t.Fatalf("a scatter: %v", err)
+	if err := simple.QueryRow(ctx, "SELECT avg(aid) FROM kshard").Scan(&n); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("a scatter belay does not merge: %v", err)
 	}
 	if err := simple.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM kshard WHERE aid = %d", keys[1][0])).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("after a refused scatter: %d, %v", n, err)
@@ -420,8 +423,20 @@ func TestSpread(t *testing.T) {
 	if _, err := exec("SELECT nope FROM kspread"); !errors.As(err, &pe) || pe.Code != "42703" {
 		t.Fatalf("a read of every shard that fails: %v", err)
 	}
-	if err := c.QueryRow(ctx, "SELECT count(*) FROM kspread").Scan(&v); !errors.As(err, &pe) || pe.Code != "0A000" {
-		t.Fatalf("an aggregate over every shard (not merged yet): %v", err)
+	// Aggregates of every shard's rows, merged.
+	var cnt, sum, lo, hi int64
+	if err := c.QueryRow(ctx, "SELECT count(*), sum(aid), min(aid), max(aid) FROM kspread").Scan(&cnt, &sum, &lo, &hi); err != nil ||
+		cnt != 30 || sum != 465 || lo != 1 || hi != 30 {
+		t.Fatalf("count, sum, min, max over every shard: %d %d %d %d, %v", cnt, sum, lo, hi, err)
+	}
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM kspread WHERE aid > 100").Scan(&cnt); err != nil || cnt != 0 {
+		t.Fatalf("a count of no rows over every shard: %d, %v", cnt, err)
+	}
+	if err := c.QueryRow(ctx, "SELECT min(v) FROM kspread").Scan(&v); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("min of text over every shard (its collation's order): %v", err)
+	}
+	if err := c.QueryRow(ctx, "SELECT avg(aid) FROM kspread").Scan(&v); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("avg over every shard (not merged yet): %v", err)
 	}
 	ext := connect(t, p.connString("postgres", "postgres"))
 	if _, err := ext.Exec(ctx, "SELECT aid FROM kspread WHERE v = $1", "all"); !errors.As(err, &pe) || pe.Code != "0A000" {

@@ -60,8 +60,10 @@ type spread struct {
 	answered bool
 	// sharded: it changes a sharded table's rows (tag counts them all).
 	sharded bool
-	// gather: a read of every shard, its rows concatenated (no commit).
+	// gather: a read of every shard, its rows concatenated (no commit), or
+	// with aggs, its aggregates merged (shard.MergeAggregates).
 	gather bool
+	aggs   []shard.Agg
 }
 
 // spreadLeg is the statement's part on one shard: a poolcore client of
@@ -124,6 +126,11 @@ func (s *session) spreadable(set *shardSet, data []byte) bool {
 func (s *session) startSpread(set *shardSet, data []byte, gather bool) error {
 	q := unitQuery(data)
 	sp := &spread{s: s, sql: string(q), gather: gather}
+	if gather {
+		for _, k := range s.plan(q).Stmts[0].Aggs {
+			sp.aggs = append(sp.aggs, mergeOf[k])
+		}
+	}
 	if st := s.plan(q).Stmts[0]; st.Target != "" {
 		if t, ok := router.LookupTable(set.schema, st.Target); ok && t.Kind == shard.Sharded {
 			sp.sharded = true
@@ -335,12 +342,19 @@ func (sp *spread) finish() {
 		return
 	}
 	var ok bool
-	switch e := sp.gatherError(); {
+	e := sp.gatherError()
+	var merged []byte
+	if sp.gather && e == nil && sp.aggs != nil {
+		merged, e = sp.merge()
+	}
+	switch {
 	case !sp.gather:
 		e, tag := sp.answer()
 		ok = s.answerUnit(s.c, e, tag, 'I')
 	case e != nil:
 		ok = s.answerUnit(s.c, e, "", 'I')
+	case merged != nil:
+		ok = s.replyUnit(s.c, func(b []byte) []byte { return append(b, merged...) }, 'I')
 	default:
 		ok = s.replyUnit(s.c, sp.rows, 'I')
 	}
@@ -468,5 +482,55 @@ func (s *session) gatherable(set *shardSet, data []byte) bool {
 		return false
 	}
 	plan := s.plan(q)
-	return len(plan.Stmts) == 1 && plan.Class == planner.ClassRead && plan.Stmts[0].Concat
+	return len(plan.Stmts) == 1 && plan.Class == planner.ClassRead && (plan.Stmts[0].Concat || plan.Stmts[0].Aggs != nil)
+}
+
+// mergeOf is how each planner aggregate merges.
+var mergeOf = map[planner.AggKind]shard.Agg{planner.AggCount: shard.AggCount,
+	planner.AggSum: shard.AggSum, planner.AggMin: shard.AggMin, planner.AggMax: shard.AggMax}
+
+// merge is an aggregate gather's answer: the first shard's RowDescription,
+// one row of the shards' rows merged (shard.MergeAggregates), SELECT 1.
+func (sp *spread) merge() ([]byte, *codec.ErrorResponse) {
+	var desc []byte
+	var types []uint32
+	rows := make([][][]byte, 0, len(sp.legs))
+	for i, l := range sp.legs {
+		var row [][]byte
+		for m := l.raw.Msgs; len(m) >= 5; {
+			typ, bodyLen, err := codec.PeekHeader(m, codec.MaxProtocolMessage)
+			if err != nil || len(m) < 5+bodyLen {
+				break
+			}
+			body := m[5 : 5+bodyLen]
+			switch {
+			case typ == codec.MsgRowDescription && i == 0:
+				desc = m[:5+bodyLen]
+				fields, err := codec.ParseRowDescription(body, nil)
+				if err != nil {
+					return nil, &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.ProtocolViolation, Message: "a shard's RowDescription does not read"}
+				}
+				for _, f := range fields {
+					types = append(types, f.TypeOID)
+				}
+			case typ == codec.MsgDataRow && row == nil:
+				if row, err = codec.ParseDataRow(body, nil); err != nil {
+					return nil, &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.ProtocolViolation, Message: "a shard's DataRow does not read"}
+				}
+			}
+			m = m[5+bodyLen:]
+		}
+		rows = append(rows, row)
+	}
+	vals, err := shard.MergeAggregates(sp.aggs, types, rows)
+	if err != nil {
+		var se *shard.Error
+		if errors.As(err, &se) {
+			return nil, &codec.ErrorResponse{Severity: "ERROR", Code: se.Code, Message: se.Message}
+		}
+		return nil, &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.InternalError, Message: err.Error()}
+	}
+	b := append([]byte(nil), desc...)
+	b = codec.AppendDataRow(b, vals)
+	return codec.AppendFrame(b, codec.MsgCommandComplete, []byte("SELECT 1\x00")), nil
 }

@@ -64,6 +64,9 @@ func (w *walker) keys(st *Stmt, node *pg.Node) {
 		}
 		st.KeyFilters = w.filters(newScope(nil, s.FromClause), s.WhereClause)
 		st.Concat = concat(s)
+		if !st.Concat && plainSelect(s) {
+			st.Aggs = aggregates(s.TargetList)
+		}
 	case *pg.Node_UpdateStmt:
 		u := n.UpdateStmt
 		st.KeyFilters, st.Target = w.filters(newScope(u.Relation, u.FromClause), u.WhereClause), relName(u.Relation)
@@ -338,7 +341,7 @@ func relName(r *pg.RangeVar) string {
 // keysSize estimates the bytes st's KeyFilters, Insert and SetColumns hold
 // (Cache's accounting).
 func (st *Stmt) keysSize() int {
-	n := len(st.KeyFilters)*56 + len(st.SetColumns)*16 + len(st.Target) + len(st.Relations)*16
+	n := len(st.KeyFilters)*56 + len(st.SetColumns)*16 + len(st.Target) + len(st.Relations)*16 + len(st.Aggs)
 	for _, r := range st.Relations {
 		n += len(r)
 	}
@@ -368,12 +371,53 @@ func (st *Stmt) keysSize() int {
 	return n
 }
 
+// AggKind is an aggregate of Stmt.Aggs.
+type AggKind uint8
+
+const (
+	AggCount AggKind = 1 + iota
+	AggSum
+	AggMin
+	AggMax
+)
+
+var aggKinds = map[string]AggKind{"count": AggCount, "sum": AggSum, "min": AggMin, "max": AggMax}
+
+// plainSelect: no clause that shapes the result beyond a select list over
+// a FROM and a WHERE.
+func plainSelect(s *pg.SelectStmt) bool {
+	return len(s.SortClause) == 0 && s.LimitCount == nil && s.LimitOffset == nil && len(s.DistinctClause) == 0 &&
+		len(s.GroupClause) == 0 && s.HavingClause == nil && len(s.WindowClause) == 0 && len(s.LockingClause) == 0 &&
+		s.IntoClause == nil && s.WithClause == nil && len(s.ValuesLists) == 0
+}
+
+// aggregates is Stmt.Aggs of a plain SELECT's select list, or nil.
+func aggregates(list []*pg.Node) []AggKind {
+	out := make([]AggKind, 0, len(list))
+	for _, t := range list {
+		f := t.GetResTarget().GetVal().GetFuncCall()
+		if f == nil || f.AggDistinct || f.AggFilter != nil || len(f.AggOrder) > 0 || f.AggWithinGroup || f.Over != nil || f.FuncVariadic {
+			return nil
+		}
+		name, qualified := funcName(f)
+		k, ok := aggKinds[name]
+		if qualified || !ok || f.AggStar != (k == AggCount && len(f.Args) == 0) || !f.AggStar && len(f.Args) != 1 {
+			return nil
+		}
+		for _, a := range f.Args {
+			if mayAggregate(a) {
+				return nil // sum(count(x)) is no query PostgreSQL runs anyway
+			}
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
 // concat says whether a SELECT's result over parts of its tables is the
 // concatenation of the parts' results (Stmt.Concat).
 func concat(s *pg.SelectStmt) bool {
-	if len(s.SortClause) > 0 || s.LimitCount != nil || s.LimitOffset != nil || len(s.DistinctClause) > 0 ||
-		len(s.GroupClause) > 0 || s.HavingClause != nil || len(s.WindowClause) > 0 || len(s.LockingClause) > 0 ||
-		s.IntoClause != nil || s.WithClause != nil || len(s.ValuesLists) > 0 {
+	if !plainSelect(s) {
 		return false
 	}
 	for _, t := range s.TargetList {

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -176,6 +177,28 @@ func TestConcat(t *testing.T) {
 	} {
 		if got := Parse(sql).Stmts[0].Concat; got != want {
 			t.Errorf("%q: concat %v", sql, got)
+		}
+	}
+}
+
+// TestAggs: the aggregate-only SELECTs whose rows over parts merge.
+func TestAggs(t *testing.T) {
+	for sql, want := range map[string][]AggKind{
+		"SELECT count(*) FROM a":                                     {AggCount},
+		"SELECT count(x), sum(x), min(y), max(y) FROM a WHERE k > 1": {AggCount, AggSum, AggMin, AggMax},
+		"SELECT pg_catalog.sum(x) AS s FROM a":                       {AggSum},
+		"SELECT count(DISTINCT x) FROM a":                            nil,
+		"SELECT count(*) FILTER (WHERE x > 1) FROM a":                nil,
+		"SELECT sum(x) + 1 FROM a":                                   nil,
+		"SELECT avg(x) FROM a":                                       nil,
+		"SELECT k, count(*) FROM a GROUP BY k":                       nil,
+		"SELECT count(*) FROM a ORDER BY 1":                          nil,
+		"SELECT max(x) OVER () FROM a":                               nil,
+		"SELECT s.sum(x) FROM a":                                     nil,
+		"SELECT * FROM a":                                            nil,
+	} {
+		if got := Parse(sql).Stmts[0].Aggs; !slices.Equal(got, want) {
+			t.Errorf("%q: aggs %v, want %v", sql, got, want)
 		}
 	}
 }

@@ -50,6 +50,10 @@ type Stmt struct {
 	// DISTINCT, ORDER BY, LIMIT, OFFSET, FOR UPDATE, INTO, WITH or set
 	// operation. (A scatter's rows need no merge.)
 	Concat bool
+	// Aggs: a SELECT otherwise as Concat's whose select list is only
+	// count, sum, min and max calls (plain: no DISTINCT, FILTER, ORDER BY
+	// or OVER), one per column; nil for any other statement.
+	Aggs []AggKind
 	// Relations are the statement's relation references, as written, one
 	// per reference (a table named twice is listed twice; CTE names left
 	// out), in the parse tree's order.

@@ -221,8 +221,11 @@ func TestShardedProxy(t *testing.T) {
 	}
 	var n int
 	var pe *pgconn.PgError
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil || n != len(keys) {
+		t.Fatalf("a count of every shard's rows through belay: %d, %v", n, err)
+	}
 	if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); !errors.As(err, &pe) || pe.Code != "0A000" {
-		t.Fatalf("a scatter through belay: %v", err)
+		t.Fatalf("a read of every shard in the extended protocol through belay: %v", err)
 	}
 	t.Logf("%d keys placed as PARTITION BY HASH places them: %d on shard 0, %d on shard 1", len(keys), countOf(got, 0), countOf(got, 1))
 
@@ -261,8 +264,19 @@ func TestShardedProxy(t *testing.T) {
 			t.Fatalf("through the gateway, key %d was read on port %d, its shard's node is on %d", k, port, want)
 		}
 	}
-	if err := g.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); !errors.As(err, &pe) || pe.Code != "0A000" {
-		t.Fatalf("a scatter through the gateway: %v", err)
+	var total int64
+	if err := g.QueryRow(ctx, "SELECT count(*), sum(abalance) FROM accounts", pgx.QueryExecModeSimpleProtocol).Scan(&n, &total); err != nil || n != len(keys) {
+		t.Fatalf("a count of every shard's rows through the gateway: %d, %v", n, err)
+	}
+	var wantSum int64
+	for _, k := range keys {
+		wantSum += k % 1000
+	}
+	if total != wantSum {
+		t.Fatalf("a sum of every shard's rows through the gateway: %d, want %d", total, wantSum)
+	}
+	if err := g.QueryRow(ctx, "SELECT avg(abalance) FROM accounts", pgx.QueryExecModeSimpleProtocol).Scan(&total); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("a read of every shard belay does not merge, through the gateway: %v", err)
 	}
 	// DDL through the gateway reaches every shard, committed in two phases
 	// with the decision in etcd.
