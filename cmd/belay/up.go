@@ -31,10 +31,12 @@ func runUp(args []string) error {
 		"Starts a local cluster on this machine: an etcd (embedded; or --etcd), a PostgreSQL primary\n"+
 			"and --replicas streaming replicas with synchronous replication, registered in etcd, and the\n"+
 			"belay proxy in front of them. Ctrl-C stops everything: the proxy first, as `belay proxy`\n"+
-			"stops on SIGINT (each client closed once its transaction is over), then PostgreSQL, then etcd.")
-	dir := fs.String("dir", "./.belay", "directory for the local cluster, kept across runs: PostgreSQL node pgK in DIR/pgK, etcd in DIR/etcd, proxy socket in DIR/sock")
+			"stops on SIGINT (each client closed once its transaction is over), then PostgreSQL, then etcd.\n"+
+			"--shards N: N hash shards, each a primary and --replicas replicas, the cluster sharded over them.")
+	dir := fs.String("dir", "./.belay", "directory for the local cluster, kept across runs: PostgreSQL node pgK in DIR/pgK (sharded: sKpgI), etcd in DIR/etcd, proxy socket in DIR/sock")
 	port := fs.Int("port", 6432, "proxy port on 127.0.0.1; if it is busy a free one is picked")
-	replicas := fs.Int("replicas", 2, "streaming replicas besides the primary (0 to 9); 0 is a single PostgreSQL without replication settings")
+	replicas := fs.Int("replicas", 2, "streaming replicas besides the primary (0 to 9), in each shard; 0 is a single PostgreSQL without replication settings")
+	shards := fs.Int("shards", 1, "hash shards (1 to 16): with N > 1, N shards, each a primary and --replicas replicas of its own (shard K's nodes sKpg0, sKpg1, ...; max_prepared_transactions set for two-phase commits), and the cluster sharded over them in etcd (belay shard init N): add tables with belay shard. A directory keeps its number of shards")
 	etcdEndpoints := fs.String("etcd", "", "comma-separated endpoints of a running etcd to register the cluster in; empty: an etcd embedded in belay, data in DIR/etcd")
 	clusterName := fs.String("cluster", "local", "the cluster's name in etcd (its keys are under /belay/NAME/)")
 	poolSize := fs.Int("pool-size", 20, "most server connections per (database, user) pool")
@@ -60,6 +62,9 @@ func runUp(args []string) error {
 	}
 	if *replicas < 0 || *replicas > 9 {
 		return fmt.Errorf("--replicas %d: from 0 to 9", *replicas)
+	}
+	if *shards < 1 || *shards > maxUpShards {
+		return fmt.Errorf("--shards %d: from 1 to %d", *shards, maxUpShards)
 	}
 	if err := ha.CheckName("cluster", *clusterName); err != nil {
 		return fmt.Errorf("--cluster: %w", err)
@@ -91,6 +96,9 @@ func runUp(args []string) error {
 		return err
 	}
 	defer unlock()
+	if err := checkDirShards(root, *shards); err != nil {
+		return err
+	}
 	if err := moveSingleNode(root); err != nil {
 		return err
 	}
@@ -98,10 +106,13 @@ func runUp(args []string) error {
 	// Ctrl-C during startup stops what has started so far.
 	ctx, stopStartSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopStartSignals()
-	c := &cluster{root: root, log: logger, info: clusterInfo{Name: *clusterName, Endpoints: endpoints, Shard: upShard},
-		rejoined: make(chan *pgcluster.Node, 16), rejoining: map[string]bool{}}
+	c := &cluster{root: root, log: logger, info: clusterInfo{Name: *clusterName, Endpoints: endpoints, Shard: upShard, Shards: *shards},
+		replicas: *replicas, rejoined: make(chan *pgcluster.Node, 16), rejoining: map[string]bool{}}
 	if err := c.startEtcd(ctx); err != nil {
 		return err
+	}
+	if err := c.claimShards(ctx); err != nil {
+		return errors.Join(err, c.stopEtcd())
 	}
 	if err := c.startPostgres(ctx, binDir, *replicas); err != nil {
 		return errors.Join(err, c.stopPostgres(), c.stopEtcd())
@@ -123,7 +134,7 @@ func runUp(args []string) error {
 			c.stopRewind = func() { stopRewind(); <-rewound }
 		}
 	} else {
-		if *replicas > 0 {
+		if *replicas > 0 || *shards > 1 {
 			if err := c.startOrch(logger); err != nil {
 				return errors.Join(err, c.stopPostgres(), c.stopEtcd())
 			}
@@ -147,35 +158,43 @@ func runUp(args []string) error {
 	return c.run(sig, *stopWait)
 }
 
-// upShard is the shard belay up registers its nodes in.
+// upShard is the shard belay up registers its nodes in (with --shards N,
+// the first of ha.ShardName(0..N-1)).
 const upShard = "0"
 
 // clusterInfo is what belay up started, as the proxy and the banner need it.
 type clusterInfo struct {
 	Name      string     // the cluster's name in etcd (--cluster)
 	Endpoints []string   // etcd's client endpoints
-	Shard     string     // the one shard, "0"
+	Shard     string     // the one shard, "0" (sharded: the first)
+	Shards    int        // hash shards (--shards): 1, the cluster is not sharded
 	Term      uint64     // the shard's term in etcd
+	Terms     []uint64   // each shard's term, by index
 	Superuser string     // PostgreSQL's superuser, an admin of the console
-	Primary   string     // the primary's address, 127.0.0.1:PORT
-	Nodes     []nodeInfo // by name
+	Primary   string     // the (first shard's) primary's address, 127.0.0.1:PORT
+	Nodes     []nodeInfo // shard by shard, each shard's by name
 }
 
 type nodeInfo struct {
 	Name, Role, Addr string
-	Dir              string // DIR/pgK: data, socket, log
+	Shard            string // the topology's shard, ha.ShardName(k)
+	Dir              string // DIR/pgK (sharded: DIR/sKpgI): data, socket, log
 }
 
 // cluster is what `belay up` runs: etcd (embedded, or only a client's view
 // of a running one), PostgreSQL's nodes and the proxy in front of them.
 // Its methods run on runUp's goroutine.
 type cluster struct {
-	root  string
-	log   *slog.Logger
-	info  clusterInfo
-	etcd  *etcdlocal.Server // nil with --etcd
-	pg    *pgcluster.Cluster
-	proxy *loop.Proxy
+	root string
+	log  *slog.Logger
+	info clusterInfo
+	etcd *etcdlocal.Server // nil with --etcd
+	// pgs are the PostgreSQL clusters, one per shard (index k: the
+	// topology's shard ha.ShardName(k)), each a primary and replicas
+	// (--replicas of them).
+	pgs      []*pgcluster.Cluster
+	replicas int
+	proxy    *loop.Proxy
 	// stopWatch ends the proxy's watch of the topology in etcd.
 	stopWatch func()
 	// split: the processes of the split shape (nil: the proxy shape);
@@ -214,13 +233,14 @@ func (c *cluster) startOrch(logger *slog.Logger) error {
 // rejoin makes node, an old primary, a replica of primary (pg_rewind).
 // It runs on the orchestrator's goroutine or on one of run's.
 func (c *cluster) rejoin(ctx context.Context, node, primary string) error {
-	if err := c.pg.SetPrimary(primary); err != nil {
-		return err
-	}
-	n := c.pg.Node(node)
-	if n == nil {
+	pg, _ := c.shardOf(node)
+	if pg == nil {
 		return fmt.Errorf("no node %s", node)
 	}
+	if err := pg.SetPrimary(primary); err != nil {
+		return err
+	}
+	n := pg.Node(node)
 	c.mu.Lock()
 	c.rejoining[node] = true
 	c.mu.Unlock()
@@ -254,9 +274,10 @@ func (c *cluster) afterFailover(old *pgcluster.Node) error {
 		return err
 	}
 	defer done()
+	_, shard := c.shardOf(old.Name)
 	for {
 		if top, err := st.Load(ctx); err == nil {
-			if sh := top.Shard(c.info.Shard); sh != nil && sh.Primary != "" && sh.Primary != old.Name {
+			if sh := top.Shard(shard); sh != nil && sh.Primary != "" && sh.Primary != old.Name {
 				return c.rejoin(ctx, old.Name, sh.Primary)
 			}
 		}
@@ -303,41 +324,77 @@ func (c *cluster) startEtcd(ctx context.Context) error {
 // startPostgres starts the primary in root/pg0 and the replicas in
 // root/pg1..., each on the port it had the last time (kept in its
 // directory) when that port is free, and waits for the replicas to stream.
+// With shards, it does so for each shard k: its primary in root/sKpg0, its
+// replicas in root/sKpg1....
 func (c *cluster) startPostgres(ctx context.Context, binDir string, replicas int) error {
-	fmt.Fprintf(os.Stderr, "belay up: starting PostgreSQL (%s): a primary and %d replicas in %s ...\n", binDir, replicas, c.root)
-	primary, err := c.recordedPrimary(ctx)
-	if err != nil {
-		return err
+	n := c.info.Shards
+	var settings map[string]string
+	if n == 1 {
+		fmt.Fprintf(os.Stderr, "belay up: starting PostgreSQL (%s): a primary and %d replicas in %s ...\n", binDir, replicas, c.root)
+	} else {
+		fmt.Fprintf(os.Stderr, "belay up: starting PostgreSQL (%s): %d shards, each a primary and %d replicas, in %s ...\n", binDir, n, replicas, c.root)
+		// Statements for every shard commit with two-phase commits.
+		settings = map[string]string{"max_prepared_transactions": upPreparedTransactions}
 	}
-	pg, err := pgcluster.Start(ctx, pgcluster.Options{
-		Dir: c.root, Replicas: replicas, BinDir: binDir, Primary: primary,
-		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "belay up: "+format+"\n", args...) },
-	})
-	if err != nil {
-		return err
+	for k := range n {
+		primary, err := c.recordedPrimary(ctx, ha.ShardName(k))
+		if err != nil {
+			return err
+		}
+		pg, err := pgcluster.Start(ctx, pgcluster.Options{
+			Dir: c.root, Prefix: nodePrefix(n, k), Replicas: replicas, BinDir: binDir, Primary: primary, Settings: settings,
+			Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "belay up: "+format+"\n", args...) },
+		})
+		if err != nil {
+			return err
+		}
+		c.pgs = append(c.pgs, pg)
 	}
-	c.pg = pg
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := pg.WaitStreaming(wctx); err != nil {
-		return err
+	for _, pg := range c.pgs {
+		if err := pg.WaitStreaming(wctx); err != nil {
+			return err
+		}
 	}
-	c.info.Superuser = pg.Superuser()
+	c.info.Superuser = c.pgs[0].Superuser()
 	c.noteNodes()
 	return nil
 }
 
 // noteNodes records the nodes and their roles in c.info.
 func (c *cluster) noteNodes() {
-	c.info.Primary = c.pg.Primary().Addr()
+	c.info.Primary = c.pgs[0].Primary().Addr()
 	c.info.Nodes = nil
-	for _, n := range c.pg.Nodes() {
-		role := string(ha.RoleReplica)
-		if n.IsPrimary() {
-			role = string(ha.RolePrimary)
+	for k, pg := range c.pgs {
+		for _, n := range pg.Nodes() {
+			role := string(ha.RoleReplica)
+			if n.IsPrimary() {
+				role = string(ha.RolePrimary)
+			}
+			c.info.Nodes = append(c.info.Nodes, nodeInfo{Name: n.Name, Role: role, Addr: n.Addr(), Shard: ha.ShardName(k), Dir: n.Dir})
 		}
-		c.info.Nodes = append(c.info.Nodes, nodeInfo{Name: n.Name, Role: role, Addr: n.Addr(), Dir: n.Dir})
 	}
+}
+
+// shardOf is the PostgreSQL cluster of the shard node belongs to, and the
+// shard's name in the topology (nil, "": none of belay up's).
+func (c *cluster) shardOf(node string) (*pgcluster.Cluster, string) {
+	for k, pg := range c.pgs {
+		if pg.Node(node) != nil {
+			return pg, ha.ShardName(k)
+		}
+	}
+	return nil, ""
+}
+
+// pgNodes are every shard's nodes.
+func (c *cluster) pgNodes() []*pgcluster.Node {
+	var all []*pgcluster.Node
+	for _, pg := range c.pgs {
+		all = append(all, pg.Nodes()...)
+	}
+	return all
 }
 
 // store is the cluster's store in etcd, over a client of its own that done
@@ -355,9 +412,10 @@ func (c *cluster) store() (st *ha.Store, done func(), err error) {
 }
 
 // recordedPrimary is the primary etcd records for belay up's shard, if
-// one of belay up's nodes (pgK) is: after a failover it is no longer pg0,
-// and the cluster starts again around it. "" when etcd records none.
-func (c *cluster) recordedPrimary(ctx context.Context) (string, error) {
+// one of belay up's nodes (pgK, sKpgI) is: after a failover it is no
+// longer pg0, and the cluster starts again around it. "" when etcd records
+// none.
+func (c *cluster) recordedPrimary(ctx context.Context, shard string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	st, done, err := c.store()
@@ -369,7 +427,7 @@ func (c *cluster) recordedPrimary(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading the cluster from etcd at %s: %w", strings.Join(c.info.Endpoints, ","), err)
 	}
-	sh := top.Shard(c.info.Shard)
+	sh := top.Shard(shard)
 	if sh == nil || sh.Primary == "" {
 		return "", nil
 	}
@@ -380,10 +438,10 @@ func (c *cluster) recordedPrimary(ctx context.Context) (string, error) {
 }
 
 // register writes the cluster's topology in etcd: each node's record, then
-// the shard's (the primary at term 1) if it has none. A shard whose record
+// each shard's (its primary at term 1) if it has none. A shard whose record
 // names another primary (as a failover would leave it) is given back to
-// pg0, the primary belay up started, with a new term; nodes of the shard
-// that belay up did not start this time are removed.
+// the primary belay up started (pg0, or sKpg0), with a new term; nodes of
+// the shard that belay up did not start this time are removed.
 func (c *cluster) register(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -398,32 +456,38 @@ func (c *cluster) register(ctx context.Context) error {
 	ours := map[string]bool{}
 	for _, n := range c.info.Nodes {
 		ours[n.Name] = true
-		if _, err := st.PutNode(ctx, n.Name, ha.NodeRecord{Shard: c.info.Shard, Addr: n.Addr, State: ha.StateUp}); err != nil {
+		if _, err := st.PutNode(ctx, n.Name, ha.NodeRecord{Shard: n.Shard, Addr: n.Addr, State: ha.StateUp}); err != nil {
 			return wrap(err)
 		}
 	}
-	primary := c.pg.Primary().Name
-	rec, _, err := st.CreateShard(ctx, c.info.Shard, ha.ShardRecord{Term: 1, Primary: primary})
-	if err != nil {
-		return wrap(err)
-	}
-	if rec.Primary != primary {
-		fmt.Fprintf(os.Stderr, "belay up: etcd says %s is shard %s's primary (term %d); belay up started %s as the primary: recording it\n", rec.Primary, c.info.Shard, rec.Term, primary)
-		if rec, err = st.SetPrimary(ctx, c.info.Shard, rec.Term, primary); err != nil {
+	c.info.Terms = make([]uint64, len(c.pgs))
+	for k, pg := range c.pgs {
+		name, primary := ha.ShardName(k), pg.Primary().Name
+		rec, _, err := st.CreateShard(ctx, name, ha.ShardRecord{Term: 1, Primary: primary})
+		if err != nil {
 			return wrap(err)
 		}
+		if rec.Primary != primary {
+			fmt.Fprintf(os.Stderr, "belay up: etcd says %s is shard %s's primary (term %d); belay up started %s as the primary: recording it\n", rec.Primary, name, rec.Term, primary)
+			if rec, err = st.SetPrimary(ctx, name, rec.Term, primary); err != nil {
+				return wrap(err)
+			}
+		}
+		c.info.Terms[k] = rec.Term
 	}
-	c.info.Term = rec.Term
+	c.info.Term = c.info.Terms[0]
 	top, err := st.Load(ctx)
 	if err != nil {
 		return wrap(err)
 	}
-	if s := top.Shard(c.info.Shard); s != nil {
-		for _, n := range s.Nodes {
-			if !ours[n.Name] {
-				fmt.Fprintf(os.Stderr, "belay up: removing node %s (not started this time) from etcd\n", n.Name)
-				if err := st.RemoveNode(ctx, n.Name); err != nil {
-					return wrap(err)
+	for k := range c.pgs {
+		if s := top.Shard(ha.ShardName(k)); s != nil {
+			for _, n := range s.Nodes {
+				if !ours[n.Name] {
+					fmt.Fprintf(os.Stderr, "belay up: removing node %s (not started this time) from etcd\n", n.Name)
+					if err := st.RemoveNode(ctx, n.Name); err != nil {
+						return wrap(err)
+					}
 				}
 			}
 		}
@@ -455,15 +519,17 @@ func startProxy(ctx context.Context, root string, port int, cl *clusterInfo, poo
 	}
 	stop := func() {}
 	var ref proxyRef
-	if len(cl.Nodes) > 1 {
+	if len(cl.Nodes) > 1 || cl.Shards > 1 {
 		// The cluster as etcd has it: reads on the replicas, writes on the
-		// primary, read-your-writes (README, "The cluster").
+		// primary, read-your-writes (README, "The cluster"); with shards,
+		// each statement on its key's shard.
 		w, st, stopWatch, err := watchCluster(context.WithoutCancel(ctx), cl.Endpoints, cl.Name, logger, ref.changed)
 		if err != nil {
 			return nil, nil, err
 		}
 		cfg.Cluster, cfg.ClusterShard = w, cl.Shard
 		cfg.Switchover = func(ctx context.Context, node string) (string, error) { return switchover(ctx, st, cl.Shard, node) }
+		cfg.RecordDecision = st.RecordDecision // two-phase commits over the shards
 		cfg.HealthDial = healthDial(cl.Superuser, "postgres", "")
 		cfg.MaxReplicaLag, cfg.MaxReplicaLagBytes = time.Second, 16<<20
 		stop = stopWatch
@@ -487,7 +553,7 @@ func (c *cluster) run(sig <-chan os.Signal, stopWait time.Duration) error {
 			go func() { <-inst.Done(); died <- n }() // ends when the node stops, at the latest
 		}
 	}
-	for _, n := range c.pg.Nodes() {
+	for _, n := range c.pgNodes() {
 		watch(n)
 	}
 	var etcdErr <-chan error
@@ -521,10 +587,12 @@ serve:
 			if c.isRejoining(n.Name) {
 				continue // stopped to be rewound: watched anew once it runs
 			}
-			if !n.IsPrimary() || c.stopOrch == nil {
+			// A primary with replicas is failed over by the orchestrator.
+			failover := c.stopOrch != nil && c.replicas > 0
+			if !n.IsPrimary() || !failover {
 				fmt.Fprintf(os.Stderr, "belay up: %s exited unexpectedly; the cluster runs on without it. Log: %s\n",
 					n.Name, filepath.Join(n.Dir, "postgres.log"))
-				if c.stopOrch == nil {
+				if !failover {
 					runErr = fmt.Errorf("the primary, %s, exited unexpectedly; log: %s", n.Name, filepath.Join(n.Dir, "postgres.log"))
 					c.stopFrontNow()
 					break serve
@@ -539,7 +607,9 @@ serve:
 				}
 			}()
 		case n := <-c.rejoined:
-			fmt.Fprintf(os.Stderr, "belay up: %s is a replica of %s again\n", n.Name, c.pg.Primary().Name)
+			if pg, _ := c.shardOf(n.Name); pg != nil {
+				fmt.Fprintf(os.Stderr, "belay up: %s is a replica of %s again\n", n.Name, pg.Primary().Name)
+			}
 			watch(n)
 		case err := <-etcdErr:
 			runErr = fmt.Errorf("etcd failed: %v; log: %s", err, c.etcd.LogPath)
@@ -612,19 +682,20 @@ func (c *cluster) stopProxy(sig <-chan os.Signal, stopWait time.Duration) {
 	<-p.Done()
 }
 
-// stopPostgres stops every node, the primary first.
+// stopPostgres stops every node, shard by shard, each shard's primary
+// first.
 func (c *cluster) stopPostgres() error {
 	if c.stopOrch != nil {
 		c.stopOrch() // first: a primary stopping is not one to fail over from
 		c.stopOrch = nil
 	}
-	if c.pg == nil {
-		return nil
+	var errs []error
+	for _, pg := range c.pgs {
+		if err := pg.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stopping PostgreSQL: %w", err))
+		}
 	}
-	if err := c.pg.Stop(); err != nil {
-		return fmt.Errorf("stopping PostgreSQL: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // stopEtcd stops the proxy's watch of etcd, then the embedded etcd, if
@@ -673,34 +744,60 @@ func printBanner(proxyAddr string, c *cluster) {
 	cl := &c.info
 	user := cl.Superuser
 	url := fmt.Sprintf("postgres://%s@%s/postgres", user, net.JoinHostPort(host, port))
-	var nodes strings.Builder
-	for _, n := range cl.Nodes {
-		fmt.Fprintf(&nodes, "    %-4s  %-7s  %-15s  (%s: data, postgres.log)\n", n.Name, n.Role, n.Addr, n.Dir)
-	}
 	etcd := strings.Join(cl.Endpoints, ",")
 	if c.etcd != nil {
 		etcd += " (embedded; data in " + c.etcd.Dir + ")"
+	}
+	var nodes strings.Builder
+	if cl.Shards == 1 {
+		fmt.Fprintf(&nodes, "  Nodes (cluster %s, shard %s, term %d):\n", cl.Name, cl.Shard, cl.Term)
+		for _, n := range cl.Nodes {
+			fmt.Fprintf(&nodes, "    %-4s  %-7s  %-15s  (%s: data, postgres.log)\n", n.Name, n.Role, n.Addr, n.Dir)
+		}
+	} else {
+		fmt.Fprintf(&nodes, "  Nodes (cluster %s, %d hash shards, each a primary and its replicas):\n", cl.Name, cl.Shards)
+		for k := range cl.Shards {
+			fmt.Fprintf(&nodes, "    shard %s (term %d):\n", ha.ShardName(k), cl.Terms[k])
+			for _, n := range cl.Nodes {
+				if n.Shard == ha.ShardName(k) {
+					fmt.Fprintf(&nodes, "      %-6s  %-7s  %-15s  (%s: data, postgres.log)\n", n.Name, n.Role, n.Addr, n.Dir)
+				}
+			}
+		}
+	}
+	var next string
+	if cl.Shards == 1 {
+		next = fmt.Sprintf(`  pgbench:
+    pgbench -h %[1]s -p %[2]s -U %[3]s -i -s 10 postgres
+    pgbench -h %[1]s -p %[2]s -U %[3]s -S -c 10 -T 10 postgres
+`, host, port, user)
+	} else {
+		shardCmd := fmt.Sprintf("%s shard --etcd %s --cluster %s", selfCommand(), strings.Join(cl.Endpoints, ","), cl.Name)
+		next = fmt.Sprintf(`  sharding (the schema in etcd, %[1]s): name each table, sharded by a key
+  column (integer, text or uuid) or a reference table (a copy on every shard), then create it
+  through belay (DDL runs on every shard):
+    %[2]s table accounts aid bigint
+    %[2]s reference branches
+    psql "%[3]s" -c 'CREATE TABLE accounts (aid bigint PRIMARY KEY, abalance int)'
+    %[2]s show
+`, ha.ShardingKey(cl.Name), shardCmd, url)
 	}
 	fmt.Printf(`
 belay is up.
 
   Connection string:  %[1]s
 
-  Nodes (cluster %[5]s, shard %[6]s, term %[7]d):
-%[8]s
-  etcd: %[9]s, keys under /belay/%[5]s/
+%[5]s
+  etcd: %[6]s, keys under /belay/%[7]s/
 
   psql:
     psql "%[1]s"
 
-  pgbench:
-    pgbench -h %[2]s -p %[3]s -U %[4]s -i -s 10 postgres
-    pgbench -h %[2]s -p %[3]s -U %[4]s -S -c 10 -T 10 postgres
-
+%[8]s
   admin console (SHOW POOLS|CLIENTS|SERVERS|STATS|HELP, ...):
     psql -h %[2]s -p %[3]s -U %[4]s belay -c 'SHOW POOLS'
     psql -h %[2]s -p %[3]s -U %[4]s belay -c 'SHOW NODES'
 
 Press Ctrl-C to stop.
-`, url, host, port, user, cl.Name, cl.Shard, cl.Term, nodes.String(), etcd)
+`, url, host, port, user, nodes.String(), etcd, cl.Name, next)
 }

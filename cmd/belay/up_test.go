@@ -65,7 +65,7 @@ func startUp(t *testing.T, bin, dir string, flags ...string) *upRun {
 var (
 	urlRE     = regexp.MustCompile(`postgres://\S+`)
 	consoleRE = regexp.MustCompile(`^\s*(psql -h \S+ -p \d+ -U \S+ belay -c 'SHOW POOLS')\s*$`)
-	nodeRE    = regexp.MustCompile(`^\s+(pg\d+)\s+(primary|replica)\s+(127\.0\.0\.1:\d+)\s`)
+	nodeRE    = regexp.MustCompile(`^\s+(pg\d+|s\d+pg\d+)\s+(primary|replica)\s+(127\.0\.0\.1:\d+)\s`)
 	etcdRE    = regexp.MustCompile(`^\s+etcd: (http://127\.0\.0\.1:\d+)[ ,]`)
 )
 

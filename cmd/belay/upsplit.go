@@ -20,8 +20,12 @@ import (
 // The split shape of belay up (issue I): each tier a process of its own,
 // started as its own command line, so that ps shows the architecture: a
 // `belay pooler` beside each PostgreSQL node, `belay gateway`s in front
-// (the first on --port), a `belay orch` when there are replicas. belay up
-// supervises them: one that dies is started again, as Kubernetes would.
+// (the first on --port), a `belay orch` when there are replicas or
+// shards. belay up supervises them: one that dies is started again, as
+// Kubernetes would.
+// With --shards, the same over every shard: a pooler beside each node of
+// each shard, gateways that route by key, one orchestrator for all shards
+// (failovers, and the resolution of two-phase commits left in doubt).
 // It also rewinds an old primary that runs beside a new one (the
 // orchestrator it starts has no data directory to do it with).
 
@@ -43,7 +47,7 @@ type split struct {
 	logDir   string
 	gateways []*child
 	poolers  []*child
-	orch     *child // nil without replicas
+	orch     *child // nil without replicas or shards
 
 	mu       sync.Mutex
 	stopping bool
@@ -175,7 +179,7 @@ func (c *cluster) startSplit(ctx context.Context, port, gateways, poolSize int, 
 		s.gateways = append(s.gateways, &child{name: fmt.Sprintf("gateway %d", i+1), args: args, addr: addr,
 			log: filepath.Join(s.logDir, fmt.Sprintf("gateway-%d.log", i+1))})
 	}
-	if len(cl.Nodes) > 1 {
+	if c.replicas > 0 || cl.Shards > 1 { // failovers; with shards, two-phase commits to resolve
 		s.orch = &child{name: "the orchestrator", log: filepath.Join(s.logDir, "orch.log"),
 			args: append([]string{"orch", "--id", fmt.Sprintf("belay-up:%d", os.Getpid()), "--user", cl.Superuser,
 				"--require-poolers"}, common...)}
@@ -335,7 +339,7 @@ func (c *cluster) rewindStale(ctx context.Context) {
 			// published runs as a primary beside a named one too, and
 			// pg_rewind needs the named primary anyway.
 			if stale, sure, _ := staleVerdict(ctx, dial, top, n.Name, inRecovery, tli); stale && sure {
-				primary := top.Shard(c.info.Shard).Primary
+				primary := top.Shard(n.Shard).Primary
 				if err := c.rejoin(ctx, n.Name, primary); err != nil && ctx.Err() == nil {
 					fmt.Fprintf(os.Stderr, "belay up: %s did not rejoin: %v\n", n.Name, err)
 				}

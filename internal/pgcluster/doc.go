@@ -13,6 +13,9 @@
 // pg_hba.conf lines that let the others in (pgtest.NewNetCluster: each node
 // behind a link a test can take down); replication, pg_basebackup and
 // pg_rewind then go to that address. pg0 is the primary, pg1..pgN the replicas.
+// Options.Prefix names them otherwise (s1pg0, s1pg1, ... for the nodes of
+// belay up's shard 1), so that the clusters of several shards can share one
+// Dir: a node's name is also its slot's and its application_name.
 // Start reuses every data directory it finds; it makes what is missing:
 // the primary with initdb, a replica with pg_basebackup from the primary.
 //

@@ -27,6 +27,13 @@ type Options struct {
 	// Dir holds one directory per node (Dir/pg0, Dir/pg1, ...); created if
 	// missing. Required.
 	Dir string
+	// Prefix begins every node's name ("": "pg"): the nodes are Prefix0
+	// (the primary Start makes), Prefix1, ... A node's name is also its
+	// replication slot's and its application_name, so Prefix is lower-case
+	// letters, digits and underscores, starting with a letter; the clusters
+	// of several shards sharing one Dir and one etcd need prefixes of their
+	// own (belay up --shards: s0pg, s1pg, ...).
+	Prefix string
 	// Replicas is the number of streaming replicas besides the primary.
 	Replicas int
 	// BinDir holds initdb, postgres and pg_basebackup; "" means
@@ -77,6 +84,9 @@ type Cluster struct {
 	nodes []*Node // nodes[0] is the primary Start makes
 	opts  Options
 	su    string // the superuser pgcluster connects as
+	// ourSlot matches the names of the slots pgcluster makes: its nodes'
+	// names, Prefix and a number.
+	ourSlot *regexp.Regexp
 
 	pmu sync.Mutex // guards pri
 	pri int        // the index of the primary in nodes (SetPrimary moves it)
@@ -137,6 +147,12 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if o.Dir == "" {
 		return nil, errors.New("pgcluster: Options.Dir is required")
 	}
+	if o.Prefix == "" {
+		o.Prefix = "pg"
+	}
+	if !validPrefix.MatchString(o.Prefix) {
+		return nil, fmt.Errorf("pgcluster: node name prefix %q: lower-case letters, digits and underscores, starting with a letter", o.Prefix)
+	}
 	if o.Replicas < 0 || o.Replicas > maxReplicas {
 		return nil, fmt.Errorf("pgcluster: %d replicas: from 0 to %d", o.Replicas, maxReplicas)
 	}
@@ -157,9 +173,10 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
-	c := &Cluster{Dir: dir, opts: o, su: "postgres"}
+	c := &Cluster{Dir: dir, opts: o, su: "postgres",
+		ourSlot: regexp.MustCompile("^" + regexp.QuoteMeta(o.Prefix) + "[0-9]+$")}
 	for i := 0; i <= o.Replicas; i++ {
-		name := "pg" + strconv.Itoa(i)
+		name := o.Prefix + strconv.Itoa(i)
 		n := &Node{Name: name, Dir: filepath.Join(dir, name), c: c, port: readPort(filepath.Join(dir, name))}
 		if o.Place != nil {
 			if n.place, err = o.Place(name); err != nil {
@@ -336,8 +353,9 @@ func (c *Cluster) replicationStates(ctx context.Context) (map[string]string, err
 	return states, err
 }
 
-// ourSlot matches the names of the slots pgcluster makes.
-var ourSlot = regexp.MustCompile(`^pg[0-9]+$`)
+// validPrefix matches the node name prefixes Options.Prefix may be: a
+// node's name is a replication slot's name too.
+var validPrefix = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
 
 // keepSlots drops the primary's physical slots of nodes beyond
 // Options.Replicas (unless in use) and returns those that remain.
@@ -361,7 +379,7 @@ func (c *Cluster) keepSlots(ctx context.Context) (map[string]bool, error) {
 		return nil, err
 	}
 	for name, active := range maps.Clone(slots) {
-		if !ourSlot.MatchString(name) || c.Node(name) != nil {
+		if !c.ourSlot.MatchString(name) || c.Node(name) != nil {
 			continue
 		}
 		if active {

@@ -346,3 +346,13 @@ func TestNetCluster(t *testing.T) {
 	}
 	waitRow(t, ctx, rep, "tn", 2)
 }
+
+// TestPrefix: a node name prefix that could not be a replication slot's
+// name is refused before anything starts.
+func TestPrefix(t *testing.T) {
+	for _, bad := range []string{"S1pg", "s-1", "1pg", "pg 0", strings.Repeat("p", 40)} {
+		if _, err := pgcluster.Start(context.Background(), pgcluster.Options{Dir: t.TempDir(), Prefix: bad}); err == nil || !strings.Contains(err.Error(), "prefix") {
+			t.Errorf("prefix %q: %v", bad, err)
+		}
+	}
+}
