@@ -1,0 +1,166 @@
+-- Edge cases of keys, placement and merges.
+
+-- construct: key literal forms
+-- must
+SELECT id, name FROM customers WHERE id = '2';
+
+-- must
+SELECT id, name FROM customers WHERE id = ' 2 ';
+
+-- must
+SELECT id, name FROM customers WHERE id = '+2';
+
+-- must
+SELECT id, name FROM customers WHERE id = 0002;
+
+-- known-wrong: belay reads the literal as the bigint key and fails with 22P02; PostgreSQL compares bigint with numeric (or casts, rounding) and finds the row
+SELECT id, name FROM customers WHERE id = 2.0;
+
+-- known-wrong: belay reads the literal as the bigint key and fails with 22P02; PostgreSQL compares bigint with numeric (or casts, rounding) and finds the row
+SELECT id, name FROM customers WHERE id = 7.6::int8;
+
+SELECT id, name FROM customers WHERE id = 1 + 1;
+
+-- must
+SELECT id FROM customers WHERE id = 2 AND id = 3;
+
+-- must
+SELECT count(*) FROM customers WHERE NOT (id = 2);
+
+-- must
+SELECT count(*) FROM customers WHERE id = 2 OR tier = 3;
+
+-- must
+SELECT login FROM accounts WHERE login = 'ADA';
+
+-- must
+SELECT login FROM accounts WHERE login = 'ada ';
+
+-- must
+SELECT login FROM accounts WHERE login = 'a' || 'da';
+
+-- must
+SELECT owner FROM devices WHERE device_id = 'a0000000-0000-4000-8000-000000000001'::uuid;
+
+-- must
+SELECT id FROM customers WHERE id IN (SELECT 2);
+
+-- must
+SELECT id FROM customers WHERE id = (SELECT 3);
+
+-- construct: key column of another relation
+-- must
+SELECT id FROM customers WHERE EXISTS (SELECT 1 FROM products WHERE id = 3);
+
+-- must
+SELECT c.id FROM customers c JOIN products p ON p.id = c.tier WHERE p.id = 2;
+
+-- must
+SELECT c.id FROM customers c, (SELECT 1 AS id) x WHERE x.id = 1;
+
+-- must
+SELECT count(*) FROM customers c JOIN regions r ON r.code = c.region WHERE r.zone = 1;
+
+-- construct: upsert
+-- must
+INSERT INTO customers (id, name) VALUES (1, 'again') ON CONFLICT (id) DO NOTHING;
+
+-- must
+INSERT INTO customers (id, name) VALUES (44, 'Quin') ON CONFLICT (id) DO NOTHING RETURNING id;
+
+-- must
+INSERT INTO customers (id, name, tier) VALUES (44, 'Quin', 3) ON CONFLICT (id) DO UPDATE SET tier = excluded.tier RETURNING id, tier;
+
+-- must
+SELECT id, name, tier FROM customers WHERE id = 44;
+
+-- refused
+INSERT INTO customers (id, name) VALUES (45, 'Rho') ON CONFLICT (id) DO UPDATE SET id = 1045;
+
+-- refused
+INSERT INTO customers (id, name) VALUES (44, 'Quin') ON CONFLICT (id) DO UPDATE SET id = 100;
+
+-- known-wrong: after an upsert that changed the key (it should have been refused), the row stays on the shard of its old key: a read by its new key finds nothing
+SELECT id, name FROM customers WHERE id = 100;
+
+-- must
+SELECT id, name FROM customers WHERE id = 44;
+
+-- refused
+UPDATE customers SET (id, name) = (1002, 'moved') WHERE id = 2;
+
+-- construct: scatter merge edges
+-- must
+SELECT min(id), max(id), sum(id), count(*) FROM customers WHERE id < 0;
+
+SELECT avg(id) FROM customers WHERE id < 0;
+
+SELECT tier, count(*) FROM customers WHERE id > 1000 GROUP BY tier;
+
+-- must
+SELECT count(*), count(amount), sum(amount) FROM orders;
+
+-- ordered
+SELECT name FROM customers ORDER BY balance DESC, id LIMIT 4;
+
+-- ordered
+SELECT id, balance FROM customers ORDER BY balance * -1, id LIMIT 4;
+
+-- ordered
+SELECT id, id FROM customers ORDER BY id LIMIT 2;
+
+-- ordered
+SELECT DISTINCT tier FROM customers ORDER BY tier LIMIT 2;
+
+-- ordered
+SELECT id FROM customers ORDER BY id LIMIT 3 OFFSET 100;
+
+-- ordered
+SELECT tier, count(*) AS n FROM customers GROUP BY tier ORDER BY n DESC, tier LIMIT 2;
+
+SELECT region FROM customers GROUP BY region HAVING max(balance) > 500;
+
+SELECT tier, count(*), avg(balance), sum(balance) FROM customers GROUP BY tier HAVING avg(balance) > 100;
+
+-- known-wrong: a reference table's rows filtered by (or outer-joined with) a sharded table are read on every shard: each shard counts them once, with its own rows of the sharded table
+SELECT count(*) FROM regions r WHERE EXISTS (SELECT 1 FROM customers c WHERE c.region = r.code);
+
+-- known-wrong: a reference table's rows filtered by (or outer-joined with) a sharded table are read on every shard: each shard counts them once, with its own rows of the sharded table
+SELECT r.code, count(*) FROM regions r LEFT JOIN customers c ON c.region = r.code AND c.tier = 3 GROUP BY r.code;
+
+SELECT sum(p.price) FROM products p JOIN orders o ON o.product_id = p.id;
+
+SELECT DISTINCT r.zone FROM customers c JOIN regions r ON r.code = c.region;
+
+-- ordered
+SELECT c.id, p.name FROM orders o JOIN customers c ON false JOIN products p ON p.id = o.product_id ORDER BY 1, 2;
+
+-- construct: scatter extended protocol
+-- params: 2
+SELECT id, name FROM customers WHERE tier = $1;
+
+-- params: 2
+SELECT count(*) FROM customers WHERE tier = $1;
+
+-- params: 2
+-- prepared
+SELECT id FROM customers WHERE tier = $1;
+
+-- construct: session state
+-- must
+SET TimeZone = 'UTC';
+
+-- must
+SHOW TimeZone;
+
+-- must
+SET search_path = public;
+
+-- must
+SELECT id, name FROM customers WHERE id = 10;
+
+-- must
+RESET search_path;
+
+-- must
+SELECT current_setting('search_path');
