@@ -27,7 +27,9 @@
 // sharded table named twice, an UPDATE of a key column, an INSERT ...
 // SELECT into a sharded table, a write to a reference table that reads a
 // sharded one, a table the schema does not name, a COPY of a sharded table
-// (not built yet), a statement that may write without naming its table.
+// (not built yet), a statement that may write without naming its table, a
+// cursor or SQL PREPARE over a sharded table (the session's statements run
+// on the client's current shard).
 //
 // router imports only pure packages of belay: planner, shard and
 // codec/sqlstate.

@@ -153,6 +153,14 @@ func stmtShards(sc *shard.Schema, st *planner.Stmt, params Params) (ShardTarget,
 	switch st.Class {
 	case planner.ClassSession, planner.ClassTxControl:
 		// The session's state and transaction: wherever it holds a server.
+		// A cursor or an SQL prepared statement over a sharded table would
+		// be one shard's (the client's current one): its rows, or its key's
+		// shard never consulted at EXECUTE.
+		for _, name := range st.Relations {
+			if r := lookup(sc, name); r.kind == relSharded {
+				return ShardTarget{}, refuse("a cursor or SQL prepared statement (DECLARE, PREPARE) over sharded table %s: it would run on one shard; use the extended protocol's prepared statements", name)
+			}
+		}
 		return every(sc), nil
 	case planner.ClassUnknown:
 		return ShardTarget{}, refuse("a statement belay cannot parse, in a sharded database")

@@ -80,10 +80,43 @@ SELECT setval('no_such_seq', 1);
 -- refused
 COPY customers TO STDOUT;
 
--- construct: cursor over every shard
+-- construct: refused cursor over a sharded table
+-- refused
 DECLARE c CURSOR WITH HOLD FOR SELECT id FROM customers;
 
--- known-wrong: DECLARE CURSOR over a sharded table runs on the client's current shard: the cursor holds one shard's rows
 FETCH ALL FROM c;
 
 CLOSE c;
+
+-- construct: refused SQL PREPARE over a sharded table
+-- refused
+PREPARE by_tier(int4) AS SELECT id FROM customers WHERE tier = $1;
+
+EXECUTE by_tier(2);
+
+-- refused
+PREPARE by_id(int8) AS SELECT id, name FROM customers WHERE id = $1;
+
+EXECUTE by_id(3);
+
+EXECUTE by_id(12);
+
+-- construct: CREATE TABLE AS over a sharded table
+-- known-wrong: it runs on every shard (DDL), each copying its own rows, and belay answers shard 0's tag (SELECT 19 on 2 shards where PostgreSQL says SELECT 40)
+CREATE TABLE customers_copy AS SELECT id, name FROM customers;
+
+-- known-wrong: each shard materializes its own rows' groups; belay answers shard 0's tag
+CREATE MATERIALIZED VIEW upper_tiers AS SELECT id, tier FROM customers WHERE tier > 1;
+
+-- construct: truncate
+-- must
+TRUNCATE events;
+
+-- must
+SELECT count(*) FROM events;
+
+-- must
+TRUNCATE regions;
+
+-- must
+SELECT count(*) FROM regions;
