@@ -390,10 +390,11 @@ func (s *session) deferBegin(c gnet.Conn, data []byte) bool {
 		return false
 	}
 	plan := s.plan(q)
-	if len(plan.Stmts) != 1 || plan.Class != planner.ClassTxControl || txKind(q) != txOther {
+	stmt := bytes.TrimRight(q, "; \t\r\n") // "BEGIN;", as psql and pgbench send it, is a BEGIN too
+	if len(plan.Stmts) != 1 || plan.Class != planner.ClassTxControl || txKind(stmt) != txOther {
 		return false
 	}
-	if f := bytes.Fields(bytes.ToLower(stripComments(q))); len(f) == 0 || string(f[0]) != "begin" && string(f[0]) != "start" {
+	if f := bytes.Fields(bytes.ToLower(stripComments(stmt))); len(f) == 0 || string(f[0]) != "begin" && string(f[0]) != "start" {
 		return false // SAVEPOINT, RELEASE: outside a transaction they only warn or fail
 	}
 	begin := bytes.Clone(q)

@@ -167,6 +167,18 @@ func TestShardedRouting(t *testing.T) {
 	if err := direct1.QueryRow(ctx, "SELECT count(*) FROM kshard WHERE v = 'tx'").Scan(&n); err != nil || n != 3 {
 		t.Fatalf("a one-shard transaction committed %d rows, %v", n, err)
 	}
+	// The same with a BEGIN ending in a semicolon, as psql and pgbench
+	// send it, for the shard the client is not on.
+	for _, sql := range []string{"BEGIN;", fmt.Sprintf("UPDATE kshard SET v = 'semicolon' WHERE aid = %d;", keys[0][4]), "COMMIT;"} {
+		if _, err := simple.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	direct0 := connect(t, s0.ConnString("postgres", "postgres"))
+	if err := direct0.QueryRow(ctx, "SELECT count(*) FROM kshard WHERE v = 'semicolon'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("a one-shard transaction begun with \"BEGIN;\" committed %d rows, %v", n, err)
+	}
+	direct0.Close(ctx)
 	// One that reaches for the other shard ends, nothing of it committed.
 	tx, err = simple.Begin(ctx)
 	if err != nil {
