@@ -48,6 +48,37 @@ SELECT id FROM customers WHERE id IN (SELECT 2);
 -- must
 SELECT id FROM customers WHERE id = (SELECT 3);
 
+-- must
+SELECT id FROM customers WHERE id IN (1, NULL);
+
+-- must
+SELECT id FROM customers WHERE id = NULL;
+
+-- must
+SELECT * FROM Customers WHERE ID = 1;
+
+-- must
+SELECT "name" FROM "customers" WHERE "id" = 12;
+
+-- must
+SELECT login FROM accounts WHERE login = 'ada'::char(5);
+
+-- error 23502
+INSERT INTO events (id, kind) VALUES (NULL, 'nullkey');
+
+-- must
+INSERT INTO customers (id, name) VALUES ('46', 'Sid') RETURNING id;
+
+-- must
+INSERT INTO customers (id, name) VALUES (' 47 ', 'Tim') RETURNING id;
+
+-- must
+SELECT id, name FROM customers WHERE id IN (46, 47);
+
+-- known-wrong: belay reads the numeric literal as the bigint key and fails with 22P02; PostgreSQL assigns 1.0 to the bigint column (rounding) and finds the duplicate
+-- error 23505
+INSERT INTO customers (id, name) VALUES (1.0, 'dup') RETURNING id;
+
 -- construct: key column of another relation
 -- must
 SELECT id FROM customers WHERE EXISTS (SELECT 1 FROM products WHERE id = 3);
@@ -60,6 +91,23 @@ SELECT c.id FROM customers c, (SELECT 1 AS id) x WHERE x.id = 1;
 
 -- must
 SELECT count(*) FROM customers c JOIN regions r ON r.code = c.region WHERE r.zone = 1;
+
+-- must
+SELECT customer_id, id FROM orders customers WHERE customers.id = 1001;
+
+-- must
+SELECT c.id FROM orders o JOIN customers c ON c.id = 10 AND o.customer_id = 10 WHERE c.id = 10 AND o.customer_id = 10 AND o.id = 1001;
+
+-- construct: query string of several statements
+-- must
+SELECT name FROM customers WHERE id = 1; SELECT count(*) FROM regions;
+
+-- must
+UPDATE customers SET tier = tier WHERE id = 1; SELECT tier FROM customers WHERE id = 12;
+
+SELECT name FROM customers WHERE id = 1; SELECT name FROM customers WHERE id = 3;
+
+SELECT name FROM customers WHERE id = 1; SELECT count(*) FROM customers;
 
 -- construct: upsert
 -- must
@@ -134,6 +182,20 @@ SELECT DISTINCT r.zone FROM customers c JOIN regions r ON r.code = c.region;
 
 -- ordered
 SELECT c.id, p.name FROM orders o JOIN customers c ON false JOIN products p ON p.id = o.product_id ORDER BY 1, 2;
+
+SELECT sum(tier::float8 / 4) FROM customers;
+
+-- must
+SELECT min(tier::float8 / 4), max(balance::float8), count(balance::float8) FROM customers;
+
+-- must
+SELECT sum(balance / 3), min(balance / 7), max(balance / 7) FROM customers;
+
+-- must
+SELECT sum(id), sum(tier), sum(tier::int2), sum(balance::numeric) FROM customers;
+
+-- must
+SELECT count(*) FROM customers WHERE balance::text LIKE '%0';
 
 -- construct: scatter extended protocol
 -- params: 2

@@ -102,7 +102,7 @@ EXECUTE by_id(3);
 EXECUTE by_id(12);
 
 -- construct: CREATE TABLE AS over a sharded table
--- known-wrong: it runs on every shard (DDL), each copying its own rows, and belay answers shard 0's tag (SELECT 19 on 2 shards where PostgreSQL says SELECT 40)
+-- known-wrong: it runs on every shard (DDL), each copying its own rows, and belay answers shard 0's tag (SELECT n counting shard 0's rows only)
 CREATE TABLE customers_copy AS SELECT id, name FROM customers;
 
 -- known-wrong: each shard materializes its own rows' groups; belay answers shard 0's tag
