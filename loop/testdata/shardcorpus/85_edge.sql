@@ -197,6 +197,20 @@ SELECT sum(id), sum(tier), sum(tier::int2), sum(balance::numeric) FROM customers
 -- must
 SELECT count(*) FROM customers WHERE balance::text LIKE '%0';
 
+SELECT count(*) FROM customers HAVING count(*) > 30;
+
+SELECT tier, count(*) FROM customers GROUP BY tier HAVING count(*) > 10;
+
+SELECT tier, sum(balance) FROM customers GROUP BY tier HAVING sum(balance) > 2000;
+
+-- known-wrong: an aggregate over a subquery in FROM that groups the sharded table's rows by a column other than its key: each shard groups its own rows, and belay merges the shards' partial groups as if they were whole
+SELECT max(n) FROM (SELECT tier, count(*) AS n FROM customers GROUP BY tier) s;
+
+-- known-wrong: an aggregate over a subquery in FROM that groups the sharded table's rows by a column other than its key: each shard groups its own rows, and belay merges the shards' partial groups as if they were whole
+SELECT count(*) FROM (SELECT tier FROM customers GROUP BY tier) s;
+
+SELECT count(DISTINCT tier) FROM customers;
+
 -- construct: scatter extended protocol
 -- params: 2
 SELECT id, name FROM customers WHERE tier = $1;
