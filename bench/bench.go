@@ -72,6 +72,10 @@ type Options struct {
 	// NodeCPU is the CPU quota, in cores, of each PostgreSQL node of the
 	// read-scaling scenarios (default 0.4).
 	NodeCPU float64
+	// ShardNodeCPU is the CPU quota, in cores, of each shard's PostgreSQL
+	// node in the sharded scenarios (default 0.2: the four nodes take 0.8
+	// of a 2-core machine, pgbench and belay the rest).
+	ShardNodeCPU float64
 
 	// InstallPatroni installs Debian's patroni and etcd-server (for the
 	// failover scenario) with apt-get when missing.
@@ -153,6 +157,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.NodeCPU <= 0 {
 		o.NodeCPU = 0.4
+	}
+	if o.ShardNodeCPU <= 0 {
+		o.ShardNodeCPU = 0.2
 	}
 	if o.WarmUp == 0 {
 		o.WarmUp = time.Second
@@ -241,6 +248,8 @@ type env struct {
 	users []string
 	// rs is the read-scaling cluster, started by its first scenario.
 	rs *readScaleEnv
+	// sh is the sharded scenarios' nodes and belay, started by the first.
+	sh *shardedEnv
 	// fo is the failover scenario's etcd and programs, started by it.
 	fo *failoverEnv
 	// tiers is belay's two tiers as a target (tiers.go).
@@ -375,10 +384,10 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 
 // needsSingleNode says whether some scenario of scs runs against the
 // single PostgreSQL (and PgBouncer and belay in front of it): all but the
-// failover scenario, which starts clusters of its own.
+// failover and sharded scenarios, which start clusters of their own.
 func needsSingleNode(scs []Scenario) bool {
 	for _, s := range scs {
-		if s.Kind != KindFailover {
+		if s.Kind != KindFailover && s.Kind != KindSharded {
 			return true
 		}
 	}
@@ -415,6 +424,9 @@ func (e *env) startBelay(ctx context.Context, profile string) error {
 func (e *env) close() {
 	if e.rs != nil {
 		e.rs.close(e.logf)
+	}
+	if e.sh != nil {
+		e.sh.close(e.logf)
 	}
 	if e.fo != nil {
 		e.fo.close(e.logf)
@@ -527,6 +539,8 @@ func (e *env) runScenario(ctx context.Context, sc Scenario) (ScenarioResult, err
 		return e.runReadScale(ctx, sc)
 	case KindFailover:
 		return e.runFailover(ctx, sc)
+	case KindSharded:
+		return e.runSharded(ctx, sc)
 	}
 	names := targetsFor(sc, true, !e.o.NoTiers)
 	runs := map[string][]RunResult{}

@@ -244,7 +244,12 @@ func (c *nodeCgroups) dir(node string) string { return c.nodes[node] }
 
 // limit sets node's CPU quota: quotaUs per cpuPeriodUs, or none for < 0.
 func (c *nodeCgroups) limit(node string, quotaUs int64) error {
-	for _, s := range cpuLimitSettings(c.h.Version, quotaUs, cpuPeriodUs) {
+	return c.limitPeriod(node, quotaUs, cpuPeriodUs)
+}
+
+// limitPeriod sets node's CPU quota: quotaUs per periodUs, or none for < 0.
+func (c *nodeCgroups) limitPeriod(node string, quotaUs, periodUs int64) error {
+	for _, s := range cpuLimitSettings(c.h.Version, quotaUs, periodUs) {
 		p := filepath.Join(c.nodes[node], s.File)
 		if err := os.WriteFile(p, []byte(s.Value), 0o644); err != nil {
 			return fmt.Errorf("bench: writing %q to %s: %w", s.Value, p, err)

@@ -41,8 +41,8 @@ func WriteCharts(dir string, rep *Report) (map[string][]string, error) {
 	for i := range rep.Scenarios {
 		s := &rep.Scenarios[i]
 		var files []string
-		if s.Scenario.Kind == KindFailover {
-			// Its figures are times and counts per run: tables only.
+		if s.Scenario.Kind == KindFailover || s.Scenario.Kind == KindSharded {
+			// Times and counts per run; tps and CPU by shard count: tables only.
 		} else if s.Scenario.Kind == KindReadScale {
 			f, err := readScaleCharts(dir, s)
 			if err != nil {

@@ -44,6 +44,20 @@
 // CPU use and throttling. Without pgpool-II or cgroups (not root, say) the
 // scenarios are skipped and the report says why.
 //
+// Sharding (full runs, or --scenarios sharded; sharded.go,
+// sharded_report.go): pgbench's tables hash-sharded by belay (accounts and
+// history by aid, branches and tellers as reference tables) over 1, 2 and
+// 4 shards of a primary each, every node in a cgroup with the same CPU
+// quota (Options.ShardNodeCPU per 10 ms period), each shard loaded
+// directly with its own rows (pgbench -i cannot go through belay: it
+// truncates every table in one transaction), served by a belay gateway and
+// a belay pooler per node as belay up runs them. A keyed read, a keyed
+// write transaction and a read of every shard merged by belay run
+// directly against one PostgreSQL holding every row and through belay
+// over 1, 2 and 4 shards, alternating; the report gives tps by shard
+// count, its ratio to 1 shard, and belay's CPU per 1,000 transactions by
+// process (gateway, poolers).
+//
 // Failover (full runs, or --scenarios failover; failover.go, patroni.go,
 // failover_report.go): a kill -9 of the primary's postmaster under
 // pgbench TPC-B (-c 10) and the bank checker (internal/bankcheck), belay
@@ -80,7 +94,8 @@
 // scenario and renders flame graphs with package flamegraphs.
 //
 // Concurrency: Run drives one scenario at a time from the calling goroutine
-// (the read-scaling cluster and the failover scenario's etcd, started by
+// (the read-scaling cluster, the sharded scenarios' nodes and belay, and
+// the failover scenario's etcd, started by
 // the first such scenario, are stopped with the rest of the environment
 // when Run returns; a failover run's cluster is stopped when the run
 // ends); the helpers it starts (RSS and pg_stat_activity samplers,

@@ -73,6 +73,8 @@ func RenderMarkdown(rep *Report, charts map[string][]string) string {
 			renderReadScale(&b, &s)
 		case KindFailover:
 			renderFailover(&b, &s)
+		case KindSharded:
+			renderSharded(&b, &s)
 		default:
 			renderPgbench(&b, &s)
 		}
@@ -264,7 +266,7 @@ func renderErrors(b *strings.Builder, s *ScenarioResult) {
 func RenderSummary(rep *Report) string {
 	var b strings.Builder
 	if slices.ContainsFunc(rep.Scenarios, func(s ScenarioResult) bool {
-		return s.Scenario.Kind != KindReadScale && s.Scenario.Kind != KindFailover
+		return s.Scenario.Kind != KindReadScale && s.Scenario.Kind != KindFailover && s.Scenario.Kind != KindSharded
 	}) {
 		b.WriteString("| scenario | direct | PgBouncer | belay | belay ÷ PgBouncer | p99 ms: direct / PgBouncer / belay | errors: direct / PgBouncer / belay |\n")
 		b.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
@@ -301,7 +303,7 @@ func RenderSummary(rep *Report) string {
 				cell(d, arrival), cell(pb, arrival), cell(bl, arrival), ratioOf(bl, pb, func(r Row) float64 { return noisyOf(r).ArrivalP50 }),
 				cell(d, arrival99), cell(pb, arrival99), cell(bl, arrival99))
 			continue
-		case KindReadScale, KindFailover:
+		case KindReadScale, KindFailover, KindSharded:
 			continue // a table of its own, below
 		case KindIdle:
 			per := func(r Row) string { return bytesText(r.RSSPerIdle) }
@@ -323,6 +325,7 @@ func RenderSummary(rep *Report) string {
 		}
 	}
 	b.WriteString(renderReadScaleSummary(rep))
+	b.WriteString(renderShardedSummary(rep))
 	b.WriteString(renderFailoverSummary(rep))
 	return b.String()
 }

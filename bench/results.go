@@ -68,7 +68,7 @@ type RunResult struct {
 	Noisy *NoisyFigures `json:"noisy,omitempty"`
 	// Arrivals are the fresh users' first queries, calm ones first.
 	Arrivals []Arrival `json:"arrivals,omitempty"`
-	// ReadScale: the nodes' figures (KindReadScale).
+	// ReadScale: the nodes' figures (KindReadScale, KindSharded).
 	ReadScale *ReadScaleRun `json:"read_scale,omitempty"`
 	// Failover: the kill -9 of a primary and what followed (KindFailover).
 	Failover *FailoverRun `json:"failover,omitempty"`
@@ -539,6 +539,8 @@ type ScenarioResult struct {
 	ReadScale *ReadScaleResult `json:"read_scale,omitempty"`
 	// Failover describes the failover scenario's setup (KindFailover).
 	Failover *FailoverInfo `json:"failover,omitempty"`
+	// Sharded is the tps and belay's CPU by shard count (KindSharded).
+	Sharded *ShardedResult `json:"sharded,omitempty"`
 }
 
 // Row returns the row of target, or nil.

@@ -25,6 +25,10 @@ const (
 	// belay against Patroni, each on a 3-node cluster of its own per run
 	// (failover.go).
 	KindFailover
+	// KindSharded is hash sharding: pgbench's accounts sharded by aid over
+	// 1, 2 and 4 CPU-limited shards through belay, Scenario.Script run
+	// against each and directly against one PostgreSQL (sharded.go).
+	KindSharded
 )
 
 // Scenario is one workload run against every target.
@@ -60,8 +64,12 @@ type Scenario struct {
 	Arrivals int
 
 	// Nodes is the cluster of a read-scaling scenario (KindReadScale): a
-	// primary and Nodes-1 replicas.
+	// primary and Nodes-1 replicas; of a sharded one (KindSharded), the
+	// most shards.
 	Nodes int
+	// Script is a pgbench script (KindSharded), run with -f and
+	// -D scale=Options.Scale.
+	Script string `json:",omitempty"`
 }
 
 // sslMode is pgbench's sslmode for sc.
@@ -152,6 +160,7 @@ func DefaultScenarios(quick bool, idle int) []Scenario {
 	if !quick {
 		s = append(s, noisyNeighbourTx)
 		s = append(s, readScaleScenarios()...)
+		s = append(s, shardedScenarios()...)
 		s = append(s, failoverScenario())
 	}
 	return s

@@ -32,6 +32,7 @@ func runBench(args []string) error {
 	noTiers := fs.Bool("no-tiers", false, "leave out belay's two tiers (belay gateway in front of belay pooler, beside belay proxy in the pgbench scenarios)")
 	noInstall := fs.Bool("no-install", false, "do not install PgBouncer, pgpool-II, Patroni or etcd-server with apt-get when missing")
 	nodeCPU := fs.Float64("node-cpu", 0.4, "read-scaling scenarios: the CPU quota of each PostgreSQL node, in cores (a cgroup per node)")
+	shardCPU := fs.Float64("shard-node-cpu", 0.2, "sharded scenarios (--scenarios sharded): the CPU quota of each shard's PostgreSQL node, in cores (a cgroup per node)")
 	asIs := fs.Bool("failover-patroni-as-is", false, "failover scenario: also run Patroni with its defaults as they are (primary_start_timeout 300: it restarts a killed primary in place)")
 	maxWait := fs.Duration("failover-max-wait", time.Minute, "failover scenario: how long a run waits after the kill for a write to be acknowledged")
 	flame := fs.String("flamegraphs", "", "instead of comparing, profile belay under each core scenario and write flame graphs to DIR")
@@ -46,7 +47,7 @@ func runBench(args []string) error {
 	o := bench.Options{
 		Quick: *quick, Out: *out, Duration: *duration, Rounds: *rounds, PoolSize: *poolSize,
 		Scale: *scale, IdleClients: *idle, NoPgBouncer: *noBouncer, NoTiers: *noTiers, InstallPgBouncer: !*noInstall,
-		InstallPgpool: !*noInstall, NodeCPU: *nodeCPU, InstallPatroni: !*noInstall, PatroniAsIs: *asIs, FailoverMaxWait: *maxWait,
+		InstallPgpool: !*noInstall, NodeCPU: *nodeCPU, ShardNodeCPU: *shardCPU, InstallPatroni: !*noInstall, PatroniAsIs: *asIs, FailoverMaxWait: *maxWait,
 		FlameDir: *flame, Keep: *keep, Progress: os.Stderr, Placement: bench.Placement(*placement),
 		Command: "belay bench " + strings.Join(args, " "),
 	}
