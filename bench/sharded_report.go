@@ -17,8 +17,10 @@ type ShardedResult struct {
 	NodeCPU  float64 `json:"node_cpu_cores,omitempty"`
 	QuotaUs  int64   `json:"quota_us,omitempty"`
 	PeriodUs int64   `json:"period_us,omitempty"`
-	Scale    int     `json:"scale,omitempty"`
-	Clients  int     `json:"clients,omitempty"`
+	// Settings are the nodes' PostgreSQL settings that matter here.
+	Settings string `json:"settings,omitempty"`
+	Scale    int    `json:"scale,omitempty"`
+	Clients  int    `json:"clients,omitempty"`
 	// DirectTPS is the baseline: pgbench directly against one PostgreSQL
 	// holding every row, with the same quota.
 	DirectTPS float64        `json:"direct_tps"`
@@ -119,6 +121,9 @@ func renderSharded(b *strings.Builder, s *ScenarioResult) {
 		"below, `-M simple`) directly against one PostgreSQL holding every row (the baseline, same quota), then through belay over "+
 		"1, 2 and 4 shards. belay's CPU is its processes' (the gateway's and the poolers' utime+stime) per 1,000 transactions, in ms.\n\n",
 		info.Scale, info.NodeCPU, info.Cgroup, info.QuotaUs, info.PeriodUs, info.Clients)
+	if info.Settings != "" {
+		fmt.Fprintf(b, "The nodes' settings: %s.\n\n", info.Settings)
+	}
 	fmt.Fprintf(b, "```text\n%s```\n\n", s.Scenario.Script)
 	b.WriteString("| shards | tps (rounds: min–max) | ÷ 1 shard | belay CPU ms / 1k tx: gateway + poolers = total | errors |\n")
 	b.WriteString("|--:|--:|--:|--:|--:|\n")

@@ -87,13 +87,15 @@ func TestShardedPoints(t *testing.T) {
 	if p := pts[0]; !near(p.Scale, 1) || !near(p.BelayMs, 55) {
 		t.Errorf("1 shard: %+v", p)
 	}
-	info := ShardedResult{NodeCPU: 0.2, QuotaUs: 2000, PeriodUs: 10000, Scale: 10, Clients: 32, DirectTPS: 2100, Points: pts}
+	info := ShardedResult{NodeCPU: 0.2, QuotaUs: 2000, PeriodUs: 10000, Scale: 10, Clients: 32, DirectTPS: 2100, Points: pts,
+		Settings: settingsText(map[string]string{"max_prepared_transactions": "200", "fsync": "off"})}
 	s.Sharded = &info
 	var b strings.Builder
 	renderSharded(&b, &s)
 	out := b.String()
 	for _, want := range []string{"| 4 | 8,000 (7,000–8,200) | 4.00 | 32.0 + 28.0 = 60.0 | 0 |", "| direct, 1 PostgreSQL | 2,100 |",
-		"SELECT abalance FROM pgbench_accounts WHERE aid = :aid;", "0.2 core"} {
+		"SELECT abalance FROM pgbench_accounts WHERE aid = :aid;", "0.2 core",
+		"The nodes' settings: fsync=off, max_prepared_transactions=200."} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the section lacks %q:\n%s", want, out)
 		}
