@@ -256,6 +256,24 @@ func AppendEditedFields(dst []byte, typ byte, body []byte, edit func(field byte,
 	return FinishMessage(append(dst, 0), start)
 }
 
+// AppendRowDescription appends a RowDescription of fields.
+func AppendRowDescription(dst []byte, fields []Field) []byte {
+	start := len(dst)
+	dst = append(dst, MsgRowDescription, 0, 0, 0, 0)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(fields)))
+	for _, f := range fields {
+		dst = appendCBytes(dst, f.Name)
+		dst = binary.BigEndian.AppendUint32(dst, f.TableOID)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(f.Column))
+		dst = binary.BigEndian.AppendUint32(dst, f.TypeOID)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(f.TypeSize))
+		dst = binary.BigEndian.AppendUint32(dst, uint32(f.TypeModifier))
+		dst = binary.BigEndian.AppendUint16(dst, uint16(f.Format))
+	}
+	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
+	return dst
+}
+
 // AppendDataRow appends a DataRow of cols (nil for NULL).
 func AppendDataRow(dst []byte, cols [][]byte) []byte {
 	start := len(dst)

@@ -82,6 +82,7 @@ type Proxy struct {
 	cluster *cluster
 	// shards are the clusters of a sharded topology (shards.go).
 	sharding shards
+	gathers  gatherPlans // planner.PlanGather's plans, by SQL text
 
 	clients atomic.Int64  // logged-in clients
 	pins    atomic.Int64  // clients pinned to their server

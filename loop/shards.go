@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -130,7 +131,7 @@ func (p *Proxy) shardClusters() []*cluster {
 
 // errScatter: a unit of work that would run on several shards.
 var errScatter = &shard.Error{Code: sqlstate.FeatureNotSupported,
-	Message: "a statement for several shards runs only alone in a simple Query outside a transaction, and a read of several shards only when its rows need no merge (no aggregate, GROUP BY, DISTINCT, ORDER BY or LIMIT yet)"}
+	Message: "a statement for several shards runs only alone in a simple Query outside a transaction"}
 
 // unitShard is the shard the client's next unit of work, starting with
 // data, runs on: -1 to stay where the client is. The error is a
@@ -150,11 +151,17 @@ func (s *session) unitShard(set *shardSet, data []byte) (int, error) {
 	if plan.Class == planner.ClassSession || plan.Class == planner.ClassTxControl {
 		return -1, nil // follows the client wherever it goes
 	}
-	if t.RowShards == nil && s.spreadable(set, data) {
-		return -1, errSpread // the same statement on every shard (spread.go)
+	if t.RowShards == nil {
+		if ok, err := s.spreadable(set, data); err != nil {
+			return -1, err
+		} else if ok {
+			return -1, errSpread // the same statement on every shard (spread.go)
+		}
 	}
-	if s.gatherable(set, data) {
-		return -1, errGather // a read of every shard, its rows concatenated (spread.go)
+	if ok, err := s.gatherable(set, data); err != nil {
+		return -1, err // a read of every shard belay cannot merge
+	} else if ok {
+		return -1, errGather // a read of every shard, its rows gathered (spread.go)
 	}
 	return -1, errScatter
 }
@@ -254,9 +261,14 @@ func (k *keyParams) Key(n int, t shard.KeyType) (shard.Value, bool, error) {
 		}
 		if i := n - k.base - 1; n > k.base && i < len(k.spans) {
 			sp := k.spans[i]
-			lit, ok := planner.LiteralValue(k.sql[sp.Loc:sp.End()])
+			raw := k.sql[sp.Loc:sp.End()]
+			lit, ok := planner.LiteralValue(raw)
 			if !ok {
 				return shard.Value{}, false, &shard.Error{Code: sqlstate.FeatureNotSupported, Message: "a sharding key belay cannot read"}
+			}
+			if _, err := strconv.ParseInt(lit, 10, 64); err != nil && t == shard.KeyInteger && raw[0] != '\'' && raw[0] != '$' &&
+				raw[0] != 'e' && raw[0] != 'E' && raw[0] != 'n' && raw[0] != 'N' {
+				return shard.Value{}, false, router.ErrConverted // a numeric: PostgreSQL compares it with the key
 			}
 			v, err := shard.ParseValue(t, lit)
 			return v, true, err
@@ -394,11 +406,16 @@ func (s *session) deferBegin(c gnet.Conn, data []byte) bool {
 	if len(plan.Stmts) != 1 || plan.Class != planner.ClassTxControl || txKind(stmt) != txOther {
 		return false
 	}
-	if f := bytes.Fields(bytes.ToLower(stripComments(stmt))); len(f) == 0 || string(f[0]) != "begin" && string(f[0]) != "start" {
+	f := bytes.Fields(bytes.ToLower(stripComments(stmt)))
+	if len(f) == 0 || string(f[0]) != "begin" && string(f[0]) != "start" {
 		return false // SAVEPOINT, RELEASE: outside a transaction they only warn or fail
 	}
 	begin := bytes.Clone(q)
-	if !s.answerUnit(c, nil, "BEGIN", 'T') {
+	tag := "BEGIN"
+	if string(f[0]) == "start" {
+		tag = "START TRANSACTION"
+	}
+	if !s.answerUnit(c, nil, tag, 'T') {
 		return false
 	}
 	s.cl.begin = begin

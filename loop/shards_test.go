@@ -144,7 +144,7 @@ func TestShardedRouting(t *testing.T) {
 		t.Fatalf("a count of every shard's rows: %d, %v", n, err)
 	}
 	var pe *pgconn.PgError
-	if err := simple.QueryRow(ctx, "SELECT avg(aid) FROM kshard").Scan(&n); !errors.As(err, &pe) || pe.Code != "0A000" {
+	if err := simple.QueryRow(ctx, "SELECT string_agg(v, ',') FROM kshard").Scan(&n); !errors.As(err, &pe) || pe.Code != "0A000" {
 		t.Fatalf("a scatter belay does not merge: %v", err)
 	}
 	if err := simple.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM kshard WHERE aid = %d", keys[1][0])).Scan(&n); err != nil || n != 1 {
@@ -447,8 +447,42 @@ func TestSpread(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT min(v) FROM kspread").Scan(&v); !errors.As(err, &pe) || pe.Code != "0A000" {
 		t.Fatalf("min of text over every shard (its collation's order): %v", err)
 	}
-	if err := c.QueryRow(ctx, "SELECT avg(aid) FROM kspread").Scan(&v); !errors.As(err, &pe) || pe.Code != "0A000" {
-		t.Fatalf("avg over every shard (not merged yet): %v", err)
+	if err := c.QueryRow(ctx, "SELECT avg(aid) FROM kspread").Scan(&v); err != nil || v != "15.5000000000000000" {
+		t.Fatalf("avg over every shard: %q, %v", v, err)
+	}
+	// Groups, ORDER BY and LIMIT over every shard's rows.
+	rows, err = c.Query(ctx, "SELECT aid % 3 AS m, count(*), sum(aid) FROM kspread GROUP BY 1 HAVING count(*) > 1 ORDER BY sum(aid) DESC LIMIT 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var groups []string
+	for rows.Next() {
+		var m, n, sum int64
+		if err := rows.Scan(&m, &n, &sum); err != nil {
+			t.Fatal(err)
+		}
+		groups = append(groups, fmt.Sprint(m, n, sum))
+	}
+	if err := rows.Err(); err != nil || strings.Join(groups, ";") != "0 10 165;2 10 155" || rows.CommandTag().String() != "SELECT 2" {
+		t.Fatalf("GROUP BY, HAVING, ORDER BY, LIMIT over every shard: %q, tag %q, %v", groups, rows.CommandTag(), err)
+	}
+	var top []int64
+	rows, err = c.Query(ctx, "SELECT aid FROM kspread ORDER BY aid DESC LIMIT 3 OFFSET 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var a int64
+		if err := rows.Scan(&a); err != nil {
+			t.Fatal(err)
+		}
+		top = append(top, a)
+	}
+	if fmt.Sprint(top) != "[29 28 27]" {
+		t.Fatalf("ORDER BY aid DESC LIMIT 3 OFFSET 1 over every shard: %v, %v", top, rows.Err())
+	}
+	if err := c.QueryRow(ctx, "SELECT v FROM kspread ORDER BY v LIMIT 1").Scan(&v); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("ORDER BY text over every shard (its collation's order): %v", err)
 	}
 	ext := connect(t, p.connString("postgres", "postgres"))
 	if _, err := ext.Exec(ctx, "SELECT aid FROM kspread WHERE v = $1", "all"); !errors.As(err, &pe) || pe.Code != "0A000" {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/belaydb/belay/codec"
@@ -61,9 +62,9 @@ type spread struct {
 	// sharded: it changes a sharded table's rows (tag counts them all).
 	sharded bool
 	// gather: a read of every shard, its rows concatenated (no commit), or
-	// with aggs, its aggregates merged (shard.MergeAggregates).
+	// with merge, merged (planner.PlanGather's SQL ran on the shards).
 	gather bool
-	aggs   []shard.Agg
+	merge  *shard.Merge
 }
 
 // spreadLeg is the statement's part on one shard: a poolcore client of
@@ -98,38 +99,69 @@ var (
 
 // spreadable says whether the unit starting with data is one statement
 // that spread runs: a simple Query of one DDL statement or write to a
-// reference table, outside any transaction.
-func (s *session) spreadable(set *shardSet, data []byte) bool {
+// reference table, outside any transaction. A reference table's write
+// that reads a sharded table is refused (each copy would differ).
+func (s *session) spreadable(set *shardSet, data []byte) (bool, error) {
 	if s.p.cfg.RecordDecision == nil || s.cl.begin != nil || s.t.pinned {
-		return false
+		return false, nil
 	}
 	q := unitQuery(data)
 	if q == nil {
-		return false
+		return false, nil
 	}
 	plan := s.plan(q)
 	if len(plan.Stmts) != 1 || len(set.clusters) < 2 {
-		return false
+		return false, nil
 	}
 	st := &plan.Stmts[0]
 	switch {
 	case st.Returning || st.Copy != 0:
-		return false // rows to return: a scatter belay does not merge yet
+		return false, nil // rows to return: a scatter belay does not merge yet
+	case st.Materializes && readsSharded(set, st):
+		return false, errMaterializeSharded
 	case plan.Class == planner.ClassUtility:
-		return true // DDL
+		return true, nil // DDL
+	case plan.Class != planner.ClassWrite || st.Target == "":
+		return false, nil
 	}
-	return plan.Class == planner.ClassWrite && st.Target != "" // UPDATE or DELETE of every shard's rows, a reference table's write
+	// UPDATE or DELETE of every shard's rows, a reference table's write.
+	if t, ok := router.LookupTable(set.schema, st.Target); ok && t.Kind == shard.Reference && readsSharded(set, st) {
+		return false, errReferenceFromSharded
+	}
+	return true, nil
 }
+
+// readsSharded says whether st names a sharded table.
+func readsSharded(set *shardSet, st *planner.Stmt) bool {
+	for _, r := range st.Relations {
+		if t, ok := router.LookupTable(set.schema, r); ok && t.Kind == shard.Sharded {
+			return true
+		}
+	}
+	return false
+}
+
+// errMaterializeSharded: a new table of a query over a sharded table,
+// which is no table of the schema (each shard would store its own rows).
+var errMaterializeSharded = &shard.Error{Code: sqlstate.FeatureNotSupported,
+	Message: "CREATE TABLE AS, CREATE MATERIALIZED VIEW or SELECT INTO over a sharded table (create the table and add it to the sharding schema first)"}
+
+// errReferenceFromSharded: a reference table's write computed from a
+// sharded table's rows.
+var errReferenceFromSharded = &shard.Error{Code: sqlstate.FeatureNotSupported,
+	Message: "a write to a reference table that reads a sharded table (each shard's copy would be computed from its own rows)"}
 
 // startSpread runs the Query at the start of data on every shard of set.
 // The unit stays in the client's input until the answer. On the loop.
 func (s *session) startSpread(set *shardSet, data []byte, gather bool) error {
 	q := unitQuery(data)
 	sp := &spread{s: s, sql: string(q), gather: gather}
-	if gather {
-		for _, k := range s.plan(q).Stmts[0].Aggs {
-			sp.aggs = append(sp.aggs, mergeOf[k])
+	if gather && !s.plan(q).Stmts[0].Concat {
+		g, err := s.p.gathers.plan(q)
+		if err != nil {
+			return err
 		}
+		sp.sql, sp.merge = g.SQL, &g.Merge
 	}
 	if st := s.plan(q).Stmts[0]; st.Target != "" {
 		if t, ok := router.LookupTable(set.schema, st.Target); ok && t.Kind == shard.Sharded {
@@ -344,8 +376,8 @@ func (sp *spread) finish() {
 	var ok bool
 	e := sp.gatherError()
 	var merged []byte
-	if sp.gather && e == nil && sp.aggs != nil {
-		merged, e = sp.merge()
+	if sp.gather && e == nil && sp.merge != nil {
+		merged, e = sp.merged()
 	}
 	switch {
 	case !sp.gather:
@@ -377,6 +409,12 @@ func (sp *spread) answer() (*codec.ErrorResponse, string) {
 			Detail:  "A resolver will commit or roll it back on every shard alike."}, ""
 	}
 	var pe *poolcore.PgError
+	if errors.As(err, &pe) && pe.Code == string(sqlstate.ActiveSQLTransaction) {
+		// CREATE INDEX CONCURRENTLY, VACUUM, ...: nothing ran anywhere.
+		return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.FeatureNotSupported,
+			Message: "a statement for every shard runs in a transaction on each, and this one cannot: " + pe.Message,
+			Hint:    "Run it on each shard's primary directly."}, ""
+	}
 	if errors.As(err, &pe) {
 		return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.Code(pe.Code), Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}, ""
 	}
@@ -470,33 +508,98 @@ func (sp *spread) rows(b []byte) []byte {
 }
 
 // gatherable says whether the unit starting with data is a read spread
-// gathers: a simple Query of one SELECT whose rows over the shards are
-// their rows one after the other (planner's Concat), outside a
-// transaction.
-func (s *session) gatherable(set *shardSet, data []byte) bool {
+// gathers: a simple Query of one SELECT, outside a transaction, whose rows
+// over the shards are their rows one after the other (planner's Concat)
+// or merge (planner.PlanGather; its refusal is the error).
+func (s *session) gatherable(set *shardSet, data []byte) (bool, error) {
 	if s.cl.begin != nil || s.t.pinned || len(set.clusters) < 2 {
-		return false
+		return false, nil
 	}
 	q := unitQuery(data)
 	if q == nil {
-		return false
+		return false, nil
 	}
 	plan := s.plan(q)
-	return len(plan.Stmts) == 1 && plan.Class == planner.ClassRead && (plan.Stmts[0].Concat || plan.Stmts[0].Aggs != nil)
+	if len(plan.Stmts) != 1 || plan.Class != planner.ClassRead || plan.Stmts[0].Copy != 0 {
+		return false, nil
+	}
+	if shardedAside(set, &plan.Stmts[0]) {
+		return false, errShardedAside
+	}
+	if plan.Stmts[0].Concat {
+		return true, nil
+	}
+	_, err := s.p.gathers.plan(q)
+	return err == nil, err
 }
 
-// mergeOf is how each planner aggregate merges.
-var mergeOf = map[planner.AggKind]shard.Agg{planner.AggCount: shard.AggCount,
-	planner.AggSum: shard.AggSum, planner.AggMin: shard.AggMin, planner.AggMax: shard.AggMax}
+// errShardedAside: a read of every shard whose answer is not the union
+// of what each shard answers of its own rows.
+var errShardedAside = &shard.Error{Code: sqlstate.FeatureNotSupported,
+	Message: "a read of several shards with a sharded table in a subquery, a CTE, or on the nullable side of an outer join (each shard would answer with all of the other tables' rows)"}
 
-// merge is an aggregate gather's answer: the first shard's RowDescription,
-// one row of the shards' rows merged (shard.MergeAggregates), SELECT 1.
-func (sp *spread) merge() ([]byte, *codec.ErrorResponse) {
-	var desc []byte
+// shardedAside says whether st reads a sharded table other than as one of
+// its row sources (planner's RowSources): in a subquery, a CTE, or as the
+// optional rows of an outer join. Then its answer is not the shards'
+// answers merged: each shard would repeat the other tables' rows, or a
+// subquery would see only its shard's rows.
+func shardedAside(set *shardSet, st *planner.Stmt) bool {
+	sources := map[string]int{}
+	for _, r := range st.RowSources {
+		if t, ok := router.LookupTable(set.schema, r); ok {
+			sources[t.Name.String()]++
+		}
+	}
+	for _, r := range st.Relations {
+		if t, ok := router.LookupTable(set.schema, r); ok && t.Kind == shard.Sharded {
+			if sources[t.Name.String()] == 0 {
+				return true
+			}
+			sources[t.Name.String()]--
+		}
+	}
+	return false
+}
+
+// gatherPlans are planner.PlanGather's plans by SQL text, for every loop
+// (a mutex: gathers are rare next to keyed statements, and each runs a
+// statement on every shard). Bounded: emptied when full.
+type gatherPlans struct {
+	mu sync.Mutex
+	m  map[string]gatherPlan
+}
+
+type gatherPlan struct {
+	g   *planner.Gather
+	err error
+}
+
+const maxGatherPlans = 4096
+
+func (c *gatherPlans) plan(sql []byte) (*planner.Gather, error) {
+	c.mu.Lock()
+	p, ok := c.m[string(sql)]
+	c.mu.Unlock()
+	if ok {
+		return p.g, p.err
+	}
+	p.g, p.err = planner.PlanGather(string(sql))
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxGatherPlans {
+		c.m = make(map[string]gatherPlan)
+	}
+	c.m[string(sql)] = p
+	c.mu.Unlock()
+	return p.g, p.err
+}
+
+// merged is a merging gather's answer: the RowDescription of the client's
+// columns, the merged rows, SELECT n.
+func (sp *spread) merged() ([]byte, *codec.ErrorResponse) {
+	var fields []codec.Field
 	var types []uint32
-	rows := make([][][]byte, 0, len(sp.legs))
+	var rows [][][]byte
 	for i, l := range sp.legs {
-		var row [][]byte
 		for m := l.raw.Msgs; len(m) >= 5; {
 			typ, bodyLen, err := codec.PeekHeader(m, codec.MaxProtocolMessage)
 			if err != nil || len(m) < 5+bodyLen {
@@ -505,24 +608,23 @@ func (sp *spread) merge() ([]byte, *codec.ErrorResponse) {
 			body := m[5 : 5+bodyLen]
 			switch {
 			case typ == codec.MsgRowDescription && i == 0:
-				desc = m[:5+bodyLen]
-				fields, err := codec.ParseRowDescription(body, nil)
-				if err != nil {
+				if fields, err = codec.ParseRowDescription(body, nil); err != nil {
 					return nil, &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.ProtocolViolation, Message: "a shard's RowDescription does not read"}
 				}
 				for _, f := range fields {
 					types = append(types, f.TypeOID)
 				}
-			case typ == codec.MsgDataRow && row == nil:
-				if row, err = codec.ParseDataRow(body, nil); err != nil {
+			case typ == codec.MsgDataRow:
+				row, err := codec.ParseDataRow(body, nil)
+				if err != nil {
 					return nil, &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.ProtocolViolation, Message: "a shard's DataRow does not read"}
 				}
+				rows = append(rows, row)
 			}
 			m = m[5+bodyLen:]
 		}
-		rows = append(rows, row)
 	}
-	vals, err := shard.MergeAggregates(sp.aggs, types, rows)
+	out, err := sp.merge.Rows(types, rows)
 	if err != nil {
 		var se *shard.Error
 		if errors.As(err, &se) {
@@ -530,7 +632,18 @@ func (sp *spread) merge() ([]byte, *codec.ErrorResponse) {
 		}
 		return nil, &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.InternalError, Message: err.Error()}
 	}
-	b := append([]byte(nil), desc...)
-	b = codec.AppendDataRow(b, vals)
-	return codec.AppendFrame(b, codec.MsgCommandComplete, []byte("SELECT 1\x00")), nil
+	cols := sp.merge.Columns(types)
+	desc := make([]codec.Field, len(cols))
+	for i, c := range cols {
+		if c.Count >= 0 {
+			desc[i] = codec.Field{Name: []byte(c.Name), TypeOID: shard.OIDNumeric, TypeSize: -1, TypeModifier: -1}
+		} else {
+			desc[i] = fields[c.Col]
+		}
+	}
+	b := codec.AppendRowDescription(nil, desc)
+	for _, r := range out {
+		b = codec.AppendDataRow(b, r)
+	}
+	return codec.AppendFrame(b, codec.MsgCommandComplete, []byte("SELECT "+strconv.Itoa(len(out))+"\x00")), nil
 }

@@ -64,9 +64,12 @@ func (w *walker) keys(st *Stmt, node *pg.Node) {
 		}
 		st.KeyFilters = w.filters(newScope(nil, s.FromClause), s.WhereClause)
 		st.Concat = concat(s)
-		if !st.Concat && plainSelect(s) {
-			st.Aggs = aggregates(s.TargetList)
+		st.Materializes = s.IntoClause != nil
+		for _, f := range s.FromClause {
+			rowSources(f, false, &st.RowSources)
 		}
+	case *pg.Node_CreateTableAsStmt:
+		st.Materializes = true
 	case *pg.Node_UpdateStmt:
 		u := n.UpdateStmt
 		st.KeyFilters, st.Target = w.filters(newScope(u.Relation, u.FromClause), u.WhereClause), relName(u.Relation)
@@ -89,6 +92,13 @@ func (w *walker) keys(st *Stmt, node *pg.Node) {
 		in := n.InsertStmt
 		ins := &InsertRows{Table: relName(in.Relation)}
 		st.Target, st.Returning = ins.Table, len(in.ReturningList) > 0
+		if oc := in.OnConflictClause; oc != nil {
+			for _, t := range oc.TargetList { // ON CONFLICT DO UPDATE SET
+				if r := t.GetResTarget(); r != nil {
+					st.SetColumns = append(st.SetColumns, r.Name)
+				}
+			}
+		}
 		for _, c := range in.Cols {
 			if r := c.GetResTarget(); r != nil {
 				ins.Columns = append(ins.Columns, r.Name)
@@ -310,7 +320,14 @@ func (w *walker) value(n *pg.Node) (KeyValue, bool) {
 		case *pg.A_Const_Sval:
 			s = x.Sval.GetSval()
 		case *pg.A_Const_Fval:
-			s = x.Fval.GetFval() // an integer beyond int32 is a Float node
+			// An integer beyond int32 is a Float node; an integer beyond
+			// bigint, or a number with a fraction or exponent, is a numeric
+			// PostgreSQL compares with the key (bigint = numeric) or rounds
+			// into it: no key value of its own.
+			s = x.Fval.GetFval()
+			if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+				return KeyValue{}, false
+			}
 		default:
 			return KeyValue{}, false // NULL, booleans, bit strings
 		}
@@ -327,6 +344,31 @@ func (w *walker) span(loc int32) Span {
 	return Span{}
 }
 
+// rowSources appends the relations of FROM item n whose rows each row of
+// the join holds one of (not on the nullable side of an outer join: under
+// nullable), as written.
+func rowSources(n *pg.Node, nullable bool, out *[]string) {
+	switch f := n.GetNode().(type) {
+	case *pg.Node_RangeVar:
+		if !nullable {
+			*out = append(*out, relName(f.RangeVar))
+		}
+	case *pg.Node_JoinExpr:
+		j := f.JoinExpr
+		t := j.Jointype
+		rowSources(j.Larg, nullable || t == pg.JoinType_JOIN_RIGHT || t == pg.JoinType_JOIN_FULL, out)
+		rowSources(j.Rarg, nullable || t == pg.JoinType_JOIN_LEFT || t == pg.JoinType_JOIN_FULL, out)
+	case *pg.Node_RangeSubselect:
+		// A subquery that only filters and projects its FROM's rows (as
+		// Concat's) passes them on, one output row per joined row.
+		if sub := f.RangeSubselect.Subquery.GetSelectStmt(); sub != nil && !f.RangeSubselect.Lateral && concat(sub) {
+			for _, n := range sub.FromClause {
+				rowSources(n, nullable, out)
+			}
+		}
+	}
+}
+
 // relName is a RangeVar's name as written.
 func relName(r *pg.RangeVar) string {
 	if r == nil {
@@ -341,8 +383,11 @@ func relName(r *pg.RangeVar) string {
 // keysSize estimates the bytes st's KeyFilters, Insert and SetColumns hold
 // (Cache's accounting).
 func (st *Stmt) keysSize() int {
-	n := len(st.KeyFilters)*56 + len(st.SetColumns)*16 + len(st.Target) + len(st.Relations)*16 + len(st.Aggs)
+	n := len(st.KeyFilters)*56 + len(st.SetColumns)*16 + len(st.Target) + len(st.Relations)*16 + len(st.RowSources)*16
 	for _, r := range st.Relations {
+		n += len(r)
+	}
+	for _, r := range st.RowSources {
 		n += len(r)
 	}
 	for _, f := range st.KeyFilters {
@@ -371,47 +416,12 @@ func (st *Stmt) keysSize() int {
 	return n
 }
 
-// AggKind is an aggregate of Stmt.Aggs.
-type AggKind uint8
-
-const (
-	AggCount AggKind = 1 + iota
-	AggSum
-	AggMin
-	AggMax
-)
-
-var aggKinds = map[string]AggKind{"count": AggCount, "sum": AggSum, "min": AggMin, "max": AggMax}
-
 // plainSelect: no clause that shapes the result beyond a select list over
 // a FROM and a WHERE.
 func plainSelect(s *pg.SelectStmt) bool {
 	return len(s.SortClause) == 0 && s.LimitCount == nil && s.LimitOffset == nil && len(s.DistinctClause) == 0 &&
 		len(s.GroupClause) == 0 && s.HavingClause == nil && len(s.WindowClause) == 0 && len(s.LockingClause) == 0 &&
 		s.IntoClause == nil && s.WithClause == nil && len(s.ValuesLists) == 0
-}
-
-// aggregates is Stmt.Aggs of a plain SELECT's select list, or nil.
-func aggregates(list []*pg.Node) []AggKind {
-	out := make([]AggKind, 0, len(list))
-	for _, t := range list {
-		f := t.GetResTarget().GetVal().GetFuncCall()
-		if f == nil || f.AggDistinct || f.AggFilter != nil || len(f.AggOrder) > 0 || f.AggWithinGroup || f.Over != nil || f.FuncVariadic {
-			return nil
-		}
-		name, qualified := funcName(f)
-		k, ok := aggKinds[name]
-		if qualified || !ok || f.AggStar != (k == AggCount && len(f.Args) == 0) || !f.AggStar && len(f.Args) != 1 {
-			return nil
-		}
-		for _, a := range f.Args {
-			if mayAggregate(a) {
-				return nil // sum(count(x)) is no query PostgreSQL runs anyway
-			}
-		}
-		out = append(out, k)
-	}
-	return out
 }
 
 // concat says whether a SELECT's result over parts of its tables is the

@@ -2,7 +2,6 @@ package planner
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -68,6 +67,9 @@ func TestKeyFilters(t *testing.T) {
 		{"SELECT * FROM a WHERE k = j", ""},
 		{"SELECT * FROM a WHERE k = 1 + 1", ""},
 		{"SELECT * FROM a WHERE k = NULL", ""},
+		{"SELECT * FROM a WHERE k = 2.0", ""}, // bigint = numeric: no key value
+		{"SELECT * FROM a WHERE k = 7.6::int8", ""},
+		{"SELECT * FROM a WHERE k = 99999999999999999999", ""},
 		{"SELECT * FROM a WHERE k IN (1, j)", ""},
 		{"SELECT * FROM a WHERE k < 3", ""},
 		{"SELECT * FROM a WHERE k = 1 UNION SELECT * FROM a WHERE k = 2", ""},
@@ -181,25 +183,36 @@ func TestConcat(t *testing.T) {
 	}
 }
 
-// TestAggs: the aggregate-only SELECTs whose rows over parts merge.
-func TestAggs(t *testing.T) {
-	for sql, want := range map[string][]AggKind{
-		"SELECT count(*) FROM a":                                     {AggCount},
-		"SELECT count(x), sum(x), min(y), max(y) FROM a WHERE k > 1": {AggCount, AggSum, AggMin, AggMax},
-		"SELECT pg_catalog.sum(x) AS s FROM a":                       {AggSum},
-		"SELECT count(DISTINCT x) FROM a":                            nil,
-		"SELECT count(*) FILTER (WHERE x > 1) FROM a":                nil,
-		"SELECT sum(x) + 1 FROM a":                                   nil,
-		"SELECT avg(x) FROM a":                                       nil,
-		"SELECT k, count(*) FROM a GROUP BY k":                       nil,
-		"SELECT count(*) FROM a ORDER BY 1":                          nil,
-		"SELECT max(x) OVER () FROM a":                               nil,
-		"SELECT s.sum(x) FROM a":                                     nil,
-		"SELECT * FROM a":                                            nil,
+// TestRowSources: the relations every row of a SELECT's join holds a row
+// of; ON CONFLICT's SET columns.
+func TestRowSources(t *testing.T) {
+	for sql, want := range map[string]string{
+		"SELECT * FROM a":                                                   "a",
+		"SELECT * FROM a, s.b JOIN c ON true":                               "a s.b c",
+		"SELECT * FROM a LEFT JOIN b ON true":                               "a",
+		"SELECT * FROM a RIGHT JOIN b ON true":                              "b",
+		"SELECT * FROM a FULL JOIN b ON true":                               "",
+		"SELECT * FROM a LEFT JOIN (b JOIN c ON true) ON true":              "a",
+		"SELECT * FROM a WHERE EXISTS (SELECT 1 FROM b)":                    "a",
+		"SELECT * FROM (SELECT * FROM a) x":                                 "a",
+		"SELECT * FROM (SELECT k FROM a LIMIT 3) x":                         "",
+		"SELECT * FROM (SELECT k, count(*) FROM a GROUP BY k) x":            "",
+		"SELECT * FROM b LEFT JOIN (SELECT k FROM a WHERE k > 1) x ON true": "b",
+		"SELECT * FROM a JOIN b ON true LEFT JOIN c ON true":                "a b",
+		"SELECT * FROM a WHERE k IN (SELECT k FROM b) AND k = 1":            "a",
+		"WITH w AS (SELECT * FROM a) SELECT * FROM w JOIN b ON true":        "w b",
+		"SELECT (SELECT max(k) FROM b) FROM a RIGHT JOIN c ON true":         "c",
+		"SELECT * FROM a FULL JOIN b ON true JOIN c ON true":                "c",
+		"SELECT * FROM generate_series(1, 3) g JOIN a ON a.k = g":           "a",
+		"SELECT * FROM a CROSS JOIN LATERAL (SELECT * FROM b) x":            "a",
+		"SELECT * FROM a NATURAL JOIN b":                                    "a b",
 	} {
-		if got := Parse(sql).Stmts[0].Aggs; !slices.Equal(got, want) {
-			t.Errorf("%q: aggs %v, want %v", sql, got, want)
+		if got := strings.Join(Parse(sql).Stmts[0].RowSources, " "); got != want {
+			t.Errorf("%q: row sources %q, want %q", sql, got, want)
 		}
+	}
+	if got := Parse("INSERT INTO t (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET id = 100, v = 2").Stmts[0].SetColumns; strings.Join(got, " ") != "id v" {
+		t.Errorf("ON CONFLICT DO UPDATE SET columns: %q", got)
 	}
 }
 

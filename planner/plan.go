@@ -50,10 +50,15 @@ type Stmt struct {
 	// DISTINCT, ORDER BY, LIMIT, OFFSET, FOR UPDATE, INTO, WITH or set
 	// operation. (A scatter's rows need no merge.)
 	Concat bool
-	// Aggs: a SELECT otherwise as Concat's whose select list is only
-	// count, sum, min and max calls (plain: no DISTINCT, FILTER, ORDER BY
-	// or OVER), one per column; nil for any other statement.
-	Aggs []AggKind
+	// Materializes: CREATE TABLE AS, CREATE MATERIALIZED VIEW or SELECT
+	// INTO, which store a query's rows in a new relation.
+	Materializes bool
+	// RowSources are the relations a SELECT names directly in its FROM
+	// (through joins, not in a subquery), but for those on the nullable
+	// side of an outer join: every row of the SELECT's join holds a row of
+	// each, as written. A relation of Relations that is not one of them
+	// is read in a subquery, a CTE or as optional rows of an outer join.
+	RowSources []string
 	// Relations are the statement's relation references, as written, one
 	// per reference (a table named twice is listed twice; CTE names left
 	// out), in the parse tree's order.

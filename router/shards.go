@@ -43,6 +43,14 @@ type ShardTarget struct {
 	RowShards []int
 }
 
+// ErrConverted: a key value that is not of the key's type but one
+// PostgreSQL compares with it or converts to it (a numeric 2.0 or
+// 99999999999999999999 for an integer key): a filter with it pins no
+// shard, an INSERT of it is refused (its row's key is PostgreSQL's
+// conversion).
+var ErrConverted = &shard.Error{Code: sqlstate.FeatureNotSupported,
+	Message: "a sharding key given as a number that is not an integer of the key's range (PostgreSQL converts it: write the key's own value)"}
+
 // Params gives a statement's bound parameters.
 type Params interface {
 	// Key reads parameter n (from 1) as a key of type t; known is false
@@ -343,14 +351,22 @@ func pinned(sc *shard.Schema, st *planner.Stmt, t shard.Table, params Params) ([
 			continue
 		}
 		var fs []int
+		converted := false
 		for _, v := range f.Values {
 			s, err := keyShard(sc, t, v, params)
+			if errors.Is(err, ErrConverted) {
+				converted = true // PostgreSQL compares it with the key: the filter pins nothing
+				break
+			}
 			if err != nil {
 				return nil, err
 			}
 			if !slices.Contains(fs, s) {
 				fs = append(fs, s)
 			}
+		}
+		if converted {
+			continue
 		}
 		if !found {
 			set, found = fs, true

@@ -4,18 +4,16 @@ import (
 	"fmt"
 	"math"
 	"math/big"
-	"strconv"
 	"strings"
 
 	"github.com/belaydb/belay/codec/sqlstate"
 )
 
-// Merging the rows of a read of every shard (a scatter-gather): what one
-// PostgreSQL holding every shard's rows would have answered, from what
-// each shard answered of its own. For now: a SELECT whose columns are all
-// count, sum, min or max of the rows (one row from each shard).
+// Merging the aggregates of a read of every shard (a scatter-gather):
+// what one PostgreSQL holding every shard's rows would have computed, from
+// what each shard computed of its own (gather.go applies it per group).
 
-// Agg is how a column of an aggregate-only SELECT merges.
+// Agg is how an aggregate column merges.
 type Agg uint8
 
 const (
@@ -39,37 +37,13 @@ func unmergeable(format string, args ...any) error {
 	return &Error{Code: sqlstate.FeatureNotSupported, Message: "a read of several shards: " + fmt.Sprintf(format, args...)}
 }
 
-// MergeAggregates merges the one row each shard returned (rows[k], its
-// columns in text format, nil for NULL) of a SELECT whose column i is
-// aggs[i] of the shard's rows, typed types[i] (the RowDescription's type
-// OIDs), into the row a single PostgreSQL would have returned. What it
-// cannot merge exactly is refused with 0A000: a sum of floating-point
-// values (its result depends on the order of the additions), min or max
-// of a type it does not compare as PostgreSQL does (text, whose order is
-// its collation's), NaN or infinite numerics in a sum. An integer sum out
-// of bigint's range is PostgreSQL's 22003.
-func MergeAggregates(aggs []Agg, types []uint32, rows [][][]byte) ([][]byte, error) {
-	out := make([][]byte, len(aggs))
-	for i, a := range aggs {
-		if i >= len(types) {
-			return nil, unmergeable("a column without a type")
-		}
-		col := make([][]byte, 0, len(rows))
-		for _, r := range rows {
-			if i >= len(r) {
-				return nil, unmergeable("a shard's row lacks column %d", i+1)
-			}
-			col = append(col, r[i])
-		}
-		v, err := mergeColumn(a, types[i], col)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = v
-	}
-	return out, nil
-}
-
+// mergeColumn merges one aggregate's values over a group's rows (one per
+// shard holding the group), typed typ. What it cannot merge exactly is
+// refused with 0A000: a sum of floating-point values (its result depends
+// on the order of the additions), min or max of a type it does not
+// compare as PostgreSQL does (text, whose order is its collation's), NaN
+// or infinite numerics in a sum. An integer sum out of bigint's range is
+// PostgreSQL's 22003.
 func mergeColumn(a Agg, typ uint32, vals [][]byte) ([]byte, error) {
 	switch a {
 	case AggCount:
@@ -175,26 +149,9 @@ func addNumerics(vals [][]byte) ([]byte, error) {
 // extreme is the greatest (max) or least of values of type typ, compared
 // as PostgreSQL compares them; NULLs skipped.
 func extreme(max bool, typ uint32, vals [][]byte) ([]byte, error) {
-	var cmp func(a, b []byte) (int, bool)
-	switch typ {
-	case oidInt2, oidInt4, oidInt8:
-		cmp = func(a, b []byte) (int, bool) {
-			x, e1 := strconv.ParseInt(string(a), 10, 64)
-			y, e2 := strconv.ParseInt(string(b), 10, 64)
-			return compareOrdered(x, y), e1 == nil && e2 == nil
-		}
-	case oidNumeric:
-		cmp = func(a, b []byte) (int, bool) {
-			return numericCompare(string(a), string(b))
-		}
-	case oidFloat4, oidFloat8:
-		cmp = func(a, b []byte) (int, bool) {
-			x, e1 := strconv.ParseFloat(string(a), 64)
-			y, e2 := strconv.ParseFloat(string(b), 64)
-			return floatCompare(x, y), e1 == nil && e2 == nil
-		}
-	default:
-		return nil, unmergeable("min or max of type %d (belay compares integers, numerics and floats only)", typ)
+	cmp, err := comparator(typ, false)
+	if err != nil {
+		return nil, unmergeable("min or max of type %d (belay compares numbers, dates, timestamps and uuids; text's order is its collation's)", typ)
 	}
 	var best []byte
 	for _, v := range vals {

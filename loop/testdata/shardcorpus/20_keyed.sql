@@ -189,19 +189,24 @@ SELECT customer_id, id FROM orders WHERE customer_id IN (1, 2, 3, 4, 5) AND stat
 -- must
 SELECT id FROM customers WHERE id IN (1, 2, 3, 4, 999, 1000);
 
+-- must
 SELECT count(*) FROM customers WHERE id IN (1, 2, 3, 4);
 
+-- must
 SELECT sum(amount) FROM orders WHERE customer_id IN (1, 2, 4, 10);
 
 -- params: 1 | 2 | 3
 SELECT id, name FROM customers WHERE id IN ($1, $2, $3);
 
 -- ordered
+-- must
 SELECT id, name FROM customers WHERE id IN (10, 11, 12, 13) ORDER BY id;
 
 -- construct: key = ANY
+-- must
 SELECT id, name FROM customers WHERE id = ANY ('{1,2,3}');
 
+-- must
 SELECT id, name FROM customers WHERE id = ANY (ARRAY[14, 17]);
 
 -- construct: update by key
@@ -244,6 +249,7 @@ UPDATE customers SET balance = balance + 1 WHERE id = 3 RETURNING id, balance;
 UPDATE orders SET qty = qty + 1 WHERE customer_id = 5 RETURNING id, qty;
 
 -- construct: update by key spanning shards
+-- must
 UPDATE customers SET tier = tier + 0 WHERE id IN (1, 2, 3);
 
 -- construct: delete by key

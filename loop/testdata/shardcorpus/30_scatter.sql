@@ -129,6 +129,7 @@ SELECT min(balance), max(balance) FROM customers;
 -- must
 SELECT min(id), max(id) FROM customers;
 
+-- must
 SELECT min(joined), max(joined) FROM customers;
 
 -- must
@@ -152,6 +153,7 @@ SELECT count(DISTINCT region) FROM customers;
 
 SELECT sum(balance) * 2, count(*) + 1 FROM customers;
 
+-- must
 SELECT count(*) FILTER (WHERE tier = 1) FROM customers;
 
 SELECT bool_and(balance >= 0), bool_or(tier = 3) FROM customers;
@@ -160,44 +162,62 @@ SELECT string_agg(name, ',' ORDER BY name) FROM customers;
 
 SELECT array_agg(id ORDER BY id) FROM events;
 
+-- must
 SELECT sum(balance) FROM customers HAVING sum(balance) > 0;
 
 -- construct: scatter avg
+-- must
 SELECT avg(balance) FROM customers;
 
+-- must
 SELECT avg(tier) FROM customers;
 
+-- must
 SELECT avg(amount), count(amount) FROM orders;
 
+-- must
 SELECT avg(logins) FROM accounts;
 
 SELECT avg(qty)::numeric(10,2) FROM orders;
 
+-- must
 SELECT count(*), avg(weight), sum(weight) FROM events;
 
+-- must
 SELECT avg(balance) FROM customers WHERE id > 1000;
 
 -- construct: scatter GROUP BY
+-- must
 SELECT region, count(*) FROM customers GROUP BY region;
 
+-- must
 SELECT tier, count(*), sum(balance), min(balance), max(balance) FROM customers GROUP BY tier;
 
+-- must
 SELECT status, count(*), sum(amount) FROM orders GROUP BY status;
 
+-- must
 SELECT region, tier, count(*) FROM customers GROUP BY region, tier;
 
+-- must
 SELECT plan, sum(logins) FROM accounts GROUP BY plan;
 
+-- must
 SELECT kind, count(*), max(seen) FROM devices GROUP BY kind;
 
+-- must
 SELECT kind, avg(weight) FROM events GROUP BY kind;
 
+-- must
 SELECT product_id, sum(qty) FROM orders GROUP BY product_id;
 
+-- must
 SELECT extract(year FROM joined) AS y, count(*) FROM customers GROUP BY 1;
 
+-- must
 SELECT customer_id, count(*) FROM orders GROUP BY customer_id;
 
+-- must
 SELECT tier, avg(balance) FROM customers GROUP BY tier;
 
 -- ordered
@@ -207,25 +227,35 @@ SELECT region, count(*) FROM customers GROUP BY region ORDER BY region NULLS FIR
 SELECT status, sum(amount) FROM orders GROUP BY status ORDER BY sum(amount) DESC, status;
 
 -- construct: scatter HAVING
+-- must
 SELECT region, count(*) FROM customers GROUP BY region HAVING count(*) > 3;
 
+-- must
 SELECT status, sum(amount) FROM orders GROUP BY status HAVING sum(amount) > 100;
 
+-- must
 SELECT tier, max(balance) FROM customers GROUP BY tier HAVING min(balance) < 10;
 
+-- must
 SELECT customer_id FROM orders GROUP BY customer_id HAVING count(*) >= 2;
 
 -- construct: scatter DISTINCT
+-- must
 SELECT DISTINCT region FROM customers;
 
+-- must
 SELECT DISTINCT tier FROM customers;
 
+-- must
 SELECT DISTINCT status FROM orders;
 
+-- must
 SELECT DISTINCT plan FROM accounts;
 
+-- must
 SELECT DISTINCT region, tier FROM customers;
 
+-- must
 SELECT DISTINCT kind FROM devices;
 
 -- ordered
@@ -235,27 +265,35 @@ SELECT DISTINCT ON (region) region, id FROM customers ORDER BY region, id;
 
 -- construct: scatter ORDER BY LIMIT OFFSET
 -- ordered
+-- must
 SELECT id, name FROM customers ORDER BY id;
 
 -- ordered
+-- must
 SELECT id, name FROM customers ORDER BY id DESC;
 
 -- ordered
+-- must
 SELECT id, name, balance FROM customers ORDER BY balance DESC, id;
 
 -- ordered
+-- must
 SELECT id, name FROM customers ORDER BY id LIMIT 5;
 
 -- ordered
+-- must
 SELECT id, name FROM customers ORDER BY id LIMIT 5 OFFSET 5;
 
 -- ordered
+-- must
 SELECT id, name FROM customers ORDER BY id OFFSET 30;
 
 -- ordered
+-- must
 SELECT id, balance FROM customers ORDER BY balance, id LIMIT 3;
 
 -- ordered
+-- must
 SELECT customer_id, id, amount FROM orders ORDER BY amount DESC NULLS LAST, customer_id, id LIMIT 4;
 
 -- ordered
@@ -265,30 +303,38 @@ SELECT login, logins FROM accounts ORDER BY logins DESC, login LIMIT 3;
 SELECT name FROM customers ORDER BY name;
 
 -- ordered
+-- must
 SELECT name FROM customers ORDER BY name COLLATE "C";
 
 -- ordered
+-- must
 SELECT login, plan FROM accounts ORDER BY plan COLLATE "C" NULLS FIRST, login COLLATE "C" LIMIT 4;
 
 -- ordered
 SELECT id, region FROM customers ORDER BY region NULLS FIRST, id;
 
 -- ordered
+-- must
 SELECT id, joined FROM customers ORDER BY joined DESC NULLS LAST, id LIMIT 6;
 
 -- ordered
+-- must
 SELECT device_id, kind FROM devices ORDER BY device_id;
 
 -- ordered
+-- must
 SELECT id, kind FROM events ORDER BY 1;
 
 -- ordered
+-- must
 SELECT id, name FROM customers WHERE tier = 2 ORDER BY id LIMIT 3 OFFSET 1;
 
 -- ordered
+-- must
 SELECT id, name FROM customers ORDER BY id FETCH FIRST 2 ROWS ONLY;
 
+-- must
 SELECT id FROM customers ORDER BY id LIMIT 0;
 
--- known-wrong: the count over a subquery whose LIMIT each shard applies to its own rows: belay sums the shards' counts (14 on 2 shards, not 7)
+-- refused
 SELECT count(*) FROM (SELECT id FROM customers ORDER BY id LIMIT 7) s;

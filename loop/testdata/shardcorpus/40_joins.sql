@@ -26,38 +26,41 @@ SELECT o.id, p.name, p.price FROM orders o JOIN products p ON p.id = o.product_i
 -- must
 SELECT c.id, r.name FROM customers c JOIN regions r ON r.code = c.region WHERE c.id IN (1, 2, 3);
 
+-- must
 SELECT r.name, count(*) FROM customers c JOIN regions r ON r.code = c.region GROUP BY r.name;
 
+-- must
 SELECT p.name, sum(o.qty) FROM orders o JOIN products p ON p.id = o.product_id GROUP BY p.name;
 
 -- ordered
+-- must
 SELECT c.id, r.name FROM customers c JOIN regions r ON r.code = c.region ORDER BY c.id LIMIT 5;
 
 -- construct: join reference preserving rows
--- known-wrong: a reference table on the preserved side of an outer join (or filtered by a subquery of a sharded table) is read on every shard: its rows come once per shard, each joined with that shard's rows only
+-- refused
 SELECT r.code, c.id FROM regions r LEFT JOIN customers c ON c.region = r.code AND c.tier = 3;
 
--- known-wrong: a reference table on the preserved side of an outer join (or filtered by a subquery of a sharded table) is read on every shard: its rows come once per shard, each joined with that shard's rows only
+-- refused
 SELECT p.id, o.customer_id, o.id FROM products p LEFT JOIN orders o ON o.product_id = p.id AND o.status = 'cancelled';
 
--- known-wrong: a reference table on the preserved side of an outer join (or filtered by a subquery of a sharded table) is read on every shard: its rows come once per shard, each joined with that shard's rows only
+-- refused
 SELECT r.code, c.id FROM customers c RIGHT JOIN regions r ON r.code = c.region AND c.balance > 1000;
 
--- known-wrong: a reference table on the preserved side of an outer join (or filtered by a subquery of a sharded table) is read on every shard: its rows come once per shard, each joined with that shard's rows only
+-- refused
 SELECT r.code, c.id FROM regions r FULL JOIN customers c ON c.region = r.code AND c.tier = 3;
 
--- known-wrong: a reference table's rows filtered or computed by a subquery over a sharded table: each shard answers with its own rows of the sharded table, the reference rows come once per shard
+-- refused
 SELECT r.code FROM regions r WHERE EXISTS (SELECT 1 FROM customers c WHERE c.region = r.code AND c.tier = 3);
 
--- known-wrong: a reference table's rows filtered or computed by a subquery over a sharded table: each shard answers with its own rows of the sharded table, the reference rows come once per shard
+-- refused
 SELECT r.code FROM regions r WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.region = r.code AND c.balance > 1000);
 
--- known-wrong: a reference table's rows filtered or computed by a subquery over a sharded table: each shard answers with its own rows of the sharded table, the reference rows come once per shard
+-- refused
 SELECT p.name FROM products p WHERE p.id IN (SELECT product_id FROM orders WHERE status = 'shipped');
 
 SELECT r.code, count(c.id) FROM regions r LEFT JOIN customers c ON c.region = r.code GROUP BY r.code;
 
--- known-wrong: a reference table's rows filtered or computed by a subquery over a sharded table: each shard answers with its own rows of the sharded table, the reference rows come once per shard
+-- refused
 SELECT r.code, (SELECT count(*) FROM customers c WHERE c.region = r.code) AS n FROM regions r;
 
 -- construct: join sharded on keys
@@ -116,6 +119,7 @@ SELECT s.id, s.name FROM (SELECT id, name FROM customers WHERE id = 2) s;
 
 SELECT id FROM orders WHERE customer_id = 4 AND amount > (SELECT avg(amount) FROM orders WHERE customer_id = 4);
 
+-- must
 SELECT s.id, s.n FROM (SELECT id, length(name) AS n FROM customers) s WHERE s.n > 2;
 
 SELECT id, name FROM customers WHERE balance > (SELECT avg(balance) FROM customers);
@@ -128,20 +132,21 @@ SELECT id FROM customers WHERE id NOT IN (SELECT customer_id FROM orders);
 
 SELECT max(n) FROM (SELECT customer_id, count(*) AS n FROM orders GROUP BY customer_id) s;
 
--- known-wrong: a subquery in FROM that aggregates, deduplicates or limits the sharded table's rows runs on each shard, and belay concatenates (or sums) the shards' results
+-- refused
 SELECT count(*) FROM (SELECT DISTINCT region FROM customers) s;
 
--- known-wrong: a subquery in FROM that aggregates, deduplicates or limits the sharded table's rows runs on each shard, and belay concatenates (or sums) the shards' results
+-- refused
 SELECT s.region FROM (SELECT region, count(*) AS n FROM customers GROUP BY region) s WHERE s.n > 2;
 
--- known-wrong: a subquery in FROM that aggregates, deduplicates or limits the sharded table's rows runs on each shard, and belay concatenates (or sums) the shards' results
+-- refused
 SELECT * FROM (SELECT id, name FROM customers ORDER BY balance DESC, id LIMIT 3) top3;
 
 SELECT c.id, x.total FROM customers c, LATERAL (SELECT sum(amount) AS total FROM orders o WHERE o.customer_id = c.id) x;
 
--- known-wrong: a reference table's rows filtered or computed by a subquery over a sharded table: each shard answers with its own rows of the sharded table, the reference rows come once per shard
+-- refused
 SELECT r.code, (SELECT max(balance) FROM customers c WHERE c.region = r.code) FROM regions r;
 
+-- must
 SELECT id FROM customers WHERE balance > ALL (SELECT price FROM products);
 
 -- construct: CTE

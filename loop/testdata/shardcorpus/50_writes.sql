@@ -194,5 +194,5 @@ ALTER TABLE nowhere ADD COLUMN x int;
 -- error 42704
 DROP INDEX no_such_index;
 
--- known-wrong: belay answers 25001 (it runs DDL on every shard inside a transaction block) where PostgreSQL succeeds; a refusal must be 0A000
+-- refused
 CREATE INDEX CONCURRENTLY customers_joined ON customers (joined);

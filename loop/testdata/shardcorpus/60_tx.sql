@@ -137,8 +137,10 @@ INSERT INTO customers (id, name) VALUES (4, 'dup');
 ROLLBACK;
 
 -- construct: transaction across shards
+-- must
 BEGIN;
 
+-- must
 UPDATE customers SET balance = balance - 5 WHERE id = 1;
 
 UPDATE customers SET balance = balance + 5 WHERE id = 3;
@@ -148,8 +150,10 @@ COMMIT;
 -- must
 SELECT id, balance FROM customers WHERE id IN (1, 3);
 
+-- must
 BEGIN;
 
+-- must
 UPDATE accounts SET logins = logins + 1 WHERE login = 'ada';
 
 UPDATE accounts SET logins = logins + 1 WHERE login = 'kim';
@@ -161,10 +165,13 @@ COMMIT;
 -- must
 SELECT login, logins FROM accounts WHERE login IN ('ada', 'kim', 'fay');
 
+-- must
 BEGIN;
 
+-- must
 INSERT INTO events (id, kind, weight) VALUES (20, 'tx', 1);
 
+-- must
 INSERT INTO events (id, kind, weight) VALUES (21, 'tx', 1);
 
 INSERT INTO events (id, kind, weight) VALUES (22, 'tx', 1);
@@ -174,39 +181,48 @@ COMMIT;
 -- must
 SELECT id, kind FROM events WHERE kind = 'tx';
 
+-- must
 BEGIN;
 
+-- must
 UPDATE customers SET tier = tier WHERE id = 10;
 
+-- must
 ROLLBACK;
 
 -- construct: transaction with a scatter
+-- must
 BEGIN;
 
 SELECT count(*) FROM customers;
 
 COMMIT;
 
+-- must
 BEGIN;
 
+-- must
 UPDATE customers SET balance = balance WHERE id = 6;
 
 SELECT id FROM customers WHERE tier = 2;
 
 COMMIT;
 
+-- must
 BEGIN;
 
 UPDATE customers SET balance = balance + 1 WHERE tier = 2;
 
 COMMIT;
 
+-- must
 BEGIN;
 
 UPDATE regions SET zone = zone WHERE code = 'n';
 
 COMMIT;
 
+-- must
 BEGIN;
 
 CREATE INDEX customers_tier ON customers (tier);
@@ -214,8 +230,10 @@ CREATE INDEX customers_tier ON customers (tier);
 COMMIT;
 
 -- construct: transaction reading a reference table first
+-- must
 BEGIN;
 
+-- must
 SELECT zone FROM regions WHERE code = 'n';
 
 UPDATE customers SET balance = balance + 1 WHERE id = 7;
@@ -228,6 +246,8 @@ SELECT balance FROM customers WHERE id = 7;
 -- construct: transaction in one query string
 BEGIN; UPDATE customers SET tier = tier WHERE id = 8; COMMIT;
 
+-- must
 UPDATE customers SET balance = balance + 2 WHERE id = 8; SELECT balance FROM customers WHERE id = 8;
 
+-- must
 SELECT 1; SELECT 2;

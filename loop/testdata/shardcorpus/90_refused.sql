@@ -84,28 +84,33 @@ COPY customers TO STDOUT;
 -- refused
 DECLARE c CURSOR WITH HOLD FOR SELECT id FROM customers;
 
+-- must
 FETCH ALL FROM c;
 
+-- must
 CLOSE c;
 
 -- construct: refused SQL PREPARE over a sharded table
 -- refused
 PREPARE by_tier(int4) AS SELECT id FROM customers WHERE tier = $1;
 
+-- must
 EXECUTE by_tier(2);
 
 -- refused
 PREPARE by_id(int8) AS SELECT id, name FROM customers WHERE id = $1;
 
+-- must
 EXECUTE by_id(3);
 
+-- must
 EXECUTE by_id(12);
 
 -- construct: CREATE TABLE AS over a sharded table
--- known-wrong: it runs on every shard (DDL), each copying its own rows, and belay answers shard 0's tag (SELECT n counting shard 0's rows only)
+-- refused
 CREATE TABLE customers_copy AS SELECT id, name FROM customers;
 
--- known-wrong: each shard materializes its own rows' groups; belay answers shard 0's tag
+-- refused
 CREATE MATERIALIZED VIEW upper_tiers AS SELECT id, tier FROM customers WHERE tier > 1;
 
 -- construct: truncate
