@@ -311,7 +311,7 @@ func TestShardedIDs(t *testing.T) {
 // its tag; a reference table's INSERT reaches every copy; a DDL that fails
 // on one shard is rolled back on the others and the client gets that
 // shard's error; one PostgreSQL cannot run in a transaction block is
-// refused with 25001; one that returns rows is refused 0A000; nothing is
+// refused with 0A000; one that returns rows is refused 0A000; nothing is
 // left prepared.
 func TestSpread(t *testing.T) {
 	settings := map[string]string{"max_prepared_transactions": "10"}
@@ -395,7 +395,7 @@ func TestSpread(t *testing.T) {
 	if n := count(s0, "SELECT count(*) FROM pg_tables WHERE tablename = 'only_one'"); n != 0 {
 		t.Fatal("a DDL that failed on shard 1 stayed on shard 0")
 	}
-	if _, err := exec("CREATE INDEX CONCURRENTLY ON kspread (v)"); !errors.As(err, &pe) || pe.Code != "25001" {
+	if _, err := exec("CREATE INDEX CONCURRENTLY ON kspread (v)"); !errors.As(err, &pe) || pe.Code != "0A000" {
 		t.Fatalf("CREATE INDEX CONCURRENTLY: %v", err)
 	}
 	if _, err := exec("UPDATE kspread SET v = 'r' RETURNING aid"); !errors.As(err, &pe) || pe.Code != "0A000" {
