@@ -643,22 +643,7 @@ func TestCorpus(t *testing.T) {
 		p := startProxy(t, nodes[0], func(c *Config) {
 			c.Cluster, c.HealthDial, c.RecordDecision = src, healthDial, store.RecordDecision
 		})
-		eventually(t, 20*time.Second, "every shard's primary checked", func() bool {
-			set := p.sharding.set.Load()
-			if set == nil || len(set.clusters) != n {
-				return false
-			}
-			for _, c := range set.clusters {
-				v := c.view.Load()
-				if v == nil || v.primary < 0 {
-					return false
-				}
-				if h := v.nodes[v.primary].health.Current(); h == nil || !h.Up {
-					return false
-				}
-			}
-			return true
-		})
+		waitShardPrimaries(t, p, n, 20*time.Second)
 		r := &corpusRun{t: t, shards: n, belayConn: p.connString(db, "postgres"), plainConn: plain.ConnString(db, "postgres")}
 		start := time.Now()
 		r.run(ctx, cp)

@@ -266,8 +266,8 @@ func (k *keyParams) Key(n int, t shard.KeyType) (shard.Value, bool, error) {
 			if !ok {
 				return shard.Value{}, false, &shard.Error{Code: sqlstate.FeatureNotSupported, Message: "a sharding key belay cannot read"}
 			}
-			if _, err := strconv.ParseInt(lit, 10, 64); err != nil && t == shard.KeyInteger && raw[0] != '\'' && raw[0] != '$' &&
-				raw[0] != 'e' && raw[0] != 'E' && raw[0] != 'n' && raw[0] != 'N' {
+			number := raw[0] == '-' || raw[0] == '+' || raw[0] == '.' || raw[0] >= '0' && raw[0] <= '9'
+			if _, err := strconv.ParseInt(lit, 10, 64); err != nil && number && t == shard.KeyInteger {
 				return shard.Value{}, false, router.ErrConverted // a numeric: PostgreSQL compares it with the key
 			}
 			v, err := shard.ParseValue(t, lit)

@@ -53,21 +53,13 @@ func twoShards(t *testing.T, s0, s1 *pginstance.Instance, table string) *staticT
 	return src
 }
 
-// TestShardedRouting: in front of two shards, each statement runs on the
-// shard its key says (rows written through belay are on the shard
-// Postgres's partition hash gives their key), by literal in the simple
-// protocol and by parameter in the extended one, prepared or not; what
-// reads only a reference table runs on either; a scatter is refused with
-// 0A000 and the connection goes on; a transaction stays on its shard, and
-// one that reaches for another shard is ended (FATAL 0A000) without
-// committing anything.
-func TestShardedRouting(t *testing.T) {
-	s0, s1, src := shardedServers(t)
-	ctx := context.Background()
-	p := startProxy(t, s0, func(c *Config) { c.Cluster, c.HealthDial = src, healthDial })
-	eventually(t, 10*time.Second, "both shards' primaries checked", func() bool {
+// waitShardPrimaries waits until p follows n shards, each with a primary
+// its health checks see up.
+func waitShardPrimaries(t testing.TB, p *Proxy, n int, within time.Duration) {
+	t.Helper()
+	eventually(t, within, "every shard's primary checked", func() bool {
 		set := p.sharding.set.Load()
-		if set == nil || len(set.clusters) != 2 {
+		if set == nil || len(set.clusters) != n {
 			return false
 		}
 		for _, c := range set.clusters {
@@ -81,6 +73,21 @@ func TestShardedRouting(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestShardedRouting: in front of two shards, each statement runs on the
+// shard its key says (rows written through belay are on the shard
+// Postgres's partition hash gives their key), by literal in the simple
+// protocol and by parameter in the extended one, prepared or not; what
+// reads only a reference table runs on either; a scatter is refused with
+// 0A000 and the connection goes on; a transaction stays on its shard, and
+// one that reaches for another shard is ended (FATAL 0A000) without
+// committing anything.
+func TestShardedRouting(t *testing.T) {
+	s0, s1, src := shardedServers(t)
+	ctx := context.Background()
+	p := startProxy(t, s0, func(c *Config) { c.Cluster, c.HealthDial = src, healthDial })
+	waitShardPrimaries(t, p, 2, 10*time.Second)
 	servers := []*pginstance.Instance{s0, s1}
 	// Keys on each shard, found with the hash itself.
 	var keys [2][]int64

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"iter"
 	"strconv"
 	"strings"
 	"sync"
@@ -480,31 +481,40 @@ func (sp *spread) rows(b []byte) []byte {
 	var n int64
 	tag := ""
 	for i, l := range sp.legs {
-		for m := l.raw.Msgs; len(m) >= 5; {
-			typ, bodyLen, err := codec.PeekHeader(m, codec.MaxProtocolMessage)
-			if err != nil || len(m) < 5+bodyLen {
-				break
-			}
+		for typ, m := range heldMessages(l.raw.Msgs) {
 			switch typ {
 			case codec.MsgRowDescription:
 				if i == 0 {
-					b = append(b, m[:5+bodyLen]...)
+					b = append(b, m...)
 				}
 			case codec.MsgDataRow:
-				b = append(b, m[:5+bodyLen]...)
+				b = append(b, m...)
 				n++
 			case codec.MsgCommandComplete:
-				if t, err := codec.CommandTag(m[5 : 5+bodyLen]); err == nil && tag == "" {
+				if t, err := codec.CommandTag(m[5:]); err == nil && tag == "" {
 					tag = string(t)
 				}
 			}
-			m = m[5+bodyLen:]
 		}
 	}
 	if i := strings.LastIndexByte(tag, ' '); i >= 0 {
 		tag = tag[:i+1] + strconv.FormatInt(n, 10)
 	}
 	return codec.AppendFrame(b, codec.MsgCommandComplete, append([]byte(tag), 0))
+}
+
+// heldMessages yields each whole message (header included) of a leg's
+// held result, with its type.
+func heldMessages(b []byte) iter.Seq2[byte, []byte] {
+	return func(yield func(byte, []byte) bool) {
+		for len(b) >= 5 {
+			typ, n, err := codec.PeekHeader(b, codec.MaxProtocolMessage)
+			if err != nil || len(b) < 5+n || !yield(typ, b[:5+n]) {
+				return
+			}
+			b = b[5+n:]
+		}
+	}
 }
 
 // gatherable says whether the unit starting with data is a read spread
@@ -600,28 +610,23 @@ func (sp *spread) merged() ([]byte, *codec.ErrorResponse) {
 	var types []uint32
 	var rows [][][]byte
 	for i, l := range sp.legs {
-		for m := l.raw.Msgs; len(m) >= 5; {
-			typ, bodyLen, err := codec.PeekHeader(m, codec.MaxProtocolMessage)
-			if err != nil || len(m) < 5+bodyLen {
-				break
-			}
-			body := m[5 : 5+bodyLen]
+		for typ, m := range heldMessages(l.raw.Msgs) {
+			var err error
 			switch {
 			case typ == codec.MsgRowDescription && i == 0:
-				if fields, err = codec.ParseRowDescription(body, nil); err != nil {
+				if fields, err = codec.ParseRowDescription(m[5:], nil); err != nil {
 					return nil, &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.ProtocolViolation, Message: "a shard's RowDescription does not read"}
 				}
 				for _, f := range fields {
 					types = append(types, f.TypeOID)
 				}
 			case typ == codec.MsgDataRow:
-				row, err := codec.ParseDataRow(body, nil)
+				row, err := codec.ParseDataRow(m[5:], nil)
 				if err != nil {
 					return nil, &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.ProtocolViolation, Message: "a shard's DataRow does not read"}
 				}
 				rows = append(rows, row)
 			}
-			m = m[5+bodyLen:]
 		}
 	}
 	out, err := sp.merge.Rows(types, rows)

@@ -565,24 +565,3 @@ func exprKey(n *pg.Node) string {
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
 	return string(b)
 }
-
-// walk visits m and the messages in it, depth first, while visit says so.
-func walk(m protoreflect.Message, visit func(protoreflect.Message) bool) {
-	if !visit(m) {
-		return
-	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Message() == nil || fd.IsMap() {
-			return true
-		}
-		if fd.IsList() {
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				walk(l.Get(i).Message(), visit)
-			}
-		} else {
-			walk(v.Message(), visit)
-		}
-		return true
-	})
-}

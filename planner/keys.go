@@ -444,39 +444,39 @@ func concat(s *pg.SelectStmt) bool {
 // built in (a user's aggregate is called as a function is).
 func mayAggregate(n *pg.Node) bool {
 	found := false
-	var visit func(m protoreflect.Message)
-	visit = func(m protoreflect.Message) {
-		if found {
-			return
-		}
+	walk(n.ProtoReflect(), func(m protoreflect.Message) bool {
 		switch x := m.Interface().(type) {
 		case *pg.SubLink:
-			return // its own query aggregates its own rows
+			return false // its own query aggregates its own rows
 		case *pg.FuncCall:
 			name, qualified := funcName(x)
-			if x.AggStar || x.AggDistinct || len(x.AggOrder) > 0 || x.AggFilter != nil || x.AggWithinGroup || x.Over != nil ||
-				isAggregate(name) || qualified || !isBuiltin(name) {
-				found = true
-				return
-			}
+			found = found || x.AggStar || x.AggDistinct || len(x.AggOrder) > 0 || x.AggFilter != nil || x.AggWithinGroup || x.Over != nil ||
+				isAggregate(name) || qualified || !isBuiltin(name)
 		}
-		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			if fd.Message() == nil {
-				return true
-			}
-			if fd.IsList() {
-				l := v.List()
-				for i := 0; i < l.Len(); i++ {
-					visit(l.Get(i).Message())
-				}
-			} else if !fd.IsMap() {
-				visit(v.Message())
-			}
-			return true
-		})
-	}
-	visit(n.ProtoReflect())
+		return !found
+	})
 	return found
+}
+
+// walk visits m and the messages in it, depth first, while visit says so.
+func walk(m protoreflect.Message, visit func(protoreflect.Message) bool) {
+	if !visit(m) {
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Message() == nil || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				walk(l.Get(i).Message(), visit)
+			}
+		} else {
+			walk(v.Message(), visit)
+		}
+		return true
+	})
 }
 
 // funcName is a call's function name, and whether it is qualified by a

@@ -139,6 +139,9 @@ func (m *Merge) Rows(types []uint32, rows [][][]byte) ([][][]byte, error) {
 			return nil, unmergeable("ORDER BY column %d of %d", k.Out+1, len(outs))
 		}
 	}
+	if err := m.check(outs, len(types)); err != nil {
+		return nil, err
+	}
 	out := make([][][]byte, 0, len(rows))
 	for _, r := range rows {
 		keep := true
@@ -188,6 +191,24 @@ func (m *Merge) Rows(types []uint32, rows [][][]byte) ([][][]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// check says whether every shard column the merge reads is one of the n
+// the shards described (a plan that does not fit its answer).
+func (m *Merge) check(outs []Out, n int) error {
+	cols := slices.Clone(m.Keys)
+	for _, c := range m.Having {
+		cols = append(cols, c.Col, c.Count)
+	}
+	for _, o := range outs {
+		cols = append(cols, o.Col, o.Count)
+	}
+	for _, c := range cols {
+		if c >= n {
+			return unmergeable("column %d of the shards' %d", c+1, n)
+		}
+	}
+	return nil
 }
 
 // Columns are the client's columns, from the shards' (their index in
@@ -419,7 +440,9 @@ func comparator(typ uint32, bytewise bool) (func(a, b []byte) (int, bool), error
 			y, e2 := strconv.ParseFloat(string(b), 64)
 			return floatCompare(x, y), e1 == nil && e2 == nil
 		}, nil
-	case oidBool, oidUUID, oidBytea: // f < t; a uuid's and a bytea's hex digits order as their bytes
+	case oidBool, oidUUID, oidBytea, oidName, oidChar:
+		// f < t; a uuid's and a bytea's hex digits order as their bytes; name
+		// and "char" compare as C.
 		return func(a, b []byte) (int, bool) { return bytes.Compare(a, b), true }, nil
 	case oidDate, oidTimestamp:
 		return func(a, b []byte) (int, bool) {
@@ -439,8 +462,6 @@ func comparator(typ uint32, bytewise bool) (func(a, b []byte) (int, bool), error
 			t, ok2 := instant(b)
 			return s.Compare(t), ok1 && ok2
 		}, nil
-	case oidName, oidChar:
-		return func(a, b []byte) (int, bool) { return bytes.Compare(a, b), true }, nil
 	case oidText, oidVarchar, oidBpchar:
 		if !bytewise {
 			return nil, unmergeable(`ORDER BY a text column (belay cannot reproduce the database's collation: write COLLATE "C" to order by bytes)`)
