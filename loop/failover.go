@@ -605,19 +605,7 @@ func (s *session) answerUnit(c gnet.Conn, e *codec.ErrorResponse, tag string, st
 // answers it with what msgs appends, then ReadyForQuery status. It returns
 // false (and drops nothing) while the unit is not all in.
 func (s *session) replyUnit(c gnet.Conn, msgs func(b []byte) []byte, status byte) bool {
-	data := s.in.Bytes(c)
-	end := -1
-	for off := 0; off < len(data); {
-		typ, bodyLen, err := codec.PeekHeader(data[off:], codec.MaxProtocolMessage)
-		if err != nil || len(data)-off < 5+bodyLen {
-			break
-		}
-		off += 5 + bodyLen
-		if typ == codec.MsgQuery || typ == codec.MsgSync || typ == codec.MsgFunctionCall {
-			end = off
-			break
-		}
-	}
+	end := firstUnitEnd(s.in.Bytes(c))
 	if end < 0 {
 		return false
 	}

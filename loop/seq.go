@@ -67,6 +67,8 @@ func (s *session) release(sc *poolcore.Server) {
 	s.server = nil
 	s.pool.Release(sc)
 	s.unitDone()
+	s.txBegin = ""
+	s.dropParts()
 }
 
 // acquire takes a server for the client: the one holding its sequence state

@@ -70,6 +70,9 @@ type session struct {
 	cl         *clusterState      // serving a cluster (cluster.go); nil for one server
 	heldLogin  func() gnet.Action // its login waits for a new primary (holdLogin)
 	spread     *spread            // a statement under way on every shard (spread.go)
+	parts      *txParts           // its transaction's parts set aside on other shards (xshard.go)
+	txBegin    string             // the BEGIN belay deferred of its transaction (shards.go), "" for none
+	heldBack   bool               // input is held back until its server answers (xshard.go)
 	t          tracker
 	checkState bool     // it may have changed its settings or released a pin: ask the server before letting it go
 	pinForever bool     // pinned by something nothing undoes (LOAD)
@@ -381,6 +384,8 @@ func (s *session) ServerLost(sc *poolcore.Server, err error) {
 		return
 	}
 	s.server = nil
+	// The parts set aside on other shards go with the transaction.
+	s.dropParts()
 	if s.cl != nil && s.serverGone(sc, err) { // a failover (failover.go)
 		return
 	}
@@ -429,15 +434,20 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 				}
 				continue
 			}
+			limit := 0
 			if s.cl != nil {
 				if s.beginDeferred() {
 					return gnet.None // the transaction's BEGIN first (shards.go)
 				}
-				if e := s.heldShard(s.in.Bytes(c)); e != nil {
-					return s.fatal(*e) // a transaction across shards (shards.go)
+				var act gnet.Action
+				var next routeNext
+				if limit, act, next = s.crossing(c); next == routeStop {
+					return act // another shard's unit (xshard.go)
+				} else if next == routeAgain {
+					continue
 				}
 			}
-			return s.forward(c)
+			return s.forward(c, limit)
 		}
 		if s.waiting || s.spread != nil {
 			return s.boundWaiting(c) // queued already, or a statement under way on every shard: what it sends meanwhile waits
@@ -526,11 +536,15 @@ func (s *session) checkHeader(data []byte) (typ byte, bodyLen int, bad *codec.Er
 }
 
 // forward writes the client's whole messages (and CopyData as it streams in)
-// to its server in one write. The bytes are views into the loop's buffer,
-// except where a prepared statement's name is mapped (stmts.go).
-func (s *session) forward(c gnet.Conn) gnet.Action {
+// to its server in one write, up to limit (0: all). The bytes are views
+// into the loop's buffer, except where a prepared statement's name is
+// mapped (stmts.go).
+func (s *session) forward(c gnet.Conn, limit int) gnet.Action {
 	sc := s.server
 	data := s.in.Bytes(c)
+	if limit > 0 && limit < len(data) {
+		data = data[:limit]
+	}
 	w := rewriter{data: data, sc: sc, s: s}
 	off := 0
 	var act gnet.Action
@@ -821,6 +835,7 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 					}
 					in.Consume(c, len(data))
 					s.server = nil
+					s.dropParts()
 					s.srvDrop = 0
 					sc.Close()
 					if !s.serverGone(sc, errReplicaGone) {
@@ -948,6 +963,7 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 			s.settle(sc)
 			return gnet.None
 		case s.t.releasable():
+			s.heldBack = false
 			s.release(sc)
 			if s.in.Buffered(s.c) > 0 { // pipelined input waits for a server
 				if s.clientData(s.c) == gnet.Close {
@@ -963,6 +979,14 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		}
 		if owed {
 			s.resumeWork()
+		}
+	}
+	if s.heldBack && !s.t.busy() && s.r.empty() && s.server == sc {
+		// What the client sent for after this answer goes on now
+		// (crossing, xshard.go).
+		s.heldBack = false
+		if s.resumeWork(); s.done || s.c == nil {
+			return gnet.None
 		}
 	}
 	if s.p.live.Load().idleTx > 0 && sc.TxStatus != codec.TxIdle && !s.t.busy() {
@@ -1136,6 +1160,7 @@ func (s *session) closed() {
 			s.server.Dirty = true
 		}
 	}
+	s.dropParts()
 	ownOwed := s.r.ownSyncs() // before the reset: the drain below waits for them
 	sc := s.server
 	if sc != nil {

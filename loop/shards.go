@@ -36,11 +36,13 @@ import (
 //     table's write, an UPDATE or DELETE without a key, a read whose rows
 //     need no merge): ERROR 0A000 at the start of a unit;
 //   - a statement of a transaction that belongs to another shard than the
-//     transaction's: FATAL 0A000, the connection closed and the
-//     transaction rolled back (never committed in part);
+//     transaction's, where xshard.go cannot take the transaction there:
+//     FATAL 0A000, the connection closed and the transaction rolled back
+//     (never committed in part);
 //   - what router.Shards refuses (0A000), as an ERROR.
 //
-// A transaction belongs to the shard of its first statement after BEGIN:
+// A transaction belongs to the shard of its first statement after BEGIN
+// (and reaches other shards as xshard.go says):
 // a BEGIN (or START TRANSACTION) sent alone in a simple Query is answered
 // by belay at once and sent to the server the next unit lands on, before
 // that unit (deferBegin, beginDeferred). A BEGIN sent otherwise (with
@@ -324,58 +326,6 @@ func (cs *clusterState) states() []*clusterState {
 	return *cs.others
 }
 
-// heldShard checks the whole messages of data, which go to the server the
-// client holds, against the shard of that server: a statement of another
-// shard, or of several, would run where its rows are not. It returns the
-// FATAL error that ends such a client (its transaction rolls back with
-// its server), or nil. On the loop, before forward.
-func (s *session) heldShard(data []byte) *codec.ErrorResponse {
-	set := s.p.sharding.set.Load()
-	if set == nil {
-		return nil
-	}
-	off := min(s.cliRemain, len(data)) // the rest of a CopyData streaming in
-	var parsed map[string]parsedStmt
-	for off < len(data) {
-		typ, bodyLen, err := codec.PeekHeader(data[off:], codec.MaxProtocolMessage)
-		if err != nil || len(data)-off < 5+bodyLen {
-			return nil
-		}
-		if typ == codec.MsgQuery || typ == codec.MsgParse || typ == codec.MsgBind {
-			t, plan, err := s.shardOf(set, data[off:], parsed)
-			if typ == codec.MsgParse {
-				if m, err := codec.ParseParse(data[off+5 : off+5+bodyLen]); err == nil {
-					if parsed == nil {
-						parsed = map[string]parsedStmt{}
-					}
-					parsed[string(m.Name)] = parsedStmt{m.Query, s.plan(m.Query)}
-				}
-			}
-			var refused *shard.Error
-			switch {
-			case errors.Is(err, router.ErrUnbound):
-			case errors.As(err, &refused) && refused.Code == sqlstate.FeatureNotSupported:
-				e := fatalf(sqlstate.FeatureNotSupported, "%s", refused.Message)
-				e.Detail = "belay ends the connection: its transaction is rolled back."
-				return &e
-			case err != nil || plan == nil || t.Spread == router.AnyShard:
-				// A bad key value: the server says so, as it would anywhere.
-			case t.Spread == router.OneShard && set.clusters[t.Shards[0]] != s.cl.c:
-				e := fatalf(sqlstate.FeatureNotSupported, "a transaction on shard %s ran a statement of shard %s: transactions across shards are not supported yet",
-					s.cl.c.shardName(), ha.ShardName(t.Shards[0]))
-				e.Detail = "belay ends the connection: its transaction is rolled back, nothing of it is committed."
-				return &e
-			case t.Spread == router.ShardSet && plan.Class != planner.ClassSession && plan.Class != planner.ClassTxControl:
-				e := fatalf(sqlstate.FeatureNotSupported, "%s", errScatter.Message)
-				e.Detail = "belay ends the connection: its transaction is rolled back."
-				return &e
-			}
-		}
-		off += 5 + bodyLen
-	}
-	return nil
-}
-
 // shardName is the name of the shard c serves.
 func (c *cluster) shardName() string {
 	if c.shard != "" {
@@ -432,6 +382,7 @@ func (s *session) beginDeferred() bool {
 	}
 	q := string(cs.begin)
 	cs.begin = nil
+	s.txBegin = beginText([]byte(q))
 	s.server.Exec(q, func(sc *poolcore.Server, perr *poolcore.PgError) {
 		if s.state == sClosing || s.server != sc {
 			s.giveBack(sc)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"iter"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +44,14 @@ import (
 // CONCURRENTLY, VACUUM, ...) fails with 25001; servers without
 // max_prepared_transactions fail to prepare (55000): both are refused,
 // nothing applied. A gateway that dies between the phases leaves prepared
-// transactions for a resolver (twopc.Resolve), which is not wired yet.
+// transactions to the leading orchestrator's resolver (ha's
+// orch_resolve.go, twopc.Resolve): it carries out the recorded decision,
+// or records Abort for one left undecided past its grace.
+//
+// The COMMIT of a transaction with parts on several shards (xshard.go)
+// is a spread too, whose legs already hold their servers in the
+// transaction (commit): each runs PREPARE TRANSACTION alone, then the
+// same coordinator decides.
 //
 // Who owns what: a spread and its legs belong to the session's loop;
 // every server of a leg is that loop's (pools are per loop); the
@@ -66,6 +74,10 @@ type spread struct {
 	// with merge, merged (planner.PlanGather's SQL ran on the shards).
 	gather bool
 	merge  *shard.Merge
+	// commit: the COMMIT of a transaction with parts on several shards
+	// (xshard.go): its legs hold servers in the transaction; the first
+	// phase is the PREPARE TRANSACTION alone.
+	commit bool
 }
 
 // spreadLeg is the statement's part on one shard: a poolcore client of
@@ -314,8 +326,8 @@ func (sp *spread) record() {
 	sp.busy++
 	s := sp.s
 	shards := make([]int, len(sp.legs))
-	for i := range shards {
-		shards[i] = i
+	for i, l := range sp.legs {
+		shards[i] = l.shard
 	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -331,7 +343,7 @@ func (sp *spread) record() {
 
 // second runs a second-phase action on its leg.
 func (sp *spread) second(a twopc.Action) {
-	l := sp.legs[a.Shard]
+	l := sp.legs[slices.IndexFunc(sp.legs, func(l *spreadLeg) bool { return l.shard == a.Shard })]
 	var sql string
 	switch a.Op {
 	case twopc.OpCommitPrepared:
@@ -368,7 +380,9 @@ func (sp *spread) finish() {
 			l.pool.Release(l.sc)
 			l.sc = nil
 		}
-		l.pool.Leave(s.loop)
+		if !sp.commit {
+			l.pool.Leave(s.loop) // a transaction's legs are of pools the client joined (route.go)
+		}
 	}
 	s.spread = nil
 	if s.state == sClosing || s.c == nil {
@@ -381,6 +395,11 @@ func (sp *spread) finish() {
 		merged, e = sp.merged()
 	}
 	switch {
+	case sp.commit:
+		e, tag := sp.answer()
+		if ok = s.answerUnit(s.c, e, tag, 'I'); ok {
+			s.committedAcross(sp)
+		}
 	case !sp.gather:
 		e, tag := sp.answer()
 		ok = s.answerUnit(s.c, e, tag, 'I')
@@ -422,6 +441,11 @@ func (sp *spread) answer() (*codec.ErrorResponse, string) {
 	if errors.Is(err, twopc.ErrAbortedByResolver) {
 		return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.TRSerializationFailure, Message: "the statement was rolled back on every shard: " + err.Error()}, ""
 	}
+	if sp.commit {
+		// Work lost with a server: nothing of the transaction committed.
+		return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.TRSerializationFailure, Message: "the transaction was rolled back on every shard: its part on a shard was lost with its server",
+			Detail: err.Error()}, ""
+	}
 	return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.ConnectionFailure, Message: "the statement was rolled back on every shard: a shard could not run it",
 		Detail: err.Error()}, ""
 }
@@ -431,6 +455,9 @@ func (sp *spread) answer() (*codec.ErrorResponse, string) {
 // rows counted over every shard when the statement changed a sharded
 // table's rows (UPDATE 7 on one shard and UPDATE 5 on another: UPDATE 12).
 func (sp *spread) tag() string {
+	if sp.commit {
+		return "COMMIT"
+	}
 	first := sp.legs[0].tags
 	if len(first) < 2 {
 		return "OK"

@@ -132,6 +132,16 @@ type Server struct {
 	torn bool
 }
 
+// Hand gives the server to c, which owns it from now on in its present
+// owner's stead (its traffic, its loss, its Release): a transaction's part
+// on one shard set aside while the client works on another (the loop
+// package's cross-shard transactions). On the loop.
+func (sc *Server) Hand(c Client) {
+	if sc.owner != nil {
+		sc.owner = c
+	}
+}
+
 // Conn is the server's gnet connection (nil while it is parked). On the loop.
 func (sc *Server) Conn() gnet.Conn { return sc.conn }
 
