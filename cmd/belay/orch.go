@@ -41,6 +41,7 @@ func runOrch(args []string) error {
 	catchUp := fs.Duration("switchover-catchup", 5*time.Second, "a planned switchover waits this long for its target to replay the old primary's WAL (else it is aborted)")
 	quorum := fs.Int("sync-quorum", 1, "synchronous replication quorum set on a new primary: ANY N of its standbys")
 	poolers := fs.Bool("require-poolers", false, "the nodes are served through belay poolers (belay gateway): a primary whose pooler dies is switched over to a standby that has one")
+	resolveGrace := fs.Duration("resolve-grace", 15*time.Second, "a transaction a gateway left prepared on a shard with no decision recorded (the gateway died between the phases of its commit) is rolled back once prepared this long")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -65,7 +66,7 @@ func runOrch(args []string) error {
 	o, err := newOrchestrator(splitList(*etcd), *clusterName, ha.OrchOptions{
 		ID: *id, Dial: healthDial(*user, *dbname, *passfile), DialDB: dialDB(*user, *passfile), Interval: *interval, Timeout: *timeout,
 		DeadAfter: *deadAfter, SyncQuorum: *quorum, Replication: *repl, Logger: logger, RequirePoolers: *poolers,
-		SwitchoverDrain: *drain, SwitchoverCatchUp: *catchUp,
+		SwitchoverDrain: *drain, SwitchoverCatchUp: *catchUp, ResolveGrace: *resolveGrace,
 	})
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -23,6 +24,16 @@ type Options struct {
 	// OpTimeout bounds one transaction (10 s): past it the outcome is
 	// ambiguous.
 	OpTimeout time.Duration
+	// Sharded runs the bank over a sharded cluster (both tables sharded by
+	// id): each statement of a transfer is its own round trip (belay runs
+	// a transaction's units on their shards one after the other; a
+	// pipeline of two shards' keys in one Sync is refused), and the sums
+	// are read in the simple protocol (a read of every shard). A sum read
+	// while transfers commit may see one shard's part of a transfer
+	// before the other's (each shard commits its prepared part on its
+	// own; there is no snapshot across shards): such sums are counted in
+	// Result.TornSums, not BadSums; the final sum must be the total.
+	Sharded bool
 }
 
 func (o *Options) defaults() {
@@ -71,9 +82,10 @@ type Op struct {
 // Recorder holds what the clients recorded; its zero value is ready to
 // record (RunInto). mu guards the fields.
 type Recorder struct {
-	mu      sync.Mutex
-	ops     []Op
-	badSums []int64 // sums read that were not the total
+	mu       sync.Mutex
+	ops      []Op
+	badSums  []int64 // sums read that were not the total
+	tornSums int     // of a sharded run's (Options.Sharded)
 }
 
 // Run runs o.Clients clients until ctx ends and returns what they
@@ -128,10 +140,18 @@ func (r *Recorder) client(ctx context.Context, o Options, c int) {
 		var err error
 		if seq%4 == 0 {
 			var sum int64
-			err = conn.QueryRow(octx, "SELECT sum(balance)::int8 FROM bank_accounts").Scan(&sum)
+			if o.Sharded {
+				err = conn.QueryRow(octx, "SELECT sum(balance) FROM bank_accounts", pgx.QueryExecModeSimpleProtocol).Scan(&sum)
+			} else {
+				err = conn.QueryRow(octx, "SELECT sum(balance)::int8 FROM bank_accounts").Scan(&sum)
+			}
 			if err == nil && sum != total {
 				r.mu.Lock()
-				r.badSums = append(r.badSums, sum)
+				if o.Sharded {
+					r.tornSums++
+				} else {
+					r.badSums = append(r.badSums, sum)
+				}
 				r.mu.Unlock()
 			}
 			op.Outcome = Acked
@@ -142,7 +162,7 @@ func (r *Recorder) client(ctx context.Context, o Options, c int) {
 			op.ID = int64(c+1)<<40 | seq
 			from, to := 1+rng.IntN(o.Accounts), 1+rng.IntN(o.Accounts)
 			amount := 1 + rng.Int64N(5)
-			op.Outcome, err = transfer(octx, conn, from, to, amount, op.ID)
+			op.Outcome, err = transfer(octx, conn, from, to, amount, op.ID, o.Sharded)
 		}
 		cancel()
 		op.End = time.Now()
@@ -170,22 +190,35 @@ func (r *Recorder) client(ctx context.Context, o Options, c int) {
 // transaction whose COMMIT it never received); an error answering COMMIT is
 // a failure only with a SQLSTATE that says it did not commit, else
 // ambiguous.
-func transfer(ctx context.Context, conn *pgx.Conn, from, to int, amount, id int64) (Outcome, error) {
+func transfer(ctx context.Context, conn *pgx.Conn, from, to int, amount, id int64, oneByOne bool) (Outcome, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return Failed, err
 	}
 	b := &pgx.Batch{}
+	if oneByOne {
+		b = nil // each statement its own round trip (Options.Sharded)
+	}
+	queue := func(sql string, args ...any) {
+		if b != nil {
+			b.Queue(sql, args...)
+		} else if err == nil {
+			_, err = tx.Exec(ctx, sql, args...)
+		}
+	}
 	// The lower account first, so that transfers do not deadlock.
 	if from < to {
-		b.Queue("UPDATE bank_accounts SET balance = balance - $1 WHERE id = $2", amount, from)
-		b.Queue("UPDATE bank_accounts SET balance = balance + $1 WHERE id = $2", amount, to)
+		queue("UPDATE bank_accounts SET balance = balance - $1 WHERE id = $2", amount, from)
+		queue("UPDATE bank_accounts SET balance = balance + $1 WHERE id = $2", amount, to)
 	} else {
-		b.Queue("UPDATE bank_accounts SET balance = balance + $1 WHERE id = $2", amount, to)
-		b.Queue("UPDATE bank_accounts SET balance = balance - $1 WHERE id = $2", amount, from)
+		queue("UPDATE bank_accounts SET balance = balance + $1 WHERE id = $2", amount, to)
+		queue("UPDATE bank_accounts SET balance = balance - $1 WHERE id = $2", amount, from)
 	}
-	b.Queue("INSERT INTO bank_ids VALUES ($1)", id)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	queue("INSERT INTO bank_ids (id) VALUES ($1)", id)
+	if b != nil {
+		err = tx.SendBatch(ctx, b).Close()
+	}
+	if err != nil {
 		_ = tx.Rollback(context.Background())
 		return Failed, err
 	}
@@ -231,6 +264,7 @@ type Result struct {
 	Phantom        []int64 // ids present that failed or were never attempted: must be empty
 	AmbiguousFound int     // ambiguous ids present (they committed)
 	BadSums        []int64 // sums read, or the final one, that were not the total
+	TornSums       int     // sums read across shards while transfers committed that were not the total (Options.Sharded)
 	FinalSum       int64
 	// Errors counts the failed and ambiguous operations by SQLSTATE ("conn"
 	// for a lost connection without one).
@@ -268,24 +302,36 @@ func (res *Result) String() string {
 		}
 		return strings.Join(out, " ")
 	}
-	return fmt.Sprintf("transfers acked %d, ambiguous %d (%d committed), failed %d; reads %d (%d failed); %d operations cut short by the run's end; lost %d, phantom %d, bad sums %d (final %d); errors %s; errors of operations started after the fault %s; first ack after the fault %v",
+	return fmt.Sprintf("transfers acked %d, ambiguous %d (%d committed), failed %d; reads %d (%d failed); %d operations cut short by the run's end; lost %d, phantom %d, bad sums %d (final %d), torn sums %d; errors %s; errors of operations started after the fault %s; first ack after the fault %v",
 		res.Acked, res.Ambiguous, res.AmbiguousFound, res.Failed, res.Reads, res.ReadsFailed, res.Stopped, len(res.Lost), len(res.Phantom),
-		len(res.BadSums), res.FinalSum, keys(res.Errors), keys(res.ErrorsAfter), res.FirstAckAfter.Round(time.Millisecond))
+		len(res.BadSums), res.FinalSum, res.TornSums, keys(res.Errors), keys(res.ErrorsAfter), res.FirstAckAfter.Round(time.Millisecond))
 }
 
 // Check reads the final state over conn (the primary after the fault) and
 // checks what r recorded against it; at is when the fault was injected.
 func (r *Recorder) Check(ctx context.Context, conn *pgx.Conn, at time.Time, o Options) (*Result, error) {
+	return r.CheckShards(ctx, []*pgx.Conn{conn}, at, o)
+}
+
+// CheckShards is Check over a sharded bank: conns are each shard's
+// primary, read directly; their ids and sums together are the bank's.
+func (r *Recorder) CheckShards(ctx context.Context, conns []*pgx.Conn, at time.Time, o Options) (*Result, error) {
 	o.defaults()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	res := &Result{Errors: map[string]int{}, ErrorsAfter: map[string]int{}, BadSums: slices.Clone(r.badSums)}
-	present, err := IDs(ctx, conn)
-	if err != nil {
-		return nil, err
-	}
-	if err := conn.QueryRow(ctx, "SELECT sum(balance)::int8 FROM bank_accounts").Scan(&res.FinalSum); err != nil {
-		return nil, err
+	res := &Result{Errors: map[string]int{}, ErrorsAfter: map[string]int{}, BadSums: slices.Clone(r.badSums), TornSums: r.tornSums}
+	present := map[int64]bool{}
+	for _, conn := range conns {
+		ids, err := IDs(ctx, conn)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(present, ids)
+		var sum int64
+		if err := conn.QueryRow(ctx, "SELECT coalesce(sum(balance), 0)::int8 FROM bank_accounts").Scan(&sum); err != nil {
+			return nil, err
+		}
+		res.FinalSum += sum
 	}
 	if total := int64(o.Accounts) * o.Initial; res.FinalSum != total {
 		res.BadSums = append(res.BadSums, res.FinalSum)
