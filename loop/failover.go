@@ -239,9 +239,10 @@ func (c *cluster) abandonOld(v *clusterView) {
 		_ = l.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			var stale []*session
 			for s := range c.p.sessions[i] {
-				if s.servesOldPrimary(term, primary) {
+				if s.servesOldPrimary(c, term, primary) {
 					stale = append(stale, s)
 				}
+				s.abandonParts(c, primary) // its transaction's parts there (xshard.go)
 			}
 			for _, s := range stale {
 				s.abandonServer(term, primary)
@@ -251,12 +252,13 @@ func (c *cluster) abandonOld(v *clusterView) {
 	}
 }
 
-// servesOldPrimary says the client holds a server on a node it was routed
-// to as the primary of a term older than term, which names another node
-// primary. On the loop.
-func (s *session) servesOldPrimary(term uint64, primary string) bool {
+// servesOldPrimary says the client holds a server on a node of cluster c
+// it was routed to as the primary of a term older than term, which names
+// another node primary (terms are a shard's own: another shard's term says
+// nothing of c's nodes). On the loop.
+func (s *session) servesOldPrimary(c *cluster, term uint64, primary string) bool {
 	cs := s.cl
-	return !s.done && cs != nil && s.server != nil && cs.node != nil && cs.node.primary &&
+	return !s.done && cs != nil && cs.c == c && s.server != nil && cs.node != nil && cs.node.primary &&
 		cs.term < term && cs.node.name != primary
 }
 

@@ -144,6 +144,11 @@ func (s *session) routeWork(data []byte) error {
 		nodes = append(nodes, n.routerNode(tli))
 	}
 	c.scratch[s.loop.Index()] = nodes
+	if cs.begin != nil && !workOf(s.plan(cs.begin), cs.begin).ReadOnly {
+		// The first unit of a transaction whose BEGIN belay deferred
+		// (shards.go): its writes are yet to come, as for a BEGIN.
+		rs.Route = router.Primary
+	}
 	if cs.toPrimary || s.p.live.Load().session {
 		// A read that waited for a replica in vain; or pool_mode session,
 		// where the client keeps its first server.

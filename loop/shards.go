@@ -383,6 +383,10 @@ func (s *session) beginDeferred() bool {
 	q := string(cs.begin)
 	cs.begin = nil
 	s.txBegin = beginText([]byte(q))
+	// The unit opens a transaction: its writes' WAL position is asked
+	// after its COMMIT, not pipelined after it (askLSN), as for a BEGIN
+	// sent with the unit.
+	cs.unitTx = true
 	s.server.Exec(q, func(sc *poolcore.Server, perr *poolcore.PgError) {
 		if s.state == sClosing || s.server != sc {
 			s.giveBack(sc)

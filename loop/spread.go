@@ -93,6 +93,12 @@ type spreadLeg struct {
 	// A gather's: the shard's result, and its error.
 	raw poolcore.RawResult
 	err *poolcore.PgError
+	// A transaction's part set aside (xshard.go): its shard's cluster, the
+	// node its server is on, and whether that node is a replica (a READ
+	// ONLY transaction's part).
+	c       *cluster
+	node    string
+	replica bool
 }
 
 type legStep uint8

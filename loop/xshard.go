@@ -151,7 +151,7 @@ func (s *session) crossTo(set *shardSet, k int) *codec.ErrorResponse {
 	i := slices.IndexFunc(s.parts.legs, func(l *spreadLeg) bool { return l.shard == k })
 	if i < 0 {
 		s.moveToShard(set.clusters[k])
-		s.cl.begin, s.cl.toPrimary = []byte(s.parts.begin), true
+		s.cl.begin = []byte(s.parts.begin) // and the unit goes to the primary unless READ ONLY (routeWork)
 		return nil
 	}
 	l := s.parts.legs[i]
@@ -175,7 +175,10 @@ func (s *session) crossTo(set *shardSet, k int) *codec.ErrorResponse {
 // leg of its own; the client holds none after.
 func (s *session) setAside(set *shardSet) {
 	sc := s.server
-	l := &spreadLeg{shard: slices.Index(set.clusters, s.cl.c), pool: s.pool, sc: sc}
+	l := &spreadLeg{shard: slices.Index(set.clusters, s.cl.c), pool: s.pool, sc: sc, c: s.cl.c}
+	if n := s.cl.node; n != nil {
+		l.node, l.replica = n.name, !n.primary
+	}
 	sc.Hand(l)
 	s.server = nil
 	s.unitDone()
@@ -198,6 +201,22 @@ func (s *session) dropParts() {
 	s.parts = nil
 }
 
+// abandonParts gives up the parts of the client's transaction set aside
+// on a node of cluster c that is no longer its primary (abandonOld): the
+// work there is lost (errAbandoned), as the client will be told when its
+// transaction next needs it. On the loop.
+func (s *session) abandonParts(c *cluster, primary string) {
+	if s.parts == nil {
+		return
+	}
+	for _, l := range s.parts.legs {
+		if sc := l.sc; sc != nil && l.c == c && !l.replica && l.node != primary {
+			l.sc, l.lost = nil, errAbandoned
+			sc.Close()
+		}
+	}
+}
+
 // endAcross handles transaction control at the start of data while the
 // client's transaction has parts set aside: a lone COMMIT commits every
 // part (two-phase commit), a lone ROLLBACK rolls every part back; any
@@ -218,10 +237,7 @@ func (s *session) endAcross(c gnet.Conn, data []byte) (act gnet.Action, next rou
 				s.dropParts() // a failed transaction: Postgres answers ROLLBACK
 				return gnet.None, routeGo, false
 			}
-			if err := s.commitAcross(); err != nil {
-				return s.fatal(fatalf(sqlstate.InternalError, "belay could not start the commit: %v", err)), routeStop, true
-			}
-			return s.boundWaiting(c), routeStop, true
+			return s.commitAcross(c)
 		}
 	}
 	for typ, m := range unitMessages(data) {
@@ -255,20 +271,38 @@ func endsOrSaves(plan *planner.Plan) bool {
 
 // commitAcross commits the client's transaction on every shard it has a
 // part on: the server held is set aside too, and a spread drives the two
-// phases; its answer is the COMMIT's (spread.finish).
-func (s *session) commitAcross() error {
+// phases over the parts on primaries; its answer is the COMMIT's
+// (spread.finish). A part on a replica (a READ ONLY transaction's) has
+// nothing to commit: it ends with its server's release.
+func (s *session) commitAcross(c gnet.Conn) (gnet.Action, routeNext, bool) {
 	set := s.p.sharding.set.Load()
 	s.setAside(set)
 	parts := s.parts
 	s.parts = nil
-	sp := &spread{s: s, commit: true, legs: parts.legs}
-	if _, err := rand.Read(sp.tx[:]); err != nil {
-		for _, l := range parts.legs {
+	sp := &spread{s: s, commit: true}
+	for _, l := range parts.legs {
+		if l.replica && l.sc != nil {
+			l.pool.Release(l.sc)
+			l.sc = nil
+			continue
+		}
+		sp.legs = append(sp.legs, l)
+	}
+	_, err := rand.Read(sp.tx[:])
+	if err != nil || len(sp.legs) == 0 {
+		for _, l := range sp.legs {
 			if l.sc != nil {
 				l.pool.Release(l.sc)
 			}
 		}
-		return err
+		if err != nil {
+			return s.fatal(fatalf(sqlstate.InternalError, "belay could not start the commit: %v", err)), routeStop, true
+		}
+		s.t.status = codec.TxIdle
+		if !s.answerUnit(c, nil, "COMMIT", codec.TxIdle) {
+			return s.fatal(fatalf(sqlstate.InternalError, "belay lost the COMMIT it answered")), routeStop, true
+		}
+		return gnet.None, routeAgain, true
 	}
 	shards := make([]int, len(sp.legs))
 	for i, l := range sp.legs {
@@ -282,14 +316,16 @@ func (s *session) commitAcross() error {
 	sp.busy = len(sp.legs)
 	for _, l := range sp.legs {
 		if l.sc == nil {
-			l.lost = errPartLost
+			if l.lost == nil {
+				l.lost = errPartLost
+			}
 			l.prepared(nil)
 			continue
 		}
 		l.sc.ExecTags("PREPARE TRANSACTION '"+twopc.GID(sp.tx, l.shard)+"'", &l.tags,
 			func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
 	}
-	return nil
+	return s.boundWaiting(c), routeStop, true
 }
 
 // errPartLost: a part of a transaction whose server was lost while set
