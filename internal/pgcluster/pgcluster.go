@@ -683,6 +683,16 @@ func (n *Node) Rejoin(ctx context.Context) error {
 	if strings.EqualFold(n.c.opts.Settings["fsync"], "off") {
 		extra = append(extra, "--no-sync") // as pg_basebackup's copy: nothing is synced on such a node
 	}
+	// pg_rewind finishes a crashed server's recovery in single-user mode,
+	// which reads only the data directory's configuration: the settings
+	// the node runs with (-c) that its WAL's redo needs, such as
+	// max_prepared_transactions for the prepared transactions of a
+	// sharded cluster's two-phase commits, are given to it in a file.
+	conf, err := n.rewindConf()
+	if err != nil {
+		return err
+	}
+	extra = append(extra, "--config-file="+conf)
 	start := time.Now()
 	if err := pginstance.Rewind(ctx, n.c.opts.BinDir, n.Dir, n.c.primaryConninfo(n.Name)+" dbname=postgres", extra...); err != nil {
 		if ctx.Err() != nil {
@@ -778,4 +788,20 @@ func ChildPIDs(pid int) []int {
 		}
 	}
 	return out
+}
+
+// rewindConf writes the configuration pg_rewind's single-user recovery of
+// the node runs with: its data directory's, then Options.Settings.
+func (n *Node) rewindConf() (string, error) {
+	quote := func(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }
+	var b strings.Builder
+	b.WriteString("include " + quote(filepath.Join(n.Dir, "data", "postgresql.conf")) + "\n")
+	for _, k := range slices.Sorted(maps.Keys(n.c.opts.Settings)) {
+		b.WriteString(k + " = " + quote(n.c.opts.Settings[k]) + "\n")
+	}
+	path := filepath.Join(n.Dir, "rewind.conf")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return "", fmt.Errorf("pgcluster: %w", err)
+	}
+	return path, nil
 }
