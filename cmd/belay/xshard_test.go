@@ -2,9 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +22,7 @@ import (
 	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/belaydb/belay/shard"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestShardedBankGatewayKill is issue J's must-show: H's bank workload
@@ -157,6 +165,240 @@ func TestShardedBankGatewayKill(t *testing.T) {
 	}
 	t.Logf("%v over %v; %d ids committed over 2 shards; transactions found prepared just after the 3 kills: %d",
 		res, time.Since(start).Round(time.Millisecond), crossed, inDoubt)
+	if !res.OK() || res.FinalSum != int64(o.Accounts)*o.Initial {
+		t.Fatalf("the bank over shards broke its promises: %v", res)
+	}
+}
+
+// TestUpShardPrimaryKill is issue J's other must-show: under `belay up
+// --shards 2 --replicas 1`, shard 1's primary is killed with SIGKILL while
+// clients update counters by key on each shard and H's bank runs across
+// both. Shard 0's clients see no error at all; on shard 1 no acknowledged
+// increment is lost, none is applied that its client was told failed, and
+// the only errors are H's (08007 for an outcome not known, 40001);
+// the bank loses nothing, has no phantom, its balances sum to the total,
+// and nothing is left prepared once shard 1 has its new primary.
+func TestUpShardPrimaryKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a sharded cluster of four PostgreSQL")
+	}
+	bin := buildBelay(t)
+	dir := upDir(t)
+	u := startUp(t, bin, dir, "--shards", "2", "--replicas", "1")
+	defer u.stop(t, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for _, args := range [][]string{{"table", "bank_accounts", "id", "integer"}, {"table", "bank_ids", "id", "bigint"}, {"table", "kv", "k", "bigint"}} {
+		if out, err := exec.Command(bin, append([]string{"shard", "--etcd", u.etcd}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("belay shard %v: %v\n%s", args, err, out)
+		}
+	}
+	c, err := pgx.Connect(ctx, u.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	o := bankcheck.Options{ConnString: u.url, Clients: 2, Accounts: 10, Initial: 100, OpTimeout: 10 * time.Second, Sharded: true}
+	eventually(t, "the gateway to follow the schema", func() bool {
+		_, err := c.Exec(ctx, "CREATE TABLE IF NOT EXISTS kv (k int8 PRIMARY KEY, n int8 NOT NULL)", pgx.QueryExecModeSimpleProtocol)
+		return err == nil
+	})
+	if _, err := c.Exec(ctx, "CREATE TABLE bank_accounts (id int PRIMARY KEY, balance bigint NOT NULL)", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "CREATE TABLE bank_ids (id bigint PRIMARY KEY)", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	for id := 1; id <= o.Accounts; id++ {
+		if _, err := c.Exec(ctx, "INSERT INTO bank_accounts (id, balance) VALUES ($1, $2)", id, o.Initial); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var keys [2][]int64 // counters on each shard
+	for k := int64(1); len(keys[0]) < 4 || len(keys[1]) < 4; k++ {
+		if i := shard.Int(k).Shard(2); len(keys[i]) < 4 {
+			keys[i] = append(keys[i], k)
+			if _, err := c.Exec(ctx, "INSERT INTO kv (k, n) VALUES ($1, 0)", k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	// Counters: each worker increments its own key; what it was told, by key.
+	type told struct {
+		acked, unsure int64
+		errs          []string
+	}
+	var mu sync.Mutex
+	counts := map[int64]*told{}
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, ks := range keys {
+		for _, k := range ks {
+			counts[k] = &told{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var conn *pgx.Conn
+				defer func() {
+					if conn != nil {
+						conn.Close(context.Background())
+					}
+				}()
+				for runCtx.Err() == nil {
+					if conn == nil {
+						var cerr error
+						if conn, cerr = pgx.Connect(runCtx, u.url); cerr != nil {
+							conn = nil
+							if runCtx.Err() != nil {
+								return
+							}
+							mu.Lock()
+							counts[k].errs = append(counts[k].errs, "connect: "+cerr.Error())
+							mu.Unlock()
+							time.Sleep(50 * time.Millisecond)
+							continue
+						}
+					}
+					octx, ocancel := context.WithTimeout(runCtx, 15*time.Second)
+					_, err := conn.Exec(octx, "UPDATE kv SET n = n + 1 WHERE k = $1", k)
+					ocancel()
+					if runCtx.Err() != nil && err != nil {
+						mu.Lock()
+						counts[k].unsure++ // cut short by the run's end
+						mu.Unlock()
+						return
+					}
+					mu.Lock()
+					switch {
+					case err == nil:
+						counts[k].acked++
+					default:
+						counts[k].errs = append(counts[k].errs, err.Error())
+						var pe *pgconn.PgError
+						if !errors.As(err, &pe) || strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") {
+							counts[k].unsure++ // the outcome is not known
+						}
+						conn.Close(context.Background())
+						conn = nil
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	r := &bankcheck.Recorder{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		bankcheck.RunInto(runCtx, o, r)
+	}()
+	acked := func(ks []int64) (n int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, k := range ks {
+			n += counts[k].acked
+		}
+		return n
+	}
+	eventually(t, "increments acknowledged on both shards", func() bool { return acked(keys[0]) > 50 && acked(keys[1]) > 50 })
+
+	pidFile, err := os.ReadFile(filepath.Join(dir, "s1pg0", "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := acked(keys[1])
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	deadline := killed.Add(90 * time.Second)
+	for acked(keys[1]) < before+50 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no 50 increments acknowledged on shard 1 within 90 s of its primary's kill")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resumed := time.Since(killed)
+	time.Sleep(time.Second)
+	stop()
+	wg.Wait()
+
+	// The shards' primaries now, read directly.
+	primaries := make([]*pgx.Conn, 2)
+	eventually(t, "a primary for each shard", func() bool {
+		for i := range primaries {
+			if primaries[i] != nil {
+				continue
+			}
+			for _, n := range u.nodes {
+				if !strings.HasPrefix(n.name, fmt.Sprintf("s%dpg", i)) {
+					continue
+				}
+				d, err := pgx.Connect(ctx, "postgres://postgres@"+n.addr+"/postgres?connect_timeout=2")
+				if err != nil {
+					continue
+				}
+				var standby bool
+				if err := d.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err == nil && !standby {
+					primaries[i] = d
+					break
+				}
+				d.Close(ctx)
+			}
+		}
+		return primaries[0] != nil && primaries[1] != nil
+	})
+	for _, d := range primaries {
+		defer d.Close(context.Background())
+	}
+	eventually(t, "nothing left prepared on either shard", func() bool {
+		for _, d := range primaries {
+			var n int
+			if err := d.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_xacts").Scan(&n); err != nil || n != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	acked0, acked1 := acked(keys[0]), acked(keys[1])
+	mu.Lock()
+	defer mu.Unlock()
+	var shard1Errs []string
+	for i, ks := range keys {
+		for _, k := range ks {
+			tk := counts[k]
+			if i == 0 && len(tk.errs) > 0 {
+				t.Errorf("shard 0's key %d saw errors while shard 1 failed over: %q", k, tk.errs)
+			}
+			if i == 1 {
+				shard1Errs = append(shard1Errs, tk.errs...)
+				for _, e := range tk.errs {
+					// H's answers: an outcome not known, or work lost.
+					if !strings.Contains(e, "(SQLSTATE 08007)") && !strings.Contains(e, "(SQLSTATE 40001)") {
+						t.Errorf("shard 1's key %d: %s", k, e)
+					}
+				}
+			}
+			var n int64
+			if err := primaries[i].QueryRow(ctx, "SELECT n FROM kv WHERE k = $1", k).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n < tk.acked || n > tk.acked+tk.unsure {
+				t.Errorf("shard %d's key %d: %d increments applied, %d acknowledged and %d of unknown outcome", i, k, n, tk.acked, tk.unsure)
+			}
+		}
+	}
+	res, err := r.CheckShards(ctx, primaries, killed, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("shard 1's primary killed: increments acknowledged on shard 1 again %v after; shard 0: %d increments, no error; shard 1: %d increments, errors %q; bank: %v",
+		resumed.Round(time.Millisecond), acked0, acked1, shard1Errs, res)
 	if !res.OK() || res.FinalSum != int64(o.Accounts)*o.Initial {
 		t.Fatalf("the bank over shards broke its promises: %v", res)
 	}
