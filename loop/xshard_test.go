@@ -242,30 +242,31 @@ func TestTxAcrossShards(t *testing.T) {
 		bt.Queue("UPDATE kx SET v = 1 WHERE aid = $1", b)
 		return tx.SendBatch(ctx, bt).Close()
 	})
-	refused("a savepoint across shards", func(c *pgx.Conn) error {
+	// onBoth begins a transaction on c that writes on both shards.
+	onBoth := func(c *pgx.Conn) (pgx.Tx, error) {
 		tx, err := c.Begin(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, k := range []int64{a, b} {
 			if _, err := tx.Exec(ctx, "UPDATE kx SET v = 1 WHERE aid = $1", k); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		_, err = tx.Exec(ctx, "SAVEPOINT s")
+		return tx, nil
+	}
+	refused("a savepoint across shards", func(c *pgx.Conn) error {
+		tx, err := onBoth(c)
+		if err == nil {
+			_, err = tx.Exec(ctx, "SAVEPOINT s")
+		}
 		return err
 	})
 	refused("a COMMIT in the extended protocol", func(c *pgx.Conn) error {
-		tx, err := c.Begin(ctx)
-		if err != nil {
-			return err
+		_, err := onBoth(c)
+		if err == nil {
+			_, err = c.PgConn().ExecParams(ctx, "COMMIT", nil, nil, nil, nil).Close() // the extended protocol
 		}
-		for _, k := range []int64{a, b} {
-			if _, err := tx.Exec(ctx, "UPDATE kx SET v = 1 WHERE aid = $1", k); err != nil {
-				return err
-			}
-		}
-		_, err = c.PgConn().ExecParams(ctx, "COMMIT", nil, nil, nil, nil).Close() // the extended protocol
 		return err
 	})
 	// The client that used all this goes on.

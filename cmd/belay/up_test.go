@@ -145,6 +145,22 @@ func upDir(t *testing.T) string {
 	return filepath.Join(dir, "cluster")
 }
 
+// killNode kills the postmaster of belay up's node in dir with SIGKILL.
+func killNode(t *testing.T, dir, node string) {
+	t.Helper()
+	pidFile, err := os.ReadFile(filepath.Join(dir, node, "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func noProcessesLeft(t *testing.T, dir string) {
 	t.Helper()
 	if out, _ := exec.Command("pgrep", "-f", dir).Output(); len(strings.TrimSpace(string(out))) > 0 {
@@ -228,17 +244,7 @@ func checkUpFailover(t *testing.T, u *upRun, dir string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	pidFile, err := os.ReadFile(filepath.Join(dir, "pg0", "data", "postmaster.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+	killNode(t, dir, "pg0")
 	killed := time.Now()
 	cfg, err := pgx.ParseConfig(u.url)
 	if err != nil {

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -303,18 +301,8 @@ func TestUpShardPrimaryKill(t *testing.T) {
 	}
 	eventually(t, "increments acknowledged on both shards", func() bool { return acked(keys[0]) > 50 && acked(keys[1]) > 50 })
 
-	pidFile, err := os.ReadFile(filepath.Join(dir, "s1pg0", "data", "postmaster.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0])
-	if err != nil {
-		t.Fatal(err)
-	}
 	before := acked(keys[1])
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+	killNode(t, dir, "s1pg0")
 	killed := time.Now()
 	deadline := killed.Add(90 * time.Second)
 	for acked(keys[1]) < before+50 {
