@@ -96,7 +96,10 @@ func (s *session) crossing(c gnet.Conn) (limit int, act gnet.Action, next routeN
 	switch sc.TxStatus {
 	case codec.TxIdle: // a pinned session between transactions
 		if !s.t.pinned {
+			// The unit goes to its shard (its first message, a BEGIN in
+			// the extended protocol as JDBC sends it, did not say which).
 			s.release(sc)
+			s.moveToShard(set.clusters[move])
 			return 0, gnet.None, routeAgain
 		}
 		e := fatalf(sqlstate.FeatureNotSupported, "a session pinned to its server (LISTEN, temporary tables, session locks, ...) ran a statement of another shard than its server's")

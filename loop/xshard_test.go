@@ -216,6 +216,44 @@ func TestTxAcrossShards(t *testing.T) {
 	if va, vb := balance(a), balance(b); va != 97 || vb != 126 {
 		t.Fatalf("after a pipelined transaction: %d and %d, want 97 and 126", va, vb)
 	}
+	// A BEGIN in the extended protocol with the statement after it in one
+	// unit, as JDBC sends them, runs with it on the statement's shard.
+	if err := simple.QueryRow(ctx, fmt.Sprintf("SELECT v FROM kx WHERE aid = %d", a)).Scan(&v); err != nil {
+		t.Fatal(err) // the client is on a's shard
+	}
+	pl = simple.PgConn().StartPipeline(ctx)
+	pl.SendQueryParams("BEGIN", nil, nil, nil, nil)
+	pl.SendQueryParams("UPDATE kx SET v = v + 1 WHERE aid = $1", [][]byte{fmt.Appendf(nil, "%d", b)}, nil, nil, nil)
+	if err := pl.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		res, err := pl.GetResults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rr, ok := res.(*pgconn.ResultReader); !ok {
+			t.Fatalf("a BEGIN with its statement: %T", res)
+		} else if _, err := rr.Close(); err != nil {
+			t.Fatalf("a BEGIN with its statement: %v", err)
+		}
+	}
+	if res, err := pl.GetResults(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := res.(*pgconn.PipelineSync); !ok {
+		t.Fatalf("a pipeline's Sync: %T", res)
+	}
+	if err := pl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{fmt.Sprintf("UPDATE kx SET v = v + 1 WHERE aid = %d", a), "COMMIT"} {
+		if _, err := simple.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if va, vb := balance(a), balance(b); va != 98 || vb != 127 {
+		t.Fatalf("after a transaction begun in the extended protocol: %d and %d, want 98 and 127", va, vb)
+	}
 	// Refused, nothing committed.
 	refused := func(what string, run func(c *pgx.Conn) error) {
 		t.Helper()
@@ -224,7 +262,7 @@ func TestTxAcrossShards(t *testing.T) {
 		if err := run(c); !errors.As(err, &pe) || pe.Code != "0A000" || pe.Severity != "FATAL" {
 			t.Fatalf("%s: %v, want FATAL 0A000", what, err)
 		}
-		if va, vb := balance(a), balance(b); va != 97 || vb != 126 {
+		if va, vb := balance(a), balance(b); va != 98 || vb != 127 {
 			t.Fatalf("%s: %d and %d committed", what, va, vb)
 		}
 		clean(what)
@@ -270,7 +308,7 @@ func TestTxAcrossShards(t *testing.T) {
 		return err
 	})
 	// The client that used all this goes on.
-	if err := c.QueryRow(ctx, "SELECT v FROM kx WHERE aid = $1", b).Scan(&v); err != nil || v != 126 {
+	if err := c.QueryRow(ctx, "SELECT v FROM kx WHERE aid = $1", b).Scan(&v); err != nil || v != 127 {
 		t.Fatalf("after: %d, %v", v, err)
 	}
 }
