@@ -107,6 +107,7 @@ func (s *session) routeCluster(c gnet.Conn, data []byte) (gnet.Action, routeNext
 		return gnet.None, routeAgain // a sharded cluster's BEGIN waits for its shard (shards.go)
 	}
 	var refused *shard.Error
+	var on *spreadOn
 	err := s.routeWork(data)
 	cs = s.cl // another shard's state, if the unit moved there
 	switch {
@@ -120,9 +121,12 @@ func (s *session) routeCluster(c gnet.Conn, data []byte) (gnet.Action, routeNext
 		return s.answerRouted(c, codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.CannotConnectNow,
 			Message: "the primary is unavailable: no new primary was published within the failover hold",
 			Detail:  fmt.Sprintf("belay held the work for %v (failover_hold).", cs.c.hold.Bound())})
-	case errors.Is(err, errSpread), errors.Is(err, errGather):
+	case errors.Is(err, errSpread), errors.Is(err, errGather), errors.As(err, &on):
 		if set := s.p.sharding.set.Load(); set != nil {
-			if serr := s.startSpread(set, data, errors.Is(err, errGather)); serr == nil {
+			if on == nil {
+				on = &spreadOn{gather: errors.Is(err, errGather)}
+			}
+			if serr := s.startSpread(set, data, on); serr == nil {
 				return s.boundWaiting(c), routeStop // answered when every shard settled (spread.go)
 			}
 		}

@@ -157,13 +157,17 @@ func (s *session) unitShard(set *shardSet, data []byte) (int, error) {
 		if ok, err := s.spreadable(set, data); err != nil {
 			return -1, err
 		} else if ok {
-			return -1, errSpread // the same statement on every shard (spread.go)
+			return -1, spreadOnSome(set, t, errSpread) // the same statement on its shards (spread.go)
 		}
+	} else if split, err := s.splittable(data, t); err != nil {
+		return -1, err
+	} else if split != nil {
+		return -1, split // an INSERT's rows, each on its shard (spread.go)
 	}
 	if ok, err := s.gatherable(set, data); err != nil {
-		return -1, err // a read of every shard belay cannot merge
+		return -1, err // a read of several shards belay cannot merge
 	} else if ok {
-		return -1, errGather // a read of every shard, its rows gathered (spread.go)
+		return -1, spreadOnSome(set, t, errGather) // a read of its shards, their rows gathered (spread.go)
 	}
 	return -1, errScatter
 }

@@ -413,6 +413,42 @@ func TestSpread(t *testing.T) {
 			t.Fatalf("%d transactions left prepared on %s", n, pg.Addr())
 		}
 	}
+	// An INSERT whose rows belong to both shards: each shard gets its own
+	// rows, atomically; a part that fails leaves nothing on the other.
+	var fresh [2][]int64 // keys above 100 of each shard
+	for k := int64(101); len(fresh[0]) < 3 || len(fresh[1]) < 3; k++ {
+		fresh[shard.Int(k).Shard(2)] = append(fresh[shard.Int(k).Shard(2)], k)
+	}
+	split := fmt.Sprintf("INSERT INTO kspread (aid, v) VALUES (%d, 'split'), (%d, 'split'), (%d, 'split'), (%d, 'split')",
+		fresh[0][0], fresh[1][0], fresh[1][1], fresh[0][1])
+	if tag, err := exec(split); err != nil || tag.String() != "INSERT 0 4" {
+		t.Fatalf("an INSERT of rows of both shards: %q, %v", tag, err)
+	}
+	for i, pg := range servers {
+		if n := count(pg, fmt.Sprintf("SELECT count(*) FROM kspread WHERE v = 'split' AND aid IN (%d, %d)", fresh[i][0], fresh[i][1])); n != 2 {
+			t.Fatalf("shard %d holds %d of its 2 rows of a split INSERT", i, n)
+		}
+		if n := count(pg, "SELECT count(*) FROM kspread WHERE v = 'split'"); n != 2 {
+			t.Fatalf("shard %d holds %d rows of a split INSERT, want its own 2", i, n)
+		}
+	}
+	if _, err := exec(fmt.Sprintf("INSERT INTO kspread (aid, v) VALUES (%d, 'dup'), (%d, 'dup')", fresh[0][2], fresh[1][0])); !errors.As(err, &pe) || pe.Code != "23505" {
+		t.Fatalf("a split INSERT with a duplicate key on one shard: %v", err)
+	}
+	if _, err := exec(fmt.Sprintf("INSERT INTO kspread (aid, v) VALUES (%d, 'r'), (%d, 'r') RETURNING aid", fresh[0][2], fresh[1][2])); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("a split INSERT with RETURNING: %v", err)
+	}
+	for _, pg := range servers {
+		if n := count(pg, "SELECT count(*) FROM kspread WHERE v IN ('dup', 'r')"); n != 0 {
+			t.Fatalf("%d rows of a failed split INSERT on %s", n, pg.Addr())
+		}
+		if n := count(pg, "SELECT count(*) FROM pg_prepared_xacts"); n != 0 {
+			t.Fatalf("%d transactions left prepared on %s", n, pg.Addr())
+		}
+	}
+	if tag, err := exec("DELETE FROM kspread WHERE v = 'split'"); err != nil || tag.String() != "DELETE 4" {
+		t.Fatalf("a DELETE of the split INSERT's rows on every shard: %q, %v", tag, err)
+	}
 	// The client goes on.
 	var v string
 	if err := c.QueryRow(ctx, "SELECT v FROM kspread WHERE aid = 3").Scan(&v); err != nil || v != "all" {

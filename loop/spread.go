@@ -85,6 +85,7 @@ type spread struct {
 type spreadLeg struct {
 	sp    *spread
 	shard int
+	sql   string // its own statement ("": the spread's)
 	pool  *poolcore.Pool
 	sc    *poolcore.Server
 	tags  []string
@@ -115,6 +116,46 @@ var (
 	errSpread = errors.New("a statement for every shard")
 	errGather = errors.New("a read of every shard")
 )
+
+// spreadOn: the unit runs as a spread (or, gather, a gather) on some
+// shards only: those its key filters leave (an IN list of keys of several
+// shards), or each with a statement of its own (parts: an INSERT's rows
+// split by their shards, planner.SplitInsert).
+type spreadOn struct {
+	gather bool
+	shards []int          // nil: every shard
+	parts  map[int]string // a shard's own statement (none: the unit's)
+}
+
+func (*spreadOn) Error() string { return "a statement for some shards" }
+
+// spreadOnSome is err (errSpread or errGather) for the shards of t only,
+// when they are not all of set's.
+func spreadOnSome(set *shardSet, t router.ShardTarget, err error) error {
+	if len(t.Shards) == 0 || len(t.Shards) >= len(set.clusters) {
+		return err
+	}
+	return &spreadOn{gather: errors.Is(err, errGather), shards: t.Shards}
+}
+
+// splittable says whether the unit starting with data is an INSERT whose
+// rows (placed on t.RowShards) spread runs split between their shards: a
+// simple Query of that one statement, outside any transaction; the
+// error is planner.SplitInsert's refusal.
+func (s *session) splittable(data []byte, t router.ShardTarget) (*spreadOn, error) {
+	if s.p.cfg.RecordDecision == nil || s.cl.begin != nil || s.t.pinned {
+		return nil, nil
+	}
+	q := unitQuery(data)
+	if q == nil || len(s.plan(q).Stmts) != 1 {
+		return nil, nil
+	}
+	parts, err := planner.SplitInsert(string(q), t.RowShards)
+	if err != nil {
+		return nil, err
+	}
+	return &spreadOn{shards: t.Shards, parts: parts}, nil
+}
 
 // spreadable says whether the unit starting with data is one statement
 // that spread runs: a simple Query of one DDL statement or write to a
@@ -170,10 +211,12 @@ var errMaterializeSharded = &shard.Error{Code: sqlstate.FeatureNotSupported,
 var errReferenceFromSharded = &shard.Error{Code: sqlstate.FeatureNotSupported,
 	Message: "a write to a reference table that reads a sharded table (each shard's copy would be computed from its own rows)"}
 
-// startSpread runs the Query at the start of data on every shard of set.
-// The unit stays in the client's input until the answer. On the loop.
-func (s *session) startSpread(set *shardSet, data []byte, gather bool) error {
+// startSpread runs the Query at the start of data on the shards of set
+// that on names, each with its own statement if it has one. The unit stays
+// in the client's input until the answer. On the loop.
+func (s *session) startSpread(set *shardSet, data []byte, on *spreadOn) error {
 	q := unitQuery(data)
+	gather := on.gather
 	sp := &spread{s: s, sql: string(q), gather: gather}
 	if gather && !s.plan(q).Stmts[0].Concat {
 		g, err := s.p.gathers.plan(q)
@@ -190,9 +233,13 @@ func (s *session) startSpread(set *shardSet, data []byte, gather bool) error {
 	if _, err := rand.Read(sp.tx[:]); err != nil {
 		return err
 	}
-	shards := make([]int, len(set.clusters))
+	var shards []int
 	for k, c := range set.clusters {
-		shards[k] = k
+		if on.shards != nil && !slices.Contains(on.shards, k) {
+			continue
+		}
+		part := on.parts[k]
+		shards = append(shards, k)
 		v := c.view.Load()
 		if v == nil || v.primary < 0 {
 			return errNoPrimary
@@ -201,7 +248,7 @@ func (s *session) startSpread(set *shardSet, data []byte, gather bool) error {
 		if err != nil {
 			return err
 		}
-		sp.legs = append(sp.legs, &spreadLeg{sp: sp, shard: k, pool: pool})
+		sp.legs = append(sp.legs, &spreadLeg{sp: sp, shard: k, pool: pool, sql: part})
 	}
 	for _, l := range sp.legs {
 		setCredentials(l.pool, s.cl.cred)
@@ -233,7 +280,11 @@ func (l *spreadLeg) ServerReady(sc *poolcore.Server) {
 			sc.ExecRaw(sp.sql, &l.raw, func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
 			return
 		}
-		sc.ExecTags("BEGIN;\n"+sp.sql+"\n;\nPREPARE TRANSACTION '"+twopc.GID(sp.tx, l.shard)+"'", &l.tags,
+		sql := sp.sql
+		if l.sql != "" {
+			sql = l.sql // its shard's part
+		}
+		sc.ExecTags("BEGIN;\n"+sql+"\n;\nPREPARE TRANSACTION '"+twopc.GID(sp.tx, l.shard)+"'", &l.tags,
 			func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
 	}
 	if sig := sp.s.sig; sc.AppliedSig != sig {

@@ -95,11 +95,13 @@ INSERT INTO customers (id, name, region, tier, balance, joined) VALUES
     (29, 'Cy', 'e', 2, 77.00, '2024-07-31');
 
 -- construct: insert rows spanning shards
+-- must
 INSERT INTO customers (id, name, region, tier, balance, joined) VALUES
     (31, 'Dee', 'w', 1, 31.00, '2024-08-01'),
     (32, 'Eun', 'c', 2, 32.00, '2024-08-02'),
     (33, 'Flo', 'n', 3, 33.00, '2024-08-03');
 
+-- must
 INSERT INTO customers (id, name, region) VALUES (34, 'Gus', 's'), (35, 'Hal', 'e');
 
 -- construct: insert returning
@@ -169,6 +171,7 @@ INSERT INTO orders (customer_id, id, product_id, qty, amount, status) VALUES
     (22, 2201, 6, 9, 27.90, 'paid'), (24, 2401, 7, 2, 45.50, 'new'), (29, 2901, 1, 1, 120.00, 'paid');
 
 -- construct: insert rows spanning shards
+-- must
 INSERT INTO orders (customer_id, id, product_id, qty, amount, status) VALUES
     (15, 1501, 2, 4, 1.00, 'paid'), (16, 1601, 3, 1, 14.50, 'paid');
 
@@ -199,6 +202,7 @@ INSERT INTO accounts (login, customer_id, plan, logins) VALUES ('dee', 4, 'pro',
 INSERT INTO accounts (login, customer_id, plan, logins) VALUES ('fay', 6, 'team', 22), ('gus', 7, 'free', 1), ('sue', 19, 'pro', 9);
 
 -- construct: insert rows spanning shards
+-- must
 INSERT INTO accounts (login, customer_id, plan, logins) VALUES ('max', 13, 'free', 2), ('pam', 16, 'pro', 6);
 
 -- construct: insert one row
@@ -227,6 +231,7 @@ INSERT INTO devices (device_id, owner, kind, seen) VALUES
     ('a0000000-0000-4000-8000-00000000000a', 'ivy', 'laptop', 5);
 
 -- construct: insert rows spanning shards
+-- must
 INSERT INTO devices (device_id, owner, kind, seen) VALUES
     ('a0000000-0000-4000-8000-000000000009', 'kim', 'phone', 6),
     ('a0000000-0000-4000-8000-00000000000c', 'dee', 'tablet', 8);

@@ -196,3 +196,56 @@ DROP INDEX no_such_index;
 
 -- refused
 CREATE INDEX CONCURRENTLY customers_joined ON customers (joined);
+
+-- construct: insert rows spanning shards
+-- (keys 140 and 142 are on shard 0 of 2, 145, 147 and 159 on shard 1; on 4
+-- shards they are on shards 2, 0, 1, 3 and 3)
+-- must
+INSERT INTO events (id, kind, weight) VALUES (140, 'split', 1), (145, 'split', 2), (147, 'split', 3), (142, 'split', 4), (159, 'split', 5);
+
+-- must
+SELECT id, kind, weight FROM events WHERE kind = 'split';
+
+-- must
+INSERT INTO customers (id, name, region, tier) VALUES (140, 'Split A', 'n', 2), (145, 'Split B', NULL, 3), (142, 'It''s C', 's', DEFAULT)
+    ON CONFLICT (id) DO UPDATE SET name = excluded.name;
+
+-- must
+INSERT INTO customers (id, name) VALUES (140, 'Split A2'), (147, 'Split D')
+    ON CONFLICT (id) DO UPDATE SET name = excluded.name;
+
+-- must
+SELECT id, name, region, tier FROM customers WHERE id BETWEEN 140 AND 159;
+
+-- must
+-- error 23505
+INSERT INTO events (id, kind, weight) VALUES (148, 'split', 1), (151, 'split', 1), (140, 'dup', 1);
+
+-- must
+SELECT count(*), sum(weight) FROM events WHERE kind = 'split';
+
+-- must
+-- error 23502
+INSERT INTO customers (id, name) VALUES (144, 'ok'), (148, NULL);
+
+-- must
+SELECT count(*) FROM customers WHERE id BETWEEN 140 AND 159;
+
+-- refused
+INSERT INTO events (id, kind, weight) VALUES (149, 'split', 1), (154, 'split', 1) RETURNING id;
+
+-- construct: write by key list spanning shards
+-- must
+UPDATE events SET weight = weight * 10 WHERE id IN (140, 142, 159);
+
+-- must
+DELETE FROM events WHERE id IN (145, 147);
+
+-- must
+SELECT id, weight FROM events WHERE kind = 'split';
+
+-- must
+SELECT id, weight FROM events WHERE id IN (140, 142, 145, 159);
+
+-- must
+DELETE FROM customers WHERE id IN (140, 142, 145, 147);

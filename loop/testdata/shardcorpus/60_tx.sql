@@ -143,8 +143,10 @@ BEGIN;
 -- must
 UPDATE customers SET balance = balance - 5 WHERE id = 1;
 
+-- must
 UPDATE customers SET balance = balance + 5 WHERE id = 3;
 
+-- must
 COMMIT;
 
 -- must
@@ -156,10 +158,13 @@ BEGIN;
 -- must
 UPDATE accounts SET logins = logins + 1 WHERE login = 'ada';
 
+-- must
 UPDATE accounts SET logins = logins + 1 WHERE login = 'kim';
 
+-- must
 UPDATE accounts SET logins = logins + 1 WHERE login = 'fay';
 
+-- must
 COMMIT;
 
 -- must
@@ -174,8 +179,10 @@ INSERT INTO events (id, kind, weight) VALUES (20, 'tx', 1);
 -- must
 INSERT INTO events (id, kind, weight) VALUES (21, 'tx', 1);
 
+-- must
 INSERT INTO events (id, kind, weight) VALUES (22, 'tx', 1);
 
+-- must
 COMMIT;
 
 -- must
@@ -236,8 +243,10 @@ BEGIN;
 -- must
 SELECT zone FROM regions WHERE code = 'n';
 
+-- must
 UPDATE customers SET balance = balance + 1 WHERE id = 7;
 
+-- must
 COMMIT;
 
 -- must

@@ -1,0 +1,68 @@
+package planner
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/belaydb/belay/shard"
+	pg "github.com/pganalyze/pg_query_go/v5"
+)
+
+// TestSplitInsert: each shard's INSERT holds its rows in their order, with
+// the rest of the statement; literals keep their values; what cannot be
+// split is refused with 0A000.
+func TestSplitInsert(t *testing.T) {
+	sql := `INSERT INTO t (id, v, n) VALUES (1, 'it''s', 1.50), (2, NULL, DEFAULT), (3, E'a\nb', -7), (4, 'x', 2)
+		ON CONFLICT (id) DO UPDATE SET v = excluded.v`
+	parts, err := SplitInsert(sql, []int{0, 1, 0, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int][]string{0: {"1", "'it''s'", "1.50", "3", "E'a\\nb'", "-7"}, 1: {"2", "NULL", "DEFAULT"}, 2: {"4", "'x'", "2"}}
+	if len(parts) != len(want) {
+		t.Fatalf("%d parts, want %d: %v", len(parts), len(want), parts)
+	}
+	rows := map[int]int{0: 2, 1: 1, 2: 1}
+	for k, part := range parts {
+		tree, err := pg.Parse(part)
+		if err != nil {
+			t.Fatalf("shard %d: %q does not parse: %v", k, part, err)
+		}
+		ins := tree.Stmts[0].Stmt.GetInsertStmt()
+		if n := len(ins.GetSelectStmt().GetSelectStmt().ValuesLists); n != rows[k] {
+			t.Errorf("shard %d: %d rows, want %d: %s", k, n, rows[k], part)
+		}
+		if ins.OnConflictClause == nil || len(ins.Cols) != 3 {
+			t.Errorf("shard %d lost the statement's columns or ON CONFLICT: %s", k, part)
+		}
+		// Each value, in order, as PostgreSQL reads it.
+		at := 0
+		for _, v := range want[k] {
+			i := strings.Index(part[at:], v)
+			if v == "E'a\\nb'" && i < 0 {
+				i = strings.Index(part[at:], "'a\nb'") // deparsed as a plain literal with the newline itself
+			}
+			if i < 0 {
+				t.Errorf("shard %d: value %s missing or out of order in %s", k, v, part)
+				break
+			}
+			at += i + 1
+		}
+	}
+	for _, bad := range []string{
+		"INSERT INTO t (id) VALUES (1), (2) RETURNING id",
+		"WITH x AS (SELECT 1) INSERT INTO t (id) VALUES (1), (2)",
+		"INSERT INTO t (id) SELECT 1",
+		"SELECT 1",
+	} {
+		_, err := SplitInsert(bad, []int{0, 1})
+		var se *shard.Error
+		if !errors.As(err, &se) || se.Code != "0A000" {
+			t.Errorf("%s: %v, want 0A000", bad, err)
+		}
+	}
+	if _, err := SplitInsert("INSERT INTO t (id) VALUES (1), (2)", []int{0}); err == nil {
+		t.Error("rows placed and rows written differ: no error")
+	}
+}
