@@ -205,3 +205,26 @@ func (b Bind) Param(i int) (value []byte, format int16, null bool, ok bool) {
 		r = r[l:]
 	}
 }
+
+// ResultFormats splits a Bind's Rest (valid, from ParseBind) at its result
+// format codes: params is everything before them (the parameter format
+// codes and the parameters), formats the codes (none: all text; one: that
+// format for every column).
+func (b Bind) ResultFormats() (params []byte, formats []int16) {
+	r := b.Rest
+	off := 2 + 2*int(binary.BigEndian.Uint16(r))
+	np := int(binary.BigEndian.Uint16(r[off:]))
+	off += 2
+	for range np {
+		if l := int32(binary.BigEndian.Uint32(r[off:])); l > 0 {
+			off += int(l)
+		}
+		off += 4
+	}
+	params = r[:off:off]
+	n := int(binary.BigEndian.Uint16(r[off:]))
+	for i := range n {
+		formats = append(formats, int16(binary.BigEndian.Uint16(r[off+2+2*i:])))
+	}
+	return params, formats
+}

@@ -150,8 +150,8 @@ func (s *session) unitShard(set *shardSet, data []byte) (int, error) {
 	case t.Spread == router.OneShard:
 		return t.Shards[0], nil
 	}
-	if plan.Class == planner.ClassSession || plan.Class == planner.ClassTxControl {
-		return -1, nil // follows the client wherever it goes
+	if plan.Class == planner.ClassSession || plan.Class == planner.ClassTxControl || !executes(data) {
+		return -1, nil // follows the client wherever it goes; or prepares and describes only, as any shard can
 	}
 	if t.RowShards == nil {
 		if ok, err := s.spreadable(set, data); err != nil {
@@ -168,6 +168,15 @@ func (s *session) unitShard(set *shardSet, data []byte) (int, error) {
 		return -1, err // a read of several shards belay cannot merge
 	} else if ok {
 		return -1, spreadOnSome(set, t, errGather) // a read of its shards, their rows gathered (spread.go)
+	}
+	if g, sql, err := s.gatherableExt(set, data); err != nil {
+		return -1, err
+	} else if g != nil {
+		on := &spreadOn{gather: true, ext: g, extSQL: sql}
+		if len(t.Shards) < len(set.clusters) {
+			on.shards = t.Shards
+		}
+		return -1, on // the same in the extended protocol (gatherext.go)
 	}
 	return -1, errScatter
 }

@@ -527,8 +527,66 @@ func TestSpread(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT v FROM kspread ORDER BY v LIMIT 1").Scan(&v); !errors.As(err, &pe) || pe.Code != "0A000" {
 		t.Fatalf("ORDER BY text over every shard (its collation's order): %v", err)
 	}
-	ext := connect(t, p.connString("postgres", "postgres"))
-	if _, err := ext.Exec(ctx, "SELECT aid FROM kspread WHERE v = $1", "all"); !errors.As(err, &pe) || pe.Code != "0A000" {
-		t.Fatalf("a read of every shard in the extended protocol: %v", err)
+	// The same in the extended protocol, in each of pgx's modes: rows in
+	// binary, merged aggregates encoded in binary, parameters.
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
+		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec} {
+		ext := connectMode(t, p.connString("postgres", "postgres"), mode)
+		rows, err := ext.Query(ctx, "SELECT aid, v FROM kspread WHERE v = $1", "all")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[int64]bool{}
+		for rows.Next() {
+			var aid int64
+			var v string
+			if err := rows.Scan(&aid, &v); err != nil || v != "all" || seen[aid] {
+				t.Fatalf("mode %v: row %d %q, %v", mode, aid, v, err)
+			}
+			seen[aid] = true
+		}
+		if rows.Err() != nil || len(seen) != 30 || rows.CommandTag().String() != "SELECT 30" {
+			t.Fatalf("mode %v: a read of every shard's rows: %d rows, %q, %v", mode, len(seen), rows.CommandTag(), rows.Err())
+		}
+		var avg float64
+		if err := ext.QueryRow(ctx, "SELECT count(*), sum(aid), min(aid), max(aid), avg(aid) FROM kspread WHERE aid > $1", 0).Scan(&cnt, &sum, &lo, &hi, &avg); err != nil ||
+			cnt != 30 || sum != 465 || lo != 1 || hi != 30 || avg != 15.5 {
+			t.Fatalf("mode %v: aggregates over every shard: %d %d %d %d %v, %v", mode, cnt, sum, lo, hi, avg, err)
+		}
+		rows, err = ext.Query(ctx, "SELECT aid % 3 AS m, count(*) FROM kspread GROUP BY 1 ORDER BY 1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for rows.Next() {
+			var m, n int64
+			if err := rows.Scan(&m, &n); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, fmt.Sprintf("%d:%d", m, n))
+		}
+		if fmt.Sprint(got) != "[0:10 1:10 2:10]" {
+			t.Fatalf("mode %v: GROUP BY over every shard: %v, %v", mode, got, rows.Err())
+		}
+		rows, err = ext.Query(ctx, "SELECT aid FROM kspread WHERE aid < $1 ORDER BY aid DESC LIMIT 3", 31)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for rows.Next() {
+			var a int64
+			_ = rows.Scan(&a)
+			got = append(got, fmt.Sprint(a))
+		}
+		if fmt.Sprint(got) != "[30 29 28]" {
+			t.Fatalf("mode %v: ORDER BY LIMIT over every shard: %v, %v", mode, got, rows.Err())
+		}
+		if err := ext.QueryRow(ctx, "SELECT string_agg(v, ',') FROM kspread").Scan(&v); !errors.As(err, &pe) || pe.Code != "0A000" {
+			t.Fatalf("mode %v: a read of every shard belay does not merge: %v", mode, err)
+		}
+		if err := ext.QueryRow(ctx, "SELECT v FROM kspread WHERE aid = $1", 3).Scan(&v); err != nil || v != "all" {
+			t.Fatalf("mode %v: a keyed read after: %q, %v", mode, v, err)
+		}
+		ext.Close(ctx)
 	}
 }

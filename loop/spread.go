@@ -74,6 +74,7 @@ type spread struct {
 	// with merge, merged (planner.PlanGather's SQL ran on the shards).
 	gather bool
 	merge  *shard.Merge
+	ext    *extGather // a gather of the extended protocol's (gatherext.go)
 	// commit: the COMMIT of a transaction with parts on several shards
 	// (xshard.go): its legs hold servers in the transaction; the first
 	// phase is the PREPARE TRANSACTION alone.
@@ -125,6 +126,9 @@ type spreadOn struct {
 	gather bool
 	shards []int          // nil: every shard
 	parts  map[int]string // a shard's own statement (none: the unit's)
+	// ext: a read in the extended protocol (gatherext.go), of extSQL.
+	ext    *extGather
+	extSQL []byte
 }
 
 func (*spreadOn) Error() string { return "a statement for some shards" }
@@ -216,8 +220,11 @@ var errReferenceFromSharded = &shard.Error{Code: sqlstate.FeatureNotSupported,
 // in the client's input until the answer. On the loop.
 func (s *session) startSpread(set *shardSet, data []byte, on *spreadOn) error {
 	q := unitQuery(data)
+	if on.ext != nil {
+		q = on.extSQL
+	}
 	gather := on.gather
-	sp := &spread{s: s, sql: string(q), gather: gather}
+	sp := &spread{s: s, sql: string(q), gather: gather, ext: on.ext}
 	if gather && !s.plan(q).Stmts[0].Concat {
 		g, err := s.p.gathers.plan(q)
 		if err != nil {
@@ -276,7 +283,11 @@ func (l *spreadLeg) ServerReady(sc *poolcore.Server) {
 	l.sc = sc
 	sp := l.sp
 	prepare := func() {
-		if sp.gather {
+		switch {
+		case sp.ext != nil:
+			sc.ExecRawMsgs(sp.ext.extMsgs(sp.sql, sp.merge != nil), &l.raw, func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
+			return
+		case sp.gather:
 			sc.ExecRaw(sp.sql, &l.raw, func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
 			return
 		}
@@ -463,9 +474,9 @@ func (sp *spread) finish() {
 	case e != nil:
 		ok = s.answerUnit(s.c, e, "", 'I')
 	case merged != nil:
-		ok = s.replyUnit(s.c, func(b []byte) []byte { return append(b, merged...) }, 'I')
+		ok = s.replyUnit(s.c, func(b []byte) []byte { return append(sp.prefix(b), merged...) }, 'I')
 	default:
-		ok = s.replyUnit(s.c, sp.rows, 'I')
+		ok = s.replyUnit(s.c, func(b []byte) []byte { return sp.rows(sp.prefix(b)) }, 'I')
 	}
 	if !ok {
 		s.kill(fatalf(sqlstate.InternalError, "belay lost the statement it ran on every shard"))
@@ -559,6 +570,18 @@ func (sp *spread) gatherError() *codec.ErrorResponse {
 	return nil
 }
 
+// prefix appends what an extended gather's answer starts with.
+func (sp *spread) prefix(b []byte) []byte {
+	if sp.ext != nil {
+		return sp.ext.prefix(b)
+	}
+	return b
+}
+
+// described says whether the client's unit asks the rows' description (a
+// simple Query's always does).
+func (sp *spread) described() bool { return sp.ext == nil || sp.ext.describe }
+
 // rows appends a gather's answer: the first shard's RowDescription, every
 // shard's rows in shard order, and one CommandComplete counting them all.
 func (sp *spread) rows(b []byte) []byte {
@@ -568,7 +591,7 @@ func (sp *spread) rows(b []byte) []byte {
 		for typ, m := range heldMessages(l.raw.Msgs) {
 			switch typ {
 			case codec.MsgRowDescription:
-				if i == 0 {
+				if i == 0 && sp.described() {
 					b = append(b, m...)
 				}
 			case codec.MsgDataRow:
@@ -729,9 +752,27 @@ func (sp *spread) merged() ([]byte, *codec.ErrorResponse) {
 		} else {
 			desc[i] = fields[c.Col]
 		}
+		if sp.ext != nil {
+			desc[i].Format = sp.ext.format(i)
+		}
 	}
-	b := codec.AppendRowDescription(nil, desc)
+	if g := sp.ext; g != nil && len(g.formats) > 1 && len(g.formats) != len(cols) {
+		return nil, &codec.ErrorResponse{Severity: "ERROR", Code: errExtFormats.Code, Message: errExtFormats.Message}
+	}
+	var b []byte
+	if sp.described() {
+		b = codec.AppendRowDescription(b, desc)
+	}
 	for _, r := range out {
+		if sp.ext != nil {
+			if err := sp.ext.encode(desc, r); err != nil {
+				var se *shard.Error
+				if errors.As(err, &se) {
+					return nil, &codec.ErrorResponse{Severity: "ERROR", Code: se.Code, Message: se.Message}
+				}
+				return nil, &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.InternalError, Message: err.Error()}
+			}
+		}
 		b = codec.AppendDataRow(b, r)
 	}
 	return codec.AppendFrame(b, codec.MsgCommandComplete, []byte("SELECT "+strconv.Itoa(len(out))+"\x00")), nil

@@ -352,16 +352,17 @@ func (s *session) heldShard(set *shardSet, data []byte) (limit, move int, fatal 
 		if err != nil || len(data)-off < 5+bodyLen {
 			break
 		}
-		if typ == codec.MsgQuery || typ == codec.MsgParse || typ == codec.MsgBind {
-			t, plan, err := s.shardOf(set, data[off:], parsed)
-			if typ == codec.MsgParse {
-				if m, err := codec.ParseParse(data[off+5 : off+5+bodyLen]); err == nil {
-					if parsed == nil {
-						parsed = map[string]parsedStmt{}
-					}
-					parsed[string(m.Name)] = parsedStmt{m.Query, s.plan(m.Query)}
+		if typ == codec.MsgParse {
+			// A Parse prepares; its Bind says where it runs.
+			if m, err := codec.ParseParse(data[off+5 : off+5+bodyLen]); err == nil {
+				if parsed == nil {
+					parsed = map[string]parsedStmt{}
 				}
+				parsed[string(m.Name)] = parsedStmt{m.Query, s.plan(m.Query)}
 			}
+		}
+		if typ == codec.MsgQuery || typ == codec.MsgBind {
+			t, plan, err := s.shardOf(set, data[off:], parsed)
 			if unit > start && s.parts != nil && plan != nil && endsOrSaves(plan) {
 				return unit, -1, nil // the end of a transaction across shards waits for what came before (endAcross)
 			}

@@ -451,6 +451,15 @@ func (sc *Server) ExecRaw(sql string, r *RawResult, then func(sc *Server, err *P
 	sc.raw = r
 }
 
+// ExecRawMsgs is ExecRaw of extended-protocol messages of belay's own
+// (Parse, Bind, Describe, Execute of the unnamed statement and portal),
+// ending with one Sync: msgs, which the call copies. On the loop.
+func (sc *Server) ExecRawMsgs(msgs []byte, r *RawResult, then func(sc *Server, err *PgError)) {
+	sc.Unnamed = nil // belay's Parse replaces the unnamed statement
+	sc.execute(append(sc.loop.Scratch(), msgs...), nil, then)
+	sc.raw = r
+}
+
 // execute writes belay's own messages, buf (the loop's scratch), which end
 // in one ReadyForQuery.
 func (sc *Server) execute(buf []byte, row func(cols [][]byte), then func(sc *Server, err *PgError)) {

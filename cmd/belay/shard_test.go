@@ -224,8 +224,8 @@ func TestShardedProxy(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil || n != len(keys) {
 		t.Fatalf("a count of every shard's rows through belay: %d, %v", n, err)
 	}
-	if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); !errors.As(err, &pe) || pe.Code != "0A000" {
-		t.Fatalf("a read of every shard in the extended protocol through belay: %v", err)
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); err != nil || n != len(keys) {
+		t.Fatalf("a count of every shard's rows in the extended protocol through belay: %d, %v", n, err)
 	}
 	t.Logf("%d keys placed as PARTITION BY HASH places them: %d on shard 0, %d on shard 1", len(keys), countOf(got, 0), countOf(got, 1))
 

@@ -195,6 +195,7 @@ SELECT count(*) FROM customers WHERE id IN (1, 2, 3, 4);
 -- must
 SELECT sum(amount) FROM orders WHERE customer_id IN (1, 2, 4, 10);
 
+-- must
 -- params: 1 | 2 | 3
 SELECT id, name FROM customers WHERE id IN ($1, $2, $3);
 

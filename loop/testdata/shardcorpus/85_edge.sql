@@ -228,12 +228,15 @@ SELECT count(*) FROM (SELECT tier FROM customers GROUP BY tier) s;
 SELECT count(DISTINCT tier) FROM customers;
 
 -- construct: scatter extended protocol
+-- must
 -- params: 2
 SELECT id, name FROM customers WHERE tier = $1;
 
+-- must
 -- params: 2
 SELECT count(*) FROM customers WHERE tier = $1;
 
+-- must
 -- params: 2
 -- prepared
 SELECT id FROM customers WHERE tier = $1;
@@ -256,3 +259,26 @@ RESET search_path;
 
 -- must
 SELECT current_setting('search_path');
+
+-- construct: scatter extended protocol
+-- must
+-- params: 1
+SELECT tier, count(*), sum(balance), min(joined), max(joined) FROM customers WHERE tier >= $1 GROUP BY tier;
+
+-- must
+-- params: 1
+-- prepared
+SELECT avg(balance), count(*) FROM customers WHERE tier >= $1;
+
+-- must
+-- params: 0
+-- ordered
+SELECT id, name FROM customers WHERE tier > $1 ORDER BY id DESC LIMIT 3;
+
+-- must
+-- params: 1
+SELECT DISTINCT region FROM customers WHERE tier >= $1;
+
+-- refused
+-- params: 3
+SELECT id FROM customers ORDER BY id LIMIT $1;

@@ -1,0 +1,202 @@
+package loop
+
+import (
+	"bytes"
+	"github.com/belaydb/belay/codec"
+	"github.com/belaydb/belay/codec/sqlstate"
+	"github.com/belaydb/belay/planner"
+	"github.com/belaydb/belay/shard"
+)
+
+// Reads of several shards in the extended protocol (issue J). A unit of
+// work that is one execution of a read of several shards, outside a
+// transaction — [Parse of the unnamed statement] Bind of the unnamed
+// portal [Describe of it] Execute (all rows) Sync, its statement the
+// Parse's or one the client prepared before — is a gather as spread.go
+// runs a simple Query's: on each shard's primary belay runs the same
+// statement (planner.PlanGather's rewrite when the rows merge) with the
+// client's parameters, through its own unnamed statement and portal, and
+// answers the unit: ParseComplete, BindComplete, the RowDescription if the
+// client asked it, the rows, SELECT n, ReadyForQuery. Rows that need no
+// merge come in the formats the client asked; merged rows are computed in
+// text and sent in binary where the client asked (shard.EncodeBinary, 0A000
+// for a type it does not encode). A unit that executes nothing (a Parse
+// and a Describe of the statement, as pgx prepares one) runs on the
+// client's current shard: any shard describes it.
+//
+// Who owns what: as spread.go's gathers, on the session's loop.
+
+// extGather is the client's unit of a read of several shards in the
+// extended protocol.
+type extGather struct {
+	parse     bool // the unit has a Parse: its ParseComplete comes first
+	describe  bool // it asks the portal's RowDescription
+	paramOIDs []byte
+	numParams int
+	params    []byte  // the Bind's parameter formats and values
+	formats   []int16 // the result formats the client asked
+}
+
+// gatherableExt says whether the unit starting with data is a read of
+// several shards in the extended protocol that spread gathers, with its
+// statement's text; the error is the refusal of one belay cannot merge.
+func (s *session) gatherableExt(set *shardSet, data []byte) (*extGather, []byte, error) {
+	if s.cl.begin != nil || s.t.pinned || len(set.clusters) < 2 {
+		return nil, nil, nil
+	}
+	var g extGather
+	var sql []byte
+	var bind *codec.Bind
+	execs, synced := 0, false
+	for typ, m := range unitMessages(data) {
+		body := m[5:]
+		switch typ {
+		case codec.MsgParse:
+			p, err := codec.ParseParse(body)
+			if err != nil || len(p.Name) != 0 || g.parse || bind != nil {
+				return nil, nil, nil
+			}
+			g.parse, sql, g.paramOIDs, g.numParams = true, p.Query, p.ParamOIDs, p.NumParams
+		case codec.MsgBind:
+			b, err := codec.ParseBind(body)
+			if err != nil || bind != nil || len(b.Portal) != 0 || g.parse && len(b.Statement) != 0 {
+				return nil, nil, nil
+			}
+			bind = &b
+			if !g.parse {
+				p, ok := s.preparedParse(b.Statement)
+				if !ok {
+					return nil, nil, nil
+				}
+				sql, g.paramOIDs, g.numParams = p.Query, p.ParamOIDs, p.NumParams
+			}
+		case codec.MsgDescribe:
+			kind, name, err := codec.ParseDescribe(body)
+			if err != nil || kind != 'P' || len(name) != 0 || bind == nil {
+				return nil, nil, nil
+			}
+			g.describe = true
+		case codec.MsgExecute:
+			portal, maxRows, err := codec.ParseExecute(body)
+			if err != nil || len(portal) != 0 || maxRows != 0 || bind == nil {
+				return nil, nil, nil
+			}
+			execs++
+		case codec.MsgSync:
+			synced = true
+		default:
+			return nil, nil, nil
+		}
+	}
+	if bind == nil || execs != 1 || !synced {
+		return nil, nil, nil
+	}
+	plan := s.plan(sql)
+	if len(plan.Stmts) != 1 || plan.Class != planner.ClassRead || plan.Stmts[0].Copy != 0 {
+		return nil, nil, nil
+	}
+	if shardedAside(set, &plan.Stmts[0]) {
+		return nil, nil, errShardedAside
+	}
+	if !plan.Stmts[0].Concat {
+		if _, err := s.p.gathers.plan(sql); err != nil {
+			return nil, nil, err
+		}
+	}
+	// Copies: the unit's bytes are views of the client's input buffer.
+	params, formats := bind.ResultFormats()
+	g.params, g.formats, g.paramOIDs = bytes.Clone(params), formats, bytes.Clone(g.paramOIDs)
+	return &g, bytes.Clone(sql), nil
+}
+
+// preparedParse is the Parse of the client's statement name (unnamed:
+// "") that it prepared before, in the protocol.
+func (s *session) preparedParse(name []byte) (codec.Parse, bool) {
+	if s.ps == nil {
+		return codec.Parse{}, false
+	}
+	var msg []byte
+	if len(name) == 0 {
+		if s.ps.hasUnnamed {
+			msg = s.ps.unnamed
+		}
+	} else if st := s.ps.named[string(name)]; st != nil {
+		msg = st.parse
+	}
+	if len(msg) < 5 {
+		return codec.Parse{}, false
+	}
+	p, err := codec.ParseParse(msg[5:])
+	return p, err == nil
+}
+
+// executes says whether the unit starting with data executes a statement
+// (a Query, an Execute or a FunctionCall), as opposed to only preparing or
+// describing one.
+func executes(data []byte) bool {
+	for typ := range unitMessages(data) {
+		if typ == codec.MsgQuery || typ == codec.MsgExecute || typ == codec.MsgFunctionCall {
+			return true
+		}
+	}
+	return false
+}
+
+// extMsgs are the messages a leg sends for an extended gather: sql (the
+// client's statement, or its rewrite for a merge) with the client's
+// parameters, rows in the client's formats or, merged, in text.
+func (g *extGather) extMsgs(sql string, merge bool) []byte {
+	b := codec.AppendParse(nil, codec.Parse{Query: []byte(sql), ParamOIDs: g.paramOIDs, NumParams: g.numParams})
+	rest := append([]byte(nil), g.params...)
+	if merge {
+		rest = append(rest, 0, 0) // every column in text
+	} else {
+		rest = append(rest, byte(len(g.formats)>>8), byte(len(g.formats)))
+		for _, f := range g.formats {
+			rest = append(rest, byte(uint16(f)>>8), byte(f))
+		}
+	}
+	b = codec.AppendBind(b, codec.Bind{Rest: rest})
+	b = codec.AppendDescribe(b, 'P', nil)
+	b = codec.AppendExecute(b, nil, 0)
+	return codec.AppendSync(b)
+}
+
+// prefix is what the answer to the client's unit starts with:
+// ParseComplete if it had a Parse, then BindComplete.
+func (g *extGather) prefix(b []byte) []byte {
+	if g.parse {
+		b = append(b, codec.MsgParseComplete, 0, 0, 0, 4)
+	}
+	return append(b, codec.MsgBindComplete, 0, 0, 0, 4)
+}
+
+// format is the format the client asked for column i of n.
+func (g *extGather) format(i int) int16 {
+	switch {
+	case len(g.formats) == 1:
+		return g.formats[0]
+	case i < len(g.formats):
+		return g.formats[i]
+	}
+	return 0
+}
+
+// encode puts a merged row's text values in the formats the client asked.
+func (g *extGather) encode(fields []codec.Field, row [][]byte) error {
+	for i, v := range row {
+		if v == nil || g.format(i) == 0 {
+			continue
+		}
+		b, err := shard.EncodeBinary(fields[i].TypeOID, v)
+		if err != nil {
+			return err
+		}
+		row[i] = b
+	}
+	return nil
+}
+
+// errExtFormats: result format codes that do not match a merged read's
+// columns.
+var errExtFormats = &shard.Error{Code: sqlstate.ProtocolViolation, Message: "bind message has result format codes that do not match the number of columns"}
