@@ -59,6 +59,11 @@ type OrchOptions struct {
 	// with no decision recorded is left to its coordinator before the
 	// resolver aborts it (15 s).
 	ResolveGrace time.Duration
+	// ForgetAfter is how long a decision's record is kept once no shard
+	// holds its transaction prepared (10 min): the coordinator deletes
+	// the records of the commits it finished; the resolver deletes the
+	// others (orch_resolve.go).
+	ForgetAfter time.Duration
 	// Rejoin, if not nil, makes node, an old primary, a standby of primary
 	// (stopped, rewound with pg_rewind, started as a standby). It needs the
 	// node's data directory: belay up gives one; without it a stale primary

@@ -17,6 +17,9 @@ import (
 // writing Abort first (Store.RecordDecision: a coordinator's Commit
 // written meanwhile wins, and is carried out instead). A prepared
 // transaction is finished in the database it was prepared in (DialDB).
+// After a round that listed every shard, the records of transactions no
+// shard holds prepared, older than OrchOptions.ForgetAfter, are deleted
+// (those a coordinator did not delete itself: it died, or aborted).
 
 // resolveEvery spaces the resolver's rounds.
 const resolveEvery = 2 * time.Second
@@ -43,18 +46,58 @@ func (r *Orchestrator) resolve(ctx context.Context, top *Topology) {
 	if grace <= 0 {
 		grace = defaultResolveGrace
 	}
+	held, complete := map[twopc.TxID]bool{}, true
 	for _, sh := range top.Shards {
 		p := sh.PrimaryNode()
 		if p == nil {
+			complete = false
 			continue
 		}
 		txs, err := r.prepared(ctx, p.Addr)
 		if err != nil {
+			complete = false
 			r.o.Logger.Warn("resolver: listing prepared transactions", "shard", sh.Name, "node", p.Name, "err", err)
 			continue
 		}
 		for _, ptx := range txs {
+			if tx, _, ok := twopc.ParseGID(ptx.gid); ok {
+				held[tx] = true
+			}
 			r.settle(ctx, p, ptx, now, grace)
+		}
+	}
+	if complete {
+		r.forgetDecisions(ctx, held, now)
+	}
+}
+
+// defaultForgetAfter is OrchOptions.ForgetAfter's default: far past any
+// coordinator's time between its decision and its second phase.
+const defaultForgetAfter = 10 * time.Minute
+
+// forgetDecisions deletes the decisions of transactions no shard holds prepared
+// (held: those every shard's primary listed this round) that were recorded
+// longer ago than ForgetAfter: every part is finished, and none can be
+// prepared after its decision. Only after a round that listed every shard.
+func (r *Orchestrator) forgetDecisions(ctx context.Context, held map[twopc.TxID]bool, now time.Time) {
+	after := r.o.ForgetAfter
+	if after <= 0 {
+		after = defaultForgetAfter
+	}
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ds, err := r.o.Store.Decisions(fctx)
+	if err != nil {
+		r.o.Logger.Warn("resolver: listing decisions", "err", err)
+		return
+	}
+	for _, d := range ds {
+		if held[d.Tx] || now.Sub(d.At) < after {
+			continue
+		}
+		if err := r.o.Store.ForgetDecision(fctx, d.Tx); err != nil {
+			r.o.Logger.Warn("resolver: deleting a decision", "tx", d.Tx, "err", err)
+			return
 		}
 	}
 }

@@ -17,7 +17,8 @@ import (
 // finished by the leading orchestrator as etcd's decision says: committed
 // where Commit is recorded (in the database it was prepared in), rolled
 // back, with Abort written first, where no decision came within the grace;
-// another's prepared transaction is left alone.
+// another's prepared transaction is left alone; the records of the
+// decisions are deleted once nothing of theirs is prepared.
 func TestOrchestratorResolves(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL")
@@ -73,7 +74,7 @@ func TestOrchestratorResolves(t *testing.T) {
 	}
 	octx, stop := context.WithCancel(ctx)
 	defer stop()
-	o := NewOrchestrator(OrchOptions{Store: s, Client: cli, ID: "r", Dial: dialSuperuser, DialDB: dialDB, ResolveGrace: time.Second})
+	o := NewOrchestrator(OrchOptions{Store: s, Client: cli, ID: "r", Dial: dialSuperuser, DialDB: dialDB, ResolveGrace: time.Second, ForgetAfter: 4 * time.Second})
 	go func() { _ = o.Run(octx) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -116,5 +117,19 @@ func TestOrchestratorResolves(t *testing.T) {
 	}
 	if d, err := s.Decision(ctx, aborted); err != nil || d != twopc.Abort {
 		t.Fatalf("the decision of the one left undecided: %v, %v", d, err)
+	}
+	// Once no shard holds them prepared, their records go (ForgetAfter).
+	for {
+		ds, err := s.Decisions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 0 {
+			break
+		}
+		if time.Now().After(deadline.Add(15 * time.Second)) {
+			t.Fatalf("decisions still recorded: %v", ds)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

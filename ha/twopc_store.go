@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/belaydb/belay/twopc"
@@ -76,6 +77,35 @@ func (s *Store) Decision(ctx context.Context, tx twopc.TxID) (twopc.Decision, er
 func (s *Store) ForgetDecision(ctx context.Context, tx twopc.TxID) error {
 	_, err := s.cli.Delete(ctx, TwoPCKey(s.cluster, tx))
 	return err
+}
+
+// DecisionAge is a recorded decision's transaction and when it was
+// recorded.
+type DecisionAge struct {
+	Tx twopc.TxID
+	At time.Time
+}
+
+// Decisions lists the recorded decisions.
+func (s *Store) Decisions(ctx context.Context) ([]DecisionAge, error) {
+	prefix := Prefix(s.cluster) + "2pc/"
+	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("ha: listing the decisions: %w", err)
+	}
+	var out []DecisionAge
+	for _, kv := range resp.Kvs {
+		tx, err := twopc.ParseTxID(strings.TrimPrefix(string(kv.Key), prefix))
+		if err != nil {
+			continue
+		}
+		var r twoPCRecord
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			continue
+		}
+		out = append(out, DecisionAge{Tx: tx, At: time.UnixMilli(r.AtMs)})
+	}
+	return out, nil
 }
 
 func decodeDecision(key string, v []byte) (twopc.Decision, error) {

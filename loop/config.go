@@ -53,6 +53,10 @@ type Config struct {
 	// in etcd). Called off the event loops. Without it, nothing runs on
 	// several shards at once (spread.go).
 	RecordDecision func(ctx context.Context, tx twopc.TxID, d twopc.Decision, shards []int) (twopc.Decision, error)
+	// ForgetDecision, if set, deletes a decision once every shard carried
+	// it out (ha.Store.ForgetDecision), so that the records do not pile
+	// up. Called off the event loops.
+	ForgetDecision func(ctx context.Context, tx twopc.TxID) error
 	// Eventual turns read-your-writes off for every session (a session's
 	// SET belay.consistency = eventual turns it off for that session).
 	Eventual bool

@@ -66,6 +66,9 @@ type spread struct {
 	co   *twopc.Coordinator
 	legs []*spreadLeg
 	busy int // legs with a step under way
+	// unfinished: a second-phase action failed (its part is the
+	// resolver's, which needs the decision's record).
+	unfinished bool
 	// answered: the client has its answer (or left); the legs finish.
 	answered bool
 	// sharded: it changes a sharded table's rows (tag counts them all).
@@ -362,6 +365,9 @@ func (l *spreadLeg) secondDone(perr *poolcore.PgError) {
 	}
 	l.step = stepNone
 	l.sp.busy--
+	if l.failure(perr) != nil {
+		l.sp.unfinished = true
+	}
 	l.sp.run(l.sp.co.Finished(l.shard, l.failure(perr)))
 }
 
@@ -424,6 +430,7 @@ func (sp *spread) second(a twopc.Action) {
 	if l.sc == nil {
 		// Lost: its open transaction went with it; a prepared part is
 		// the resolver's.
+		sp.unfinished = true
 		sp.co.Finished(l.shard, l.lost)
 		return
 	}
@@ -440,6 +447,7 @@ func (sp *spread) finish() {
 	}
 	sp.answered = true
 	s := sp.s
+	sp.forget()
 	for _, l := range sp.legs {
 		if l.sc != nil {
 			if l.sc.TxStatus != 'I' {
@@ -485,6 +493,22 @@ func (sp *spread) finish() {
 	s.resumeWork()
 }
 
+// forget deletes the decision's record once every shard carried out a
+// commit (Config.ForgetDecision), off the loop; a part left to the
+// resolver keeps it.
+func (sp *spread) forget() {
+	f := sp.s.p.cfg.ForgetDecision
+	if o, _ := sp.co.Outcome(); sp.gather || f == nil || o != twopc.Committed || sp.unfinished {
+		return
+	}
+	tx := sp.tx
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = f(ctx, tx) // a record left behind costs only its space
+	}()
+}
+
 // answer is what the client is told: the statement's tag, or the error.
 func (sp *spread) answer() (*codec.ErrorResponse, string) {
 	o, err := sp.co.Outcome()
@@ -492,8 +516,12 @@ func (sp *spread) answer() (*codec.ErrorResponse, string) {
 	case twopc.Committed:
 		return nil, sp.tag()
 	case twopc.Unknown:
+		what := "the statement"
+		if sp.commit {
+			what = "the transaction"
+		}
 		return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.TransactionResolutionUnknown,
-			Message: "the statement was prepared on every shard but its commit could not be recorded: whether it is applied is not known",
+			Message: what + " was prepared on every shard but its commit could not be recorded: whether it is applied is not known",
 			Detail:  "A resolver will commit or roll it back on every shard alike."}, ""
 	}
 	var pe *poolcore.PgError

@@ -94,7 +94,7 @@ func (s *session) crossing(c gnet.Conn) (limit int, act gnet.Action, next routeN
 	}
 	sc := s.server
 	switch sc.TxStatus {
-	case codec.TxIdle: // a pinned session between transactions
+	case codec.TxIdle: // no transaction open on the server yet
 		if !s.t.pinned {
 			// The unit goes to its shard (its first message, a BEGIN in
 			// the extended protocol as JDBC sends it, did not say which).

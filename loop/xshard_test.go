@@ -14,6 +14,7 @@ import (
 	"github.com/belaydb/belay/shard"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // TestTxAcrossShards: a transaction that writes on two shards commits on
@@ -43,7 +44,7 @@ func TestTxAcrossShards(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startProxy(t, s0, func(c *Config) {
-		c.Cluster, c.HealthDial, c.RecordDecision = twoShards(t, s0, s1, "kx"), healthDial, store.RecordDecision
+		c.Cluster, c.HealthDial, c.RecordDecision, c.ForgetDecision = twoShards(t, s0, s1, "kx"), healthDial, store.RecordDecision, store.ForgetDecision
 	})
 	waitShardPrimaries(t, p, 2, 10*time.Second)
 	var keys [2][]int64
@@ -110,6 +111,11 @@ func TestTxAcrossShards(t *testing.T) {
 		t.Fatalf("after three transfers of 5 across shards: %d and %d, want 85 and 115", va, vb)
 	}
 	clean("after the commits")
+	// Each decision was recorded, then forgotten once carried out.
+	eventually(t, 10*time.Second, "the decisions' records to be deleted", func() bool {
+		resp, err := store.Client().Get(ctx, ha.Prefix("xshard")+"2pc/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err == nil && resp.Count == 0 && resp.Header.Revision >= 13 // six transfers, each record written and deleted
+	})
 	c := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeCacheStatement)
 	tx, err := c.Begin(ctx)
 	if err != nil {

@@ -81,7 +81,7 @@ func (o *clusterOptions) apply(ctx context.Context, cfg *loop.Config, passfile s
 	}
 	cfg.HealthDial = healthDial(*o.healthUser, *o.healthDB, passfile, serverTLSOf(cfg))
 	cfg.Switchover = func(ctx context.Context, node string) (string, error) { return switchover(ctx, st, *o.shard, node) }
-	cfg.RecordDecision = st.RecordDecision // a sharded cluster's two-phase commits (loop/spread.go)
+	cfg.RecordDecision, cfg.ForgetDecision = st.RecordDecision, st.ForgetDecision // a sharded cluster's two-phase commits (loop/spread.go)
 	return stop, nil
 }
 

@@ -295,9 +295,25 @@ func TestShardedProxy(t *testing.T) {
 			t.Fatalf("DDL through the gateway on %s: table %d, left prepared %d, %v", pg.Addr(), made, prepared, err)
 		}
 	}
-	resp, err := st.Client().Get(ctx, ha.Prefix("sp")+"2pc/", clientv3.WithPrefix())
-	if err != nil || len(resp.Kvs) == 0 {
-		t.Fatalf("no decision recorded in etcd: %v", err)
+	// The decision was written in etcd, then deleted once carried out on
+	// both shards.
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	puts, dels := 0, 0
+	for w := range st.Client().Watch(wctx, ha.Prefix("sp")+"2pc/", clientv3.WithPrefix(), clientv3.WithRev(1)) {
+		for _, ev := range w.Events {
+			if ev.Type == clientv3.EventTypePut {
+				puts++
+			} else {
+				dels++
+			}
+		}
+		if puts > 0 && dels == puts {
+			break
+		}
+	}
+	if puts == 0 || dels != puts {
+		t.Fatalf("decisions in etcd: %d written, %d deleted; want each written and deleted", puts, dels)
 	}
 }
 

@@ -529,7 +529,7 @@ func startProxy(ctx context.Context, root string, port int, cl *clusterInfo, poo
 		}
 		cfg.Cluster, cfg.ClusterShard = w, cl.Shard
 		cfg.Switchover = func(ctx context.Context, node string) (string, error) { return switchover(ctx, st, cl.Shard, node) }
-		cfg.RecordDecision = st.RecordDecision // two-phase commits over the shards
+		cfg.RecordDecision, cfg.ForgetDecision = st.RecordDecision, st.ForgetDecision // two-phase commits over the shards
 		cfg.HealthDial = healthDial(cl.Superuser, "postgres", "")
 		cfg.MaxReplicaLag, cfg.MaxReplicaLagBytes = time.Second, 16<<20
 		stop = stopWatch
