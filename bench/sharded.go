@@ -89,6 +89,21 @@ SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
 INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);
 END;
 `
+	// Two accounts of (most likely) different shards in one transaction:
+	// belay commits it on both with two-phase commit (its decision
+	// written in etcd). The lower key first, so that two transfers never
+	// wait for each other across shards (PostgreSQL sees no deadlock
+	// there).
+	shardedTransferScript = `\set a random(1, 100000 * :scale)
+\set b random(1, 100000 * :scale)
+\set lo least(:a, :b)
+\set hi greatest(:a, :b)
+\set delta random(1, 100)
+BEGIN;
+UPDATE pgbench_accounts SET abalance = abalance - :delta WHERE aid = :lo;
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :hi;
+END;
+`
 	// A range of keys is no key to a hash: every shard answers, and
 	// belay adds their counts and sums (a scatter whose work on each
 	// node is an index range scan of 100 rows, so that belay's own cost
@@ -114,6 +129,7 @@ func shardedScenarios() []Scenario {
 		sc("sharded-select", "a keyed read (`SELECT abalance FROM pgbench_accounts WHERE aid = :aid`)", shardedSelectScript),
 		sc("sharded-update", "a keyed write transaction (UPDATE, SELECT of the account by aid, INSERT into pgbench_history with its aid)", shardedUpdateScript),
 		sc("sharded-scatter", "a read of every shard merged by belay (`SELECT count(*), sum(abalance) ... WHERE aid BETWEEN :aid AND :aid + 99`)", shardedScatterScript),
+		sc("sharded-transfer", "a transfer between two random accounts, a transaction across shards on 2 and 4 shards (two-phase commit, the decision in etcd)", shardedTransferScript),
 	}
 }
 
