@@ -82,6 +82,9 @@ type spread struct {
 	// (xshard.go): its legs hold servers in the transaction; the first
 	// phase is the PREPARE TRANSACTION alone.
 	commit bool
+	// keep: a COMMIT in the extended protocol's, the leg whose server
+	// goes back to the client once every part committed (commitBack).
+	keep *spreadLeg
 }
 
 // spreadLeg is the statement's part on one shard: a poolcore client of
@@ -448,8 +451,10 @@ func (sp *spread) finish() {
 	sp.answered = true
 	s := sp.s
 	sp.forget()
+	o, _ := sp.co.Outcome()
+	back := sp.commit && sp.keep != nil && sp.keep.sc != nil && o == twopc.Committed && s.state != sClosing && s.c != nil
 	for _, l := range sp.legs {
-		if l.sc != nil {
+		if l.sc != nil && !(back && l == sp.keep) {
 			if l.sc.TxStatus != 'I' {
 				l.sc.Dirty = true
 			}
@@ -471,9 +476,17 @@ func (sp *spread) finish() {
 		merged, e = sp.merged()
 	}
 	switch {
+	case back:
+		s.committedAcross(sp)
+		if set := s.p.sharding.set.Load(); set != nil {
+			s.commitBack(set, sp.keep)
+			return
+		}
+		ok = false
 	case sp.commit:
 		e, tag := sp.answer()
 		if ok = s.answerUnit(s.c, e, tag, 'I'); ok {
+			s.t.status = codec.TxIdle // as the client was told
 			s.committedAcross(sp)
 		}
 	case !sp.gather:

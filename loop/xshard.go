@@ -159,19 +159,48 @@ func (s *session) crossTo(set *shardSet, k int) *codec.ErrorResponse {
 	}
 	l := s.parts.legs[i]
 	s.parts.legs = slices.Delete(s.parts.legs, i, i+1)
-	s.moveToShard(set.clusters[k])
 	if l.sc == nil {
+		s.moveToShard(set.clusters[k])
 		e := fatalf(sqlstate.TRSerializationFailure, "the transaction's work on shard %s was lost with its server", ha.ShardName(k))
 		e.Detail = "belay ends the connection: its transaction is rolled back on every shard, nothing of it is committed."
 		return &e
 	}
+	s.takeBack(set, l)
+	return nil
+}
+
+// takeBack makes the server leg l set aside the client's own again, on
+// its shard. On the loop.
+func (s *session) takeBack(set *shardSet, l *spreadLeg) {
+	s.moveToShard(set.clusters[l.shard])
 	l.sc.Hand(s)
 	s.server, s.pool, s.stats = l.sc, l.pool, l.pool.LoopStats(s.loop)
+	l.sc = nil
 	if cs := s.cl; cs.node != nil {
 		cs.busy = true
 		cs.node.inflight.Add(1)
 	}
-	return nil
+}
+
+// commitBack follows a COMMIT across shards sent in the extended protocol
+// once every part committed: the server of the part the client held
+// becomes its own again, in a new, empty transaction (BEGIN), and the
+// client's COMMIT goes to it as sent (its Parse, named or not, its Bind,
+// as the session maps them), which commits nothing more and answers as
+// PostgreSQL answers. On the loop.
+func (s *session) commitBack(set *shardSet, l *spreadLeg) {
+	s.takeBack(set, l)
+	s.server.Exec("BEGIN", func(sc *poolcore.Server, perr *poolcore.PgError) {
+		if s.state == sClosing || s.server != sc {
+			s.giveBack(sc)
+			return
+		}
+		if perr != nil {
+			s.kill(fatalFromServer(perr))
+			return
+		}
+		s.resumeWork()
+	})
 }
 
 // setAside makes the client's server a part of its transaction held by a
@@ -221,12 +250,13 @@ func (s *session) abandonParts(c *cluster, primary string) {
 }
 
 // endAcross handles transaction control at the start of data while the
-// client's transaction has parts set aside: a lone COMMIT commits every
-// part (two-phase commit), a lone ROLLBACK rolls every part back; any
-// other end of the transaction, or a savepoint, is refused. done is false
-// when the unit is none of these.
+// client's transaction has parts set aside: a COMMIT alone in its unit
+// (a simple Query, or one execution in the extended protocol) commits
+// every part (two-phase commit), a ROLLBACK alone rolls every part back;
+// any other end of the transaction, or a savepoint, is refused. done is
+// false when the unit is none of these.
 func (s *session) endAcross(c gnet.Conn, data []byte) (act gnet.Action, next routeNext, done bool) {
-	if q := unitQuery(data); q != nil {
+	if q, extended := s.unitStatement(data); q != nil {
 		switch {
 		case isTxEnd(q, false):
 			s.dropParts() // and the ROLLBACK goes to the server held
@@ -240,8 +270,11 @@ func (s *session) endAcross(c gnet.Conn, data []byte) (act gnet.Action, next rou
 				s.dropParts() // a failed transaction: Postgres answers ROLLBACK
 				return gnet.None, routeGo, false
 			}
-			return s.commitAcross(c)
+			return s.commitAcross(c, extended)
 		}
+	}
+	if !executes(data) {
+		return gnet.None, routeGo, false // it prepares or describes only
 	}
 	for typ, m := range unitMessages(data) {
 		var q []byte
@@ -253,18 +286,61 @@ func (s *session) endAcross(c gnet.Conn, data []byte) (act gnet.Action, next rou
 				q = p.Query
 			}
 		}
-		switch {
-		case q == nil:
-		case isTxEnd(q, false):
-			s.dropParts() // a ROLLBACK in the extended protocol: it goes to the server held
-			return gnet.None, routeGo, false
-		case endsOrSaves(s.plan(q)):
-			e := fatalf(sqlstate.FeatureNotSupported, "a transaction with work on several shards ends only with COMMIT or ROLLBACK alone in a simple Query, and has no savepoints")
+		if q != nil && endsOrSaves(s.plan(q)) {
+			e := fatalf(sqlstate.FeatureNotSupported, "a transaction with work on several shards ends only with COMMIT or ROLLBACK alone in its unit of work, and has no savepoints")
 			e.Detail = "belay ends the connection: its transaction is rolled back on every shard, nothing of it is committed."
 			return s.fatal(e), routeStop, true
 		}
 	}
 	return gnet.None, routeGo, false
+}
+
+// unitStatement is the text of the one statement the unit starting with
+// data executes, whole: a simple Query's, or in the extended protocol
+// ([Parse] Bind [Describe] Execute Sync) the Parse's or that of the
+// statement it binds, prepared before (extended true); nil otherwise.
+func (s *session) unitStatement(data []byte) (q []byte, extended bool) {
+	if q := unitQuery(data); q != nil {
+		return q, false
+	}
+	var parsed *codec.Parse
+	var bound []byte
+	bind, execs, synced := false, 0, false
+	for typ, m := range unitMessages(data) {
+		switch typ {
+		case codec.MsgParse:
+			p, err := codec.ParseParse(m[5:])
+			if err != nil || parsed != nil {
+				return nil, false
+			}
+			parsed = &p
+		case codec.MsgBind:
+			b, err := codec.ParseBind(m[5:])
+			if err != nil || bind {
+				return nil, false
+			}
+			bind, bound = true, b.Statement
+		case codec.MsgExecute:
+			execs++
+		case codec.MsgSync:
+			synced = true
+		case codec.MsgDescribe:
+		default:
+			return nil, false
+		}
+	}
+	switch {
+	case !bind || execs != 1 || !synced:
+		return nil, false
+	case parsed != nil && string(parsed.Name) == string(bound):
+		return parsed.Query, true
+	case parsed != nil:
+		return nil, false
+	}
+	if p, ok := s.preparedParse(bound); ok {
+		return p.Query, true
+	}
+	return nil, false
 }
 
 // endsOrSaves says whether plan has a statement of transaction control.
@@ -275,31 +351,43 @@ func endsOrSaves(plan *planner.Plan) bool {
 // commitAcross commits the client's transaction on every shard it has a
 // part on: the server held is set aside too, and a spread drives the two
 // phases over the parts on primaries; its answer is the COMMIT's
-// (spread.finish). A part on a replica (a READ ONLY transaction's) has
+// (spread.finish), or, for a COMMIT in the extended protocol (extended),
+// the server's own to that COMMIT, sent once every part committed
+// (commitBack). A part on a replica (a READ ONLY transaction's) has
 // nothing to commit: it ends with its server's release.
-func (s *session) commitAcross(c gnet.Conn) (gnet.Action, routeNext, bool) {
+func (s *session) commitAcross(c gnet.Conn, extended bool) (gnet.Action, routeNext, bool) {
 	set := s.p.sharding.set.Load()
 	s.setAside(set)
 	parts := s.parts
 	s.parts = nil
 	sp := &spread{s: s, commit: true}
+	if extended {
+		sp.keep = parts.legs[len(parts.legs)-1] // the part the client held
+	}
 	for _, l := range parts.legs {
 		if l.replica && l.sc != nil {
-			l.pool.Release(l.sc)
-			l.sc = nil
+			if l != sp.keep {
+				l.pool.Release(l.sc)
+				l.sc = nil
+			}
 			continue
 		}
 		sp.legs = append(sp.legs, l)
 	}
 	_, err := rand.Read(sp.tx[:])
 	if err != nil || len(sp.legs) == 0 {
-		for _, l := range sp.legs {
-			if l.sc != nil {
+		for _, l := range parts.legs {
+			if l.sc != nil && (err != nil || l != sp.keep) {
 				l.pool.Release(l.sc)
+				l.sc = nil
 			}
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			return s.fatal(fatalf(sqlstate.InternalError, "belay could not start the commit: %v", err)), routeStop, true
+		case sp.keep != nil && sp.keep.sc != nil:
+			s.commitBack(set, sp.keep)
+			return s.boundWaiting(c), routeStop, true
 		}
 		s.t.status = codec.TxIdle
 		if !s.answerUnit(c, nil, "COMMIT", codec.TxIdle) {
@@ -434,12 +522,11 @@ func firstUnitEnd(data []byte) int {
 // beginText is the BEGIN a deferred one sent (shards.go), trimmed.
 func beginText(q []byte) string { return string(bytes.TrimRight(q, "; \t\r\n")) }
 
-// committedAcross follows the answer to a COMMIT across shards: the client
-// is outside a transaction, and its next reads on those shards go to their
-// primaries until a write of its own is asked its position (route.go's
-// blind writes): the COMMIT PREPARED's WAL position is not asked.
+// committedAcross follows a COMMIT across shards: the client's next reads
+// on those shards go to their primaries until a write of its own is asked
+// its position (route.go's blind writes): the COMMIT PREPARED's WAL
+// position is not asked.
 func (s *session) committedAcross(sp *spread) {
-	s.t.status = codec.TxIdle
 	set := s.p.sharding.set.Load()
 	if set == nil {
 		return

@@ -23,7 +23,8 @@ import (
 // commits nothing when a shard's part fails: a statement's error, or a
 // deferred constraint at the PREPARE. What belay does not do is refused
 // with FATAL 0A000, nothing committed: a pipeline of two shards' keys in
-// one Sync, a savepoint, a COMMIT in the extended protocol. Pipelined
+// one Sync, a savepoint, a COMMIT with other statements. A COMMIT in the
+// extended protocol, unnamed or prepared, commits every part. Pipelined
 // units of two shards are run one after the other. Nothing is left
 // prepared or idle in a transaction on any shard.
 func TestTxAcrossShards(t *testing.T) {
@@ -260,6 +261,36 @@ func TestTxAcrossShards(t *testing.T) {
 	if va, vb := balance(a), balance(b); va != 98 || vb != 127 {
 		t.Fatalf("after a transaction begun in the extended protocol: %d and %d, want 98 and 127", va, vb)
 	}
+	// A COMMIT in the extended protocol, as JDBC sends it: unnamed, then
+	// a named statement prepared inside the transaction and executed.
+	ex := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeExec)
+	for i, commit := range []func() (pgconn.CommandTag, error){
+		func() (pgconn.CommandTag, error) {
+			return ex.PgConn().ExecParams(ctx, "COMMIT", nil, nil, nil, nil).Close()
+		},
+		func() (pgconn.CommandTag, error) {
+			if _, err := ex.PgConn().Prepare(ctx, "cm", "COMMIT", nil); err != nil {
+				return pgconn.CommandTag{}, err
+			}
+			return ex.PgConn().ExecPrepared(ctx, "cm", nil, nil, nil).Close()
+		},
+	} {
+		if _, err := ex.Exec(ctx, "BEGIN"); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []int64{a, b} {
+			if _, err := ex.Exec(ctx, "UPDATE kx SET v = v + 1 WHERE aid = $1", k); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if tag, err := commit(); err != nil || tag.String() != "COMMIT" || ex.PgConn().TxStatus() != 'I' {
+			t.Fatalf("COMMIT %d in the extended protocol: %q, %v, status %c", i, tag, err, ex.PgConn().TxStatus())
+		}
+		if va, vb := balance(a), balance(b); va != 99+i || vb != 128+i {
+			t.Fatalf("after COMMIT %d in the extended protocol: %d and %d, want %d and %d", i, va, vb, 99+i, 128+i)
+		}
+	}
+	ex.Close(ctx)
 	// Refused, nothing committed.
 	refused := func(what string, run func(c *pgx.Conn) error) {
 		t.Helper()
@@ -268,7 +299,7 @@ func TestTxAcrossShards(t *testing.T) {
 		if err := run(c); !errors.As(err, &pe) || pe.Code != "0A000" || pe.Severity != "FATAL" {
 			t.Fatalf("%s: %v, want FATAL 0A000", what, err)
 		}
-		if va, vb := balance(a), balance(b); va != 98 || vb != 127 {
+		if va, vb := balance(a), balance(b); va != 100 || vb != 129 {
 			t.Fatalf("%s: %d and %d committed", what, va, vb)
 		}
 		clean(what)
@@ -306,15 +337,15 @@ func TestTxAcrossShards(t *testing.T) {
 		}
 		return err
 	})
-	refused("a COMMIT in the extended protocol", func(c *pgx.Conn) error {
+	refused("a COMMIT with another statement", func(c *pgx.Conn) error {
 		_, err := onBoth(c)
 		if err == nil {
-			_, err = c.PgConn().ExecParams(ctx, "COMMIT", nil, nil, nil, nil).Close() // the extended protocol
+			_, err = c.Exec(ctx, "SELECT 1; COMMIT", pgx.QueryExecModeSimpleProtocol)
 		}
 		return err
 	})
 	// The client that used all this goes on.
-	if err := c.QueryRow(ctx, "SELECT v FROM kx WHERE aid = $1", b).Scan(&v); err != nil || v != 127 {
+	if err := c.QueryRow(ctx, "SELECT v FROM kx WHERE aid = $1", b).Scan(&v); err != nil || v != 129 {
 		t.Fatalf("after: %d, %v", v, err)
 	}
 }
