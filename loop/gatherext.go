@@ -29,8 +29,9 @@ import (
 // extGather is the client's unit of a read of several shards in the
 // extended protocol.
 type extGather struct {
-	parse     bool // the unit has a Parse: its ParseComplete comes first
-	describe  bool // it asks the portal's RowDescription
+	parse     bool         // the unit has a Parse: its ParseComplete comes first
+	named     *codec.Parse // that Parse, of a named statement: adopted by the session once gathered
+	describe  bool         // it asks the portal's RowDescription
 	paramOIDs []byte
 	numParams int
 	params    []byte  // the Bind's parameter formats and values
@@ -53,13 +54,16 @@ func (s *session) gatherableExt(set *shardSet, data []byte) (*extGather, []byte,
 		switch typ {
 		case codec.MsgParse:
 			p, err := codec.ParseParse(body)
-			if err != nil || len(p.Name) != 0 || g.parse || bind != nil {
+			if err != nil || g.parse || bind != nil {
 				return nil, nil, nil
 			}
 			g.parse, sql, g.paramOIDs, g.numParams = true, p.Query, p.ParamOIDs, p.NumParams
+			if len(p.Name) != 0 {
+				g.named = &p
+			}
 		case codec.MsgBind:
 			b, err := codec.ParseBind(body)
-			if err != nil || bind != nil || len(b.Portal) != 0 || g.parse && len(b.Statement) != 0 {
+			if err != nil || bind != nil || len(b.Portal) != 0 || g.parse && string(b.Statement) != string(parsedName(g.named)) {
 				return nil, nil, nil
 			}
 			bind = &b
@@ -103,10 +107,25 @@ func (s *session) gatherableExt(set *shardSet, data []byte) (*extGather, []byte,
 			return nil, nil, err
 		}
 	}
-	// Copies: the unit's bytes are views of the client's input buffer.
+	if g.named != nil {
+		if s.ps != nil && s.ps.named[string(g.named.Name)] != nil {
+			return nil, nil, nil // a name in use: the server says so (42P05)
+		}
+		named := *g.named // copies: the unit's bytes are views of the client's input buffer
+		named.Name, named.Query, named.ParamOIDs = bytes.Clone(named.Name), bytes.Clone(named.Query), bytes.Clone(named.ParamOIDs)
+		g.named = &named
+	}
 	params, formats := bind.ResultFormats()
 	g.params, g.formats, g.paramOIDs = bytes.Clone(params), formats, bytes.Clone(g.paramOIDs)
 	return &g, bytes.Clone(sql), nil
+}
+
+// parsedName is the name p prepares ("" for none or the unnamed).
+func parsedName(p *codec.Parse) []byte {
+	if p == nil {
+		return nil
+	}
+	return p.Name
 }
 
 // preparedParse is the Parse of the client's statement name (unnamed:

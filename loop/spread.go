@@ -475,6 +475,9 @@ func (sp *spread) finish() {
 	if sp.gather && e == nil && sp.merge != nil {
 		merged, e = sp.merged()
 	}
+	if sp.ext != nil && sp.ext.named != nil && e == nil {
+		s.adopt(*sp.ext.named) // its Parse answered: the name is the client's
+	}
 	switch {
 	case back:
 		s.committedAcross(sp)

@@ -953,3 +953,25 @@ func (s *session) discarded(sc *poolcore.Server) {
 
 // count is the number of the client's named prepared statements.
 func (st *stmtState) count() int { return len(st.named) }
+
+// adopt records the client's named statement m, whose Parse belay
+// answered itself (a read of several shards, gatherext.go): like any
+// other, it is prepared on a server when a unit uses it there. It returns
+// false for a name in use, or a text of SQL-level prepared statements.
+func (s *session) adopt(m codec.Parse) bool {
+	ps := s.stmts()
+	name := string(m.Name)
+	plan := s.plan(m.Query)
+	if _, ok := ps.named[name]; ok || plan.Effects&(sqlStmtEffects|planner.EffPreparedView) != 0 {
+		return false
+	}
+	st := &clientStmt{cname: name, eff: plan.Effects}
+	if s.cl != nil {
+		w := workOf(plan, m.Query)
+		st.readOnly, st.hint, st.tx = w.ReadOnly, w.Hint, txControl(plan)
+		st.plan, st.sql = plan, bytes.Clone(m.Query)
+	}
+	st.setText(m, &s.p.stale)
+	ps.named[name] = st
+	return true
+}

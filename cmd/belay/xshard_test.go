@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -389,5 +391,80 @@ func TestUpShardPrimaryKill(t *testing.T) {
 		resumed.Round(time.Millisecond), acked0, acked1, shard1Errs, res)
 	if !res.OK() || res.FinalSum != int64(o.Accounts)*o.Initial {
 		t.Fatalf("the bank over shards broke its promises: %v", res)
+	}
+}
+
+// TestShardedJDBC: the PostgreSQL JDBC driver through belay up --shards 2:
+// transfers between keys of two shards committed by Connection.commit
+// (BEGIN sent with the first statement, COMMIT in the extended protocol,
+// the UPDATE a named server statement past prepareThreshold) and one
+// rolled back, then reads of every shard through a PreparedStatement: the
+// program prints what PostgreSQL would answer, and each shard holds its
+// key's balance.
+func TestShardedJDBC(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a sharded cluster and a JVM")
+	}
+	java, err := exec.LookPath("java")
+	if err != nil {
+		t.Skip("java is not on PATH (Debian package default-jdk-headless)")
+	}
+	const jar = "/usr/share/java/postgresql.jar"
+	if _, err := os.Stat(jar); err != nil {
+		t.Skip(jar + " is missing (Debian package libpostgresql-jdbc-java)")
+	}
+	bin := buildBelay(t)
+	dir := upDir(t)
+	u := startUp(t, bin, dir, "--shards", "2", "--replicas", "0")
+	defer u.stop(t, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if out, err := exec.Command(bin, "shard", "--etcd", u.etcd, "table", "kx", "aid", "bigint").CombinedOutput(); err != nil {
+		t.Fatalf("belay shard: %v\n%s", err, out)
+	}
+	c, err := pgx.Connect(ctx, u.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	eventually(t, "the gateway to follow the schema", func() bool {
+		_, err := c.Exec(ctx, "CREATE TABLE IF NOT EXISTS kx (aid int8 PRIMARY KEY, v int8 NOT NULL)", pgx.QueryExecModeSimpleProtocol)
+		return err == nil
+	})
+	var keys [2]int64
+	for k := int64(1); keys[0] == 0 || keys[1] == 0; k++ {
+		if i := shard.Int(k).Shard(2); keys[i] == 0 {
+			keys[i] = k
+		}
+	}
+	if _, err := c.Exec(ctx, fmt.Sprintf("INSERT INTO kx (aid, v) VALUES (%d, 100), (%d, 100)", keys[0], keys[1]), pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig(u.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("jdbc:postgresql://%s:%d/postgres?user=postgres&sslmode=disable&prepareThreshold=5&connectTimeout=10", cfg.Host, cfg.Port)
+	out, err := exec.CommandContext(ctx, java, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", jar,
+		filepath.Join("testdata", "ShardedTx.java"), url, strconv.FormatInt(keys[0], 10), strconv.FormatInt(keys[1], 10)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("java: %v\n%s", err, out)
+	}
+	want := fmt.Sprintf("every shard: 2 200 90 110\nkey %d: 90\nkey %d: 110\n", keys[0], keys[1])
+	if string(out) != want {
+		t.Fatalf("JDBC through belay over 2 shards printed:\n%s\nwant:\n%s", out, want)
+	}
+	for i, n := range u.nodes {
+		d, err := pgx.Connect(ctx, "postgres://postgres@"+n.addr+"/postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int64
+		var prepared int
+		err = d.QueryRow(ctx, "SELECT (SELECT v FROM kx WHERE aid = $1), (SELECT count(*) FROM pg_prepared_xacts)", keys[i]).Scan(&v, &prepared)
+		d.Close(ctx)
+		if err != nil || v != []int64{90, 110}[i] || prepared != 0 {
+			t.Fatalf("%s: key %d holds %d (%d left prepared), %v", n.name, keys[i], v, prepared, err)
+		}
 	}
 }
