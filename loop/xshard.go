@@ -25,10 +25,13 @@ import (
 // the unit goes to that shard's primary: a server there already set aside
 // for this transaction, or a new one, where the transaction's BEGIN (the
 // one belay deferred, else a plain BEGIN) runs first. The client's COMMIT,
-// alone in a simple Query, then commits every part with two-phase commit
-// (spread.go's coordinator: PREPARE TRANSACTION on each, the decision
-// recorded in etcd, COMMIT PREPARED); its ROLLBACK rolls every part back.
-// A transaction that stayed on one shard commits as it always did.
+// alone in its unit (a simple Query, or one execution in the extended
+// protocol), then commits every part with two-phase commit (spread.go's
+// coordinator: PREPARE TRANSACTION on each, the decision recorded in etcd,
+// COMMIT PREPARED; an extended COMMIT is then answered by the server it
+// held, commitBack); its ROLLBACK rolls every part back. A transaction
+// that stayed on one shard commits as it always did. A unit whose BEGIN
+// comes with its first statement (JDBC) goes to that statement's shard.
 //
 // The switch happens only between units, with the server owing the client
 // nothing: what the client pipelined for another shard waits until the
@@ -36,11 +39,10 @@ import (
 // and every part rolled back (never committed in part):
 //   - a unit whose messages belong to two shards (a pgx Batch of keys on
 //     different shards, in one Sync);
-//   - transaction control other than a lone COMMIT or ROLLBACK once the
-//     transaction has parts on several shards: COMMIT in the extended
-//     protocol or with other statements, SAVEPOINT and ROLLBACK TO (which
-//     would undo one shard's part only), PREPARE TRANSACTION, COMMIT AND
-//     CHAIN;
+//   - transaction control other than a COMMIT or ROLLBACK alone in its
+//     unit once the transaction has parts on several shards: a COMMIT with
+//     other statements, SAVEPOINT and ROLLBACK TO (which would undo one
+//     shard's part only), PREPARE TRANSACTION, COMMIT AND CHAIN;
 //   - a pinned session (LISTEN, temporary tables, ...), which keeps its
 //     server;
 //   - a cluster without etcd to record decisions (Config.RecordDecision).
