@@ -122,14 +122,8 @@ func TestShardedProxy(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for k, pg := range nodes {
-		name := fmt.Sprintf("n%d", k)
-		if _, err := st.PutNode(ctx, name, ha.NodeRecord{Shard: ha.ShardName(k), Addr: pg.Addr(), State: ha.StateUp}); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := st.CreateShard(ctx, ha.ShardName(k), ha.ShardRecord{Term: 1, Primary: name}); err != nil {
-			t.Fatal(err)
-		}
+	registerShards(t, ctx, st, nodes)
+	for _, pg := range nodes {
 		c, err := pgx.Connect(ctx, pg.ConnString("postgres", "postgres"))
 		if err != nil {
 			t.Fatal(err)

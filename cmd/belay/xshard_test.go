@@ -51,14 +51,8 @@ func TestShardedBankGatewayKill(t *testing.T) {
 	defer cancel()
 	o := bankcheck.Options{Clients: 4, Accounts: 10, Initial: 100, OpTimeout: 5 * time.Second, Sharded: true}
 	direct := make([]*pgx.Conn, len(nodes))
+	registerShards(t, ctx, st, nodes)
 	for k, pg := range nodes {
-		name := fmt.Sprintf("n%d", k)
-		if _, err := st.PutNode(ctx, name, ha.NodeRecord{Shard: ha.ShardName(k), Addr: pg.Addr(), State: ha.StateUp}); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := st.CreateShard(ctx, ha.ShardName(k), ha.ShardRecord{Term: 1, Primary: name}); err != nil {
-			t.Fatal(err)
-		}
 		if direct[k], err = pgx.Connect(ctx, pg.ConnString("postgres", "postgres")); err != nil {
 			t.Fatal(err)
 		}
@@ -142,15 +136,7 @@ func TestShardedBankGatewayKill(t *testing.T) {
 	eventually(t, "30 transfers acknowledged after the last restart", func() bool { return r.AckedBetween(from, time.Now()) >= 30 })
 	stop()
 	<-done
-	eventually(t, "the orchestrator to resolve what the killed gateways left prepared", func() bool {
-		for _, d := range direct {
-			var n int
-			if err := d.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_xacts").Scan(&n); err != nil || n != 0 {
-				return false
-			}
-		}
-		return true
-	})
+	eventually(t, "the orchestrator to resolve what the killed gateways left prepared", func() bool { return nonePrepared(ctx, direct) })
 	res, err := r.CheckShards(ctx, direct, firstKill, o)
 	if err != nil {
 		t.Fatal(err)
@@ -346,15 +332,7 @@ func TestUpShardPrimaryKill(t *testing.T) {
 	for _, d := range primaries {
 		defer d.Close(context.Background())
 	}
-	eventually(t, "nothing left prepared on either shard", func() bool {
-		for _, d := range primaries {
-			var n int
-			if err := d.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_xacts").Scan(&n); err != nil || n != 0 {
-				return false
-			}
-		}
-		return true
-	})
+	eventually(t, "nothing left prepared on either shard", func() bool { return nonePrepared(ctx, primaries) })
 	acked0, acked1 := acked(keys[0]), acked(keys[1])
 	mu.Lock()
 	defer mu.Unlock()
@@ -467,4 +445,30 @@ func TestShardedJDBC(t *testing.T) {
 			t.Fatalf("%s: key %d holds %d (%d left prepared), %v", n.name, keys[i], v, prepared, err)
 		}
 	}
+}
+
+// registerShards puts node k of nodes in st as "nK", the primary of shard
+// K at term 1.
+func registerShards(t *testing.T, ctx context.Context, st *ha.Store, nodes []*pginstance.Instance) {
+	t.Helper()
+	for k, pg := range nodes {
+		name := fmt.Sprintf("n%d", k)
+		if _, err := st.PutNode(ctx, name, ha.NodeRecord{Shard: ha.ShardName(k), Addr: pg.Addr(), State: ha.StateUp}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := st.CreateShard(ctx, ha.ShardName(k), ha.ShardRecord{Term: 1, Primary: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// nonePrepared says no transaction is prepared on any of conns.
+func nonePrepared(ctx context.Context, conns []*pgx.Conn) bool {
+	for _, d := range conns {
+		var n int
+		if err := d.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_xacts").Scan(&n); err != nil || n != 0 {
+			return false
+		}
+	}
+	return true
 }
