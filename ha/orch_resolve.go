@@ -2,10 +2,12 @@ package ha
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/belaydb/belay/twopc"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The resolver of two-phase commits (package twopc), run by the leading
@@ -166,6 +168,12 @@ func (r *Orchestrator) settle(ctx context.Context, p *Node, ptx preparedTx, now 
 	}
 	defer c.Close(context.Background())
 	if _, err := c.Exec(sctx, sql); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "42704" {
+			// Its coordinator finished it since the listing.
+			r.o.Logger.Debug("resolver: a prepared transaction was finished meanwhile", "node", p.Name, "gid", ptx.gid)
+			return
+		}
 		r.o.Logger.Warn("resolver: finishing a prepared transaction", "node", p.Name, "gid", ptx.gid, "err", err)
 		return
 	}
