@@ -2,9 +2,11 @@ package loop
 
 import (
 	"bytes"
+	"encoding/binary"
 	"github.com/belaydb/belay/codec"
 	"github.com/belaydb/belay/codec/sqlstate"
 	"github.com/belaydb/belay/planner"
+	"github.com/belaydb/belay/router"
 	"github.com/belaydb/belay/shard"
 )
 
@@ -29,6 +31,7 @@ import (
 // extGather is the client's unit of a read of several shards in the
 // extended protocol.
 type extGather struct {
+	bind      codec.Bind   // the client's (a copy)
 	parse     bool         // the unit has a Parse: its ParseComplete comes first
 	named     *codec.Parse // that Parse, of a named statement: adopted by the session once gathered
 	describe  bool         // it asks the portal's RowDescription
@@ -45,54 +48,8 @@ func (s *session) gatherableExt(set *shardSet, data []byte) (*extGather, []byte,
 	if s.cl.begin != nil || s.t.pinned || len(set.clusters) < 2 {
 		return nil, nil, nil
 	}
-	var g extGather
-	var sql []byte
-	var bind *codec.Bind
-	execs, synced := 0, false
-	for typ, m := range unitMessages(data) {
-		body := m[5:]
-		switch typ {
-		case codec.MsgParse:
-			p, err := codec.ParseParse(body)
-			if err != nil || g.parse || bind != nil {
-				return nil, nil, nil
-			}
-			g.parse, sql, g.paramOIDs, g.numParams = true, p.Query, p.ParamOIDs, p.NumParams
-			if len(p.Name) != 0 {
-				g.named = &p
-			}
-		case codec.MsgBind:
-			b, err := codec.ParseBind(body)
-			if err != nil || bind != nil || len(b.Portal) != 0 || g.parse && string(b.Statement) != string(parsedName(g.named)) {
-				return nil, nil, nil
-			}
-			bind = &b
-			if !g.parse {
-				p, ok := s.preparedParse(b.Statement)
-				if !ok {
-					return nil, nil, nil
-				}
-				sql, g.paramOIDs, g.numParams = p.Query, p.ParamOIDs, p.NumParams
-			}
-		case codec.MsgDescribe:
-			kind, name, err := codec.ParseDescribe(body)
-			if err != nil || kind != 'P' || len(name) != 0 || bind == nil {
-				return nil, nil, nil
-			}
-			g.describe = true
-		case codec.MsgExecute:
-			portal, maxRows, err := codec.ParseExecute(body)
-			if err != nil || len(portal) != 0 || maxRows != 0 || bind == nil {
-				return nil, nil, nil
-			}
-			execs++
-		case codec.MsgSync:
-			synced = true
-		default:
-			return nil, nil, nil
-		}
-	}
-	if bind == nil || execs != 1 || !synced {
+	g, sql := s.extUnit(data)
+	if g == nil {
 		return nil, nil, nil
 	}
 	plan := s.plan(sql)
@@ -107,17 +64,150 @@ func (s *session) gatherableExt(set *shardSet, data []byte) (*extGather, []byte,
 			return nil, nil, err
 		}
 	}
-	if g.named != nil {
-		if s.ps != nil && s.ps.named[string(g.named.Name)] != nil {
-			return nil, nil, nil // a name in use: the server says so (42P05)
+	if g.named != nil && s.ps != nil && s.ps.named[string(g.named.Name)] != nil {
+		return nil, nil, nil // a name in use: the server says so (42P05)
+	}
+	return g, sql, nil
+}
+
+// extUnit reads the unit starting with data as one execution of one
+// statement in the extended protocol — [Parse] Bind of the unnamed portal
+// [Describe of it] Execute (all rows) Sync — and returns it with the
+// statement's text (the Parse's, or that of the statement prepared before
+// that it binds); nil if it is anything else. What it returns is copied
+// out of data (a view of the client's input buffer).
+func (s *session) extUnit(data []byte) (*extGather, []byte) {
+	var g extGather
+	var sql []byte
+	var bind *codec.Bind
+	execs, synced := 0, false
+	for typ, m := range unitMessages(data) {
+		body := m[5:]
+		switch typ {
+		case codec.MsgParse:
+			p, err := codec.ParseParse(body)
+			if err != nil || g.parse || bind != nil {
+				return nil, nil
+			}
+			g.parse, sql, g.paramOIDs, g.numParams = true, p.Query, p.ParamOIDs, p.NumParams
+			if len(p.Name) != 0 {
+				g.named = &p
+			}
+		case codec.MsgBind:
+			b, err := codec.ParseBind(body)
+			if err != nil || bind != nil || len(b.Portal) != 0 || g.parse && string(b.Statement) != string(parsedName(g.named)) {
+				return nil, nil
+			}
+			bind = &b
+			if !g.parse {
+				p, ok := s.preparedParse(b.Statement)
+				if !ok {
+					return nil, nil
+				}
+				sql, g.paramOIDs, g.numParams = p.Query, p.ParamOIDs, p.NumParams
+			}
+		case codec.MsgDescribe:
+			kind, name, err := codec.ParseDescribe(body)
+			if err != nil || kind != 'P' || len(name) != 0 || bind == nil {
+				return nil, nil
+			}
+			g.describe = true
+		case codec.MsgExecute:
+			portal, maxRows, err := codec.ParseExecute(body)
+			if err != nil || len(portal) != 0 || maxRows != 0 || bind == nil {
+				return nil, nil
+			}
+			execs++
+		case codec.MsgSync:
+			synced = true
+		default:
+			return nil, nil
 		}
-		named := *g.named // copies: the unit's bytes are views of the client's input buffer
+	}
+	if bind == nil || execs != 1 || !synced {
+		return nil, nil
+	}
+	if g.named != nil {
+		named := *g.named
 		named.Name, named.Query, named.ParamOIDs = bytes.Clone(named.Name), bytes.Clone(named.Query), bytes.Clone(named.ParamOIDs)
 		g.named = &named
 	}
-	params, formats := bind.ResultFormats()
-	g.params, g.formats, g.paramOIDs = bytes.Clone(params), formats, bytes.Clone(g.paramOIDs)
-	return &g, bytes.Clone(sql), nil
+	g.bind = codec.Bind{Rest: bytes.Clone(bind.Rest)}
+	params, formats := g.bind.ResultFormats()
+	g.params, g.formats, g.paramOIDs = params, formats, bytes.Clone(g.paramOIDs)
+	return &g, bytes.Clone(sql)
+}
+
+// splitBind is the Bind of part's statement: the client's parameters it
+// takes, in its order, each with its format; rows in text.
+func (g *extGather) splitBind(part planner.SplitPart) []byte {
+	rest := binary.BigEndian.AppendUint16(nil, uint16(len(part.Params)))
+	var vals []byte
+	vals = binary.BigEndian.AppendUint16(vals, uint16(len(part.Params)))
+	for _, n := range part.Params {
+		v, format, null, _ := g.bind.Param(n - 1)
+		rest = binary.BigEndian.AppendUint16(rest, uint16(format))
+		if null {
+			vals = binary.BigEndian.AppendUint32(vals, 0xFFFFFFFF)
+			continue
+		}
+		vals = binary.BigEndian.AppendUint32(vals, uint32(len(v)))
+		vals = append(vals, v...)
+	}
+	rest = append(append(rest, vals...), 0, 0)
+	return codec.AppendBind(nil, codec.Bind{Rest: rest})
+}
+
+// splitParse is the Parse of part's statement, its parameters typed as the
+// client typed them (0: unspecified).
+func (g *extGather) splitParse(part planner.SplitPart) []byte {
+	oids := make([]byte, 0, 4*len(part.Params))
+	for _, n := range part.Params {
+		if n <= g.numParams {
+			oids = append(oids, g.paramOIDs[4*(n-1):4*n]...)
+		} else {
+			oids = binary.BigEndian.AppendUint32(oids, 0)
+		}
+	}
+	return codec.AppendParse(nil, codec.Parse{Query: []byte(part.SQL), ParamOIDs: oids, NumParams: len(part.Params)})
+}
+
+// splitMsgs is what a leg runs for its part of a split INSERT in the
+// extended protocol: BEGIN, the part, PREPARE TRANSACTION gid (three
+// ReadyForQuery).
+func (g *extGather) splitMsgs(part planner.SplitPart, gid string) []byte {
+	b := codec.AppendQuery(nil, "BEGIN")
+	b = append(b, g.splitParse(part)...)
+	b = append(b, g.splitBind(part)...)
+	b = codec.AppendExecute(b, nil, 0)
+	b = codec.AppendSync(b)
+	return codec.AppendQuery(b, "PREPARE TRANSACTION '"+gid+"'")
+}
+
+// splittableExt is splittable for an INSERT in the extended protocol.
+func (s *session) splittableExt(data []byte, t router.ShardTarget) (*spreadOn, error) {
+	g, sql := s.extUnit(data)
+	if g == nil || len(s.plan(sql).Stmts) != 1 {
+		return nil, nil
+	}
+	if g.named != nil && s.ps != nil && s.ps.named[string(g.named.Name)] != nil {
+		return nil, nil
+	}
+	split, err := planner.SplitInsert(string(sql), t.RowShards)
+	if err != nil {
+		return nil, err
+	}
+	return &spreadOn{shards: t.Shards, ext: g, extSQL: sql, extParts: split}, nil
+}
+
+// answer appends the answer to a write's unit: ParseComplete and
+// BindComplete, NoData if it asked for a description, the tag.
+func (g *extGather) answer(b []byte, tag string) []byte {
+	b = g.prefix(b)
+	if g.describe {
+		b = append(b, codec.MsgNoData, 0, 0, 0, 4)
+	}
+	return codec.AppendFrame(b, codec.MsgCommandComplete, append([]byte(tag), 0))
 }
 
 // parsedName is the name p prepares ("" for none or the unnamed).

@@ -446,8 +446,37 @@ func TestSpread(t *testing.T) {
 			t.Fatalf("%d transactions left prepared on %s", n, pg.Addr())
 		}
 	}
-	if tag, err := exec("DELETE FROM kspread WHERE v = 'split'"); err != nil || tag.String() != "DELETE 4" {
-		t.Fatalf("a DELETE of the split INSERT's rows on every shard: %q, %v", tag, err)
+	// The same with parameters, in each of pgx's extended modes: each
+	// shard's part takes its rows' parameters.
+	for i, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
+		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec} {
+		ext := connectMode(t, p.connString("postgres", "postgres"), mode)
+		k0, k1 := int64(1000*(i+1)), int64(1000*(i+1)) // new keys of shards 0 and 1
+		for shard.Int(k0).Shard(2) != 0 {
+			k0++
+		}
+		for shard.Int(k1).Shard(2) != 1 {
+			k1++
+		}
+		tag, err := ext.Exec(ctx, "INSERT INTO kspread (aid, v) VALUES ($1, $2), ($3, $2)", k0, "split", k1)
+		if err != nil || tag.String() != "INSERT 0 2" {
+			t.Fatalf("mode %v: an INSERT of both shards' rows with parameters: %q, %v", mode, tag, err)
+		}
+		if n0, n1 := count(s0, fmt.Sprintf("SELECT count(*) FROM kspread WHERE aid = %d", k0)), count(s1, fmt.Sprintf("SELECT count(*) FROM kspread WHERE aid = %d", k1)); n0 != 1 || n1 != 1 {
+			t.Fatalf("mode %v: the split INSERT's rows on their shards: %d and %d", mode, n0, n1)
+		}
+		if _, err := ext.Exec(ctx, "INSERT INTO kspread (aid, v) VALUES ($1, $2), ($3, $2)", k0+2000, "dup", k1); !errors.As(err, &pe) || pe.Code != "23505" {
+			t.Fatalf("mode %v: a split INSERT with parameters and a duplicate key: %v", mode, err)
+		}
+		ext.Close(ctx)
+	}
+	for _, pg := range servers {
+		if n := count(pg, "SELECT count(*) FROM kspread WHERE v = 'dup'"); n != 0 {
+			t.Fatalf("%d rows of a failed split INSERT on %s", n, pg.Addr())
+		}
+	}
+	if tag, err := exec("DELETE FROM kspread WHERE v = 'split'"); err != nil || tag.String() != "DELETE 12" {
+		t.Fatalf("a DELETE of the split INSERTs' rows on every shard: %q, %v", tag, err)
 	}
 	// The client goes on.
 	var v string

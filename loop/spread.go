@@ -75,9 +75,10 @@ type spread struct {
 	sharded bool
 	// gather: a read of every shard, its rows concatenated (no commit), or
 	// with merge, merged (planner.PlanGather's SQL ran on the shards).
-	gather bool
-	merge  *shard.Merge
-	ext    *extGather // a gather of the extended protocol's (gatherext.go)
+	gather   bool
+	merge    *shard.Merge
+	ext      *extGather                // of the extended protocol (gatherext.go)
+	extParts map[int]planner.SplitPart // its INSERT's parts by shard
 	// commit: the COMMIT of a transaction with parts on several shards
 	// (xshard.go): its legs hold servers in the transaction; the first
 	// phase is the PREPARE TRANSACTION alone.
@@ -132,9 +133,11 @@ type spreadOn struct {
 	gather bool
 	shards []int          // nil: every shard
 	parts  map[int]string // a shard's own statement (none: the unit's)
-	// ext: a read in the extended protocol (gatherext.go), of extSQL.
-	ext    *extGather
-	extSQL []byte
+	// ext: a read in the extended protocol (gatherext.go), of extSQL; or
+	// with extParts, an INSERT in it split by its rows' shards.
+	ext      *extGather
+	extSQL   []byte
+	extParts map[int]planner.SplitPart
 }
 
 func (*spreadOn) Error() string { return "a statement for some shards" }
@@ -157,12 +160,19 @@ func (s *session) splittable(data []byte, t router.ShardTarget) (*spreadOn, erro
 		return nil, nil
 	}
 	q := unitQuery(data)
-	if q == nil || len(s.plan(q).Stmts) != 1 {
+	if q == nil {
+		return s.splittableExt(data, t)
+	}
+	if len(s.plan(q).Stmts) != 1 {
 		return nil, nil
 	}
-	parts, err := planner.SplitInsert(string(q), t.RowShards)
+	split, err := planner.SplitInsert(string(q), t.RowShards)
 	if err != nil {
 		return nil, err
+	}
+	parts := make(map[int]string, len(split))
+	for k, p := range split {
+		parts[k] = p.SQL
 	}
 	return &spreadOn{shards: t.Shards, parts: parts}, nil
 }
@@ -230,7 +240,7 @@ func (s *session) startSpread(set *shardSet, data []byte, on *spreadOn) error {
 		q = on.extSQL
 	}
 	gather := on.gather
-	sp := &spread{s: s, sql: string(q), gather: gather, ext: on.ext}
+	sp := &spread{s: s, sql: string(q), gather: gather, ext: on.ext, extParts: on.extParts}
 	if gather && !s.plan(q).Stmts[0].Concat {
 		g, err := s.p.gathers.plan(q)
 		if err != nil {
@@ -290,8 +300,12 @@ func (l *spreadLeg) ServerReady(sc *poolcore.Server) {
 	sp := l.sp
 	prepare := func() {
 		switch {
+		case sp.extParts != nil:
+			sc.ExecMsgs(sp.ext.splitMsgs(sp.extParts[l.shard], twopc.GID(sp.tx, l.shard)), 3, &l.tags, nil,
+				func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
+			return
 		case sp.ext != nil:
-			sc.ExecRawMsgs(sp.ext.extMsgs(sp.sql, sp.merge != nil), &l.raw, func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
+			sc.ExecMsgs(sp.ext.extMsgs(sp.sql, sp.merge != nil), 1, nil, &l.raw, func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
 			return
 		case sp.gather:
 			sc.ExecRaw(sp.sql, &l.raw, func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
@@ -494,7 +508,11 @@ func (sp *spread) finish() {
 		}
 	case !sp.gather:
 		e, tag := sp.answer()
-		ok = s.answerUnit(s.c, e, tag, 'I')
+		if sp.ext != nil && e == nil {
+			ok = s.replyUnit(s.c, func(b []byte) []byte { return sp.ext.answer(b, tag) }, 'I')
+		} else {
+			ok = s.answerUnit(s.c, e, tag, 'I')
+		}
 	case e != nil:
 		ok = s.answerUnit(s.c, e, "", 'I')
 	case merged != nil:

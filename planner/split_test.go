@@ -2,6 +2,7 @@ package planner
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -24,7 +25,11 @@ func TestSplitInsert(t *testing.T) {
 		t.Fatalf("%d parts, want %d: %v", len(parts), len(want), parts)
 	}
 	rows := map[int]int{0: 2, 1: 1, 2: 1}
-	for k, part := range parts {
+	for k, p := range parts {
+		part := p.SQL
+		if len(p.Params) != 0 {
+			t.Errorf("shard %d: parameters %v of a statement without any", k, p.Params)
+		}
 		tree, err := pg.Parse(part)
 		if err != nil {
 			t.Fatalf("shard %d: %q does not parse: %v", k, part, err)
@@ -64,5 +69,21 @@ func TestSplitInsert(t *testing.T) {
 	}
 	if _, err := SplitInsert("INSERT INTO t (id) VALUES (1), (2)", []int{0}); err == nil {
 		t.Error("rows placed and rows written differ: no error")
+	}
+	// Parameters: each part numbers the client's it uses anew, in order.
+	parts, err = SplitInsert("INSERT INTO t (id, v) VALUES ($1, $2), ($3, 'x'), ($4, $2) ON CONFLICT (id) DO UPDATE SET v = $5", []int{1, 0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[int]struct {
+		params []int
+		sql    string
+	}{
+		0: {[]int{3, 5}, "VALUES ($1, 'x') ON CONFLICT (id) DO UPDATE SET v = $2"},
+		1: {[]int{1, 2, 4, 5}, "VALUES ($1, $2), ($3, $2) ON CONFLICT (id) DO UPDATE SET v = $4"},
+	} {
+		if p := parts[k]; !slices.Equal(p.Params, want.params) || !strings.Contains(p.SQL, want.sql) {
+			t.Errorf("shard %d: %q with parameters %v, want %q and %v", k, p.SQL, p.Params, want.sql, want.params)
+		}
 	}
 }

@@ -451,13 +451,16 @@ func (sc *Server) ExecRaw(sql string, r *RawResult, then func(sc *Server, err *P
 	sc.raw = r
 }
 
-// ExecRawMsgs is ExecRaw of extended-protocol messages of belay's own
-// (Parse, Bind, Describe, Execute of the unnamed statement and portal),
-// ending with one Sync: msgs, which the call copies. On the loop.
-func (sc *Server) ExecRawMsgs(msgs []byte, r *RawResult, then func(sc *Server, err *PgError)) {
-	sc.Unnamed = nil // belay's Parse replaces the unnamed statement
+// ExecMsgs runs protocol messages of belay's own, msgs (which the call
+// copies), that end in rfqs ReadyForQuery: simple Queries, and extended
+// ones of the unnamed statement and portal each ending with a Sync. It
+// keeps the CommandComplete tags in tags and the result in r (each if
+// not nil), and calls then once all is in, with the first error. On the
+// loop.
+func (sc *Server) ExecMsgs(msgs []byte, rfqs int, tags *[]string, r *RawResult, then func(sc *Server, err *PgError)) {
+	sc.Unnamed = nil // belay's Parse, or Query, replaces the unnamed statement
 	sc.execute(append(sc.loop.Scratch(), msgs...), nil, then)
-	sc.raw = r
+	sc.pendingRFQ, sc.tags, sc.raw = rfqs, tags, r
 }
 
 // execute writes belay's own messages, buf (the loop's scratch), which end

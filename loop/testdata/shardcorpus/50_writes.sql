@@ -234,6 +234,18 @@ SELECT count(*) FROM customers WHERE id BETWEEN 140 AND 159;
 -- refused
 INSERT INTO events (id, kind, weight) VALUES (149, 'split', 1), (154, 'split', 1) RETURNING id;
 
+-- must
+-- params: 150 | ext | 154
+INSERT INTO events (id, kind, weight) VALUES ($1, $2, 1), ($3, $2, 2);
+
+-- must
+-- params: 148 | 140 | ext
+-- error 23505
+INSERT INTO events (id, kind, weight) VALUES ($1, $3, 1), ($2, $3, 1);
+
+-- must
+SELECT id, kind, weight FROM events WHERE kind = 'ext';
+
 -- construct: write by key list spanning shards
 -- must
 UPDATE events SET weight = weight * 10 WHERE id IN (140, 142, 159);
