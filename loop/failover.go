@@ -126,8 +126,12 @@ func (s *session) routeCluster(c gnet.Conn, data []byte) (gnet.Action, routeNext
 			if on == nil {
 				on = &spreadOn{gather: errors.Is(err, errGather)}
 			}
-			if serr := s.startSpread(set, data, on); serr == nil {
+			serr := s.startSpread(set, data, on)
+			if serr == nil {
 				return s.boundWaiting(c), routeStop // answered when every shard settled (spread.go)
+			}
+			if errors.As(serr, &refused) {
+				return s.answerRouted(c, codec.ErrorResponse{Severity: "ERROR", Code: refused.Code, Message: refused.Message})
 			}
 		}
 		return s.answerRouted(c, codec.ErrorResponse{Severity: "ERROR", Code: errScatter.Code, Message: errScatter.Message})

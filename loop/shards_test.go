@@ -610,6 +610,22 @@ func TestSpread(t *testing.T) {
 		if fmt.Sprint(got) != "[30 29 28]" {
 			t.Fatalf("mode %v: ORDER BY LIMIT over every shard: %v, %v", mode, got, rows.Err())
 		}
+		rows, err = ext.Query(ctx, "SELECT aid FROM kspread ORDER BY aid DESC LIMIT $1 OFFSET $2", 3, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for rows.Next() {
+			var a int64
+			_ = rows.Scan(&a)
+			got = append(got, fmt.Sprint(a))
+		}
+		if fmt.Sprint(got) != "[29 28 27]" {
+			t.Fatalf("mode %v: ORDER BY LIMIT $1 OFFSET $2 over every shard: %v, %v", mode, got, rows.Err())
+		}
+		if _, err := ext.Exec(ctx, "SELECT aid FROM kspread ORDER BY aid LIMIT $1", -1); !errors.As(err, &pe) || pe.Code != "2201W" {
+			t.Fatalf("mode %v: a negative LIMIT $1 over every shard: %v", mode, err)
+		}
 		if err := ext.QueryRow(ctx, "SELECT string_agg(v, ',') FROM kspread").Scan(&v); !errors.As(err, &pe) || pe.Code != "0A000" {
 			t.Fatalf("mode %v: a read of every shard belay does not merge: %v", mode, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"iter"
 	"slices"
 	"strconv"
@@ -177,6 +178,33 @@ func (s *session) splittable(data []byte, t router.ShardTarget) (*spreadOn, erro
 	return &spreadOn{shards: t.Shards, parts: parts}, nil
 }
 
+// boundLimits is g's merge with its LIMIT and OFFSET given by the
+// parameters ext binds.
+func boundLimits(g *planner.Gather, ext *extGather) (*shard.Merge, error) {
+	if ext == nil {
+		return nil, errScatter // a simple Query has no parameters
+	}
+	m := g.Merge // a copy: the plan is every client's
+	for _, p := range []struct {
+		n      int
+		to     *int64
+		offset bool
+	}{{g.LimitParam, &m.Limit, false}, {g.OffsetParam, &m.Offset, true}} {
+		if p.n == 0 {
+			continue
+		}
+		v, format, null, ok := ext.bind.Param(p.n - 1)
+		if !ok {
+			return nil, &shard.Error{Code: sqlstate.ProtocolViolation, Message: fmt.Sprintf("bind message supplies fewer parameters than LIMIT/OFFSET $%d needs", p.n)}
+		}
+		var err error
+		if *p.to, err = planner.ParamLimit(v, format == 1, null, p.offset); err != nil {
+			return nil, err
+		}
+	}
+	return &m, nil
+}
+
 // spreadable says whether the unit starting with data is one statement
 // that spread runs: a simple Query of one DDL statement or write to a
 // reference table, outside any transaction. A reference table's write
@@ -247,6 +275,11 @@ func (s *session) startSpread(set *shardSet, data []byte, on *spreadOn) error {
 			return err
 		}
 		sp.sql, sp.merge = g.SQL, &g.Merge
+		if g.LimitParam != 0 || g.OffsetParam != 0 {
+			if sp.merge, err = boundLimits(g, on.ext); err != nil {
+				return err
+			}
+		}
 	}
 	if st := s.plan(q).Stmts[0]; st.Target != "" {
 		if t, ok := router.LookupTable(set.schema, st.Target); ok && t.Kind == shard.Sharded {

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/belaydb/belay/codec/sqlstate"
@@ -16,6 +17,10 @@ import (
 type Gather struct {
 	SQL   string
 	Merge shard.Merge
+	// LimitParam and OffsetParam are the parameters (from 1; 0: none)
+	// that give the LIMIT and OFFSET: the caller sets Merge's Limit and
+	// Offset from their bound values (ParamLimit).
+	LimitParam, OffsetParam int
 }
 
 // PlanGather plans a scatter-gather of the one SELECT of sql (uncached:
@@ -50,7 +55,43 @@ func PlanGather(sql string) (*Gather, error) {
 	if err != nil {
 		return nil, refuse("a SELECT belay cannot rewrite for the shards (%v)", err)
 	}
-	return &Gather{SQL: out, Merge: g.m}, nil
+	return &Gather{SQL: out, Merge: g.m, LimitParam: g.limitParam, OffsetParam: g.offsetParam}, nil
+}
+
+// ParamLimit is a LIMIT's or OFFSET's bound parameter as the merge takes
+// it: v (text, or binary with binary), null meaning none (-1 for a LIMIT,
+// 0 for an OFFSET, as PostgreSQL reads LIMIT NULL); a negative one is
+// PostgreSQL's error (2201W, 2201X).
+func ParamLimit(v []byte, binary, null, offset bool) (int64, error) {
+	switch {
+	case null && offset:
+		return 0, nil
+	case null:
+		return -1, nil
+	}
+	var n int64
+	var err error
+	if binary {
+		switch len(v) {
+		case 8:
+			n = int64(uint64(v[0])<<56 | uint64(v[1])<<48 | uint64(v[2])<<40 | uint64(v[3])<<32 | uint64(v[4])<<24 | uint64(v[5])<<16 | uint64(v[6])<<8 | uint64(v[7]))
+		case 4:
+			n = int64(int32(uint32(v[0])<<24 | uint32(v[1])<<16 | uint32(v[2])<<8 | uint32(v[3])))
+		default:
+			err = fmt.Errorf("a binary LIMIT of %d bytes", len(v))
+		}
+	} else {
+		n, err = strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
+	}
+	switch {
+	case err != nil:
+		return 0, &shard.Error{Code: sqlstate.InvalidTextRepresentation, Message: fmt.Sprintf("invalid input syntax for type bigint: %q", v)}
+	case n < 0 && offset:
+		return 0, &shard.Error{Code: sqlstate.InvalidRowCountInResultOffsetClause, Message: "OFFSET must not be negative"}
+	case n < 0:
+		return 0, &shard.Error{Code: sqlstate.InvalidRowCountInLimitClause, Message: "LIMIT must not be negative"}
+	}
+	return n, nil
 }
 
 func refuse(format string, args ...any) error {
@@ -59,11 +100,13 @@ func refuse(format string, args ...any) error {
 
 // gatherer rewrites one SELECT (s, a copy) and builds its Merge.
 type gatherer struct {
-	s       *pg.SelectStmt
-	m       shard.Merge
-	targets []*pg.Node // the shard's select list
-	aggs    []shard.Agg
-	grouped bool
+	s *pg.SelectStmt
+	m shard.Merge
+	// limitParam, offsetParam: LIMIT $n, OFFSET $n (Gather's).
+	limitParam, offsetParam int
+	targets                 []*pg.Node // the shard's select list
+	aggs                    []shard.Agg
+	grouped                 bool
 	// keys maps an expression's exprKey to its shard column, for the
 	// client's columns and hidden ones alike.
 	keys map[string]int
@@ -102,10 +145,14 @@ func (g *gatherer) plan() error {
 	g.m.Distinct = len(s.DistinctClause) > 0
 	g.m.Limit, g.m.Offset = -1, 0
 	var err error
-	if g.m.Limit, err = constant(s.LimitCount, "LIMIT", -1); err != nil {
+	if p := s.LimitCount.GetParamRef(); p != nil {
+		g.limitParam = int(p.Number)
+	} else if g.m.Limit, err = constant(s.LimitCount, "LIMIT", -1); err != nil {
 		return err
 	}
-	if g.m.Offset, err = constant(s.LimitOffset, "OFFSET", 0); err != nil {
+	if p := s.LimitOffset.GetParamRef(); p != nil {
+		g.offsetParam = int(p.Number)
+	} else if g.m.Offset, err = constant(s.LimitOffset, "OFFSET", 0); err != nil {
 		return err
 	}
 	g.grouped = len(s.GroupClause) > 0 || s.HavingClause != nil
@@ -148,14 +195,40 @@ func (g *gatherer) plan() error {
 	}
 	s.TargetList = g.targets
 	s.HavingClause = nil
-	if g.grouped || g.m.Distinct {
+	switch {
+	case g.grouped || g.m.Distinct:
 		s.SortClause, s.LimitCount, s.LimitOffset = nil, nil, nil
-	} else if g.m.Limit >= 0 {
+	case g.limitParam != 0 || g.offsetParam != 0:
+		// Each shard returns the first LIMIT + OFFSET rows of its own:
+		// $l::int8 + $o::int8 (NULL for LIMIT NULL: all of them).
+		if g.limitParam != 0 || g.m.Limit >= 0 {
+			s.LimitCount = plus(limitTerm(g.limitParam, g.m.Limit), limitTerm(g.offsetParam, g.m.Offset))
+		}
+		s.LimitOffset = nil
+	case g.m.Limit >= 0:
 		s.LimitCount, s.LimitOffset = intConst(g.m.Limit+g.m.Offset), nil
-	} else {
+	default:
 		s.LimitOffset = nil
 	}
 	return nil
+}
+
+// limitTerm is parameter n cast to bigint, or the constant v without one.
+func limitTerm(n int, v int64) *pg.Node {
+	if n == 0 {
+		return intConst(v)
+	}
+	return &pg.Node{Node: &pg.Node_TypeCast{TypeCast: &pg.TypeCast{
+		Arg:      &pg.Node{Node: &pg.Node_ParamRef{ParamRef: &pg.ParamRef{Number: int32(n), Location: -1}}},
+		TypeName: &pg.TypeName{Names: []*pg.Node{pg.MakeStrNode("pg_catalog"), pg.MakeStrNode("int8")}, Typemod: -1, Location: -1},
+		Location: -1,
+	}}}
+}
+
+// plus is a + b.
+func plus(a, b *pg.Node) *pg.Node {
+	return &pg.Node{Node: &pg.Node_AExpr{AExpr: &pg.A_Expr{Kind: pg.A_Expr_Kind_AEXPR_OP,
+		Name: []*pg.Node{pg.MakeStrNode("+")}, Lexpr: a, Rexpr: b, Location: -1}}}
 }
 
 // constant reads a LIMIT or OFFSET: an integer constant, or NULL / ALL

@@ -279,6 +279,17 @@ SELECT id, name FROM customers WHERE tier > $1 ORDER BY id DESC LIMIT 3;
 -- params: 1
 SELECT DISTINCT region FROM customers WHERE tier >= $1;
 
--- refused
+-- must
+-- ordered
 -- params: 3
+SELECT id FROM customers ORDER BY id LIMIT $1;
+
+-- must
+-- ordered
+-- params: 2 | 1
+SELECT id, name FROM customers WHERE tier >= 1 ORDER BY id DESC LIMIT $1 OFFSET $2;
+
+-- must
+-- params: -1
+-- error 2201W
 SELECT id FROM customers ORDER BY id LIMIT $1;
