@@ -252,7 +252,12 @@ func checkUpFailover(t *testing.T, u *upRun, dir string) {
 	}
 	var wrote time.Duration
 	var tries []string // each failed attempt: when, and why
-	for wrote == 0 {
+	// Each attempt writes a value of its own: one whose outcome was not
+	// known (08007, a lost connection) may have committed too, and one
+	// told it failed must not have.
+	var acked int
+	var failed []int
+	for n := 8000; wrote == 0; n++ {
 		if ctx.Err() != nil {
 			t.Fatalf("no write through belay within 2 minutes of the primary's kill; attempts: %q", tries)
 		}
@@ -260,13 +265,17 @@ func checkUpFailover(t *testing.T, u *upRun, dir string) {
 		actx, acancel := context.WithTimeout(ctx, 15*time.Second)
 		c, err := pgx.ConnectConfig(actx, cfg)
 		if err == nil {
-			_, err = c.Exec(actx, "INSERT INTO kept VALUES (8)")
+			_, err = c.Exec(actx, "INSERT INTO kept VALUES ($1)", n)
 			c.Close(ctx)
 		}
 		acancel()
 		if err == nil {
-			wrote = time.Since(killed)
+			wrote, acked = time.Since(killed), n
 			break
+		}
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && !strings.HasPrefix(pe.Code, "08") && !strings.HasPrefix(pe.Code, "57P") {
+			failed = append(failed, n)
 		}
 		if len(tries) < 20 {
 			tries = append(tries, fmt.Sprintf("%v: %v", time.Since(killed).Round(time.Millisecond), err))
@@ -303,7 +312,11 @@ func checkUpFailover(t *testing.T, u *upRun, dir string) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("kill -9 of the primary under belay up: a write through belay succeeded %v after it; then %s", wrote.Round(time.Millisecond), state)
-	waitForRow(t, ctx, u.nodes[0], "SELECT count(*) FROM kept WHERE x = 8", 1) // pg0 replays the new primary's WAL
+	waitForRow(t, ctx, u.nodes[0], fmt.Sprintf("SELECT count(*) FROM kept WHERE x = %d", acked), 1) // pg0 replays the new primary's WAL
+	for _, n := range failed {
+		waitForRow(t, ctx, u.nodes[0], fmt.Sprintf("SELECT count(*) FROM kept WHERE x = %d", n), 0) // told it failed: not there
+	}
+	t.Logf("the attempts that failed before: %q", tries)
 }
 
 // checkUpCluster checks what belay up said it started: three PostgreSQL
