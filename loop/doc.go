@@ -120,19 +120,22 @@
 // passes Config.MaxBufferedBytes the connection feeding it is parked
 // (internal/gnetx) and resumed once the buffer drains below a quarter of that.
 //
-// # Shards (shards.go)
+// # Shards (shards.go, spread.go, gatherext.go, xshard.go)
 //
 // A topology with a sharding schema is served as one cluster per shard
 // (each its own view, term and failover hold; one health checker): at the
 // start of a unit the session asks router.Shards where its statement runs
 // and moves to that shard's cluster (a clusterState per shard), then the
-// cluster routes as for one shard. A transaction stays on its shard: a
-// statement of another ends the client (heldShard, FATAL 0A000) before
-// anything reaches a server. One statement for every shard (DDL, a
-// reference table's write, an UPDATE or DELETE without a key), alone in a
-// simple Query outside a transaction, runs on every shard's primary with
-// a two-phase commit (spread.go: a poolcore client per shard, the
-// decision recorded off the loop); a read of several shards is refused.
+// cluster routes as for one shard. A statement for several shards, alone
+// in its unit outside a transaction, runs as a spread (spread.go: a
+// poolcore client per shard): DDL, a reference table's write, an UPDATE
+// or DELETE without a key, an INSERT split by its rows' shards, each
+// shard's part prepared and committed in two phases, the decision
+// recorded off the loop; a read of several shards is gathered and merged,
+// in the simple or the extended protocol (gatherext.go). A transaction
+// reaches other shards by setting its server aside (xshard.go: its parts,
+// committed in two phases at its COMMIT); what belay cannot run on the
+// right shards is refused with 0A000 before anything reaches a server.
 //
 // # Failover (failover.go, syncrep.go)
 //
