@@ -8,6 +8,7 @@ import (
 	"github.com/belaydb/belay/planner"
 	"github.com/belaydb/belay/router"
 	"github.com/belaydb/belay/shard"
+	"slices"
 )
 
 // Reads of several shards in the extended protocol (issue J). A unit of
@@ -198,6 +199,41 @@ func (s *session) splittableExt(data []byte, t router.ShardTarget) (*spreadOn, e
 		return nil, err
 	}
 	return &spreadOn{shards: t.Shards, ext: g, extSQL: sql, extParts: split}, nil
+}
+
+// spreadableExt is spreadable for a statement executed in the extended
+// protocol: the same statement, with all the client's parameters, on each
+// of t's shards (every shard when it names none), as a split INSERT's
+// parts run.
+func (s *session) spreadableExt(set *shardSet, data []byte, t router.ShardTarget) (*spreadOn, error) {
+	if s.p.cfg.RecordDecision == nil || s.cl.begin != nil || s.t.pinned {
+		return nil, nil
+	}
+	g, sql := s.extUnit(data)
+	if g == nil || g.named != nil && s.ps != nil && s.ps.named[string(g.named.Name)] != nil {
+		return nil, nil
+	}
+	if ok, err := s.spreadableSQL(set, sql); !ok || err != nil {
+		return nil, err
+	}
+	all := planner.SplitPart{SQL: string(sql)}
+	for i := 1; ; i++ {
+		if _, _, _, ok := g.bind.Param(i - 1); !ok {
+			break
+		}
+		all.Params = append(all.Params, i)
+	}
+	shards := t.Shards
+	if len(shards) == 0 || len(shards) >= len(set.clusters) {
+		shards = nil
+	}
+	parts := map[int]planner.SplitPart{}
+	for k := range set.clusters {
+		if shards == nil || slices.Contains(shards, k) {
+			parts[k] = all
+		}
+	}
+	return &spreadOn{shards: shards, ext: g, extSQL: sql, extParts: parts}, nil
 }
 
 // answer appends the answer to a write's unit: ParseComplete and

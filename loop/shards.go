@@ -159,6 +159,11 @@ func (s *session) unitShard(set *shardSet, data []byte) (int, error) {
 		} else if ok {
 			return -1, spreadOnSome(set, t, errSpread) // the same statement on its shards (spread.go)
 		}
+		if on, err := s.spreadableExt(set, data, t); err != nil {
+			return -1, err
+		} else if on != nil {
+			return -1, on // the same in the extended protocol (gatherext.go)
+		}
 	} else if split, err := s.splittable(data, t); err != nil {
 		return -1, err
 	} else if split != nil {

@@ -634,4 +634,32 @@ func TestSpread(t *testing.T) {
 		}
 		ext.Close(ctx)
 	}
+	// Writes of every shard with parameters: the same statement on each,
+	// in two phases.
+	ext := connect(t, p.connString("postgres", "postgres"))
+	for _, w := range []struct {
+		sql  string
+		args []any
+		tag  string
+	}{
+		{"UPDATE kspread SET v = $1 WHERE aid > $2", []any{"ext", 0}, "UPDATE 30"},
+		{"UPDATE kspread SET v = $1 WHERE v = $2", []any{"all", "ext"}, "UPDATE 30"},
+		{"INSERT INTO kref VALUES ($1)", []any{9}, "INSERT 0 1"},
+	} {
+		if tag, err := ext.Exec(ctx, w.sql, w.args...); err != nil || tag.String() != w.tag {
+			t.Fatalf("%s with parameters on every shard: %q, %v", w.sql, tag, err)
+		}
+	}
+	for _, pg := range servers {
+		if n := count(pg, "SELECT count(*) FROM kref WHERE id = 9"); n != 1 {
+			t.Fatalf("kref's copy on %s has %d rows of 9", pg.Addr(), n)
+		}
+		if n := count(pg, "SELECT count(*) FROM kspread WHERE v <> 'all'"); n != 0 {
+			t.Fatalf("%d rows of kspread on %s not updated back", n, pg.Addr())
+		}
+	}
+	if _, err := ext.Exec(ctx, "UPDATE kspread SET v = $1 RETURNING aid", "r"); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("an UPDATE of every shard returning rows, with parameters: %v", err)
+	}
+	ext.Close(ctx)
 }

@@ -217,6 +217,12 @@ func (s *session) spreadable(set *shardSet, data []byte) (bool, error) {
 	if q == nil {
 		return false, nil
 	}
+	return s.spreadableSQL(set, q)
+}
+
+// spreadableSQL says whether q is one statement spread runs on every
+// shard (spreadable's rule, whatever the protocol).
+func (s *session) spreadableSQL(set *shardSet, q []byte) (bool, error) {
 	plan := s.plan(q)
 	if len(plan.Stmts) != 1 || len(set.clusters) < 2 {
 		return false, nil

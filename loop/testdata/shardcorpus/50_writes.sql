@@ -30,6 +30,7 @@ UPDATE customers c SET joined = '2022-12-31' FROM regions r WHERE r.code = c.reg
 
 UPDATE customers SET tier = tier + 1 WHERE tier = 1 RETURNING id, tier;
 
+-- must
 -- params: paid
 UPDATE orders SET qty = qty WHERE status = $1;
 
@@ -87,6 +88,7 @@ DELETE FROM regions WHERE code = 'zz';
 
 INSERT INTO products (id, name, price) VALUES (12, 'lever', 4.00) RETURNING id, name;
 
+-- must
 -- params: 13 | mallet
 INSERT INTO products (id, name, price) VALUES ($1, $2, 9.00);
 
