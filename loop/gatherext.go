@@ -296,9 +296,9 @@ func (g *extGather) extMsgs(sql string, merge bool) []byte {
 	if merge {
 		rest = append(rest, 0, 0) // every column in text
 	} else {
-		rest = append(rest, byte(len(g.formats)>>8), byte(len(g.formats)))
+		rest = binary.BigEndian.AppendUint16(rest, uint16(len(g.formats)))
 		for _, f := range g.formats {
-			rest = append(rest, byte(uint16(f)>>8), byte(f))
+			rest = binary.BigEndian.AppendUint16(rest, uint16(f))
 		}
 	}
 	b = codec.AppendBind(b, codec.Bind{Rest: rest})

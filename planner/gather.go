@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -59,10 +60,10 @@ func PlanGather(sql string) (*Gather, error) {
 }
 
 // ParamLimit is a LIMIT's or OFFSET's bound parameter as the merge takes
-// it: v (text, or binary with binary), null meaning none (-1 for a LIMIT,
+// it: v (text, or binary with bin), null meaning none (-1 for a LIMIT,
 // 0 for an OFFSET, as PostgreSQL reads LIMIT NULL); a negative one is
 // PostgreSQL's error (2201W, 2201X).
-func ParamLimit(v []byte, binary, null, offset bool) (int64, error) {
+func ParamLimit(v []byte, bin, null, offset bool) (int64, error) {
 	switch {
 	case null && offset:
 		return 0, nil
@@ -71,12 +72,14 @@ func ParamLimit(v []byte, binary, null, offset bool) (int64, error) {
 	}
 	var n int64
 	var err error
-	if binary {
+	if bin {
 		switch len(v) {
 		case 8:
-			n = int64(uint64(v[0])<<56 | uint64(v[1])<<48 | uint64(v[2])<<40 | uint64(v[3])<<32 | uint64(v[4])<<24 | uint64(v[5])<<16 | uint64(v[6])<<8 | uint64(v[7]))
+			n = int64(binary.BigEndian.Uint64(v))
 		case 4:
-			n = int64(int32(uint32(v[0])<<24 | uint32(v[1])<<16 | uint32(v[2])<<8 | uint32(v[3])))
+			n = int64(int32(binary.BigEndian.Uint32(v)))
+		case 2:
+			n = int64(int16(binary.BigEndian.Uint16(v)))
 		default:
 			err = fmt.Errorf("a binary LIMIT of %d bytes", len(v))
 		}

@@ -18,21 +18,22 @@ import (
 func EncodeBinary(typ uint32, text []byte) ([]byte, error) {
 	s := string(text)
 	switch typ {
-	case oidInt2, oidInt4, oidInt8, oidOID:
-		bits := map[uint32]int{oidInt2: 16, oidInt4: 32, oidInt8: 64, oidOID: 64}[typ]
-		v, err := strconv.ParseInt(s, 10, bits)
-		if err != nil {
-			break
-		}
-		switch typ {
-		case oidInt2:
+	case oidInt2:
+		if v, err := strconv.ParseInt(s, 10, 16); err == nil {
 			return binary.BigEndian.AppendUint16(nil, uint16(v)), nil
-		case oidInt4:
-			return binary.BigEndian.AppendUint32(nil, uint32(v)), nil
-		case oidOID:
+		}
+	case oidInt4:
+		if v, err := strconv.ParseInt(s, 10, 32); err == nil {
 			return binary.BigEndian.AppendUint32(nil, uint32(v)), nil
 		}
-		return binary.BigEndian.AppendUint64(nil, uint64(v)), nil
+	case oidOID:
+		if v, err := strconv.ParseUint(s, 10, 32); err == nil {
+			return binary.BigEndian.AppendUint32(nil, uint32(v)), nil
+		}
+	case oidInt8:
+		if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return binary.BigEndian.AppendUint64(nil, uint64(v)), nil
+		}
 	case oidFloat4, oidFloat8:
 		f, err := strconv.ParseFloat(strings.Replace(s, "Infinity", "Inf", 1), 64)
 		if err != nil {
@@ -46,8 +47,11 @@ func EncodeBinary(typ uint32, text []byte) ([]byte, error) {
 		}
 		return binary.BigEndian.AppendUint64(nil, math.Float64bits(f)), nil
 	case oidBool:
-		if s == "t" || s == "f" {
-			return []byte{map[bool]byte{true: 1, false: 0}[s == "t"]}, nil
+		switch s {
+		case "t":
+			return []byte{1}, nil
+		case "f":
+			return []byte{0}, nil
 		}
 	case oidText, oidVarchar, oidBpchar, oidName, oidJSON:
 		return text, nil
