@@ -65,9 +65,6 @@ func (s *session) gatherableExt(set *shardSet, data []byte) (*extGather, []byte,
 			return nil, nil, err
 		}
 	}
-	if g.named != nil && s.ps != nil && s.ps.named[string(g.named.Name)] != nil {
-		return nil, nil, nil // a name in use: the server says so (42P05)
-	}
 	return g, sql, nil
 }
 
@@ -75,7 +72,9 @@ func (s *session) gatherableExt(set *shardSet, data []byte) (*extGather, []byte,
 // statement in the extended protocol — [Parse] Bind of the unnamed portal
 // [Describe of it] Execute (all rows) Sync — and returns it with the
 // statement's text (the Parse's, or that of the statement prepared before
-// that it binds); nil if it is anything else. What it returns is copied
+// that it binds); nil if it is anything else, or if its Parse names a
+// statement the client has already (the server answers 42P05). What it
+// returns is copied
 // out of data (a view of the client's input buffer).
 func (s *session) extUnit(data []byte) (*extGather, []byte) {
 	var g extGather
@@ -127,6 +126,9 @@ func (s *session) extUnit(data []byte) (*extGather, []byte) {
 	}
 	if bind == nil || execs != 1 || !synced {
 		return nil, nil
+	}
+	if g.named != nil && s.ps != nil && s.ps.named[string(g.named.Name)] != nil {
+		return nil, nil // a name in use: the server says so (42P05)
 	}
 	if g.named != nil {
 		named := *g.named
@@ -191,9 +193,6 @@ func (s *session) splittableExt(data []byte, t router.ShardTarget) (*spreadOn, e
 	if g == nil || len(s.plan(sql).Stmts) != 1 {
 		return nil, nil
 	}
-	if g.named != nil && s.ps != nil && s.ps.named[string(g.named.Name)] != nil {
-		return nil, nil
-	}
 	split, err := planner.SplitInsert(string(sql), t.RowShards)
 	if err != nil {
 		return nil, err
@@ -210,7 +209,7 @@ func (s *session) spreadableExt(set *shardSet, data []byte, t router.ShardTarget
 		return nil, nil
 	}
 	g, sql := s.extUnit(data)
-	if g == nil || g.named != nil && s.ps != nil && s.ps.named[string(g.named.Name)] != nil {
+	if g == nil {
 		return nil, nil
 	}
 	if ok, err := s.spreadableSQL(set, sql); !ok || err != nil {
