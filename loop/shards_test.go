@@ -538,20 +538,20 @@ func TestSpread(t *testing.T) {
 	if err := rows.Err(); err != nil || strings.Join(groups, ";") != "0 10 165;2 10 155" || rows.CommandTag().String() != "SELECT 2" {
 		t.Fatalf("GROUP BY, HAVING, ORDER BY, LIMIT over every shard: %q, tag %q, %v", groups, rows.CommandTag(), err)
 	}
-	var top []int64
-	rows, err = c.Query(ctx, "SELECT aid FROM kspread ORDER BY aid DESC LIMIT 3 OFFSET 1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var a int64
-		if err := rows.Scan(&a); err != nil {
+	aids := func(c *pgx.Conn, sql string, args ...any) string {
+		t.Helper()
+		rows, err := c.Query(ctx, sql, args...)
+		if err != nil {
 			t.Fatal(err)
 		}
-		top = append(top, a)
+		got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return fmt.Sprint(got)
 	}
-	if fmt.Sprint(top) != "[29 28 27]" {
-		t.Fatalf("ORDER BY aid DESC LIMIT 3 OFFSET 1 over every shard: %v, %v", top, rows.Err())
+	if top := aids(c, "SELECT aid FROM kspread ORDER BY aid DESC LIMIT 3 OFFSET 1"); top != "[29 28 27]" {
+		t.Fatalf("ORDER BY aid DESC LIMIT 3 OFFSET 1 over every shard: %v", top)
 	}
 	if err := c.QueryRow(ctx, "SELECT v FROM kspread ORDER BY v LIMIT 1").Scan(&v); !errors.As(err, &pe) || pe.Code != "0A000" {
 		t.Fatalf("ORDER BY text over every shard (its collation's order): %v", err)
@@ -597,31 +597,11 @@ func TestSpread(t *testing.T) {
 		if fmt.Sprint(got) != "[0:10 1:10 2:10]" {
 			t.Fatalf("mode %v: GROUP BY over every shard: %v, %v", mode, got, rows.Err())
 		}
-		rows, err = ext.Query(ctx, "SELECT aid FROM kspread WHERE aid < $1 ORDER BY aid DESC LIMIT 3", 31)
-		if err != nil {
-			t.Fatal(err)
+		if top := aids(ext, "SELECT aid FROM kspread WHERE aid < $1 ORDER BY aid DESC LIMIT 3", 31); top != "[30 29 28]" {
+			t.Fatalf("mode %v: ORDER BY LIMIT over every shard: %v", mode, top)
 		}
-		got = got[:0]
-		for rows.Next() {
-			var a int64
-			_ = rows.Scan(&a)
-			got = append(got, fmt.Sprint(a))
-		}
-		if fmt.Sprint(got) != "[30 29 28]" {
-			t.Fatalf("mode %v: ORDER BY LIMIT over every shard: %v, %v", mode, got, rows.Err())
-		}
-		rows, err = ext.Query(ctx, "SELECT aid FROM kspread ORDER BY aid DESC LIMIT $1 OFFSET $2", 3, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = got[:0]
-		for rows.Next() {
-			var a int64
-			_ = rows.Scan(&a)
-			got = append(got, fmt.Sprint(a))
-		}
-		if fmt.Sprint(got) != "[29 28 27]" {
-			t.Fatalf("mode %v: ORDER BY LIMIT $1 OFFSET $2 over every shard: %v, %v", mode, got, rows.Err())
+		if top := aids(ext, "SELECT aid FROM kspread ORDER BY aid DESC LIMIT $1 OFFSET $2", 3, 1); top != "[29 28 27]" {
+			t.Fatalf("mode %v: ORDER BY LIMIT $1 OFFSET $2 over every shard: %v", mode, top)
 		}
 		if _, err := ext.Exec(ctx, "SELECT aid FROM kspread ORDER BY aid LIMIT $1", -1); !errors.As(err, &pe) || pe.Code != "2201W" {
 			t.Fatalf("mode %v: a negative LIMIT $1 over every shard: %v", mode, err)

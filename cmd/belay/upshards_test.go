@@ -158,14 +158,7 @@ func TestUpShards(t *testing.T) {
 		top.Shard("0").Primary != "s0pg0" || top.Shard("1").Primary != "s1pg0" {
 		t.Fatalf("the topology in etcd: %+v, %v", top, err)
 	}
-	shardCLI := func(args ...string) {
-		t.Helper()
-		out, err := exec.Command(bin, append([]string{"shard", "--etcd", u.etcd}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("belay shard %v: %v\n%s", args, err, out)
-		}
-	}
-	shardCLI("table", "accounts", "aid", "bigint")
+	shardCLI(t, bin, u.etcd, "table", "accounts", "aid", "bigint")
 	c, err := pgx.Connect(ctx, u.url)
 	if err != nil {
 		t.Fatal(err)
@@ -279,4 +272,14 @@ func keysOfShard(rows, n, k int) []int64 {
 		}
 	}
 	return keys
+}
+
+// shardCLI runs `belay shard --etcd etcd args...` and fails the test if
+// it fails.
+func shardCLI(t *testing.T, bin, etcd string, args ...string) {
+	t.Helper()
+	out, err := exec.Command(bin, append([]string{"shard", "--etcd", etcd}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("belay shard %v: %v\n%s", args, err, out)
+	}
 }

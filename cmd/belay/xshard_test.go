@@ -175,9 +175,7 @@ func TestUpShardPrimaryKill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for _, args := range [][]string{{"table", "bank_accounts", "id", "integer"}, {"table", "bank_ids", "id", "bigint"}, {"table", "kv", "k", "bigint"}} {
-		if out, err := exec.Command(bin, append([]string{"shard", "--etcd", u.etcd}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("belay shard %v: %v\n%s", args, err, out)
-		}
+		shardCLI(t, bin, u.etcd, args...)
 	}
 	c, err := pgx.Connect(ctx, u.url)
 	if err != nil {
@@ -397,9 +395,7 @@ func TestShardedJDBC(t *testing.T) {
 	defer u.stop(t, syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if out, err := exec.Command(bin, "shard", "--etcd", u.etcd, "table", "kx", "aid", "bigint").CombinedOutput(); err != nil {
-		t.Fatalf("belay shard: %v\n%s", err, out)
-	}
+	shardCLI(t, bin, u.etcd, "table", "kx", "aid", "bigint")
 	c, err := pgx.Connect(ctx, u.url)
 	if err != nil {
 		t.Fatal(err)
