@@ -87,6 +87,7 @@ func (w *walker) keys(st *Stmt, node *pg.Node) {
 		st.Copy = CopyTo
 		if n.CopyStmt.IsFrom {
 			st.Copy, st.Target = CopyFrom, relName(n.CopyStmt.Relation)
+			st.CopyIn = copyIn(n.CopyStmt)
 		}
 	case *pg.Node_InsertStmt:
 		in := n.InsertStmt
@@ -412,6 +413,9 @@ func (st *Stmt) keysSize() int {
 				}
 			}
 		}
+	}
+	if st.CopyIn != nil {
+		n += st.CopyIn.size()
 	}
 	return n
 }

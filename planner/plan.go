@@ -42,6 +42,9 @@ type Stmt struct {
 	Target string
 	// Copy says whether the statement is a COPY, and which way.
 	Copy CopyDir
+	// CopyIn is what a COPY FROM says of its rows (copy.go); nil for
+	// other statements.
+	CopyIn *CopyIn
 	// Returning: an INSERT, UPDATE or DELETE with a RETURNING list.
 	Returning bool
 	// Concat: a SELECT whose result over a table split in parts is the

@@ -41,6 +41,9 @@ type ShardTarget struct {
 	// RowShards is, for an INSERT ... VALUES into a sharded table, each
 	// row's shard: rows of several shards are split between them.
 	RowShards []int
+	// Copy is, for a COPY FROM STDIN into a table of the schema, how it
+	// runs on every shard (copy.go).
+	Copy *CopySplit
 }
 
 // ErrConverted: a key value that is not of the key's type but one
@@ -56,6 +59,12 @@ type Params interface {
 	// Key reads parameter n (from 1) as a key of type t; known is false
 	// while the statement is not bound (a Parse before its Bind).
 	Key(n int, t shard.KeyType) (v shard.Value, known bool, err error)
+}
+
+// notInSchema refuses a write (or read) of a table the schema does not
+// name: on which shards its rows are is not known.
+func notInSchema(name string) error {
+	return refuse("table %s is not in the sharding schema: declare it sharded or a reference table (belay shard)", name)
 }
 
 // ErrUnbound: the statement's shard depends on a parameter not bound yet;
@@ -178,7 +187,7 @@ func stmtShards(sc *shard.Schema, st *planner.Stmt, params Params) (ShardTarget,
 	for _, name := range st.Relations {
 		r := lookup(sc, name)
 		if r.kind == relUnknown && st.Class != planner.ClassUtility {
-			return ShardTarget{}, refuse("table %s is not in the sharding schema: declare it sharded or a reference table (belay shard)", name)
+			return ShardTarget{}, notInSchema(name)
 		}
 		if r.kind == relSharded {
 			sharded[r.table.Name]++
@@ -207,21 +216,36 @@ func stmtShards(sc *shard.Schema, st *planner.Stmt, params Params) (ShardTarget,
 		}
 		return every(sc), nil // every copy
 	}
-	return ShardTarget{}, refuse("table %s is not in the sharding schema: declare it sharded or a reference table (belay shard)", st.Target)
+	return ShardTarget{}, notInSchema(st.Target)
 }
 
-// utilityShards: DDL and the like run on every shard; a COPY of a sharded
-// table needs its rows split or merged, which belay does not do yet.
+// utilityShards: DDL and the like run on every shard. A COPY FROM STDIN
+// into a table of the schema runs on every shard, its rows split between
+// them (Copy); a COPY TO of a sharded table would need its rows gathered,
+// which belay does not do yet.
 func utilityShards(sc *shard.Schema, st *planner.Stmt, rels []rel) (ShardTarget, error) {
-	if st.Copy != planner.NotCopy {
+	switch st.Copy {
+	case planner.CopyFrom:
+		target := lookup(sc, st.Target)
+		switch target.kind {
+		case relSharded, relReference:
+			split, err := copySplit(st.CopyIn, target.table)
+			if err != nil {
+				return ShardTarget{}, err
+			}
+			t := every(sc)
+			t.Copy = split
+			return t, nil
+		case relUnknown:
+			return ShardTarget{}, notInSchema(st.Target)
+		}
+	case planner.CopyTo:
 		for _, r := range rels {
-			if r.kind == relSharded || r.kind == relUnknown && st.Copy == planner.CopyFrom {
-				return ShardTarget{}, refuse("COPY of table %s in a sharded database is not supported yet", r.name)
+			if r.kind == relSharded {
+				return ShardTarget{}, refuse("COPY ... TO of sharded table %s is not supported yet: read its rows with SELECT, which gathers every shard's", r.name)
 			}
 		}
-		if st.Copy == planner.CopyTo {
-			return ShardTarget{Spread: AnyShard}, nil
-		}
+		return ShardTarget{Spread: AnyShard}, nil
 	}
 	return every(sc), nil
 }

@@ -57,6 +57,9 @@ func targetText(t ShardTarget) string {
 		}
 		out += " rows:" + strings.Join(r, ",")
 	}
+	if t.Copy != nil {
+		out += " copy"
+	}
 	return out
 }
 
@@ -126,8 +129,16 @@ func TestShards(t *testing.T) {
 		{"CREATE TABLE accounts (aid int8 PRIMARY KEY, bid int, abalance int)", nil, "set:0,1,2,3"},
 		{"CREATE INDEX ON accounts (bid)", nil, "set:0,1,2,3"},
 		{"TRUNCATE accounts", nil, "set:0,1,2,3"},
-		{"COPY accounts FROM STDIN", nil, "refused"},
+		{"COPY accounts FROM STDIN", nil, "set:0,1,2,3 copy"},
+		{"COPY branches (bid) FROM STDIN", nil, "set:0,1,2,3 copy"},
+		{"COPY accounts FROM '/tmp/accounts.csv'", nil, "refused"},
+		{"COPY accounts FROM PROGRAM 'cat'", nil, "refused"},
+		{"COPY unknown_table FROM STDIN", nil, "refused"},
+		{"COPY accounts FROM STDIN WITH (ENCODING 'LATIN1')", nil, "refused"},
+		{"COPY accounts FROM STDIN WITH (FORMAT xml)", nil, "22023"},
+		{"COPY accounts FROM STDIN WITH (DELIMITER ',', DELIMITER ';')", nil, "42601"},
 		{"COPY accounts TO STDOUT", nil, "refused"},
+		{"COPY (SELECT * FROM accounts) TO STDOUT", nil, "refused"},
 		{"COPY branches TO STDOUT", nil, "any"},
 		{"SET search_path = app", nil, "set:0,1,2,3"},
 		{"DECLARE c CURSOR WITH HOLD FOR SELECT aid FROM accounts", nil, "refused"},
@@ -191,4 +202,75 @@ func mustUUID(t *testing.T, s string) shard.Value {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestCopySplit: a COPY FROM STDIN's options as the splitter gets them,
+// in both syntaxes, and its target: the key's place among the columns.
+func TestCopySplit(t *testing.T) {
+	sc := testSchema(t, 4)
+	str := func(s string) *string { return &s }
+	for _, c := range []struct {
+		sql     string
+		want    shard.CopyOptions
+		columns []string
+	}{
+		{"COPY accounts FROM STDIN", shard.CopyOptions{}, nil},
+		{"COPY accounts (bid, aid) FROM STDIN WITH (FORMAT csv, HEADER, DELIMITER ';', QUOTE '''', ESCAPE '\\', NULL 'x', FORCE_NOT_NULL (aid), FORCE_NULL (bid), FREEZE)",
+			shard.CopyOptions{Format: shard.CopyCSV, Header: shard.CopyHeaderTrue, Delimiter: str(";"), Quote: str("'"), Escape: str(`\`), Null: str("x"), ForceNotNull: true},
+			[]string{"bid", "aid"}},
+		{"COPY accounts FROM STDIN WITH CSV HEADER DELIMITER AS '|' NULL AS '' FORCE NOT NULL bid FORCE NULL aid",
+			shard.CopyOptions{Format: shard.CopyCSV, Header: shard.CopyHeaderTrue, Delimiter: str("|"), Null: str(""), ForceNull: true}, nil},
+		{"COPY accounts FROM STDIN (HEADER 0, ENCODING 'utf-8')", shard.CopyOptions{}, nil},
+		{"COPY accounts FROM STDIN (FORMAT text, HEADER match)", shard.CopyOptions{Header: shard.CopyHeaderMatch}, nil},
+		{"COPY accounts FROM STDIN BINARY", shard.CopyOptions{Format: shard.CopyBinary}, nil},
+	} {
+		got, err := Shards(sc, planner.Parse(c.sql), nil)
+		if err != nil || got.Copy == nil {
+			t.Fatalf("%q: %+v, %v", c.sql, got, err)
+		}
+		if !copyOptionsEqual(got.Copy.Options, c.want) || fmt.Sprint(got.Copy.Columns) != fmt.Sprint(c.columns) {
+			t.Errorf("%q: %+v columns %q, want %+v columns %q", c.sql, got.Copy.Options, got.Copy.Columns, c.want, c.columns)
+		}
+	}
+	for _, c := range []struct {
+		sql  string
+		code sqlstate.Code
+	}{
+		{"COPY accounts FROM STDIN (HEADER 2)", sqlstate.SyntaxError},
+		{"COPY accounts FROM STDIN (HEADER maybe)", sqlstate.SyntaxError},
+		{"COPY accounts FROM STDIN (FORMAT)", sqlstate.SyntaxError},
+		{"COPY accounts FROM STDIN (FORCE_NOT_NULL aid)", sqlstate.SyntaxError},
+		{"COPY accounts FROM STDIN (FORMAT csv, FORMAT text)", sqlstate.SyntaxError},
+		{"COPY accounts FROM STDIN (ENCODING 'SJIS')", sqlstate.FeatureNotSupported},
+	} {
+		_, err := Shards(sc, planner.Parse(c.sql), nil)
+		var se *shard.Error
+		if !errors.As(err, &se) || se.Code != c.code {
+			t.Errorf("%q: %v, want %s", c.sql, err, c.code)
+		}
+	}
+	// The key among the columns: its index; absent, refused.
+	got, err := Shards(sc, planner.Parse("COPY users (email, name) FROM STDIN"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, err := got.Copy.Target(got.Copy.Columns)
+	if err != nil || tg.Key != 1 || tg.KeyType != shard.KeyText || tg.Table != "users" {
+		t.Fatalf("target: %+v, %v", tg, err)
+	}
+	var se *shard.Error
+	if _, err := got.Copy.Target([]string{"email"}); !errors.As(err, &se) || se.Code != sqlstate.FeatureNotSupported {
+		t.Fatalf("a COPY without the key: %v", err)
+	}
+}
+
+func copyOptionsEqual(a, b shard.CopyOptions) bool {
+	s := func(p *string) string {
+		if p == nil {
+			return "<nil>"
+		}
+		return "'" + *p + "'"
+	}
+	return a.Format == b.Format && a.Header == b.Header && a.ForceNotNull == b.ForceNotNull && a.ForceNull == b.ForceNull &&
+		s(a.Delimiter) == s(b.Delimiter) && s(a.Null) == s(b.Null) && s(a.Quote) == s(b.Quote) && s(a.Escape) == s(b.Escape)
 }
