@@ -177,6 +177,7 @@ type ErrorResponse struct {
 	Message  string
 	Detail   string // left out if empty
 	Hint     string // left out if empty
+	Where    string // the context (CONTEXT: COPY t, line 3); left out if empty
 }
 
 // AppendErrorResponse appends an ErrorResponse with fields S and V (both
@@ -211,6 +212,10 @@ func appendErrorOrNotice(dst []byte, typ byte, severity string, e ErrorResponse)
 	if h := cut(e.Hint); h != "" {
 		dst = append(dst, 'H')
 		dst = append(append(dst, h...), 0)
+	}
+	if w := cut(e.Where); w != "" {
+		dst = append(dst, 'W')
+		dst = append(append(dst, w...), 0)
 	}
 	dst = append(dst, 0)
 	return FinishMessage(dst, start)

@@ -540,6 +540,8 @@ func TestAppenders(t *testing.T) {
 			frame('E', []byte("SFATAL\x00VFATAL\x00C53300\x00Mtoo many\x00Hwait\x00\x00"))},
 		{"ErrorResponse default severity", codec.AppendErrorResponse(nil, codec.ErrorResponse{Code: sqlstate.ProtocolViolation, Message: "m", Detail: "d"}),
 			frame('E', []byte("SERROR\x00VERROR\x00C08P01\x00Mm\x00Dd\x00\x00"))},
+		{"ErrorResponse with context", codec.AppendErrorResponse(nil, codec.ErrorResponse{Code: sqlstate.BadCopyFileFormat, Message: "m", Where: "COPY t, line 3"}),
+			frame('E', []byte("SERROR\x00VERROR\x00C22P04\x00Mm\x00WCOPY t, line 3\x00\x00"))},
 		{"NoticeResponse", codec.AppendNoticeResponse(nil, codec.ErrorResponse{Code: sqlstate.Warning, Message: "w"}),
 			frame('N', []byte("SNOTICE\x00VNOTICE\x00C01000\x00Mw\x00\x00"))},
 		{"StartupMessage", codec.AppendStartupMessage(nil, codec.ProtocolVersion30, "user", "u", "", "skipped", "k\x00injected", "v\x00x"),

@@ -603,12 +603,17 @@ func isTxEnd(q []byte, commit bool) bool {
 // ReadyForQuery status. It returns false (and drops nothing) while the
 // unit is not all in.
 func (s *session) answerUnit(c gnet.Conn, e *codec.ErrorResponse, tag string, status byte) bool {
-	return s.replyUnit(c, func(b []byte) []byte {
+	return s.replyUnit(c, answerMsgs(e, tag), status)
+}
+
+// answerMsgs appends the error e, or else CommandComplete tag.
+func answerMsgs(e *codec.ErrorResponse, tag string) func(b []byte) []byte {
+	return func(b []byte) []byte {
 		if e != nil {
 			return codec.AppendErrorResponse(b, *e)
 		}
 		return codec.AppendFrame(b, codec.MsgCommandComplete, append([]byte(tag), 0))
-	}, status)
+	}
 }
 
 // replyUnit drops the client's unit of work at the start of its input and
@@ -620,12 +625,17 @@ func (s *session) replyUnit(c gnet.Conn, msgs func(b []byte) []byte, status byte
 		return false
 	}
 	s.in.Consume(c, end)
+	s.reply(msgs, status)
+	return true
+}
+
+// reply sends the client what msgs appends, then ReadyForQuery status.
+func (s *session) reply(msgs func(b []byte) []byte, status byte) {
 	b := msgs(s.loop.Scratch())
 	b = codec.AppendReadyForQuery(b, status)
 	s.stats.Sent(len(b))
 	_, _ = s.write(b)
 	s.loop.KeepScratch(b)
-	return true
 }
 
 // noteQueryUnit notes a Query's plan for askLSN (noteUnit) and which

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"math"
 	"sort"
 	"time"
 
@@ -448,6 +449,9 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 				}
 			}
 			return s.forward(c, limit)
+		}
+		if sp := s.spread; sp != nil && sp.copy != nil {
+			return sp.copy.clientData(c) // a COPY's rows, split between shards (copysplit.go)
 		}
 		if s.waiting || s.spread != nil {
 			return s.boundWaiting(c) // queued already, or a statement under way on every shard: what it sends meanwhile waits
@@ -1161,6 +1165,9 @@ func (s *session) closed() {
 		}
 	}
 	s.dropParts()
+	if sp := s.spread; sp != nil && sp.copy != nil {
+		sp.copy.clientGone()
+	}
 	ownOwed := s.r.ownSyncs() // before the reset: the drain below waits for them
 	sc := s.server
 	if sc != nil {
@@ -1337,6 +1344,22 @@ func (s *session) armPoll() {
 	})
 }
 
+// serverOutbound is the most bytes a server of the client's has yet to
+// take: its own (a parked one counts as full), or a COPY's legs'.
+func (s *session) serverOutbound() int {
+	if sp := s.spread; sp != nil && sp.copy != nil {
+		return sp.copy.outbound()
+	}
+	switch sc := s.server; {
+	case sc == nil:
+		return 0
+	case sc.Conn() == nil:
+		return math.MaxInt
+	default:
+		return sc.Conn().OutboundBuffered()
+	}
+}
+
 func (s *session) poll() {
 	if s.state == sClosing {
 		return
@@ -1353,8 +1376,7 @@ func (s *session) poll() {
 		}
 	}
 	if s.c == nil && s.parkedFD >= 0 {
-		sc := s.server
-		if sc == nil || (sc.Conn() != nil && sc.Conn().OutboundBuffered() <= low) {
+		if s.serverOutbound() <= low {
 			s.unparkClient()
 		} else {
 			again = true

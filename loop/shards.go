@@ -149,6 +149,8 @@ func (s *session) unitShard(set *shardSet, data []byte) (int, error) {
 		return -1, nil
 	case t.Spread == router.OneShard:
 		return t.Shards[0], nil
+	case t.Copy != nil:
+		return -1, s.copyable(set, data, t) // its rows split between the shards (copysplit.go)
 	}
 	if plan.Class == planner.ClassSession || plan.Class == planner.ClassTxControl || !executes(data) {
 		return -1, nil // follows the client wherever it goes; or prepares and describes only, as any shard can

@@ -45,6 +45,12 @@ func twoShards(t *testing.T, s0, s1 *pginstance.Instance, table string) *staticT
 	if err != nil {
 		t.Fatal(err)
 	}
+	return twoShardsOf(s0, s1, sc)
+}
+
+// twoShardsOf is the topology of shards "0" (s0) and "1" (s1) under
+// sharding schema sc.
+func twoShardsOf(s0, s1 *pginstance.Instance, sc *shard.Schema) *staticTopology {
 	top := ha.Build("t", 0, map[string]ha.ShardRecord{"0": {Term: 1, Primary: "a"}, "1": {Term: 1, Primary: "b"}},
 		map[string]ha.NodeRecord{"a": {Shard: "0", Addr: s0.Addr()}, "b": {Shard: "1", Addr: s1.Addr()}})
 	top.Sharding = sc

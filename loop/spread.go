@@ -87,6 +87,8 @@ type spread struct {
 	// keep: a COMMIT in the extended protocol's, the leg whose server
 	// goes back to the client once every part committed (commitBack).
 	keep *spreadLeg
+	// copy: a COPY FROM STDIN's (copysplit.go).
+	copy *copyIn
 }
 
 // spreadLeg is the statement's part on one shard: a poolcore client of
@@ -139,6 +141,9 @@ type spreadOn struct {
 	ext      *extGather
 	extSQL   []byte
 	extParts map[int]planner.SplitPart
+	// copy: a COPY FROM STDIN, its rows split between the shards
+	// (copysplit.go).
+	copy *copyIn
 }
 
 func (*spreadOn) Error() string { return "a statement for some shards" }
@@ -274,7 +279,7 @@ func (s *session) startSpread(set *shardSet, data []byte, on *spreadOn) error {
 		q = on.extSQL
 	}
 	gather := on.gather
-	sp := &spread{s: s, sql: string(q), gather: gather, ext: on.ext, extParts: on.extParts}
+	sp := &spread{s: s, sql: string(q), gather: gather, ext: on.ext, extParts: on.extParts, copy: on.copy}
 	if gather && !s.plan(q).Stmts[0].Concat {
 		g, err := s.p.gathers.plan(q)
 		if err != nil {
@@ -312,6 +317,9 @@ func (s *session) startSpread(set *shardSet, data []byte, on *spreadOn) error {
 		}
 		sp.legs = append(sp.legs, &spreadLeg{sp: sp, shard: k, pool: pool, sql: part})
 	}
+	if sp.copy != nil {
+		sp.copy.sp, sp.copy.legs = sp, make([]copyLeg, len(sp.legs))
+	}
 	for _, l := range sp.legs {
 		setCredentials(l.pool, s.cl.cred)
 		l.pool.Join(s.loop)
@@ -339,6 +347,9 @@ func (l *spreadLeg) ServerReady(sc *poolcore.Server) {
 	sp := l.sp
 	prepare := func() {
 		switch {
+		case sp.copy != nil:
+			sp.copy.begin(l)
+			return
 		case sp.extParts != nil:
 			sc.ExecMsgs(sp.ext.splitMsgs(sp.extParts[l.shard], twopc.GID(sp.tx, l.shard)), 3, &l.tags, nil,
 				func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
@@ -378,8 +389,11 @@ func (l *spreadLeg) ServerFailed(err error) {
 }
 
 // ServerTraffic: the leg's server has bytes while no step of the leg's
-// runs (a NOTICE of its own): nothing to read.
+// runs (a NOTICE of its own): nothing to read; or a COPY's.
 func (l *spreadLeg) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
+	if l.sp != nil && l.sp.copy != nil {
+		return l.sp.copy.traffic(l, sc, c)
+	}
 	_, _ = c.Discard(-1)
 	return gnet.None
 }
@@ -392,6 +406,9 @@ func (l *spreadLeg) ServerLost(sc *poolcore.Server, err error) {
 	l.sc, l.lost = nil, err
 	switch l.step {
 	case stepPrepare:
+		if l.sp.copy != nil {
+			l.sp.copy.lost(l)
+		}
 		l.prepared(nil)
 	case stepSecond:
 		l.secondDone(nil)
@@ -498,7 +515,7 @@ func (sp *spread) second(a twopc.Action) {
 // finish answers the client and gives the servers back once nothing is
 // under way and the coordinator is done.
 func (sp *spread) finish() {
-	if sp.busy > 0 || !sp.gather && !sp.co.Done() || sp.answered {
+	if sp.busy > 0 || !sp.gather && !sp.co.Done() || sp.answered || sp.copy != nil && !sp.copy.ended {
 		return
 	}
 	sp.answered = true
@@ -532,6 +549,11 @@ func (sp *spread) finish() {
 		s.adopt(*sp.ext.named) // its Parse answered: the name is the client's
 	}
 	switch {
+	case sp.copy != nil && !sp.copy.query:
+		// The client's Query was answered by CopyInResponse already.
+		e, tag := sp.answer()
+		s.reply(answerMsgs(e, tag), 'I')
+		ok = true
 	case back:
 		s.committedAcross(sp)
 		if set := s.p.sharding.set.Load(); set != nil {
@@ -585,9 +607,13 @@ func (sp *spread) forget() {
 // answer is what the client is told: the statement's tag, or the error.
 func (sp *spread) answer() (*codec.ErrorResponse, string) {
 	o, err := sp.co.Outcome()
-	switch o {
-	case twopc.Committed:
+	switch {
+	case o == twopc.Committed:
 		return nil, sp.tag()
+	case o == twopc.Aborted && sp.copy != nil && sp.copy.err != nil:
+		return sp.copy.err, ""
+	}
+	switch o {
 	case twopc.Unknown:
 		what := "the statement"
 		if sp.commit {
@@ -605,7 +631,7 @@ func (sp *spread) answer() (*codec.ErrorResponse, string) {
 			Hint:    "Run it on each shard's primary directly."}, ""
 	}
 	if errors.As(err, &pe) {
-		return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.Code(pe.Code), Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}, ""
+		return pgErrorResponse(pe), ""
 	}
 	if errors.Is(err, twopc.ErrAbortedByResolver) {
 		return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.TRSerializationFailure, Message: "the statement was rolled back on every shard: " + err.Error()}, ""

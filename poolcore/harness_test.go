@@ -208,7 +208,7 @@ func (c *testClient) ServerTraffic(sc *Server, conn gnet.Conn) gnet.Action {
 			}
 		case codec.MsgErrorResponse:
 			if c.res.err == nil {
-				c.res.err = pgErrorFrom(f.Body)
+				c.res.err = ParsePgError(f.Body)
 			}
 		case codec.MsgReadyForQuery:
 			sc.TxStatus = f.Body[0]

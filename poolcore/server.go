@@ -49,7 +49,9 @@ func (e *PgError) Error() string {
 	return fmt.Sprintf("%s: %s (SQLSTATE %s)", e.Severity, e.Message, e.Code)
 }
 
-func pgErrorFrom(body []byte) *PgError {
+// ParsePgError reads the body of a server's ErrorResponse (a malformed one
+// is an internal error).
+func ParsePgError(body []byte) *PgError {
 	f, err := codec.ParseErrorFields(body)
 	if err != nil {
 		return &PgError{Severity: "ERROR", Code: string(sqlstate.InternalError), Message: "malformed error from server"}
@@ -227,8 +229,8 @@ func (sc *Server) idleTraffic(c gnet.Conn) gnet.Action {
 			sc.noteParameterStatus(f.Body)
 		case codec.MsgNoticeResponse:
 		case codec.MsgErrorResponse:
-			sc.pool.m.log.Info("server error on idle connection", "pool", sc.pool.key, "error", pgErrorFrom(f.Body))
-			return sc.broken(c, pgErrorFrom(f.Body))
+			sc.pool.m.log.Info("server error on idle connection", "pool", sc.pool.key, "error", ParsePgError(f.Body))
+			return sc.broken(c, ParsePgError(f.Body))
 		default:
 			return sc.broken(c, fmt.Errorf("idle server sent unexpected message %q", f.Type))
 		}
@@ -565,7 +567,7 @@ func (sc *Server) consumeInternal(c gnet.Conn) gnet.Action {
 			}
 		case codec.MsgErrorResponse:
 			if sc.firstErr == nil {
-				sc.firstErr = pgErrorFrom(body)
+				sc.firstErr = ParsePgError(body)
 			}
 		case codec.MsgParameterStatus:
 			sc.noteParameterStatus(body)
