@@ -266,7 +266,7 @@ func TestCopyAcrossShards(t *testing.T) {
 
 	// Refused with 0A000: nothing runs.
 	for _, sql := range []string{
-		"COPY kc (v, n) FROM STDIN",                    // no key
+		"COPY kc (v, n) FROM STDIN",                   // no key
 		"COPY kc (aid, n) FROM STDIN (FORMAT binary)", // binary into a sharded table
 		"COPY kc FROM '/tmp/kc.txt'",                  // a server file
 		"COPY kc TO STDOUT",                           // out of a sharded table
