@@ -160,6 +160,19 @@ func TestShardedProxy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// psql's \copy: the rows split between the shards by key.
+	var rowsCSV strings.Builder
+	for i := int64(1); i <= 50; i++ {
+		k := i * 1000003
+		keys = append(keys, k)
+		fmt.Fprintf(&rowsCSV, "%d,%d\n", k, k%1000)
+	}
+	cp := exec.CommandContext(ctx, pgtest.RequireBinary(t, "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", port,
+		"-U", "postgres", "-d", "postgres", "-c", `\copy accounts (aid, abalance) FROM STDIN WITH (FORMAT csv)`)
+	cp.Stdin = strings.NewReader(rowsCSV.String())
+	if out, err := cp.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "COPY 50" {
+		t.Fatalf("psql's \\copy through belay: %s, %v", out, err)
+	}
 	// Where PostgreSQL's hash partitioning puts each key.
 	check, err := pgx.Connect(ctx, nodes[0].ConnString("postgres", "postgres"))
 	if err != nil {
