@@ -31,7 +31,7 @@ var (
 	// ErrByteSequence: a key field that is not valid UTF-8 (22021).
 	ErrByteSequence = errors.New("shard: invalid byte sequence")
 	// ErrUnsupported: what Postgres accepts but the splitter does not do
-	// (binary COPY) (0A000).
+	// (binary COPY, for NewCopySplitter: NewRowSplitter reads it) (0A000).
 	ErrUnsupported = errors.New("shard: not supported")
 )
 
@@ -41,7 +41,7 @@ type CopyFormat uint8
 const (
 	CopyText   CopyFormat = iota // text, Postgres's default (the zero value)
 	CopyCSV                      // csv
-	CopyBinary                   // binary: refused by NewCopySplitter
+	CopyBinary                   // binary: refused by NewCopySplitter, read by BinaryCopySplitter (NewRowSplitter)
 )
 
 // String is the format's name in a COPY statement.
@@ -135,7 +135,8 @@ type CopyTarget struct {
 	KeyType KeyType
 }
 
-// AllShards is CopyRow.Shard for a header line: it goes to every shard.
+// AllShards is CopyRow.Shard for a header line, or the binary format's
+// file header and trailer: it goes to every shard.
 const AllShards = -1
 
 // MaxCopyRow is the longest row a splitter accepts by default: Postgres's
@@ -147,18 +148,23 @@ type CopyRow struct {
 	// Data is the row's bytes exactly as the client sent them, with its
 	// line terminator (none for a last line ended by CopyDone; the text
 	// format's end-of-copy marker \. and its newline when the row ends
-	// with one). It is a view into the data last fed or into the
+	// with one); in the binary format, a whole tuple, the file header or
+	// the trailer. It is a view into the data last fed or into the
 	// splitter's own buffer, valid until the next call of Next, Feed or
 	// Finish: copy it (append it to the shard's outgoing CopyData) before.
 	Data []byte
 	// Shard is where the row goes, in [0, shards); AllShards for the
 	// header line of a COPY WITH HEADER: each shard's server, running the
-	// same statement, skips (or with MATCH checks) its own first line.
+	// same statement, skips (or with MATCH checks) its own first line;
+	// AllShards too for the binary format's file header and trailer,
+	// which begin and end every shard's stream.
 	Shard int
 	// Line is the row's line number as Postgres counts it in its errors
 	// (1 for the first line, the header included; a CSV row with quoted
-	// newlines counts each). A shard's error names the line in that
-	// shard's stream: the caller can map it back through Line.
+	// newlines counts each; in the binary format, the tuple's number, 1
+	// for the first, 0 for the file header). A shard's error names the
+	// line in that shard's stream: the caller can map it back through
+	// Line.
 	Line int64
 }
 
@@ -267,9 +273,10 @@ type CopySplitter struct {
 // placing rows on shards shards. maxRow bounds a row's length (and so what
 // the splitter buffers of a row spanning feeds); 0 means MaxCopyRow. Options
 // Postgres refuses are refused with Postgres's SQLSTATE and message
-// (ErrCopyOptions), the binary format with 0A000 (ErrUnsupported). t must
-// name at least one column and the key among them, shards must be in [1,
-// MaxShards]: anything else is a bug of the caller, and panics.
+// (ErrCopyOptions), the binary format with 0A000 (ErrUnsupported: see
+// NewRowSplitter and BinaryCopySplitter). t must name at least one column
+// and the key among them, shards must be in [1, MaxShards]: anything else
+// is a bug of the caller, and panics.
 func NewCopySplitter(o CopyOptions, t CopyTarget, shards, maxRow int) (*CopySplitter, error) {
 	if len(t.Columns) == 0 || t.Key < 0 || t.Key >= len(t.Columns) || !t.KeyType.Valid() {
 		panic("BUG: shard.NewCopySplitter: the key must be one of the columns, of a valid key type")
@@ -283,6 +290,9 @@ func NewCopySplitter(o CopyOptions, t CopyTarget, shards, maxRow int) (*CopySpli
 	c, err := resolveCopyOptions(o)
 	if err != nil {
 		return nil, err
+	}
+	if o.Format == CopyBinary { // BinaryCopySplitter's (NewRowSplitter)
+		return nil, &Error{Code: sqlstate.FeatureNotSupported, Message: "COPY FROM STDIN in binary format is not supported on a sharded table", Err: ErrUnsupported}
 	}
 	s := &CopySplitter{
 		csv: c.csv, delim: c.delim, quote: c.quote, escape: c.escape, hasEscape: c.csv && c.escape != c.quote,
@@ -309,7 +319,8 @@ type copyDialect struct {
 
 // resolveCopyOptions fills in the defaults and checks the options in the
 // order Postgres 15's ProcessCopyOptions does, with its SQLSTATEs and
-// messages.
+// messages. The binary format passes (its options checked): whether a
+// splitter reads it is the caller's to say.
 func resolveCopyOptions(o CopyOptions) (copyDialect, error) {
 	if o.Header > CopyHeaderMatch {
 		panic("BUG: shard.CopyOptions: unknown CopyHeader")
@@ -396,9 +407,6 @@ func resolveCopyOptions(o CopyOptions) (copyDialect, error) {
 	}
 	if d.csv && strings.IndexByte(null, d.quote) >= 0 {
 		return d, copyOptionError(sqlstate.FeatureNotSupported, "CSV quote character must not appear in the NULL specification")
-	}
-	if binary {
-		return d, &Error{Code: sqlstate.FeatureNotSupported, Message: "COPY FROM STDIN in binary format is not supported on a sharded table", Err: ErrUnsupported}
 	}
 	return d, nil
 }
@@ -864,9 +872,13 @@ func (s *CopySplitter) markerError(msg string) lineEnd {
 	return endError
 }
 
-func (s *CopySplitter) tooLong() error {
-	return &Error{Code: sqlstate.ProgramLimitExceeded, Message: "COPY row longer than " + strconv.Itoa(s.maxRow) + " bytes",
-		Context: s.context(), Err: ErrCopyData}
+func (s *CopySplitter) tooLong() error { return rowTooLong(s.maxRow, s.context()) }
+
+// rowTooLong is the error of a row longer than a splitter's maxRow (54000,
+// as Postgres's own limit on a line or a field's buffer).
+func rowTooLong(maxRow int, context string) error {
+	return &Error{Code: sqlstate.ProgramLimitExceeded, Message: "COPY row longer than " + strconv.Itoa(maxRow) + " bytes",
+		Context: context, Err: ErrCopyData}
 }
 
 // lineError is an error about the line whose data is data, which Postgres's

@@ -249,8 +249,8 @@ type gotRow struct {
 func (g gotRow) String() string { return fmt.Sprintf("{%q shard %d line %d}", g.data, g.shard, g.line) }
 
 // splitPieces feeds the pieces in order, draining Next after each, then
-// finishes: the rows, whether the splitter ended, and the error.
-func splitPieces(s *CopySplitter, pieces ...[]byte) (rows []gotRow, err error) {
+// finishes: the rows and the error.
+func splitPieces(s RowSplitter, pieces ...[]byte) (rows []gotRow, err error) {
 	drain := func() error {
 		for {
 			row, ok, err := s.Next()

@@ -78,15 +78,28 @@
 // Postgres's too (SQLSTATE, message, CONTEXT naming the line and column):
 // a bad line terminator or end marker, a missing key column, extra columns,
 // a key Postgres's input function refuses, a key not valid UTF-8. The other
-// columns' values are left to the shards' Postgres. Not supported: the
-// binary format (refused with 0A000), an ENCODING other than the
-// server's UTF-8 (the proxy must keep client_encoding at the server's).
+// columns' values are left to the shards' Postgres. Not supported: an
+// ENCODING other than the server's UTF-8 (the proxy must keep
+// client_encoding at the server's).
 //
-// The tests hold the splitter to a real Postgres: every case of its table
-// is COPYed into a hash-partitioned table (same errors, same partitions),
-// and random rows with tricky text in several formats land, row by row, in
-// the partition the splitter names. FuzzCopySplit checks that any way of
-// cutting the data gives the same rows.
+// A BinaryCopySplitter does the same for the binary format (pgx's
+// CopyFrom sends it), following Postgres 15's reading of it: the file
+// header, which goes to every shard, then tuples of a 16-bit field count
+// and length-prefixed fields, then the trailer (to every shard too). A
+// tuple's key is read as the binary input functions read it (2, 4 or 8
+// bytes of an integer, a text's bytes, a uuid's 16); a key of a length
+// no input function of its type accepts goes to shard 0, whose Postgres
+// refuses it as Postgres would. The framing errors are Postgres's (a
+// file header it refuses, a field count that is not the columns', data
+// ending inside a tuple, data after the trailer). NewRowSplitter returns
+// the splitter of a COPY's format, both being RowSplitters.
+//
+// The tests hold the splitters to a real Postgres: every case of their
+// tables is COPYed into a hash-partitioned table (same errors, same
+// partitions), and random rows with tricky text in several formats (in
+// binary, encoded by the tests and by Postgres) land, row by row, in the
+// partition the splitter names. FuzzCopySplit and FuzzBinaryCopySplit
+// check that any way of cutting the data gives the same rows.
 //
 // # Concurrency
 //
@@ -94,9 +107,9 @@
 // state. The hash functions are pure functions; a Schema and a Value are
 // immutable once built, so safe to share between goroutines (the event
 // loops read one Schema snapshot through an atomic pointer) without a lock.
-// A CopySplitter is the exception: it holds one COPY's state and is not
-// safe for concurrent use; one per COPY, owned by the event loop of the
-// client doing it.
+// A CopySplitter (or BinaryCopySplitter) is the exception: it holds one
+// COPY's state and is not safe for concurrent use; one per COPY, owned by
+// the event loop of the client doing it.
 //
 // It imports nothing of belay but codec/sqlstate: never loop, poolcore, ha,
 // planner or cmd (the router and the loops import it, not the reverse).
