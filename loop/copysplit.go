@@ -31,7 +31,8 @@ import (
 //     sends (max_buffered_bytes per leg).
 //  3. The client's CopyDone goes to every leg; each answers COPY n, then
 //     its part is prepared and committed by two-phase commit as every
-//     spread's (the client's tag counts the rows of every shard).
+//     spread's (the client's tag counts the rows of every shard; a
+//     reference table's, its rows once).
 //
 // The COPY fails as a whole, nothing committed anywhere: on a shard's
 // error (a constraint, a bad value), a row the splitter refuses (its
@@ -42,11 +43,15 @@ import (
 // error (libpq reads it then). A client that leaves mid-COPY leaves
 // nothing applied.
 //
-// Not yet: a COPY inside a transaction, in the extended protocol, in the
-// binary format into a sharded table (a reference table takes it: its
-// bytes go to every shard unread), or with an ENCODING other than UTF8;
-// each is refused with 0A000. A shard's error names the line in that
-// shard's rows, not in the client's: its CONTEXT is left out.
+// In the client's transaction the legs are its parts (txspread.go): the
+// COPY runs there, nothing is prepared, and the client's COMMIT commits it
+// with the rest.
+//
+// Not yet: a COPY in the extended protocol, in the binary format into a
+// sharded table (a reference table takes it: its bytes go to every shard
+// unread), or with an ENCODING other than UTF8; each is refused with
+// 0A000. A shard's error names the line in that shard's rows, not in the
+// client's: its CONTEXT is left out.
 //
 // Who owns what: a copyIn is its spread's, on the session's loop.
 
@@ -99,8 +104,8 @@ const copyChunk = 64 << 10
 
 // errCopyTx and the others: what a COPY of every shard does not do yet.
 var (
-	errCopyTx = &shard.Error{Code: sqlstate.FeatureNotSupported,
-		Message: "COPY FROM STDIN into a sharded or reference table inside a transaction block (or a session pinned to its server) is not supported yet: run it on its own"}
+	errCopyPinned = &shard.Error{Code: sqlstate.FeatureNotSupported,
+		Message: "COPY FROM STDIN into a sharded or reference table from a session pinned to its server (LISTEN, temporary tables, session locks, ...)"}
 	errCopyExtended = &shard.Error{Code: sqlstate.FeatureNotSupported,
 		Message: "COPY FROM STDIN into a sharded or reference table through the extended query protocol: send it as a simple Query"}
 	errCopyMulti = &shard.Error{Code: sqlstate.FeatureNotSupported,
@@ -119,8 +124,8 @@ func (s *session) copyable(set *shardSet, data []byte, t router.ShardTarget) err
 		return errCopyExtended
 	case len(s.plan(q).Stmts) != 1:
 		return errCopyMulti
-	case s.cl.begin != nil || s.t.pinned:
-		return errCopyTx
+	case s.t.pinned:
+		return errCopyPinned
 	case s.p.cfg.RecordDecision == nil:
 		return errCopyNoEtcd
 	}
@@ -153,8 +158,7 @@ func (cp *copyIn) needsColumns() bool {
 // begin starts the COPY on leg l, whose server is ready.
 func (cp *copyIn) begin(l *spreadLeg) {
 	if cp.phase == copyFailed {
-		l.lost = errCopyOtherFailed
-		l.prepared(nil)
+		cp.abandon(l)
 		return
 	}
 	if cp.needsColumns() && l == cp.sp.legs[0] {
@@ -174,22 +178,26 @@ func (cp *copyIn) begin(l *spreadLeg) {
 						se = &shard.Error{Code: sqlstate.InternalError, Message: err.Error()}
 					}
 					cp.fail(shardError(se), "")
-					l.lost = errCopyOtherFailed
-					l.prepared(nil)
+					cp.abandon(l)
 					return
 				}
-				cp.send(l, codec.AppendQuery(nil, "BEGIN;\n"+cp.sp.sql))
+				cp.send(l)
 			}
 		})
 		return
 	}
-	cp.send(l, codec.AppendQuery(nil, "BEGIN;\n"+cp.sp.sql))
+	cp.send(l)
 }
 
-// send writes the leg's BEGIN and COPY.
-func (cp *copyIn) send(l *spreadLeg, q []byte) {
+// send writes the leg's COPY: after a BEGIN of its own, or in the
+// client's transaction.
+func (cp *copyIn) send(l *spreadLeg) {
+	q := cp.sp.sql
+	if !cp.sp.inTx {
+		q = "BEGIN;\n" + q
+	}
 	cp.legs[cp.at(l)].state = legStart
-	if _, err := l.sc.Write(q); err != nil {
+	if _, err := l.sc.Write(codec.AppendQuery(nil, q)); err != nil {
 		l.sc.Close()
 	}
 }
@@ -265,20 +273,32 @@ func (cp *copyIn) traffic(l *spreadLeg, sc *poolcore.Server, c gnet.Conn) gnet.A
 }
 
 // legDone: leg l's COPY ended (its ReadyForQuery): a part that took its
-// rows is prepared; one that failed, or whose rows are not to be
-// committed (another failed), ends its first phase with that.
+// rows is prepared (in the client's transaction, it stays as it is); one
+// that failed, or whose rows are not to be committed (another failed),
+// ends its first phase with that.
 func (cp *copyIn) legDone(l *spreadLeg) {
 	switch {
 	case l.err != nil:
 		l.prepared(l.err)
 	case cp.phase == copyFailed || l.sc.TxStatus != codec.TxActive:
-		l.lost = errCopyOtherFailed
+		cp.abandon(l)
+	case cp.sp.inTx:
 		l.prepared(nil)
 	default:
 		l.sc.Exec("PREPARE TRANSACTION '"+twopc.GID(cp.sp.tx, l.shard)+"'", func(_ *poolcore.Server, perr *poolcore.PgError) {
 			l.prepared(perr)
 		})
 	}
+}
+
+// abandon ends leg l's first phase because the COPY failed elsewhere: in
+// a transaction of its own, its part is rolled back with the others; in
+// the client's, the part stays (the transaction failed with the COPY).
+func (cp *copyIn) abandon(l *spreadLeg) {
+	if !cp.sp.inTx {
+		l.lost = errCopyOtherFailed
+	}
+	l.prepared(nil)
 }
 
 // lost: leg l's server went away (spreadLeg.ServerLost).

@@ -277,15 +277,6 @@ func TestCopyAcrossShards(t *testing.T) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
-	// In a transaction (its BEGIN deferred by belay, nothing run yet):
-	// FATAL, as any unit belay refuses there.
-	tx := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeSimpleProtocol)
-	if _, err := tx.Exec(ctx, "BEGIN"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.PgConn().CopyFrom(ctx, strings.NewReader("7001\t1\n"), "COPY kc (aid, n) FROM STDIN"); !errors.As(err, &pe) || pe.Code != "0A000" || pe.Severity != "FATAL" {
-		t.Fatalf("a COPY in a transaction: %v", err)
-	}
 	placed("the refusals", "kc", "aid", before, intPlace)
 	clean("the refusals")
 	// The connection still serves.

@@ -120,7 +120,7 @@
 // passes Config.MaxBufferedBytes the connection feeding it is parked
 // (internal/gnetx) and resumed once the buffer drains below a quarter of that.
 //
-// # Shards (shards.go, spread.go, gatherext.go, xshard.go)
+// # Shards (shards.go, spread.go, gatherext.go, xshard.go, txspread.go, copysplit.go)
 //
 // A topology with a sharding schema is served as one cluster per shard
 // (each its own view, term and failover hold; one health checker): at the
@@ -132,10 +132,13 @@
 // or DELETE without a key, an INSERT split by its rows' shards, each
 // shard's part prepared and committed in two phases, the decision
 // recorded off the loop; a read of several shards is gathered and merged,
-// in the simple or the extended protocol (gatherext.go). A transaction
-// reaches other shards by setting its server aside (xshard.go: its parts,
-// committed in two phases at its COMMIT); what belay cannot run on the
-// right shards is refused with 0A000 before anything reaches a server.
+// in the simple or the extended protocol (gatherext.go); a COPY FROM
+// STDIN has its rows split by key between the shards as they stream in
+// (copysplit.go). A transaction reaches other shards by setting its
+// server aside (xshard.go: its parts, committed in two phases at its
+// COMMIT), and runs statements for several shards on all its parts at
+// once (txspread.go); what belay cannot run on the right shards is
+// refused with 0A000 before anything reaches a server.
 //
 // # Failover (failover.go, syncrep.go)
 //

@@ -107,9 +107,9 @@ func (s *session) routeCluster(c gnet.Conn, data []byte) (gnet.Action, routeNext
 		return gnet.None, routeAgain // a sharded cluster's BEGIN waits for its shard (shards.go)
 	}
 	var refused *shard.Error
-	var on *spreadOn
 	err := s.routeWork(data)
 	cs = s.cl // another shard's state, if the unit moved there
+	on, spreads := asSpreadOn(err)
 	switch {
 	case err == nil:
 		return gnet.None, routeGo
@@ -121,11 +121,8 @@ func (s *session) routeCluster(c gnet.Conn, data []byte) (gnet.Action, routeNext
 		return s.answerRouted(c, codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.CannotConnectNow,
 			Message: "the primary is unavailable: no new primary was published within the failover hold",
 			Detail:  fmt.Sprintf("belay held the work for %v (failover_hold).", cs.c.hold.Bound())})
-	case errors.Is(err, errSpread), errors.Is(err, errGather), errors.As(err, &on):
+	case spreads:
 		if set := s.p.sharding.set.Load(); set != nil {
-			if on == nil {
-				on = &spreadOn{gather: errors.Is(err, errGather)}
-			}
 			serr := s.startSpread(set, data, on)
 			if serr == nil {
 				return s.boundWaiting(c), routeStop // answered when every shard settled (spread.go)

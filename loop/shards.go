@@ -32,9 +32,10 @@ import (
 // run on the wrong shard:
 //
 //   - a statement that must run on several shards, unless spread.go runs
-//     it (alone in a simple Query outside a transaction: DDL, a reference
-//     table's write, an UPDATE or DELETE without a key, a read whose rows
-//     need no merge): ERROR 0A000 at the start of a unit;
+//     it (alone in its unit: DDL, a reference table's write, an UPDATE or
+//     DELETE without a key, an INSERT whose rows are on several shards, a
+//     read gathered or merged, a COPY FROM STDIN; in a transaction,
+//     txspread.go, as a simple Query): ERROR 0A000 at the start of a unit;
 //   - a statement of a transaction that belongs to another shard than the
 //     transaction's, where xshard.go cannot take the transaction there:
 //     FATAL 0A000, the connection closed and the transaction rolled back
@@ -149,43 +150,64 @@ func (s *session) unitShard(set *shardSet, data []byte) (int, error) {
 		return -1, nil
 	case t.Spread == router.OneShard:
 		return t.Shards[0], nil
-	case t.Copy != nil:
-		return -1, s.copyable(set, data, t) // its rows split between the shards (copysplit.go)
 	}
 	if plan.Class == planner.ClassSession || plan.Class == planner.ClassTxControl || !executes(data) {
 		return -1, nil // follows the client wherever it goes; or prepares and describes only, as any shard can
 	}
+	return -1, s.spreadUnit(set, data, t)
+}
+
+// spreadUnit is how spread.go runs the unit starting with data, whose
+// statement runs on several shards (t): a *spreadOn, errSpread or
+// errGather; or its refusal, errScatter when no spread runs it.
+func (s *session) spreadUnit(set *shardSet, data []byte, t router.ShardTarget) error {
+	if t.Copy != nil {
+		return s.copyable(set, data, t) // its rows split between the shards (copysplit.go)
+	}
 	if t.RowShards == nil {
 		if ok, err := s.spreadable(set, data); err != nil {
-			return -1, err
+			return err
 		} else if ok {
-			return -1, spreadOnSome(set, t, errSpread) // the same statement on its shards (spread.go)
+			return spreadOnSome(set, t, errSpread) // the same statement on its shards (spread.go)
 		}
 		if on, err := s.spreadableExt(set, data, t); err != nil {
-			return -1, err
+			return err
 		} else if on != nil {
-			return -1, on // the same in the extended protocol (gatherext.go)
+			return on // the same in the extended protocol (gatherext.go)
 		}
 	} else if split, err := s.splittable(data, t); err != nil {
-		return -1, err
+		return err
 	} else if split != nil {
-		return -1, split // an INSERT's rows, each on its shard (spread.go)
+		return split // an INSERT's rows, each on its shard (spread.go)
 	}
 	if ok, err := s.gatherable(set, data); err != nil {
-		return -1, err // a read of several shards belay cannot merge
+		return err // a read of several shards belay cannot merge
 	} else if ok {
-		return -1, spreadOnSome(set, t, errGather) // a read of its shards, their rows gathered (spread.go)
+		return spreadOnSome(set, t, errGather) // a read of its shards, their rows gathered (spread.go)
 	}
 	if g, sql, err := s.gatherableExt(set, data); err != nil {
-		return -1, err
+		return err
 	} else if g != nil {
 		on := &spreadOn{gather: true, ext: g, extSQL: sql}
 		if len(t.Shards) < len(set.clusters) {
 			on.shards = t.Shards
 		}
-		return -1, on // the same in the extended protocol (gatherext.go)
+		return on // the same in the extended protocol (gatherext.go)
 	}
-	return -1, errScatter
+	return errScatter
+}
+
+// asSpreadOn is the spread an error of spreadUnit asks for, if it asks
+// for one.
+func asSpreadOn(err error) (*spreadOn, bool) {
+	var on *spreadOn
+	switch {
+	case errors.As(err, &on):
+		return on, true
+	case errors.Is(err, errSpread), errors.Is(err, errGather):
+		return &spreadOn{gather: errors.Is(err, errGather)}, true
+	}
+	return nil, false
 }
 
 // parsedStmt is a statement a Parse ahead in the client's data prepares.

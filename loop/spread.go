@@ -23,9 +23,10 @@ import (
 )
 
 // A read of every shard whose rows need no merge (planner's Concat: no
-// aggregate, GROUP BY, DISTINCT, ORDER BY, LIMIT), alone in a simple
-// Query outside a transaction, is a gather: the same legs run it on every
-// shard's primary and the client gets the first shard's RowDescription,
+// aggregate, GROUP BY, DISTINCT, ORDER BY, LIMIT), alone in its unit, is
+// a gather (merged as planner.PlanGather says, where they need it): the
+// same legs run it on every shard's primary and the client gets the first
+// shard's RowDescription,
 // every shard's rows in shard order and one tag counting them all, once
 // every shard answered (at most max_buffered_bytes of results held:
 // 54000 past it); a shard's error is the client's.
@@ -48,6 +49,10 @@ import (
 // transactions to the leading orchestrator's resolver (ha's
 // orch_resolve.go, twopc.Resolve): it carries out the recorded decision,
 // or records Abort for one left undecided past its grace.
+//
+// In a transaction the same statements run on its parts, unprepared
+// (txspread.go); a COPY FROM STDIN is a spread whose legs take the
+// client's rows (copysplit.go).
 //
 // The COMMIT of a transaction with parts on several shards (xshard.go)
 // is a spread too, whose legs already hold their servers in the
@@ -89,6 +94,12 @@ type spread struct {
 	keep *spreadLeg
 	// copy: a COPY FROM STDIN's (copysplit.go).
 	copy *copyIn
+	// inTx: it runs inside the client's transaction (txspread.go), on
+	// its parts; begin opens the transaction on a shard it had none on;
+	// cur is the shard of the part the client held (-1: none).
+	inTx  bool
+	begin string
+	cur   int
 }
 
 // spreadLeg is the statement's part on one shard: a poolcore client of
@@ -111,6 +122,9 @@ type spreadLeg struct {
 	c       *cluster
 	node    string
 	replica bool
+	// fresh: the transaction has no part on its shard yet: its server
+	// begins it first (txspread.go).
+	fresh bool
 }
 
 type legStep uint8
@@ -159,10 +173,10 @@ func spreadOnSome(set *shardSet, t router.ShardTarget, err error) error {
 
 // splittable says whether the unit starting with data is an INSERT whose
 // rows (placed on t.RowShards) spread runs split between their shards: a
-// simple Query of that one statement, outside any transaction; the
-// error is planner.SplitInsert's refusal.
+// simple Query of that one statement (in a transaction, or in the extended
+// protocol outside one); the error is planner.SplitInsert's refusal.
 func (s *session) splittable(data []byte, t router.ShardTarget) (*spreadOn, error) {
-	if s.p.cfg.RecordDecision == nil || s.cl.begin != nil || s.t.pinned {
+	if s.p.cfg.RecordDecision == nil || s.t.pinned {
 		return nil, nil
 	}
 	q := unitQuery(data)
@@ -212,10 +226,10 @@ func boundLimits(g *planner.Gather, ext *extGather) (*shard.Merge, error) {
 
 // spreadable says whether the unit starting with data is one statement
 // that spread runs: a simple Query of one DDL statement or write to a
-// reference table, outside any transaction. A reference table's write
+// reference table (in a transaction, txspread.go). A reference table's write
 // that reads a sharded table is refused (each copy would differ).
 func (s *session) spreadable(set *shardSet, data []byte) (bool, error) {
-	if s.p.cfg.RecordDecision == nil || s.cl.begin != nil || s.t.pinned {
+	if s.p.cfg.RecordDecision == nil || s.t.pinned {
 		return false, nil
 	}
 	q := unitQuery(data)
@@ -297,6 +311,41 @@ func (s *session) startSpread(set *shardSet, data []byte, on *spreadOn) error {
 			sp.sharded = true
 		}
 	}
+	if sp.inTx = s.inTx(); sp.inTx {
+		if err := s.txLegs(set, sp, on); err != nil { // txspread.go
+			return err
+		}
+	} else if err := s.spreadLegs(set, sp, on); err != nil {
+		return err
+	}
+	if sp.copy != nil {
+		sp.copy.sp, sp.copy.legs = sp, make([]copyLeg, len(sp.legs))
+	}
+	s.spread = sp
+	sp.busy = len(sp.legs)
+	for _, l := range sp.legs {
+		l.step = stepPrepare
+		l.raw.Max = s.p.cfg.MaxBufferedBytes
+	}
+	for _, l := range sp.legs {
+		switch {
+		case sp.inTx && l.sc != nil:
+			l.open() // the transaction's part on its shard
+		case sp.inTx && !l.fresh:
+			l.prepared(nil) // a part lost with its server (l.lost)
+		default:
+			if sc := l.pool.Acquire(s.loop, l, s.sig); sc != nil {
+				l.ServerReady(sc)
+			}
+		}
+	}
+	return nil
+}
+
+// spreadLegs makes the legs of a spread outside a transaction: one for
+// each shard of on, on its primary, in a transaction of its own that the
+// coordinator commits (its id drawn here).
+func (s *session) spreadLegs(set *shardSet, sp *spread, on *spreadOn) error {
 	if _, err := rand.Read(sp.tx[:]); err != nil {
 		return err
 	}
@@ -305,7 +354,6 @@ func (s *session) startSpread(set *shardSet, data []byte, on *spreadOn) error {
 		if on.shards != nil && !slices.Contains(on.shards, k) {
 			continue
 		}
-		part := on.parts[k]
 		shards = append(shards, k)
 		v := c.view.Load()
 		if v == nil || v.primary < 0 {
@@ -315,28 +363,14 @@ func (s *session) startSpread(set *shardSet, data []byte, on *spreadOn) error {
 		if err != nil {
 			return err
 		}
-		sp.legs = append(sp.legs, &spreadLeg{sp: sp, shard: k, pool: pool, sql: part})
-	}
-	if sp.copy != nil {
-		sp.copy.sp, sp.copy.legs = sp, make([]copyLeg, len(sp.legs))
+		sp.legs = append(sp.legs, &spreadLeg{sp: sp, shard: k, pool: pool, sql: on.parts[k]})
 	}
 	for _, l := range sp.legs {
 		setCredentials(l.pool, s.cl.cred)
 		l.pool.Join(s.loop)
-		l.raw.Max = s.p.cfg.MaxBufferedBytes
 	}
 	sp.co = twopc.NewCoordinator(shards)
 	sp.co.Start()
-	s.spread = sp
-	sp.busy = len(sp.legs)
-	for _, l := range sp.legs {
-		l.step = stepPrepare
-	}
-	for _, l := range sp.legs {
-		if sc := l.pool.Acquire(s.loop, l, s.sig); sc != nil {
-			l.ServerReady(sc)
-		}
-	}
 	return nil
 }
 
@@ -345,29 +379,6 @@ func (s *session) startSpread(set *shardSet, data []byte, on *spreadOn) error {
 func (l *spreadLeg) ServerReady(sc *poolcore.Server) {
 	l.sc = sc
 	sp := l.sp
-	prepare := func() {
-		switch {
-		case sp.copy != nil:
-			sp.copy.begin(l)
-			return
-		case sp.extParts != nil:
-			sc.ExecMsgs(sp.ext.splitMsgs(sp.extParts[l.shard], twopc.GID(sp.tx, l.shard)), 3, &l.tags, nil,
-				func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
-			return
-		case sp.ext != nil:
-			sc.ExecMsgs(sp.ext.extMsgs(sp.sql, sp.merge != nil), 1, nil, &l.raw, func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
-			return
-		case sp.gather:
-			sc.ExecRaw(sp.sql, &l.raw, func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
-			return
-		}
-		sql := sp.sql
-		if l.sql != "" {
-			sql = l.sql // its shard's part
-		}
-		sc.ExecTags("BEGIN;\n"+sql+"\n;\nPREPARE TRANSACTION '"+twopc.GID(sp.tx, l.shard)+"'", &l.tags,
-			func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) })
-	}
 	if sig := sp.s.sig; sc.AppliedSig != sig {
 		sc.Exec(applySQL(sc.AppliedSig, sig), func(_ *poolcore.Server, perr *poolcore.PgError) {
 			if perr != nil {
@@ -375,11 +386,58 @@ func (l *spreadLeg) ServerReady(sc *poolcore.Server) {
 				return
 			}
 			sc.AppliedSig = sig
-			prepare()
+			l.open()
 		})
 		return
 	}
-	prepare()
+	l.open()
+}
+
+// open runs the leg's statement on its server; in a transaction
+// (txspread.go), a server new to it begins it first.
+func (l *spreadLeg) open() {
+	if !l.sp.inTx || !l.fresh {
+		l.run()
+		return
+	}
+	l.fresh = false
+	l.sc.Exec(l.sp.begin, func(_ *poolcore.Server, perr *poolcore.PgError) {
+		if perr != nil {
+			l.prepared(perr)
+			return
+		}
+		l.run()
+	})
+}
+
+// run sends the leg's statement: outside a transaction in one of its own,
+// prepared (the first phase); in the client's, as it is.
+func (l *spreadLeg) run() {
+	sp, sc := l.sp, l.sc
+	then := func(_ *poolcore.Server, perr *poolcore.PgError) { l.prepared(perr) }
+	switch {
+	case sp.copy != nil:
+		sp.copy.begin(l)
+		return
+	case sp.extParts != nil:
+		sc.ExecMsgs(sp.ext.splitMsgs(sp.extParts[l.shard], twopc.GID(sp.tx, l.shard)), 3, &l.tags, nil, then)
+		return
+	case sp.ext != nil:
+		sc.ExecMsgs(sp.ext.extMsgs(sp.sql, sp.merge != nil), 1, nil, &l.raw, then)
+		return
+	case sp.gather:
+		sc.ExecRaw(sp.sql, &l.raw, then)
+		return
+	}
+	sql := sp.sql
+	if l.sql != "" {
+		sql = l.sql // its shard's part
+	}
+	if sp.inTx {
+		sc.ExecTags(sql, &l.tags, then)
+		return
+	}
+	sc.ExecTags("BEGIN;\n"+sql+"\n;\nPREPARE TRANSACTION '"+twopc.GID(sp.tx, l.shard)+"'", &l.tags, then)
 }
 
 // ServerFailed: no server for the leg.
@@ -423,8 +481,10 @@ func (l *spreadLeg) prepared(perr *poolcore.PgError) {
 	}
 	l.step = stepNone
 	l.sp.busy--
-	if l.sp.gather {
-		l.err = perr
+	if l.sp.gather || l.sp.inTx {
+		if perr != nil {
+			l.err = perr
+		}
 		l.sp.finish()
 		return
 	}
@@ -515,45 +575,32 @@ func (sp *spread) second(a twopc.Action) {
 // finish answers the client and gives the servers back once nothing is
 // under way and the coordinator is done.
 func (sp *spread) finish() {
-	if sp.busy > 0 || !sp.gather && !sp.co.Done() || sp.answered || sp.copy != nil && !sp.copy.ended {
+	if sp.busy > 0 || !sp.gather && !sp.inTx && !sp.co.Done() || sp.answered || sp.copy != nil && !sp.copy.ended {
 		return
 	}
 	sp.answered = true
 	s := sp.s
+	s.spread = nil
+	if sp.inTx {
+		sp.finishInTx() // txspread.go
+		return
+	}
 	sp.forget()
 	o, _ := sp.co.Outcome()
 	back := sp.commit && sp.keep != nil && sp.keep.sc != nil && o == twopc.Committed && s.state != sClosing && s.c != nil
 	for _, l := range sp.legs {
 		if l.sc != nil && !(back && l == sp.keep) {
-			if l.sc.TxStatus != 'I' {
-				l.sc.Dirty = true
-			}
-			l.pool.Release(l.sc)
-			l.sc = nil
+			l.release()
 		}
 		if !sp.commit {
 			l.pool.Leave(s.loop) // a transaction's legs are of pools the client joined (route.go)
 		}
 	}
-	s.spread = nil
 	if s.state == sClosing || s.c == nil {
 		return
 	}
 	var ok bool
-	e := sp.gatherError()
-	var merged []byte
-	if sp.gather && e == nil && sp.merge != nil {
-		merged, e = sp.merged()
-	}
-	if sp.ext != nil && sp.ext.named != nil && e == nil {
-		s.adopt(*sp.ext.named) // its Parse answered: the name is the client's
-	}
 	switch {
-	case sp.copy != nil && !sp.copy.query:
-		// The client's Query was answered by CopyInResponse already.
-		e, tag := sp.answer()
-		s.reply(answerMsgs(e, tag), 'I')
-		ok = true
 	case back:
 		s.committedAcross(sp)
 		if set := s.p.sharding.set.Load(); set != nil {
@@ -567,25 +614,62 @@ func (sp *spread) finish() {
 			s.t.status = codec.TxIdle // as the client was told
 			s.committedAcross(sp)
 		}
-	case !sp.gather:
-		e, tag := sp.answer()
-		if sp.ext != nil && e == nil {
-			ok = s.replyUnit(s.c, func(b []byte) []byte { return sp.ext.answer(b, tag) }, 'I')
-		} else {
-			ok = s.answerUnit(s.c, e, tag, 'I')
-		}
-	case e != nil:
-		ok = s.answerUnit(s.c, e, "", 'I')
-	case merged != nil:
-		ok = s.replyUnit(s.c, func(b []byte) []byte { return append(sp.prefix(b), merged...) }, 'I')
+	case sp.gather:
+		e, merged := sp.gathered()
+		ok = sp.answerClient(e, "", merged, codec.TxIdle)
 	default:
-		ok = s.replyUnit(s.c, func(b []byte) []byte { return sp.rows(sp.prefix(b)) }, 'I')
+		e, tag := sp.answer()
+		ok = sp.answerClient(e, tag, nil, codec.TxIdle)
 	}
 	if !ok {
 		s.kill(fatalf(sqlstate.InternalError, "belay lost the statement it ran on every shard"))
 		return
 	}
 	s.resumeWork()
+}
+
+// release gives the leg's server back to its pool (which resets one left
+// in a transaction).
+func (l *spreadLeg) release() {
+	if l.sc.TxStatus != codec.TxIdle {
+		l.sc.Dirty = true
+	}
+	l.pool.Release(l.sc)
+	l.sc = nil
+}
+
+// gathered is a gather's answer: its error, or its merged rows (nil: its
+// rows are every shard's, one after the other).
+func (sp *spread) gathered() (*codec.ErrorResponse, []byte) {
+	e := sp.gatherError()
+	var merged []byte
+	if e == nil && sp.merge != nil {
+		merged, e = sp.merged()
+	}
+	if sp.ext != nil && sp.ext.named != nil && e == nil {
+		sp.s.adopt(*sp.ext.named) // its Parse answered: the name is the client's
+	}
+	return e, merged
+}
+
+// answerClient sends the client the spread's answer to its unit, then
+// ReadyForQuery status: the error e; or a write's tag; or a gather's rows
+// (merged, else every shard's in turn). A COPY's Query was answered by
+// CopyInResponse already: only its end is sent.
+func (sp *spread) answerClient(e *codec.ErrorResponse, tag string, merged []byte, status byte) bool {
+	s := sp.s
+	switch {
+	case sp.copy != nil && !sp.copy.query:
+		s.reply(answerMsgs(e, tag), status)
+		return true
+	case e != nil || !sp.gather && sp.ext == nil:
+		return s.answerUnit(s.c, e, tag, status)
+	case !sp.gather:
+		return s.replyUnit(s.c, func(b []byte) []byte { return sp.ext.answer(b, tag) }, status)
+	case merged != nil:
+		return s.replyUnit(s.c, func(b []byte) []byte { return append(sp.prefix(b), merged...) }, status)
+	}
+	return s.replyUnit(s.c, func(b []byte) []byte { return sp.rows(sp.prefix(b)) }, status)
 }
 
 // forget deletes the decision's record once every shard carried out a
@@ -653,11 +737,15 @@ func (sp *spread) tag() string {
 	if sp.commit {
 		return "COMMIT"
 	}
+	at := 1 // after the BEGIN of the leg's own transaction
+	if sp.inTx {
+		at = 0
+	}
 	first := sp.legs[0].tags
-	if len(first) < 2 {
+	if len(first) <= at {
 		return "OK"
 	}
-	tag := first[1]
+	tag := first[at]
 	if !sp.sharded {
 		return tag
 	}
@@ -667,10 +755,10 @@ func (sp *spread) tag() string {
 	}
 	var n int64
 	for _, l := range sp.legs {
-		if len(l.tags) < 2 {
+		if len(l.tags) <= at {
 			return tag
 		}
-		t := l.tags[1]
+		t := l.tags[at]
 		c, err := strconv.ParseInt(t[strings.LastIndexByte(t, ' ')+1:], 10, 64)
 		if err != nil {
 			return tag
@@ -752,11 +840,11 @@ func heldMessages(b []byte) iter.Seq2[byte, []byte] {
 }
 
 // gatherable says whether the unit starting with data is a read spread
-// gathers: a simple Query of one SELECT, outside a transaction, whose rows
+// gathers: a simple Query of one SELECT (in a transaction too), whose rows
 // over the shards are their rows one after the other (planner's Concat)
 // or merge (planner.PlanGather; its refusal is the error).
 func (s *session) gatherable(set *shardSet, data []byte) (bool, error) {
-	if s.cl.begin != nil || s.t.pinned || len(set.clusters) < 2 {
+	if s.t.pinned || len(set.clusters) < 2 {
 		return false, nil
 	}
 	q := unitQuery(data)

@@ -32,13 +32,16 @@ import (
 // held, commitBack); its ROLLBACK rolls every part back. A transaction
 // that stayed on one shard commits as it always did. A unit whose BEGIN
 // comes with its first statement (JDBC) goes to that statement's shard.
+// A statement for several shards (DDL, a write of every shard's rows, a
+// read gathered, a COPY) runs on every part at once (txspread.go).
 //
 // The switch happens only between units, with the server owing the client
 // nothing: what the client pipelined for another shard waits until the
 // server answered what came before (heldBack). Refused, with FATAL 0A000
 // and every part rolled back (never committed in part):
 //   - a unit whose messages belong to two shards (a pgx Batch of keys on
-//     different shards, in one Sync);
+//     different shards, in one Sync), or a statement for several shards
+//     through the extended protocol;
 //   - transaction control other than a COMMIT or ROLLBACK alone in its
 //     unit once the transaction has parts on several shards: a COMMIT with
 //     other statements, SAVEPOINT and ROLLBACK TO (which would undo one
@@ -79,10 +82,12 @@ func (s *session) crossing(c gnet.Conn) (limit int, act gnet.Action, next routeN
 			return 0, act, next
 		}
 	}
-	limit, move, e := s.heldShard(set, data)
+	limit, move, e, on := s.heldShard(set, data)
 	switch {
 	case e != nil:
 		return 0, s.fatal(*e), routeStop
+	case on != nil:
+		return s.spreadHere(c, set, data, on)
 	case move < 0:
 		if limit > 0 {
 			s.heldBack = true
@@ -125,6 +130,43 @@ func (s *session) crossing(c gnet.Conn) (limit int, act gnet.Action, next routeN
 		return 0, s.fatal(*e), routeStop
 	}
 	return 0, gnet.None, routeAgain
+}
+
+// spreadHere runs the unit at the start of data, a statement for several
+// shards, in the client's transaction (txspread.go), once the server it
+// holds owes it nothing: a failed transaction's server answers it (25P02);
+// a server in none goes back, and the unit is routed as any other.
+func (s *session) spreadHere(c gnet.Conn, set *shardSet, data []byte, on *spreadOn) (int, gnet.Action, routeNext) {
+	sc := s.server
+	switch {
+	case s.t.busy() || !s.r.empty():
+		s.heldBack = true
+		return 0, s.boundWaiting(c), routeStop
+	case sc.TxStatus == codec.TxFailed:
+		if end := firstUnitEnd(data); end > 0 && end < len(data) {
+			s.heldBack = true
+			return end, gnet.None, routeGo
+		}
+		return 0, gnet.None, routeGo
+	case sc.TxStatus == codec.TxIdle && !s.t.pinned:
+		s.release(sc)
+		return 0, gnet.None, routeAgain
+	}
+	if why := s.cannotCross(); why != "" {
+		e := fatalf(sqlstate.FeatureNotSupported, "a transaction on shard %s ran a statement for several shards: %s", s.cl.c.shardName(), why)
+		e.Detail = "belay ends the connection: its transaction is rolled back, nothing of it is committed."
+		return 0, s.fatal(e), routeStop
+	}
+	if err := s.startSpread(set, data, on); err != nil {
+		e := fatalf(sqlstate.FeatureNotSupported, "%v", err)
+		var se *shard.Error
+		if errors.As(err, &se) {
+			e = fatalf(se.Code, "%s", se.Message)
+		}
+		e.Detail = "belay ends the connection: its transaction is rolled back, nothing of it is committed."
+		return 0, s.fatal(e), routeStop
+	}
+	return 0, s.boundWaiting(c), routeStop
 }
 
 // cannotCross says why the client's transaction cannot reach another
@@ -429,11 +471,12 @@ var errPartLost = errors.New("the transaction's part on a shard was lost with it
 // client holds, against the shard of that server, unit by unit. It
 // returns how much of data may go now (limit; 0: all of it) when a later
 // unit belongs elsewhere; move, the shard that the unit at the start of
-// data belongs to when that is not the server's (-1: it is); or the FATAL
+// data belongs to when that is not the server's (-1: it is); spread, when
+// that unit is a statement for several shards txspread.go runs; or the FATAL
 // error that ends a client whose unit would run where its rows are not (a
 // unit for two shards, a statement for several), its transaction rolled
 // back with its server. On the loop, before forward.
-func (s *session) heldShard(set *shardSet, data []byte) (limit, move int, fatal *codec.ErrorResponse) {
+func (s *session) heldShard(set *shardSet, data []byte) (limit, move int, fatal *codec.ErrorResponse, spread *spreadOn) {
 	start := min(s.cliRemain, len(data)) // the rest of a CopyData streaming in
 	unit, here := start, false           // where the unit starts; a message of it runs on the server's shard
 	var parsed map[string]parsedStmt
@@ -454,7 +497,7 @@ func (s *session) heldShard(set *shardSet, data []byte) (limit, move int, fatal 
 		if typ == codec.MsgQuery || typ == codec.MsgBind {
 			t, plan, err := s.shardOf(set, data[off:], parsed)
 			if unit > start && s.parts != nil && plan != nil && endsOrSaves(plan) {
-				return unit, -1, nil // the end of a transaction across shards waits for what came before (endAcross)
+				return unit, -1, nil, nil // the end of a transaction across shards waits for what came before (endAcross)
 			}
 			other := -1
 			var refused *shard.Error
@@ -470,22 +513,34 @@ func (s *session) heldShard(set *shardSet, data []byte) (limit, move int, fatal 
 			case t.Spread == router.OneShard:
 				here = true
 			case t.Spread == router.ShardSet && plan.Class != planner.ClassSession && plan.Class != planner.ClassTxControl:
-				e := fatalf(sqlstate.FeatureNotSupported, "%s", errScatter.Message)
+				// A statement for several shards: in the transaction
+				// (txspread.go), when it is alone in a simple Query.
+				err := s.spreadUnit(set, data[off:], t)
+				if on, ok := asSpreadOn(err); ok && typ == codec.MsgQuery {
+					if unit > start {
+						return unit, -1, nil, nil
+					}
+					return 0, -1, nil, on
+				}
+				e := fatalf(sqlstate.FeatureNotSupported, "%s", errScatterTx.Message)
+				if errors.As(err, &refused) && !errors.Is(err, errScatter) {
+					e = fatalf(refused.Code, "%s", refused.Message)
+				}
 				fatal = &e
 			}
 			switch {
 			case (other >= 0 || fatal != nil) && unit > start:
-				return unit, -1, nil // the units before it go first; it is looked at anew then
+				return unit, -1, nil, nil // the units before it go first; it is looked at anew then
 			case other >= 0 && here:
 				e := fatalf(sqlstate.FeatureNotSupported, "statements of shards %s and %s in one unit of work (a pipeline without a Sync between them)",
 					s.cl.c.shardName(), ha.ShardName(other))
 				fatal = &e
 			case other >= 0:
-				return 0, other, nil
+				return 0, other, nil, nil
 			}
 			if fatal != nil {
 				fatal.Detail = "belay ends the connection: its transaction is rolled back, nothing of it is committed."
-				return 0, -1, fatal
+				return 0, -1, fatal, nil
 			}
 		}
 		off += 5 + bodyLen
@@ -493,7 +548,7 @@ func (s *session) heldShard(set *shardSet, data []byte) (limit, move int, fatal 
 			unit, here = off, false
 		}
 	}
-	return 0, -1, nil
+	return 0, -1, nil, nil
 }
 
 // unitMessages yields the whole messages of the first unit of work of data

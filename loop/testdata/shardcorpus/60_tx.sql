@@ -201,8 +201,10 @@ ROLLBACK;
 -- must
 BEGIN;
 
+-- must
 SELECT count(*) FROM customers;
 
+-- must
 COMMIT;
 
 -- must
@@ -211,30 +213,99 @@ BEGIN;
 -- must
 UPDATE customers SET balance = balance WHERE id = 6;
 
+-- must
 SELECT id FROM customers WHERE tier = 2;
 
+-- must
 COMMIT;
 
 -- must
 BEGIN;
 
+-- must
 UPDATE customers SET balance = balance + 1 WHERE tier = 2;
 
+-- must
 COMMIT;
 
 -- must
 BEGIN;
 
+-- must
 UPDATE regions SET zone = zone WHERE code = 'n';
 
+-- must
 COMMIT;
 
 -- must
 BEGIN;
 
+-- must
 CREATE INDEX customers_tier ON customers (tier);
 
+-- must
 COMMIT;
+
+-- must
+BEGIN;
+
+-- must
+COPY events (id, kind, weight) FROM STDIN;
+400	txcopy	1
+401	txcopy	2
+\.
+
+-- must
+SELECT count(*), sum(weight) FROM events WHERE kind = 'txcopy';
+
+-- must
+ROLLBACK;
+
+-- must
+SELECT count(*) FROM events WHERE kind = 'txcopy';
+
+-- must
+BEGIN;
+
+-- must
+DELETE FROM events WHERE kind = 'nothing matches';
+
+-- must
+INSERT INTO events (id, kind) VALUES (402, 'txsplit'), (403, 'txsplit'), (404, 'txsplit');
+
+-- must
+SELECT id FROM events WHERE kind = 'txsplit';
+
+-- must
+COMMIT;
+
+-- must
+BEGIN;
+
+-- must
+ALTER TABLE events ADD COLUMN extra int;
+
+-- must
+SELECT count(extra) FROM events;
+
+-- must
+ROLLBACK;
+
+-- must
+BEGIN;
+
+-- must
+-- error 23505
+INSERT INTO events (id, kind) VALUES (402, 'dup'), (405, 'dup'), (406, 'dup');
+
+-- error 25P02
+SELECT count(*) FROM events;
+
+-- must
+ROLLBACK;
+
+-- must
+SELECT count(*) FROM events WHERE kind IN ('txsplit', 'dup');
 
 -- construct: transaction reading a reference table first
 -- must

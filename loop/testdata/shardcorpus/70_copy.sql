@@ -130,52 +130,62 @@ SELECT count(*), sum(zone) FROM regions;
 SELECT device_id, kind FROM devices;
 
 -- construct: COPY error
+-- must
 -- error 23505
 COPY events (id, kind) FROM STDIN;
 1	dup
 \.
 
+-- must
 -- error 22P02
 COPY events (id, kind) FROM STDIN;
 notanumber	bad
 \.
 
+-- must
 -- error 22P04
 COPY events (id, kind, weight) FROM STDIN;
 320	short
 \.
 
+-- must
 -- error 22P04
 COPY events (id, kind) FROM STDIN;
 321	extra	column
 \.
 
+-- must
 -- error 22P04
 COPY events (id, kind) FROM STDIN (FORMAT csv);
 322,"never closed
 \.
 
+-- must
 -- error 22P04
 COPY events (id, kind) FROM STDIN (FORMAT csv, HEADER match);
 identifier,kind
 323,mismatched header
 \.
 
+-- must
 -- error 22P02
 COPY devices (device_id, kind) FROM STDIN;
 not-a-uuid	phone
 \.
 
+-- must
 -- error 23502
 COPY events (id, kind) FROM STDIN;
 324	\N
 \.
 
+-- must
 -- error 42703
 COPY events (id, nope) FROM STDIN;
 325	x
 \.
 
+-- must
 -- error 22023
 COPY events (id, kind) FROM STDIN (FORMAT xml);
 326	x
