@@ -17,8 +17,9 @@ import (
 // COPY ... FROM STDIN into a table of the sharding schema (issue J): a
 // spread whose legs each run the client's COPY on their shard's primary,
 // in a transaction, and get their rows: a sharded table's split by key
-// (shard.CopySplitter reads each row as Postgres would and places it by
-// Postgres's partition hash), a reference table's all of them. A COPY
+// (shard's splitters, text, CSV or binary, read each row as Postgres
+// would and place it by Postgres's partition hash), a reference table's
+// all of them. A COPY
 // without a column list has the table's columns read from the first
 // shard's catalog first.
 //
@@ -47,10 +48,8 @@ import (
 // COPY runs there, nothing is prepared, and the client's COMMIT commits it
 // with the rest.
 //
-// Not yet: a COPY in the extended protocol, in the binary format into a
-// sharded table (a reference table takes it: its bytes go to every shard
-// unread), or with an ENCODING other than UTF8; each is refused with
-// 0A000. A shard's error names the line in that shard's rows, not in the
+// Not yet: a COPY in the extended protocol, or with an ENCODING other than
+// UTF8; each is refused with 0A000. A shard's error names the line in that shard's rows, not in the
 // client's: its CONTEXT is left out.
 //
 // Who owns what: a copyIn is its spread's, on the session's loop.
@@ -61,7 +60,7 @@ type copyIn struct {
 	split *router.CopySplit
 	// rows places a sharded table's rows (nil for a reference table's,
 	// every row to every shard; and until the columns are known).
-	rows   *shard.CopySplitter
+	rows   shard.RowSplitter
 	phase  copyPhase
 	legs   []copyLeg // by the spread's leg (index: shard)
 	remain int       // bytes of the client's CopyData body still to read
@@ -145,7 +144,7 @@ func (cp *copyIn) splitter(shards int, columns []string) error {
 	if err != nil {
 		return err
 	}
-	cp.rows, err = shard.NewCopySplitter(cp.split.Options, target, shards, 0)
+	cp.rows, err = shard.NewRowSplitter(cp.split.Options, target, shards, 0)
 	return err
 }
 
@@ -247,6 +246,9 @@ func (cp *copyIn) traffic(l *spreadLeg, sc *poolcore.Server, c gnet.Conn) gnet.A
 			cl.state = legIn
 			if cp.resp == nil && l == cp.sp.legs[0] {
 				cp.resp = append([]byte(nil), data[off-n:off]...)
+				if e := cp.encodingRefusal(sc.Params["client_encoding"]); e != nil {
+					cp.fail(e, "")
+				}
 			}
 			cp.started()
 		case codec.MsgErrorResponse:
@@ -299,6 +301,29 @@ func (cp *copyIn) abandon(l *spreadLeg) {
 		l.lost = errCopyOtherFailed
 	}
 	l.prepared(nil)
+}
+
+// encodingRefusal refuses a sharded table's COPY whose data, in the
+// client's encoding enc, the splitter would not read as Postgres does:
+// a text key is hashed by its bytes in the server's encoding (UTF8), and
+// the text and CSV formats are cut at ASCII bytes that the second byte of
+// a character may be in some encodings (SJIS, BIG5, GBK, UHC, GB18030,
+// JOHAB). UTF8 and SQL_ASCII (no conversion) are read as they are.
+func (cp *copyIn) encodingRefusal(enc string) *codec.ErrorResponse {
+	if cp.rows == nil || enc == "UTF8" || enc == "SQL_ASCII" || enc == "" {
+		return nil
+	}
+	textKey := cp.split.Table.KeyType == shard.KeyText
+	switch enc {
+	case "SJIS", "BIG5", "GBK", "UHC", "GB18030", "JOHAB":
+		textKey = textKey || cp.split.Options.Format != shard.CopyBinary
+	}
+	if !textKey {
+		return nil
+	}
+	return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.FeatureNotSupported,
+		Message: "COPY into sharded table " + cp.split.Table.Name.Name + " with client_encoding " + enc + ": belay places its rows by their keys read as UTF8",
+		Hint:    "SET client_encoding = 'UTF8' for the COPY, or convert the data first."}
 }
 
 // lost: leg l's server went away (spreadLeg.ServerLost).

@@ -191,6 +191,12 @@ COPY events (id, kind) FROM STDIN (FORMAT xml);
 326	x
 \.
 
+-- must
+-- error 22P04
+COPY events (id, kind) FROM STDIN (FORMAT binary);
+327	not binary data
+\.
+
 -- construct: refused COPY
 -- refused
 COPY events (kind, payload) FROM STDIN;
@@ -200,10 +206,6 @@ no key	x
 -- refused
 COPY events FROM '/nonexistent/events.txt';
 
--- refused
-COPY events (id, kind) FROM STDIN (FORMAT binary);
-327	x
-\.
 
 -- construct: after failed COPYs
 -- must
