@@ -287,9 +287,9 @@ func TestCopyAcrossShards(t *testing.T) {
 
 	// Refused with 0A000: nothing runs.
 	for _, sql := range []string{
-		"COPY kc (v, n) FROM STDIN",                   // no key
-		"COPY kc FROM '/tmp/kc.txt'",                  // a server file
-		"COPY kc TO STDOUT",                           // out of a sharded table
+		"COPY kc (v, n) FROM STDIN",  // no key
+		"COPY kc FROM '/tmp/kc.txt'", // a server file
+		"COPY kc TO STDOUT",          // out of a sharded table
 		"COPY kc (aid, n) FROM STDIN (ENCODING 'LATIN1')",
 	} {
 		_, err := copyIn(sql, "7001\t1\n")
