@@ -164,6 +164,15 @@ func (s *session) spreadUnit(set *shardSet, data []byte, t router.ShardTarget) e
 	if t.Copy != nil {
 		return s.copyable(set, data, t) // its rows split between the shards (copysplit.go)
 	}
+	if q := unitQuery(data); q != nil && !s.inTx() && !s.t.pinned {
+		if plan := s.plan(q); len(plan.Stmts) == 1 && plan.Stmts[0].NoTxBlock {
+			on := &spreadOn{plain: true} // VACUUM and the like: as it is on each shard (spread.go)
+			if len(t.Shards) < len(set.clusters) {
+				on.shards = t.Shards
+			}
+			return on
+		}
+	}
 	if t.RowShards == nil {
 		if ok, err := s.spreadable(set, data); err != nil {
 			return err

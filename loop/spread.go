@@ -94,6 +94,9 @@ type spread struct {
 	keep *spreadLeg
 	// copy: a COPY FROM STDIN's (copysplit.go).
 	copy *copyIn
+	// plain: run as it is on each shard's primary, in no transaction
+	// (spreadOn's plain); the client gets the first error, or the tag.
+	plain bool
 	// inTx: it runs inside the client's transaction (txspread.go), on
 	// its parts; begin opens the transaction on a shard it had none on;
 	// cur is the shard of the part the client held (-1: none).
@@ -158,6 +161,10 @@ type spreadOn struct {
 	// copy: a COPY FROM STDIN, its rows split between the shards
 	// (copysplit.go).
 	copy *copyIn
+	// plain: maintenance PostgreSQL runs only outside a transaction
+	// (planner's NoTxBlock: VACUUM, CREATE INDEX CONCURRENTLY, ...), run
+	// as it is on each shard.
+	plain bool
 }
 
 func (*spreadOn) Error() string { return "a statement for some shards" }
@@ -293,7 +300,7 @@ func (s *session) startSpread(set *shardSet, data []byte, on *spreadOn) error {
 		q = on.extSQL
 	}
 	gather := on.gather
-	sp := &spread{s: s, sql: string(q), gather: gather, ext: on.ext, extParts: on.extParts, copy: on.copy}
+	sp := &spread{s: s, sql: string(q), gather: gather, ext: on.ext, extParts: on.extParts, copy: on.copy, plain: on.plain}
 	if gather && !s.plan(q).Stmts[0].Concat {
 		g, err := s.p.gathers.plan(q)
 		if err != nil {
@@ -369,8 +376,10 @@ func (s *session) spreadLegs(set *shardSet, sp *spread, on *spreadOn) error {
 		setCredentials(l.pool, s.cl.cred)
 		l.pool.Join(s.loop)
 	}
-	sp.co = twopc.NewCoordinator(shards)
-	sp.co.Start()
+	if !sp.gather && !sp.plain {
+		sp.co = twopc.NewCoordinator(shards)
+		sp.co.Start()
+	}
 	return nil
 }
 
@@ -433,8 +442,8 @@ func (l *spreadLeg) run() {
 	if l.sql != "" {
 		sql = l.sql // its shard's part
 	}
-	if sp.inTx {
-		sc.ExecTags(sql, &l.tags, then)
+	if sp.co == nil {
+		sc.ExecTags(sql, &l.tags, then) // in the client's transaction, or in none (plain)
 		return
 	}
 	sc.ExecTags("BEGIN;\n"+sql+"\n;\nPREPARE TRANSACTION '"+twopc.GID(sp.tx, l.shard)+"'", &l.tags, then)
@@ -481,7 +490,7 @@ func (l *spreadLeg) prepared(perr *poolcore.PgError) {
 	}
 	l.step = stepNone
 	l.sp.busy--
-	if l.sp.gather || l.sp.inTx {
+	if l.sp.co == nil { // nothing to commit: a gather, a plain spread, the client's transaction's
 		if perr != nil {
 			l.err = perr
 		}
@@ -575,7 +584,7 @@ func (sp *spread) second(a twopc.Action) {
 // finish answers the client and gives the servers back once nothing is
 // under way and the coordinator is done.
 func (sp *spread) finish() {
-	if sp.busy > 0 || !sp.gather && !sp.inTx && !sp.co.Done() || sp.answered || sp.copy != nil && !sp.copy.ended {
+	if sp.busy > 0 || sp.co != nil && !sp.co.Done() || sp.answered || sp.copy != nil && !sp.copy.ended {
 		return
 	}
 	sp.answered = true
@@ -586,8 +595,11 @@ func (sp *spread) finish() {
 		return
 	}
 	sp.forget()
-	o, _ := sp.co.Outcome()
-	back := sp.commit && sp.keep != nil && sp.keep.sc != nil && o == twopc.Committed && s.state != sClosing && s.c != nil
+	back := false
+	if sp.commit {
+		o, _ := sp.co.Outcome()
+		back = sp.keep != nil && sp.keep.sc != nil && o == twopc.Committed && s.state != sClosing && s.c != nil
+	}
 	for _, l := range sp.legs {
 		if l.sc != nil && !(back && l == sp.keep) {
 			l.release()
@@ -677,7 +689,10 @@ func (sp *spread) answerClient(e *codec.ErrorResponse, tag string, merged []byte
 // resolver keeps it.
 func (sp *spread) forget() {
 	f := sp.s.p.cfg.ForgetDecision
-	if o, _ := sp.co.Outcome(); sp.gather || f == nil || o != twopc.Committed || sp.unfinished {
+	if sp.co == nil || f == nil || sp.unfinished {
+		return
+	}
+	if o, _ := sp.co.Outcome(); o != twopc.Committed {
 		return
 	}
 	tx := sp.tx
@@ -690,6 +705,21 @@ func (sp *spread) forget() {
 
 // answer is what the client is told: the statement's tag, or the error.
 func (sp *spread) answer() (*codec.ErrorResponse, string) {
+	if sp.co == nil {
+		// Nothing was to commit (in the client's transaction, or a plain
+		// spread): each leg's own outcome.
+		switch {
+		case sp.copy != nil && sp.copy.err != nil:
+			return sp.copy.err, ""
+		case sp.legError() != nil:
+			e := sp.legError()
+			if sp.plain {
+				e.Detail = strings.TrimSpace(e.Detail + " It ran on each shard on its own, in no transaction: it may have run on the others.")
+			}
+			return e, ""
+		}
+		return nil, sp.tag()
+	}
 	o, err := sp.co.Outcome()
 	switch {
 	case o == twopc.Committed:
@@ -738,8 +768,8 @@ func (sp *spread) tag() string {
 		return "COMMIT"
 	}
 	at := 1 // after the BEGIN of the leg's own transaction
-	if sp.inTx {
-		at = 0
+	if sp.co == nil {
+		at = 0 // it has none
 	}
 	first := sp.legs[0].tags
 	if len(first) <= at {

@@ -157,15 +157,10 @@ func (sp *spread) finishInTx() {
 	var e *codec.ErrorResponse
 	var tag string
 	var merged []byte
-	switch {
-	case sp.copy != nil && sp.copy.err != nil:
-		e = sp.copy.err
-	case sp.gather:
+	if sp.gather {
 		e, merged = sp.gathered()
-	default:
-		if e = sp.legError(); e == nil {
-			tag = sp.tag()
-		}
+	} else {
+		e, tag = sp.answer()
 	}
 	// The part the client holds next.
 	var held *spreadLeg

@@ -182,6 +182,11 @@ func TestStatementsForShardsInTx(t *testing.T) {
 	if n := onShards("SELECT sum(n)::int FROM kx"); n[0]+n[1] != 200*201/2 {
 		t.Fatalf("after a failed transaction: %v", n)
 	}
+	// VACUUM in a transaction: PostgreSQL's 25001, the transaction failed.
+	exec("BEGIN")
+	failsWith("VACUUM kx", "25001")
+	failsWith("SELECT 1", "25P02")
+	exec("ROLLBACK")
 	// A COPY that fails fails the transaction too.
 	exec("BEGIN")
 	exec("DELETE FROM kx WHERE aid > 100")

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"strconv"
+	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -53,8 +54,8 @@ type InsertRows struct {
 	Rows    [][]*KeyValue
 }
 
-// keys fills st's KeyFilters, Insert, SetColumns, Target and Copy from
-// the statement.
+// keys fills st's KeyFilters, Insert, SetColumns, Target, Copy and
+// NoTxBlock from the statement.
 func (w *walker) keys(st *Stmt, node *pg.Node) {
 	switch n := node.GetNode().(type) {
 	case *pg.Node_SelectStmt:
@@ -83,6 +84,18 @@ func (w *walker) keys(st *Stmt, node *pg.Node) {
 		d := n.DeleteStmt
 		st.KeyFilters, st.Target = w.filters(newScope(d.Relation, d.UsingClause), d.WhereClause), relName(d.Relation)
 		st.Returning = len(d.ReturningList) > 0
+	case *pg.Node_VacuumStmt:
+		st.NoTxBlock = n.VacuumStmt.IsVacuumcmd // VACUUM (ANALYZE alone runs in one)
+	case *pg.Node_IndexStmt:
+		st.NoTxBlock = n.IndexStmt.Concurrent
+	case *pg.Node_DropStmt:
+		st.NoTxBlock = n.DropStmt.Concurrent
+	case *pg.Node_ReindexStmt:
+		for _, p := range n.ReindexStmt.Params {
+			if d := p.GetDefElem(); d != nil && d.Defname == "concurrently" {
+				st.NoTxBlock = optionOn(d.Arg)
+			}
+		}
 	case *pg.Node_CopyStmt:
 		st.Copy = CopyTo
 		if n.CopyStmt.IsFrom {
@@ -122,6 +135,25 @@ func (w *walker) keys(st *Stmt, node *pg.Node) {
 		}
 		st.Insert = ins
 	}
+}
+
+// optionOn is a Boolean option's value as Postgres reads it (defGetBoolean):
+// true without one.
+func optionOn(arg *pg.Node) bool {
+	switch a := arg.GetNode().(type) {
+	case nil:
+		return true
+	case *pg.Node_Boolean:
+		return a.Boolean.Boolval
+	case *pg.Node_Integer:
+		return a.Integer.Ival != 0
+	case *pg.Node_String_:
+		switch strings.ToLower(a.String_.Sval) {
+		case "false", "off", "0", "no":
+			return false
+		}
+	}
+	return true
 }
 
 // scope is the relations of a statement's FROM (or UPDATE's, DELETE's)

@@ -230,6 +230,30 @@ func TestCopy(t *testing.T) {
 	}
 }
 
+// TestNoTxBlock: the maintenance PostgreSQL refuses in a transaction
+// block.
+func TestNoTxBlock(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"VACUUM":                               true,
+		"VACUUM ANALYZE t":                     true,
+		"VACUUM (FULL, ANALYZE) t":             true,
+		"ANALYZE t":                            false,
+		"CREATE INDEX CONCURRENTLY i ON t (a)": true,
+		"CREATE INDEX i ON t (a)":              false,
+		"DROP INDEX CONCURRENTLY i":            true,
+		"DROP INDEX i":                         false,
+		"REINDEX TABLE CONCURRENTLY t":         true,
+		"REINDEX (CONCURRENTLY) TABLE t":       true,
+		"REINDEX (CONCURRENTLY false) TABLE t": false,
+		"REINDEX TABLE t":                      false,
+		"SELECT 1":                             false,
+	} {
+		if got := Parse(sql).Stmts[0].NoTxBlock; got != want {
+			t.Errorf("%q: NoTxBlock %v, want %v", sql, got, want)
+		}
+	}
+}
+
 // TestRelations: every relation reference of a statement, a table named
 // twice listed twice, CTE names left out.
 func TestRelations(t *testing.T) {

@@ -45,6 +45,10 @@ type Stmt struct {
 	// CopyIn is what a COPY FROM says of its rows (copy.go); nil for
 	// other statements.
 	CopyIn *CopyIn
+	// NoTxBlock: maintenance PostgreSQL runs only outside a transaction
+	// block, VACUUM and the CONCURRENTLY forms of CREATE INDEX, DROP
+	// INDEX and REINDEX.
+	NoTxBlock bool
 	// Returning: an INSERT, UPDATE or DELETE with a RETURNING list.
 	Returning bool
 	// Concat: a SELECT whose result over a table split in parts is the
