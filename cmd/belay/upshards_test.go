@@ -13,6 +13,7 @@ import (
 
 	"github.com/belaydb/belay/ha"
 	"github.com/belaydb/belay/internal/etcdlocal"
+	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/belaydb/belay/internal/etcdtest"
 	"github.com/belaydb/belay/shard"
 	"github.com/jackc/pgx/v5"
@@ -233,6 +234,50 @@ func TestUpShards(t *testing.T) {
 		t.Fatalf("count(*), sum(abalance) of every shard through the gateway: %d, %d, %v; want %d, %d", n, sum, err, rows, want)
 	}
 	t.Logf("%d rows through the gateway: %d on s0pg0, %d on s1pg0, each where PARTITION BY HASH puts it; count(*) through the gateway %d", rows, held[0], held[1], n)
+
+	// pgbench -i through the gateway: DROP and CREATE TABLE on every
+	// shard, TRUNCATE and COPY in one transaction (the accounts split by
+	// aid, the branches and tellers copied to each), VACUUM on each, the
+	// primary keys.
+	shardCLI(t, bin, u.etcd, "table", "pgbench_accounts", "aid", "integer")
+	shardCLI(t, bin, u.etcd, "table", "pgbench_history", "aid", "integer")
+	shardCLI(t, bin, u.etcd, "reference", "pgbench_branches")
+	shardCLI(t, bin, u.etcd, "reference", "pgbench_tellers")
+	eventually(t, "the gateway to see pgbench's tables in the schema", func() bool {
+		rows, err := con.Query(ctx, "SHOW SHARDED_TABLES", pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			return false
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		return n == 5
+	})
+	if out, err := exec.CommandContext(ctx, pgtest.RequireBinary(t, "pgbench"), "-i", "-s", "2", u.url).CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i through the gateway: %v\n%s", err, out)
+	}
+	accounts := 0
+	for k, n := range u.nodes {
+		var count, misplaced, branches, tellers int
+		if _, err := nodes[k].Exec(ctx, "CREATE TEMP TABLE placement4 (aid int4) PARTITION BY HASH (aid)"); err != nil {
+			t.Fatal(err)
+		}
+		err := nodes[k].QueryRow(ctx, `SELECT (SELECT count(*) FROM pgbench_accounts),
+			(SELECT count(*) FROM pgbench_accounts WHERE NOT satisfies_hash_partition('placement4'::regclass, 2, $1, aid)),
+			(SELECT count(*) FROM pgbench_branches), (SELECT count(*) FROM pgbench_tellers)`, k).Scan(&count, &misplaced, &branches, &tellers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if misplaced != 0 || count == 0 || branches != 2 || tellers != 20 {
+			t.Fatalf("after pgbench -i, %s holds %d accounts (%d outside its hash partition), %d branches, %d tellers", n.name, count, misplaced, branches, tellers)
+		}
+		accounts += count
+	}
+	if accounts != 200000 {
+		t.Fatalf("after pgbench -i -s 2, %d accounts over the shards", accounts)
+	}
 	c.Close(ctx)
 	con.Close(ctx)
 	for _, nc := range nodes {
