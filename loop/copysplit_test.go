@@ -10,10 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/belaydb/belay/ha"
-	"github.com/belaydb/belay/internal/etcdtest"
-	"github.com/belaydb/belay/internal/pginstance"
-	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/belaydb/belay/shard"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -29,31 +25,15 @@ import (
 // client's CopyFail, a client gone mid-COPY. What belay does not do is
 // refused with 0A000. Nothing is left prepared or open on any shard.
 func TestCopyAcrossShards(t *testing.T) {
-	settings := map[string]string{"max_prepared_transactions": "10"}
-	s0, s1 := pgtest.New(t, pginstance.Options{Settings: settings}), pgtest.New(t, pginstance.Options{Settings: settings})
-	ctx := context.Background()
-	direct := make([]*pgx.Conn, 2)
-	for i, pg := range []*pginstance.Instance{s0, s1} {
-		direct[i] = connect(t, pg.ConnString("postgres", "postgres"))
-		if _, err := direct[i].Exec(ctx, `CREATE TABLE kc (aid int8 PRIMARY KEY, v text, n int CHECK (n >= 0));
-			CREATE TABLE kt (name text PRIMARY KEY, x int); CREATE TABLE kref (id int, label text)`); err != nil {
-			t.Fatal(err)
-		}
-	}
 	sc, err := shard.New(2, shard.ShardedTable(shard.TableName{Name: "kc"}, "aid", shard.KeyInteger),
 		shard.ShardedTable(shard.TableName{Name: "kt"}, "name", shard.KeyText), shard.ReferenceTable(shard.TableName{Name: "kref"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := ha.NewStore(etcdtest.Client(t, etcdtest.New(t)), "copy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startProxy(t, s0, func(c *Config) {
-		c.Cluster, c.HealthDial, c.RecordDecision, c.ForgetDecision = twoShardsOf(s0, s1, sc), healthDial, store.RecordDecision, store.ForgetDecision
-		c.MaxBufferedBytes = 256 << 10 // a shard that stops reading parks the client soon
-	})
-	waitShardPrimaries(t, p, 2, 10*time.Second)
+	ps := startPreparingShards(t, "copy", `CREATE TABLE kc (aid int8 PRIMARY KEY, v text, n int CHECK (n >= 0));
+		CREATE TABLE kt (name text PRIMARY KEY, x int); CREATE TABLE kref (id int, label text)`, sc,
+		func(c *Config) { c.MaxBufferedBytes = 256 << 10 }) // a shard that stops reading parks the client soon
+	p, direct, ctx := ps.p, ps.direct, context.Background()
 	c := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeSimpleProtocol)
 	copyIn := func(sql, data string) (pgconn.CommandTag, error) {
 		return c.PgConn().CopyFrom(ctx, strings.NewReader(data), sql)
@@ -88,19 +68,7 @@ func TestCopyAcrossShards(t *testing.T) {
 		fmt.Sscan(k, &v)
 		return shard.Int(v).Shard(2)
 	}
-	clean := func(what string) {
-		t.Helper()
-		eventually(t, 10*time.Second, what+": nothing prepared or idle in a transaction", func() bool {
-			for _, d := range direct {
-				var n int
-				if err := d.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_prepared_xacts) +
-					(SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%')`).Scan(&n); err != nil || n != 0 {
-					return false
-				}
-			}
-			return true
-		})
-	}
+	clean := func(what string) { t.Helper(); ps.noneOpen(t, what) }
 
 	// Text, a column list, 3,000 rows (several of the client's messages
 	// are split mid-row by pgconn's 64 KiB chunks).

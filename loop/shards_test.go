@@ -40,12 +40,72 @@ func shardedServers(t *testing.T) (s0, s1 *pginstance.Instance, src *staticTopol
 // table by aid (bigint), kref a reference table.
 func twoShards(t *testing.T, s0, s1 *pginstance.Instance, table string) *staticTopology {
 	t.Helper()
+	return twoShardsOf(s0, s1, aidSchema(t, table))
+}
+
+// aidSchema is the schema of 2 shards sharding table by aid (bigint),
+// kref a reference table.
+func aidSchema(t testing.TB, table string) *shard.Schema {
+	t.Helper()
 	sc, err := shard.New(2, shard.ShardedTable(shard.TableName{Name: table}, "aid", shard.KeyInteger),
 		shard.ReferenceTable(shard.TableName{Name: "kref"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return twoShardsOf(s0, s1, sc)
+	return sc
+}
+
+// preparingShards is a proxy in front of two servers that prepare
+// transactions, shards "0" and "1" of a schema, with an etcd to record
+// its decisions, and a connection to each server directly.
+type preparingShards struct {
+	p      *Proxy
+	direct []*pgx.Conn
+	store  *ha.Store
+}
+
+// startPreparingShards starts them: ddl runs on each server first, name
+// is the cluster's in etcd, mod changes the proxy's configuration.
+func startPreparingShards(t *testing.T, name, ddl string, sc *shard.Schema, mod func(*Config)) *preparingShards {
+	t.Helper()
+	settings := map[string]string{"max_prepared_transactions": "10"}
+	s0, s1 := pgtest.New(t, pginstance.Options{Settings: settings}), pgtest.New(t, pginstance.Options{Settings: settings})
+	ps := &preparingShards{}
+	for _, pg := range []*pginstance.Instance{s0, s1} {
+		d := connect(t, pg.ConnString("postgres", "postgres"))
+		if _, err := d.Exec(context.Background(), ddl); err != nil {
+			t.Fatal(err)
+		}
+		ps.direct = append(ps.direct, d)
+	}
+	var err error
+	if ps.store, err = ha.NewStore(etcdtest.Client(t, etcdtest.New(t)), name); err != nil {
+		t.Fatal(err)
+	}
+	ps.p = startProxy(t, s0, func(c *Config) {
+		c.Cluster, c.HealthDial, c.RecordDecision, c.ForgetDecision = twoShardsOf(s0, s1, sc), healthDial, ps.store.RecordDecision, ps.store.ForgetDecision
+		if mod != nil {
+			mod(c)
+		}
+	})
+	waitShardPrimaries(t, ps.p, 2, 10*time.Second)
+	return ps
+}
+
+// noneOpen waits until no shard has a transaction prepared or idle in
+// one.
+func (ps *preparingShards) noneOpen(t testing.TB, what string) {
+	t.Helper()
+	eventually(t, 10*time.Second, what+": nothing prepared or idle in a transaction", func() bool {
+		for _, d := range ps.direct {
+			var n int
+			if err := d.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM pg_prepared_xacts) +
+				(SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%')`).Scan(&n); err != nil || n != 0 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // twoShardsOf is the topology of shards "0" (s0) and "1" (s1) under

@@ -6,12 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/belaydb/belay/ha"
-	"github.com/belaydb/belay/internal/etcdtest"
-	"github.com/belaydb/belay/internal/pginstance"
-	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/belaydb/belay/shard"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -26,24 +21,9 @@ import (
 // fails the transaction (25P02 until ROLLBACK) and nothing of it stays.
 // Nothing is left prepared or idle in a transaction.
 func TestStatementsForShardsInTx(t *testing.T) {
-	settings := map[string]string{"max_prepared_transactions": "10"}
-	s0, s1 := pgtest.New(t, pginstance.Options{Settings: settings}), pgtest.New(t, pginstance.Options{Settings: settings})
-	ctx := context.Background()
-	direct := make([]*pgx.Conn, 2)
-	for i, pg := range []*pginstance.Instance{s0, s1} {
-		direct[i] = connect(t, pg.ConnString("postgres", "postgres"))
-		if _, err := direct[i].Exec(ctx, `CREATE TABLE kx (aid int8 PRIMARY KEY, n int NOT NULL CHECK (n >= 0)); CREATE TABLE kref (id int)`); err != nil {
-			t.Fatal(err)
-		}
-	}
-	store, err := ha.NewStore(etcdtest.Client(t, etcdtest.New(t)), "txspread")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startProxy(t, s0, func(c *Config) {
-		c.Cluster, c.HealthDial, c.RecordDecision, c.ForgetDecision = twoShards(t, s0, s1, "kx"), healthDial, store.RecordDecision, store.ForgetDecision
-	})
-	waitShardPrimaries(t, p, 2, 10*time.Second)
+	ps := startPreparingShards(t, "txspread", `CREATE TABLE kx (aid int8 PRIMARY KEY, n int NOT NULL CHECK (n >= 0)); CREATE TABLE kref (id int)`,
+		aidSchema(t, "kx"), nil)
+	p, direct, ctx := ps.p, ps.direct, context.Background()
 	var keys [2][]int64
 	for k := int64(1); len(keys[0]) < 5 || len(keys[1]) < 5; k++ {
 		if i := shard.Int(k).Shard(2); len(keys[i]) < 5 {
@@ -77,14 +57,7 @@ func TestStatementsForShardsInTx(t *testing.T) {
 		}
 		return n
 	}
-	clean := func(what string) {
-		t.Helper()
-		eventually(t, 10*time.Second, what+": nothing prepared or idle in a transaction", func() bool {
-			n := onShards(`SELECT (SELECT count(*) FROM pg_prepared_xacts)::int +
-				(SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%')::int`)
-			return n[0]+n[1] == 0
-		})
-	}
+	clean := func(what string) { t.Helper(); ps.noneOpen(t, what) }
 	var values []string
 	for i := range 2 {
 		for _, k := range keys[i] {

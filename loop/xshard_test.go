@@ -8,9 +8,6 @@ import (
 	"time"
 
 	"github.com/belaydb/belay/ha"
-	"github.com/belaydb/belay/internal/etcdtest"
-	"github.com/belaydb/belay/internal/pginstance"
-	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/belaydb/belay/shard"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -28,26 +25,9 @@ import (
 // units of two shards are run one after the other. Nothing is left
 // prepared or idle in a transaction on any shard.
 func TestTxAcrossShards(t *testing.T) {
-	settings := map[string]string{"max_prepared_transactions": "10"}
-	s0, s1 := pgtest.New(t, pginstance.Options{Settings: settings}), pgtest.New(t, pginstance.Options{Settings: settings})
-	ctx := context.Background()
-	servers := []*pginstance.Instance{s0, s1}
-	direct := make([]*pgx.Conn, 2)
-	for i, pg := range servers {
-		direct[i] = connect(t, pg.ConnString("postgres", "postgres"))
-		if _, err := direct[i].Exec(ctx, `CREATE TABLE kx (aid int8 PRIMARY KEY, v int NOT NULL,
-			u int UNIQUE DEFERRABLE INITIALLY DEFERRED); CREATE TABLE kref (id int)`); err != nil {
-			t.Fatal(err)
-		}
-	}
-	store, err := ha.NewStore(etcdtest.Client(t, etcdtest.New(t)), "xshard")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startProxy(t, s0, func(c *Config) {
-		c.Cluster, c.HealthDial, c.RecordDecision, c.ForgetDecision = twoShards(t, s0, s1, "kx"), healthDial, store.RecordDecision, store.ForgetDecision
-	})
-	waitShardPrimaries(t, p, 2, 10*time.Second)
+	ps := startPreparingShards(t, "xshard", `CREATE TABLE kx (aid int8 PRIMARY KEY, v int NOT NULL,
+		u int UNIQUE DEFERRABLE INITIALLY DEFERRED); CREATE TABLE kref (id int)`, aidSchema(t, "kx"), nil)
+	p, direct, store, ctx := ps.p, ps.direct, ps.store, context.Background()
 	var keys [2][]int64
 	for k := int64(1); len(keys[0]) < 10 || len(keys[1]) < 10; k++ {
 		i := shard.Int(k).Shard(2)
@@ -70,19 +50,7 @@ func TestTxAcrossShards(t *testing.T) {
 		}
 		return v
 	}
-	clean := func(what string) {
-		t.Helper()
-		eventually(t, 10*time.Second, what+": nothing prepared or idle in a transaction", func() bool {
-			for _, d := range direct {
-				var n int
-				if err := d.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_prepared_xacts) +
-					(SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%')`).Scan(&n); err != nil || n != 0 {
-					return false
-				}
-			}
-			return true
-		})
-	}
+	clean := func(what string) { t.Helper(); ps.noneOpen(t, what) }
 	transfer := func(c *pgx.Conn, from, to int64, amount int) error {
 		tx, err := c.Begin(ctx)
 		if err != nil {
