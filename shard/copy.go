@@ -278,15 +278,7 @@ type CopySplitter struct {
 // and the key among them, shards must be in [1, MaxShards]: anything else
 // is a bug of the caller, and panics.
 func NewCopySplitter(o CopyOptions, t CopyTarget, shards, maxRow int) (*CopySplitter, error) {
-	if len(t.Columns) == 0 || t.Key < 0 || t.Key >= len(t.Columns) || !t.KeyType.Valid() {
-		panic("BUG: shard.NewCopySplitter: the key must be one of the columns, of a valid key type")
-	}
-	if shards < 1 || shards > MaxShards {
-		panic("BUG: shard.NewCopySplitter: shard count out of range")
-	}
-	if maxRow <= 0 || maxRow > MaxCopyRow {
-		maxRow = MaxCopyRow
-	}
+	maxRow = t.checkSplit("NewCopySplitter", shards, maxRow)
 	c, err := resolveCopyOptions(o)
 	if err != nil {
 		return nil, err
@@ -308,6 +300,22 @@ func NewCopySplitter(o CopyOptions, t CopyTarget, shards, maxRow int) (*CopySpli
 		s.special = newByteSet('\r', '\n', s.delim, '\\')
 	}
 	return s, nil
+}
+
+// checkSplit panics on what a splitter's caller got wrong (a key not
+// among the columns, a shard count out of range) and returns the bound
+// of a row, maxRow or MaxCopyRow.
+func (t CopyTarget) checkSplit(fn string, shards, maxRow int) int {
+	if len(t.Columns) == 0 || t.Key < 0 || t.Key >= len(t.Columns) || !t.KeyType.Valid() {
+		panic("BUG: shard." + fn + ": the key must be one of the columns, of a valid key type")
+	}
+	if shards < 1 || shards > MaxShards {
+		panic("BUG: shard." + fn + ": shard count out of range")
+	}
+	if maxRow <= 0 || maxRow > MaxCopyRow {
+		return MaxCopyRow
+	}
+	return maxRow
 }
 
 // copyDialect is a COPY's options with Postgres's defaults filled in.

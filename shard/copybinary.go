@@ -152,15 +152,7 @@ type BinaryCopySplitter struct {
 // and the key among them, shards must be in [1, MaxShards]: anything else
 // is a bug of the caller, and panics.
 func NewBinaryCopySplitter(t CopyTarget, shards, maxRow int) *BinaryCopySplitter {
-	if len(t.Columns) == 0 || t.Key < 0 || t.Key >= len(t.Columns) || !t.KeyType.Valid() {
-		panic("BUG: shard.NewBinaryCopySplitter: the key must be one of the columns, of a valid key type")
-	}
-	if shards < 1 || shards > MaxShards {
-		panic("BUG: shard.NewBinaryCopySplitter: shard count out of range")
-	}
-	if maxRow <= 0 || maxRow > MaxCopyRow {
-		maxRow = MaxCopyRow
-	}
+	maxRow = t.checkSplit("NewBinaryCopySplitter", shards, maxRow)
 	return &BinaryCopySplitter{table: t.Table, columns: t.Columns, key: t.Key, keyType: t.KeyType, shards: shards, maxRow: maxRow}
 }
 
