@@ -659,33 +659,7 @@ func BenchmarkBinaryCopySplit(b *testing.B) {
 				b.Fatal(ok, err)
 			}
 			s.Next()
-			out := make([][]byte, 4)
-			for k := range out {
-				out[k] = make([]byte, 0, 2*msg)
-			}
-			split := 0
-			b.SetBytes(msg)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := range b.N {
-				off := i * msg % len(data)
-				s.Feed(data[off : off+msg])
-				for {
-					row, ok, err := s.Next()
-					if err != nil {
-						b.Fatal(err)
-					}
-					if !ok {
-						break
-					}
-					if len(out[row.Shard])+len(row.Data) > cap(out[row.Shard]) {
-						out[row.Shard] = out[row.Shard][:0] // sent as a CopyData to the shard
-					}
-					out[row.Shard] = append(out[row.Shard], row.Data...)
-					split++
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(max(split, 1)), "ns/row")
+			benchSplit(b, s, data, msg)
 		})
 	}
 }
