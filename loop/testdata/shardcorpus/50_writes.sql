@@ -196,8 +196,19 @@ ALTER TABLE nowhere ADD COLUMN x int;
 -- error 42704
 DROP INDEX no_such_index;
 
--- refused
+-- construct: maintenance outside a transaction
+-- must
 CREATE INDEX CONCURRENTLY customers_joined ON customers (joined);
+
+-- must
+VACUUM ANALYZE customers;
+
+-- must
+-- error 42P07
+CREATE INDEX CONCURRENTLY customers_joined ON customers (joined);
+
+-- must
+DROP INDEX CONCURRENTLY customers_joined;
 
 -- construct: insert rows spanning shards
 -- (keys 140 and 142 are on shard 0 of 2, 145, 147 and 159 on shard 1; on 4
