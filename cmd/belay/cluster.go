@@ -143,7 +143,7 @@ func healthDial(user, dbname, passfile string, tls ...serverTLS) func(ctx contex
 		if err != nil {
 			return nil, err
 		}
-		cs := fmt.Sprintf("host=%s port=%s user=%s dbname=%s application_name=belay_health", host, port, user, dbname)
+		cs := fmt.Sprintf("host=%s port=%s user=%s dbname=%s application_name=belay_health", quoteConninfo(host), port, user, dbname)
 		cs += st.conninfo()
 		if passfile != "" {
 			cs += " passfile=" + quoteConninfo(passfile)

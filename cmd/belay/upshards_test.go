@@ -168,6 +168,11 @@ func TestUpShards(t *testing.T) {
 	if _, err := c.Exec(ctx, "CREATE TABLE accounts (aid int8 PRIMARY KEY, abalance int NOT NULL)", pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Fatalf("CREATE TABLE through the gateway: %v", err)
 	}
+	// Each pooler reaches its node over the node's Unix socket.
+	var overUnix bool
+	if err := c.QueryRow(ctx, "SELECT client_addr IS NULL FROM pg_stat_activity WHERE pid = pg_backend_pid()").Scan(&overUnix); err != nil || !overUnix {
+		t.Fatalf("the pooler's connection to its node over its Unix socket: %v, %v", overUnix, err)
+	}
 	nodes := make([]*pgx.Conn, 2)
 	for k, n := range u.nodes {
 		if nodes[k], err = pgx.Connect(ctx, "postgres://postgres@"+n.addr+"/postgres"); err != nil {

@@ -159,7 +159,7 @@ func (c *cluster) startSplit(ctx context.Context, port, gateways, poolSize int, 
 			return err
 		}
 		ch := &child{name: "the pooler of " + n.Name, addr: addr, log: filepath.Join(s.logDir, "pooler-"+n.Name+".log"),
-			args: append(append([]string{"pooler", "--listen", addr, "--server", n.Addr, "--node", n.Name}, common...), tier...)}
+			args: append(append([]string{"pooler", "--listen", addr, "--server", localServer(n), "--node", n.Name}, common...), tier...)}
 		s.poolers = append(s.poolers, ch)
 	}
 	sockDir := upSocketDir(c.root)
@@ -393,6 +393,21 @@ func freeAddr(port int) (string, error) {
 	addr := l.Addr().String()
 	_ = l.Close()
 	return addr, nil
+}
+
+// localServer is how node n's pooler reaches it: over its Unix socket,
+// DIR/sock:PORT (no TCP stack between them: issue P), when the node has
+// one; else at its address.
+func localServer(n nodeInfo) string {
+	_, port, err := net.SplitHostPort(n.Addr)
+	if err != nil {
+		return n.Addr
+	}
+	sock := filepath.Join(n.Dir, "sock")
+	if _, err := os.Stat(filepath.Join(sock, ".s.PGSQL."+port)); err != nil {
+		return n.Addr
+	}
+	return sock + ":" + port
 }
 
 // upSocketDir is root/sock, made, for the first gateway's Unix socket; ""
