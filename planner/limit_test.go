@@ -2,6 +2,7 @@ package planner
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -51,6 +52,18 @@ func TestGatherLimitParams(t *testing.T) {
 			t.Errorf("%q: %d, %v, want %d", tc.v, n, err, tc.want)
 		case tc.code != "" && (!errors.As(err, &se) || string(se.Code) != tc.code):
 			t.Errorf("%q: %v, want %s", tc.v, err, tc.code)
+		}
+	}
+}
+
+// BenchmarkPlanGather: the merge plan of the sharded bench's scatter, a
+// parse and a deparse with pg_query, which the gateway does once per
+// distinct text (its cache is keyed by the exact text).
+func BenchmarkPlanGather(b *testing.B) {
+	b.ReportAllocs()
+	for i := range b.N {
+		if _, err := PlanGather(fmt.Sprintf("SELECT count(*), sum(abalance) FROM pgbench_accounts WHERE aid BETWEEN %d AND %d + 99", i, i)); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
