@@ -193,6 +193,9 @@ func (s *session) splittableExt(data []byte, t router.ShardTarget) (*spreadOn, e
 	if g == nil || len(s.plan(sql).Stmts) != 1 {
 		return nil, nil
 	}
+	if s.plan(sql).Stmts[0].Returning {
+		return nil, errReturningExt
+	}
 	split, err := planner.SplitInsert(string(sql), t.RowShards)
 	if err != nil {
 		return nil, err
@@ -212,7 +215,7 @@ func (s *session) spreadableExt(set *shardSet, data []byte, t router.ShardTarget
 	if g == nil {
 		return nil, nil
 	}
-	if ok, err := s.spreadableSQL(set, sql); !ok || err != nil {
+	if ok, err := s.spreadableSQL(set, sql, false); !ok || err != nil {
 		return nil, err
 	}
 	all := planner.SplitPart{SQL: string(sql)}

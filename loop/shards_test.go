@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -484,8 +485,10 @@ func TestSpread(t *testing.T) {
 	if _, err := exec("CREATE INDEX CONCURRENTLY ON kspread (nope)"); !errors.As(err, &pe) || pe.Code != "42703" {
 		t.Fatalf("CREATE INDEX CONCURRENTLY of a missing column: %v", err)
 	}
-	if _, err := exec("UPDATE kspread SET v = 'r' RETURNING aid"); !errors.As(err, &pe) || pe.Code != "0A000" {
-		t.Fatalf("an UPDATE of every shard returning rows: %v", err)
+	// A write of every shard's rows with RETURNING: every shard's rows.
+	returned, err := pgx.CollectRows(must(c.Query(ctx, "UPDATE kspread SET v = v RETURNING aid")), pgx.RowTo[int64])
+	if err != nil || len(returned) != 30 || len(slices.Compact(slices.Sorted(slices.Values(returned)))) != 30 {
+		t.Fatalf("an UPDATE of every shard returning rows: %v, %v", returned, err)
 	}
 	for _, pg := range servers {
 		if n := count(pg, "SELECT count(*) FROM pg_prepared_xacts"); n != 0 {
@@ -514,8 +517,39 @@ func TestSpread(t *testing.T) {
 	if _, err := exec(fmt.Sprintf("INSERT INTO kspread (aid, v) VALUES (%d, 'dup'), (%d, 'dup')", fresh[0][2], fresh[1][0])); !errors.As(err, &pe) || pe.Code != "23505" {
 		t.Fatalf("a split INSERT with a duplicate key on one shard: %v", err)
 	}
-	if _, err := exec(fmt.Sprintf("INSERT INTO kspread (aid, v) VALUES (%d, 'r'), (%d, 'r') RETURNING aid", fresh[0][2], fresh[1][2])); !errors.As(err, &pe) || pe.Code != "0A000" {
-		t.Fatalf("a split INSERT with RETURNING: %v", err)
+	// A split INSERT with RETURNING: its rows in the order of its VALUES,
+	// as PostgreSQL returns them, whichever shard each is on.
+	var order []int64 // keys alternating between the shards, unevenly
+	for k := int64(5001); len(order) < 5; k++ {
+		if want := []int{1, 0, 1, 1, 0}[len(order)]; shard.Int(k).Shard(2) == want {
+			order = append(order, k)
+		}
+	}
+	var values []string
+	for i, k := range order {
+		values = append(values, fmt.Sprintf("(%d, 'ret%d')", k, i))
+	}
+	type kv struct {
+		Aid int64
+		V   string
+	}
+	inserted, err := pgx.CollectRows(must(c.Query(ctx, "INSERT INTO kspread (aid, v) VALUES "+strings.Join(values, ", ")+" RETURNING aid, v")),
+		pgx.RowToStructByPos[kv])
+	if err != nil || len(inserted) != len(order) {
+		t.Fatalf("a split INSERT with RETURNING: %v, %v", inserted, err)
+	}
+	for i, r := range inserted {
+		if r.Aid != order[i] || r.V != fmt.Sprintf("ret%d", i) {
+			t.Fatalf("a split INSERT's RETURNING rows %v, not in its VALUES' order %v", inserted, order)
+		}
+	}
+	// A row that ON CONFLICT DO NOTHING skips leaves the order unknown:
+	// refused, nothing written.
+	if _, err := exec(fmt.Sprintf("INSERT INTO kspread (aid, v) VALUES (%d, 'r'), (%d, 'r') ON CONFLICT DO NOTHING RETURNING aid", order[0], fresh[0][2])); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("a split INSERT whose RETURNING skips a row: %v", err)
+	}
+	if tag, err := exec("DELETE FROM kspread WHERE v LIKE 'ret%'"); err != nil || tag.String() != "DELETE 5" {
+		t.Fatalf("the RETURNING rows deleted: %q, %v", tag, err)
 	}
 	for _, pg := range servers {
 		if n := count(pg, "SELECT count(*) FROM kspread WHERE v IN ('dup', 'r')"); n != 0 {

@@ -97,6 +97,13 @@ type spread struct {
 	// plain: run as it is on each shard's primary, in no transaction
 	// (spreadOn's plain); the client gets the first error, or the tag.
 	plain bool
+	// returning: a write with RETURNING, whose rows each leg keeps (raw)
+	// and the client gets gathered (returned); rowShards, a split
+	// INSERT's, puts them back in the order of its VALUES. fault is an
+	// error of belay's own about them (too many, rows skipped).
+	returning bool
+	rowShards []int
+	fault     error
 	// inTx: it runs inside the client's transaction (txspread.go), on
 	// its parts; begin opens the transaction on a shard it had none on;
 	// cur is the shard of the part the client held (-1: none).
@@ -128,6 +135,8 @@ type spreadLeg struct {
 	// fresh: the transaction has no part on its shard yet: its server
 	// begins it first (txspread.go).
 	fresh bool
+	// fault: belay's own error about its RETURNING rows (returning.go).
+	fault error
 }
 
 type legStep uint8
@@ -165,6 +174,9 @@ type spreadOn struct {
 	// (planner's NoTxBlock: VACUUM, CREATE INDEX CONCURRENTLY, ...), run
 	// as it is on each shard.
 	plain bool
+	// rowShards: a split INSERT's rows' shards, in the client's order
+	// (the order its RETURNING rows are given back in).
+	rowShards []int
 }
 
 func (*spreadOn) Error() string { return "a statement for some shards" }
@@ -201,7 +213,7 @@ func (s *session) splittable(data []byte, t router.ShardTarget) (*spreadOn, erro
 	for k, p := range split {
 		parts[k] = p.SQL
 	}
-	return &spreadOn{shards: t.Shards, parts: parts}, nil
+	return &spreadOn{shards: t.Shards, parts: parts, rowShards: t.RowShards}, nil
 }
 
 // boundLimits is g's merge with its LIMIT and OFFSET given by the
@@ -243,20 +255,24 @@ func (s *session) spreadable(set *shardSet, data []byte) (bool, error) {
 	if q == nil {
 		return false, nil
 	}
-	return s.spreadableSQL(set, q)
+	return s.spreadableSQL(set, q, true)
 }
 
 // spreadableSQL says whether q is one statement spread runs on every
-// shard (spreadable's rule, whatever the protocol).
-func (s *session) spreadableSQL(set *shardSet, q []byte) (bool, error) {
+// shard (spreadable's rule, whatever the protocol); a write with
+// RETURNING only if returning (its rows are gathered in the simple
+// protocol only).
+func (s *session) spreadableSQL(set *shardSet, q []byte, returning bool) (bool, error) {
 	plan := s.plan(q)
 	if len(plan.Stmts) != 1 || len(set.clusters) < 2 {
 		return false, nil
 	}
 	st := &plan.Stmts[0]
 	switch {
-	case st.Returning || st.Copy != 0:
-		return false, nil // rows to return: a scatter belay does not merge yet
+	case st.Copy != 0:
+		return false, nil
+	case st.Returning && !returning:
+		return false, errReturningExt
 	case st.Materializes && readsSharded(set, st):
 		return false, errMaterializeSharded
 	case plan.Class == planner.ClassUtility:
@@ -300,7 +316,9 @@ func (s *session) startSpread(set *shardSet, data []byte, on *spreadOn) error {
 		q = on.extSQL
 	}
 	gather := on.gather
-	sp := &spread{s: s, sql: string(q), gather: gather, ext: on.ext, extParts: on.extParts, copy: on.copy, plain: on.plain}
+	sp := &spread{s: s, sql: string(q), gather: gather, ext: on.ext, extParts: on.extParts, copy: on.copy, plain: on.plain,
+		rowShards: on.rowShards}
+	sp.returning = !gather && on.ext == nil && s.plan(q).Stmts[0].Returning
 	if gather && !s.plan(q).Stmts[0].Concat {
 		g, err := s.p.gathers.plan(q)
 		if err != nil {
@@ -442,11 +460,14 @@ func (l *spreadLeg) run() {
 	if l.sql != "" {
 		sql = l.sql // its shard's part
 	}
-	if sp.co == nil {
-		sc.ExecTags(sql, &l.tags, then) // in the client's transaction, or in none (plain)
+	if sp.co != nil {
+		sql = "BEGIN;\n" + sql + "\n;\nPREPARE TRANSACTION '" + twopc.GID(sp.tx, l.shard) + "'"
+	} // else in the client's transaction, or in none (plain)
+	if sp.returning {
+		sc.ExecRaw(sql, &l.raw, then) // its rows, and the tags with them
 		return
 	}
-	sc.ExecTags("BEGIN;\n"+sql+"\n;\nPREPARE TRANSACTION '"+twopc.GID(sp.tx, l.shard)+"'", &l.tags, then)
+	sc.ExecTags(sql, &l.tags, then)
 }
 
 // ServerFailed: no server for the leg.
@@ -488,11 +509,23 @@ func (l *spreadLeg) prepared(perr *poolcore.PgError) {
 	if l.step != stepPrepare {
 		return
 	}
+	if perr == nil && l.lost == nil && l.sp.returning && l.fault == nil {
+		if l.fault = l.checkReturned(); l.fault != nil && l.sp.co != nil {
+			// Its part is prepared (PREPARE TRANSACTION ran with the
+			// statement): rolled back first, then it fails, and so the
+			// statement everywhere.
+			l.sc.Exec("ROLLBACK PREPARED '"+twopc.GID(l.sp.tx, l.shard)+"'", func(*poolcore.Server, *poolcore.PgError) { l.prepared(nil) })
+			return
+		}
+	}
 	l.step = stepNone
 	l.sp.busy--
 	if l.sp.co == nil { // nothing to commit: a gather, a plain spread, the client's transaction's
 		if perr != nil {
 			l.err = perr
+		}
+		if l.fault != nil && l.sp.fault == nil {
+			l.sp.fault = l.fault
 		}
 		l.sp.finish()
 		return
@@ -520,6 +553,8 @@ func (l *spreadLeg) failure(perr *poolcore.PgError) error {
 		return l.lost
 	case perr != nil:
 		return perr
+	case l.fault != nil:
+		return l.fault
 	}
 	return nil
 }
@@ -674,6 +709,8 @@ func (sp *spread) answerClient(e *codec.ErrorResponse, tag string, merged []byte
 	case sp.copy != nil && !sp.copy.query:
 		s.reply(answerMsgs(e, tag), status)
 		return true
+	case sp.returning && e == nil:
+		return s.replyUnit(s.c, sp.returned, status)
 	case e != nil || !sp.gather && sp.ext == nil:
 		return s.answerUnit(s.c, e, tag, status)
 	case !sp.gather:
@@ -711,6 +748,8 @@ func (sp *spread) answer() (*codec.ErrorResponse, string) {
 		switch {
 		case sp.copy != nil && sp.copy.err != nil:
 			return sp.copy.err, ""
+		case sp.fault != nil:
+			return faultResponse(sp.fault), ""
 		case sp.legError() != nil:
 			e := sp.legError()
 			if sp.plain {
@@ -747,6 +786,10 @@ func (sp *spread) answer() (*codec.ErrorResponse, string) {
 	if errors.As(err, &pe) {
 		return pgErrorResponse(pe), ""
 	}
+	var se *shard.Error
+	if errors.As(err, &se) {
+		return shardError(se), "" // belay's own (a write's RETURNING rows)
+	}
 	if errors.Is(err, twopc.ErrAbortedByResolver) {
 		return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.TRSerializationFailure, Message: "the statement was rolled back on every shard: " + err.Error()}, ""
 	}
@@ -771,24 +814,33 @@ func (sp *spread) tag() string {
 	if sp.co == nil {
 		at = 0 // it has none
 	}
-	first := sp.legs[0].tags
-	if len(first) <= at {
-		return "OK"
+	tags := make([]string, len(sp.legs))
+	for i, l := range sp.legs {
+		if len(l.tags) <= at {
+			if i == 0 {
+				return "OK"
+			}
+			return tags[0]
+		}
+		tags[i] = l.tags[at]
 	}
-	tag := first[at]
 	if !sp.sharded {
-		return tag
+		return tags[0]
 	}
+	return sumTag(tags)
+}
+
+// sumTag is the first of tags (INSERT 0 7, UPDATE 5, COPY 3) with the
+// count at its end summed over all of them; the first as it is when one
+// has no count.
+func sumTag(tags []string) string {
+	tag := tags[0]
 	i := strings.LastIndexByte(tag, ' ')
 	if i < 0 {
 		return tag
 	}
 	var n int64
-	for _, l := range sp.legs {
-		if len(l.tags) <= at {
-			return tag
-		}
-		t := l.tags[at]
+	for _, t := range tags {
 		c, err := strconv.ParseInt(t[strings.LastIndexByte(t, ' ')+1:], 10, 64)
 		if err != nil {
 			return tag

@@ -209,7 +209,7 @@ func (sp *spread) finishInTx() {
 // partsBack sets sp's legs aside again as the transaction's parts.
 func (s *session) partsBack(sp *spread) {
 	for _, l := range sp.legs {
-		l.sp, l.step, l.sql, l.tags, l.raw, l.err = nil, stepNone, "", nil, poolcore.RawResult{}, nil
+		l.sp, l.step, l.sql, l.tags, l.raw, l.err, l.fault = nil, stepNone, "", nil, poolcore.RawResult{}, nil, nil
 		s.parts.legs = append(s.parts.legs, l)
 	}
 }

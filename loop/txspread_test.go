@@ -92,6 +92,9 @@ func TestStatementsForShardsInTx(t *testing.T) {
 		t.Fatalf("an UPDATE of every shard in a transaction: %q", tag)
 	}
 	exec("INSERT INTO kref VALUES (1)")
+	if got, err := pgx.CollectRows(must(c.Query(ctx, "UPDATE kx SET n = n RETURNING aid")), pgx.RowTo[int64]); err != nil || len(got) != 10 {
+		t.Fatalf("an UPDATE of every shard with RETURNING in the transaction: %v, %v", got, err)
+	}
 	exec(fmt.Sprintf("UPDATE kx SET n = n + 1000 WHERE aid = %d", keys[0][0]))
 	if err := c.QueryRow(ctx, "SELECT sum(n) FROM kx").Scan(&sum); err != nil || sum != 100+10+100+1000 {
 		t.Fatalf("the transaction's own sum: %d, %v", sum, err)

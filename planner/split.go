@@ -25,8 +25,10 @@ type SplitPart struct {
 // order: each shard's part, by shard. The rest of the statement (its
 // columns, ON CONFLICT, OVERRIDING) is each part's. A part's parameters
 // are numbered anew from $1 in the order of the client's numbers it uses
-// (SplitPart.Params). An INSERT with RETURNING or WITH is refused (0A000):
-// its rows would come from several shards. Safe for concurrent use.
+// (SplitPart.Params). Each part keeps the statement's RETURNING: its rows
+// are that part's rows in order (the caller puts them back in the order of
+// rowShards). An INSERT with WITH is refused (0A000). Safe for concurrent
+// use.
 func SplitInsert(sql string, rowShards []int) (map[int]SplitPart, error) {
 	tree, err := pg.Parse(sql)
 	if err != nil {
@@ -38,8 +40,6 @@ func SplitInsert(sql string, rowShards []int) (map[int]SplitPart, error) {
 	ins := tree.Stmts[0].Stmt.GetInsertStmt()
 	sel := ins.GetSelectStmt().GetSelectStmt()
 	switch {
-	case len(ins.ReturningList) > 0:
-		return nil, refuseSplit("RETURNING (its rows would come from several shards)")
 	case ins.WithClause != nil:
 		return nil, refuseSplit("WITH")
 	case sel == nil || len(sel.ValuesLists) == 0:

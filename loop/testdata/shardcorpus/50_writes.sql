@@ -244,8 +244,13 @@ INSERT INTO customers (id, name) VALUES (144, 'ok'), (148, NULL);
 -- must
 SELECT count(*) FROM customers WHERE id BETWEEN 140 AND 159;
 
--- refused
+-- must
+-- ordered
 INSERT INTO events (id, kind, weight) VALUES (149, 'split', 1), (154, 'split', 1) RETURNING id;
+
+-- refused
+-- params: 160 | ext | 161
+INSERT INTO events (id, kind, weight) VALUES ($1, $2, 1), ($3, $2, 2) RETURNING id;
 
 -- must
 -- params: 150 | ext | 154
@@ -274,3 +279,24 @@ SELECT id, weight FROM events WHERE id IN (140, 142, 145, 159);
 
 -- must
 DELETE FROM customers WHERE id IN (140, 142, 145, 147);
+
+-- construct: writes for several shards with RETURNING
+-- must
+-- ordered
+INSERT INTO events (id, kind, weight) VALUES (501, 'ret', 1), (502, 'ret', 2), (503, 'ret', 3), (504, 'ret', 4), (505, 'ret', 5) RETURNING id, weight;
+
+-- must
+UPDATE events SET weight = weight + 10 WHERE kind = 'ret' RETURNING id, weight;
+
+-- must
+INSERT INTO regions (code, name, zone) VALUES ('r1', 'Returned', 9) RETURNING code, zone;
+
+-- must
+DELETE FROM regions WHERE code = 'r1' RETURNING code;
+
+-- must
+-- ordered
+INSERT INTO events (id, kind) VALUES (506, 'upsert'), (501, 'upsert'), (507, 'upsert') ON CONFLICT (id) DO UPDATE SET kind = excluded.kind RETURNING id, kind;
+
+-- must
+DELETE FROM events WHERE kind IN ('ret', 'upsert') RETURNING id;
