@@ -55,8 +55,13 @@ func TestSplitInsert(t *testing.T) {
 			at += i + 1
 		}
 	}
+	// RETURNING stays with each part.
+	ret, err := SplitInsert("INSERT INTO t (id) VALUES (1), (2), (3) RETURNING id, v", []int{1, 0, 1})
+	if err != nil || len(ret) != 2 || !strings.Contains(ret[0].SQL, "RETURNING id, v") || !strings.Contains(ret[1].SQL, "RETURNING id, v") ||
+		!strings.Contains(ret[1].SQL, "(1), (3)") {
+		t.Errorf("a split INSERT with RETURNING: %v, %v", ret, err)
+	}
 	for _, bad := range []string{
-		"INSERT INTO t (id) VALUES (1), (2) RETURNING id",
 		"WITH x AS (SELECT 1) INSERT INTO t (id) VALUES (1), (2)",
 		"INSERT INTO t (id) SELECT 1",
 		"SELECT 1",
