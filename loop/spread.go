@@ -530,7 +530,11 @@ func (l *spreadLeg) prepared(perr *poolcore.PgError) {
 		l.sp.finish()
 		return
 	}
-	l.sp.run(l.sp.co.Prepared(l.shard, l.failure(perr)))
+	err := l.failure(perr)
+	if err == nil && l.fault != nil {
+		err = l.fault // its rows (returning.go): rolled back above
+	}
+	l.sp.run(l.sp.co.Prepared(l.shard, err))
 }
 
 // secondDone ends the leg's second-phase action.
@@ -553,8 +557,6 @@ func (l *spreadLeg) failure(perr *poolcore.PgError) error {
 		return l.lost
 	case perr != nil:
 		return perr
-	case l.fault != nil:
-		return l.fault
 	}
 	return nil
 }
