@@ -46,7 +46,7 @@ type extGather struct {
 // several shards in the extended protocol that spread gathers, with its
 // statement's text; the error is the refusal of one belay cannot merge.
 func (s *session) gatherableExt(set *shardSet, data []byte) (*extGather, []byte, error) {
-	if s.cl.begin != nil || s.t.pinned || len(set.clusters) < 2 {
+	if s.t.pinned || len(set.clusters) < 2 {
 		return nil, nil, nil
 	}
 	g, sql := s.extUnit(data)
@@ -175,16 +175,23 @@ func (g *extGather) splitParse(part planner.SplitPart) []byte {
 	return codec.AppendParse(nil, codec.Parse{Query: []byte(part.SQL), ParamOIDs: oids, NumParams: len(part.Params)})
 }
 
-// splitMsgs is what a leg runs for its part of a split INSERT in the
-// extended protocol: BEGIN, the part, PREPARE TRANSACTION gid (three
-// ReadyForQuery).
-func (g *extGather) splitMsgs(part planner.SplitPart, gid string) []byte {
-	b := codec.AppendQuery(nil, "BEGIN")
+// splitMsgs is what a leg runs for its part of a split INSERT (or the
+// whole statement) in the extended protocol: BEGIN, the part, PREPARE
+// TRANSACTION gid (three ReadyForQuery); in the client's transaction
+// (gid ""), the part alone (one).
+func (g *extGather) splitMsgs(part planner.SplitPart, gid string) (msgs []byte, rfqs int) {
+	var b []byte
+	if gid != "" {
+		b = codec.AppendQuery(b, "BEGIN")
+	}
 	b = append(b, g.splitParse(part)...)
 	b = append(b, g.splitBind(part)...)
 	b = codec.AppendExecute(b, nil, 0)
 	b = codec.AppendSync(b)
-	return codec.AppendQuery(b, "PREPARE TRANSACTION '"+gid+"'")
+	if gid == "" {
+		return b, 1
+	}
+	return codec.AppendQuery(b, "PREPARE TRANSACTION '"+gid+"'"), 3
 }
 
 // splittableExt is splittable for an INSERT in the extended protocol.
@@ -208,7 +215,7 @@ func (s *session) splittableExt(data []byte, t router.ShardTarget) (*spreadOn, e
 // of t's shards (every shard when it names none), as a split INSERT's
 // parts run.
 func (s *session) spreadableExt(set *shardSet, data []byte, t router.ShardTarget) (*spreadOn, error) {
-	if s.p.cfg.RecordDecision == nil || s.cl.begin != nil || s.t.pinned {
+	if s.p.cfg.RecordDecision == nil || s.t.pinned {
 		return nil, nil
 	}
 	g, sql := s.extUnit(data)

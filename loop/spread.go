@@ -447,7 +447,12 @@ func (l *spreadLeg) run() {
 		sp.copy.begin(l)
 		return
 	case sp.extParts != nil:
-		sc.ExecMsgs(sp.ext.splitMsgs(sp.extParts[l.shard], twopc.GID(sp.tx, l.shard)), 3, &l.tags, nil, then)
+		gid := ""
+		if sp.co != nil {
+			gid = twopc.GID(sp.tx, l.shard)
+		}
+		msgs, rfqs := sp.ext.splitMsgs(sp.extParts[l.shard], gid)
+		sc.ExecMsgs(msgs, rfqs, &l.tags, nil, then)
 		return
 	case sp.ext != nil:
 		sc.ExecMsgs(sp.ext.extMsgs(sp.sql, sp.merge != nil), 1, nil, &l.raw, then)

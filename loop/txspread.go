@@ -13,8 +13,10 @@ import (
 // A statement for several shards inside a transaction (issue J): DDL, a
 // write without a key or to a reference table, an INSERT whose rows are
 // on several shards, a read of several shards (gathered or merged) and a
-// COPY FROM STDIN (copysplit.go), each alone in a simple Query, run as a
-// spread whose legs are the transaction's parts (xshard.go): on each shard
+// COPY FROM STDIN (copysplit.go), each alone in its unit of work (a simple
+// Query, or one execution in the extended protocol with its parameters,
+// as outside a transaction), run as a spread whose legs are the
+// transaction's parts (xshard.go): on each shard
 // the part set aside there, or a server of its primary that begins the
 // transaction first (its BEGIN as the client sent it). Nothing is
 // prepared: each leg runs the statement as it is, in the transaction,
@@ -31,9 +33,8 @@ import (
 // refuses before any shard failed) cannot leave the transaction failed
 // on a server: the client gets it as FATAL, its transaction rolled back
 // everywhere. A part lost with its server ends the client with FATAL
-// 40001, as when xshard.go finds one lost. Not in a transaction: the
-// extended protocol's statements for several shards (refused, FATAL
-// 0A000, as before), and a pinned session's.
+// 40001, as when xshard.go finds one lost. Not in a transaction: a
+// pinned session's (refused, FATAL 0A000, as before).
 //
 // Who owns what: the spread and the parts are the session's loop's.
 
@@ -47,14 +48,14 @@ func (s *session) inTx() bool {
 // errScatterTx: a statement for several shards in a transaction, where
 // txspread.go cannot run it.
 var errScatterTx = &shard.Error{Code: sqlstate.FeatureNotSupported,
-	Message: "a statement for several shards in a transaction runs only alone in a simple Query, in a session not pinned to its server, with etcd to commit the transaction"}
+	Message: "a statement for several shards in a transaction runs only alone in its unit of work, in a session not pinned to its server, with etcd to commit the transaction"}
 
 // txLegs makes sp's legs in the client's transaction: on each shard of on,
 // the transaction's part there, or a new leg on its primary (fresh: it
 // begins the transaction). The server the client holds is set aside first.
 // Nothing changes when a shard has no primary (errNoPrimary).
 func (s *session) txLegs(set *shardSet, sp *spread, on *spreadOn) error {
-	if on.ext != nil || s.p.cfg.RecordDecision == nil || s.t.pinned {
+	if s.p.cfg.RecordDecision == nil || s.t.pinned {
 		return errScatterTx
 	}
 	type fresh struct {

@@ -136,6 +136,40 @@ func TestStatementsForShardsInTx(t *testing.T) {
 	}
 	clean("TRUNCATE and COPY committed")
 
+	// The same through the extended protocol, with parameters (pgx's
+	// default mode): an UPDATE of every shard, a merged read, a split
+	// INSERT, committed.
+	ext := connect(t, p.connString("postgres", "postgres"))
+	tx, err := ext.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag, err := tx.Exec(ctx, fmt.Sprintf("UPDATE kx SET n = n + 1 WHERE aid = %d", keys[0][0])); err != nil || tag.String() != "UPDATE 1" {
+		t.Fatalf("a keyed UPDATE in an extended transaction: %q, %v", tag, err)
+	}
+	if tag, err := tx.Exec(ctx, "UPDATE kx SET n = n + $1 WHERE n >= $2", 2, 0); err != nil || tag.String() != "UPDATE 200" {
+		t.Fatalf("an UPDATE of every shard with parameters in a transaction: %q, %v", tag, err)
+	}
+	if err := tx.QueryRow(ctx, "SELECT sum(n) FROM kx WHERE n > $1", 0).Scan(&sum); err != nil || sum != 200*201/2+1+400 {
+		t.Fatalf("a merged read with parameters in a transaction: %d, %v", sum, err)
+	}
+	if tag, err := tx.Exec(ctx, "INSERT INTO kx (aid, n) VALUES ($1, 1), ($2, 1)", 100000+keys[0][0], 100000+keys[1][0]); err != nil || tag.String() != "INSERT 0 2" {
+		t.Fatalf("a split INSERT with parameters in a transaction: %q, %v", tag, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := onShards("SELECT sum(n)::int FROM kx"); n[0]+n[1] != 200*201/2+1+400+2 {
+		t.Fatalf("after the extended transaction: %v", n)
+	}
+	if _, err := c.Exec(ctx, "DELETE FROM kx WHERE aid > 100000"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "UPDATE kx SET n = aid"); err != nil {
+		t.Fatal(err)
+	}
+	clean("an extended transaction")
+
 	// DDL in a transaction, rolled back on every shard.
 	exec("BEGIN")
 	exec("CREATE TABLE kdraft (id int)")

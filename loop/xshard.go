@@ -40,8 +40,7 @@ import (
 // server answered what came before (heldBack). Refused, with FATAL 0A000
 // and every part rolled back (never committed in part):
 //   - a unit whose messages belong to two shards (a pgx Batch of keys on
-//     different shards, in one Sync), or a statement for several shards
-//     through the extended protocol;
+//     different shards, in one Sync);
 //   - transaction control other than a COMMIT or ROLLBACK alone in its
 //     unit once the transaction has parts on several shards: a COMMIT with
 //     other statements, SAVEPOINT and ROLLBACK TO (which would undo one
@@ -86,6 +85,8 @@ func (s *session) crossing(c gnet.Conn) (limit int, act gnet.Action, next routeN
 	switch {
 	case e != nil:
 		return 0, s.fatal(*e), routeStop
+	case limit < 0:
+		return 0, s.boundWaiting(c), routeStop // the rest of a unit for several shards first
 	case on != nil:
 		return s.spreadHere(c, set, data, on)
 	case move < 0:
@@ -472,7 +473,8 @@ var errPartLost = errors.New("the transaction's part on a shard was lost with it
 // returns how much of data may go now (limit; 0: all of it) when a later
 // unit belongs elsewhere; move, the shard that the unit at the start of
 // data belongs to when that is not the server's (-1: it is); spread, when
-// that unit is a statement for several shards txspread.go runs; or the FATAL
+// that unit is a statement for several shards txspread.go runs (limit -1:
+// such a unit is not all in yet, nothing goes); or the FATAL
 // error that ends a client whose unit would run where its rows are not (a
 // unit for two shards, a statement for several), its transaction rolled
 // back with its server. On the loop, before forward.
@@ -514,9 +516,16 @@ func (s *session) heldShard(set *shardSet, data []byte) (limit, move int, fatal 
 				here = true
 			case t.Spread == router.ShardSet && plan.Class != planner.ClassSession && plan.Class != planner.ClassTxControl:
 				// A statement for several shards: in the transaction
-				// (txspread.go), when it is alone in a simple Query.
-				err := s.spreadUnit(set, data[off:], t)
-				if on, ok := asSpreadOn(err); ok && typ == codec.MsgQuery {
+				// (txspread.go), when it is alone in its unit, once the
+				// unit is all in.
+				if firstUnitEnd(data[unit:]) < 0 {
+					if unit > start {
+						return unit, -1, nil, nil
+					}
+					return -1, -1, nil, nil
+				}
+				err := s.spreadUnit(set, data[unit:], t)
+				if on, ok := asSpreadOn(err); ok {
 					if unit > start {
 						return unit, -1, nil, nil
 					}

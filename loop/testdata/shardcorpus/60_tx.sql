@@ -307,6 +307,24 @@ ROLLBACK;
 -- must
 SELECT count(*) FROM events WHERE kind IN ('txsplit', 'dup');
 
+-- must
+BEGIN;
+
+-- must
+-- params: 0
+SELECT count(*), sum(weight) FROM events WHERE weight > $1;
+
+-- must
+-- params: nothing matches
+UPDATE events SET payload = payload WHERE kind = $1;
+
+-- must
+-- params: 1
+SELECT id FROM events WHERE weight = $1;
+
+-- must
+COMMIT;
+
 -- construct: transaction reading a reference table first
 -- must
 BEGIN;
