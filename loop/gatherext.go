@@ -142,7 +142,8 @@ func (s *session) extUnit(data []byte) (*extGather, []byte) {
 }
 
 // splitBind is the Bind of part's statement: the client's parameters it
-// takes, in its order, each with its format; rows in text.
+// takes, in its order, each with its format; rows (returning: its
+// RETURNING rows) in the client's formats.
 func (g *extGather) splitBind(part planner.SplitPart) []byte {
 	rest := binary.BigEndian.AppendUint16(nil, uint16(len(part.Params)))
 	var vals []byte
@@ -157,7 +158,11 @@ func (g *extGather) splitBind(part planner.SplitPart) []byte {
 		vals = binary.BigEndian.AppendUint32(vals, uint32(len(v)))
 		vals = append(vals, v...)
 	}
-	rest = append(append(rest, vals...), 0, 0)
+	rest = append(rest, vals...)
+	rest = binary.BigEndian.AppendUint16(rest, uint16(len(g.formats)))
+	for _, f := range g.formats {
+		rest = binary.BigEndian.AppendUint16(rest, uint16(f))
+	}
 	return codec.AppendBind(nil, codec.Bind{Rest: rest})
 }
 
@@ -178,14 +183,18 @@ func (g *extGather) splitParse(part planner.SplitPart) []byte {
 // splitMsgs is what a leg runs for its part of a split INSERT (or the
 // whole statement) in the extended protocol: BEGIN, the part, PREPARE
 // TRANSACTION gid (three ReadyForQuery); in the client's transaction
-// (gid ""), the part alone (one).
-func (g *extGather) splitMsgs(part planner.SplitPart, gid string) (msgs []byte, rfqs int) {
+// (gid ""), the part alone (one). A write with RETURNING (returning) has
+// its rows described.
+func (g *extGather) splitMsgs(part planner.SplitPart, gid string, returning bool) (msgs []byte, rfqs int) {
 	var b []byte
 	if gid != "" {
 		b = codec.AppendQuery(b, "BEGIN")
 	}
 	b = append(b, g.splitParse(part)...)
 	b = append(b, g.splitBind(part)...)
+	if returning {
+		b = codec.AppendDescribe(b, 'P', nil)
+	}
 	b = codec.AppendExecute(b, nil, 0)
 	b = codec.AppendSync(b)
 	if gid == "" {
@@ -200,14 +209,11 @@ func (s *session) splittableExt(data []byte, t router.ShardTarget) (*spreadOn, e
 	if g == nil || len(s.plan(sql).Stmts) != 1 {
 		return nil, nil
 	}
-	if s.plan(sql).Stmts[0].Returning {
-		return nil, errReturningExt
-	}
 	split, err := planner.SplitInsert(string(sql), t.RowShards)
 	if err != nil {
 		return nil, err
 	}
-	return &spreadOn{shards: t.Shards, ext: g, extSQL: sql, extParts: split}, nil
+	return &spreadOn{shards: t.Shards, ext: g, extSQL: sql, extParts: split, rowShards: t.RowShards}, nil
 }
 
 // spreadableExt is spreadable for a statement executed in the extended
@@ -222,7 +228,7 @@ func (s *session) spreadableExt(set *shardSet, data []byte, t router.ShardTarget
 	if g == nil {
 		return nil, nil
 	}
-	if ok, err := s.spreadableSQL(set, sql, false); !ok || err != nil {
+	if ok, err := s.spreadableSQL(set, sql, true); !ok || err != nil {
 		return nil, err
 	}
 	all := planner.SplitPart{SQL: string(sql)}

@@ -21,12 +21,8 @@ import (
 // (a trigger or ON CONFLICT DO NOTHING skipped some) leaves that order
 // unknown: the statement is refused (0A000), nothing committed. A
 // reference table's rows are the first shard's (every copy's are alike).
-// In the extended protocol such a statement is refused (errReturningExt).
-
-// errReturningExt: a write for several shards with RETURNING through the
-// extended protocol.
-var errReturningExt = &shard.Error{Code: sqlstate.FeatureNotSupported,
-	Message: "a write for several shards with RETURNING through the extended protocol (send it as a simple Query, or by key)"}
+// In the extended protocol (one execution with its parameters) the rows
+// come in the formats the client asked, described if it asked.
 
 // checkReturned checks what the leg kept of its RETURNING rows, once its
 // statement ran: all of them (54000 past the bound), and for a split
@@ -83,7 +79,10 @@ func (sp *spread) returned(b []byte) []byte {
 			}
 		}
 	}
-	b = append(b, desc...)
+	b = sp.prefix(b)
+	if sp.described() {
+		b = append(b, desc...)
+	}
 	if sp.rowShards != nil {
 		next := make([]int, len(sp.legs))
 		for _, k := range sp.rowShards {

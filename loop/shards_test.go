@@ -751,8 +751,25 @@ func TestSpread(t *testing.T) {
 			t.Fatalf("%d rows of kspread on %s not updated back", n, pg.Addr())
 		}
 	}
-	if _, err := ext.Exec(ctx, "UPDATE kspread SET v = $1 RETURNING aid", "r"); !errors.As(err, &pe) || pe.Code != "0A000" {
-		t.Fatalf("an UPDATE of every shard returning rows, with parameters: %v", err)
+	// With RETURNING, in each of pgx's extended modes (binary results in
+	// some): every shard's rows; a split INSERT's in its VALUES' order.
+	for i, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
+		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec} {
+		m := connectMode(t, p.connString("postgres", "postgres"), mode)
+		got, err := pgx.CollectRows(must(m.Query(ctx, "UPDATE kspread SET v = $1 WHERE aid > $2 RETURNING aid", "all", 0)), pgx.RowTo[int64])
+		if err != nil || len(got) != 30 {
+			t.Fatalf("mode %v: an UPDATE of every shard returning rows, with parameters: %v, %v", mode, got, err)
+		}
+		keys := []int64{int64(7001 + 10*i), int64(7002 + 10*i), int64(7003 + 10*i)}
+		ids, err := pgx.CollectRows(must(m.Query(ctx, "INSERT INTO kspread (aid, v) VALUES ($1, 'x'), ($2, 'x'), ($3, 'x') RETURNING aid", keys[0], keys[1], keys[2])),
+			pgx.RowTo[int64])
+		if err != nil || !slices.Equal(ids, keys) {
+			t.Fatalf("mode %v: a split INSERT returning rows, with parameters: %v, %v; want %v", mode, ids, err, keys)
+		}
+		if _, err := m.Exec(ctx, "DELETE FROM kspread WHERE v = 'x'"); err != nil {
+			t.Fatal(err)
+		}
+		m.Close(ctx)
 	}
 	ext.Close(ctx)
 }

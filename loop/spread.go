@@ -272,7 +272,7 @@ func (s *session) spreadableSQL(set *shardSet, q []byte, returning bool) (bool, 
 	case st.Copy != 0:
 		return false, nil
 	case st.Returning && !returning:
-		return false, errReturningExt
+		return false, nil
 	case st.Materializes && readsSharded(set, st):
 		return false, errMaterializeSharded
 	case plan.Class == planner.ClassUtility:
@@ -318,7 +318,7 @@ func (s *session) startSpread(set *shardSet, data []byte, on *spreadOn) error {
 	gather := on.gather
 	sp := &spread{s: s, sql: string(q), gather: gather, ext: on.ext, extParts: on.extParts, copy: on.copy, plain: on.plain,
 		rowShards: on.rowShards}
-	sp.returning = !gather && on.ext == nil && s.plan(q).Stmts[0].Returning
+	sp.returning = !gather && s.plan(q).Stmts[0].Returning
 	if gather && !s.plan(q).Stmts[0].Concat {
 		g, err := s.p.gathers.plan(q)
 		if err != nil {
@@ -451,8 +451,12 @@ func (l *spreadLeg) run() {
 		if sp.co != nil {
 			gid = twopc.GID(sp.tx, l.shard)
 		}
-		msgs, rfqs := sp.ext.splitMsgs(sp.extParts[l.shard], gid)
-		sc.ExecMsgs(msgs, rfqs, &l.tags, nil, then)
+		msgs, rfqs := sp.ext.splitMsgs(sp.extParts[l.shard], gid, sp.returning)
+		if sp.returning {
+			sc.ExecMsgs(msgs, rfqs, nil, &l.raw, then) // its rows, and the tags with them
+		} else {
+			sc.ExecMsgs(msgs, rfqs, &l.tags, nil, then)
+		}
 		return
 	case sp.ext != nil:
 		sc.ExecMsgs(sp.ext.extMsgs(sp.sql, sp.merge != nil), 1, nil, &l.raw, then)
@@ -700,9 +704,6 @@ func (sp *spread) gathered() (*codec.ErrorResponse, []byte) {
 	if e == nil && sp.merge != nil {
 		merged, e = sp.merged()
 	}
-	if sp.ext != nil && sp.ext.named != nil && e == nil {
-		sp.s.adopt(*sp.ext.named) // its Parse answered: the name is the client's
-	}
 	return e, merged
 }
 
@@ -712,6 +713,9 @@ func (sp *spread) gathered() (*codec.ErrorResponse, []byte) {
 // CopyInResponse already: only its end is sent.
 func (sp *spread) answerClient(e *codec.ErrorResponse, tag string, merged []byte, status byte) bool {
 	s := sp.s
+	if sp.ext != nil && sp.ext.named != nil && e == nil {
+		s.adopt(*sp.ext.named) // its Parse answered: the name is the client's
+	}
 	switch {
 	case sp.copy != nil && !sp.copy.query:
 		s.reply(answerMsgs(e, tag), status)

@@ -248,9 +248,14 @@ SELECT count(*) FROM customers WHERE id BETWEEN 140 AND 159;
 -- ordered
 INSERT INTO events (id, kind, weight) VALUES (149, 'split', 1), (154, 'split', 1) RETURNING id;
 
--- refused
+-- must
+-- ordered
 -- params: 160 | ext | 161
 INSERT INTO events (id, kind, weight) VALUES ($1, $2, 1), ($3, $2, 2) RETURNING id;
+
+-- must
+-- params: ext
+UPDATE events SET weight = weight WHERE kind = $1 RETURNING id, kind;
 
 -- must
 -- params: 150 | ext | 154
