@@ -16,6 +16,7 @@ import (
 	"github.com/belaydb/belay/shard"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // shardedServers are two servers, shards "0" and "1" of a cluster whose
@@ -751,6 +752,43 @@ func TestSpread(t *testing.T) {
 			t.Fatalf("%d rows of kspread on %s not updated back", n, pg.Addr())
 		}
 	}
+	// A write of every shard whose unit prepares a named statement (as
+	// JDBC sends it past prepareThreshold): the name is the client's
+	// afterwards, bound again without a Parse.
+	named := connect(t, p.connString("postgres", "postgres")).PgConn()
+	fe := named.Frontend()
+	for i, msgs := range [][]pgproto3.FrontendMessage{
+		{&pgproto3.Parse{Name: "S_1", Query: "UPDATE kspread SET v = $1 WHERE aid > $2"},
+			&pgproto3.Bind{PreparedStatement: "S_1", Parameters: [][]byte{[]byte("all"), []byte("0")}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		{&pgproto3.Bind{PreparedStatement: "S_1", Parameters: [][]byte{[]byte("all"), []byte("0")}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+	} {
+		for _, m := range msgs {
+			fe.Send(m)
+		}
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var tag string
+		for {
+			m, err := named.ReceiveMessage(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := m.(type) {
+			case *pgproto3.CommandComplete:
+				tag = string(m.CommandTag)
+			case *pgproto3.ErrorResponse:
+				t.Fatalf("unit %d of a named statement for every shard: %s %s", i, m.Code, m.Message)
+			}
+			if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+				break
+			}
+		}
+		if tag != "UPDATE 30" {
+			t.Fatalf("unit %d of a named statement for every shard: %q", i, tag)
+		}
+	}
+	named.Close(ctx)
 	// With RETURNING, in each of pgx's extended modes (binary results in
 	// some): every shard's rows; a split INSERT's in its VALUES' order.
 	for i, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
