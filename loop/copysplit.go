@@ -618,7 +618,15 @@ func shardError(e *shard.Error) *codec.ErrorResponse {
 	return &codec.ErrorResponse{Severity: "ERROR", Code: e.Code, Message: e.Message, Hint: e.Hint, Where: e.Context}
 }
 
-// pgErrorResponse is the client's error for a server's.
+// pgErrorResponse is the client's error for a shard's server's: as it is,
+// unless the server ended its connection with it (FATAL, PANIC: an
+// administrator's termination, a crash), which is not the client's
+// connection's end: the shard was lost under the statement (08006).
 func pgErrorResponse(pe *poolcore.PgError) *codec.ErrorResponse {
+	if pe.Severity == "FATAL" || pe.Severity == "PANIC" {
+		return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.ConnectionFailure,
+			Message: "a shard's server ended its connection under the statement: " + pe.Message,
+			Detail:  "SQLSTATE " + pe.Code + " from the shard's server."}
+	}
 	return &codec.ErrorResponse{Severity: "ERROR", Code: sqlstate.Code(pe.Code), Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
 }

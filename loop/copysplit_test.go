@@ -253,6 +253,37 @@ func TestCopyAcrossShards(t *testing.T) {
 	clean("a client gone mid-COPY")
 	placed("a client gone mid-COPY", "kc", "aid", before, intPlace)
 
+	// A shard's backend terminated in the middle of the rows: the client
+	// is told the COPY failed (08006), and the other shard keeps nothing.
+	r, w = io.Pipe()
+	go func() {
+		_, err := c.PgConn().CopyFrom(ctx, r, "COPY kc (aid, n) FROM STDIN")
+		done <- err
+	}()
+	for k := 6001; k <= 6100; k++ {
+		if _, err := fmt.Fprintf(w, "%d\t1\n", k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var victim int
+	eventually(t, 10*time.Second, "shard 1's COPY backend", func() bool {
+		return direct[1].QueryRow(ctx, "SELECT pid FROM pg_stat_activity WHERE query LIKE 'BEGIN;%COPY kc%'").Scan(&victim) == nil
+	})
+	if _, err := direct[1].Exec(ctx, "SELECT pg_terminate_backend($1)", victim); err != nil {
+		t.Fatal(err)
+	}
+	for k := 6101; k <= 6200; k++ { // the client goes on until it ends its rows
+		if _, err := fmt.Fprintf(w, "%d\t1\n", k); err != nil {
+			break
+		}
+	}
+	_ = w.Close()
+	if err := <-done; !errors.As(err, &pe) || pe.Code != "08006" {
+		t.Fatalf("a COPY whose shard's backend was terminated: %v", err)
+	}
+	placed("a COPY whose shard's backend was terminated", "kc", "aid", before, intPlace)
+	clean("a COPY whose shard's backend was terminated")
+
 	// Refused with 0A000: nothing runs.
 	for _, sql := range []string{
 		"COPY kc (v, n) FROM STDIN",  // no key
