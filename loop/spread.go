@@ -104,6 +104,10 @@ type spread struct {
 	returning bool
 	rowShards []int
 	fault     error
+	// serial: its legs run one after the other, in shard order (a
+	// write's: start); the next starts once one's first phase ended;
+	// halted, once one failed, the rest do not run.
+	serial, halted bool
 	// inTx: it runs inside the client's transaction (txspread.go), on
 	// its parts; begin opens the transaction on a shard it had none on;
 	// cur is the shard of the part the client held (-1: none).
@@ -137,6 +141,9 @@ type spreadLeg struct {
 	fresh bool
 	// fault: belay's own error about its RETURNING rows (returning.go).
 	fault error
+	// notRun: a new part of the client's transaction that a serial spread
+	// did not begin (an earlier leg failed): no part of it.
+	notRun bool
 }
 
 type legStep uint8
@@ -352,20 +359,66 @@ func (s *session) startSpread(set *shardSet, data []byte, on *spreadOn) error {
 		l.step = stepPrepare
 		l.raw.Max = s.p.cfg.MaxBufferedBytes
 	}
+	// A write takes its row locks shard after shard, in shard order: two
+	// writes of the same rows of a reference table (or of several shards'
+	// rows) would otherwise each lock them first on another shard and wait
+	// for each other for ever (no shard sees the cycle). A read, a COPY
+	// and maintenance run on every shard at once.
+	sp.serial = !sp.gather && sp.copy == nil && !sp.plain
 	for _, l := range sp.legs {
-		switch {
-		case sp.inTx && l.sc != nil:
-			l.open() // the transaction's part on its shard
-		case sp.inTx && !l.fresh:
-			l.prepared(nil) // a part lost with its server (l.lost)
-		default:
-			if sc := l.pool.Acquire(s.loop, l, s.sig); sc != nil {
-				l.ServerReady(sc)
-			}
+		l.start()
+		if sp.serial {
+			break // the next once this one ran (advance)
 		}
 	}
 	return nil
 }
+
+// start runs the leg's first phase: on its server, a transaction's part's,
+// or one of its pool's.
+func (l *spreadLeg) start() {
+	sp := l.sp
+	switch {
+	case sp.inTx && l.sc != nil:
+		l.open() // the transaction's part on its shard
+	case sp.inTx && !l.fresh:
+		l.prepared(nil) // a part lost with its server (l.lost)
+	default:
+		if sc := l.pool.Acquire(sp.s.loop, l, sp.s.sig); sc != nil {
+			l.ServerReady(sc)
+		}
+	}
+}
+
+// advance starts a serial spread's leg after l, once l's first phase
+// ended: if l failed, the legs after it do not run (errNotRun) and fail
+// in turn.
+func (sp *spread) advance(l *spreadLeg, failed bool) {
+	if !sp.serial {
+		return
+	}
+	sp.halted = sp.halted || failed
+	i := slices.Index(sp.legs, l)
+	if i < 0 || i+1 >= len(sp.legs) {
+		return
+	}
+	next := sp.legs[i+1]
+	if !sp.halted {
+		next.start()
+		return
+	}
+	switch {
+	case sp.co != nil:
+		next.lost = errNotRun // its transaction of its own fails
+	case next.fresh:
+		next.fresh, next.notRun = false, true // never begun: no part there (finishInTx)
+	} // a part of the client's transaction stays as it was
+	next.prepared(nil)
+}
+
+// errNotRun: a leg of a serial spread that did not run, an earlier leg
+// having failed.
+var errNotRun = errors.New("not run: the statement failed on an earlier shard")
 
 // spreadLegs makes the legs of a spread outside a transaction: one for
 // each shard of on, on its primary, in a transaction of its own that the
@@ -529,21 +582,24 @@ func (l *spreadLeg) prepared(perr *poolcore.PgError) {
 	}
 	l.step = stepNone
 	l.sp.busy--
-	if l.sp.co == nil { // nothing to commit: a gather, a plain spread, the client's transaction's
+	sp := l.sp
+	err := l.failure(perr)
+	if err == nil && l.fault != nil {
+		err = l.fault // its rows (returning.go): rolled back above, if prepared
+	}
+	if sp.co == nil { // nothing to commit: a gather, a plain spread, the client's transaction's
 		if perr != nil {
 			l.err = perr
 		}
-		if l.fault != nil && l.sp.fault == nil {
-			l.sp.fault = l.fault
+		if l.fault != nil && sp.fault == nil {
+			sp.fault = l.fault
 		}
-		l.sp.finish()
+		sp.advance(l, err != nil)
+		sp.finish()
 		return
 	}
-	err := l.failure(perr)
-	if err == nil && l.fault != nil {
-		err = l.fault // its rows (returning.go): rolled back above
-	}
-	l.sp.run(l.sp.co.Prepared(l.shard, err))
+	sp.run(sp.co.Prepared(l.shard, err))
+	sp.advance(l, err != nil)
 }
 
 // secondDone ends the leg's second-phase action.

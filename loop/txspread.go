@@ -164,6 +164,7 @@ func (sp *spread) finishInTx() {
 		e, tag = sp.answer()
 	}
 	// The part the client holds next.
+	sp.legs = slices.DeleteFunc(sp.legs, func(l *spreadLeg) bool { return l.notRun }) // no part begun there
 	var held *spreadLeg
 	for _, l := range sp.legs {
 		switch {
