@@ -2,7 +2,6 @@ package shard
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -104,11 +103,7 @@ func remainderOf(t *testing.T, partition string) int {
 // accepted with as many rows in each partition as the splitter sends each
 // shard.
 func TestCopyCasesMatchPostgres(t *testing.T) {
-	ctx, c := connectPG(t)
-	if _, err := c.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS copycases; SET search_path = copycases"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Exec(context.Background(), "DROP SCHEMA copycases CASCADE; RESET search_path") })
+	ctx, c := connectPGSchema(t, "copycases")
 	refused, accepted := 0, 0
 	for _, cc := range copyCases {
 		tg := cc.target()
@@ -411,11 +406,7 @@ func generateCopy(r *rand.Rand, v copyVariant, typ KeyType, n int) (rows [][4]co
 // accepted there (its partition constraint) and make exactly the same
 // rows.
 func TestCopySplitMatchesPostgres(t *testing.T) {
-	ctx, c := connectPG(t)
-	if _, err := c.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS copysplit; SET search_path = copysplit"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Exec(context.Background(), "DROP SCHEMA copysplit CASCADE; RESET search_path") })
+	ctx, c := connectPGSchema(t, "copysplit")
 	r := testRand()
 	const n = 300
 	loads, compared, nulls := 0, 0, 0

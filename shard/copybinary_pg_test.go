@@ -75,11 +75,7 @@ func partitionCounts(ctx context.Context, t *testing.T, c *pgx.Conn, table strin
 // UTF-8) is refused by Postgres, and by the partition of each shard that
 // got such a row, with the same SQLSTATE.
 func TestBinaryCopyCasesMatchPostgres(t *testing.T) {
-	ctx, c := connectPG(t)
-	if _, err := c.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS bincases; SET search_path = bincases"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Exec(context.Background(), "DROP SCHEMA bincases CASCADE; RESET search_path") })
+	ctx, c := connectPGSchema(t, "bincases")
 	refused, accepted, byShards := 0, 0, 0
 	for _, bc := range binCases {
 		tg := bc.target()
@@ -277,11 +273,7 @@ func randomBinKey(r *rand.Rand, kt binKeyType, ints []int64, uuids [][16]byte) (
 // is accepted there (its partition constraint) and makes exactly the same
 // rows.
 func TestBinaryCopySplitMatchesPostgres(t *testing.T) {
-	ctx, c := connectPG(t)
-	if _, err := c.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS binsplit; SET search_path = binsplit"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Exec(context.Background(), "DROP SCHEMA binsplit CASCADE; RESET search_path") })
+	ctx, c := connectPGSchema(t, "binsplit")
 	r := testRand()
 	ints := intCorpus(r, 500)
 	uuids := uuidCorpus(r, 500)

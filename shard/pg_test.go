@@ -32,6 +32,18 @@ func connectPG(t *testing.T) (context.Context, *pgx.Conn) {
 	return ctx, c
 }
 
+// connectPGSchema is connectPG in a schema of its own, name, on the
+// connection's search_path, dropped at the test's end.
+func connectPGSchema(t *testing.T, name string) (context.Context, *pgx.Conn) {
+	t.Helper()
+	ctx, c := connectPG(t)
+	if _, err := c.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+name+"; SET search_path = "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Exec(context.Background(), "DROP SCHEMA "+name+" CASCADE; RESET search_path") })
+	return ctx, c
+}
+
 // narrow is the values of vs that fit in a signed integer of bits bits.
 func narrow(vs []int64, bits int) []int64 {
 	var n []int64
