@@ -52,13 +52,20 @@ func startProc(t *testing.T, bin string, args ...string) (cmd *exec.Cmd, kill fu
 // waitListening waits until something accepts connections on addr.
 func waitListening(t *testing.T, addr string) {
 	t.Helper()
-	eventually(t, addr+" to listen", func() bool {
+	// A process built with -race, started while CI runs every package at
+	// once, has been seen to take more than eventually's 20 s to listen.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
+			return
 		}
-		return err == nil
-	})
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s listens: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // tiers is a primary and a standby, their topology in an etcd, a `belay
