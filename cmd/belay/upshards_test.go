@@ -13,8 +13,8 @@ import (
 
 	"github.com/belaydb/belay/ha"
 	"github.com/belaydb/belay/internal/etcdlocal"
-	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/belaydb/belay/internal/etcdtest"
+	"github.com/belaydb/belay/internal/pgtest"
 	"github.com/belaydb/belay/shard"
 	"github.com/jackc/pgx/v5"
 )
