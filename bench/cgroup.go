@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -156,12 +157,27 @@ func cpuLimitSettings(v cgroupVersion, quotaUs, periodUs int64) []cgroupSetting 
 }
 
 // cgroupPrefix starts the name of the cgroup each bench run makes under
-// the hierarchy's root: belay-bench-<PID>.
+// the hierarchy's root: belay-bench-<PID>, and belay-bench-<PID>-<N> for
+// the run's N-th set of node cgroups after the first.
 const cgroupPrefix = "belay-bench-"
 
+// cgroupSets counts the sets of node cgroups this process has made, so
+// that each gets a base of its own: the read-scaling, sharded and
+// quota-halved scenarios of one run each make one, and each removes its
+// own when its environment is closed.
+var cgroupSets atomic.Int32
+
+// baseCgroupName is the name of this process's n-th (1-based) base cgroup.
+func baseCgroupName(pid int, n int32) string {
+	if n <= 1 {
+		return fmt.Sprintf("%s%d", cgroupPrefix, pid)
+	}
+	return fmt.Sprintf("%s%d-%d", cgroupPrefix, pid, n)
+}
+
 // nodeCgroups are one cgroup per PostgreSQL node, children of one cgroup
-// of this run (belay-bench-<PID>, which has no limit of its own). Not safe
-// for concurrent use.
+// of this run (belay-bench-<PID>[-N], which has no limit of its own). Not
+// safe for concurrent use.
 type nodeCgroups struct {
 	h     cpuHierarchy
 	base  string            // the run's cgroup
@@ -185,7 +201,7 @@ func newNodeCgroups(names []string) (*nodeCgroups, error) {
 		return nil, errors.New("bench: no CPU limits here: " + why)
 	}
 	removeStaleCgroups(h.Mount)
-	c := &nodeCgroups{h: h, base: filepath.Join(h.Mount, fmt.Sprintf("%s%d", cgroupPrefix, os.Getpid())), nodes: map[string]string{}}
+	c := &nodeCgroups{h: h, base: filepath.Join(h.Mount, baseCgroupName(os.Getpid(), cgroupSets.Add(1))), nodes: map[string]string{}}
 	if err := os.Mkdir(c.base, 0o755); err != nil {
 		return nil, fmt.Errorf("bench: making cgroup %s (%s): %w", c.base, h.Version, err)
 	}
@@ -349,11 +365,11 @@ func moveAll(dir, root string) error {
 	return nil
 }
 
-var staleCgroup = regexp.MustCompile(`^` + cgroupPrefix + `([0-9]+)$`)
+var staleCgroup = regexp.MustCompile(`^` + cgroupPrefix + `([0-9]+)(-[0-9]+)?$`)
 
 // removeStaleCgroups removes the cgroups of earlier runs (belay-bench-PID
-// under mount) whose process is gone, as a run killed before its cleanup
-// leaves them.
+// and belay-bench-PID-N under mount) whose process is gone, as a run
+// killed before its cleanup leaves them.
 func removeStaleCgroups(mount string) {
 	ents, err := os.ReadDir(mount)
 	if err != nil {

@@ -101,6 +101,17 @@ func TestCPUQuota(t *testing.T) {
 			}
 		}
 	}
+	// Each set of node cgroups of a run has a base of its own, and those
+	// of a run that is gone are recognized as stale.
+	if a, b := baseCgroupName(42, 1), baseCgroupName(42, 3); a != "belay-bench-42" || b != "belay-bench-42-3" {
+		t.Errorf("baseCgroupName: %q, %q", a, b)
+	}
+	for name, want := range map[string]string{"belay-bench-42": "42", "belay-bench-42-3": "42", "belay-bench-x": "", "belay-bench-42-": ""} {
+		m := staleCgroup.FindStringSubmatch(name)
+		if (m == nil) != (want == "") || (m != nil && m[1] != want) {
+			t.Errorf("staleCgroup on %q: %q, want pid %q", name, m, want)
+		}
+	}
 	v1 := parseCPUStat("nr_periods 120\nnr_throttled 30\nthrottled_time 123456\n")
 	v2 := parseCPUStat("usage_usec 5000000\nuser_usec 4000000\nsystem_usec 1000000\nnr_periods 200\nnr_throttled 50\nthrottled_usec 9\n")
 	if v1 != (cpuStat{Periods: 120, Throttled: 30}) || v2 != (cpuStat{Periods: 200, Throttled: 50, UsageUs: 5000000, HasUsage: true}) {
