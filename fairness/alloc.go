@@ -282,10 +282,14 @@ func (a *Allocator) Take(from ID) ID {
 	return to
 }
 
-// Contended says some user with waiting clients holds less than its share:
-// servers of users above theirs should be offered to Take when free.
+// Contended says some user with waiting clients holds less than its share,
+// or the budget shrank below the servers open: servers of users above
+// their share should be offered to Take when free.
 func (a *Allocator) Contended() bool {
 	a.refresh()
+	if a.budget > 0 && a.open > a.budget {
+		return true
+	}
 	for i := range a.users {
 		if u := &a.users[i]; u.wants() && u.held < u.share {
 			return true

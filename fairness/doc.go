@@ -36,13 +36,60 @@
 // above its share to one below: at most the difference of the two ever moves,
 // and under steady load nothing moves at all.
 //
+// # The adaptive limit
+//
+// A fixed budget is a guess: too small leaves the node's CPUs idle, too
+// large lets Postgres run more queries than it has CPUs for, and then each
+// query waits inside Postgres, where no fairness reaches it. A Limiter
+// finds the budget as the node serves, after TCP Vegas and Netflix's
+// concurrency-limits (Vegas, Gradient2) and Envoy's adaptive concurrency
+// filter. Its owner samples the node every tick; every window (half a
+// second and 40 queries at least) the Limiter reads, by Little's law:
+//
+//   - Throughput X (queries ended per second) and Running, the queries
+//     executing on average (the sum of their times over the window's
+//     span; each query's time clamped to MaxQuerySample, so that a
+//     one-minute query counts in the windows it ran through, not as a
+//     queue of a hundred in the one it ended in);
+//   - the baseline B, the mean service time of a window that ran at most
+//     Min queries at once because no more were asked for (the least of
+//     them while fresh), or of a probe: when the node is loaded and the
+//     baseline is older than ProbeEvery (or missing), the limit drops to
+//     Min for one window to measure it;
+//   - Capacity = X*B, the queries the node would run at once with none of
+//     them waiting, and Queue = Running - Capacity, those waiting inside
+//     Postgres.
+//
+// The limit keeps Queue within a band of [max(2, Capacity/2), max(that+3,
+// Capacity)]: a small queue keeps every CPU busy, a longer one only adds
+// latency. Above the band it shrinks toward Capacity plus the band's
+// middle, by at most a quarter a step and after two windows in a row
+// (above twice the band's top: at once, by at most half); below it, while
+// clients wait for servers and the limit is used, it grows by one (by a
+// quarter when the queue is under half the band's bottom) after two
+// windows in a row. A growth that brings no more throughput while the
+// queue stays under the band means the baseline is stale (the work got
+// lighter): a probe follows. After every change the pools have half a
+// window to close or log in servers before the next window starts. So the
+// limit settles (under a steady load it does not move), follows a node
+// that slows within a few windows (a CPU quota cut, a storm of heavy
+// queries: the queue grows at once), and never leaves [Min, Max].
+//
+// The limit bounds queries running; the budget the Allocator shares is
+// the limit plus the servers held that run nothing on average (clients
+// idle in a transaction, between the queries of one, pinned), in whole
+// servers with hysteresis. So a client idle in a transaction never takes
+// a running query's place, and a node whose servers are all held idle
+// still serves others (a window in which clients waited and nothing ran
+// counts them all).
+//
 // # Concurrency
 //
 // An Allocator is a pure state machine: no goroutines, no I/O, no clock of
-// its own (every method that needs the time takes now). It is not safe for
-// concurrent use; its owner (poolcore's node) guards it with a mutex that is
-// taken only on these slow paths, never when a client finds an idle server
-// of its own.
+// its own (every method that needs the time takes now). So is a Limiter.
+// Neither is safe for concurrent use; their owner (poolcore's node) guards
+// both with a mutex that is taken only on these slow paths and at its
+// tick, never when a client finds an idle server of its own.
 //
 // fairness imports nothing but the standard library.
 package fairness

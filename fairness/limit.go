@@ -1,0 +1,397 @@
+package fairness
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// The defaults of LimiterConfig.
+const (
+	// DefaultLimitMin is the least limit: two queries may always run.
+	DefaultLimitMin = 2
+	// DefaultLimitWindow is the least span of one measurement.
+	DefaultLimitWindow = 500 * time.Millisecond
+	// DefaultLimitSamples is the least queries one measurement counts: fewer
+	// make its mean service time too noisy to act on (a window is stretched
+	// up to 8 times to gather them).
+	DefaultLimitSamples = 40
+	// DefaultProbeEvery is how old the baseline may grow while the node is
+	// loaded before a probe measures it again.
+	DefaultProbeEvery = 60 * time.Second
+)
+
+// MaxQuerySample is the most of one query's time a measurement counts: a
+// query that ran for a minute ran through every window of that minute, and
+// lumping it into the one it ended in would read as a queue of a hundred.
+// The owner clamps each query's time to it before summing (Sample.Exec).
+const MaxQuerySample = DefaultLimitWindow
+
+// LimiterConfig shapes a Limiter.
+type LimiterConfig struct {
+	// Min is the least limit (0: DefaultLimitMin); Max the ceiling, the
+	// node's hard budget (max_db_connections). Max must be at least 1.
+	Min, Max int
+	// Window is the least span of a measurement (0: DefaultLimitWindow).
+	Window time.Duration
+	// Samples is the least queries in a measurement (0: DefaultLimitSamples).
+	Samples int
+	// ProbeEvery is the most age of the baseline under load (0:
+	// DefaultProbeEvery).
+	ProbeEvery time.Duration
+}
+
+// Sample is what the owner reads of its node at each tick. The counters are
+// cumulative (the Limiter takes differences); Held and Waiting are levels.
+type Sample struct {
+	// Queries is the queries ended on the node so far.
+	Queries uint64
+	// Exec is their time so far, each clamped to MaxQuerySample: the time
+	// integral of the queries executing on the node.
+	Exec time.Duration
+	// Held is the servers held by clients now (in a transaction, or pinned).
+	Held int
+	// Waiting is the clients waiting for a server now.
+	Waiting int
+}
+
+// Measure is one window's reading of the node.
+type Measure struct {
+	Span       time.Duration // how long the window was
+	Throughput float64       // queries per second
+	Running    float64       // queries executing, on average (Little: Exec/Span)
+	Held       float64       // servers held, on average
+	Service    time.Duration // mean query time (Running/Throughput)
+	// Capacity is the queries the node runs at once without a queue: the
+	// throughput times the baseline service time. Queue is what runs
+	// beyond it, waiting inside Postgres (Running - Capacity, not below 0).
+	Capacity, Queue float64
+	Waited          bool // some client waited for a server in the window
+}
+
+// Limiter is an adaptive limit on the queries one Postgres node runs at
+// once, after TCP Vegas and Netflix's concurrency-limits (see the package
+// documentation, "The adaptive limit"). It is a pure state machine: no
+// clock of its own, no I/O, not safe for concurrent use.
+type Limiter struct {
+	cfg    LimiterConfig
+	limit  int
+	budget int // limit + idle, at most Max
+	idle   int // the servers held that run nothing, on average (see setBudget)
+	reason string
+
+	started  bool
+	prevAt   time.Duration
+	prev     Sample        // the last sample, for differences
+	winStart time.Duration // the window began here; before settle nothing counts
+	settle   time.Duration
+	queries  uint64
+	exec     time.Duration
+	heldInt  float64 // Held integrated over the window, in server-seconds
+	waited   bool
+
+	base     time.Duration // baseline service time (0: none yet)
+	baseAt   time.Duration
+	probing  bool
+	preProbe int
+	// grownFrom is the throughput before the last growth (0: none to
+	// check); shrunkFrom the throughput and the limit before the last
+	// shrink.
+	grownFrom  float64
+	shrunkFrom struct {
+		x     float64
+		limit int
+	}
+
+	downVotes, upVotes int
+	last               Measure
+	changes            uint64
+}
+
+// NewLimiter returns a Limiter at cfg.Max, the limit before anything is
+// measured.
+func NewLimiter(cfg LimiterConfig) *Limiter {
+	if cfg.Min <= 0 {
+		cfg.Min = DefaultLimitMin
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultLimitWindow
+	}
+	if cfg.Samples <= 0 {
+		cfg.Samples = DefaultLimitSamples
+	}
+	if cfg.ProbeEvery <= 0 {
+		cfg.ProbeEvery = DefaultProbeEvery
+	}
+	cfg.Max = max(cfg.Max, 1)
+	cfg.Min = min(cfg.Min, cfg.Max)
+	return &Limiter{cfg: cfg, limit: cfg.Max, budget: cfg.Max, reason: "start: the ceiling, nothing measured yet"}
+}
+
+// Limit is the most queries the node should run at once.
+func (l *Limiter) Limit() int { return l.limit }
+
+// Budget is the server connections the node may hold: the limit plus the
+// servers held on average by clients that run nothing on them (idle in a
+// transaction, pinned between transactions), at most the ceiling. It is
+// what the Allocator shares.
+func (l *Limiter) Budget() int { return l.budget }
+
+// Reason says why the limit is what it is.
+func (l *Limiter) Reason() string { return l.reason }
+
+// Last is the last window's measurement.
+func (l *Limiter) Last() Measure { return l.last }
+
+// Baseline is the service time measured without a queue (0: none yet).
+func (l *Limiter) Baseline() time.Duration { return l.base }
+
+// Changes counts the changes of the limit.
+func (l *Limiter) Changes() uint64 { return l.changes }
+
+// Config is the Limiter's configuration, defaults filled in.
+func (l *Limiter) Config() LimiterConfig { return l.cfg }
+
+// SetMax changes the ceiling (a reload of max_db_connections): the limit
+// is cut to it, or, when it was at the old ceiling, follows it up.
+func (l *Limiter) SetMax(n int) {
+	n = max(n, 1)
+	if n == l.cfg.Max {
+		return
+	}
+	atCeiling := l.limit >= l.cfg.Max
+	l.cfg.Max = n
+	l.cfg.Min = min(l.cfg.Min, n)
+	switch {
+	case l.limit > n:
+		l.set(n, "ceiling: lowered", 0)
+	case atCeiling:
+		l.set(n, "ceiling: raised", 0)
+	}
+	l.preProbe = min(l.preProbe, n)
+}
+
+// Observe takes the node's sample at now and reports whether Budget
+// changed.
+func (l *Limiter) Observe(now time.Duration, s Sample) bool {
+	if !l.started || s.Queries < l.prev.Queries || s.Exec < l.prev.Exec {
+		// The first sample, or counters that went back (a node's pools
+		// forgotten): start over from here.
+		l.started, l.prev, l.prevAt = true, s, now
+		l.restart(now)
+		return false
+	}
+	dq, de := s.Queries-l.prev.Queries, s.Exec-l.prev.Exec
+	dt := now - l.prevAt
+	l.prev, l.prevAt = s, now
+	if now <= l.settle {
+		l.restart(now) // the pools still adjust to the last change
+		return false
+	}
+	l.queries += dq
+	l.exec += de
+	l.heldInt += float64(s.Held) * dt.Seconds()
+	l.waited = l.waited || s.Waiting > 0
+	span := now - l.winStart
+	if span < l.cfg.Window || (l.queries < uint64(l.cfg.Samples) && span < 8*l.cfg.Window) {
+		return false
+	}
+	if l.queries == 0 {
+		// Nothing ran for 8 windows. If clients waited meanwhile, the
+		// servers held run nothing (idle in a transaction, pinned) and
+		// keep them out: the budget makes room for them on top of the
+		// limit, and a probe is given up.
+		before := l.budget
+		if l.waited {
+			idle := l.heldInt / span.Seconds()
+			if l.probing {
+				l.probing = false
+				l.set(l.preProbe, "probe: given up, clients waited and nothing ran", idle)
+			}
+			l.setBudget(idle)
+		}
+		l.restart(now)
+		return l.budget != before
+	}
+	secs := span.Seconds()
+	m := Measure{Span: span, Throughput: float64(l.queries) / secs, Running: l.exec.Seconds() / secs,
+		Held: l.heldInt / secs, Waited: l.waited}
+	m.Service = time.Duration(float64(l.exec) / float64(l.queries))
+	l.restart(now)
+	before := l.budget
+	l.decide(now, &m)
+	l.last = m
+	return l.budget != before
+}
+
+// restart begins a new window at now.
+func (l *Limiter) restart(now time.Duration) {
+	l.winStart, l.queries, l.exec, l.heldInt, l.waited = now, 0, 0, 0, false
+}
+
+// low says m ran at most Min queries at once because no more were asked
+// for (no client waited: not servers still logging in, whose first
+// queries fill their caches): its service time is a baseline, free of a
+// queue the limit could shorten.
+func (l *Limiter) low(m *Measure) bool { return m.Running <= float64(l.cfg.Min)+0.25 && !m.Waited }
+
+// decide moves the limit after the measurement m.
+func (l *Limiter) decide(now time.Duration, m *Measure) {
+	idle := max(0, m.Held-m.Running) // servers held that run nothing
+	if l.probing {
+		l.probing = false
+		l.base, l.baseAt = m.Service, now
+		l.set(l.preProbe, fmt.Sprintf("probed: %s per query with at most %d running", round(m.Service), l.cfg.Min), idle)
+		return
+	}
+	switch {
+	case l.limit <= l.cfg.Min && m.Running <= float64(l.cfg.Min)+0.25:
+		// At the floor every window is a probe: the work as it is now
+		// (heavier, perhaps) at the least concurrency.
+		l.base, l.baseAt = m.Service, now
+	case l.low(m):
+		// The least of the baselines while they are fresh: a light load
+		// is noisy, and a window of a few slow queries is no baseline.
+		if l.base == 0 || now-l.baseAt > l.cfg.ProbeEvery || m.Service < l.base {
+			l.base = m.Service
+		}
+		l.baseAt = now
+	}
+	if l.base == 0 || now-l.baseAt > l.cfg.ProbeEvery {
+		if l.limit > l.cfg.Min {
+			l.probe(now, "probe: the baseline is "+ageText(l.base, now-l.baseAt), idle)
+			return
+		}
+		l.base, l.baseAt = m.Service, now // at the floor every window is a baseline
+	}
+	m.Capacity = m.Throughput * l.base.Seconds()
+	m.Queue = max(0, m.Running-m.Capacity)
+	alpha := max(2, 0.5*m.Capacity) // the queue kept, at least
+	beta := max(alpha+3, m.Capacity)
+	target := int(math.Ceil(m.Capacity + (alpha+beta)/2))
+	running := min(l.limit, int(math.Ceil(m.Running)))
+	binding := m.Waited && m.Running >= float64(l.limit)-1
+
+	if s := l.shrunkFrom; s.x > 0 {
+		l.shrunkFrom.x = 0
+		// Had the queue been real, fewer queries at once would have done
+		// as much; if the throughput fell by half as much as the limit or
+		// more, the baseline is wrong (the queries got slower without
+		// using more of the node). Measure it again.
+		cut := float64(s.limit-l.limit) / float64(s.limit)
+		if m.Throughput < s.x*(1-cut/2) {
+			l.probe(now, fmt.Sprintf("probe: the cut from %d to %d cost throughput (%.0f/s after %.0f/s)", s.limit, l.limit, m.Throughput, s.x), idle)
+			return
+		}
+	}
+	if g := l.grownFrom; g > 0 {
+		l.grownFrom = 0
+		if binding && m.Throughput < 1.03*g && m.Queue < alpha {
+			// More queries ran but no more were done, and yet the
+			// baseline sees no queue: the baseline is wrong (the work got
+			// lighter per query). Measure it again.
+			l.probe(now, fmt.Sprintf("probe: growth to %d gained no throughput (%.0f/s after %.0f/s)", l.limit, m.Throughput, g), idle)
+			return
+		}
+	}
+	if m.Queue > 2*beta && now-l.baseAt > 10*l.cfg.Window {
+		// A queue this long, on a baseline this old, may be the work
+		// changing (slower queries that wait on something else than the
+		// CPU): measure before cutting.
+		l.probe(now, fmt.Sprintf("probe: %.1f queued on a baseline %s old", m.Queue, (now-l.baseAt).Round(time.Second)), idle)
+		return
+	}
+	what := fmt.Sprintf("%.1f queued over a capacity of %.1f (band %.1f-%.1f), %s per query, baseline %s",
+		m.Queue, m.Capacity, alpha, beta, round(m.Service), round(l.base))
+	switch {
+	case m.Queue > 2*beta:
+		l.downVotes, l.upVotes = 0, 0
+		l.shrink(max(l.cfg.Min, target, running/2), m, "shrink fast: "+what, idle)
+	case m.Queue > beta:
+		l.upVotes = 0
+		if l.downVotes++; l.downVotes >= 2 {
+			l.downVotes = 0
+			l.shrink(max(l.cfg.Min, target, running-max(1, running/4)), m, "shrink: "+what, idle)
+		} else {
+			l.setBudget(idle)
+		}
+	case m.Queue < alpha && binding && l.limit < l.cfg.Max:
+		l.downVotes = 0
+		if l.upVotes++; l.upVotes >= 2 {
+			l.upVotes = 0
+			step := 1
+			if m.Queue < alpha/2 {
+				step = max(1, l.limit/4)
+			}
+			l.grownFrom = m.Throughput
+			l.set(min(l.cfg.Max, l.limit+step), "grow: clients wait, "+what, idle)
+		} else {
+			l.setBudget(idle)
+		}
+	default:
+		l.downVotes, l.upVotes = 0, 0
+		l.reason = "steady: " + what
+		l.setBudget(idle)
+	}
+}
+
+// shrink sets the limit to n below it, and remembers what to check the cut
+// against.
+func (l *Limiter) shrink(n int, m *Measure, reason string, idle float64) {
+	if from := min(l.limit, int(math.Ceil(m.Running))); n < from {
+		l.shrunkFrom.x, l.shrunkFrom.limit = m.Throughput, from
+	}
+	l.set(n, reason, idle)
+}
+
+// probe drops the limit to Min for one window, to measure the service time
+// without a queue.
+func (l *Limiter) probe(now time.Duration, why string, idle float64) {
+	l.probing, l.preProbe = true, l.limit
+	l.downVotes, l.upVotes, l.grownFrom, l.shrunkFrom.x = 0, 0, 0, 0
+	l.set(l.cfg.Min, why, idle)
+}
+
+// set moves the limit to n (within Min and Max) for reason, and the
+// budget with it.
+func (l *Limiter) set(n int, reason string, idle float64) {
+	n = min(max(n, l.cfg.Min), l.cfg.Max)
+	if n != l.limit {
+		l.changes++
+		// The next window starts once the pools have closed or logged in
+		// servers for the new limit.
+		l.settle = l.prevAt + l.cfg.Window/2
+		l.restart(l.settle)
+	}
+	l.limit, l.reason = n, reason
+	l.setBudget(idle)
+}
+
+// setBudget is the limit plus idle, the servers held that run nothing,
+// in whole servers. The idle part moves only when it is off by three
+// quarters of a server or more: a budget that flickers by one costs a
+// server closed and one logged in each time.
+func (l *Limiter) setBudget(idle float64) {
+	if math.Abs(idle-float64(l.idle)) >= 0.75 {
+		l.idle = int(math.Round(idle))
+	}
+	l.budget = min(l.cfg.Max, l.limit+l.idle)
+}
+
+// round is d to three significant digits or so, for reasons.
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
+func ageText(base, age time.Duration) string {
+	if base == 0 {
+		return "not measured yet"
+	}
+	return fmt.Sprintf("%s old", age.Round(time.Second))
+}
