@@ -61,6 +61,10 @@ type Pool struct {
 	MaxWait                                                             time.Duration
 	Mode                                                                string
 	ClPinned, SvOpen, FairShare, Demand, Weight                         int
+	// NodeLimit is the adaptive limit of the pool's node on queries
+	// running at once (its max_db_connections when the limit is off or
+	// fixed; 0: none).
+	NodeLimit int
 }
 
 // DatabaseStats are a database's counters (its pools' summed) and their
@@ -133,6 +137,12 @@ type Fair struct {
 	Demand, Share, Held, Waiting int
 	Budget, Open                 int
 	Node                         string // "" for the one server of a proxy without a cluster
+	// Limit is the node's adaptive limit on queries running at once, under
+	// the ceiling max_db_connections (MaxDB); LimitReason says why it is
+	// what it is ("fixed" when the limit is off). Budget, what the shares
+	// are cut from, is Limit plus the servers held that run nothing.
+	Limit, MaxDB int
+	LimitReason  string
 }
 
 // Node is a row of SHOW NODES: a Postgres node as this proxy sees it.
@@ -147,6 +157,11 @@ type Node struct {
 	InFlight          int    // units of work on it now
 	LSN               string // a primary's WAL position, a replica's replay position
 	LastError         string // why its last health check failed
+	// Limit is this proxy's adaptive limit on queries running at once on
+	// the node (its max_db_connections when off; 0: none), LimitReason
+	// why ("fixed" when off).
+	Limit       int
+	LimitReason string
 }
 
 // Shard is a row of SHOW SHARDS: a shard of the topology as this proxy

@@ -58,7 +58,7 @@ var (
 	// Extra are belay's columns after PgBouncer's, by SHOW subject.
 	Extra = map[string][]Column{
 		"POOLS": {
-			int4("cl_pinned"), int4("sv_open"), int4("fair_share"), int4("demand"), int4("weight"),
+			int4("cl_pinned"), int4("sv_open"), int4("fair_share"), int4("demand"), int4("weight"), int4("node_limit"),
 		},
 		"SERVERS": {int4("pinned"), int4("prepared_statements"), int4("loop")},
 		"CLIENTS": {int4("pinned"), int4("prepared_statements"), int4("loop")},
@@ -70,11 +70,12 @@ var (
 		"FAIRNESS": {
 			text("database"), text("user"), int4("weight"), int4("min_connections"), int4("max_connections"),
 			int4("demand"), int4("fair_share"), int4("held"), int4("waiting"), int4("budget"), int4("budget_open"), text("node"),
+			int4("limit"), int4("max_db_connections"), text("limit_reason"),
 		},
 		"NODES": {
 			text("shard"), text("node"), text("host"), int4("port"), text("role"), text("state"),
 			int8c("lag_bytes"), int8c("lag_ms"), int8c("term"), int4("servers_open"), int8c("reads"), int8c("writes"),
-			int4("in_flight"), text("lsn"), text("last_error"),
+			int4("in_flight"), text("lsn"), text("last_error"), int4("limit"), text("limit_reason"),
 		},
 		"SHARDS": {
 			text("shard"), text("primary"), int8c("term"), int4("nodes"), text("names"),

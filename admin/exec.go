@@ -120,7 +120,7 @@ func show(b Backend, subject string) ([]byte, error) {
 			t.row(p.Database, p.User, p.ClActive, p.ClWaiting, p.ClActiveCancelReq, p.ClWaitingCancelReq,
 				p.SvActive, p.SvActiveCancel, p.SvBeingCanceled, p.SvIdle, p.SvUsed, p.SvTested, p.SvLogin,
 				int(p.MaxWait/time.Second), int((p.MaxWait%time.Second)/time.Microsecond), p.Mode,
-				p.ClPinned, p.SvOpen, p.FairShare, p.Demand, p.Weight)
+				p.ClPinned, p.SvOpen, p.FairShare, p.Demand, p.Weight, p.NodeLimit)
 		}
 	case "STATS":
 		for _, s := range b.Stats() {
@@ -210,12 +210,13 @@ func show(b Backend, subject string) ([]byte, error) {
 		// belay keeps no DNS cache of its own: the tables are empty.
 	case "FAIRNESS":
 		for _, f := range b.Fairness() {
-			t.row(f.Database, f.User, f.Weight, f.Min, f.Max, f.Demand, f.Share, f.Held, f.Waiting, f.Budget, f.Open, f.Node)
+			t.row(f.Database, f.User, f.Weight, f.Min, f.Max, f.Demand, f.Share, f.Held, f.Waiting, f.Budget, f.Open, f.Node,
+				f.Limit, f.MaxDB, f.LimitReason)
 		}
 	case "NODES":
 		for _, n := range b.Nodes() {
 			t.row(n.Shard, n.Node, n.Host, n.Port, n.Role, n.State, n.LagBytes, n.LagMs, n.Term, n.ServersOpen,
-				n.Reads, n.Writes, n.InFlight, n.LSN, nullIfEmpty(n.LastError))
+				n.Reads, n.Writes, n.InFlight, n.LSN, nullIfEmpty(n.LastError), n.Limit, n.LimitReason)
 		}
 	case "SHARDS":
 		for _, s := range b.Shards() {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/belaydb/belay/admin"
 	"github.com/belaydb/belay/ha"
+	"github.com/belaydb/belay/poolcore"
 	"github.com/belaydb/belay/router"
 	"github.com/belaydb/belay/shard"
 )
@@ -342,7 +343,9 @@ func (p *Proxy) nodes() []admin.Node {
 	}
 	if p.cluster == nil {
 		host, port := splitAddr(p.cfg.Server)
-		return []admin.Node{{Node: "", Host: host, Port: port, Role: "primary", State: "up", ServersOpen: open[""]}}
+		l := p.nodeLimit("")
+		return []admin.Node{{Node: "", Host: host, Port: port, Role: "primary", State: "up", ServersOpen: open[""],
+			Limit: l.Limit, LimitReason: limitReason(l)}}
 	}
 	clusters := []*cluster{p.cluster}
 	if set := p.sharding.set.Load(); set != nil {
@@ -352,7 +355,26 @@ func (p *Proxy) nodes() []admin.Node {
 	for _, c := range clusters {
 		out = c.nodeRows(out, open)
 	}
+	for i := range out {
+		l := p.nodeLimit(out[i].Node)
+		out[i].Limit, out[i].LimitReason = l.Limit, limitReason(l)
+	}
 	return out
+}
+
+// nodeLimit is the adaptive limit of the node name (see poolcore's
+// limit.go). Any goroutine.
+func (p *Proxy) nodeLimit(name string) poolcore.LimitStats {
+	ns, _ := p.pools.NodeStatsOf(name)
+	return ns.Limit
+}
+
+// limitReason is why l is what it is, for SHOW.
+func limitReason(l poolcore.LimitStats) string {
+	if !l.Adaptive {
+		return "fixed"
+	}
+	return l.Reason
 }
 
 // nodeRows appends the rows of SHOW NODES of c's nodes to out; open counts

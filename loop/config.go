@@ -67,6 +67,13 @@ type Config struct {
 	// server's max_connections leaves after its reserved slots, read at
 	// the first login; -1 means no budget but PoolSize.
 	MaxDBConnections int
+	// AdaptiveLimit adapts each node's budget, under MaxDBConnections, to
+	// the queries its Postgres runs best at once (fairness.Limiter, fed by
+	// the queries served); the fair shares are cut from it.
+	// AdaptiveLimitMin is the least limit (0: fairness.DefaultLimitMin).
+	// Without a budget (MaxDBConnections -1) there is nothing to adapt.
+	AdaptiveLimit    bool
+	AdaptiveLimitMin int
 	// UserLimits gives users a weight, a guaranteed minimum and a maximum
 	// of the budget; users not named get weight 1, no minimum, PoolSize.
 	UserLimits map[string]fairness.Limits
@@ -200,6 +207,7 @@ type Config struct {
 // tunables are the settings of the pools a reload may change.
 func (c *Config) tunables() poolcore.Tunables {
 	return poolcore.Tunables{PoolSize: c.PoolSize, MaxDBConnections: c.MaxDBConnections, MaxUserConnections: c.MaxUserConnections,
+		AdaptiveLimit: c.AdaptiveLimit, LimitMin: c.AdaptiveLimitMin,
 		UserLimits: c.UserLimits, Lifetime: c.ServerLifetime, IdleTimeout: c.ServerIdleTimeout,
 		ConnectTimeout: c.ServerConnectTimeout, QueryWaitTimeout: c.QueryWaitTimeout,
 		ResetQuery: c.ServerResetQuery, CheckQuery: c.ServerCheckQuery, CheckDelay: c.ServerCheckDelay,

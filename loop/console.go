@@ -308,7 +308,7 @@ func (c console) Pools() []admin.Pool {
 			SvActive: int(st.Active), SvIdle: int(st.Idle), SvLogin: int(st.Dialing), SvBeingCanceled: int(st.CancelWait),
 			MaxWait: pool.OldestWait(), Mode: lv.poolMode(),
 			ClPinned: int(pool.Pins()), SvOpen: int(st.Open), FairShare: share, Demand: demand,
-			Weight: lv.limits(k.User).Weight,
+			Weight: lv.limits(k.User).Weight, NodeLimit: p.nodeLimit(k.Node).Limit,
 		})
 	}
 	return out
@@ -604,7 +604,8 @@ func (c console) Fairness() []admin.Fair {
 		demand, share := pool.Fairness()
 		lim := lv.limits(k.User)
 		out = append(out, admin.Fair{Database: k.Database, User: k.User, Weight: lim.Weight, Min: lim.Min, Max: lim.Max,
-			Demand: demand, Share: share, Held: int(st.Open), Waiting: int(st.Waiting), Budget: ns.Budget, Open: ns.Open, Node: k.Node})
+			Demand: demand, Share: share, Held: int(st.Open), Waiting: int(st.Waiting), Budget: ns.Budget, Open: ns.Open, Node: k.Node,
+			Limit: ns.Limit.Limit, MaxDB: ns.Limit.Ceiling, LimitReason: limitReason(ns.Limit)})
 	}
 	return out
 }

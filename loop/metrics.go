@@ -62,7 +62,9 @@ func newProxyMetrics(p *Proxy, loops int) *proxyMetrics {
 	m.set.NewGauge("belay_server_login_retries_total", counter(&pools.LoginRetries))
 	m.set.RegisterMetricsWriter(func(w io.Writer) {
 		writeHistograms(w, pools.Pools())
-		writeNodes(w, p.nodes())
+		nodes := p.nodes()
+		writeNodes(w, nodes)
+		writeLimits(w, nodes, p.nodeLimit)
 	})
 	return m
 }
@@ -105,6 +107,33 @@ func writeNodes(w io.Writer, nodes []admin.Node) {
 			fmt.Fprintf(w, "%s{node=\"%s\",role=\"%s\"} %g\n", s.name, promEscape(n.Node), n.Role, s.f(n))
 		}
 	}
+}
+
+// writeLimits writes the nodes' adaptive limits (poolcore's limit.go),
+// labelled as writeNodes does: belay_node_limit (queries running at once;
+// max_db_connections when the limit is off), belay_node_limit_ceiling,
+// belay_node_limit_changes_total, belay_node_limit_queue and
+// belay_node_limit_capacity (the last window's measure, in queries), and
+// belay_node_limit_reason, 1 with the kind of the last decision as its
+// reason label (start, steady, shrink, shrink fast, grow, probe, probed,
+// ceiling, fixed).
+func writeLimits(w io.Writer, nodes []admin.Node, limitOf func(node string) poolcore.LimitStats) {
+	for _, n := range nodes {
+		l := limitOf(n.Node)
+		labels := fmt.Sprintf("node=\"%s\",role=\"%s\"", promEscape(n.Node), n.Role)
+		fmt.Fprintf(w, "belay_node_limit{%s} %d\n", labels, l.Limit)
+		fmt.Fprintf(w, "belay_node_limit_ceiling{%s} %d\n", labels, l.Ceiling)
+		fmt.Fprintf(w, "belay_node_limit_changes_total{%s} %d\n", labels, l.Changes)
+		fmt.Fprintf(w, "belay_node_limit_queue{%s} %g\n", labels, l.Last.Queue)
+		fmt.Fprintf(w, "belay_node_limit_capacity{%s} %g\n", labels, l.Last.Capacity)
+		fmt.Fprintf(w, "belay_node_limit_reason{%s,reason=\"%s\"} 1\n", labels, promEscape(limitKind(limitReason(l))))
+	}
+}
+
+// limitKind is the kind of a limit's reason: its words before the colon.
+func limitKind(reason string) string {
+	kind, _, _ := strings.Cut(reason, ":")
+	return kind
 }
 
 // addPool registers the metrics of a new pool, labelled with its database

@@ -169,6 +169,7 @@ func Start(cfg Config) (*Proxy, error) {
 		ServerTLSMode: cfg.ServerTLSMode, ServerTLSCAFile: cfg.ServerTLSCAFile, ServerTLSCertFile: cfg.ServerTLSCertFile, ServerTLSKeyFile: cfg.ServerTLSKeyFile,
 		QueryWaitTimeout: cfg.QueryWaitTimeout, OnSweep: p.sweep, MaxPreparedStatements: cfg.MaxPreparedStatements,
 		MaxDBConnections: cfg.MaxDBConnections, MaxUserConnections: cfg.MaxUserConnections, UserLimits: cfg.UserLimits,
+		AdaptiveLimit: cfg.AdaptiveLimit, LimitMin: cfg.AdaptiveLimitMin,
 		ResetQuery: cfg.ServerResetQuery, CheckQuery: cfg.ServerCheckQuery, CheckDelay: cfg.ServerCheckDelay,
 		MinPoolSize: cfg.MinPoolSize, ReservePoolSize: cfg.ReservePoolSize, ReservePoolTimeout: cfg.ReservePoolTimeout, FairnessWindow: cfg.FairnessWindow,
 		CloseUnused:  cfg.CloseUnusedServers,

@@ -13,6 +13,11 @@ import (
 type Tunables struct {
 	PoolSize         int
 	MaxDBConnections int
+	// AdaptiveLimit adapts each node's budget under MaxDBConnections to the
+	// concurrency its Postgres serves best (a fairness.Limiter; see
+	// limit.go). LimitMin is the least limit (0: fairness.DefaultLimitMin).
+	AdaptiveLimit bool
+	LimitMin      int
 	// MaxUserConnections bounds a pool whose user has no Max in UserLimits (0: PoolSize).
 	MaxUserConnections int
 	UserLimits         map[string]fairness.Limits
@@ -40,7 +45,7 @@ type Tunables struct {
 
 // tunablesOf is o's Tunables.
 func tunablesOf(o Options) Tunables {
-	return Tunables{PoolSize: o.PoolSize, MaxDBConnections: o.MaxDBConnections, MaxUserConnections: o.MaxUserConnections, UserLimits: o.UserLimits,
+	return Tunables{PoolSize: o.PoolSize, MaxDBConnections: o.MaxDBConnections, AdaptiveLimit: o.AdaptiveLimit, LimitMin: o.LimitMin, MaxUserConnections: o.MaxUserConnections, UserLimits: o.UserLimits,
 		Lifetime: o.Lifetime, IdleTimeout: o.IdleTimeout, ConnectTimeout: o.ConnectTimeout, QueryWaitTimeout: o.QueryWaitTimeout,
 		ResetQuery: o.ResetQuery, CheckQuery: o.CheckQuery, CheckDelay: o.CheckDelay, MinPoolSize: o.MinPoolSize,
 		ReservePoolSize: o.ReservePoolSize, ReservePoolTimeout: o.ReservePoolTimeout}
@@ -80,6 +85,7 @@ func (m *Manager) Tune(t Tunables) {
 	m.tun.Store(&t)
 	m.mu.Lock()
 	m.opts.PoolSize, m.opts.UserLimits, m.opts.MaxDBConnections, m.opts.MaxUserConnections = t.PoolSize, t.UserLimits, t.MaxDBConnections, t.MaxUserConnections
+	m.opts.AdaptiveLimit, m.opts.LimitMin = t.AdaptiveLimit, t.LimitMin
 	m.opts.Lifetime, m.opts.IdleTimeout, m.opts.ConnectTimeout, m.opts.QueryWaitTimeout = t.Lifetime, t.IdleTimeout, t.ConnectTimeout, t.QueryWaitTimeout
 	for _, n := range m.nodes {
 		n.mu.Lock() // lock order: m.mu, then node.mu
@@ -91,13 +97,16 @@ func (m *Manager) Tune(t Tunables) {
 			p.size.Store(int32(lim.Max))
 			n.alloc.SetLimits(p.fid, lim)
 		}
+		n.adaptive, n.limitMin = t.AdaptiveLimit, t.LimitMin
 		switch {
 		case t.MaxDBConnections > 0:
-			n.alloc.SetBudget(t.MaxDBConnections)
+			n.setCeiling(t.MaxDBConnections)
 			n.askBudget = false
 		case t.MaxDBConnections < 0:
-			n.alloc.SetBudget(0)
+			n.setCeiling(0)
 			n.askBudget = false
+		default:
+			n.setCeiling(n.ceiling) // as read from the server; the limiter on or off
 		}
 		n.mu.Unlock()
 	}

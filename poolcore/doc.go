@@ -47,6 +47,16 @@
 // for up to ConnectTimeout: at a budget of max_connections, the backend of
 // the server just closed for a handover may still be exiting.
 //
+// The budget itself adapts when Options.AdaptiveLimit is on: a
+// fairness.Limiter per node (limit.go) reads the node's queries at each
+// Tick (their count and time, summed per loop with the pool's other
+// counters, plus the servers held and the clients waiting) and sets the
+// allocator's budget under the ceiling (MaxDBConnections, or the server's
+// max_connections): the queries Postgres runs best at once, plus the
+// servers held that run nothing. The shares are cut from that budget; a
+// budget that shrinks makes the allocator contended until the servers
+// above it closed at their release.
+//
 // Lock order: Manager.mu, then node.mu. Code under node.mu reads loops
 // through Manager.loopByIdx (atomics), never Manager.mu.
 //

@@ -2,6 +2,7 @@ package poolcore
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -24,6 +25,7 @@ import (
 // while nothing is contended, touch none of it: one atomic load.
 type node struct {
 	name string
+	log  *slog.Logger // the Manager's (nil in some tests)
 	// addrs are its server's addresses (a host list); next picks the one a
 	// new server logs in to (round robin). Replaced whole by setServer.
 	addrs atomic.Pointer[[]string]
@@ -40,6 +42,13 @@ type node struct {
 	// askBudget is set until a login read the server's max_connections
 	// (Options.MaxDBConnections 0); the first server to arrive claims it.
 	askBudget bool
+	// ceiling is the hard budget (MaxDBConnections, or as read from the
+	// server; 0: none). limiter, when the adaptive limit is on and there
+	// is a ceiling, sets the allocator's budget under it (limit.go).
+	ceiling  int
+	adaptive bool // Tunables.AdaptiveLimit
+	limitMin int  // Tunables.LimitMin
+	limiter  *fairness.Limiter
 
 	// contended mirrors alloc.Contended(): a release with it set offers its
 	// server to the allocator (Pool.handOver).
@@ -57,7 +66,9 @@ func (n *node) init(o Options) {
 	if budget < 0 {
 		budget = 0 // unlimited: only PoolSize bounds a pool
 	}
-	n.alloc = fairness.New(budget)
+	n.alloc = fairness.New(0)
+	n.adaptive, n.limitMin = o.AdaptiveLimit, o.LimitMin
+	n.setCeiling(budget)
 	if o.FairnessWindow > 0 {
 		n.alloc.SetWindow(o.FairnessWindow)
 	}
@@ -295,7 +306,9 @@ func (n *node) tick(m *Manager) {
 			p.blocked.Store(false)
 		}
 	}
-	n.refresh(m.now())
+	now := m.now()
+	n.adapt(now)
+	n.refresh(now)
 	n.reclaimIdle()
 	n.mu.Unlock()
 	n.grantFree(m)
@@ -322,7 +335,7 @@ func (n *node) learnBudget(sc *Server, then func()) {
 			sc.pool.m.log.Warn("could not read the server's max_connections; no budget but pool sizes", "err", err)
 		} else {
 			n.mu.Lock()
-			n.alloc.SetBudget(budget)
+			n.setCeiling(budget)
 			n.mu.Unlock()
 			sc.pool.m.log.Info("server connection budget", "max_db_connections", budget)
 		}
@@ -334,6 +347,7 @@ func (n *node) learnBudget(sc *Server, then func()) {
 type NodeStats struct {
 	Budget, Open int // Budget 0: unlimited (or not read yet)
 	Contended    bool
+	Limit        LimitStats
 }
 
 // NodeStats reads the budget of the Manager's own server (node ""). Safe
@@ -357,7 +371,7 @@ func (m *Manager) NodeStatsOf(name string) (NodeStats, bool) {
 func (n *node) stats() NodeStats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return NodeStats{Budget: n.alloc.Budget(), Open: n.alloc.Open(), Contended: n.alloc.Contended()}
+	return NodeStats{Budget: n.alloc.Budget(), Open: n.alloc.Open(), Contended: n.alloc.Contended(), Limit: n.limitStats()}
 }
 
 // Fairness reads p's place in the budget: its smoothed demand and its fair

@@ -72,6 +72,10 @@ type Options struct {
 	// the first login (max_connections less reserved slots), -1 means none
 	// (only PoolSize bounds each pool).
 	MaxDBConnections int
+	// AdaptiveLimit and LimitMin: see Tunables. The limit adapts under the
+	// budget, so with MaxDBConnections -1 there is none.
+	AdaptiveLimit bool
+	LimitMin      int
 	// MaxUserConnections bounds a pool whose user has no Max in UserLimits (0: PoolSize).
 	MaxUserConnections int
 	// ResetQuery, CheckQuery, CheckDelay, MinPoolSize, ReservePoolSize and
@@ -230,7 +234,7 @@ func NewManager(o Options) *Manager {
 // newNode makes the node name whose server is server (host:port, or a
 // comma-separated host list).
 func (m *Manager) newNode(name, server string) *node {
-	n := &node{name: name}
+	n := &node{name: name, log: m.log}
 	n.init(m.opts)
 	n.setServer(server)
 	return n

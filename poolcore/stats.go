@@ -3,6 +3,8 @@ package poolcore
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/belaydb/belay/fairness"
 )
 
 // Totals are a pool's counters since it was created, as PgBouncer's SHOW STATS counts them.
@@ -81,6 +83,7 @@ type LoopStats struct {
 	xacts, queries      atomic.Uint64
 	received, sent      atomic.Uint64
 	xactNanos, qryNanos atomic.Int64
+	execNanos           atomic.Int64 // qryNanos, each query clamped to fairness.MaxQuerySample (limit.go)
 	pinned              atomic.Int64 // clients of the pool on this loop pinned to their server now
 	// waiters served, and the time they waited in all (nanoseconds)
 	served, waitedNanos atomic.Int64
@@ -98,6 +101,7 @@ func (p *Pool) LoopStats(l *Loop) *LoopStats { return &p.perLoop[l.idx].stats }
 func (s *LoopStats) Query(d time.Duration) {
 	s.queries.Add(1)
 	s.qryNanos.Add(int64(d))
+	s.execNanos.Add(int64(min(d, fairness.MaxQuerySample)))
 	s.qryHist.observe(d)
 }
 

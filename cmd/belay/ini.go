@@ -28,6 +28,8 @@ var iniFlags = map[string]struct {
 	"default_pool_size":         {"pool-size", integer},
 	"max_client_conn":           {"max-client-conn", integer},
 	"max_db_connections":        {"max-db-connections", maxDBConnections},
+	"adaptive_limit":            {"adaptive-limit", boolean},
+	"adaptive_limit_min":        {"adaptive-limit-min", integer},
 	"server_lifetime":           {"server-lifetime", serverLifetime},
 	"server_idle_timeout":       {"server-idle-timeout", seconds},
 	"server_connect_timeout":    {"server-connect-timeout", seconds},

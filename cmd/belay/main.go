@@ -143,6 +143,8 @@ type proxyOptions struct {
 	statsPeriod  *time.Duration
 	poolMode     *string
 	maxUserConns *int
+	adaptive     *bool
+	adaptiveMin  *int
 	pidFile      *string
 	logFile      *string
 	resetQuery   *string
@@ -167,6 +169,8 @@ func (o *proxyOptions) config(peers map[int]string, logger *slog.Logger) loop.Co
 		PoolSize:                *o.poolSize,
 		MaxDBConnections:        *o.maxDB,
 		MaxUserConnections:      *o.maxUserConns,
+		AdaptiveLimit:           *o.adaptive,
+		AdaptiveLimitMin:        *o.adaptiveMin,
 		UserLimits:              o.userLimits.m,
 		MaxClientConn:           *o.maxClients,
 		AuthType:                *o.authType,
@@ -279,6 +283,8 @@ func tierFlagSet(t tier) (*flag.FlagSet, *proxyOptions) {
 	o.statsPeriod = fs.Duration("stats-period", time.Minute, "period of SHOW STATS_AVERAGES and of the stats log lines")
 	o.poolMode = fs.String("pool-mode", "transaction", "transaction (servers shared between transactions; session state follows the client) or session (a client keeps its server until it disconnects)")
 	o.maxUserConns = fs.Int("max-user-connections", 0, "the most server connections of one user's pool (0: --pool-size)")
+	o.adaptive = fs.Bool("adaptive-limit", true, "adapt each node's budget, under --max-db-connections, to the queries its Postgres runs best at once, measured as it serves (false: the budget is --max-db-connections)")
+	o.adaptiveMin = fs.Int("adaptive-limit-min", fairness.DefaultLimitMin, "the least limit the adaptive limit sets on a node's queries running at once")
 	o.pidFile = fs.String("pidfile", "", "write the process ID to FILE (removed at exit)")
 	o.logFile = fs.String("logfile", "", "also write the log to FILE (appended)")
 	o.resetQuery = fs.String("server-reset-query", "DISCARD ALL", "run on a server a client left session state on, before belay's own DISCARD ALL")
@@ -375,6 +381,10 @@ func runTier(t tier, args []string) error {
 	if t == tierGateway {
 		cfg.Cluster = ha.NewPoolerView(cfg.Cluster)
 		cfg.CloseUnusedServers = true
+		// A node's concurrency is its pooler's to adapt, from all the
+		// gateways' work; a gateway adapting too would measure the
+		// pooler's queue as its own and halve what the pooler allows.
+		cfg.AdaptiveLimit = false
 		stopPeering, err := o.tier.peering(context.Background(), o, &cfg, logger)
 		if err != nil {
 			return err

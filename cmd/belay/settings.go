@@ -39,6 +39,7 @@ type settings struct {
 // changing the others needs a restart (SHOW CONFIG's "changeable").
 var reloadable = map[string]bool{
 	"default_pool_size": true, "max_client_conn": true, "max_db_connections": true, "max_user_connections": true,
+	"adaptive_limit": true, "adaptive_limit_min": true,
 	"server_lifetime": true, "server_idle_timeout": true, "server_connect_timeout": true, "query_wait_timeout": true,
 	"client_login_timeout": true, "idle_transaction_timeout": true, "auth_file": true, "admin_users": true,
 	"stats_users": true, "stats_period": true, "server_reset_query": true, "server_check_query": true,

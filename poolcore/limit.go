@@ -1,0 +1,89 @@
+package poolcore
+
+import (
+	"time"
+
+	"github.com/belaydb/belay/fairness"
+)
+
+// The adaptive limit (Tunables.AdaptiveLimit): a fairness.Limiter per node
+// reads, at each Tick, the queries its pools' clients ended and their time
+// (LoopStats, clamped per query), the servers held and the clients
+// waiting, and sets the allocator's budget: the limit on queries running
+// at once, plus the servers held that run nothing, under the ceiling. The
+// fair shares are cut from that budget. Nothing of it is on the data path
+// but one more atomic add per query.
+
+// setCeiling makes ceiling (0: none) the node's hard budget and sets the
+// allocator's: the limiter's when the adaptive limit is on, else the
+// ceiling itself. Under n.mu (or before n is shared).
+func (n *node) setCeiling(ceiling int) {
+	n.ceiling = ceiling
+	switch {
+	case !n.adaptive || ceiling <= 0:
+		n.limiter = nil
+	case n.limiter == nil:
+		n.limiter = fairness.NewLimiter(fairness.LimiterConfig{Min: n.limitMin, Max: ceiling})
+	default:
+		n.limiter.SetMax(ceiling)
+	}
+	n.alloc.SetBudget(n.budget())
+}
+
+// budget is what the allocator shares. Under n.mu.
+func (n *node) budget() int {
+	if n.limiter != nil {
+		return n.limiter.Budget()
+	}
+	return n.ceiling
+}
+
+// adapt gives the limiter the node's sample at now and applies a new
+// budget. Under n.mu.
+func (n *node) adapt(now int64) {
+	if n.limiter == nil {
+		return
+	}
+	var s fairness.Sample
+	for _, p := range n.pools {
+		if p == nil {
+			continue
+		}
+		for i := range p.perLoop {
+			lp := &p.perLoop[i]
+			s.Queries += lp.stats.queries.Load()
+			s.Exec += time.Duration(lp.stats.execNanos.Load())
+			s.Held += int(lp.active.Load())
+			s.Waiting += max(0, int(lp.nWait.Load()))
+		}
+	}
+	// A pool forgotten takes its counters with it: the limiter starts its
+	// window over when they go back.
+	was := n.limiter.Limit()
+	if n.limiter.Observe(time.Duration(now), s) {
+		n.alloc.SetBudget(n.limiter.Budget())
+	}
+	if l := n.limiter.Limit(); l != was && n.log != nil {
+		n.log.Info("node limit changed", "node", n.name, "from", was, "to", l, "budget", n.limiter.Budget(), "reason", n.limiter.Reason())
+	}
+}
+
+// LimitStats is the node's adaptive limit, for SHOW and metrics.
+type LimitStats struct {
+	Adaptive bool // off: Budget is the ceiling
+	Ceiling  int  // the hard budget (0: none)
+	Limit    int  // queries running at once (the ceiling when off)
+	Reason   string
+	Changes  uint64
+	Last     fairness.Measure
+	Baseline time.Duration
+}
+
+func (n *node) limitStats() LimitStats {
+	if n.limiter == nil {
+		return LimitStats{Ceiling: n.ceiling, Limit: n.ceiling}
+	}
+	l := n.limiter
+	return LimitStats{Adaptive: true, Ceiling: n.ceiling, Limit: l.Limit(), Reason: l.Reason(), Changes: l.Changes(),
+		Last: l.Last(), Baseline: l.Baseline()}
+}
