@@ -67,9 +67,19 @@
 // (above twice the band's top: at once, by at most half); below it, while
 // clients wait for servers and the limit is used, it grows by one (by a
 // quarter when the queue is under half the band's bottom) after two
-// windows in a row. A growth that brings no more throughput while the
-// queue stays under the band means the baseline is stale (the work got
-// lighter): a probe follows. After every change the pools have half a
+// windows in a row.
+//
+// The baseline goes stale when the work changes, and the limiter checks
+// it three ways. A growth that brings no more throughput while the queue
+// stays under the band means the work got lighter, and a cut that costs
+// throughput (by half the cut or more) that the queries got slower
+// without using more of the node: a probe follows either. And every
+// CheckEvery (15 s) while clients wait on a queue the limit keeps, a check
+// halves the limit for one window: a real queue drains and the time per
+// query falls; if it stays within a fifth, the queries wait on something
+// other than each other (locks, I/O, a sleep), their time is the new
+// baseline, and the limit grows. Probes and checks are counted apart from
+// the changes of the limit's course (Probes, Changes). After every change the pools have half a
 // window to close or log in servers before the next window starts. So the
 // limit settles (under a steady load it does not move), follows a node
 // that slows within a few windows (a CPU quota cut, a storm of heavy

@@ -19,6 +19,9 @@ const (
 	// DefaultProbeEvery is how old the baseline may grow while the node is
 	// loaded before a probe measures it again.
 	DefaultProbeEvery = 60 * time.Second
+	// DefaultCheckEvery is how often, while clients wait for the limit, a
+	// check halves it for one window to see whether the queue is real.
+	DefaultCheckEvery = 15 * time.Second
 )
 
 // MaxQuerySample is the most of one query's time a measurement counts: a
@@ -39,6 +42,9 @@ type LimiterConfig struct {
 	// ProbeEvery is the most age of the baseline under load (0:
 	// DefaultProbeEvery).
 	ProbeEvery time.Duration
+	// CheckEvery is the time between checks of the queue (0:
+	// DefaultCheckEvery).
+	CheckEvery time.Duration
 }
 
 // Sample is what the owner reads of its node at each tick. The counters are
@@ -94,6 +100,11 @@ type Limiter struct {
 	baseAt   time.Duration
 	probing  bool
 	preProbe int
+	// checking is a probe at half the limit (a check), begun when the
+	// queries took checkRef each; checkedAt is when the last one ended.
+	checking  bool
+	checkRef  time.Duration
+	checkedAt time.Duration
 	// grownFrom is the throughput before the last growth (0: none to
 	// check); shrunkFrom the throughput and the limit before the last
 	// shrink.
@@ -105,7 +116,7 @@ type Limiter struct {
 
 	downVotes, upVotes int
 	last               Measure
-	changes            uint64
+	changes, probes    uint64
 }
 
 // NewLimiter returns a Limiter at cfg.Max, the limit before anything is
@@ -122,6 +133,9 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	}
 	if cfg.ProbeEvery <= 0 {
 		cfg.ProbeEvery = DefaultProbeEvery
+	}
+	if cfg.CheckEvery <= 0 {
+		cfg.CheckEvery = DefaultCheckEvery
 	}
 	cfg.Max = max(cfg.Max, 1)
 	cfg.Min = min(cfg.Min, cfg.Max)
@@ -146,8 +160,12 @@ func (l *Limiter) Last() Measure { return l.last }
 // Baseline is the service time measured without a queue (0: none yet).
 func (l *Limiter) Baseline() time.Duration { return l.base }
 
-// Changes counts the changes of the limit.
+// Changes counts the changes of the limit, probes and checks aside.
 func (l *Limiter) Changes() uint64 { return l.changes }
+
+// Probes counts the moves of the limit for probes and checks (into one,
+// and back).
+func (l *Limiter) Probes() uint64 { return l.probes }
 
 // Config is the Limiter's configuration, defaults filled in.
 func (l *Limiter) Config() LimiterConfig { return l.cfg }
@@ -205,8 +223,8 @@ func (l *Limiter) Observe(now time.Duration, s Sample) bool {
 		if l.waited {
 			idle := l.heldInt / span.Seconds()
 			if l.probing {
-				l.probing = false
-				l.set(l.preProbe, "probe: given up, clients waited and nothing ran", idle)
+				l.probing, l.checking = false, false
+				l.measure(l.preProbe, "probe: given up, clients waited and nothing ran", idle)
 			}
 			l.setBudget(idle)
 		}
@@ -238,10 +256,25 @@ func (l *Limiter) low(m *Measure) bool { return m.Running <= float64(l.cfg.Min)+
 // decide moves the limit after the measurement m.
 func (l *Limiter) decide(now time.Duration, m *Measure) {
 	idle := max(0, m.Held-m.Running) // servers held that run nothing
-	if l.probing {
+	switch {
+	case l.probing && l.checking:
+		l.probing, l.checking, l.checkedAt = false, false, now
+		if m.Service*5 > l.checkRef*4 {
+			// Half the queries at once took nearly as long each: they
+			// wait on something other than each other. What looked like
+			// a queue is their own time: the baseline.
+			l.base, l.baseAt = m.Service, now
+			l.measure(l.preProbe, fmt.Sprintf("checked: at %d running %s per query, %s at %d: no queue, the baseline now",
+				l.limit, round(m.Service), round(l.checkRef), l.preProbe), idle)
+		} else {
+			l.measure(l.preProbe, fmt.Sprintf("checked: at %d running %s per query, %s at %d: the queue is real",
+				l.limit, round(m.Service), round(l.checkRef), l.preProbe), idle)
+		}
+		return
+	case l.probing:
 		l.probing = false
 		l.base, l.baseAt = m.Service, now
-		l.set(l.preProbe, fmt.Sprintf("probed: %s per query with at most %d running", round(m.Service), l.cfg.Min), idle)
+		l.measure(l.preProbe, fmt.Sprintf("probed: %s per query with at most %d running", round(m.Service), l.cfg.Min), idle)
 		return
 	}
 	switch {
@@ -259,7 +292,7 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 	}
 	if l.base == 0 || now-l.baseAt > l.cfg.ProbeEvery {
 		if l.limit > l.cfg.Min {
-			l.probe(now, "probe: the baseline is "+ageText(l.base, now-l.baseAt), idle)
+			l.probe("probe: the baseline is "+ageText(l.base, now-l.baseAt), l.cfg.Min, idle)
 			return
 		}
 		l.base, l.baseAt = m.Service, now // at the floor every window is a baseline
@@ -280,7 +313,7 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 		// using more of the node). Measure it again.
 		cut := float64(s.limit-l.limit) / float64(s.limit)
 		if m.Throughput < s.x*(1-cut/2) {
-			l.probe(now, fmt.Sprintf("probe: the cut from %d to %d cost throughput (%.0f/s after %.0f/s)", s.limit, l.limit, m.Throughput, s.x), idle)
+			l.probe(fmt.Sprintf("probe: the cut from %d to %d cost throughput (%.0f/s after %.0f/s)", s.limit, l.limit, m.Throughput, s.x), l.cfg.Min, idle)
 			return
 		}
 	}
@@ -290,7 +323,7 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 			// More queries ran but no more were done, and yet the
 			// baseline sees no queue: the baseline is wrong (the work got
 			// lighter per query). Measure it again.
-			l.probe(now, fmt.Sprintf("probe: growth to %d gained no throughput (%.0f/s after %.0f/s)", l.limit, m.Throughput, g), idle)
+			l.probe(fmt.Sprintf("probe: growth to %d gained no throughput (%.0f/s after %.0f/s)", l.limit, m.Throughput, g), l.cfg.Min, idle)
 			return
 		}
 	}
@@ -298,7 +331,16 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 		// A queue this long, on a baseline this old, may be the work
 		// changing (slower queries that wait on something else than the
 		// CPU): measure before cutting.
-		l.probe(now, fmt.Sprintf("probe: %.1f queued on a baseline %s old", m.Queue, (now-l.baseAt).Round(time.Second)), idle)
+		l.probe(fmt.Sprintf("probe: %.1f queued on a baseline %s old", m.Queue, (now-l.baseAt).Round(time.Second)), l.cfg.Min, idle)
+		return
+	}
+	if binding && m.Queue >= alpha && l.limit/2 > l.cfg.Min && now-max(l.checkedAt, l.baseAt) > l.cfg.CheckEvery {
+		// Clients wait on a queue the limit keeps: is it one? Halve the
+		// limit for a window; a queue that is real drains and the time
+		// per query falls, one of queries that wait on something else
+		// (locks, I/O, a sleep) does not.
+		l.probe(fmt.Sprintf("check: is the queue of %.1f real?", m.Queue), l.limit/2, idle)
+		l.checking, l.checkRef = true, m.Service
 		return
 	}
 	what := fmt.Sprintf("%.1f queued over a capacity of %.1f (band %.1f-%.1f), %s per query, baseline %s",
@@ -345,11 +387,21 @@ func (l *Limiter) shrink(n int, m *Measure, reason string, idle float64) {
 }
 
 // probe drops the limit to Min for one window, to measure the service time
-// without a queue.
-func (l *Limiter) probe(now time.Duration, why string, idle float64) {
-	l.probing, l.preProbe = true, l.limit
+// without a queue (or to half of it for a check), then restores it.
+func (l *Limiter) probe(why string, to int, idle float64) {
+	l.probing, l.checking, l.preProbe = true, false, l.limit
 	l.downVotes, l.upVotes, l.grownFrom, l.shrunkFrom.x = 0, 0, 0, 0
-	l.set(l.cfg.Min, why, idle)
+	l.measure(to, why, idle)
+}
+
+// measure moves the limit to n for a probe or a check, or back after
+// one: not a change of the limit's course (Probes counts them).
+func (l *Limiter) measure(n int, reason string, idle float64) {
+	c := l.changes
+	l.set(n, reason, idle)
+	if l.changes != c {
+		l.changes, l.probes = c, l.probes+1
+	}
 }
 
 // set moves the limit to n (within Min and Max) for reason, and the

@@ -132,12 +132,15 @@ func TestLimiterSteadyUnderSteadyLoad(t *testing.T) {
 		n := newSim(seed)
 		l := NewLimiter(LimiterConfig{Max: 100})
 		run(l, n, 20*time.Second)
-		c0 := l.Changes()
+		c0, p0 := l.Changes(), l.Probes()
 		seen := run(l, n, 120*time.Second)
-		// Two probes in two minutes (down and back up: 4 changes), and
-		// at most a few moves of one step.
-		if ch := l.Changes() - c0; ch > 8 {
+		// At most a few moves of one step; probes every minute and checks
+		// every 15 s, each a move there and one back.
+		if ch := l.Changes() - c0; ch > 4 {
 			t.Errorf("seed %d: %d changes of the limit in 120 s of steady load (%v)", seed, ch, distinct(seen))
+		}
+		if pr := l.Probes() - p0; pr > 2*(120/15+120/60+1) {
+			t.Errorf("seed %d: %d moves for probes in 120 s of steady load (%v)", seed, pr, distinct(seen))
 		}
 	}
 }

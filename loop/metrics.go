@@ -112,7 +112,8 @@ func writeNodes(w io.Writer, nodes []admin.Node) {
 // writeLimits writes the nodes' adaptive limits (poolcore's limit.go),
 // labelled as writeNodes does: belay_node_limit (queries running at once;
 // max_db_connections when the limit is off), belay_node_limit_ceiling,
-// belay_node_limit_changes_total, belay_node_limit_queue and
+// belay_node_limit_changes_total, belay_node_limit_probes_total (moves
+// into a probe or a check and back), belay_node_limit_queue and
 // belay_node_limit_capacity (the last window's measure, in queries), and
 // belay_node_limit_reason, 1 with the kind of the last decision as its
 // reason label (start, steady, shrink, shrink fast, grow, probe, probed,
@@ -124,6 +125,7 @@ func writeLimits(w io.Writer, nodes []admin.Node, limitOf func(node string) pool
 		fmt.Fprintf(w, "belay_node_limit{%s} %d\n", labels, l.Limit)
 		fmt.Fprintf(w, "belay_node_limit_ceiling{%s} %d\n", labels, l.Ceiling)
 		fmt.Fprintf(w, "belay_node_limit_changes_total{%s} %d\n", labels, l.Changes)
+		fmt.Fprintf(w, "belay_node_limit_probes_total{%s} %d\n", labels, l.Probes)
 		fmt.Fprintf(w, "belay_node_limit_queue{%s} %g\n", labels, l.Last.Queue)
 		fmt.Fprintf(w, "belay_node_limit_capacity{%s} %g\n", labels, l.Last.Capacity)
 		fmt.Fprintf(w, "belay_node_limit_reason{%s,reason=\"%s\"} 1\n", labels, promEscape(limitKind(limitReason(l))))

@@ -74,7 +74,8 @@ type LimitStats struct {
 	Ceiling  int  // the hard budget (0: none)
 	Limit    int  // queries running at once (the ceiling when off)
 	Reason   string
-	Changes  uint64
+	Changes  uint64 // of the limit's course
+	Probes   uint64 // moves into a probe or a check, and back
 	Last     fairness.Measure
 	Baseline time.Duration
 }
@@ -84,6 +85,6 @@ func (n *node) limitStats() LimitStats {
 		return LimitStats{Ceiling: n.ceiling, Limit: n.ceiling}
 	}
 	l := n.limiter
-	return LimitStats{Adaptive: true, Ceiling: n.ceiling, Limit: l.Limit(), Reason: l.Reason(), Changes: l.Changes(),
+	return LimitStats{Adaptive: true, Ceiling: n.ceiling, Limit: l.Limit(), Reason: l.Reason(), Changes: l.Changes(), Probes: l.Probes(),
 		Last: l.Last(), Baseline: l.Baseline()}
 }
