@@ -28,8 +28,6 @@ var iniFlags = map[string]struct {
 	"default_pool_size":         {"pool-size", integer},
 	"max_client_conn":           {"max-client-conn", integer},
 	"max_db_connections":        {"max-db-connections", maxDBConnections},
-	"adaptive_limit":            {"adaptive-limit", boolean},
-	"adaptive_limit_min":        {"adaptive-limit-min", integer},
 	"server_lifetime":           {"server-lifetime", serverLifetime},
 	"server_idle_timeout":       {"server-idle-timeout", seconds},
 	"server_connect_timeout":    {"server-connect-timeout", seconds},
@@ -71,6 +69,8 @@ var iniFlags = map[string]struct {
 	"max_buffered_bytes": {"max-buffered-bytes", integer},
 	"max_message_size":   {"max-message-size", integer},
 	"passfile":           {"passfile", same},
+	"adaptive_limit":     {"adaptive-limit", boolean},
+	"adaptive_limit_min": {"adaptive-limit-min", integer},
 }
 
 // iniNotApplied are PgBouncer settings belay has a reason not to apply:

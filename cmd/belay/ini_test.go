@@ -56,6 +56,8 @@ admin_users = admin, ops
 
 [belay]
 metrics_listen = 127.0.0.1:9127
+adaptive_limit = 0
+adaptive_limit_min = 3
 `)
 	fs, o := proxyFlagSet()
 	if err := fs.Parse([]string{"--pool-size", "7"}); err != nil {
@@ -79,6 +81,8 @@ metrics_listen = 127.0.0.1:9127
 		{"client-login-timeout (0 is never)", *o.loginTimeout > 24*time.Hour, true},
 		{"reuse-port", *o.reusePort, true},
 		{"metrics-listen", *o.metricsAddr, "127.0.0.1:9127"},
+		{"adaptive-limit (on by default)", *o.adaptive, false},
+		{"adaptive-limit-min", *o.adaptiveMin, 3},
 		{"logfile", *o.logFile, "/var/log/pgbouncer.log"},
 		{"pool-mode", *o.poolMode, "session"},
 		{"admin-users", strings.Join(splitList(*o.adminUsers), "|"), "admin|ops"},
