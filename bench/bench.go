@@ -76,6 +76,12 @@ type Options struct {
 	// node in the sharded scenarios (default 0.2: the four nodes take 0.8
 	// of a 2-core machine, pgbench and belay the rest).
 	ShardNodeCPU float64
+	// QuotaNodeCPU is the CPU quota, in cores, of the quota-halved
+	// scenario's node before the halving (default 1; halved mid-run).
+	QuotaNodeCPU float64
+	// QuotaDuration is each run of the quota-halved scenario (default 1.5
+	// times Duration, at least 10 s); the quota is halved at its midpoint.
+	QuotaDuration time.Duration
 
 	// InstallPatroni installs Debian's patroni and etcd-server (for the
 	// failover scenario) with apt-get when missing.
@@ -160,6 +166,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.ShardNodeCPU <= 0 {
 		o.ShardNodeCPU = 0.2
+	}
+	if o.QuotaNodeCPU <= 0 {
+		o.QuotaNodeCPU = 1
+	}
+	if o.QuotaDuration <= 0 {
+		o.QuotaDuration = max(10*time.Second, wholeSeconds(o.Duration*3/2))
 	}
 	if o.WarmUp == 0 {
 		o.WarmUp = time.Second
@@ -254,6 +266,12 @@ type env struct {
 	fo *failoverEnv
 	// tiers is belay's two tiers as a target (tiers.go).
 	tiers *tiersEnv
+	// variants are the belay variants of the scenario running, variant
+	// the one whose process runs, if any (adaptive.go).
+	variants []BelayVariant
+	variant  *variantProc
+	// qe is the quota-halved scenario's node, started by its first run.
+	qe *quotaEnv
 
 	mu sync.Mutex // guards progress output
 }
@@ -353,7 +371,7 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 		maxConns = max(maxConns, sc.Clients+100)
 	}
 	e.logf("starting PostgreSQL (max_connections=%d, fsync=off) in %s", maxConns, e.work)
-	if e.pg, err = startPostgres(ctx, filepath.Join(e.work, "pg"), maxConns, o.Scale, e.pgbench, e.logf); err != nil {
+	if e.pg, err = startPostgres(ctx, filepath.Join(e.work, "pg"), "", maxConns, o.Scale, e.pgbench, e.logf); err != nil {
 		return err
 	}
 	if err := createRoles(ctx, e.pg, e.users[1:]); err != nil {
@@ -384,10 +402,11 @@ func (e *env) setup(ctx context.Context, withBouncer bool) error {
 
 // needsSingleNode says whether some scenario of scs runs against the
 // single PostgreSQL (and PgBouncer and belay in front of it): all but the
-// failover and sharded scenarios, which start clusters of their own.
+// failover, sharded and quota-halved scenarios, which start nodes of
+// their own.
 func needsSingleNode(scs []Scenario) bool {
 	for _, s := range scs {
-		if s.Kind != KindFailover && s.Kind != KindSharded {
+		if s.Kind != KindFailover && s.Kind != KindSharded && s.Kind != KindQuota {
 			return true
 		}
 	}
@@ -430,6 +449,10 @@ func (e *env) close() {
 	}
 	if e.fo != nil {
 		e.fo.close(e.logf)
+	}
+	e.stopVariant()
+	if e.qe != nil {
+		e.qe.close(e.logf)
 	}
 	if e.belay != nil {
 		if err := e.belay.Stop(); err != nil {
@@ -497,6 +520,11 @@ func (e *env) target(ctx context.Context, name string) (Target, string, error) {
 			return t, "belay's two tiers not available: " + e.noTiers, nil
 		}
 		return e.tiersTarget(ctx, t)
+	default:
+		if v, ok := e.variantNamed(name); ok {
+			vt, err := e.variantTarget(ctx, v)
+			return vt, "", err
+		}
 	}
 	return t, "", nil
 }
@@ -527,6 +555,10 @@ func (e *env) restart(ctx context.Context, name string) (Target, error) {
 				return Target{}, err
 			}
 		}
+	default:
+		if _, ok := e.variantNamed(name); ok {
+			e.stopVariant() // target starts it again
+		}
 	}
 	t, _, err := e.target(ctx, name)
 	return t, err
@@ -541,7 +573,14 @@ func (e *env) runScenario(ctx context.Context, sc Scenario) (ScenarioResult, err
 		return e.runFailover(ctx, sc)
 	case KindSharded:
 		return e.runSharded(ctx, sc)
+	case KindQuota:
+		return e.runQuota(ctx, sc)
 	}
+	e.variants = sc.Variants
+	defer func() {
+		e.stopVariant()
+		e.variants = nil
+	}()
 	names := targetsFor(sc, true, !e.o.NoTiers)
 	runs := map[string][]RunResult{}
 	for round := 1; round <= e.o.Rounds; round++ {
@@ -584,13 +623,16 @@ func (e *env) runScenario(ctx context.Context, sc Scenario) (ScenarioResult, err
 			if err != nil {
 				return ScenarioResult{}, fmt.Errorf("%s against %s: %w", sc.ID, name, err)
 			}
+			if _, ok := e.variantNamed(name); ok {
+				e.stopVariant() // each run of a variant starts it afresh
+			}
 			e.logf("round %d/%d  %-22s %-26s %s", round, e.o.Rounds, sc.ID, t.Label, summaryLine(sc, r))
 			runs[name] = append(runs[name], r)
 		}
 	}
 	res := ScenarioResult{Scenario: sc}
 	for _, name := range names {
-		res.Rows = append(res.Rows, aggregate(name, targetLabel(name), runs[name]))
+		res.Rows = append(res.Rows, aggregate(name, sc.label(name), runs[name]))
 	}
 	return res, nil
 }
@@ -609,16 +651,26 @@ func summaryLine(sc Scenario, r RunResult) string {
 		s = fmt.Sprintf("%d idle open, %s per idle client, workers %.0f tps, p99 %.2f ms", r.IdleOpened, bytesText(r.RSSPerIdle), r.TPS, r.P99)
 	case KindNoisy:
 		f := r.Noisy
-		s = fmt.Sprintf("quiet's share %.2f (quiet %.0f tps, noisy %.0f tps), quiet p99 %s ms alone, %s ms with noisy; arrivals: median %s ms, p99 %s%s ms",
-			f.QuietShare, f.QuietTPS, f.NoisyTPS, ms(f.QuietAloneP99), ms(f.QuietP99), ms(f.ArrivalP50), atLeast(*f), ms(f.ArrivalP99))
+		s = fmt.Sprintf("quiet's share %.2f (quiet %.0f tps, noisy %.0f tps), quiet p99 %s ms alone, %s ms with noisy",
+			f.QuietShare, f.QuietTPS, f.NoisyTPS, ms(f.QuietAloneP99), ms(f.QuietP99))
+		if f.Arrivals+f.CalmArrivals > 0 {
+			s += fmt.Sprintf("; arrivals: median %s ms, p99 %s%s ms", ms(f.ArrivalP50), atLeast(*f), ms(f.ArrivalP99))
+		}
 		if f.ArrivalTimeouts > 0 {
 			s += fmt.Sprintf(" (%d timed out)", f.ArrivalTimeouts)
+		}
+		s += fmt.Sprintf("; total %.0f tps", f.TotalTPS)
+		if f.Limit != nil {
+			s += "; limit " + limitText(f.Limit)
 		}
 		errs += int64(f.ArrivalErrors)
 	default:
 		s = fmt.Sprintf("%8.0f tps  p50 %.2f ms  p99 %.2f ms", r.TPS, r.P50, r.P99)
 		if r.CPUPer1k >= 0 {
 			s += fmt.Sprintf("  cpu %.3f s/1k tx", r.CPUPer1k)
+		}
+		if r.Limit != nil {
+			s += "  limit " + limitText(r.Limit)
 		}
 	}
 	if errs > 0 || len(r.Errors) > 0 {
@@ -721,8 +773,18 @@ func (e *env) warmUp(ctx context.Context) {
 	}
 }
 
+// runPgbenchScenario is one pgbench run of sc against t; through a belay
+// variant, with its adaptive limit read meanwhile (see sampleLimit).
 func (e *env) runPgbenchScenario(ctx context.Context, sc Scenario, t Target, r *RunResult) error {
-	return e.pgbenchInto(ctx, sc, t, r)
+	if _, ok := e.variantNamed(t.Name); !ok || t.Metrics == "" {
+		return e.pgbenchInto(ctx, sc, t, r)
+	}
+	lim := sampleLimit(ctx, t.Metrics)
+	start := time.Now()
+	err := e.pgbenchInto(ctx, sc, t, r)
+	samples := lim.stop()
+	r.Limit = limitFigures(samples, start, start.Add(time.Duration(r.Seconds*float64(time.Second))))
+	return err
 }
 
 // write writes report.md, results.json and the charts.
@@ -754,7 +816,7 @@ func (e *env) write(rep *Report) error {
 func (e *env) meta(ctx context.Context) Meta {
 	m := Meta{
 		Command: e.o.Command, Started: e.start, Quick: e.o.Quick, Rounds: e.o.Rounds,
-		Duration: e.o.Duration.Seconds(), PoolSize: e.o.PoolSize, Scale: e.o.Scale,
+		Duration: e.o.Duration.Seconds(), PoolSize: e.o.PoolSize, Jobs: e.o.Jobs, Scale: e.o.Scale,
 		Cores: runtime.NumCPU(), CPUModel: cpuModel(), Memory: memTotal(),
 		BelayCommit: gitCommit(e.o.SourceDir),
 		GoVersion:   runtime.Version(), SlowReadRate: e.o.SlowRate,

@@ -29,6 +29,14 @@ func targetColor(name string) color.Color {
 	if p, n, ok := parseReadScaleTarget(name); ok {
 		return readScaleColor(p, n)
 	}
+	if name == adaptiveVariantName {
+		return targetColor(Belay)
+	}
+	for i, b := range sweepBudgets {
+		if name == fixedVariantName(b) {
+			return plotutil.Color(i + 2)
+		}
+	}
 	return plotutil.Color(0)
 }
 
@@ -43,6 +51,21 @@ func WriteCharts(dir string, rep *Report) (map[string][]string, error) {
 		var files []string
 		if s.Scenario.Kind == KindFailover || s.Scenario.Kind == KindSharded {
 			// Times and counts per run; tps and CPU by shard count: tables only.
+		} else if s.Scenario.Kind == KindQuota {
+			for _, c := range []struct {
+				suffix, title, y string
+				of               func(QuotaSecond) float64
+			}{
+				{"-p99.png", "p99 latency per second", "p99 latency, ms", func(q QuotaSecond) float64 { return q.P99 }},
+				{"-limit.png", "belay's limit per second", "belay_node_limit", func(q QuotaSecond) float64 { return q.Limit }},
+			} {
+				f := s.Scenario.ID + c.suffix
+				if ok, err := quotaChart(filepath.Join(dir, f), s, c.title, c.y, c.of); err != nil {
+					return nil, err
+				} else if ok {
+					files = append(files, f)
+				}
+			}
 		} else if s.Scenario.Kind == KindReadScale {
 			f, err := readScaleCharts(dir, s)
 			if err != nil {
@@ -195,8 +218,8 @@ func quietCDFChart(path string, s *ScenarioResult) (bool, error) {
 	p := newCDFPlot(s.Scenario.ID+": the quiet user's latency CDF (all rounds)", "fraction of the quiet user's transactions")
 	any := false
 	for _, r := range s.Rows {
-		if r.Noisy == nil {
-			continue
+		if v, ok := variantOf(s, r.Target); r.Noisy == nil || (ok && v.Fixed) {
+			continue // the fixed budgets' are in the table: lines for all would hide each other
 		}
 		for _, c := range []struct {
 			lat  []float64
@@ -264,6 +287,48 @@ func rssChart(path string, s *ScenarioResult) (bool, error) {
 		return false, nil
 	}
 	p.Y.Max = math.Max(top*1.2, 16)
+	p.Legend.Top = true
+	p.Add(plotter.NewGrid())
+	return true, p.Save(6*vg.Inch, 4*vg.Inch, path)
+}
+
+// quotaChart draws what of gives of each second of the quota-halved
+// scenario's rows (medians across rounds), a line per target, second 0
+// the halving; false when there is nothing to draw.
+func quotaChart(path string, s *ScenarioResult, title, yLabel string, of func(QuotaSecond) float64) (bool, error) {
+	p := plot.New()
+	p.Title.Text = s.Scenario.ID + ": " + title
+	p.X.Label.Text = "seconds from the halving of the node's CPU quota"
+	p.Y.Label.Text = yLabel
+	p.Y.Min = 0
+	any := false
+	for _, r := range s.Rows {
+		if r.NA != "" || r.Quota == nil {
+			continue
+		}
+		var xys plotter.XYs
+		for _, sec := range r.Quota.Seconds {
+			if v := of(sec); v > 0 {
+				xys = append(xys, plotter.XY{X: float64(sec.T) + 0.5, Y: v})
+			}
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return false, err
+		}
+		l.Color = targetColor(r.Target)
+		l.Width = vg.Points(1.5)
+		p.Add(l)
+		p.Legend.Add(r.Label, l)
+		any = true
+	}
+	if !any {
+		return false, nil
+	}
+	p.Y.Max *= 1.15
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
 	return true, p.Save(6*vg.Inch, 4*vg.Inch, path)

@@ -28,6 +28,25 @@
 // share of the transactions, its latency with and without noisy, and how
 // long a new user waits for its first result; noisy.go).
 //
+// The adaptive limit (issue Q; full runs, or --scenarios adaptive;
+// adaptive.go, adaptive_report.go): belay's adaptive limit on a node's
+// concurrency (--adaptive-limit, --max-db-connections its ceiling) against
+// fixed budgets (--adaptive-limit=false), each belay a BelayVariant, a
+// `belay proxy` of its own started afresh for each run, whose
+// belay_node_limit is read from its /metrics every 250 ms. The noisy
+// neighbour with the noisy user's pgbench at -j 1 and -j 2 (PgBouncer at
+// max_db_connections 10, belay adaptive at ceiling 20, belay fixed at 3,
+// 5, 8, 10 and 20; the fixed budgets skip the arrivals), and pgbench -S
+// and TPC-B at 100 clients (direct, PgBouncer, belay adaptive, belay
+// fixed pools of 3 to 20): the report gives belay adaptive's total ÷ the
+// best fixed budget's and ÷ PgBouncer's, the quiet user's share and p99
+// ratio, and the limit it settled at. A node whose CPU quota is halved
+// mid-run (a PostgreSQL of its own in a cgroup, Options.QuotaNodeCPU
+// cores, halved at the midpoint of Options.QuotaDuration): belay adaptive
+// against belay fixed 20, the limit before and after, the time it took
+// to reach its new level, and tps, p99 and the limit second by second
+// from pgbench's per-transaction log; skipped without cgroups.
+//
 // Read scaling (full runs, or --scenarios readscale; readscale.go): a
 // cluster of its own, a primary and 2 streaming replicas
 // (internal/pgcluster), each node started inside a cgroup with a CPU quota
@@ -86,7 +105,8 @@
 // Figures come from pgbench's per-transaction logs (latency percentiles,
 // completion times), its summary (tps, failed transactions, aborted
 // clients), /proc/PID/stat and /proc/PID/statm of the proxy process (CPU
-// seconds, RSS) and pg_stat_activity (the backends each user holds).
+// seconds, RSS), pg_stat_activity (the backends each user holds) and
+// belay's /metrics (its plan cache counts, its adaptive limit).
 //
 // The pure parts (log parsing, percentiles, /proc parsing, report rendering)
 // are in files of their own and unit-tested; the rest drives processes.
@@ -94,12 +114,13 @@
 // scenario and renders flame graphs with package flamegraphs.
 //
 // Concurrency: Run drives one scenario at a time from the calling goroutine
-// (the read-scaling cluster, the sharded scenarios' nodes and belay, and
-// the failover scenario's etcd, started by
+// (the read-scaling cluster, the sharded scenarios' nodes and belay, the
+// quota-halved scenario's node, and the failover scenario's etcd, started by
 // the first such scenario, are stopped with the rest of the environment
 // when Run returns; a failover run's cluster is stopped when the run
 // ends); the helpers it starts (RSS and pg_stat_activity samplers,
-// idle-connection dialers, arriving users, a background pgbench, the bank
+// idle-connection dialers, belay's limit sampler, arriving users, a
+// background pgbench, the bank
 // checker's clients, the failover sampler's goroutine per node, process
 // waiters) end
 // before the step that started them returns. Nothing here is

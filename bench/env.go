@@ -73,9 +73,11 @@ func pgSettings(maxConns int) map[string]string {
 	}
 }
 
-// startPostgres starts the server and initializes pgbench's tables at scale.
-func startPostgres(ctx context.Context, dir string, maxConns, scale int, pgbenchBin string, logf func(string, ...any)) (*pginstance.Instance, error) {
-	inst, err := pginstance.Start(ctx, pginstance.Options{Dir: dir, Settings: pgSettings(maxConns)})
+// startPostgres starts the server and initializes pgbench's tables at
+// scale. cgroup, when set, is the cgroup directory the postmaster starts
+// in (see pginstance.Options.Cgroup).
+func startPostgres(ctx context.Context, dir, cgroup string, maxConns, scale int, pgbenchBin string, logf func(string, ...any)) (*pginstance.Instance, error) {
+	inst, err := pginstance.Start(ctx, pginstance.Options{Dir: dir, Settings: pgSettings(maxConns), Cgroup: cgroup})
 	if err != nil {
 		return nil, err
 	}
@@ -235,22 +237,27 @@ func startPgBouncer(ctx context.Context, bin, dir string, pgPort, poolSize, maxC
 }
 
 // startBelay starts `exe proxy` in front of pgAddr, with its metrics on
-// metricsPort; maxDB, when > 0, is its --max-db-connections.
-func startBelay(ctx context.Context, exe string, env []string, dir, pgAddr string, poolSize, maxDB int, cpuProfile string, cert testcert.Pair, metricsPort int, pl Placement) (*process, int, error) {
+// metricsPort, its log in dir/belay.log; maxDB, when > 0, is its
+// --max-db-connections; extra are more flags (a BelayVariant's). Without
+// a certificate (cert.CertFile "") it serves no TLS.
+func startBelay(ctx context.Context, exe string, env []string, dir, pgAddr string, poolSize, maxDB int, cpuProfile string, cert testcert.Pair, metricsPort int, pl Placement, extra ...string) (*process, int, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, 0, err
 	}
 	args := []string{"proxy", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--server", pgAddr,
 		"--pool-size", strconv.Itoa(poolSize), "--log-level", "warn", "--auth-type", "trust",
-		"--tls-mode", "allow", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile,
 		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metricsPort)}
+	if cert.CertFile != "" {
+		args = append(args, "--tls-mode", "allow", "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile)
+	}
 	if maxDB > 0 {
 		args = append(args, "--max-db-connections", strconv.Itoa(maxDB))
 	}
 	if cpuProfile != "" {
 		args = append(args, "--cpu-profile", cpuProfile)
 	}
+	args = append(args, extra...)
 	logPath := filepath.Join(dir, "belay.log")
 	p, err := startProcess("belay", exe, args, append(clientEnv(), env...), logPath, nil, pl)
 	if err != nil {

@@ -93,12 +93,20 @@ func createRoles(ctx context.Context, inst *pginstance.Instance, roles []string)
 //     the noisy user's pgbench and, noisyLead later, sc.Arrivals fresh
 //     users, one every arrivalGap (see arrive).
 //
-// Meanwhile pg_stat_activity is sampled for the backends each user holds.
-// The proxies are restarted without the budget at the end.
+// Meanwhile pg_stat_activity is sampled for the backends each user holds,
+// and in phase 2 belay's adaptive limit (for a target with belay's
+// /metrics). The noisy user's pgbench has sc.NoisyJobs threads when set.
+// A fixed-budget belay variant skips phase 3. The proxies are restarted
+// without the budget at the end (a variant is left for runScenario to
+// stop: it ignores the budget).
 func (e *env) runNoisy(ctx context.Context, sc Scenario, t Target, r *RunResult) (err error) {
 	e.budget = sc.Budget
+	variant, isVariant := e.variantNamed(t.Name)
 	defer func() {
 		e.budget = 0
+		if isVariant {
+			return
+		}
 		if _, rerr := e.restart(ctx, t.Name); rerr != nil && err == nil {
 			err = rerr
 		}
@@ -118,6 +126,9 @@ func (e *env) runNoisy(ctx context.Context, sc Scenario, t Target, r *RunResult)
 		}
 		if t.Second != nil { // each user's clients over both gateways
 			sp.Spread = []int{t.Port, t.Second.Port}
+		}
+		if user == noisyUser && sc.NoisyJobs > 0 {
+			sp.Jobs = sc.NoisyJobs
 		}
 		return sp
 	}
@@ -143,6 +154,10 @@ func (e *env) runNoisy(ctx context.Context, sc Scenario, t Target, r *RunResult)
 		return err
 	}
 	smp := e.sampleServers(ctx)
+	var lim *limitSampler
+	if t.Metrics != "" {
+		lim = sampleLimit(ctx, t.Metrics)
+	}
 	noisy := e.runBackground(ctx, spec(noisyUser, sc.Clients, wholeSeconds(noisyLead+e.o.Duration+time.Second), prefix+"-together-noisy"))
 	sleepCtx(ctx, noisyLead)
 	from := time.Now()
@@ -150,6 +165,10 @@ func (e *env) runNoisy(ctx context.Context, sc Scenario, t Target, r *RunResult)
 	to := time.Now()
 	nrun, nerr := noisy.wait()
 	samples := smp.stop()
+	var limits []limitSample
+	if lim != nil {
+		limits = lim.stop()
+	}
 	if err := errors.Join(qerr, nerr); err != nil {
 		return err
 	}
@@ -159,6 +178,11 @@ func (e *env) runNoisy(ctx context.Context, sc Scenario, t Target, r *RunResult)
 	f.setServers(samples, from, to)
 	f.QuietP50, f.QuietP99 = r.P50, r.P99
 	r.TPS, r.Transactions = f.QuietTPS, f.QuietTx
+	f.Limit = limitFigures(limits, from, to)
+	if isVariant && variant.Fixed {
+		r.Seconds = time.Since(start).Seconds()
+		return ctx.Err()
+	}
 
 	// 3. Fresh users arriving.
 	if t, err = e.restart(ctx, t.Name); err != nil {

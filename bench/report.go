@@ -68,7 +68,13 @@ func RenderMarkdown(rep *Report, charts map[string][]string) string {
 		case KindIdle:
 			renderIdle(&b, &s)
 		case KindNoisy:
-			renderNoisy(&b, &s, m)
+			if len(s.Scenario.Variants) > 0 {
+				renderNoisySweep(&b, &s, m)
+			} else {
+				renderNoisy(&b, &s, m)
+			}
+		case KindQuota:
+			renderQuota(&b, &s, m)
 		case KindReadScale:
 			renderReadScale(&b, &s)
 		case KindFailover:
@@ -76,7 +82,11 @@ func RenderMarkdown(rep *Report, charts map[string][]string) string {
 		case KindSharded:
 			renderSharded(&b, &s)
 		default:
-			renderPgbench(&b, &s)
+			if len(s.Scenario.Variants) > 0 {
+				renderSweep(&b, &s, m)
+			} else {
+				renderPgbench(&b, &s)
+			}
 		}
 		renderErrors(&b, &s)
 		if hung := hungRows(&s); s.Scenario.SessionRow && hung != "" {
@@ -232,6 +242,12 @@ func renderNoisy(b *strings.Builder, s *ScenarioResult, m Meta) {
 			f.QuietShare, tpsText(f.NoisyTPS), tpsText(f.QuietTPS), first, ms(f.QuietAloneP99), ms(f.QuietP99), ms(f.QuietAloneP50), ms(f.QuietP50),
 			f.NoisyServers, f.QuietServers, f.MaxServers, arr, ms(f.ReadyP50), ms(f.ReadyP99), ms(f.CalmP50), errText(r))
 	}
+	for _, r := range s.Rows {
+		if r.NA == "" && r.Noisy != nil && r.Noisy.Limit != nil {
+			fmt.Fprintf(b, "\n%s's adaptive limit while both users ran (`belay_node_limit` of its /metrics, every %s; its "+
+				"ceiling is the budget): median %s.\n", r.Label, limitSampleEvery, limitText(r.Noisy.Limit))
+		}
+	}
 }
 
 func hungRows(s *ScenarioResult) string {
@@ -266,7 +282,8 @@ func renderErrors(b *strings.Builder, s *ScenarioResult) {
 func RenderSummary(rep *Report) string {
 	var b strings.Builder
 	if slices.ContainsFunc(rep.Scenarios, func(s ScenarioResult) bool {
-		return s.Scenario.Kind != KindReadScale && s.Scenario.Kind != KindFailover && s.Scenario.Kind != KindSharded
+		return s.Scenario.Kind != KindReadScale && s.Scenario.Kind != KindFailover && s.Scenario.Kind != KindSharded &&
+			s.Scenario.Kind != KindQuota && len(s.Scenario.Variants) == 0
 	}) {
 		b.WriteString("| scenario | direct | PgBouncer | belay | belay ÷ PgBouncer | p99 ms: direct / PgBouncer / belay | errors: direct / PgBouncer / belay |\n")
 		b.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
@@ -284,6 +301,9 @@ func RenderSummary(rep *Report) string {
 		s := &rep.Scenarios[i]
 		d, pb, bl := s.Row(Direct), s.Row(PgBouncer), s.Row(Belay)
 		name := s.Scenario.ID
+		if len(s.Scenario.Variants) > 0 {
+			continue // a table of its own, below
+		}
 		switch s.Scenario.Kind {
 		case KindSlow:
 			growth := func(r Row) string { return "+" + mib(r.RSSPeak-r.RSSBase) }
@@ -324,6 +344,7 @@ func RenderSummary(rep *Report) string {
 				cell(d, p99), cell(ps, p99), cell(bl, p99), cell(d, errs), cell(ps, errs), cell(bl, errs))
 		}
 	}
+	b.WriteString(renderAdaptiveSummary(rep))
 	b.WriteString(renderReadScaleSummary(rep))
 	b.WriteString(renderShardedSummary(rep))
 	b.WriteString(renderFailoverSummary(rep))

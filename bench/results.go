@@ -72,6 +72,11 @@ type RunResult struct {
 	ReadScale *ReadScaleRun `json:"read_scale,omitempty"`
 	// Failover: the kill -9 of a primary and what followed (KindFailover).
 	Failover *FailoverRun `json:"failover,omitempty"`
+	// Limit: belay's adaptive limit during the run (a BelayVariant's
+	// pgbench run; a noisy run's is in Noisy).
+	Limit *LimitFigures `json:"limit,omitempty"`
+	// Quota: a run of the quota-halved scenario (KindQuota).
+	Quota *QuotaRun `json:"quota,omitempty"`
 
 	lat      []float64 // sorted latencies, µs
 	aloneLat []float64 // KindNoisy: the quiet user's sorted latencies alone, µs
@@ -110,6 +115,9 @@ type NoisyFigures struct {
 	QuietTx       int64   `json:"quiet_transactions"`
 	NoisyTPS      float64 `json:"noisy_tps"`
 	QuietTPS      float64 `json:"quiet_tps"`
+	// TotalTPS is QuietTPS + NoisyTPS (in a Row, the median of the
+	// rounds' totals).
+	TotalTPS float64 `json:"total_tps"`
 	// QuietShare is QuietTx / (QuietTx + NoisyTx).
 	QuietShare float64 `json:"quiet_share"`
 	QuietP50   float64 `json:"quiet_p50_ms"`
@@ -148,6 +156,9 @@ type NoisyFigures struct {
 	ReadyP99        float64 `json:"ready_to_result_p99_ms"`
 	ArrivalTimeouts int     `json:"arrival_timeouts"`
 	ArrivalErrors   int     `json:"arrival_errors"`
+	// Limit is belay's adaptive limit in the window (nil for a target
+	// without belay's /metrics).
+	Limit *LimitFigures `json:"limit,omitempty"`
 	// NoisyServersArriving is the median of the noisy user's backends while
 	// the users arrived.
 	NoisyServersArriving float64 `json:"noisy_servers_while_arriving"`
@@ -191,10 +202,11 @@ func (f *NoisyFigures) setWindow(quiet, noisy LogStats, from, to int64) []float6
 		}
 	}
 	f.WindowSeconds = float64(to-from) / 1e6
-	f.QuietTPS, f.NoisyTPS, f.QuietShare = 0, 0, 0
+	f.QuietTPS, f.NoisyTPS, f.TotalTPS, f.QuietShare = 0, 0, 0, 0
 	if f.WindowSeconds > 0 {
 		f.QuietTPS = float64(f.QuietTx) / f.WindowSeconds
 		f.NoisyTPS = float64(f.NoisyTx) / f.WindowSeconds
+		f.TotalTPS = f.QuietTPS + f.NoisyTPS
 	}
 	if all := f.QuietTx + f.NoisyTx; all > 0 {
 		f.QuietShare = float64(f.QuietTx) / float64(all)
@@ -303,6 +315,7 @@ func aggregateNoisy(runs []RunResult) *NoisyFigures {
 		WindowSeconds:        med(func(f *NoisyFigures) float64 { return f.WindowSeconds }),
 		NoisyTPS:             med(func(f *NoisyFigures) float64 { return f.NoisyTPS }),
 		QuietTPS:             med(func(f *NoisyFigures) float64 { return f.QuietTPS }),
+		TotalTPS:             med(func(f *NoisyFigures) float64 { return f.TotalTPS }),
 		QuietShare:           med(func(f *NoisyFigures) float64 { return f.QuietShare }),
 		QuietP50:             med(func(f *NoisyFigures) float64 { return f.QuietP50 }),
 		QuietP99:             med(func(f *NoisyFigures) float64 { return f.QuietP99 }),
@@ -316,13 +329,16 @@ func aggregateNoisy(runs []RunResult) *NoisyFigures {
 		QuietAloneP99:        med(func(f *NoisyFigures) float64 { return f.QuietAloneP99 }),
 		NoisyServersArriving: med(func(f *NoisyFigures) float64 { return f.NoisyServersArriving }),
 	}
+	var lims []*LimitFigures
 	for _, g := range figs {
+		lims = append(lims, g.Limit)
 		f.NoisyTx += g.NoisyTx
 		f.QuietTx += g.QuietTx
 		f.NoisyErrors += g.NoisyErrors
 		f.QuietErrors += g.QuietErrors
 		f.QuietAloneErrors += g.QuietAloneErrors
 	}
+	f.Limit = aggregateLimit(lims)
 	f.setArrivals(arrivals)
 	return f
 }
@@ -384,6 +400,11 @@ type Row struct {
 	Noisy *NoisyFigures `json:"noisy,omitempty"`
 	// Failover: medians and worst of the failover runs (KindFailover).
 	Failover *FailoverFigures `json:"failover,omitempty"`
+	// Limit: belay's adaptive limit, medians across rounds (a BelayVariant's
+	// pgbench runs).
+	Limit *LimitFigures `json:"limit,omitempty"`
+	// Quota: the quota-halved figures, medians across rounds (KindQuota).
+	Quota *QuotaRun `json:"quota,omitempty"`
 }
 
 // ErrorCount is what the report shows as errors: failed transactions,
@@ -528,6 +549,12 @@ func aggregate(target, label string, runs []RunResult) Row {
 	}
 	row.Noisy = aggregateNoisy(runs)
 	row.Failover = aggregateFailover(runs)
+	var lims []*LimitFigures
+	for _, r := range runs {
+		lims = append(lims, r.Limit)
+	}
+	row.Limit = aggregateLimit(lims)
+	row.Quota = aggregateQuota(runs)
 	return row
 }
 
@@ -541,6 +568,8 @@ type ScenarioResult struct {
 	Failover *FailoverInfo `json:"failover,omitempty"`
 	// Sharded is the tps and belay's CPU by shard count (KindSharded).
 	Sharded *ShardedResult `json:"sharded,omitempty"`
+	// Quota describes the quota-halved scenario's node (KindQuota).
+	Quota *QuotaInfo `json:"quota,omitempty"`
 }
 
 // Row returns the row of target, or nil.
@@ -573,6 +602,7 @@ type Meta struct {
 	Rounds           int       `json:"rounds"`
 	Duration         float64   `json:"duration_s"`
 	PoolSize         int       `json:"pool_size"`
+	Jobs             int       `json:"pgbench_jobs"` // pgbench's -j (Options.Jobs)
 	Scale            int       `json:"scale"`
 	Cores            int       `json:"cores"`
 	CPUModel         string    `json:"cpu_model"`

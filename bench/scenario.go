@@ -29,6 +29,10 @@ const (
 	// 1, 2 and 4 CPU-limited shards through belay, Scenario.Script run
 	// against each and directly against one PostgreSQL (sharded.go).
 	KindSharded
+	// KindQuota is a node whose CPU quota is halved mid-run: pgbench
+	// through each of Scenario.Variants in front of a PostgreSQL in a
+	// cgroup of its own (adaptive.go).
+	KindQuota
 )
 
 // Scenario is one workload run against every target.
@@ -70,6 +74,15 @@ type Scenario struct {
 	// Script is a pgbench script (KindSharded), run with -f and
 	// -D scale=Options.Scale.
 	Script string `json:",omitempty"`
+
+	// Variants, when set, are the scenario's belay targets instead of
+	// belay proxy and its two tiers: belay started with settings of its
+	// own, afresh for each run (KindPgbench, KindNoisy, KindQuota;
+	// adaptive.go).
+	Variants []BelayVariant `json:",omitempty"`
+	// NoisyJobs is the noisy user's pgbench threads (KindNoisy; 0:
+	// Options.Jobs, as the quiet user's).
+	NoisyJobs int `json:",omitempty"`
 }
 
 // sslMode is pgbench's sslmode for sc.
@@ -159,6 +172,7 @@ func DefaultScenarios(quick bool, idle int) []Scenario {
 	)
 	if !quick {
 		s = append(s, noisyNeighbourTx)
+		s = append(s, adaptiveScenarios()...)
 		s = append(s, readScaleScenarios()...)
 		s = append(s, shardedScenarios()...)
 		s = append(s, failoverScenario())
@@ -206,8 +220,23 @@ func noisyScenario(id, what string, args ...string) Scenario {
 
 // targetsFor lists the target names sc is run against, in run order:
 // belay's two tiers (withTiers) after belay proxy, in the pgbench, idle
-// and noisy-neighbour scenarios.
+// and noisy-neighbour scenarios. A scenario with Variants runs them
+// instead of belay proxy and its two tiers, and leaves direct out where
+// it would be n/a.
 func targetsFor(sc Scenario, withPgBouncer, withTiers bool) []string {
+	if len(sc.Variants) > 0 {
+		var t []string
+		if sc.DirectNA == "" {
+			t = append(t, Direct)
+		}
+		if withPgBouncer {
+			t = append(t, PgBouncer)
+		}
+		for _, v := range sc.Variants {
+			t = append(t, v.Name)
+		}
+		return t
+	}
 	t := []string{Direct}
 	if withPgBouncer {
 		t = append(t, PgBouncer)
@@ -220,4 +249,15 @@ func targetsFor(sc Scenario, withPgBouncer, withTiers bool) []string {
 		t = append(t, BelayTiers)
 	}
 	return t
+}
+
+// label is target name's label in sc's report: a variant's own, else
+// targetLabel's.
+func (sc Scenario) label(name string) string {
+	for _, v := range sc.Variants {
+		if v.Name == name {
+			return v.Label
+		}
+	}
+	return targetLabel(name)
 }
