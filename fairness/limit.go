@@ -299,8 +299,8 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 	}
 	m.Capacity = m.Throughput * l.base.Seconds()
 	m.Queue = max(0, m.Running-m.Capacity)
-	alpha := max(2, 0.5*m.Capacity) // the queue kept, at least
-	beta := max(alpha+3, m.Capacity)
+	alpha := max(1, 0.5*m.Capacity) // the queue kept, at least
+	beta := max(alpha+1.5, m.Capacity)
 	target := int(math.Ceil(m.Capacity + (alpha+beta)/2))
 	running := min(l.limit, int(math.Ceil(m.Running)))
 	binding := m.Waited && m.Running >= float64(l.limit)-1

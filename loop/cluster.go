@@ -343,7 +343,7 @@ func (p *Proxy) nodes() []admin.Node {
 	}
 	if p.cluster == nil {
 		host, port := splitAddr(p.cfg.Server)
-		l := p.nodeLimit("")
+		l := p.Limit("")
 		return []admin.Node{{Node: "", Host: host, Port: port, Role: "primary", State: "up", ServersOpen: open[""],
 			Limit: l.Limit, LimitReason: limitReason(l)}}
 	}
@@ -356,15 +356,15 @@ func (p *Proxy) nodes() []admin.Node {
 		out = c.nodeRows(out, open)
 	}
 	for i := range out {
-		l := p.nodeLimit(out[i].Node)
+		l := p.Limit(out[i].Node)
 		out[i].Limit, out[i].LimitReason = l.Limit, limitReason(l)
 	}
 	return out
 }
 
-// nodeLimit is the adaptive limit of the node name (see poolcore's
-// limit.go). Any goroutine.
-func (p *Proxy) nodeLimit(name string) poolcore.LimitStats {
+// Limit is the adaptive limit of the node name ("" for the one server of
+// a proxy without a cluster; see poolcore's limit.go). Any goroutine.
+func (p *Proxy) Limit(name string) poolcore.LimitStats {
 	ns, _ := p.pools.NodeStatsOf(name)
 	return ns.Limit
 }

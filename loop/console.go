@@ -308,7 +308,7 @@ func (c console) Pools() []admin.Pool {
 			SvActive: int(st.Active), SvIdle: int(st.Idle), SvLogin: int(st.Dialing), SvBeingCanceled: int(st.CancelWait),
 			MaxWait: pool.OldestWait(), Mode: lv.poolMode(),
 			ClPinned: int(pool.Pins()), SvOpen: int(st.Open), FairShare: share, Demand: demand,
-			Weight: lv.limits(k.User).Weight, NodeLimit: p.nodeLimit(k.Node).Limit,
+			Weight: lv.limits(k.User).Weight, NodeLimit: p.Limit(k.Node).Limit,
 		})
 	}
 	return out

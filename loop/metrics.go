@@ -64,7 +64,7 @@ func newProxyMetrics(p *Proxy, loops int) *proxyMetrics {
 		writeHistograms(w, pools.Pools())
 		nodes := p.nodes()
 		writeNodes(w, nodes)
-		writeLimits(w, nodes, p.nodeLimit)
+		writeLimits(w, nodes, p.Limit)
 	})
 	return m
 }

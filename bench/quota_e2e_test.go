@@ -1,0 +1,159 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/belaydb/belay/internal/pginstance"
+	"github.com/belaydb/belay/internal/pgtest"
+	"github.com/belaydb/belay/loop"
+	"github.com/jackc/pgx/v5"
+)
+
+// TestAdaptiveLimitUnderQuota is the adaptive limit (fairness.Limiter, on
+// in belay proxy by default) end to end against a PostgreSQL whose CPU
+// quota changes mid-run: the node in a cgroup of its own at 2 cores, 40
+// clients of CPU-bound queries through belay, then the quota cut to a
+// quarter of a core. The limit must not rise, and it or the limiter's
+// measure of the node's capacity must fall; the figures (and how long the
+// limit took to move) are logged. belay bench's quota-halved
+// scenario measures the same with pgbench, and the latency.
+func TestAdaptiveLimitUnderQuota(t *testing.T) {
+	if _, err := pginstance.FindBinDir(); err != nil {
+		t.Fatal(err) // CI installs PostgreSQL: never skip silently
+	}
+	cg, err := newNodeCgroups([]string{"node"})
+	if err != nil {
+		t.Skipf("no CPU quota here: %v", err)
+	}
+	t.Cleanup(func() { // after the server stopped (cleanups run last in, first out)
+		if err := cg.remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	quota := func(cores float64) {
+		t.Helper()
+		q, err := cpuQuotaUs(cores, cpuPeriodUs/10) // a 10 ms period: throttling waits are short
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cg.limitPeriod("node", q, cpuPeriodUs/10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	quota(2)
+	pg := pgtest.New(t, pginstance.Options{Cgroup: cg.dir("node"), Settings: map[string]string{"max_connections": "60"}})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	p, err := loop.Start(loop.Config{Listen: []string{addr}, Server: pg.Addr(), PoolSize: 30, MaxDBConnections: 30,
+		AdaptiveLimit: true, AuthType: "trust", EventLoops: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = p.Stop(ctx)
+	}()
+
+	host, port, _ := net.SplitHostPort(addr)
+	conn := "host=" + host + " port=" + port + " dbname=postgres user=" + pg.Superuser + " sslmode=disable"
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for range 40 {
+		cfg, err := pgx.ParseConfig(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close(context.Background())
+			for ctx.Err() == nil {
+				if _, err := c.Exec(ctx, "SELECT count(*) FROM generate_series(1, 20000)"); err != nil && ctx.Err() == nil {
+					t.Errorf("query: %v", err)
+					return
+				}
+			}
+		}()
+	}
+
+	// sample reads the limit (outside probes and checks) and the measured
+	// capacity every 100 ms for d.
+	sample := func(d time.Duration) (limits []int, capacity []float64) {
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			ls := p.Limit("")
+			if strings.HasPrefix(ls.Reason, "probe") || strings.HasPrefix(ls.Reason, "check") {
+				continue
+			}
+			limits = append(limits, ls.Limit)
+			if ls.Last.Capacity > 0 {
+				capacity = append(capacity, ls.Last.Capacity)
+			}
+		}
+		return limits, capacity
+	}
+	sample(15 * time.Second) // settle
+	l1, c1 := sample(5 * time.Second)
+	quota(0.25)
+	cut := time.Now()
+	var moved time.Duration
+	for time.Since(cut) < 15*time.Second && moved == 0 {
+		if ls := p.Limit(""); ls.Limit < medianInt(l1) && !strings.HasPrefix(ls.Reason, "probe") && !strings.HasPrefix(ls.Reason, "check") {
+			moved = time.Since(cut)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	sample(10 * time.Second)
+	l2, c2 := sample(5 * time.Second)
+	t.Logf("2 cores: limit %v, capacity %.2f; a quarter core: limit %v, capacity %.2f; the limit first fell %v after the cut; %s",
+		medianInt(l1), medianF(c1), medianInt(l2), medianF(c2), moved, p.Limit("").Reason)
+	if len(l1) == 0 || len(l2) == 0 || len(c1) == 0 || len(c2) == 0 {
+		t.Fatalf("no samples: %v %v %v %v", l1, l2, c1, c2)
+	}
+	if medianInt(l2) > medianInt(l1) {
+		t.Errorf("the limit rose from %d to %d when the quota was cut", medianInt(l1), medianInt(l2))
+	}
+	// One of the two must show the cut: the limit falls, or the capacity
+	// the limiter measures does (a node already at the band's floor keeps
+	// its limit).
+	if medianInt(l2) == medianInt(l1) && medianF(c2) > 0.75*medianF(c1) {
+		t.Errorf("neither the limit (%d) nor the measured capacity (%.2f, then %.2f) followed the quota from 2 cores to a quarter",
+			medianInt(l1), medianF(c1), medianF(c2))
+	}
+}
+
+func medianInt(v []int) int {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]int(nil), v...)
+	sort.Ints(s)
+	return s[len(s)/2]
+}
+
+func medianF(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
