@@ -60,7 +60,7 @@
 //     them waiting, and Queue = Running - Capacity, those waiting inside
 //     Postgres.
 //
-// The limit keeps Queue within a band of [max(2, Capacity/2), max(that+3,
+// The limit keeps Queue within a band of [max(1, Capacity/2), max(that+1.5,
 // Capacity)]: a small queue keeps every CPU busy, a longer one only adds
 // latency. Above the band it shrinks toward Capacity plus the band's
 // middle, by at most a quarter a step and after two windows in a row
