@@ -1,11 +1,17 @@
 package bench
 
 import (
+	"bytes"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/belaydb/belay/internal/pginstance"
 )
 
 func TestAdaptiveScenarios(t *testing.T) {
@@ -414,5 +420,108 @@ func TestRenderAdaptive(t *testing.T) {
 	md = RenderMarkdown(&Report{Scenarios: []ScenarioResult{skipped}}, nil)
 	if !strings.Contains(md, "Skipped: no cgroup file system") || !strings.Contains(md, "| adaptive-quota-halved | | | | | skipped: no cgroup file system |") {
 		t.Errorf("skipped quota scenario:\n%s", md)
+	}
+}
+
+// TestAdaptiveEndToEnd runs the adaptive-limit scenarios in small:
+// PostgreSQL, belay variants (this test binary as proxy, adaptive at a
+// ceiling of 4 and fixed at 2), one second per run, a pgbench sweep, a
+// noisy neighbour and, where cgroups can limit CPU, the quota halved.
+func TestAdaptiveEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the end-to-end bench starts PostgreSQL and proxies")
+	}
+	if _, err := pginstance.FindBinDir(); err != nil {
+		t.Fatal(err) // CI installs PostgreSQL (make deps): never skip silently
+	}
+	ad := BelayVariant{Name: adaptiveVariantName, Label: "belay adaptive (ceiling 4)", PoolSize: 4, MaxDB: 4}
+	variants := []BelayVariant{ad, fixedVariant(2, 4)}
+	sel := []string{"-S", "-M", "simple"}
+	o := Options{
+		Out: t.TempDir(), Duration: time.Second, Rounds: 1, Scale: 1, PoolSize: 4, Jobs: 2, WarmUp: -1,
+		BelayExe: os.Args[0], BelayEnv: []string{proxyEnv + "=1"}, NoPgBouncer: true, NoTiers: true,
+		QuotaDuration: 4 * time.Second, Command: "go test ./bench -run TestAdaptiveEndToEnd",
+		Scenarios: []Scenario{
+			{ID: "adaptive-sweep-c8", Title: "adaptive sweep", PgbenchArgs: sel, Clients: 8, Variants: variants},
+			{ID: "adaptive-noisy", Title: "adaptive noisy neighbour", Kind: KindNoisy, PgbenchArgs: sel, Clients: 8, QuietClients: 2,
+				Budget: 3, Arrivals: 3, NoisyJobs: 1, DirectNA: "n/a", Variants: variants},
+			{ID: "adaptive-quota", Title: "adaptive quota halved", Kind: KindQuota, PgbenchArgs: sel, Clients: 8,
+				Variants: []BelayVariant{ad, fixedVariant(4, 4)}},
+		},
+	}
+	work, err := os.MkdirTemp("", "belay-bench-adaptive-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(work) })
+	o.WorkDir = work
+	rep := runLogged(t, o)
+	logs, _ := filepath.Glob(filepath.Join(work, "variants", "*", "belay.log"))
+	if len(logs) != 3 {
+		t.Errorf("variants' logs: %q", logs)
+	}
+	for _, l := range logs {
+		if b, _ := os.ReadFile(l); bytes.Contains(b, []byte("DATA RACE")) || bytes.Contains(b, []byte("panic:")) {
+			t.Errorf("%s: a data race or a panic:\n%s", l, b)
+		}
+	}
+	ran := func(s *ScenarioResult, name string) *Row {
+		t.Helper()
+		r := s.Row(name)
+		if r == nil || r.NA != "" || r.ErrorCount() > 0 {
+			t.Fatalf("%s %s: %+v", s.Scenario.ID, name, r)
+		}
+		return r
+	}
+	sweep, noisy, quota := &rep.Scenarios[0], &rep.Scenarios[1], &rep.Scenarios[2]
+	if got := []string{sweep.Rows[0].Target, sweep.Rows[1].Target, sweep.Rows[2].Target, sweep.Rows[3].Target}; !slices.Equal(got,
+		[]string{Direct, PgBouncer, adaptiveVariantName, "belay-fixed-2"}) {
+		t.Errorf("sweep's rows: %q", got)
+	}
+	a, f := ran(sweep, adaptiveVariantName), ran(sweep, "belay-fixed-2")
+	if a.TPS <= 0 || a.Limit == nil || a.Limit.Samples == 0 || a.Limit.Max > 4 || a.CPUPer1k < 0 {
+		t.Errorf("sweep, adaptive: tps %v, limit %+v", a.TPS, a.Limit)
+	}
+	if f.TPS <= 0 || f.Limit == nil || f.Limit.Min != 2 || f.Limit.Max != 2 || f.Limit.Changes != 0 {
+		t.Errorf("sweep, fixed 2: tps %v, limit %+v", f.TPS, f.Limit)
+	}
+	if na := noisy.Row(Direct); na != nil {
+		t.Errorf("noisy: a direct row without figures: %+v", na)
+	}
+	na, nf := ran(noisy, adaptiveVariantName).Noisy, ran(noisy, "belay-fixed-2").Noisy
+	if na == nil || na.NoisyTx == 0 || na.TotalTPS <= 0 || na.Limit == nil || na.Arrivals != 3 || na.QuietAloneP99 <= 0 {
+		t.Errorf("noisy, adaptive: %+v", na)
+	}
+	if nf == nil || nf.NoisyTx == 0 || nf.Limit == nil || nf.Limit.Median != 2 || nf.Arrivals != 0 || nf.CalmArrivals != 0 || nf.MaxServers > 2 {
+		t.Errorf("noisy, fixed 2 (no arrivals): %+v", nf)
+	}
+	if quota.Quota == nil {
+		t.Fatal("quota: no setup")
+	}
+	if quota.Quota.Skipped != "" {
+		t.Logf("quota halved skipped: %s", quota.Quota.Skipped)
+	} else {
+		qa, qf := ran(quota, adaptiveVariantName).Quota, ran(quota, "belay-fixed-4").Quota
+		if qa == nil || len(qa.Seconds) < 3 || qa.TPSBefore <= 0 || qa.TPSLast <= 0 || qa.LimitBefore == 0 {
+			t.Errorf("quota, adaptive: %+v", qa)
+		}
+		if qf == nil || qf.LimitBefore != 4 || qf.LimitAfter != 4 || qf.FollowS != -1 || qf.ThrottledAfter <= 0 {
+			t.Errorf("quota, fixed 4: %+v", qf)
+		}
+		// The node cgroups are gone.
+		for _, pattern := range []string{"/sys/fs/cgroup/*/", "/sys/fs/cgroup/"} {
+			if m, _ := filepath.Glob(pattern + cgroupPrefix + strconv.Itoa(os.Getpid()) + "*"); len(m) > 0 {
+				t.Errorf("cgroup %s left behind", m)
+			}
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(o.Out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range o.Scenarios {
+		if !bytes.Contains(md, []byte("## "+sc.Title)) {
+			t.Errorf("report.md lacks the section of %s", sc.ID)
+		}
 	}
 }

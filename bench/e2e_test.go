@@ -52,6 +52,7 @@ func testProxy(args []string) error {
 	server := fs.String("server", "", "")
 	poolSize := fs.Int("pool-size", 0, "")
 	maxDB := fs.Int("max-db-connections", 0, "")
+	adaptive := fs.Bool("adaptive-limit", true, "") // on by default, as in belay proxy
 	fs.String("log-level", "warn", "")
 	authType := fs.String("auth-type", "trust", "")
 	tlsMode := fs.String("tls-mode", "", "")
@@ -79,7 +80,7 @@ func testProxy(args []string) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	cfg := loop.Config{
-		Listen: []string{*listen}, Server: *server, PoolSize: *poolSize, MaxDBConnections: *maxDB, AuthType: *authType,
+		Listen: []string{*listen}, Server: *server, PoolSize: *poolSize, MaxDBConnections: *maxDB, AdaptiveLimit: *adaptive, AuthType: *authType,
 		TLSMode: *tlsMode, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
