@@ -35,6 +35,10 @@ func (e *env) flamegraphs(ctx context.Context) error {
 			e.logf("flame graph %-22s skipped: it measures fairness between users, not CPU", sc.ID)
 			continue
 		}
+		if len(sc.Variants) > 0 {
+			e.logf("flame graph %-22s skipped: it compares belay's settings (its adaptive limit), not CPU", sc.ID)
+			continue
+		}
 		prof := filepath.Join(e.work, sc.ID+".pb.gz")
 		if err := e.startBelay(ctx, prof); err != nil {
 			return err
