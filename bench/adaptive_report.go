@@ -540,13 +540,19 @@ func renderNoisySweep(b *strings.Builder, s *ScenarioResult, m Meta) {
 	}
 	fmt.Fprintf(b, "PgBouncer: `max_db_connections = %d` on the database, `default_pool_size = %d` per user, as in the noisy-neighbour "+
 		"scenario. The pools of every proxy log in as the client's own user.\n\n", sc.Budget, m.PoolSize)
-	fmt.Fprintf(b, "- **together**: user `noisy` runs %d pgbench clients (`-j %d`); %s later user `quiet` runs %d for %g s; both are "+
-		"counted while both ran, by the completion times in pgbench's logs (see the noisy-neighbour scenario). *total* is "+
-		"quiet's and noisy's tps together; *÷ best fixed* is a target's total over that of the fixed budget with the highest.\n",
-		sc.Clients, jobs, noisyLead, sc.QuietClients, m.Duration)
-	fmt.Fprintf(b, "- **alone**: the quiet user's %d clients with nothing else running.\n", sc.QuietClients)
-	fmt.Fprintf(b, "- **arrivals** (PgBouncer and belay adaptive only; the fixed budgets skip them): %d fresh users arrive while "+
-		"`noisy` runs flat out, as in the noisy-neighbour scenario.\n\n", sc.Arrivals)
+	fmt.Fprintf(b, "- **together**: user `noisy` runs %d pgbench clients (`-j %d`); %s later user `quiet` runs %d (`-j %d`) for %g s; "+
+		"both are counted while both ran, from the start of the quiet run (connecting included) to its exit or the noisy run's "+
+		"last transaction, by the completion times in pgbench's logs; quiet's latencies are those of its transactions in that "+
+		"window. *total* is quiet's and noisy's tps together; *÷ best fixed* is a target's total over that of the fixed budget "+
+		"with the highest total.\n",
+		sc.Clients, jobs, noisyLead, sc.QuietClients, min(m.Jobs, sc.QuietClients), m.Duration)
+	fmt.Fprintf(b, "- **alone**: the quiet user's %d clients with nothing else running; *(×)* is quiet's p99 with noisy over its p99 alone.\n",
+		sc.QuietClients)
+	fmt.Fprintf(b, "- **arrivals** (PgBouncer and belay adaptive only; the fixed budgets skip them): while `noisy` runs flat out, %d fresh "+
+		"users arrive one every %s, each on a connection of its own: it connects, logs in, runs `SELECT 1` and leaves; the time "+
+		"is from its TCP connect to the result (nearest-rank percentiles).\n", sc.Arrivals, arrivalGap)
+	b.WriteString("- **servers held**: backends of each user in `pg_stat_activity`, sampled every 250 ms: medians over the window, " +
+		"and the most of all users at once (a belay started afresh begins at its ceiling).\n\n")
 	best := bestFixed(s, noisyTotal)
 	b.WriteString("| target | quiet tps | noisy tps | total tps | ÷ best fixed | quiet's share | quiet p99 ms: alone / with noisy (×) " +
 		"| belay's limit together: median (settled; least–most), changes, probes | servers held: noisy / quiet (most in all) " +
