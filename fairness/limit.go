@@ -189,6 +189,22 @@ func (l *Limiter) SetMax(n int) {
 	l.preProbe = min(l.preProbe, n)
 }
 
+// SetMin changes the floor (a reload of adaptive_limit_min; 0:
+// DefaultLimitMin), at most the ceiling; a limit below it is raised to it.
+func (l *Limiter) SetMin(n int) {
+	if n <= 0 {
+		n = DefaultLimitMin
+	}
+	n = min(n, l.cfg.Max)
+	if n == l.cfg.Min {
+		return
+	}
+	l.cfg.Min = n
+	if l.limit < n && !l.probing {
+		l.set(n, "floor: raised", float64(l.idle))
+	}
+}
+
 // Observe takes the node's sample at now and reports whether Budget
 // changed.
 func (l *Limiter) Observe(now time.Duration, s Sample) bool {

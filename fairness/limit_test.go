@@ -274,6 +274,10 @@ func TestLimiterSetMax(t *testing.T) {
 		t.Fatalf("limit %d under a ceiling of 3", l.Limit())
 	}
 	l.SetMax(100)
+	l.SetMin(5)
+	if l.Limit() < 5 {
+		t.Fatalf("limit %d under a floor of 5", l.Limit())
+	}
 	run(l, n, 30*time.Second)
 	if l.Limit() < settled-2 {
 		t.Errorf("limit %d after the ceiling was raised again, %d before", l.Limit(), settled)

@@ -26,6 +26,7 @@ func (n *node) setCeiling(ceiling int) {
 		n.limiter = fairness.NewLimiter(fairness.LimiterConfig{Min: n.limitMin, Max: ceiling})
 	default:
 		n.limiter.SetMax(ceiling)
+		n.limiter.SetMin(n.limitMin)
 	}
 	n.alloc.SetBudget(n.budget())
 }
