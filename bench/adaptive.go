@@ -246,46 +246,22 @@ type limitSample struct {
 	nodeLimit
 }
 
-// limitSampler reads belay_node_limit every limitSampleEvery in a
-// goroutine, until stop.
-type limitSampler struct {
-	quit    chan struct{}
-	done    chan struct{}
-	samples []limitSample // written by the goroutine until done is closed
-}
+// limitSampler reads belay_node_limit every limitSampleEvery.
+type limitSampler = sampler[limitSample]
 
 // sampleLimit starts reading the limit from the /metrics at url. A failed
 // read is skipped.
 func sampleLimit(ctx context.Context, url string) *limitSampler {
-	s := &limitSampler{quit: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		tk := time.NewTicker(limitSampleEvery)
-		defer tk.Stop()
-		for {
-			at := time.Now()
-			if body, err := fetchMetrics(ctx, url); err == nil {
-				if nl, ok := parseNodeLimit(body); ok {
-					s.samples = append(s.samples, limitSample{At: at, nodeLimit: nl})
-				}
+	return startSampler(ctx, limitSampleEvery, func() (func(time.Time) (limitSample, bool), func(), error) {
+		return func(at time.Time) (limitSample, bool) {
+			body, err := fetchMetrics(ctx, url)
+			if err != nil {
+				return limitSample{}, false
 			}
-			select {
-			case <-s.quit:
-				return
-			case <-ctx.Done():
-				return
-			case <-tk.C:
-			}
-		}
-	}()
-	return s
-}
-
-// stop ends the sampling and returns the samples.
-func (s *limitSampler) stop() []limitSample {
-	close(s.quit)
-	<-s.done
-	return s.samples
+			nl, ok := parseNodeLimit(body)
+			return limitSample{At: at, nodeLimit: nl}, ok
+		}, nil, nil
+	})
 }
 
 // fetchMetrics reads the Prometheus text at url.

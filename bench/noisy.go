@@ -324,36 +324,34 @@ func arriveOnce(ctx context.Context, t Target, user string, loaded bool, deadlin
 	return a
 }
 
-// serverSampler samples pg_stat_activity every serverSampleEvery from a
-// connection of its own, in a goroutine, until stop.
-type serverSampler struct {
+// sampler calls read every period in a goroutine, keeping the samples it
+// returns (a failed read returns false and is skipped), until stop.
+type sampler[T any] struct {
 	quit    chan struct{}
 	done    chan struct{}
-	samples []serverSample // written by the goroutine until done is closed
+	samples []T // written by the goroutine until done is closed
 }
 
-// sampleServers starts sampling the backends of the noisy, quiet and
-// arriving users in the bench database. A failed sample is skipped.
-func (e *env) sampleServers(ctx context.Context) *serverSampler {
-	s := &serverSampler{quit: make(chan struct{}), done: make(chan struct{})}
+// startSampler starts sampling; open, when set, runs first in the
+// goroutine (a connection of its own) and returns the read and its
+// cleanup, or an error that ends the sampling.
+func startSampler[T any](ctx context.Context, every time.Duration, open func() (read func(at time.Time) (T, bool), closer func(), err error)) *sampler[T] {
+	s := &sampler[T]{quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		conn, err := pgconn.Connect(ctx, e.pg.ConnString(benchDB, e.pg.Superuser))
+		read, closer, err := open()
 		if err != nil {
-			e.logf("sampling pg_stat_activity: %v", err)
 			return
 		}
-		defer conn.Close(context.Background())
-		q := fmt.Sprintf("SELECT count(*) FILTER (WHERE usename = '%s'), count(*) FILTER (WHERE usename = '%s'), "+
-			"count(*) FILTER (WHERE usename LIKE 'arrive\\_%%') FROM pg_stat_activity WHERE datname = '%s'", noisyUser, quietUser, benchDB)
-		tk := time.NewTicker(serverSampleEvery)
+		if closer != nil {
+			defer closer()
+		}
+		tk := time.NewTicker(every)
 		defer tk.Stop()
 		for {
 			at := time.Now()
-			if res, err := conn.Exec(ctx, q).ReadAll(); err == nil && len(res) == 1 && len(res[0].Rows) == 1 && len(res[0].Rows[0]) == 3 {
-				row := res[0].Rows[0]
-				n := func(i int) int { v, _ := strconv.Atoi(string(row[i])); return v }
-				s.samples = append(s.samples, serverSample{At: at, Noisy: n(0), Quiet: n(1), Other: n(2)})
+			if v, ok := read(at); ok {
+				s.samples = append(s.samples, v)
 			}
 			select {
 			case <-s.quit:
@@ -368,10 +366,38 @@ func (e *env) sampleServers(ctx context.Context) *serverSampler {
 }
 
 // stop ends the sampling and returns the samples.
-func (s *serverSampler) stop() []serverSample {
+func (s *sampler[T]) stop() []T {
 	close(s.quit)
 	<-s.done
 	return s.samples
+}
+
+// serverSampler samples pg_stat_activity every serverSampleEvery.
+type serverSampler = sampler[serverSample]
+
+// sampleServers starts sampling the backends of the noisy, quiet and
+// arriving users in the bench database, from a connection of its own. A
+// failed sample is skipped.
+func (e *env) sampleServers(ctx context.Context) *serverSampler {
+	return startSampler(ctx, serverSampleEvery, func() (func(time.Time) (serverSample, bool), func(), error) {
+		conn, err := pgconn.Connect(ctx, e.pg.ConnString(benchDB, e.pg.Superuser))
+		if err != nil {
+			e.logf("sampling pg_stat_activity: %v", err)
+			return nil, nil, err
+		}
+		q := fmt.Sprintf("SELECT count(*) FILTER (WHERE usename = '%s'), count(*) FILTER (WHERE usename = '%s'), "+
+			"count(*) FILTER (WHERE usename LIKE 'arrive\\_%%') FROM pg_stat_activity WHERE datname = '%s'", noisyUser, quietUser, benchDB)
+		read := func(at time.Time) (serverSample, bool) {
+			res, err := conn.Exec(ctx, q).ReadAll()
+			if err != nil || len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 3 {
+				return serverSample{}, false
+			}
+			row := res[0].Rows[0]
+			n := func(i int) int { v, _ := strconv.Atoi(string(row[i])); return v }
+			return serverSample{At: at, Noisy: n(0), Quiet: n(1), Other: n(2)}, true
+		}
+		return read, func() { conn.Close(context.Background()) }, nil
+	})
 }
 
 // sleepCtx sleeps for d or until ctx is done.
