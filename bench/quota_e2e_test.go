@@ -19,7 +19,7 @@ import (
 
 // TestAdaptiveLimitUnderQuota is the adaptive limit (fairness.Limiter, on
 // in belay proxy by default) end to end against a PostgreSQL whose CPU
-// quota changes mid-run: the node in a cgroup of its own at 2 cores, 40
+// quota changes mid-run: the node in a cgroup of its own at 1 core, 40
 // clients of CPU-bound queries through belay, then the quota cut to a
 // quarter of a core. The limit must not rise, and it or the limiter's
 // measure of the node's capacity must fall; the figures (and how long the
@@ -48,7 +48,7 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	quota(2)
+	quota(1)
 	pg := pgtest.New(t, pginstance.Options{Cgroup: cg.dir("node"), Settings: map[string]string{"max_connections": "60"}})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -123,7 +123,7 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 	}
 	sample(10 * time.Second)
 	l2, c2 := sample(5 * time.Second)
-	t.Logf("2 cores: limit %v, capacity %.2f; a quarter core: limit %v, capacity %.2f; the limit first fell %v after the cut; %s",
+	t.Logf("1 core: limit %v, capacity %.2f; a quarter core: limit %v, capacity %.2f; the limit first fell %v after the cut; %s",
 		medianInt(l1), medianF(c1), medianInt(l2), medianF(c2), moved, p.Limit("").Reason)
 	if len(l1) == 0 || len(l2) == 0 || len(c1) == 0 || len(c2) == 0 {
 		t.Fatalf("no samples: %v %v %v %v", l1, l2, c1, c2)
@@ -135,7 +135,7 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 	// the limiter measures does (a node already at the band's floor keeps
 	// its limit).
 	if medianInt(l2) == medianInt(l1) && medianF(c2) > 0.75*medianF(c1) {
-		t.Errorf("neither the limit (%d) nor the measured capacity (%.2f, then %.2f) followed the quota from 2 cores to a quarter",
+		t.Errorf("neither the limit (%d) nor the measured capacity (%.2f, then %.2f) followed the quota from 1 core to a quarter",
 			medianInt(l1), medianF(c1), medianF(c2))
 	}
 }

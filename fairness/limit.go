@@ -59,6 +59,11 @@ type Sample struct {
 	Held int
 	// Waiting is the clients waiting for a server now.
 	Waiting int
+	// Logins counts the servers that began to log in to the node so far.
+	// A new server's first queries are slow (its caches are cold) and a
+	// burst of them (a start, a failover onto the node) is no measure of
+	// the node: see cold.
+	Logins uint64
 }
 
 // Measure is one window's reading of the node.
@@ -95,6 +100,9 @@ type Limiter struct {
 	exec     time.Duration
 	heldInt  float64 // Held integrated over the window, in server-seconds
 	waited   bool
+	// coldUntil: a window that ends by then saw servers log in, or
+	// follows one that did, and decides nothing (see decide).
+	coldUntil time.Duration
 
 	base     time.Duration // baseline service time (0: none yet)
 	baseAt   time.Duration
@@ -217,6 +225,9 @@ func (l *Limiter) Observe(now time.Duration, s Sample) bool {
 	}
 	dq, de := s.Queries-l.prev.Queries, s.Exec-l.prev.Exec
 	dt := now - l.prevAt
+	if s.Logins != l.prev.Logins {
+		l.coldUntil = now + 2*l.cfg.Window
+	}
 	l.prev, l.prevAt = s, now
 	if now <= l.settle {
 		l.restart(now) // the pools still adjust to the last change
@@ -291,6 +302,15 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 		l.probing = false
 		l.base, l.baseAt = m.Service, now
 		l.measure(l.preProbe, fmt.Sprintf("probed: %s per query with at most %d running", round(m.Service), l.cfg.Min), idle)
+		return
+	}
+	if now <= l.coldUntil {
+		// Servers logged in during this window or the one before: their
+		// first queries fill their caches, and a burst of logins is a
+		// start or work arriving at once (a failover onto this node).
+		// Such a window says nothing of the node at its pace.
+		l.reason = "steady: servers logging in, the node not measured"
+		l.setBudget(idle)
 		return
 	}
 	switch {

@@ -328,3 +328,34 @@ func TestLimiterWorkTurnsSlowNotHeavy(t *testing.T) {
 		t.Errorf("%.0f q/s at limit %d; best %.0f at %d: %s", x, l.Limit(), top, knee, l.Reason())
 	}
 }
+
+// Servers logging in (a start, a failover onto the node: work arriving at
+// once on servers whose caches are cold) are no measure of the node: the
+// limit does not move while they do, and measures once they are done.
+func TestLimiterColdServers(t *testing.T) {
+	n := newSim(9)
+	l := NewLimiter(LimiterConfig{Max: 100})
+	run(l, n, 20*time.Second) // settled, with a baseline
+	settled := l.Limit()
+	l.SetMax(200)
+	logins := uint64(0)
+	for range 30 { // 3 s of a burst: slow queries, servers logging in
+		n.CPU = 2 * time.Millisecond
+		s := n.step(100*time.Millisecond, l.Budget())
+		logins += 5
+		s.Logins = logins
+		l.Observe(n.now, s)
+		if l.Limit() != settled {
+			t.Fatalf("the limit moved from %d to %d while servers logged in: %s", settled, l.Limit(), l.Reason())
+		}
+	}
+	// The logins are over; the node is slower for good: the limit follows.
+	for range 50 {
+		s := n.step(100*time.Millisecond, l.Budget())
+		s.Logins = logins
+		l.Observe(n.now, s)
+	}
+	if l.Limit() >= settled {
+		t.Errorf("limit %d 5 s after the logins, %d before, on a node 20 times slower: %s", l.Limit(), settled, l.Reason())
+	}
+}

@@ -45,7 +45,7 @@ func (n *node) adapt(now int64) {
 	if n.limiter == nil {
 		return
 	}
-	var s fairness.Sample
+	s := fairness.Sample{Logins: n.logins.Load()}
 	for _, p := range n.pools {
 		if p == nil {
 			continue

@@ -50,6 +50,10 @@ type node struct {
 	limitMin int  // Tunables.LimitMin
 	limiter  *fairness.Limiter
 
+	// logins counts the servers that began to log in (the adaptive
+	// limit does not measure the node while they do: limit.go).
+	logins atomic.Uint64
+
 	// contended mirrors alloc.Contended(): a release with it set offers its
 	// server to the allocator (Pool.handOver).
 	contended atomic.Bool

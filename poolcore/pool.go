@@ -923,6 +923,7 @@ func (p *Pool) removeIdle(sc *Server) {
 // dial logs a new server in for l, off the loop. The slot is reserved.
 func (p *Pool) dial(l *Loop) {
 	p.m.Dials.Add(1)
+	p.n.logins.Add(1)
 	p.perLoop[l.idx].dialing.Add(1)
 	p.m.log.Debug("dialling", "pool", p.key, "loop", l.idx, "open", p.open.Load())
 	go func() {
