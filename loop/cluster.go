@@ -142,6 +142,26 @@ func (c *cluster) primaryAddr() (string, error) {
 	return s.PrimaryNode().Addr, nil
 }
 
+// startPrimaryWait is how long Start waits for a topology that names a
+// primary.
+const startPrimaryWait = 10 * time.Second
+
+// awaitPrimary is primaryAddr, waiting up to d for a topology that names a
+// primary: a gateway started a moment after its pooler registered may see
+// the topology before the registration has reached it through etcd's
+// watch (the pooler view shows only nodes with a pooler), and exited with
+// "the cluster has no primary" (TestRollingRestart, once in CI).
+func (c *cluster) awaitPrimary(d time.Duration) (string, error) {
+	deadline := time.Now().Add(d)
+	for {
+		addr, err := c.primaryAddr()
+		if err == nil || !errors.Is(err, errNoPrimary) || time.Now().After(deadline) {
+			return addr, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // served is the shard of t the proxy serves.
 func (c *cluster) served(t *ha.Topology) *ha.Shard {
 	if c.shard != "" {

@@ -156,7 +156,7 @@ func Start(cfg Config) (*Proxy, error) {
 		if err != nil {
 			return nil, err
 		}
-		if cfg.Server, err = c.primaryAddr(); err != nil {
+		if cfg.Server, err = c.awaitPrimary(startPrimaryWait); err != nil {
 			return nil, err // auth_query and the node "" use the primary
 		}
 		p.cfg.Server = cfg.Server
