@@ -77,7 +77,8 @@ type Measure struct {
 	// throughput times the baseline service time. Queue is what runs
 	// beyond it, waiting inside Postgres (Running - Capacity, not below 0).
 	Capacity, Queue float64
-	Waited          bool // some client waited for a server in the window
+	Waited          bool   // some client waited for a server in the window
+	Logins          uint64 // servers that began to log in during the window
 }
 
 // Limiter is an adaptive limit on the queries one Postgres node runs at
@@ -100,9 +101,10 @@ type Limiter struct {
 	exec     time.Duration
 	heldInt  float64 // Held integrated over the window, in server-seconds
 	waited   bool
-	// coldUntil: a window that ends by then saw servers log in, or
-	// follows one that did, and decides nothing (see decide).
-	coldUntil time.Duration
+	// logins counts the logins of the window; burst says the window
+	// before this one was a burst of them (see decide).
+	logins uint64
+	burst  bool
 
 	base     time.Duration // baseline service time (0: none yet)
 	baseAt   time.Duration
@@ -225,8 +227,8 @@ func (l *Limiter) Observe(now time.Duration, s Sample) bool {
 	}
 	dq, de := s.Queries-l.prev.Queries, s.Exec-l.prev.Exec
 	dt := now - l.prevAt
-	if s.Logins != l.prev.Logins {
-		l.coldUntil = now + 2*l.cfg.Window
+	if s.Logins >= l.prev.Logins {
+		l.logins += s.Logins - l.prev.Logins
 	}
 	l.prev, l.prevAt = s, now
 	if now <= l.settle {
@@ -260,7 +262,7 @@ func (l *Limiter) Observe(now time.Duration, s Sample) bool {
 	}
 	secs := span.Seconds()
 	m := Measure{Span: span, Throughput: float64(l.queries) / secs, Running: l.exec.Seconds() / secs,
-		Held: l.heldInt / secs, Waited: l.waited}
+		Held: l.heldInt / secs, Waited: l.waited, Logins: l.logins}
 	m.Service = time.Duration(float64(l.exec) / float64(l.queries))
 	l.restart(now)
 	before := l.budget
@@ -271,7 +273,7 @@ func (l *Limiter) Observe(now time.Duration, s Sample) bool {
 
 // restart begins a new window at now.
 func (l *Limiter) restart(now time.Duration) {
-	l.winStart, l.queries, l.exec, l.heldInt, l.waited = now, 0, 0, 0, false
+	l.winStart, l.queries, l.exec, l.heldInt, l.waited, l.logins = now, 0, 0, 0, false, 0
 }
 
 // low says m ran at most Min queries at once because no more were asked
@@ -304,11 +306,15 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 		l.measure(l.preProbe, fmt.Sprintf("probed: %s per query with at most %d running", round(m.Service), l.cfg.Min), idle)
 		return
 	}
-	if now <= l.coldUntil {
-		// Servers logged in during this window or the one before: their
-		// first queries fill their caches, and a burst of logins is a
-		// start or work arriving at once (a failover onto this node).
-		// Such a window says nothing of the node at its pace.
+	burst, before := float64(m.Logins) >= max(3, m.Held/4), l.burst
+	l.burst = burst
+	if burst || before {
+		// A quarter of the servers held or more logged in during this
+		// window or the one before: a start, or work arriving at once
+		// (a failover onto this node), on servers whose first queries
+		// fill their caches. Such a window says nothing of the node at
+		// its pace. (A login now and then, a slot moving between loops or
+		// users, is no burst.)
 		l.reason = "steady: servers logging in, the node not measured"
 		l.setBudget(idle)
 		return

@@ -342,7 +342,7 @@ func TestLimiterColdServers(t *testing.T) {
 	for range 30 { // 3 s of a burst: slow queries, servers logging in
 		n.CPU = 2 * time.Millisecond
 		s := n.step(100*time.Millisecond, l.Budget())
-		logins += 5
+		logins += 10
 		s.Logins = logins
 		l.Observe(n.now, s)
 		if l.Limit() != settled {

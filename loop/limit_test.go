@@ -46,10 +46,10 @@ func TestAdaptiveLimit(t *testing.T) {
 				}
 			}()
 		}
-		return func() {
-			cancel()
-			wg.Wait()
-		}
+		var once sync.Once
+		stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+		t.Cleanup(stop) // before the connections close (cleanups run last in, first out)
+		return stop
 	}
 	limit := func() int { return p.pools.NodeStats().Limit.Limit }
 	// settled is the limit when it is not a probe's.
