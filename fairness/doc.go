@@ -79,7 +79,12 @@
 // query falls; if it stays within a fifth, the queries wait on something
 // other than each other (locks, I/O, a sleep), their time is the new
 // baseline, and the limit grows. Probes and checks are counted apart from
-// the changes of the limit's course (Probes, Changes). After every change the pools have half a
+// the changes of the limit's course (Probes, Changes).
+//
+// A window in which a quarter of the servers held or more logged in (a
+// start, or a failover onto the node: work arriving at once on servers
+// whose first queries fill their caches), or the window after it, decides
+// nothing. After every change the pools have half a
 // window to close or log in servers before the next window starts. So the
 // limit settles (under a steady load it does not move), follows a node
 // that slows within a few windows (a CPU quota cut, a storm of heavy
