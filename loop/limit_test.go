@@ -25,6 +25,7 @@ func TestAdaptiveLimit(t *testing.T) {
 	pg := pgtest.New(t, pginstance.Options{Settings: map[string]string{"fsync": "off", "max_connections": "60"}})
 	p := startProxy(t, pg, func(c *Config) {
 		c.PoolSize, c.MaxDBConnections, c.AdaptiveLimit = 30, 30, true
+		c.EventLoops = 1 // no slot moving between loops: its logins would keep the node unmeasured
 		c.AdminUsers = []string{"postgres"}
 	})
 	ctx := context.Background()
@@ -64,7 +65,8 @@ func TestAdaptiveLimit(t *testing.T) {
 		for end := time.Now().Add(d); !cond(); time.Sleep(100 * time.Millisecond) {
 			if time.Now().After(end) {
 				ns := p.pools.NodeStats()
-				t.Fatalf("%s: not within %s; limit %d, budget %d, open %d: %s", what, d, ns.Limit.Limit, ns.Budget, ns.Open, ns.Limit.Reason)
+				t.Fatalf("%s: not within %s; limit %d, budget %d, open %d, %d logins (%d slot moves, %d retried): %s", what, d,
+					ns.Limit.Limit, ns.Budget, ns.Open, p.pools.Dials.Load(), p.pools.Transfers.Load(), p.pools.LoginRetries.Load(), ns.Limit.Reason)
 			}
 		}
 	}
