@@ -195,14 +195,9 @@ func cdfChart(path string, s *ScenarioResult) (bool, error) {
 		if len(lat) == 0 {
 			continue
 		}
-		l, err := plotter.NewLine(cdfPoints(lat, 400))
-		if err != nil {
+		if _, err := addLine(p, cdfPoints(lat, 400), r.Target, fmt.Sprintf("%s (p99 %s ms)", r.Label, ms(r.P99))); err != nil {
 			return false, err
 		}
-		l.Color = targetColor(r.Target)
-		l.Width = vg.Points(1.5)
-		p.Add(l)
-		p.Legend.Add(fmt.Sprintf("%s (p99 %s ms)", r.Label, ms(r.P99)), l)
 		any = true
 	}
 	if !any {
@@ -230,17 +225,13 @@ func quietCDFChart(path string, s *ScenarioResult) (bool, error) {
 			if len(c.lat) == 0 {
 				continue
 			}
-			l, err := plotter.NewLine(cdfPoints(c.lat, 400))
+			l, err := addLine(p, cdfPoints(c.lat, 400), r.Target, fmt.Sprintf("%s, %s (p99 %s ms)", r.Label, c.what, ms(c.p99)))
 			if err != nil {
 				return false, err
 			}
-			l.Color = targetColor(r.Target)
-			l.Width = vg.Points(1.5)
 			if c.dash {
 				l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 			}
-			p.Add(l)
-			p.Legend.Add(fmt.Sprintf("%s, %s (p99 %s ms)", r.Label, c.what, ms(c.p99)), l)
 			any = true
 		}
 	}
@@ -273,14 +264,9 @@ func rssChart(path string, s *ScenarioResult) (bool, error) {
 			top = math.Max(top, v)
 			xys = append(xys, plotter.XY{X: smp.T, Y: v})
 		}
-		l, err := plotter.NewLine(xys)
-		if err != nil {
+		if _, err := addLine(p, xys, r.Target, r.Label); err != nil {
 			return false, err
 		}
-		l.Color = targetColor(r.Target)
-		l.Width = vg.Points(1.5)
-		p.Add(l)
-		p.Legend.Add(r.Label, l)
 		any = true
 	}
 	if !any {
@@ -315,14 +301,9 @@ func quotaChart(path string, s *ScenarioResult, title, yLabel string, of func(Qu
 		if len(xys) == 0 {
 			continue
 		}
-		l, err := plotter.NewLine(xys)
-		if err != nil {
+		if _, err := addLine(p, xys, r.Target, r.Label); err != nil {
 			return false, err
 		}
-		l.Color = targetColor(r.Target)
-		l.Width = vg.Points(1.5)
-		p.Add(l)
-		p.Legend.Add(r.Label, l)
 		any = true
 	}
 	if !any {
@@ -332,4 +313,18 @@ func quotaChart(path string, s *ScenarioResult, title, yLabel string, of func(Qu
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
 	return true, p.Save(6*vg.Inch, 4*vg.Inch, path)
+}
+
+// addLine adds xys to p as a line in target's colour, with label in the
+// legend.
+func addLine(p *plot.Plot, xys plotter.XYer, target, label string) (*plotter.Line, error) {
+	l, err := plotter.NewLine(xys)
+	if err != nil {
+		return nil, err
+	}
+	l.Color = targetColor(target)
+	l.Width = vg.Points(1.5)
+	p.Add(l)
+	p.Legend.Add(label, l)
+	return l, nil
 }
