@@ -55,7 +55,10 @@
 //     Min queries at once because no more were asked for (the least of
 //     them while fresh), or of a probe: when the node is loaded and the
 //     baseline is older than ProbeEvery (or missing), the limit drops to
-//     Min for one window to measure it;
+//     Min for one window to measure it (and then goes straight to its
+//     target when the window before the probe, read with the new
+//     baseline, had a queue above the band: a start at the ceiling does
+//     not go back up only to be cut again);
 //   - Capacity = X*B, the queries the node would run at once with none of
 //     them waiting, and Queue = Running - Capacity, those waiting inside
 //     Postgres.

@@ -303,7 +303,23 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 	case l.probing:
 		l.probing = false
 		l.base, l.baseAt = m.Service, now
-		l.measure(l.preProbe, fmt.Sprintf("probed: %s per query with at most %d running", round(m.Service), l.cfg.Min), idle)
+		why := fmt.Sprintf("probed: %s per query with at most %d running", round(m.Service), l.cfg.Min)
+		// The window before the probe, read with the baseline it lacked
+		// (l.last is still that window's): a queue above the band there
+		// means going back only to cut again (at a start, the ceiling's
+		// logins and two windows of them): go to the target at once.
+		if pre := l.last; pre.Throughput > 0 {
+			capacity := pre.Throughput * l.base.Seconds()
+			alpha, beta := band(capacity)
+			if q := pre.Running - capacity; q > beta {
+				if to := max(l.cfg.Min, int(math.Ceil(capacity+(alpha+beta)/2))); to < l.preProbe {
+					l.measure(l.preProbe, why, idle) // the probe ends
+					l.shrink(to, &pre, fmt.Sprintf("%s; %.1f queued before it over a capacity of %.1f (band %.1f-%.1f)", why, q, capacity, alpha, beta), idle)
+					return
+				}
+			}
+		}
+		l.measure(l.preProbe, why, idle)
 		return
 	}
 	burst, before := float64(m.Logins) >= max(3, m.Held/4), l.burst
@@ -341,8 +357,7 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 	}
 	m.Capacity = m.Throughput * l.base.Seconds()
 	m.Queue = max(0, m.Running-m.Capacity)
-	alpha := max(1, 0.5*m.Capacity) // the queue kept, at least
-	beta := max(alpha+1.5, m.Capacity)
+	alpha, beta := band(m.Capacity)
 	target := int(math.Ceil(m.Capacity + (alpha+beta)/2))
 	running := min(l.limit, int(math.Ceil(m.Running)))
 	binding := m.Waited && m.Running >= float64(l.limit)-1
@@ -417,6 +432,12 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 		l.reason = "steady: " + what
 		l.setBudget(idle)
 	}
+}
+
+// band is the queue kept for a capacity: at least alpha, at most beta.
+func band(capacity float64) (alpha, beta float64) {
+	alpha = max(1, 0.5*capacity)
+	return alpha, max(alpha+1.5, capacity)
 }
 
 // shrink sets the limit to n below it, and remembers what to check the cut
