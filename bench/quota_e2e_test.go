@@ -5,8 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -97,13 +95,13 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 
 	// sample reads the limit (outside probes and checks) and the measured
 	// capacity every 100 ms for d.
-	sample := func(d time.Duration) (limits []int, capacity []float64) {
+	sample := func(d time.Duration) (limits, capacity []float64) {
 		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 			ls := p.Limit("")
-			if strings.HasPrefix(ls.Reason, "probe") || strings.HasPrefix(ls.Reason, "check") {
+			if ls.Probing {
 				continue
 			}
-			limits = append(limits, ls.Limit)
+			limits = append(limits, float64(ls.Limit))
 			if ls.Last.Capacity > 0 {
 				capacity = append(capacity, ls.Last.Capacity)
 			}
@@ -116,7 +114,7 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 	cut := time.Now()
 	var moved time.Duration
 	for time.Since(cut) < 15*time.Second && moved == 0 {
-		if ls := p.Limit(""); ls.Limit < medianInt(l1) && !strings.HasPrefix(ls.Reason, "probe") && !strings.HasPrefix(ls.Reason, "check") {
+		if ls := p.Limit(""); float64(ls.Limit) < Median(l1) && !ls.Probing {
 			moved = time.Since(cut)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -124,36 +122,18 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 	sample(10 * time.Second)
 	l2, c2 := sample(5 * time.Second)
 	t.Logf("1 core: limit %v, capacity %.2f; a quarter core: limit %v, capacity %.2f; the limit first fell %v after the cut; %s",
-		medianInt(l1), medianF(c1), medianInt(l2), medianF(c2), moved, p.Limit("").Reason)
+		Median(l1), Median(c1), Median(l2), Median(c2), moved, p.Limit("").Reason)
 	if len(l1) == 0 || len(l2) == 0 || len(c1) == 0 || len(c2) == 0 {
 		t.Fatalf("no samples: %v %v %v %v", l1, l2, c1, c2)
 	}
-	if medianInt(l2) > medianInt(l1) {
-		t.Errorf("the limit rose from %d to %d when the quota was cut", medianInt(l1), medianInt(l2))
+	if Median(l2) > Median(l1) {
+		t.Errorf("the limit rose from %g to %g when the quota was cut", Median(l1), Median(l2))
 	}
 	// One of the two must show the cut: the limit falls, or the capacity
 	// the limiter measures does (a node already at the band's floor keeps
 	// its limit).
-	if medianInt(l2) == medianInt(l1) && medianF(c2) > 0.75*medianF(c1) {
-		t.Errorf("neither the limit (%d) nor the measured capacity (%.2f, then %.2f) followed the quota from 1 core to a quarter",
-			medianInt(l1), medianF(c1), medianF(c2))
+	if Median(l2) == Median(l1) && Median(c2) > 0.75*Median(c1) {
+		t.Errorf("neither the limit (%g) nor the measured capacity (%.2f, then %.2f) followed the quota from 1 core to a quarter",
+			Median(l1), Median(c1), Median(c2))
 	}
-}
-
-func medianInt(v []int) int {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]int(nil), v...)
-	sort.Ints(s)
-	return s[len(s)/2]
-}
-
-func medianF(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
 }

@@ -161,6 +161,10 @@ func (l *Limiter) Limit() int { return l.limit }
 // what the Allocator shares.
 func (l *Limiter) Budget() int { return l.budget }
 
+// Probing says the limit is lowered for a probe or a check now: not the
+// limit's course.
+func (l *Limiter) Probing() bool { return l.probing }
+
 // Reason says why the limit is what it is.
 func (l *Limiter) Reason() string { return l.reason }
 

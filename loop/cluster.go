@@ -361,19 +361,18 @@ func (p *Proxy) nodes() []admin.Node {
 	for _, pool := range p.pools.Pools() {
 		open[pool.Key().Node] += pool.Stats().Open
 	}
+	var out []admin.Node
 	if p.cluster == nil {
 		host, port := splitAddr(p.cfg.Server)
-		l := p.Limit("")
-		return []admin.Node{{Node: "", Host: host, Port: port, Role: "primary", State: "up", ServersOpen: open[""],
-			Limit: l.Limit, LimitReason: limitReason(l)}}
-	}
-	clusters := []*cluster{p.cluster}
-	if set := p.sharding.set.Load(); set != nil {
-		clusters = set.clusters
-	}
-	var out []admin.Node
-	for _, c := range clusters {
-		out = c.nodeRows(out, open)
+		out = []admin.Node{{Node: "", Host: host, Port: port, Role: "primary", State: "up", ServersOpen: open[""]}}
+	} else {
+		clusters := []*cluster{p.cluster}
+		if set := p.sharding.set.Load(); set != nil {
+			clusters = set.clusters
+		}
+		for _, c := range clusters {
+			out = c.nodeRows(out, open)
+		}
 	}
 	for i := range out {
 		l := p.Limit(out[i].Node)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,7 +31,6 @@ func TestAdaptiveLimit(t *testing.T) {
 	run := func(sql string) (stop func()) {
 		ctx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		var failed atomic.Int64
 		for range 40 {
 			c := connectMode(t, p.connString("postgres", "postgres"), pgx.QueryExecModeSimpleProtocol)
 			wg.Add(1)
@@ -40,7 +38,6 @@ func TestAdaptiveLimit(t *testing.T) {
 				defer wg.Done()
 				for ctx.Err() == nil {
 					if _, err := c.Exec(ctx, sql); err != nil && ctx.Err() == nil {
-						failed.Add(1)
 						t.Errorf("%s: %v", sql, err)
 						return
 					}
@@ -53,9 +50,9 @@ func TestAdaptiveLimit(t *testing.T) {
 		return stop
 	}
 	limit := func() int { return p.pools.NodeStats().Limit.Limit }
-	// settled is the limit when it is not a probe's.
+	// settled is the limit when it is not lowered for a probe or a check.
 	settled := func() int {
-		if l := p.pools.NodeStats().Limit; !strings.HasPrefix(l.Reason, "probe") {
+		if l := p.pools.NodeStats().Limit; !l.Probing {
 			return l.Limit
 		}
 		return -1

@@ -74,6 +74,7 @@ type LimitStats struct {
 	Adaptive bool // off: Budget is the ceiling
 	Ceiling  int  // the hard budget (0: none)
 	Limit    int  // queries running at once (the ceiling when off)
+	Probing  bool // Limit is lowered for a probe or a check now
 	Reason   string
 	Changes  uint64 // of the limit's course
 	Probes   uint64 // moves into a probe or a check, and back
@@ -86,6 +87,6 @@ func (n *node) limitStats() LimitStats {
 		return LimitStats{Ceiling: n.ceiling, Limit: n.ceiling}
 	}
 	l := n.limiter
-	return LimitStats{Adaptive: true, Ceiling: n.ceiling, Limit: l.Limit(), Reason: l.Reason(), Changes: l.Changes(), Probes: l.Probes(),
+	return LimitStats{Adaptive: true, Ceiling: n.ceiling, Limit: l.Limit(), Probing: l.Probing(), Reason: l.Reason(), Changes: l.Changes(), Probes: l.Probes(),
 		Last: l.Last(), Baseline: l.Baseline()}
 }
