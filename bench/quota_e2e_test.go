@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,10 +20,24 @@ import (
 // in belay proxy by default) end to end against a PostgreSQL whose CPU
 // quota changes mid-run: the node in a cgroup of its own at 1 core, 40
 // clients of CPU-bound queries through belay, then the quota cut to a
-// quarter of a core. The limit must not rise, and it or the limiter's
+// tenth of a core. The limit must not rise, and it or the limiter's
 // measure of the node's capacity must fall; the figures (and how long the
 // limit took to move) are logged. belay bench's quota-halved
 // scenario measures the same with pgbench, and the latency.
+//
+// The cut is to a tenth, not to a half or a quarter, because this test
+// runs beside other packages' tests under the race detector: on a busy
+// machine a Postgres "at 1 core" may get a quarter of one (in one CI run
+// the queries per second were the same at 1 core and at a quarter, and the
+// limiter rightly saw no change). The test counts the queries of each
+// phase to know the cut bound; if it did not, the fault was not produced
+// and the test says so rather than judge the limiter on it.
+//
+// The limit's floor is 1, not the default 2: the limiter's probes measure
+// the service time at its floor, and a tenth of a core runs less than one
+// of these queries at a time, so a probe of two would count one query's
+// wait for the other as service (capacity reads 2 at limit 2, whatever
+// the node).
 func TestAdaptiveLimitUnderQuota(t *testing.T) {
 	if _, err := pginstance.FindBinDir(); err != nil {
 		t.Fatal(err) // CI installs PostgreSQL: never skip silently
@@ -55,7 +70,7 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	p, err := loop.Start(loop.Config{Listen: []string{addr}, Server: pg.Addr(), PoolSize: 30, MaxDBConnections: 30,
-		AdaptiveLimit: true, AuthType: "trust", EventLoops: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		AdaptiveLimit: true, AdaptiveLimitMin: 1, AuthType: "trust", EventLoops: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,6 +84,7 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 	conn := "host=" + host + " port=" + port + " dbname=postgres user=" + pg.Superuser + " sslmode=disable"
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	var done atomic.Int64 // queries answered
 	defer func() { cancel(); wg.Wait() }()
 	for range 40 {
 		cfg, err := pgx.ParseConfig(conn)
@@ -85,17 +101,22 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 			defer wg.Done()
 			defer c.Close(context.Background())
 			for ctx.Err() == nil {
-				if _, err := c.Exec(ctx, "SELECT count(*) FROM generate_series(1, 20000)"); err != nil && ctx.Err() == nil {
-					t.Errorf("query: %v", err)
+				if _, err := c.Exec(ctx, "SELECT count(*) FROM generate_series(1, 20000)"); err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("query: %v", err)
+					}
 					return
 				}
+				done.Add(1)
 			}
 		}()
 	}
 
 	// sample reads the limit (outside probes and checks) and the measured
-	// capacity every 100 ms for d.
-	sample := func(d time.Duration) (limits, capacity []float64) {
+	// capacity every 100 ms for d, and the queries per second over d.
+	sample := func(d time.Duration) (limits, capacity []float64, qps float64) {
+		start, n0 := time.Now(), done.Load()
+		defer func() { qps = float64(done.Load()-n0) / time.Since(start).Seconds() }()
 		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 			ls := p.Limit("")
 			if ls.Probing {
@@ -106,11 +127,11 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 				capacity = append(capacity, ls.Last.Capacity)
 			}
 		}
-		return limits, capacity
+		return limits, capacity, 0
 	}
 	sample(15 * time.Second) // settle
-	l1, c1 := sample(5 * time.Second)
-	quota(0.25)
+	l1, c1, q1 := sample(5 * time.Second)
+	quota(0.1)
 	cut := time.Now()
 	var moved time.Duration
 	for time.Since(cut) < 15*time.Second && moved == 0 {
@@ -120,11 +141,14 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	sample(10 * time.Second)
-	l2, c2 := sample(5 * time.Second)
-	t.Logf("1 core: limit %v, capacity %.2f; a quarter core: limit %v, capacity %.2f; the limit first fell %v after the cut; %s",
-		Median(l1), Median(c1), Median(l2), Median(c2), moved, p.Limit("").Reason)
+	l2, c2, q2 := sample(5 * time.Second)
+	t.Logf("1 core: limit %v, capacity %.2f, %.0f queries/s; a tenth of a core: limit %v, capacity %.2f, %.0f queries/s; the limit first fell %v after the cut; %s",
+		Median(l1), Median(c1), q1, Median(l2), Median(c2), q2, moved, p.Limit("").Reason)
 	if len(l1) == 0 || len(l2) == 0 || len(c1) == 0 || len(c2) == 0 {
 		t.Fatalf("no samples: %v %v %v %v", l1, l2, c1, c2)
+	}
+	if q2 > 0.6*q1 {
+		t.Skipf("the quota cut did not bind (%.0f queries/s before, %.0f after): this busy machine gave Postgres little more CPU before the cut than the cut left, so there is no change for the limiter to follow", q1, q2)
 	}
 	if Median(l2) > Median(l1) {
 		t.Errorf("the limit rose from %g to %g when the quota was cut", Median(l1), Median(l2))
@@ -133,7 +157,7 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 	// the limiter measures does (a node already at the band's floor keeps
 	// its limit).
 	if Median(l2) == Median(l1) && Median(c2) > 0.75*Median(c1) {
-		t.Errorf("neither the limit (%g) nor the measured capacity (%.2f, then %.2f) followed the quota from 1 core to a quarter",
+		t.Errorf("neither the limit (%g) nor the measured capacity (%.2f, then %.2f) followed the quota from 1 core to a tenth",
 			Median(l1), Median(c1), Median(c2))
 	}
 }
