@@ -57,8 +57,11 @@ import (
 // client still holding a server on the old one (work in flight, or a
 // transaction open there) has that server abandoned (abandonOld): the
 // session is told its server is gone and answers its client as above,
-// and the connection is closed. Each loop does this for its own sessions,
-// on the loop.
+// and the connection is closed. A client still waiting for a server of the
+// old primary (its pool's budget taken by the silent servers, or a
+// connection being made to it) is taken off that wait and routed again:
+// its unit never reached a server. Each loop does this for its own
+// sessions, on the loop.
 
 var (
 	// errHeld: the unit waits for the hold to end.
@@ -242,15 +245,21 @@ func (c *cluster) abandonOld(v *clusterView) {
 			continue
 		}
 		_ = l.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			var stale []*session
+			var stale, waiting []*session
 			for s := range c.p.sessions[i] {
-				if s.servesOldPrimary(c, term, primary) {
+				switch {
+				case s.servesOldPrimary(c, term, primary):
 					stale = append(stale, s)
+				case s.waitsOnOldPrimary(c, term, primary):
+					waiting = append(waiting, s)
 				}
 				s.abandonParts(c, primary) // its transaction's parts there (xshard.go)
 			}
 			for _, s := range stale {
 				s.abandonServer(term, primary)
+			}
+			for _, s := range waiting {
+				s.rerouteWaiting()
 			}
 			return nil
 		}))
@@ -265,6 +274,26 @@ func (s *session) servesOldPrimary(c *cluster, term uint64, primary string) bool
 	cs := s.cl
 	return !s.done && cs != nil && cs.c == c && s.server != nil && cs.node != nil && cs.node.primary &&
 		cs.term < term && cs.node.name != primary
+}
+
+// waitsOnOldPrimary says the client waits for a server of a node of
+// cluster c it was routed to as the primary of a term older than term,
+// its unit not begun: in the queue of that node's pool (its budget was
+// taken by servers the partition made silent) or for a connection to it
+// that will not be made. Nothing of the unit reached a server. On the loop.
+func (s *session) waitsOnOldPrimary(c *cluster, term uint64, primary string) bool {
+	cs := s.cl
+	return !s.done && cs != nil && cs.c == c && s.waiting && s.server == nil && s.state == sReady &&
+		cs.node != nil && cs.node.primary && cs.term < term && cs.node.name != primary
+}
+
+// rerouteWaiting takes a client that waits on an old primary
+// (waitsOnOldPrimary) off that wait and routes its unit again, to the
+// primary now published. On the loop.
+func (s *session) rerouteWaiting() {
+	s.stopWaiting()
+	s.unitDone()
+	s.resumeWork()
 }
 
 // errAbandoned is why a client's server on an old primary is given up.

@@ -123,13 +123,20 @@ type belayCluster struct {
 // front of it; every process is killed at the test's end.
 func startBelayCluster(t *testing.T, ctx context.Context, bin string, cl *pgcluster.Cluster, name string, orchs ...string) *belayCluster {
 	t.Helper()
-	return startBelayShape(t, ctx, bin, cl, name, false, orchs...)
+	return startBelayShape(t, ctx, bin, cl, name, belayShape{}, orchs...)
 }
 
-// startBelayShape is startBelayCluster, with split the split shape: a
-// belay pooler beside each node and a belay gateway in front, rather than
-// belay proxy; the orchestrators then require poolers.
-func startBelayShape(t *testing.T, ctx context.Context, bin string, cl *pgcluster.Cluster, name string, split bool, orchs ...string) *belayCluster {
+// belayShape is how startBelayShape runs belay.
+type belayShape struct {
+	// split: a belay pooler beside each node and a belay gateway in
+	// front, rather than belay proxy; the orchestrators then require
+	// poolers.
+	split bool
+	args  []string // more flags for belay proxy (or the gateway)
+}
+
+// startBelayShape is startBelayCluster in shape sh.
+func startBelayShape(t *testing.T, ctx context.Context, bin string, cl *pgcluster.Cluster, name string, sh belayShape, orchs ...string) *belayCluster {
 	t.Helper()
 	b := &belayCluster{cl: cl, etcd: etcdtest.New(t)}
 	var err error
@@ -157,7 +164,7 @@ func startBelayShape(t *testing.T, ctx context.Context, bin string, cl *pgcluste
 		t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGKILL); _ = cmd.Wait() })
 	}
 	front, orchArgs := "proxy", []string(nil)
-	if split {
+	if sh.split {
 		for _, n := range b.cl.Nodes() {
 			addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 			start("pooler", "--listen", addr, "--server", n.Addr(), "--node", n.Name, "--etcd", b.etcd.Endpoint(), "--cluster", name,
@@ -166,8 +173,8 @@ func startBelayShape(t *testing.T, ctx context.Context, bin string, cl *pgcluste
 		}
 		front, orchArgs = "gateway", []string{"--require-poolers"}
 	}
-	start(front, "--listen", "127.0.0.1:"+b.port, "--etcd", b.etcd.Endpoint(), "--cluster", name,
-		"--auth-type", "trust", "--admin-users", "postgres", "--pool-size", "20")
+	start(append([]string{front, "--listen", "127.0.0.1:" + b.port, "--etcd", b.etcd.Endpoint(), "--cluster", name,
+		"--auth-type", "trust", "--admin-users", "postgres", "--pool-size", "20"}, sh.args...)...)
 	for _, id := range orchs {
 		start(append([]string{"orch", "--etcd", b.etcd.Endpoint(), "--cluster", name, "--id", id}, orchArgs...)...)
 	}
@@ -207,7 +214,7 @@ func failoverOnce(t *testing.T, bin string, split bool) failoverRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	b := startBelayShape(t, ctx, bin, pgtest.NewCluster(t, pgcluster.Options{Replicas: 2}), "f", split, "orch-1", "orch-2")
+	b := startBelayShape(t, ctx, bin, pgtest.NewCluster(t, pgcluster.Options{Replicas: 2}), "f", belayShape{split: split}, "orch-1", "orch-2")
 	cl, store, o := b.cl, b.store, b.bank
 	pgbench, env := b.pgbenchInit(t)
 	bench := exec.CommandContext(ctx, pgbench, "-c", "10", "-j", "2", "-T", "12", "--max-tries", "5", "--failures-detailed")

@@ -44,7 +44,9 @@ type partitionRun struct {
 // one by a veth pair (internal/netns); `belay proxy --etcd` as a process,
 // the orchestrator in this process with pgcluster's Rejoin as its hook
 // (what `belay up` wires); the bank checker and pgbench TPC-B (-c 10)
-// through belay. The primary's link is taken down. It must show:
+// through belay, with a budget of 4 servers (--max-db-connections), so
+// that clients queue for one. The primary's link is taken down. It must
+// show:
 //   - the orchestrator fails over: one standby promoted, published in etcd
 //     at term 2;
 //   - no acknowledged write lost (every acknowledged id on the new
@@ -55,7 +57,8 @@ type partitionRun struct {
 //     beyond the fork that a client was told committed;
 //   - clients in flight on the cut-off primary are answered (08007 or
 //     40001, nothing else, no connection left hanging until TCP gives up)
-//     once the new primary is published, and nothing sent after the
+//     once the new primary is published, clients that queued for a server
+//     of the old primary go to the new one, and nothing sent after the
 //     publish fails. (Work sent in the moment between the cut and the
 //     proxy's health check seeing it, up to 0.7 s, is in flight there too:
 //     a partition, unlike a crash, says nothing. It is answered the same.)
@@ -137,7 +140,10 @@ func partitionOnce(t *testing.T, bin string) partitionRun {
 			}
 		}})
 	old := cl.Primary()
-	bc := startBelayCluster(t, ctx, bin, cl, "p")
+	// A budget of 4 servers for 14 clients: at the cut, clients wait in
+	// the old primary's queue behind servers the partition made silent,
+	// and must go to the new primary once it is published.
+	bc := startBelayShape(t, ctx, bin, cl, "p", belayShape{args: []string{"--max-db-connections", "4"}})
 	store, o := bc.store, bc.bank
 
 	// The orchestrator, in this process, rejoins an old primary with
