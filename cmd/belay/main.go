@@ -283,7 +283,7 @@ func tierFlagSet(t tier) (*flag.FlagSet, *proxyOptions) {
 	o.statsPeriod = fs.Duration("stats-period", time.Minute, "period of SHOW STATS_AVERAGES and of the stats log lines")
 	o.poolMode = fs.String("pool-mode", "transaction", "transaction (servers shared between transactions; session state follows the client) or session (a client keeps its server until it disconnects)")
 	o.maxUserConns = fs.Int("max-user-connections", 0, "the most server connections of one user's pool (0: --pool-size)")
-	o.adaptive = fs.Bool("adaptive-limit", true, "adapt each node's budget, under --max-db-connections, to the queries its Postgres runs best at once, measured as it serves (false: the budget is --max-db-connections); with --etcd, and in belay pooler, off unless given")
+	o.adaptive = fs.Bool("adaptive-limit", true, "adapt each node's budget, under --max-db-connections, to the queries its Postgres runs best at once, measured as it serves (false: the budget is --max-db-connections); a gateway leaves it to the poolers")
 	o.adaptiveMin = fs.Int("adaptive-limit-min", fairness.DefaultLimitMin, "the least limit the adaptive limit sets on a node's queries running at once")
 	o.pidFile = fs.String("pidfile", "", "write the process ID to FILE (removed at exit)")
 	o.logFile = fs.String("logfile", "", "also write the log to FILE (appended)")
@@ -367,14 +367,6 @@ func runTier(t tier, args []string) error {
 		return err
 	}
 	cfg := o.config(peerMap, logger)
-	if (t == tierPooler || *o.cluster.etcd != "") && !flagGiven(fs, "adaptive-limit") {
-		// In a cluster the adaptive limit is off unless asked for: right
-		// after a failover, the new primary's first seconds of held work
-		// made it cut and probe, and clients waited seconds longer for
-		// the new primary (TestFailoverPartition, in CI). Until that is
-		// solved, it is belay proxy's in front of one server.
-		cfg.AdaptiveLimit = false
-	}
 	if st != nil {
 		cfg.Settings = st
 		cfg.Databases = st.databases()

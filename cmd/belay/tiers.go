@@ -61,13 +61,6 @@ func (t tier) about() string {
 		"after each client leaves."
 }
 
-// flagGiven says whether the flag name was set (on the command line, or
-// by the configuration file).
-func flagGiven(fs *flag.FlagSet, name string) (given bool) {
-	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
-	return given
-}
-
 // check refuses flags that make no sense for the tier.
 func (t tier) check(fs *flag.FlagSet, o *proxyOptions) error {
 	set := map[string]bool{}
