@@ -183,10 +183,7 @@ func TestUpShardPrimaryKill(t *testing.T) {
 	}
 	defer c.Close(ctx)
 	o := bankcheck.Options{ConnString: u.url, Clients: 2, Accounts: 10, Initial: 100, OpTimeout: 10 * time.Second, Sharded: true}
-	eventually(t, "the gateway to follow the schema", func() bool {
-		_, err := c.Exec(ctx, "CREATE TABLE IF NOT EXISTS kv (k int8 PRIMARY KEY, n int8 NOT NULL)", pgx.QueryExecModeSimpleProtocol)
-		return err == nil
-	})
+	createSharded(t, ctx, c, "CREATE TABLE IF NOT EXISTS kv (k int8 PRIMARY KEY, n int8 NOT NULL)", "kv")
 	if _, err := c.Exec(ctx, "CREATE TABLE bank_accounts (id int PRIMARY KEY, balance bigint NOT NULL)", pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Fatal(err)
 	}
@@ -401,10 +398,7 @@ func TestShardedJDBC(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
-	eventually(t, "the gateway to follow the schema", func() bool {
-		_, err := c.Exec(ctx, "CREATE TABLE IF NOT EXISTS kx (aid int8 PRIMARY KEY, v int8 NOT NULL)", pgx.QueryExecModeSimpleProtocol)
-		return err == nil
-	})
+	createSharded(t, ctx, c, "CREATE TABLE IF NOT EXISTS kx (aid int8 PRIMARY KEY, v int8 NOT NULL)", "kx")
 	var keys [2]int64
 	for k := int64(1); keys[0] == 0 || keys[1] == 0; k++ {
 		if i := shard.Int(k).Shard(2); keys[i] == 0 {
@@ -467,4 +461,19 @@ func nonePrepared(ctx context.Context, conns []*pgx.Conn) bool {
 		}
 	}
 	return true
+}
+
+// createSharded creates table (DDL runs on every shard whether or not the
+// schema names the table) once the gateway follows a schema that has it:
+// a read of a table the schema does not name is refused (0A000), so the
+// read, not the DDL, says the schema has come.
+func createSharded(t *testing.T, ctx context.Context, c *pgx.Conn, ddl, table string) {
+	t.Helper()
+	if _, err := c.Exec(ctx, ddl, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the gateway to follow the schema", func() bool {
+		_, err := c.Exec(ctx, "SELECT count(*) FROM "+table, pgx.QueryExecModeSimpleProtocol)
+		return err == nil
+	})
 }
