@@ -58,14 +58,24 @@
 //     Min for one window to measure it (and then goes straight to its
 //     target when the window before the probe, read with the new
 //     baseline, had a queue above the band: a start at the ceiling does
-//     not go back up only to be cut again);
+//     not go back up only to be cut again). A probe's baseline is the
+//     least mean time of its 100 ms ticks (of 20 queries or more): a
+//     tick of the node busy with something else is no baseline, and one
+//     too low is what the checks correct, while one too high hides the
+//     queue. No probe is made while the load still rises (a window with
+//     a quarter more throughput than the one before, or the first), nor
+//     is a window begun while the node is idle;
 //   - Capacity = X*B, the queries the node would run at once with none of
 //     them waiting, and Queue = Running - Capacity, those waiting inside
 //     Postgres.
 //
-// The limit keeps Queue within a band of [max(1, Capacity/2), max(that+1.5,
-// Capacity)]: a small queue keeps every CPU busy, a longer one only adds
-// latency. Above the band it shrinks toward Capacity plus the band's
+// The limit keeps Queue within a band of [max(1.5, 3/4 Capacity),
+// max(that+2, 3/2 Capacity)]: a small queue keeps every CPU busy, a longer
+// one only adds latency. So a CPU-bound node settles near twice its
+// capacity, the classic pool size of twice the cores (and, measured on
+// 2 cores with pgbench beside Postgres, the band of 1 to 2.5 queries it
+// had before settled a fixed budget's 4 to 5 where 5 to 8 gave more
+// throughput). Above the band it shrinks toward Capacity plus the band's
 // middle, by at most a quarter a step and after two windows in a row
 // (above twice the band's top: at once, by at most half); below it, while
 // clients wait for servers and the limit is used, it grows by one (by a
@@ -84,10 +94,10 @@
 // baseline, and the limit grows. Probes and checks are counted apart from
 // the changes of the limit's course (Probes, Changes).
 //
-// A window in which a quarter of the servers held or more logged in (a
-// start, or a failover onto the node: work arriving at once on servers
-// whose first queries fill their caches), or the window after it, decides
-// nothing. After every change the pools have half a
+// A window in which a quarter of the servers held or more logged in, a
+// login for every 20 queries or more (a start, or a failover onto the
+// node: work arriving at once on servers whose first queries fill their
+// caches), or the window after it, decides nothing. After every change the pools have half a
 // window to close or log in servers before the next window starts. So the
 // limit settles (under a steady load it does not move), follows a node
 // that slows within a few windows (a CPU quota cut, a storm of heavy

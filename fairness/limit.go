@@ -24,6 +24,19 @@ const (
 	DefaultCheckEvery = 15 * time.Second
 )
 
+// loginWeight is the queries one login counts for when a window's logins
+// are weighed against its work (see decide): a login forks a backend and
+// reads the catalog, and its first queries fill cold caches.
+const loginWeight = 20
+
+// tickSamples is the least queries of a tick whose mean time counts
+// toward a probe's baseline (Measure.fastest).
+const tickSamples = 20
+
+// rising is how much more throughput than the window before makes a
+// window part of a rising load, not to be probed in.
+const rising = 1.25
+
 // MaxQuerySample is the most of one query's time a measurement counts: a
 // query that ran for a minute ran through every window of that minute, and
 // lumping it into the one it ended in would read as a queue of a hundred.
@@ -79,6 +92,9 @@ type Measure struct {
 	Capacity, Queue float64
 	Waited          bool   // some client waited for a server in the window
 	Logins          uint64 // servers that began to log in during the window
+	// fastest is the least mean query time of the window's ticks that
+	// counted tickSamples queries or more (0: none).
+	fastest time.Duration
 }
 
 // Limiter is an adaptive limit on the queries one Postgres node runs at
@@ -103,8 +119,9 @@ type Limiter struct {
 	waited   bool
 	// logins counts the logins of the window; burst says the window
 	// before this one was a burst of them (see decide).
-	logins uint64
-	burst  bool
+	logins  uint64
+	burst   bool
+	tickMin time.Duration // Measure.fastest, so far
 
 	base     time.Duration // baseline service time (0: none yet)
 	baseAt   time.Duration
@@ -235,12 +252,24 @@ func (l *Limiter) Observe(now time.Duration, s Sample) bool {
 		l.logins += s.Logins - l.prev.Logins
 	}
 	l.prev, l.prevAt = s, now
+	if dq == 0 && s.Held == 0 && s.Waiting == 0 && l.queries == 0 {
+		// Nothing ran, nothing is held or waits: an idle node is no
+		// measure, and a window begins when work does (not half idle,
+		// which would read a start's first moments as a light load).
+		l.restart(now)
+		return false
+	}
 	if now <= l.settle {
 		l.restart(now) // the pools still adjust to the last change
 		return false
 	}
 	l.queries += dq
 	l.exec += de
+	if dq >= tickSamples {
+		if ts := de / time.Duration(dq); l.tickMin == 0 || ts < l.tickMin {
+			l.tickMin = ts
+		}
+	}
 	l.heldInt += float64(s.Held) * dt.Seconds()
 	l.waited = l.waited || s.Waiting > 0
 	span := now - l.winStart
@@ -268,6 +297,7 @@ func (l *Limiter) Observe(now time.Duration, s Sample) bool {
 	m := Measure{Span: span, Throughput: float64(l.queries) / secs, Running: l.exec.Seconds() / secs,
 		Held: l.heldInt / secs, Waited: l.waited, Logins: l.logins}
 	m.Service = time.Duration(float64(l.exec) / float64(l.queries))
+	m.fastest = l.tickMin
 	l.restart(now)
 	before := l.budget
 	l.decide(now, &m)
@@ -277,7 +307,7 @@ func (l *Limiter) Observe(now time.Duration, s Sample) bool {
 
 // restart begins a new window at now.
 func (l *Limiter) restart(now time.Duration) {
-	l.winStart, l.queries, l.exec, l.heldInt, l.waited, l.logins = now, 0, 0, 0, false, 0
+	l.winStart, l.queries, l.exec, l.heldInt, l.waited, l.logins, l.tickMin = now, 0, 0, 0, false, 0, 0
 }
 
 // low says m ran at most Min queries at once because no more were asked
@@ -306,8 +336,16 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 		return
 	case l.probing:
 		l.probing = false
+		// The least of the window's ticks, when they each counted
+		// enough queries: a tick of the node busy with something else
+		// (logins, clients arriving) is no baseline, and a baseline too
+		// low is what the checks correct (a baseline too high hides the
+		// queue; nothing shows it).
 		l.base, l.baseAt = m.Service, now
-		why := fmt.Sprintf("probed: %s per query with at most %d running", round(m.Service), l.cfg.Min)
+		if m.fastest > 0 && m.fastest < m.Service {
+			l.base = m.fastest
+		}
+		why := fmt.Sprintf("probed: %s per query with at most %d running", round(l.base), l.cfg.Min)
 		// The window before the probe, read with the baseline it lacked
 		// (l.last is still that window's): a queue above the band there
 		// means going back only to cut again (at a start, the ceiling's
@@ -326,15 +364,18 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 		l.measure(l.preProbe, why, idle)
 		return
 	}
-	burst, before := float64(m.Logins) >= max(3, m.Held/4), l.burst
+	logins := float64(m.Logins)
+	burst, before := logins >= max(3, m.Held/4) && logins*loginWeight >= m.Throughput*m.Span.Seconds(), l.burst
 	l.burst = burst
 	if burst || before {
 		// A quarter of the servers held or more logged in during this
-		// window or the one before: a start, or work arriving at once
-		// (a failover onto this node), on servers whose first queries
-		// fill their caches. Such a window says nothing of the node at
-		// its pace. (A login now and then, a slot moving between loops or
-		// users, is no burst.)
+		// window or the one before, and they are no small part of its
+		// work: a start, or work arriving at once (a failover onto this
+		// node), on servers whose first queries fill their caches. Such
+		// a window says nothing of the node at its pace. (A login now
+		// and then, a slot moving between loops or users, is no burst;
+		// nor are twenty logins among thousands of queries: a start in
+		// front of short queries is measured from its first window.)
 		l.reason = "steady: servers logging in, the node not measured"
 		l.setBudget(idle)
 		return
@@ -353,6 +394,14 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 		l.baseAt = now
 	}
 	if l.base == 0 || now-l.baseAt > l.cfg.ProbeEvery {
+		if prev := l.last.Throughput; l.limit > l.cfg.Min && m.Throughput > rising*prev {
+			// The load still rises (clients arriving, a start; the first
+			// window has none before it to tell): a probe now would
+			// measure the node busy with that, not its pace.
+			l.reason = "steady: the load rises, the baseline is " + ageText(l.base, now-l.baseAt)
+			l.setBudget(idle)
+			return
+		}
 		if l.limit > l.cfg.Min {
 			l.probe("probe: the baseline is "+ageText(l.base, now-l.baseAt), l.cfg.Min, idle)
 			return
@@ -440,8 +489,8 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 
 // band is the queue kept for a capacity: at least alpha, at most beta.
 func band(capacity float64) (alpha, beta float64) {
-	alpha = max(1, 0.5*capacity)
-	return alpha, max(alpha+1.5, capacity)
+	alpha = max(1.5, 0.75*capacity)
+	return alpha, max(alpha+2, 1.5*capacity)
 }
 
 // shrink sets the limit to n below it, and remembers what to check the cut

@@ -167,11 +167,18 @@ func TestLimiterFollowsCapacity(t *testing.T) {
 		if after := seen[len(seen)-1]; after >= before || after > 2*knee+3 {
 			t.Errorf("seed %d: limit %d before the quota was halved, %d 5 s after (knee now %d): %s", seed, before, after, knee, l.Reason())
 		}
-		// Doubled again: it grows back.
+		// Doubled again: it grows back, to the node's best throughput
+		// (not necessarily to the same limit: anywhere in the band is
+		// at rest).
 		n.Cores = 4
+		low := seen[len(seen)-1]
 		seen = run(l, n, 30*time.Second)
-		if last := seen[len(seen)-1]; last < before-2 {
-			t.Errorf("seed %d: limit %d 30 s after the quota came back, %d before: %s", seed, last, before, l.Reason())
+		top, knee := n.best()
+		if last := seen[len(seen)-1]; last <= low || last < knee {
+			t.Errorf("seed %d: limit %d 30 s after the quota came back, %d before it, %d while halved (knee %d): %s", seed, last, before, low, knee, l.Reason())
+		}
+		if x := meanX(l, n, 10*time.Second); x < 0.95*top {
+			t.Errorf("seed %d: %.0f q/s after the quota came back at limit %d, the best is %.0f: %s", seed, x, l.Limit(), top, l.Reason())
 		}
 	}
 }
@@ -357,5 +364,43 @@ func TestLimiterColdServers(t *testing.T) {
 	}
 	if l.Limit() >= settled {
 		t.Errorf("limit %d 5 s after the logins, %d before, on a node 20 times slower: %s", l.Limit(), settled, l.Reason())
+	}
+}
+
+// A start: clients arrive over two seconds and the throughput rises with
+// them. The first probe waits for the load to stop rising, and a tick of
+// the probe's window slowed by something else (logins, a client's
+// arrival) does not make its baseline.
+func TestLimiterProbesAfterTheRamp(t *testing.T) {
+	n := newSim(11)
+	n.Cores, n.Noise = 16, 0 // the knee at 25.6 queries at once
+	l := NewLimiter(LimiterConfig{Max: 100})
+	const rampEnd = 2 * time.Second // 2 clients more each tick, up to 40
+	var probedAt time.Duration
+	probing := 0 // ticks of the probe so far
+	for tick := 0; tick < 100 && probedAt == 0; tick++ {
+		n.Clients = min(40, 2*(tick+1))
+		cpu := n.CPU
+		if l.Probing() {
+			if probing++; probing == 5 { // past the half window the pools settle in
+				n.CPU = 10 * cpu // one tick of the probe ten times slower
+			}
+		}
+		s := n.step(100*time.Millisecond, l.Budget())
+		n.CPU = cpu
+		l.Observe(n.now, s)
+		if !l.Probing() && l.Baseline() > 0 {
+			probedAt = n.now
+		}
+	}
+	if probedAt == 0 || probing < 5 {
+		t.Fatalf("no probe of 5 ticks in 10 s (%d): %s", probing, l.Reason())
+	}
+	if probedAt < rampEnd {
+		t.Errorf("probed at %v, while the clients still arrived (until %v)", probedAt, rampEnd)
+	}
+	// At 2 queries at once each takes Latency+CPU: nothing waits.
+	if want := n.Latency + n.CPU; l.Baseline() > want*11/10 {
+		t.Errorf("baseline %v after a probe with one slow tick, %v without: %s", l.Baseline(), want, l.Reason())
 	}
 }
