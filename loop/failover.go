@@ -266,25 +266,27 @@ func (c *cluster) abandonOld(v *clusterView) {
 	}
 }
 
-// servesOldPrimary says the client holds a server on a node of cluster c
-// it was routed to as the primary of a term older than term, which names
-// another node primary (terms are a shard's own: another shard's term says
-// nothing of c's nodes). On the loop.
+// servesOldPrimary says the client holds a server on a node it was routed
+// to as an old primary (routedToOldPrimary). On the loop.
 func (s *session) servesOldPrimary(c *cluster, term uint64, primary string) bool {
-	cs := s.cl
-	return !s.done && cs != nil && cs.c == c && s.server != nil && cs.node != nil && cs.node.primary &&
-		cs.term < term && cs.node.name != primary
+	return s.routedToOldPrimary(c, term, primary) && s.server != nil
 }
 
-// waitsOnOldPrimary says the client waits for a server of a node of
-// cluster c it was routed to as the primary of a term older than term,
-// its unit not begun: in the queue of that node's pool (its budget was
-// taken by servers the partition made silent) or for a connection to it
-// that will not be made. Nothing of the unit reached a server. On the loop.
+// waitsOnOldPrimary says the client waits for a server of such a node,
+// its unit not begun: in the queue of that node's pool (its budget taken
+// by servers a partition made silent) or for a connection to it that will
+// not be made. Nothing of the unit reached a server. On the loop.
 func (s *session) waitsOnOldPrimary(c *cluster, term uint64, primary string) bool {
+	return s.routedToOldPrimary(c, term, primary) && s.server == nil && s.waiting && s.state == sReady
+}
+
+// routedToOldPrimary says the client's work was routed to a node of
+// cluster c as the primary of a term older than term, which names another
+// node primary (terms are a shard's own: another shard's term says nothing
+// of c's nodes). On the loop.
+func (s *session) routedToOldPrimary(c *cluster, term uint64, primary string) bool {
 	cs := s.cl
-	return !s.done && cs != nil && cs.c == c && s.waiting && s.server == nil && s.state == sReady &&
-		cs.node != nil && cs.node.primary && cs.term < term && cs.node.name != primary
+	return !s.done && cs != nil && cs.c == c && cs.node != nil && cs.node.primary && cs.term < term && cs.node.name != primary
 }
 
 // rerouteWaiting takes a client that waits on an old primary
