@@ -69,18 +69,18 @@
 //     them waiting, and Queue = Running - Capacity, those waiting inside
 //     Postgres.
 //
-// The limit keeps Queue within a band of [max(1.5, 3/4 Capacity),
-// max(that+2, 3/2 Capacity)]: a small queue keeps every CPU busy, a longer
-// one only adds latency. So a CPU-bound node settles near twice its
-// capacity, the classic pool size of twice the cores (and, measured on
-// 2 cores with pgbench beside Postgres, the band of 1 to 2.5 queries it
-// had before settled a fixed budget's 4 to 5 where 5 to 8 gave more
-// throughput). Above the band it shrinks toward Capacity plus the band's
-// middle, by at most a quarter a step and after two windows in a row
-// (above twice the band's top: at once, by at most half); below it, while
-// clients wait for servers and the limit is used, it grows by one (by a
-// quarter when the queue is under half the band's bottom) after two
-// windows in a row.
+// The limit keeps Queue within a band of [max(1, 3/4 Capacity),
+// max(that+1.5, 3/2 Capacity)]: a small queue keeps every CPU busy
+// between the queries' round trips, a longer one only adds latency. So a
+// CPU-bound node settles near twice its capacity, the classic pool size
+// of twice the cores. (A band of [max(1, Capacity/2), max(that+1.5,
+// Capacity)] settled at 4 in the noisy neighbour on 2 cores, where fixed
+// budgets of 5 to 8 gave more throughput.) Above the band it shrinks
+// toward Capacity plus the band's middle, by at most a quarter a step and
+// after two windows in a row (above twice the band's top: at once, by at
+// most half); below it, while clients wait for servers and the limit is
+// used, it grows by one (by a quarter when the queue is under half the
+// band's bottom) after two windows in a row.
 //
 // The baseline goes stale when the work changes, and the limiter checks
 // it three ways. A growth that brings no more throughput while the queue
@@ -95,7 +95,7 @@
 // the changes of the limit's course (Probes, Changes).
 //
 // A window in which a quarter of the servers held or more logged in, a
-// login for every 20 queries or more (a start, or a failover onto the
+// login for every 100 queries or more (a start, or a failover onto the
 // node: work arriving at once on servers whose first queries fill their
 // caches), or the window after it, decides nothing. After every change the pools have half a
 // window to close or log in servers before the next window starts. So the

@@ -26,8 +26,9 @@ const (
 
 // loginWeight is the queries one login counts for when a window's logins
 // are weighed against its work (see decide): a login forks a backend and
-// reads the catalog, and its first queries fill cold caches.
-const loginWeight = 20
+// reads the catalog, and its first queries fill cold caches, a few
+// milliseconds of the node's CPU, a hundred short queries' worth.
+const loginWeight = 100
 
 // tickSamples is the least queries of a tick whose mean time counts
 // toward a probe's baseline (Measure.fastest).
@@ -374,7 +375,7 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 		// node), on servers whose first queries fill their caches. Such
 		// a window says nothing of the node at its pace. (A login now
 		// and then, a slot moving between loops or users, is no burst;
-		// nor are twenty logins among thousands of queries: a start in
+		// nor are twenty logins among ten thousand queries: a start in
 		// front of short queries is measured from its first window.)
 		l.reason = "steady: servers logging in, the node not measured"
 		l.setBudget(idle)
@@ -489,8 +490,8 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 
 // band is the queue kept for a capacity: at least alpha, at most beta.
 func band(capacity float64) (alpha, beta float64) {
-	alpha = max(1.5, 0.75*capacity)
-	return alpha, max(alpha+2, 1.5*capacity)
+	alpha = max(1, 0.75*capacity)
+	return alpha, max(alpha+1.5, 1.5*capacity)
 }
 
 // shrink sets the limit to n below it, and remembers what to check the cut
