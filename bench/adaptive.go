@@ -29,9 +29,11 @@ import (
 //   - adaptive-sweep-readonly-c100, adaptive-sweep-tpc-b-c100: pgbench
 //     -S and TPC-B at 100 clients, direct, PgBouncer (pool 20), belay
 //     adaptive (ceiling 20) and belay fixed pools of 3, 5, 8, 10 and 20;
-//   - adaptive-quota-halved: a PostgreSQL of its own in a cgroup whose CPU
-//     quota is halved midway through a pgbench -S run of 100 clients,
-//     belay adaptive (ceiling 20) against belay fixed 20 (runQuota).
+//   - adaptive-quota-halved, adaptive-quota-halved-heavy: a PostgreSQL of
+//     its own in a cgroup whose CPU quota is halved midway through a
+//     pgbench run of 100 clients (-S at Options.QuotaNodeCPU; a range read
+//     of 5,000 accounts at 2 cores), belay adaptive (ceiling 20) against
+//     belay fixed 20 (runQuota).
 //
 // Each belay of these scenarios is a BelayVariant: a `belay proxy` with
 // settings of its own, started afresh for each run (each phase of a noisy
@@ -135,13 +137,33 @@ func adaptiveScenarios() []Scenario {
 		noisy(2),
 		sweep("adaptive-sweep-readonly-c100", "select-only (`-S -M simple`)", "-S", "-M", "simple"),
 		sweep("adaptive-sweep-tpc-b-c100", "TPC-B-like, the default script (`-M simple`)", "-M", "simple"),
-		{
-			ID: "adaptive-quota-halved",
-			Title: fmt.Sprintf("adaptive limit, a node's CPU quota halved mid-run: select-only (`-S -M simple`), 100 clients, "+
-				"belay adaptive (ceiling %d) against belay fixed %d", adaptiveCeiling, adaptiveCeiling),
-			Kind: KindQuota, PgbenchArgs: []string{"-S", "-M", "simple"}, Clients: 100,
-			Variants: []BelayVariant{adaptiveVariant(), fixedVariant(adaptiveCeiling, adaptiveCeiling)},
-		},
+		quota("adaptive-quota-halved", "select-only (`-S -M simple`)", "", 0, "-S", "-M", "simple"),
+		quota("adaptive-quota-halved-heavy", "a read of 5,000 accounts' range (`-M simple`)", quotaHeavyScript, 2, "-M", "simple"),
+	}
+}
+
+// quotaHeavyScript is the heavy quota-halved scenario's read: an index
+// range scan of 5,000 accounts, about 0.4 ms of a core each. The node's own
+// work then dwarfs pgbench's and belay's, so a node of 2 cores uses them
+// (pgbench -S at 100 clients leaves a node about one of this machine's two
+// cores), and its capacity is two queries at once or more: room for the
+// limit to fall when the quota halves (with -S at 1 core the band's floor,
+// 3, is the limit before and after).
+const quotaHeavyScript = `\set aid random(1, 100000 * :scale - 4999)
+SELECT sum(abalance) FROM pgbench_accounts WHERE aid BETWEEN :aid AND :aid + 4999;
+`
+
+// quota is a quota-halved scenario: pgbench's 100 clients running script
+// (none: the built-in one args name) through belay adaptive and belay fixed
+// at the ceiling, the node at cores (0: Options.QuotaNodeCPU) halved
+// mid-run.
+func quota(id, what, script string, cores float64, args ...string) Scenario {
+	return Scenario{
+		ID: id,
+		Title: fmt.Sprintf("adaptive limit, a node's CPU quota halved mid-run: %s, 100 clients, belay adaptive (ceiling %d) against belay fixed %d",
+			what, adaptiveCeiling, adaptiveCeiling),
+		Kind: KindQuota, PgbenchArgs: args, Clients: 100, Script: script, QuotaCores: cores,
+		Variants: []BelayVariant{adaptiveVariant(), fixedVariant(adaptiveCeiling, adaptiveCeiling)},
 	}
 }
 
@@ -287,11 +309,30 @@ func fetchMetrics(ctx context.Context, url string) (string, error) {
 // quotaEnv is the quota-halved scenario's PostgreSQL, in a cgroup of its
 // own, started by its first run and stopped by env.close.
 type quotaEnv struct {
-	skip string // why the scenario cannot run here, when it cannot
-	info QuotaInfo
-	dir  string
-	cg   *nodeCgroups
-	pg   *pginstance.Instance
+	skip   string // why the scenario cannot run here, when it cannot
+	cgroup string // QuotaInfo.Cgroup
+	dir    string
+	cg     *nodeCgroups
+	pg     *pginstance.Instance
+}
+
+// quotaInfo is sc's setup: its node's quota (Scenario.QuotaCores, else
+// Options.QuotaNodeCPU) before and after the halving.
+func (e *env) quotaInfo(sc Scenario) (QuotaInfo, error) {
+	cores := sc.QuotaCores
+	if cores <= 0 {
+		cores = e.o.QuotaNodeCPU
+	}
+	full, err := cpuQuotaUs(cores, quotaPeriodUs)
+	if err != nil {
+		return QuotaInfo{}, err
+	}
+	half, err := cpuQuotaUs(cores/2, quotaPeriodUs)
+	if err != nil {
+		return QuotaInfo{}, err
+	}
+	return QuotaInfo{CoresBefore: cores, CoresAfter: cores / 2, QuotaBeforeUs: full, QuotaAfterUs: half, PeriodUs: quotaPeriodUs,
+		Seconds: e.o.QuotaDuration.Seconds(), HalvedAt: e.o.QuotaDuration.Seconds() / 2, Scale: e.o.Scale}, nil
 }
 
 // quotaNode is the name of the quota-halved scenario's node cgroup.
@@ -309,25 +350,16 @@ const quotaPeriodUs = shardCPUPeriodUs
 func (e *env) startQuota(ctx context.Context) (*quotaEnv, error) {
 	o := e.o
 	qe := &quotaEnv{dir: filepath.Join(e.work, "quota")}
-	full, err := cpuQuotaUs(o.QuotaNodeCPU, quotaPeriodUs)
-	if err != nil {
-		return nil, err
-	}
-	half, err := cpuQuotaUs(o.QuotaNodeCPU/2, quotaPeriodUs)
-	if err != nil {
-		return nil, err
-	}
-	qe.info = QuotaInfo{CoresBefore: o.QuotaNodeCPU, CoresAfter: o.QuotaNodeCPU / 2, QuotaBeforeUs: full, QuotaAfterUs: half,
-		PeriodUs: quotaPeriodUs, Seconds: o.QuotaDuration.Seconds(), HalvedAt: o.QuotaDuration.Seconds() / 2, Scale: o.Scale}
+	var err error
 	if qe.cg, err = newNodeCgroups([]string{quotaNode}); err != nil {
 		qe.skip = "cannot limit the node's CPU: " + err.Error()
 		return qe, nil
 	}
-	qe.info.Cgroup = fmt.Sprintf("%s (the cpu controller's hierarchy at %s)", qe.cg.h.Version, qe.cg.h.Mount)
+	qe.cgroup = fmt.Sprintf("%s (the cpu controller's hierarchy at %s)", qe.cg.h.Version, qe.cg.h.Mount)
 	if err := os.MkdirAll(qe.dir, 0o755); err != nil {
 		return qe, err
 	}
-	e.logf("quota halved: PostgreSQL in %s, in cgroup %s (%s)", qe.dir, qe.cg.dir(quotaNode), qe.info.Cgroup)
+	e.logf("quota halved: PostgreSQL in %s, in cgroup %s (%s)", qe.dir, qe.cg.dir(quotaNode), qe.cgroup)
 	if qe.pg, err = startPostgres(ctx, filepath.Join(qe.dir, "pg"), qe.cg.dir(quotaNode), 300, o.Scale, e.pgbench, e.logf); err != nil {
 		return qe, fmt.Errorf("bench: the quota-halved scenario's PostgreSQL: %w", err)
 	}
@@ -373,7 +405,11 @@ func (e *env) runQuota(ctx context.Context, sc Scenario) (ScenarioResult, error)
 		}
 	}
 	qe := e.qe
-	info := qe.info
+	info, err := e.quotaInfo(sc)
+	if err != nil {
+		return ScenarioResult{}, err
+	}
+	info.Cgroup = qe.cgroup
 	res := ScenarioResult{Scenario: sc, Quota: &info}
 	if qe.skip != "" {
 		info.Skipped = qe.skip
@@ -382,6 +418,14 @@ func (e *env) runQuota(ctx context.Context, sc Scenario) (ScenarioResult, error)
 		}
 		return res, nil
 	}
+	args := sc.PgbenchArgs
+	if sc.Script != "" {
+		path := filepath.Join(qe.dir, sc.ID+".sql")
+		if err := os.WriteFile(path, []byte(sc.Script), 0o644); err != nil {
+			return ScenarioResult{}, err
+		}
+		args = append([]string{"-f", path, "-D", "scale=" + strconv.Itoa(e.o.Scale)}, args...)
+	}
 	runs := map[string][]RunResult{}
 	for round := 1; round <= e.o.Rounds; round++ {
 		for _, v := range sc.Variants {
@@ -389,7 +433,7 @@ func (e *env) runQuota(ctx context.Context, sc Scenario) (ScenarioResult, error)
 				return ScenarioResult{}, err
 			}
 			r := RunResult{Scenario: sc.ID, Target: v.Name, Round: round, CPUPer1k: -1}
-			if err := e.quotaRun(ctx, sc, v, &r); err != nil {
+			if err := e.quotaRun(ctx, sc, args, info, v, &r); err != nil {
 				return ScenarioResult{}, fmt.Errorf("%s against %s: %w", sc.ID, v.Label, err)
 			}
 			e.logf("round %d/%d  %-22s %-26s %s", round, e.o.Rounds, sc.ID, v.Label, quotaLine(r))
@@ -402,13 +446,13 @@ func (e *env) runQuota(ctx context.Context, sc Scenario) (ScenarioResult, error)
 	return res, nil
 }
 
-// quotaRun is one run of the quota-halved scenario through v: the node at
-// its full quota, v started afresh in front of it, pgbench for
-// QuotaDuration, the quota halved at its midpoint, belay_node_limit
-// sampled throughout.
-func (e *env) quotaRun(ctx context.Context, sc Scenario, v BelayVariant, r *RunResult) (err error) {
+// quotaRun is one run of the quota-halved scenario sc through v: the node
+// at its full quota (info), v started afresh in front of it, pgbench with
+// args for QuotaDuration, the quota halved at its midpoint,
+// belay_node_limit sampled throughout.
+func (e *env) quotaRun(ctx context.Context, sc Scenario, args []string, info QuotaInfo, v BelayVariant, r *RunResult) (err error) {
 	qe := e.qe
-	if err := qe.cg.limitPeriod(quotaNode, qe.info.QuotaBeforeUs, quotaPeriodUs); err != nil {
+	if err := qe.cg.limitPeriod(quotaNode, info.QuotaBeforeUs, quotaPeriodUs); err != nil {
 		return err
 	}
 	vp, err := e.startVariant(ctx, v, qe.pg.Addr())
@@ -430,13 +474,13 @@ func (e *env) quotaRun(ctx context.Context, sc Scenario, v BelayVariant, r *RunR
 	lim := sampleLimit(ctx, t.Metrics)
 	start := time.Now()
 	bg := e.runBackground(ctx, pgbenchSpec{
-		Host: t.Host, Port: t.Port, DB: t.DB, User: "postgres", Args: sc.PgbenchArgs, Clients: sc.Clients, Jobs: e.o.Jobs,
+		Host: t.Host, Port: t.Port, DB: t.DB, User: "postgres", Args: args, Clients: sc.Clients, Jobs: e.o.Jobs,
 		Duration: e.o.QuotaDuration, LogPrefix: prefix, MaxClientsPerProc: e.o.MaxClientsPerPgbench,
 	})
 	sleepCtx(ctx, e.o.QuotaDuration/2)
 	halved := time.Now()
 	st1, _ := qe.cg.stat(quotaNode)
-	herr := qe.cg.limitPeriod(quotaNode, qe.info.QuotaAfterUs, quotaPeriodUs)
+	herr := qe.cg.limitPeriod(quotaNode, info.QuotaAfterUs, quotaPeriodUs)
 	run, rerr := bg.wait()
 	end := time.Now()
 	samples := lim.stop()

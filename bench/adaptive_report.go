@@ -665,6 +665,16 @@ func renderSweep(b *strings.Builder, s *ScenarioResult, m Meta) {
 	}
 }
 
+// pgbenchArgsText is sc's pgbench flags as the report shows them: its
+// script as "-f script.sql".
+func pgbenchArgsText(sc Scenario) string {
+	args := strings.Join(sc.PgbenchArgs, " ")
+	if sc.Script != "" {
+		args = strings.TrimSpace("-f script.sql " + args)
+	}
+	return args
+}
+
 // renderQuota is the quota-halved scenario's section.
 func renderQuota(b *strings.Builder, s *ScenarioResult, m Meta) {
 	info := s.Quota
@@ -694,8 +704,11 @@ func renderQuota(b *strings.Builder, s *ScenarioResult, m Meta) {
 		"`belay_node_limit_reason` probe or check) are left out of these, and counted apart (`belay_node_limit_probes_total`). "+
 		"*Throttled* is the share of the node's CFS periods in which it used up its quota.\n\n",
 		info.Scale, info.Cgroup, info.CoresBefore, info.QuotaBeforeUs, info.PeriodUs, s.Scenario.Clients, m.Jobs,
-		strings.Join(s.Scenario.PgbenchArgs, " "), info.Seconds, info.HalvedAt, info.CoresAfter, info.QuotaAfterUs,
+		pgbenchArgsText(s.Scenario), info.Seconds, info.HalvedAt, info.CoresAfter, info.QuotaAfterUs,
 		window, window, window)
+	if s.Scenario.Script != "" {
+		fmt.Fprintf(b, "The script:\n\n```text\n%s```\n\n", s.Scenario.Script)
+	}
 	b.WriteString("| target | tps | limit before → after | to the new level | after the halving: changes, probes | tps: before / first after / last " +
 		"| p99 ms: before / first after / last | throttled: before / after | proxy CPU s / 1k tx | errors |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")

@@ -15,7 +15,7 @@ import (
 )
 
 func TestAdaptiveScenarios(t *testing.T) {
-	ids := []string{"adaptive-noisy-j1", "adaptive-noisy-j2", "adaptive-sweep-readonly-c100", "adaptive-sweep-tpc-b-c100", "adaptive-quota-halved"}
+	ids := []string{"adaptive-noisy-j1", "adaptive-noisy-j2", "adaptive-sweep-readonly-c100", "adaptive-sweep-tpc-b-c100", "adaptive-quota-halved", "adaptive-quota-halved-heavy"}
 	full, quick := DefaultScenarios(false, 10000), DefaultScenarios(true, 1000)
 	var selected []string
 	for _, sc := range full {
@@ -80,6 +80,10 @@ func TestAdaptiveScenarios(t *testing.T) {
 	q := byID["adaptive-quota-halved"]
 	if q.Kind != KindQuota || len(q.Variants) != 2 || q.Variants[0].Fixed || !q.Variants[1].Fixed || q.Variants[1].MaxDB != 20 {
 		t.Errorf("adaptive-quota-halved: %+v", q)
+	}
+	if h := byID["adaptive-quota-halved-heavy"]; h.Kind != KindQuota || h.QuotaCores != 2 || !strings.Contains(h.Script, ":scale") ||
+		pgbenchArgsText(h) != "-f script.sql -M simple" || pgbenchArgsText(q) != "-S -M simple" {
+		t.Errorf("adaptive-quota-halved-heavy: %+v", h)
 	}
 	if needsSingleNode([]Scenario{q}) || !needsSingleNode([]Scenario{q, byID["adaptive-noisy-j1"]}) {
 		t.Error("the quota-halved scenario alone needs no single node; the others do")

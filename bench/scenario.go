@@ -71,9 +71,12 @@ type Scenario struct {
 	// primary and Nodes-1 replicas; of a sharded one (KindSharded), the
 	// most shards.
 	Nodes int
-	// Script is a pgbench script (KindSharded), run with -f and
-	// -D scale=Options.Scale.
+	// Script is a pgbench script (KindSharded, KindQuota), run with -f
+	// and -D scale=Options.Scale.
 	Script string `json:",omitempty"`
+	// QuotaCores is the CPU quota, in cores, of a quota-halved scenario's
+	// node before the halving (KindQuota; 0: Options.QuotaNodeCPU).
+	QuotaCores float64 `json:",omitempty"`
 
 	// Variants, when set, are the scenario's belay targets instead of
 	// belay proxy and its two tiers: belay started with settings of its
