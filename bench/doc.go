@@ -41,8 +41,9 @@
 // fixed pools of 3 to 20): the report gives belay adaptive's total ÷ the
 // best fixed budget's and ÷ PgBouncer's, the quiet user's share and p99
 // ratio, and the limit it settled at. A node whose CPU quota is halved
-// mid-run (a PostgreSQL of its own in a cgroup, Options.QuotaNodeCPU
-// cores, halved at the midpoint of Options.QuotaDuration): belay adaptive
+// mid-run (a PostgreSQL of its own in a cgroup, halved at the midpoint of
+// Options.QuotaDuration; under pgbench -S at Options.QuotaNodeCPU cores,
+// and under a range read of 5,000 accounts at 2 cores): belay adaptive
 // against belay fixed 20, the limit before and after, the time it took
 // to reach its new level, and tps, p99 and the limit second by second
 // from pgbench's per-transaction log; skipped without cgroups.
