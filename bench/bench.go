@@ -112,7 +112,8 @@ type Options struct {
 	Progress io.Writer
 	// Command is the command line shown in the report.
 	Command string
-	// SourceDir is where the belay commit is read with git (default ".").
+	// SourceDir is where the belay commit is read with git when BelayExe
+	// did not record it (default ".").
 	SourceDir string
 	// NoCharts skips the PNG charts.
 	NoCharts bool
@@ -818,7 +819,7 @@ func (e *env) meta(ctx context.Context) Meta {
 		Command: e.o.Command, Started: e.start, Quick: e.o.Quick, Rounds: e.o.Rounds,
 		Duration: e.o.Duration.Seconds(), PoolSize: e.o.PoolSize, Jobs: e.o.Jobs, Scale: e.o.Scale,
 		Cores: runtime.NumCPU(), CPUModel: cpuModel(), Memory: memTotal(),
-		BelayCommit: gitCommit(e.o.SourceDir),
+		BelayCommit: belayCommit(e.o.BelayExe, e.o.SourceDir),
 		GoVersion:   runtime.Version(), SlowReadRate: e.o.SlowRate,
 		PgBouncerVersion: "not run", LoadStart: loadAvg(), Placement: e.o.Placement.describe(),
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,6 +30,10 @@ type Target struct {
 	PID int
 	// Metrics is belay's Prometheus endpoint ("" for the other targets).
 	Metrics string
+	// LimitMetrics is the Prometheus endpoint of the process that keeps
+	// the node's adaptive limit, when it is not Metrics' (the two tiers:
+	// the pooler's; a gateway leaves the limit to it).
+	LimitMetrics string
 	// Parts, for a target of several processes (belay's two tiers), is
 	// each one's PID: the CPU is measured for each and summed.
 	Parts []Part
@@ -46,6 +51,14 @@ type Part struct {
 
 // Addr is "host:port".
 func (t Target) Addr() string { return fmt.Sprintf("%s:%d", t.Host, t.Port) }
+
+// limitMetrics is where t's node limit is read ("" when t has none).
+func (t Target) limitMetrics() string {
+	if t.LimitMetrics != "" {
+		return t.LimitMetrics
+	}
+	return t.Metrics
+}
 
 // Target names.
 const (
@@ -309,6 +322,32 @@ func readTail(path string, n int64) string {
 	}
 	b, _ := io.ReadAll(f)
 	return string(bytes.TrimSpace(b))
+}
+
+// belayCommit is the commit belay was built from: the one exe recorded
+// (go build in a checkout records it, unless -buildvcs=false), else the
+// checkout in dir's (gitCommit).
+func belayCommit(exe, dir string) string {
+	if bi, err := buildinfo.ReadFile(exe); err == nil {
+		var rev string
+		modified := false
+		for _, kv := range bi.Settings {
+			switch kv.Key {
+			case "vcs.revision":
+				rev = kv.Value
+			case "vcs.modified":
+				modified = kv.Value == "true"
+			}
+		}
+		if rev != "" {
+			rev = rev[:min(len(rev), 12)]
+			if modified {
+				rev += "+dirty"
+			}
+			return rev
+		}
+	}
+	return gitCommit(dir)
 }
 
 // gitCommit describes the belay source in dir: short commit, "+dirty" when

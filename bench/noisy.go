@@ -155,8 +155,8 @@ func (e *env) runNoisy(ctx context.Context, sc Scenario, t Target, r *RunResult)
 	}
 	smp := e.sampleServers(ctx)
 	var lim *limitSampler
-	if t.Metrics != "" {
-		lim = sampleLimit(ctx, t.Metrics)
+	if m := t.limitMetrics(); m != "" {
+		lim = sampleLimit(ctx, m)
 	}
 	noisy := e.runBackground(ctx, spec(noisyUser, sc.Clients, wholeSeconds(noisyLead+e.o.Duration+time.Second), prefix+"-together-noisy"))
 	sleepCtx(ctx, noisyLead)

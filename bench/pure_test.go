@@ -501,3 +501,17 @@ func TestPgbouncerBudget(t *testing.T) {
 		t.Fatalf("no budget wanted:\n%s", ini)
 	}
 }
+
+// TestBelayCommit: a binary that recorded no commit (a test binary) is
+// described by the checkout it ran in, and outside one as unknown.
+func TestBelayCommit(t *testing.T) {
+	if got := belayCommit(os.Args[0], t.TempDir()); got != "unknown" {
+		t.Errorf("outside a checkout: %q", got)
+	}
+	if got, want := belayCommit(os.Args[0], "."), gitCommit("."); got != want {
+		t.Errorf("in the checkout: %q, want git's %q", got, want)
+	}
+	if got := belayCommit(filepath.Join(t.TempDir(), "none"), t.TempDir()); got != "unknown" {
+		t.Errorf("no binary: %q", got)
+	}
+}

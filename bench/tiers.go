@@ -26,6 +26,7 @@ type tiersEnv struct {
 	gateway2        *process
 	port, port2     int // the gateways'
 	metrics         int // the first gateway's /metrics
+	poolerMetrics   int // the pooler's /metrics: its node's limit
 }
 
 // tiersCluster is the cluster's name in the bench's etcd.
@@ -53,6 +54,10 @@ func (e *env) startTiers(ctx context.Context) error {
 		pargs = append(pargs, "--max-db-connections", strconv.Itoa(e.budget))
 	}
 	var err error
+	if ts.poolerMetrics, err = freePort(); err != nil {
+		return err
+	}
+	pargs = append(pargs, "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", ts.poolerMetrics))
 	if ts.pooler, _, err = e.startTier(ctx, dir, "pooler", "pooler.log", pargs...); err != nil {
 		return err
 	}
@@ -148,6 +153,7 @@ func (e *env) tiersTarget(ctx context.Context, t Target) (Target, string, error)
 	t.Parts = []Part{{Tier: "gateway", PID: ts.gateway.pid}, {Tier: "pooler", PID: ts.pooler.pid}}
 	t.Second = &Part{Tier: "gateway 2", PID: ts.gateway2.pid, Port: ts.port2}
 	t.Metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", ts.metrics)
+	t.LimitMetrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", ts.poolerMetrics)
 	return t, "", nil
 }
 
