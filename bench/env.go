@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/belaydb/belay/internal/buildvcs"
 	"github.com/belaydb/belay/internal/pginstance"
 	"github.com/belaydb/belay/internal/testcert"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -329,22 +330,11 @@ func readTail(path string, n int64) string {
 // checkout in dir's (gitCommit).
 func belayCommit(exe, dir string) string {
 	if bi, err := buildinfo.ReadFile(exe); err == nil {
-		var rev string
-		modified := false
-		for _, kv := range bi.Settings {
-			switch kv.Key {
-			case "vcs.revision":
-				rev = kv.Value
-			case "vcs.modified":
-				modified = kv.Value == "true"
+		if vcs := buildvcs.Of(bi); vcs.Revision != "" {
+			if vcs.Modified {
+				return vcs.Short() + "+dirty"
 			}
-		}
-		if rev != "" {
-			rev = rev[:min(len(rev), 12)]
-			if modified {
-				rev += "+dirty"
-			}
-			return rev
+			return vcs.Short()
 		}
 	}
 	return gitCommit(dir)

@@ -161,7 +161,7 @@ func renderTiersIdle(b *strings.Builder, s *ScenarioResult) {
 		parts = append(parts, fmt.Sprintf("%s %s", tc.Tier, bytesText(tc.Per1k)))
 	}
 	fmt.Fprintf(b, "\nbelay's two tiers: the idle clients spread over two gateways, pgbench's workers on the first; RSS per idle client by process: %s (the pooler's, over all of them). "+
-		"Halfway through the workers' run the second gateway was killed (kill -9): of its %s idle clients %s were still open after (all rounds); "+
+		"Halfway through the workers' run the second gateway was killed (kill -9): of its idle clients, %s in all rounds together, %s were still open after; "+
 		"the workers' failed transactions and the first gateway's closed idle clients are in the row's errors.\n",
 		strings.Join(parts, ", "), thousands(int64(tr.KilledGatewayIdle)), thousands(int64(tr.KilledGatewayIdleOpen)))
 }

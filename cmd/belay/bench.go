@@ -36,7 +36,7 @@ func runBench(args []string) error {
 	noInstall := fs.Bool("no-install", false, "do not install PgBouncer, pgpool-II, Patroni or etcd-server with apt-get when missing")
 	nodeCPU := fs.Float64("node-cpu", 0.4, "read-scaling scenarios: the CPU quota of each PostgreSQL node, in cores (a cgroup per node)")
 	shardCPU := fs.Float64("shard-node-cpu", 0.2, "sharded scenarios (--scenarios sharded): the CPU quota of each shard's PostgreSQL node, in cores (a cgroup per node)")
-	quotaCPU := fs.Float64("quota-node-cpu", 1, "quota-halved scenario (--scenarios adaptive-quota-halved): the CPU quota of its PostgreSQL node, in cores, before it is halved mid-run")
+	quotaCPU := fs.Float64("quota-node-cpu", 1, "quota-halved scenario (--scenarios adaptive-quota-halved): the CPU quota of its PostgreSQL node, in cores, before it is halved mid-run (adaptive-quota-halved-heavy's node has 2)")
 	quotaDur := fs.Duration("quota-duration", 0, "quota-halved scenario: the length of each run, the quota halved at its midpoint (default 1.5 times --duration, at least 10s)")
 	asIs := fs.Bool("failover-patroni-as-is", false, "failover scenario: also run Patroni with its defaults as they are (primary_start_timeout 300: it restarts a killed primary in place)")
 	maxWait := fs.Duration("failover-max-wait", time.Minute, "failover scenario: how long a run waits after the kill for a write to be acknowledged")

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/belaydb/belay/internal/buildvcs"
 	"github.com/belaydb/belay/loop"
 )
 
@@ -71,24 +72,12 @@ func version() string {
 	if !ok {
 		return s
 	}
-	var rev, when string
-	modified := false
-	for _, kv := range bi.Settings {
-		switch kv.Key {
-		case "vcs.revision":
-			rev = kv.Value
-		case "vcs.time":
-			when = kv.Value
-		case "vcs.modified":
-			modified = kv.Value == "true"
+	if vcs := buildvcs.Of(bi); vcs.Revision != "" {
+		s += ", commit " + vcs.Short()
+		if vcs.Time != "" {
+			s += " of " + vcs.Time
 		}
-	}
-	if rev != "" {
-		s += ", commit " + rev[:min(len(rev), 12)]
-		if when != "" {
-			s += " of " + when
-		}
-		if modified {
+		if vcs.Modified {
 			s += " with local changes"
 		}
 	}
