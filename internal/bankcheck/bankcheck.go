@@ -272,7 +272,8 @@ type Result struct {
 	// ErrorsAfter counts those that started after the fault (Check's at):
 	// statements sent after it, which should not fail.
 	ErrorsAfter map[string]int
-	// AfterSamples are the first few of those errors' messages.
+	// AfterSamples are the first few of those errors' messages, each after
+	// how long after at its operation started.
 	AfterSamples []string
 	// FirstAckAfter is from at to the first transfer acknowledged that
 	// started after it (0: none).
@@ -353,7 +354,7 @@ func (r *Recorder) CheckShards(ctx context.Context, conns []*pgx.Conn, at time.T
 			if !at.IsZero() && op.Start.After(at) {
 				res.ErrorsAfter[k]++
 				if len(res.AfterSamples) < 5 {
-					res.AfterSamples = append(res.AfterSamples, op.Err)
+					res.AfterSamples = append(res.AfterSamples, fmt.Sprintf("%v after: %s", op.Start.Sub(at).Round(time.Microsecond), op.Err))
 				}
 			}
 		}
