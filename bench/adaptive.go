@@ -424,7 +424,7 @@ func (e *env) runQuota(ctx context.Context, sc Scenario) (ScenarioResult, error)
 		if err := os.WriteFile(path, []byte(sc.Script), 0o644); err != nil {
 			return ScenarioResult{}, err
 		}
-		args = append([]string{"-f", path, "-D", "scale=" + strconv.Itoa(e.o.Scale)}, args...)
+		args = scriptArgs(path, e.o.Scale, args...)
 	}
 	runs := map[string][]RunResult{}
 	for round := 1; round <= e.o.Rounds; round++ {

@@ -358,3 +358,9 @@ func clientEnv() []string {
 	}
 	return env
 }
+
+// scriptArgs are pgbench's flags to run the script at path at scale (its
+// :scale, given with -D), then args.
+func scriptArgs(path string, scale int, args ...string) []string {
+	return append([]string{"-f", path, "-D", "scale=" + strconv.Itoa(scale)}, args...)
+}

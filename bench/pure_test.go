@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -513,5 +514,12 @@ func TestBelayCommit(t *testing.T) {
 	}
 	if got := belayCommit(filepath.Join(t.TempDir(), "none"), t.TempDir()); got != "unknown" {
 		t.Errorf("no binary: %q", got)
+	}
+}
+
+func TestScriptArgs(t *testing.T) {
+	got := scriptArgs("/w/s.sql", 10, "-M", "simple")
+	if want := []string{"-f", "/w/s.sql", "-D", "scale=10", "-M", "simple"}; !slices.Equal(got, want) {
+		t.Errorf("scriptArgs: %q, want %q", got, want)
 	}
 }

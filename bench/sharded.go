@@ -330,7 +330,7 @@ func (e *env) startSharded(ctx context.Context) (*shardedEnv, error) {
 		for _, name := range shardedTargets() {
 			t := se.target(name)
 			run, err := runPgbench(ctx, e.pgbench, pgbenchSpec{Host: t.Host, Port: t.Port, DB: t.DB, User: "postgres",
-				Args: []string{"-f", warm, "-D", "scale=" + strconv.Itoa(o.Scale)}, Clients: 4, Jobs: o.Jobs, Duration: o.WarmUp})
+				Args: scriptArgs(warm, o.Scale), Clients: 4, Jobs: o.Jobs, Duration: o.WarmUp})
 			if err == nil {
 				e.logf("sharding: warm-up %-48s %8.0f tps", t.Label, run.Summary.TPS)
 			}
@@ -590,7 +590,7 @@ func (e *env) runSharded(ctx context.Context, sc Scenario) (ScenarioResult, erro
 		return res, nil
 	}
 	run := sc
-	run.PgbenchArgs = append([]string{"-f", se.scripts[sc.ID], "-D", "scale=" + strconv.Itoa(e.o.Scale)}, sc.PgbenchArgs...)
+	run.PgbenchArgs = scriptArgs(se.scripts[sc.ID], e.o.Scale, sc.PgbenchArgs...)
 	runs := map[string][]RunResult{}
 	for round := 1; round <= e.o.Rounds; round++ {
 		for _, name := range names {
