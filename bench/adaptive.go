@@ -146,9 +146,9 @@ func adaptiveScenarios() []Scenario {
 // range scan of 5,000 accounts, about 0.4 ms of a core each. The node's own
 // work then dwarfs pgbench's and belay's, so a node of 2 cores uses them
 // (pgbench -S at 100 clients leaves a node about one of this machine's two
-// cores), and its capacity is two queries at once or more: room for the
-// limit to fall when the quota halves (with -S at 1 core the band's floor,
-// 3, is the limit before and after).
+// cores), and the limit settles above the band's floor: room for it to
+// fall when the quota halves (measured: 5, then 4). With -S at 1 core the
+// floor, 3, is the limit before and after.
 const quotaHeavyScript = `\set aid random(1, 100000 * :scale - 4999)
 SELECT sum(abalance) FROM pgbench_accounts WHERE aid BETWEEN :aid AND :aid + 4999;
 `
