@@ -99,6 +99,7 @@ type nodeStats struct {
 	reads    atomic.Int64 // units routed to it that the planner cleared for a replica
 	writes   atomic.Int64 // the other units routed to it
 	retries  atomic.Int64 // reads it lost with a server, sent again elsewhere
+	unsent   atomic.Int64 // units its pooler never sent it, routed again
 	// replayed: the highest replay position a read's own question found
 	// (verifyReplay), which the health checks may not have seen yet.
 	replayed atomic.Uint64

@@ -132,6 +132,11 @@ type Config struct {
 	// client on their loop (poolcore.Options.CloseUnused): a gateway's,
 	// whose servers are poolers.
 	CloseUnusedServers bool
+	// PoolerServers: the servers are belay poolers (a gateway's). A unit
+	// of work is kept until its pooler answers it, and one the pooler
+	// says never reached its node (FATAL 08001, or 57P03 from a login to
+	// it) is routed again: it waits out a failover rather than failing.
+	PoolerServers bool
 	// ReusePort sets SO_REUSEPORT on the listeners.
 	ReusePort bool
 	// MaxMessageSize bounds a client message belay must hold whole to inspect (Query, Parse, ...).

@@ -34,8 +34,10 @@ import (
 // on the held list the same way (holdLogin), rather than failing.
 //
 // In flight when its server died (serverGone): only what provably never
-// reached a server is sent again, and a read-only autocommit unit (a read
-// on a replica or on the primary, retryRead). Otherwise, with every whole
+// reached a server is sent again (a gateway's unit its pooler answered
+// FATAL 08001 or 57P03 before anything else: neverSent), and a read-only
+// autocommit unit (a read on a replica or on the primary, retryRead); on
+// the primary it waits out the hold first. Otherwise, with every whole
 // message of the server's answers forwarded so far, the client is told:
 //   - inside a transaction, with no transaction control in flight: ERROR
 //     40001 ("the transaction was lost with its server in a failover"),

@@ -83,11 +83,15 @@ type clusterState struct {
 	// lsnOwed: askLSN's question is under way; the client's next unit
 	// waits for the server's release, to be routed anew.
 	lsnOwed bool
-	// armed: its current unit is a read on a replica that has answered
-	// nothing yet; retry holds what it sent, to send again elsewhere if
-	// the replica dies first (retryRead).
-	armed bool
-	retry []byte
+	// armed: its current unit is a read that has answered nothing yet,
+	// sent again elsewhere if its server dies first (retryRead). unsent:
+	// its current unit went to a belay pooler (Config.PoolerServers) and
+	// has answered nothing yet; routed again if the pooler says it never
+	// reached the node (neverSent). retry holds what the client sent of
+	// the unit while either is set.
+	armed  bool
+	unsent bool
+	retry  []byte
 	// verify: its read went to a replica not yet known to have replayed
 	// its last write; the replica is asked first (verifyReplay).
 	verify    ha.LSN
@@ -195,8 +199,12 @@ func (s *session) routeWork(data []byte) error {
 		cs.blindWrite = blind
 	}
 	// A read is kept to be sent again if its server dies before answering,
-	// on a replica or on the primary (a failover).
-	cs.armed, cs.retry = w.ReadOnly, cs.retry[:0]
+	// on a replica or on the primary (a failover); any unit sent to a
+	// pooler, until the pooler says whether it reached the node.
+	if cap(cs.retry) > 64<<10 {
+		cs.retry = nil // a large unit's buffer is not kept for the session's life
+	}
+	cs.armed, cs.unsent, cs.retry = w.ReadOnly, s.p.cfg.PoolerServers, cs.retry[:0]
 	if w.ReadOnly {
 		n.reads.Add(1)
 	} else {
@@ -351,26 +359,43 @@ func (s *session) rerouteAfter(err error) bool {
 	return true
 }
 
-// retryRead sends the client's current unit of work again, to another node,
-// when the replica running it died before answering anything: it is a read
-// outside a transaction (the router cleared it for a replica), so running it
-// twice is safe. It returns false when the unit is not that. The caller has
-// forgotten the lost server.
+// keep adds b, sent to the server, to the unit kept to be sent again
+// (retryRead). A unit past max bytes is not kept: it is not sent again.
+func (cs *clusterState) keep(b []byte, max int) {
+	if len(cs.retry)+len(b) > max {
+		cs.armed, cs.unsent, cs.retry = false, false, nil
+		return
+	}
+	cs.retry = append(cs.retry, b...)
+}
+
+// retryRead routes the client's current unit of work again when the server
+// running it died before answering anything, and either the unit is a read
+// outside a transaction (the router cleared it for a replica), so running
+// it twice is safe, or its pooler said it never reached the node (err is
+// errNeverSent). On the primary the caller has started the hold, so the
+// unit waits for the new primary. It returns false when the unit is neither.
+// The caller has forgotten the lost server.
 func (s *session) retryRead(err error) bool {
 	cs := s.cl
-	if !cs.armed || s.c == nil || s.t.pinned { // (nothing sent yet: a question of verifyReplay's)
-		cs.armed = false
+	never := cs.unsent && errors.Is(err, errNeverSent)
+	if !cs.armed && !never || s.c == nil || s.t.pinned { // (nothing sent yet: a question of verifyReplay's)
+		cs.armed, cs.unsent = false, false
 		return false
 	}
-	cs.armed, cs.verify, cs.verifying = false, 0, false
+	cs.armed, cs.unsent, cs.verify, cs.verifying = false, false, 0, false
 	node := cs.node
 	s.suspectNode(err.Error())
 	s.unitDone()
-	node.retries.Add(1)
+	if never {
+		node.unsent.Add(1)
+	} else {
+		node.retries.Add(1)
+	}
 	s.r.abandon() // what the unit set up on the session never happened
 	s.t = newTracker()
 	s.in.Unread(cs.retry)
-	s.p.log.Info("a replica died before answering a read; sending it again elsewhere", "node", node.name, "err", err)
+	s.p.log.Info("a unit lost before any answer: routing it again", "node", node.name, "err", err, "never_sent", never)
 	if s.clientData(s.c) == gnet.Close {
 		s.closeClient()
 	}
@@ -386,13 +411,32 @@ var errReplicaGone = errors.New("the replica ended the session (shutdown, crash,
 // node (a gateway's servers are poolers), the loss of its own server
 // (08006: Postgres never sends it, a pooler does when its server dies).
 func replicaGone(body []byte) bool {
+	c, ok := fatalCode(body)
+	return ok && (c == sqlstate.AdminShutdown || c == sqlstate.CrashShutdown || c == sqlstate.CannotConnectNow ||
+		c == sqlstate.TRSerializationFailure || c == sqlstate.ConnectionFailure)
+}
+
+// errNeverSent: a pooler said the client's unit never reached its node.
+var errNeverSent = errors.New("the pooler could not reach its node: the unit was not sent")
+
+// neverSent says an ErrorResponse from a belay pooler is a FATAL that
+// tells the unit it answers never reached the node: the pooler could not
+// connect to its node (08001), or the node refused its login (57P03,
+// which PostgreSQL sends only to a login). Only a gateway asks, and only
+// before the pooler answered anything of the unit.
+func neverSent(body []byte) bool {
+	c, ok := fatalCode(body)
+	return ok && (c == sqlstate.SQLClientUnableToEstablishSQLConnection || c == sqlstate.CannotConnectNow)
+}
+
+// fatalCode is the SQLSTATE of an ErrorResponse's body, and whether it is
+// a FATAL.
+func fatalCode(body []byte) (sqlstate.Code, bool) {
 	f, err := codec.ParseErrorFields(body)
 	if err != nil || string(f.SeverityNonLocalized) != "FATAL" && string(f.Severity) != "FATAL" {
-		return false
+		return "", false
 	}
-	c := sqlstate.Code(f.Code)
-	return c == sqlstate.AdminShutdown || c == sqlstate.CrashShutdown || c == sqlstate.CannotConnectNow ||
-		c == sqlstate.TRSerializationFailure || c == sqlstate.ConnectionFailure
+	return sqlstate.Code(f.Code), true
 }
 
 // suspectNode tells the health checks that the client's node failed it.

@@ -376,7 +376,9 @@ func (s *session) ServerFailed(err error) {
 		s.kill(fatalFromServer(pe))
 		return
 	}
-	s.kill(fatalf(sqlstate.ConnectionFailure, "belay could not connect to the server: %v", err))
+	// 08001: nothing of the client's was sent (a gateway in front routes
+	// it again: neverSent).
+	s.kill(fatalf(sqlstate.SQLClientUnableToEstablishSQLConnection, "belay could not connect to the server: %v", err))
 }
 
 // ServerLost: the server this client held closed or broke.
@@ -660,8 +662,8 @@ func (s *session) forward(c gnet.Conn, limit int) gnet.Action {
 		}
 		s.stats.Received(off)
 		if s.cl != nil {
-			if s.cl.armed {
-				s.cl.retry = append(s.cl.retry, data[:off]...) // a read on a replica: kept to send again (retryRead)
+			if s.cl.armed || s.cl.unsent {
+				s.cl.keep(data[:off], s.p.cfg.MaxBufferedBytes)
 			}
 			if s.cl.txWrite && !s.cl.unitTx && (last == codec.MsgSync || last == codec.MsgQuery) {
 				w.askLSN(off) // read-your-writes, pipelined after an autocommit write (cluster.go)
@@ -829,12 +831,14 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		var fix *errFix
 		if err == nil {
 			if typ == codec.MsgErrorResponse {
-				if s.cl != nil && (s.cl.armed || s.cl.node != nil && s.cl.node.primary) && replicaGone(data[off+5:off+5+bodyLen]) {
-					// The node is going away: a read before it answered
-					// is sent again (the client sees none of it), else
-					// the client learns what became of its work
-					// (cluster.go, failover.go).
-					if !s.cl.armed {
+				body := data[off+5 : off+5+bodyLen]
+				never := s.cl != nil && s.cl.unsent && seg == off && neverSent(body) // (seg < off: answers yet to forward)
+				if never || s.cl != nil && (s.cl.armed || s.cl.node != nil && s.cl.node.primary) && replicaGone(body) {
+					// The node is going away: a read before it answered,
+					// or a unit its pooler never sent, is sent again (the
+					// client sees none of it), else the client learns
+					// what became of its work (cluster.go, failover.go).
+					if !s.cl.armed && !never {
 						flush()
 					}
 					in.Consume(c, len(data))
@@ -842,14 +846,18 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 					s.dropParts()
 					s.srvDrop = 0
 					sc.Close()
-					if !s.serverGone(sc, errReplicaGone) {
+					why := errReplicaGone
+					if never {
+						why = errNeverSent
+					}
+					if !s.serverGone(sc, why) {
 						s.r.reset()
 						s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
 							Message: "server closed the connection unexpectedly"})
 					}
 					return gnet.None
 				}
-				s.noteStale(data[off+5 : off+5+bodyLen])
+				s.noteStale(body)
 			}
 			fwd, fix, err = s.r.answer(typ)
 		}
@@ -1054,7 +1062,7 @@ func (s *session) fatal(e codec.ErrorResponse) gnet.Action {
 // write sends b to the client (through TLS when it has it). On the loop.
 func (s *session) write(b []byte) (int, error) {
 	if s.cl != nil {
-		s.cl.armed = false // the client saw an answer: its unit can no longer be sent again
+		s.cl.armed, s.cl.unsent = false, false // the client saw an answer: its unit can no longer be sent again
 	}
 	return s.in.Write(s.c, b)
 }

@@ -380,7 +380,7 @@ func runTier(t tier, args []string) error {
 	defer stopCluster()
 	if t == tierGateway {
 		cfg.Cluster = ha.NewPoolerView(cfg.Cluster)
-		cfg.CloseUnusedServers = true
+		cfg.CloseUnusedServers, cfg.PoolerServers = true, true
 		// A node's concurrency is its pooler's to adapt, from all the
 		// gateways' work; a gateway adapting too would measure the
 		// pooler's queue as its own and halve what the pooler allows.
