@@ -91,7 +91,10 @@
 // halves the limit for one window: a real queue drains and the time per
 // query falls; if it stays within a fifth, the queries wait on something
 // other than each other (locks, I/O, a sleep), their time is the new
-// baseline, and the limit grows. Probes and checks are counted apart from
+// baseline, and the limit grows. A limit whose half is the floor (Min)
+// is checked with a probe instead, so a limit settled low on CPU-bound
+// work still learns within CheckEvery that the work turned into waiting.
+// Probes and checks are counted apart from
 // the changes of the limit's course (Probes, Changes).
 //
 // A window in which a quarter of the servers held or more logged in, a

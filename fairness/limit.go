@@ -445,11 +445,19 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 		l.probe(fmt.Sprintf("probe: %.1f queued on a baseline %s old", m.Queue, (now-l.baseAt).Round(time.Second)), l.cfg.Min, idle)
 		return
 	}
-	if binding && m.Queue >= alpha && l.limit/2 > l.cfg.Min && now-max(l.checkedAt, l.baseAt) > l.cfg.CheckEvery {
+	if binding && m.Queue >= alpha && l.limit > l.cfg.Min && now-max(l.checkedAt, l.baseAt) > l.cfg.CheckEvery {
 		// Clients wait on a queue the limit keeps: is it one? Halve the
 		// limit for a window; a queue that is real drains and the time
 		// per query falls, one of queries that wait on something else
 		// (locks, I/O, a sleep) does not.
+		if l.limit/2 <= l.cfg.Min {
+			// Half the limit is the floor: a probe measures there, and
+			// a limit this low would otherwise keep a stale baseline
+			// until ProbeEvery (CPU-bound work turned into work that
+			// waits, whose queue the old baseline puts within the band).
+			l.probe(fmt.Sprintf("probe: is the queue of %.1f real? (half the limit is the floor)", m.Queue), l.cfg.Min, idle)
+			return
+		}
 		l.probe(fmt.Sprintf("check: is the queue of %.1f real?", m.Queue), l.limit/2, idle)
 		l.checking, l.checkRef = true, m.Service
 		return

@@ -404,3 +404,23 @@ func TestLimiterProbesAfterTheRamp(t *testing.T) {
 		t.Errorf("baseline %v after a probe with one slow tick, %v without: %s", l.Baseline(), want, l.Reason())
 	}
 }
+
+// A limit settled low on CPU-bound work, whose half is the floor (no check
+// of the queue can run at half of it), still finds out within CheckEvery,
+// not ProbeEvery, that work turned slow without using the CPU: a probe
+// stands in for the check.
+func TestLimiterLowLimitWorkTurnsSlow(t *testing.T) {
+	n := newSim(9)
+	n.CPU, n.Latency, n.Clients = 9*time.Millisecond, 200*time.Microsecond, 40
+	l := NewLimiter(LimiterConfig{Max: 30})
+	run(l, n, 30*time.Second)
+	if lim := l.Limit(); lim/2 > l.Config().Min {
+		t.Fatalf("CPU-bound work settled the limit at %d, not at one whose half is the floor (%d): %s", lim, l.Config().Min, l.Reason())
+	}
+	t.Logf("CPU-bound: limit %d: %s", l.Limit(), l.Reason())
+	n.CPU, n.Latency = 100*time.Microsecond, 20*time.Millisecond
+	seen := run(l, n, l.Config().CheckEvery+10*time.Second)
+	if last := seen[len(seen)-1]; last < 20 {
+		t.Errorf("work that only waits: the limit is %d after %s (want 20 or more): %s", last, l.Config().CheckEvery+10*time.Second, l.Reason())
+	}
+}
