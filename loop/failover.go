@@ -36,7 +36,7 @@ import (
 // In flight when its server died (serverGone): only what provably never
 // reached a server is sent again (a gateway's unit its pooler answered
 // FATAL 08001 or 57P03 before anything else: neverSent), and a read-only
-// autocommit unit (a read on a replica or on the primary, retryRead); on
+// autocommit unit (a read on a replica or on the primary, retryUnit); on
 // the primary it waits out the hold first. Otherwise, with every whole
 // message of the server's answers forwarded so far, the client is told:
 //   - inside a transaction, with no transaction control in flight: ERROR
@@ -409,9 +409,9 @@ func (s *session) holdAfter(err error) bool {
 }
 
 // serverGone handles the loss of the client's server (it closed, broke, or
-// said FATAL) in a cluster: a read is sent again (retryRead), else the
-// client is told what became of its work (see the top of this file) and
-// keeps its connection. It returns false when the client must be closed.
+// said FATAL) in a cluster: a read, or a unit its pooler never sent, is
+// sent again (retryUnit), else the client is told what became of its work
+// (see the top of this file) and keeps its connection. It returns false when the client must be closed.
 // The caller has forgotten the server; s.srvRemain and s.cliRemain are as
 // they were when it died.
 func (s *session) serverGone(sc *poolcore.Server, err error) bool {
@@ -426,7 +426,7 @@ func (s *session) serverGone(sc *poolcore.Server, err error) bool {
 	if errors.Is(err, errReplicaGone) && node != nil && node.primary {
 		err = errPrimaryGone
 	}
-	if !torn && s.retryRead(err) {
+	if !torn && s.retryUnit(err) {
 		return true
 	}
 	if torn || s.state != sReady || s.t.pinned || s.t.copyIn || s.resetting || s.c == nil || node == nil {

@@ -84,7 +84,7 @@ type clusterState struct {
 	// waits for the server's release, to be routed anew.
 	lsnOwed bool
 	// armed: its current unit is a read that has answered nothing yet,
-	// sent again elsewhere if its server dies first (retryRead). unsent:
+	// sent again elsewhere if its server dies first (retryUnit). unsent:
 	// its current unit went to a belay pooler (Config.PoolerServers) and
 	// has answered nothing yet; routed again if the pooler says it never
 	// reached the node (neverSent). retry holds what the client sent of
@@ -360,7 +360,7 @@ func (s *session) rerouteAfter(err error) bool {
 }
 
 // keep adds b, sent to the server, to the unit kept to be sent again
-// (retryRead). A unit past max bytes is not kept: it is not sent again.
+// (retryUnit). A unit past max bytes is not kept: it is not sent again.
 func (cs *clusterState) keep(b []byte, max int) {
 	if len(cs.retry)+len(b) > max {
 		cs.armed, cs.unsent, cs.retry = false, false, nil
@@ -369,14 +369,14 @@ func (cs *clusterState) keep(b []byte, max int) {
 	cs.retry = append(cs.retry, b...)
 }
 
-// retryRead routes the client's current unit of work again when the server
+// retryUnit routes the client's current unit of work again when the server
 // running it died before answering anything, and either the unit is a read
 // outside a transaction (the router cleared it for a replica), so running
 // it twice is safe, or its pooler said it never reached the node (err is
 // errNeverSent). On the primary the caller has started the hold, so the
 // unit waits for the new primary. It returns false when the unit is neither.
 // The caller has forgotten the lost server.
-func (s *session) retryRead(err error) bool {
+func (s *session) retryUnit(err error) bool {
 	cs := s.cl
 	never := cs.unsent && errors.Is(err, errNeverSent)
 	if !cs.armed && !never || s.c == nil || s.t.pinned { // (nothing sent yet: a question of verifyReplay's)
