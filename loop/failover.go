@@ -408,6 +408,40 @@ func (s *session) holdAfter(err error) bool {
 	return true
 }
 
+// nodeGoing reads a server's ErrorResponse in a cluster: errNeverSent when
+// a pooler says the client's unit never reached its node (only while none
+// of the unit's answers reached the client: unanswered), errReplicaGone
+// when the node is going away under a read or on the primary, nil for
+// any other error.
+func (s *session) nodeGoing(body []byte, unanswered bool) error {
+	cs := s.cl
+	switch {
+	case cs == nil:
+		return nil
+	case cs.unsent && unanswered && neverSent(body):
+		return errNeverSent
+	case (cs.armed || cs.node != nil && cs.node.primary) && replicaGone(body):
+		return errReplicaGone
+	}
+	return nil
+}
+
+// nodeLost closes sc, whose node is going away or never got the unit
+// (nodeGoing says why), and tells the client what became of its work
+// (serverGone), or closes the client when it cannot be told. The caller
+// has consumed the server's input.
+func (s *session) nodeLost(sc *poolcore.Server, why error) {
+	s.server = nil
+	s.dropParts()
+	s.srvDrop = 0
+	sc.Close()
+	if !s.serverGone(sc, why) {
+		s.r.reset()
+		s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
+			Message: "server closed the connection unexpectedly"})
+	}
+}
+
 // serverGone handles the loss of the client's server (it closed, broke, or
 // said FATAL) in a cluster: a read, or a unit its pooler never sent, is
 // sent again (retryUnit), else the client is told what became of its work

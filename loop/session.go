@@ -832,29 +832,16 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 		if err == nil {
 			if typ == codec.MsgErrorResponse {
 				body := data[off+5 : off+5+bodyLen]
-				never := s.cl != nil && s.cl.unsent && seg == off && neverSent(body) // (seg < off: answers yet to forward)
-				if never || s.cl != nil && (s.cl.armed || s.cl.node != nil && s.cl.node.primary) && replicaGone(body) {
-					// The node is going away: a read before it answered,
-					// or a unit its pooler never sent, is sent again (the
-					// client sees none of it), else the client learns
-					// what became of its work (cluster.go, failover.go).
-					if !s.cl.armed && !never {
+				if why := s.nodeGoing(body, seg == off); why != nil {
+					// The node is going away, or never got the unit: the
+					// client learns what became of its work, or the unit
+					// is sent again and the client sees none of this
+					// (failover.go).
+					if why != errNeverSent && !s.cl.armed {
 						flush()
 					}
 					in.Consume(c, len(data))
-					s.server = nil
-					s.dropParts()
-					s.srvDrop = 0
-					sc.Close()
-					why := errReplicaGone
-					if never {
-						why = errNeverSent
-					}
-					if !s.serverGone(sc, why) {
-						s.r.reset()
-						s.kill(codec.ErrorResponse{Severity: "FATAL", Code: sqlstate.ConnectionFailure,
-							Message: "server closed the connection unexpectedly"})
-					}
+					s.nodeLost(sc, why)
 					return gnet.None
 				}
 				s.noteStale(body)
