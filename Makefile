@@ -67,6 +67,10 @@ deps:
 	cd "$$d" && npm ci --no-audit --no-fund
 
 ## test: deps, vet, then every test against real PostgreSQL (a client missing for internal/compat fails, not skips), then README.md's commands (scripts/readme.sh)
+# Tests build without profile-guided optimization (-pgo=off): with
+# cmd/belay/default.pgo, `go test ./cmd/belay` would compile every
+# dependency a second time, cgo included, for the same checks.
+test: export GOFLAGS := $(strip $(shell $(GO) env GOFLAGS) -pgo=off)
 test: deps
 	$(GO) vet ./...
 	BELAY_COMPAT_REQUIRE=1 $(GO) test -race -count=1 -timeout 25m ./...
@@ -85,7 +89,7 @@ fuzz-short:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-.PHONY: bench-quick flamegraphs
+.PHONY: bench-quick flamegraphs pgo
 
 ## bench-quick: direct PostgreSQL, PgBouncer and belay side by side, core scenarios (about 3 minutes; installs PgBouncer if missing); report in bench-out/
 bench-quick:
@@ -94,3 +98,7 @@ bench-quick:
 ## flamegraphs: CPU flame graphs of belay under each core scenario, regenerated into flamegraphs/ (SVGs, raw profiles, README.md)
 flamegraphs:
 	$(GO) run ./cmd/belay bench --quick --duration 10s --flamegraphs flamegraphs
+
+## pgo: cmd/belay/default.pgo, the profile `go build` optimizes belay with (profile-guided optimization), merged from the raw profiles of flamegraphs/: run `make flamegraphs` first to profile the code as it is now
+pgo:
+	$(GO) tool pprof -proto flamegraphs/*.pb.gz > cmd/belay/default.pgo.tmp && mv cmd/belay/default.pgo.tmp cmd/belay/default.pgo

@@ -5,4 +5,8 @@
 // This package turns flags into configuration and wires the packages
 // together; nothing else. It owns the process's signals (SIGINT and SIGTERM
 // stop it cleanly).
+//
+// default.pgo beside this file is the CPU profile `go build` optimizes the
+// binary with (profile-guided optimization): the merged raw profiles of
+// flamegraphs/, which `make flamegraphs pgo` regenerates.
 package main
