@@ -362,8 +362,11 @@ type ServerInfo struct {
 
 // Info describes sc. On its loop.
 func (sc *Server) Info() ServerInfo {
-	i := ServerInfo{Key: sc.pool.key, Born: sc.born, IdleSince: sc.idleSince, PID: sc.PID, TLS: sc.TLS(),
+	i := ServerInfo{Key: sc.pool.key, Born: sc.born, PID: sc.PID, TLS: sc.TLS(),
 		Owner: sc.owner, Statements: len(sc.Stmts.used), MaxStmts: sc.Stmts.Max, Loop: sc.loop.idx}
+	if sc.idleSince != 0 {
+		i.IdleSince = sc.pool.m.epoch.Add(time.Duration(sc.idleSince))
+	}
 	if i.MaxStmts == 0 {
 		i.MaxStmts = DefaultMaxStatements
 	}

@@ -680,7 +680,7 @@ func (p *Pool) finishRelease(sc *Server) {
 		// Nobody gets the server until every cancel finished (cancelDone).
 		if sc.state != stateCancelWait {
 			sc.state = stateCancelWait
-			sc.idleSince = time.Now() // Sweep closes it after cancelHoldMax
+			sc.idleSince = p.m.now() // Sweep closes it after cancelHoldMax
 			p.perLoop[sc.loop.idx].cancelWait.Add(1)
 		}
 		return
@@ -715,7 +715,8 @@ func (p *Pool) finishRelease(sc *Server) {
 		return
 	}
 	l := sc.loop
-	if tun := p.m.tun.Load(); (tun.Lifetime > 0 && time.Since(sc.born) > tun.Lifetime) || p.retired(sc) {
+	now := p.m.now()
+	if tun := p.m.tun.Load(); (tun.Lifetime > 0 && time.Duration(now-sc.bornAt) > tun.Lifetime) || p.retired(sc) {
 		sc.Close() // too old, marked by RECONNECT, or above a pool size a reload lowered
 		return
 	}
@@ -732,15 +733,15 @@ func (p *Pool) finishRelease(sc *Server) {
 		return // another pool waits below its fair share: the slot is its
 	}
 	lp := &p.perLoop[l.idx]
-	switch target := p.pickLoop(l.idx); target {
+	switch target := p.pickLoop(l.idx, now); target {
 	case -1:
 		sc.state, sc.owner = stateIdle, nil
-		sc.idleSince = time.Now()
+		sc.idleSince = now
 		lp.idle = append(lp.idle, sc)
 		lp.nIdle.Add(1)
 	case l.idx:
 		w, _ := p.popWaiterSince(lp)
-		lp.stats.waited(time.Duration(p.m.now() - w.since))
+		lp.stats.waited(time.Duration(now - w.since))
 		p.handoff(sc, w.c)
 	default:
 		p.moveSlot(sc, target)
@@ -798,9 +799,8 @@ func (lp *loopPool) unserved() bool { return lp.nWait.Load() > lp.dialing.Load()
 // login in flight will serve, and then only if that loop holds fewer servers
 // than its share of the pool by demand while local holds more, or if its
 // oldest waiter starves. Under balanced load servers stay where they are and
-// no login is spent.
-func (p *Pool) pickLoop(local int) int {
-	now := p.m.now()
+// no login is spent. now is Manager.now.
+func (p *Pool) pickLoop(local int, now int64) int {
 	best, bestWait := -1, int64(-1)
 	var total int64
 	for i := range p.perLoop {
@@ -850,6 +850,7 @@ func (p *Pool) arrived(sc *Server) {
 	p.loggedIn.Store(true)
 	p.perLoop[sc.loop.idx].dialing.Add(-1)
 	sc.born = time.Now()
+	sc.bornAt = p.m.now()
 	p.n.learnBudget(sc, func() { p.finishRelease(sc) })
 }
 
@@ -892,7 +893,7 @@ func (p *Pool) giveUpIdle(l *Loop) {
 	if target < 0 || target == l.idx {
 		return
 	}
-	if fresh := giveUpMinIdle - time.Since(lp.idle[0].idleSince); fresh > 0 {
+	if fresh := giveUpMinIdle - time.Duration(p.m.now()-lp.idle[0].idleSince); fresh > 0 {
 		// Look again once it has been idle long enough, rather than at the
 		// next Sweep: the other loop's client waits meanwhile.
 		// (gnet's EventLoop.Schedule is not implemented.)
@@ -1083,14 +1084,14 @@ func (sc *Server) cancelDone(sure bool) {
 // longer than Options.QueryWaitTimeout, and gives the slot of a server idle
 // here to a loop with waiters. Call it on l, periodically.
 func (m *Manager) Sweep(l *Loop) {
-	now := time.Now()
+	now := m.now()
 	tun := m.tun.Load()
 	for _, p := range m.Pools() {
 		p.giveUpIdle(l)
 		lp := &p.perLoop[l.idx]
 		if qwt := int64(tun.QueryWaitTimeout); qwt > 0 && lp.whead < len(lp.waiters) {
 			// The queue is in arrival order: the expired ones are at its head.
-			t := m.now()
+			t := now
 			for lp.whead < len(lp.waiters) && t-lp.waiters[lp.whead].since > qwt {
 				w, _ := p.popWaiterSince(lp)
 				w.c.ServerFailed(p.waitTimeout(time.Duration(t - w.since)))
@@ -1099,12 +1100,12 @@ func (m *Manager) Sweep(l *Loop) {
 		unused := m.opts.CloseUnused && lp.clients.Load() == 0
 		for i := len(lp.idle) - 1; i >= 0; i-- {
 			sc := lp.idle[i]
-			if (tun.IdleTimeout > 0 && now.Sub(sc.idleSince) > tun.IdleTimeout) ||
-				(tun.Lifetime > 0 && now.Sub(sc.born) > tun.Lifetime) || p.paused.Load() || p.retired(sc) || unused {
+			if (tun.IdleTimeout > 0 && time.Duration(now-sc.idleSince) > tun.IdleTimeout) ||
+				(tun.Lifetime > 0 && time.Duration(now-sc.bornAt) > tun.Lifetime) || p.paused.Load() || p.retired(sc) || unused {
 				sc.Close() // takes it off lp.idle
 				continue
 			}
-			sc.checkDue = tun.CheckDelay > 0 && now.Sub(sc.idleSince) > tun.CheckDelay
+			sc.checkDue = tun.CheckDelay > 0 && time.Duration(now-sc.idleSince) > tun.CheckDelay
 		}
 		if l.idx == 0 {
 			p.sweepReserve(tun)
@@ -1115,7 +1116,7 @@ func (m *Manager) Sweep(l *Loop) {
 		}
 	}
 	for sc := range l.servers {
-		if sc.state == stateCancelWait && now.Sub(sc.idleSince) > cancelHoldMax {
+		if sc.state == stateCancelWait && time.Duration(now-sc.idleSince) > cancelHoldMax {
 			// Postgres is slow to take the cancel (its postmaster is
 			// busy forking): rather than keep the slot from everyone, end
 			// this session and log in another in its place.

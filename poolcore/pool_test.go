@@ -135,7 +135,7 @@ func TestPickLoop(t *testing.T) {
 					lp.headSince.Store(now - s.waitMs*int64(time.Millisecond))
 				}
 			}
-			if got := p.pickLoop(0); got != c.want {
+			if got := p.pickLoop(0, p.m.now()); got != c.want {
 				t.Fatalf("pickLoop(0) = %d, want %d", got, c.want)
 			}
 		})

@@ -102,8 +102,11 @@ type Server struct {
 	// wanted is a client waiting for this very server (AcquireServer).
 	wanted Client
 
-	born      time.Time
-	idleSince time.Time
+	born time.Time
+	// bornAt and idleSince are Manager.now readings (monotonic nanoseconds):
+	// when it logged in, and when it last went idle or into cancel wait (0:
+	// never). Release reads the clock once for both checks.
+	bornAt, idleSince int64
 
 	// internal query in flight
 	pendingRFQ int
