@@ -2,9 +2,9 @@ package bench
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -69,11 +69,13 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
+	var logDone atomic.Bool
 	p, err := loop.Start(loop.Config{Listen: []string{addr}, Server: pg.Addr(), PoolSize: 30, MaxDBConnections: 30,
-		AdaptiveLimit: true, AdaptiveLimitMin: 1, AuthType: "trust", EventLoops: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		AdaptiveLimit: true, AdaptiveLimitMin: 1, AuthType: "trust", EventLoops: 1, Logger: slog.New(slog.NewTextHandler(testLog{t, &logDone}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer logDone.Store(true) // after Stop (deferred below, so run before)
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -151,13 +153,6 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 	if len(l1) == 0 || len(l2) == 0 || len(c1) == 0 || len(c2) == 0 {
 		t.Fatalf("no samples: %v %v %v %v", l1, l2, c1, c2)
 	}
-	if Median(c1) > 4 {
-		// One core's CPU-bound queries cannot run four at once without
-		// a queue: the limiter had not measured the node before the cut
-		// (a CI run on a slow machine read 5.1 at limit 10), so there is
-		// no before to judge the after by.
-		t.Skipf("the limiter had not settled on 1 core before the cut (capacity %.2f at limit %g)", Median(c1), Median(l1))
-	}
 	if q2 > 0.6*q1 {
 		t.Skipf("the quota cut did not bind (%.0f queries/s before, %.0f after): this busy machine gave Postgres little more CPU before the cut than the cut left, so there is no change for the limiter to follow", q1, q2)
 	}
@@ -167,8 +162,38 @@ func TestAdaptiveLimitUnderQuota(t *testing.T) {
 	// One of the two must show the cut: the limit falls, or the capacity
 	// the limiter measures does (a node already at the band's floor keeps
 	// its limit).
-	if Median(l2) == Median(l1) && Median(c2) > 0.75*Median(c1) {
-		t.Errorf("neither the limit (%g) nor the measured capacity (%.2f, then %.2f) followed the quota from 1 core to a tenth",
-			Median(l1), Median(c1), Median(c2))
+	if Median(l2) < Median(l1) || Median(c2) <= 0.75*Median(c1) {
+		return
 	}
+	if Median(c1) > 2 {
+		// The capacity is the throughput at the limit times the time per
+		// query at the floor: for CPU-bound queries on one core about 1,
+		// as one query at a time keeps the core busy. Above 2, one query
+		// at a time did less than half the work of the limit's: the node
+		// idled between a client's queries (on a machine busy with other
+		// tests, the round trip through pgx under the race detector and
+		// belay outlasts the query), so what bounded it was not its CPU,
+		// and a cut of its CPU need not move the limit. CI runs read 5.1
+		// at limit 10 (not settled) and 2.73 at limit 6 (then 2.99 at a
+		// tenth of a core, the probe's time per query 155 ms where the
+		// CPU alone takes about 45); a quiet machine reads about 1.
+		t.Skipf("the limit did not follow the cut, but the node was not CPU-bound for the limiter before it (capacity %.2f at limit %g, for queries that keep one core busy one at a time)", Median(c1), Median(l1))
+	}
+	t.Errorf("neither the limit (%g) nor the measured capacity (%.2f, then %.2f) followed the quota from 1 core to a tenth",
+		Median(l1), Median(c1), Median(c2))
+}
+
+// testLog writes what belay logs (its limit's changes, at Info) to the
+// test's log, shown when it fails or under -v; nothing once done is set
+// (t.Log panics after the test ends).
+type testLog struct {
+	t    *testing.T
+	done *atomic.Bool
+}
+
+func (w testLog) Write(b []byte) (int, error) {
+	if !w.done.Load() {
+		w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	}
+	return len(b), nil
 }

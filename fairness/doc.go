@@ -91,7 +91,9 @@
 // halves the limit for one window: a real queue drains and the time per
 // query falls; if it stays within a fifth, the queries wait on something
 // other than each other (locks, I/O, a sleep), their time is the new
-// baseline, and the limit grows. A limit whose half is the floor (Min)
+// baseline, and the limit grows; if it rises by more than a fifth, the
+// node changed during the window (its machine busy with other work) and
+// the check tells nothing. A limit whose half is the floor (Min)
 // is checked with a probe instead, so a limit settled low on CPU-bound
 // work still learns within CheckEvery that the work turned into waiting.
 // Probes and checks are counted apart from

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -422,5 +423,34 @@ func TestLimiterLowLimitWorkTurnsSlow(t *testing.T) {
 	seen := run(l, n, l.Config().CheckEvery+10*time.Second)
 	if last := seen[len(seen)-1]; last < 20 {
 		t.Errorf("work that only waits: the limit is %d after %s (want 20 or more): %s", last, l.Config().CheckEvery+10*time.Second, l.Reason())
+	}
+}
+
+// A check that finds each query slower at half the limit learns nothing
+// of the queue: fewer queries at once do not wait longer, so the node
+// changed during the check's window (its machine busy with other work).
+// The baseline stands; taking that time as the baseline would inflate the
+// capacity and hide the queue.
+func TestLimiterCheckSlowerKeepsBaseline(t *testing.T) {
+	n := newSim(10)
+	l := NewLimiter(LimiterConfig{Max: 100})
+	run(l, n, 10*time.Second)
+	for deadline := n.now + 3*l.Config().CheckEvery; !l.Probing() || !strings.HasPrefix(l.Reason(), "check:"); {
+		if n.now > deadline {
+			t.Fatalf("no check within %s: limit %d: %s", 3*l.Config().CheckEvery, l.Limit(), l.Reason())
+		}
+		run(l, n, 100*time.Millisecond)
+	}
+	base := l.Baseline()
+	n.CPU *= 4 // the node's machine busy with something else, for the check's window
+	for l.Probing() {
+		run(l, n, 100*time.Millisecond)
+	}
+	n.CPU /= 4
+	if got := l.Baseline(); got != base {
+		t.Errorf("the baseline went from %s to %s after a check that ran slower at half the limit: %s", base, got, l.Reason())
+	}
+	if !strings.Contains(l.Reason(), "slower at half the limit") {
+		t.Errorf("reason %q", l.Reason())
 	}
 }
