@@ -92,7 +92,10 @@
 //     the client lands, each server keeps a bounded set; replies (pure,
 //     table-tested) is the queue of answers the server owes, which lets belay
 //     answer for the server, drop the answers to its own messages and undo
-//     what a failed batch would have created;
+//     what a failed batch would have created; a client without a server that
+//     only prepares statements known to parse under its settings is
+//     answered without one (parsed.go: pgbench -M prepared's blocking
+//     PQprepare would otherwise wait for servers its own thread holds);
 //   - settings (state.go): after a transaction that may have changed one,
 //     belay reads the session's settings from the server and makes them the
 //     client's signature, applied where it lands next.

@@ -90,6 +90,9 @@ type Proxy struct {
 	// stale: protocol statements whose plans a schema change outdated
 	// (stmts.go); safe for concurrent use.
 	stale staleStmts
+	// parsed is the statements known to parse, per pool and settings
+	// (parsed.go): a PQprepare of one is answered without a server.
+	parsed parsedStmts
 
 	// plans[i] is loop i's plan cache; only loop i touches it.
 	plans   []*planner.Cache

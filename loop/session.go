@@ -486,6 +486,9 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 				continue
 			}
 		}
+		if s.cl == nil && !s.t.pinned && s.answerPrepare(c, data) {
+			continue // a PQprepare of a statement known to parse: no server (parsed.go)
+		}
 		if !s.pinForever && s.p.live.Load().session {
 			// pool_mode = session: the first server is the client's until
 			// it disconnects, then reset (DISCARD ALL) for the next.
@@ -845,6 +848,8 @@ func (s *session) ServerTraffic(sc *poolcore.Server, c gnet.Conn) gnet.Action {
 					return gnet.None
 				}
 				s.noteStale(body)
+			} else if typ == codec.MsgParseComplete {
+				s.noteParsed() // parsed.go
 			}
 			fwd, fix, err = s.r.answer(typ)
 		}
