@@ -1091,10 +1091,9 @@ func (m *Manager) Sweep(l *Loop) {
 		lp := &p.perLoop[l.idx]
 		if qwt := int64(tun.QueryWaitTimeout); qwt > 0 && lp.whead < len(lp.waiters) {
 			// The queue is in arrival order: the expired ones are at its head.
-			t := now
-			for lp.whead < len(lp.waiters) && t-lp.waiters[lp.whead].since > qwt {
+			for lp.whead < len(lp.waiters) && now-lp.waiters[lp.whead].since > qwt {
 				w, _ := p.popWaiterSince(lp)
-				w.c.ServerFailed(p.waitTimeout(time.Duration(t - w.since)))
+				w.c.ServerFailed(p.waitTimeout(time.Duration(now - w.since)))
 			}
 		}
 		unused := m.opts.CloseUnused && lp.clients.Load() == 0
