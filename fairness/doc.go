@@ -54,7 +54,10 @@
 //   - the baseline B, the mean service time of a window that ran at most
 //     Min queries at once because no more were asked for (the least of
 //     them while fresh), or of a probe: when the node is loaded and the
-//     baseline is older than ProbeEvery (or missing), the limit drops to
+//     baseline is older than ProbeEvery (or missing; or CheckEvery for
+//     the first probe's, taken at the start among cold servers, which
+//     can read it several times too high: nothing else shows a baseline
+//     too high, it only hides the queue), the limit drops to
 //     Min for one window to measure it (and then goes straight to its
 //     target when the window before the probe, read with the new
 //     baseline, had a queue above the band: a start at the ceiling does

@@ -454,3 +454,28 @@ func TestLimiterCheckSlowerKeepsBaseline(t *testing.T) {
 		t.Errorf("reason %q", l.Reason())
 	}
 }
+
+// A baseline measured too high hides the queue: the limit sits in the
+// band of a capacity that is not there, and neither a check (the queue is
+// real at half the limit either way) nor growth shows it. The first
+// probe, at the start among cold servers on a busy machine, is the one
+// that reads it so (TestAdaptiveLimitUnderQuota in CI: 13.9 ms per query
+// where 3.8 is right, the limit 6 on one core), so it is measured again
+// CheckEvery later.
+func TestLimiterStartBaselineTooHigh(t *testing.T) {
+	n := newSim(11)
+	n.CPU, n.Latency, n.Clients, n.Cores = 4*time.Millisecond, 200*time.Microsecond, 40, 1
+	l := NewLimiter(LimiterConfig{Min: 1, Max: 30})
+	run(l, n, 10*time.Second)
+	right := l.Baseline()
+	// Now as if the first probe had read 2.8 times the time: the limit
+	// settles at 6 on the capacity that makes (2.7 on one core), its
+	// queue within the band, so it neither grows nor shrinks.
+	l.base, l.baseAt, l.startBase = right*28/10, n.now, true
+	l.set(6, "as the start left it", 0)
+	run(l, n, l.Config().CheckEvery+5*time.Second)
+	if got := l.Baseline(); got > 2*right {
+		t.Errorf("the start's baseline is still %s (right: %s) after %s: limit %d: %s", got, right, l.Config().CheckEvery+5*time.Second, l.Limit(), l.Reason())
+	}
+	t.Logf("limit %d, baseline %s: %s", l.Limit(), l.Baseline(), l.Reason())
+}
