@@ -21,11 +21,11 @@ import (
 // until the thread sends their next command: pgbench -M prepared's TPC-B
 // with more clients than servers stalls for good (PgBouncer's too).
 //
-// So a unit that only prepares named statements, each of which has parsed
-// before on a server of the client's pool under the client's settings (the
-// same text, parameter types and session signature, by the server-side
-// name they share: stmts.go), is answered by belay: ParseComplete for each
-// and ReadyForQuery idle, with no server. The statement is then prepared
+// So a unit that only prepares a named statement (a Parse and a Sync)
+// that has parsed before on a server of the client's pool under the
+// client's settings (the same text, parameter types and session
+// signature, by the server-side name they share: stmts.go) is answered
+// by belay: ParseComplete and ReadyForQuery idle, with no server. The statement is then prepared
 // where the client uses it, as every statement is (ensure). This is what
 // belay does already when the server it holds has the statement: Postgres
 // is not asked again, so a statement whose table was dropped since fails
@@ -71,8 +71,8 @@ func (s *session) noteParsed() {
 }
 
 // answerPrepare answers data, the client's input while it holds no
-// server, when it is a unit of named Parses of known statements and a
-// Sync, and nothing else; it reports whether it did. Anything else (a
+// server, when it is a unit of one named Parse of a known statement and a
+// Sync, and nothing else (a PQprepare); it reports whether it did. Anything else (a
 // name in use, a statement with effects belay follows, one not known to
 // parse, more input behind the Sync) is left to a server.
 func (s *session) answerPrepare(c gnet.Conn, data []byte) bool {
@@ -88,6 +88,9 @@ func (s *session) answerPrepare(c gnet.Conn, data []byte) bool {
 		end := off + 5 + bodyLen
 		switch typ {
 		case codec.MsgParse:
+			if parses > 0 {
+				return false // PQprepare sends one; two of a name would need Postgres's 42P05
+			}
 			if _, _, ok := s.knownParse(data[off+5 : end]); !ok {
 				return false
 			}
@@ -105,7 +108,7 @@ func (s *session) answerPrepare(c gnet.Conn, data []byte) bool {
 	if !synced {
 		return false
 	}
-	out := make([]byte, 0, 5*parses+6)
+	out := make([]byte, 0, 11)
 	for off := 0; off < len(data); {
 		_, bodyLen, _, _ := s.checkHeader(data[off:])
 		end := off + 5 + bodyLen
