@@ -71,58 +71,26 @@ func (s *session) noteParsed() {
 }
 
 // answerPrepare answers data, the client's input while it holds no
-// server, when it is a unit of one named Parse of a known statement and a
-// Sync, and nothing else (a PQprepare); it reports whether it did. Anything else (a
-// name in use, a statement with effects belay follows, one not known to
-// parse, more input behind the Sync) is left to a server.
-func (s *session) answerPrepare(c gnet.Conn, data []byte) bool {
-	if s.p.live.Load().session || !s.r.empty() || s.t.pending > 0 {
+// server, starting with a Parse whose body is bodyLen bytes, when it is a
+// PQprepare: that one named Parse, of a known statement, and a Sync, and
+// nothing else. It reports whether it did. Anything else (a name in use, a
+// statement with effects belay follows, one not known to parse, more
+// input behind the Sync) is left to a server.
+func (s *session) answerPrepare(c gnet.Conn, data []byte, bodyLen int) bool {
+	end := 5 + bodyLen
+	if len(data) != end+5 || s.p.live.Load().session || !s.r.empty() || s.t.pending > 0 {
 		return false
 	}
-	parses, synced := 0, false
-	for off := 0; off < len(data); {
-		typ, bodyLen, bad, ok := s.checkHeader(data[off:])
-		if bad != nil || !ok || len(data)-off-5 < bodyLen {
-			return false
-		}
-		end := off + 5 + bodyLen
-		switch typ {
-		case codec.MsgParse:
-			if parses > 0 {
-				return false // PQprepare sends one; two of a name would need Postgres's 42P05
-			}
-			if _, _, ok := s.knownParse(data[off+5 : end]); !ok {
-				return false
-			}
-			parses++
-		case codec.MsgSync:
-			if end != len(data) || parses == 0 {
-				return false
-			}
-			synced = true
-		default:
-			return false
-		}
-		off = end
-	}
-	if !synced {
+	if typ, syncLen, bad, ok := s.checkHeader(data[end:]); bad != nil || !ok || typ != codec.MsgSync || syncLen != 0 {
 		return false
 	}
-	out := make([]byte, 0, 11)
-	for off := 0; off < len(data); {
-		_, bodyLen, _, _ := s.checkHeader(data[off:])
-		end := off + 5 + bodyLen
-		if data[off] == codec.MsgParse {
-			m, plan, _ := s.knownParse(data[off+5 : end])
-			st := &clientStmt{cname: string(m.Name), eff: plan.Effects}
-			st.setText(m, &s.p.stale)
-			s.stmts().named[st.cname] = st
-			s.noteFunctions(plan)
-			out = append(out, codec.MsgParseComplete, 0, 0, 0, 4)
-		}
-		off = end
+	st, plan := s.knownParse(data[5:end])
+	if st == nil {
+		return false
 	}
-	out = append(out, codec.MsgReadyForQuery, 0, 0, 0, 5, codec.TxIdle)
+	s.stmts().named[st.cname] = st
+	s.noteFunctions(plan)
+	out := []byte{codec.MsgParseComplete, 0, 0, 0, 4, codec.MsgReadyForQuery, 0, 0, 0, 5, codec.TxIdle}
 	s.stats.Received(len(data))
 	s.in.Consume(c, len(data))
 	s.stats.Sent(len(out))
@@ -130,24 +98,29 @@ func (s *session) answerPrepare(c gnet.Conn, data []byte) bool {
 	return true
 }
 
-// knownParse reads a Parse body: ok when it names a statement, the name is
-// free, belay follows none of its effects (no SQL PREPARE, SET, view of
-// the prepared statements), and it parsed before under the client's
-// settings (parsedStmts).
-func (s *session) knownParse(body []byte) (m codec.Parse, plan *planner.Plan, ok bool) {
+// knownParse reads a Parse body and returns the client's statement it
+// makes, with its plan, when it names a statement, the name is free,
+// belay follows none of its effects (no SQL PREPARE, SET, view of the
+// prepared statements), and it parsed before under the client's settings
+// (parsedStmts); nil otherwise.
+func (s *session) knownParse(body []byte) (*clientStmt, *planner.Plan) {
 	m, err := codec.ParseParse(body)
 	if err != nil || len(m.Name) == 0 {
-		return m, nil, false
+		return nil, nil
 	}
 	if s.ps != nil {
 		if _, used := s.ps.named[string(m.Name)]; used {
-			return m, nil, false
+			return nil, nil
 		}
 	}
-	plan = s.plan(m.Query)
+	plan := s.plan(m.Query)
 	if plan.Effects&(sqlStmtEffects|planner.EffPreparedView|planner.EffGUC) != 0 {
-		return m, nil, false
+		return nil, nil
 	}
-	sname := s.p.stale.current(serverStmtName(m.Query, m.ParamOIDs))
-	return m, plan, s.p.parsed.has(parsedKey{s.pool, s.sig, sname})
+	st := &clientStmt{cname: string(m.Name), eff: plan.Effects}
+	st.setText(m, &s.p.stale)
+	if !s.p.parsed.has(parsedKey{s.pool, s.sig, st.sname}) {
+		return nil, nil
+	}
+	return st, plan
 }

@@ -486,7 +486,7 @@ func (s *session) clientData(c gnet.Conn) gnet.Action {
 				continue
 			}
 		}
-		if s.cl == nil && !s.t.pinned && s.answerPrepare(c, data) {
+		if typ == codec.MsgParse && s.cl == nil && !s.t.pinned && s.answerPrepare(c, data, bodyLen) {
 			continue // a PQprepare of a statement known to parse: no server (parsed.go)
 		}
 		if !s.pinForever && s.p.live.Load().session {
