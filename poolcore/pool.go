@@ -301,6 +301,13 @@ func (m *Manager) nodeList() []*node {
 
 func (m *Manager) now() int64 { return int64(time.Since(m.epoch)) }
 
+// outlived says sc is past server_lifetime at now (Manager.now): born and
+// epoch both carry monotonic readings, so their difference reads no clock.
+func (m *Manager) outlived(sc *Server, now int64) bool {
+	lt := m.tun.Load().Lifetime
+	return lt > 0 && time.Duration(now)-sc.born.Sub(m.epoch) > lt
+}
+
 // Loop is the per-event-loop side of the Manager. Its fields belong to its
 // loop and are used without locks.
 type Loop struct {
@@ -716,7 +723,7 @@ func (p *Pool) finishRelease(sc *Server) {
 	}
 	l := sc.loop
 	now := p.m.now()
-	if tun := p.m.tun.Load(); (tun.Lifetime > 0 && time.Duration(now-sc.bornAt) > tun.Lifetime) || p.retired(sc) {
+	if p.m.outlived(sc, now) || p.retired(sc) {
 		sc.Close() // too old, marked by RECONNECT, or above a pool size a reload lowered
 		return
 	}
@@ -850,7 +857,6 @@ func (p *Pool) arrived(sc *Server) {
 	p.loggedIn.Store(true)
 	p.perLoop[sc.loop.idx].dialing.Add(-1)
 	sc.born = time.Now()
-	sc.bornAt = p.m.now()
 	p.n.learnBudget(sc, func() { p.finishRelease(sc) })
 }
 
@@ -1100,7 +1106,7 @@ func (m *Manager) Sweep(l *Loop) {
 		for i := len(lp.idle) - 1; i >= 0; i-- {
 			sc := lp.idle[i]
 			if (tun.IdleTimeout > 0 && time.Duration(now-sc.idleSince) > tun.IdleTimeout) ||
-				(tun.Lifetime > 0 && time.Duration(now-sc.bornAt) > tun.Lifetime) || p.paused.Load() || p.retired(sc) || unused {
+				m.outlived(sc, now) || p.paused.Load() || p.retired(sc) || unused {
 				sc.Close() // takes it off lp.idle
 				continue
 			}

@@ -103,10 +103,10 @@ type Server struct {
 	wanted Client
 
 	born time.Time
-	// bornAt and idleSince are Manager.now readings (monotonic nanoseconds):
-	// when it logged in, and when it last went idle or into cancel wait (0:
-	// never). Release reads the clock once for both checks.
-	bornAt, idleSince int64
+	// idleSince is a Manager.now reading (monotonic nanoseconds): when it
+	// last went idle or into cancel wait (0: never). Release reads the clock
+	// once for it and the lifetime check (Manager.outlived).
+	idleSince int64
 
 	// internal query in flight
 	pendingRFQ int
