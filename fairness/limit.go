@@ -126,14 +126,14 @@ type Limiter struct {
 
 	base   time.Duration // baseline service time (0: none yet)
 	baseAt time.Duration
-	// startBase says the baseline is the first probe's, taken at the
-	// start among cold servers and arriving clients, which can read it
-	// several times too high (and nothing else shows a baseline too
-	// high): it is probed again after CheckEvery, not ProbeEvery.
-	// probedOnce says the first probe is done.
-	startBase, probedOnce bool
-	probing               bool
-	preProbe              int
+	// startAt is when the first probe measured the baseline (0: not
+	// yet). Taken at the start, among cold servers and arriving clients,
+	// it can read the baseline several times too high, and nothing else
+	// shows a baseline too high: while baseAt is still startAt, it is
+	// probed again after CheckEvery, not ProbeEvery (startBase).
+	startAt  time.Duration
+	probing  bool
+	preProbe int
 	// checking is a probe at half the limit (a check), begun when the
 	// queries took checkRef each; checkedAt is when the last one ended.
 	checking  bool
@@ -323,6 +323,9 @@ func (l *Limiter) restart(now time.Duration) {
 // queue the limit could shorten.
 func (l *Limiter) low(m *Measure) bool { return m.Running <= float64(l.cfg.Min)+0.25 && !m.Waited }
 
+// startBase says the baseline is still the first probe's (startAt).
+func (l *Limiter) startBase() bool { return l.startAt != 0 && l.baseAt == l.startAt }
+
 // decide moves the limit after the measurement m.
 func (l *Limiter) decide(now time.Duration, m *Measure) {
 	idle := max(0, m.Held-m.Running) // servers held that run nothing
@@ -345,7 +348,7 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 			// Half the queries at once took about as long each: they
 			// wait on something other than each other. What looked like
 			// a queue is their own time: the baseline.
-			l.base, l.baseAt, l.startBase = m.Service, now, false
+			l.base, l.baseAt = m.Service, now
 			l.measure(l.preProbe, fmt.Sprintf("checked: at %d running %s per query, %s at %d: no queue, the baseline now",
 				l.limit, round(m.Service), round(l.checkRef), l.preProbe), idle)
 		default:
@@ -364,7 +367,9 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 		if m.fastest > 0 && m.fastest < m.Service {
 			l.base = m.fastest
 		}
-		l.startBase, l.probedOnce = !l.probedOnce, true
+		if l.startAt == 0 {
+			l.startAt = now
+		}
 		why := fmt.Sprintf("probed: %s per query with at most %d running", round(l.base), l.cfg.Min)
 		// The window before the probe, read with the baseline it lacked
 		// (l.last is still that window's): a queue above the band there
@@ -404,16 +409,16 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 	case l.limit <= l.cfg.Min && m.Running <= float64(l.cfg.Min)+0.25:
 		// At the floor every window is a probe: the work as it is now
 		// (heavier, perhaps) at the least concurrency.
-		l.base, l.baseAt, l.startBase = m.Service, now, false
+		l.base, l.baseAt = m.Service, now
 	case l.low(m):
 		// The least of the baselines while they are fresh: a light load
 		// is noisy, and a window of a few slow queries is no baseline.
 		if l.base == 0 || now-l.baseAt > l.cfg.ProbeEvery || m.Service < l.base {
 			l.base = m.Service
 		}
-		l.baseAt, l.startBase = now, false
+		l.baseAt = now
 	}
-	if l.base == 0 || now-l.baseAt > l.cfg.ProbeEvery || l.startBase && now-l.baseAt > l.cfg.CheckEvery {
+	if l.base == 0 || now-l.baseAt > l.cfg.ProbeEvery || l.startBase() && now-l.baseAt > l.cfg.CheckEvery {
 		if prev := l.last.Throughput; l.limit > l.cfg.Min && m.Throughput > rising*prev {
 			// The load still rises (clients arriving, a start; the first
 			// window has none before it to tell): a probe now would
@@ -424,13 +429,13 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 		}
 		if l.limit > l.cfg.Min {
 			why := "probe: the baseline is " + ageText(l.base, now-l.baseAt)
-			if l.startBase {
+			if l.startBase() {
 				why += ", the start's"
 			}
 			l.probe(why, l.cfg.Min, idle)
 			return
 		}
-		l.base, l.baseAt, l.startBase = m.Service, now, false // at the floor every window is a baseline
+		l.base, l.baseAt = m.Service, now // at the floor every window is a baseline
 	}
 	m.Capacity = m.Throughput * l.base.Seconds()
 	m.Queue = max(0, m.Running-m.Capacity)

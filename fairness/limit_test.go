@@ -471,7 +471,7 @@ func TestLimiterStartBaselineTooHigh(t *testing.T) {
 	// Now as if the first probe had read 2.8 times the time: the limit
 	// settles at 6 on the capacity that makes (2.7 on one core), its
 	// queue within the band, so it neither grows nor shrinks.
-	l.base, l.baseAt, l.startBase = right*28/10, n.now, true
+	l.base, l.baseAt, l.startAt = right*28/10, n.now, n.now
 	l.set(6, "as the start left it", 0)
 	run(l, n, l.Config().CheckEvery+5*time.Second)
 	if got := l.Baseline(); got > 2*right {
