@@ -25,11 +25,11 @@ import (
 // that has parsed before on a server of the client's pool under the
 // client's settings (the same text, parameter types and session
 // signature, by the server-side name they share: stmts.go) is answered
-// by belay: ParseComplete and ReadyForQuery idle, with no server. The statement is then prepared
-// where the client uses it, as every statement is (ensure). This is what
-// belay does already when the server it holds has the statement: Postgres
-// is not asked again, so a statement whose table was dropped since fails
-// when it runs, not when it is prepared.
+// by belay: ParseComplete and ReadyForQuery idle, with no server. The
+// statement is then prepared where the client uses it, as every statement
+// is (ensure). This is what belay does already when the server it holds
+// has the statement: Postgres is not asked again, so a statement whose
+// table was dropped since fails when it runs, not when it is prepared.
 
 // parsedStmts is the statements known to parse: parsedKey → struct{}.
 // Shared by the loops: safe for concurrent use.
