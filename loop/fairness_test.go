@@ -103,7 +103,7 @@ func TestNoisyNeighbour(t *testing.T) {
 
 	qctx, qstop := context.WithCancel(ctx)
 	var qwg sync.WaitGroup
-	handovers := p.pools.Handovers.Load()
+	handovers, transfers := p.pools.Handovers.Load(), p.pools.Transfers.Load()
 	hammer(qctx, t, p, "quiet", 2, &quietTx, &qwg)
 	quiet := poolOf(t, p, "quiet")
 	waitFor(t, "quiet holds its share of 2", func() bool { return quiet.Stats().Open == 2 })
@@ -111,9 +111,9 @@ func TestNoisyNeighbour(t *testing.T) {
 	time.Sleep(time.Second)
 	n1, q1 := noisyTx.Load(), quietTx.Load()
 	share := float64(q1-q0) / float64(q1-q0+n1-n0)
-	moved := p.pools.Handovers.Load() - handovers
-	t.Logf("quiet's share of transactions %.2f (quiet %d, noisy %d); servers handed over %d, moved between loops %d, logins %d",
-		share, q1-q0, n1-n0, moved, p.pools.Transfers.Load(), p.pools.Dials.Load())
+	moved, transferred := p.pools.Handovers.Load()-handovers, p.pools.Transfers.Load()-transfers
+	t.Logf("quiet's share of transactions %.2f (quiet %d, noisy %d); servers handed over %d, moved between loops %d (%d in all), logins %d",
+		share, q1-q0, n1-n0, moved, transferred, p.pools.Transfers.Load(), p.pools.Dials.Load())
 	// Its share of the servers is 0.5; of transactions a little less, since
 	// its clients (in this process, on a busy machine) leave its servers
 	// idle between transactions while noisy's waiters never do. A
@@ -144,10 +144,13 @@ func TestNoisyNeighbour(t *testing.T) {
 	if moved < 2 || moved > 4 {
 		t.Errorf("%d servers handed over, want 2 (a few more at most)", moved)
 	}
-	// The two taken from noisy may have left its loops uneven: one slot
-	// moves between them, not back and forth.
-	if tr := p.pools.Transfers.Load(); tr > 3 {
-		t.Errorf("noisy's slots moved between loops %d times", tr)
+	// The two taken from noisy may have left its loops uneven: a slot moves
+	// between them, not back and forth. Idle, 0 or 1 moves; a loaded machine
+	// (CI runs packages side by side) can starve a loop's waiter past
+	// starveAfter a few times more, while a slot bouncing between loops would
+	// move every starveAfter or two: tens of times in this second.
+	if transferred > 6 {
+		t.Errorf("noisy's slots moved between loops %d times since quiet arrived", transferred)
 	}
 
 	// quiet leaves: its demand decays within two windows and its idle
