@@ -54,7 +54,7 @@
 //   - the baseline B, the mean service time of a window that ran at most
 //     Min queries at once because no more were asked for (the least of
 //     them while fresh), or of a probe: when the node is loaded and the
-//     baseline is older than ProbeEvery (or missing; or CheckEvery for
+//     baseline is older than ProbeEvery (or missing; or six windows for
 //     the first probe's, taken at the start among cold servers, which
 //     can read it several times too high: nothing else shows a baseline
 //     too high, it only hides the queue), the limit drops to
@@ -67,7 +67,12 @@
 //     too low is what the checks correct, while one too high hides the
 //     queue. No probe is made while the load still rises (a window with
 //     a quarter more throughput than the one before, or the first), nor
-//     is a window begun while the node is idle;
+//     is a window begun while the node is idle. The exception is the
+//     start in front of a loaded node (nothing measured yet, every
+//     server of the limit held, clients waiting): it probes at once,
+//     mid-window, and then climbs from Min by slow start, doubling the
+//     limit at each window in which it binds and the queue stays under
+//     the band, until one queues more (startProbe);
 //   - Capacity = X*B, the queries the node would run at once with none of
 //     them waiting, and Queue = Running - Capacity, those waiting inside
 //     Postgres.

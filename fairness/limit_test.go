@@ -473,9 +473,47 @@ func TestLimiterStartBaselineTooHigh(t *testing.T) {
 	// queue within the band, so it neither grows nor shrinks.
 	l.base, l.baseAt, l.startAt = right*28/10, n.now, n.now
 	l.set(6, "as the start left it", 0)
-	run(l, n, l.Config().CheckEvery+5*time.Second)
+	d := startRecheck*l.Config().Window + 3*time.Second
+	run(l, n, d)
 	if got := l.Baseline(); got > 2*right {
-		t.Errorf("the start's baseline is still %s (right: %s) after %s: limit %d: %s", got, right, l.Config().CheckEvery+5*time.Second, l.Limit(), l.Reason())
+		t.Errorf("the start's baseline is still %s (right: %s) after %s: limit %d: %s", got, right, d, l.Limit(), l.Reason())
 	}
 	t.Logf("limit %d, baseline %s: %s", l.Limit(), l.Baseline(), l.Reason())
+}
+
+// A start in front of a loaded node (a proxy restarted, clients queued for
+// the ceiling at once): the first probe begins as soon as the ceiling's
+// servers are all held and clients wait, not windows later, and the limit
+// then climbs from the floor by doubling until a queue shows, never going
+// back to the ceiling. Over the first ten seconds (a benchmark's run,
+// with the start's baseline probed again after startRecheck windows) the
+// node does nearly its best.
+func TestLimiterStartsLowWhenClientsWait(t *testing.T) {
+	for seed := range uint64(10) {
+		n := newSim(200 + seed)
+		l := NewLimiter(LimiterConfig{Max: 20})
+		top, knee := n.best()
+		probedAt, most := time.Duration(0), 0
+		q0 := n.queries
+		for n.now < 10*time.Second {
+			s := n.step(100*time.Millisecond, l.Budget())
+			l.Observe(n.now, s)
+			if probedAt == 0 && l.Probing() {
+				probedAt = n.now
+			}
+			if probedAt != 0 && !l.Probing() {
+				most = max(most, l.Limit())
+			}
+		}
+		x := (n.queries - q0) / n.now.Seconds()
+		if probedAt == 0 || probedAt > 300*time.Millisecond {
+			t.Errorf("seed %d: the start's probe began at %v, want within the first ticks: %s", seed, probedAt, l.Reason())
+		}
+		if most > 3*knee || most >= l.Config().Max {
+			t.Errorf("seed %d: the limit went up to %d after the start's probe (knee %d, ceiling %d)", seed, most, knee, l.Config().Max)
+		}
+		if x < 0.9*top {
+			t.Errorf("seed %d: %.0f queries/s over the first 10 s, the best fixed budget does %.0f (knee %d); limit %d: %s", seed, x, top, knee, l.Limit(), l.Reason())
+		}
+	}
 }
