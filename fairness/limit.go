@@ -36,7 +36,7 @@ const tickSamples = 20
 
 // startRecheck is the windows after which the start's baseline (the first
 // probe's, taken among cold servers and clients still connecting, which
-// read it twice too high in front of pgbench's 100 clients) is probed
+// read it two to three times too high in front of pgbench's 100 clients) is probed
 // again: soon, since a baseline too high hides the queue and nothing else
 // shows it, but after the clients' arrival (decide does not probe while
 // the load rises).
@@ -487,10 +487,11 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 	running := min(l.limit, int(math.Ceil(m.Running)))
 	binding := m.Waited && m.Running >= float64(l.limit)-1
 
+	what := fmt.Sprintf("%.1f queued over a capacity of %.1f (band %.1f-%.1f), %s per query, baseline %s",
+		m.Queue, m.Capacity, alpha, beta, round(m.Service), round(l.base))
 	if l.starting {
 		if binding && m.Queue < alpha && l.limit < l.cfg.Max {
-			l.set(min(l.cfg.Max, 2*l.limit), "slow start: "+fmt.Sprintf("%.1f queued over a capacity of %.1f (band %.1f-%.1f), clients wait",
-				m.Queue, m.Capacity, alpha, beta), idle)
+			l.set(min(l.cfg.Max, 2*l.limit), "slow start: clients wait, "+what, idle)
 			return
 		}
 		l.starting = false // the rules below from here
@@ -541,8 +542,6 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 		l.checking, l.checkRef = true, m.Service
 		return
 	}
-	what := fmt.Sprintf("%.1f queued over a capacity of %.1f (band %.1f-%.1f), %s per query, baseline %s",
-		m.Queue, m.Capacity, alpha, beta, round(m.Service), round(l.base))
 	switch {
 	case m.Queue > 2*beta:
 		l.downVotes, l.upVotes = 0, 0
