@@ -34,12 +34,12 @@ const loginWeight = 100
 // toward a probe's baseline (Measure.fastest).
 const tickSamples = 20
 
-// startRecheck is the windows after which the start's baseline (the first
-// probe's, taken among cold servers and clients still connecting, which
-// read it two to three times too high in front of pgbench's 100 clients) is probed
-// again: soon, since a baseline too high hides the queue and nothing else
-// shows it, but after the clients' arrival (decide does not probe while
-// the load rises).
+// startRecheck is the windows after which the baseline of a start probed
+// in a hurry (startProbe: among cold servers and clients still
+// connecting, which read it two to three times too high in front of
+// pgbench's 100 clients) is probed again: soon, since a baseline too high
+// hides the queue and nothing else shows it, but after the clients'
+// arrival (decide does not probe while the load rises).
 const startRecheck = 6
 
 // rising is how much more throughput than the window before makes a
@@ -57,6 +57,12 @@ type LimiterConfig struct {
 	// Min is the least limit (0: DefaultLimitMin); Max the ceiling, the
 	// node's hard budget (max_db_connections). Max must be at least 1.
 	Min, Max int
+	// Start is the limit before anything is measured (0: Max), within
+	// [Min, Max]: a prior, such as twice the cores of a node on the
+	// owner's own machine plus one. A limit started below the ceiling is
+	// measured as any other; only one started at the ceiling is probed at
+	// once when clients wait for it (startProbe).
+	Start int
 	// Window is the least span of a measurement (0: DefaultLimitWindow).
 	Window time.Duration
 	// Samples is the least queries in a measurement (0: DefaultLimitSamples).
@@ -138,12 +144,13 @@ type Limiter struct {
 	// yet). Taken at the start, among cold servers and arriving clients,
 	// it can read the baseline several times too high, and nothing else
 	// shows a baseline too high: while baseAt is still startAt, it is
-	// probed again after startRecheck windows, not ProbeEvery (startBase).
+	// probed again sooner than ProbeEvery (startBase, startRecheck).
 	startAt time.Duration
 	// starting says the probe under way is the start's (startProbe), and
 	// then that the limit grows by slow start: doubled each window while
 	// the limit binds and the queue stays under the band's bottom.
 	starting bool
+	hurried  bool // the first probe was the start's (startProbe)
 	probing  bool
 	preProbe int
 	// checking is a probe at half the limit (a check), begun when the
@@ -185,7 +192,11 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	}
 	cfg.Max = max(cfg.Max, 1)
 	cfg.Min = min(cfg.Min, cfg.Max)
-	return &Limiter{cfg: cfg, limit: cfg.Max, budget: cfg.Max, reason: "start: the ceiling, nothing measured yet"}
+	if cfg.Start <= 0 || cfg.Start >= cfg.Max {
+		return &Limiter{cfg: cfg, limit: cfg.Max, budget: cfg.Max, reason: "start: the ceiling, nothing measured yet"}
+	}
+	n := max(cfg.Start, cfg.Min)
+	return &Limiter{cfg: cfg, limit: n, budget: n, reason: fmt.Sprintf("start: %d, the prior, nothing measured yet", n)}
 }
 
 // Limit is the most queries the node should run at once.
@@ -339,14 +350,16 @@ func (l *Limiter) Observe(now time.Duration, s Sample) bool {
 // whose queue stays under the band and whose limit binds, until one
 // queues more, where the rules of decide take over. A load that never
 // fills the ceiling (a few clients, short queries) is measured as before:
-// the limit stays at the ceiling until a window shows a queue.
+// the limit stays at the ceiling until a window shows a queue. A limit
+// started at a prior below the ceiling (LimiterConfig.Start) is not
+// probed in a hurry: it is a guess of the right place already.
 func (l *Limiter) startProbe(s Sample) bool {
-	if l.base != 0 || l.startAt != 0 || l.probing || l.limit <= l.cfg.Min || s.Waiting == 0 || s.Held < l.limit {
+	if l.base != 0 || l.startAt != 0 || l.probing || l.limit < l.cfg.Max || l.limit <= l.cfg.Min || s.Waiting == 0 || s.Held < l.limit {
 		return false
 	}
 	before := l.budget
 	l.probe(fmt.Sprintf("probe: %d clients wait at the start, nothing measured yet", s.Waiting), l.cfg.Min, float64(l.idle))
-	l.starting = true
+	l.starting, l.hurried = true, true
 	return l.budget != before
 }
 
@@ -363,6 +376,16 @@ func (l *Limiter) low(m *Measure) bool { return m.Running <= float64(l.cfg.Min)+
 
 // startBase says the baseline is still the first probe's (startAt).
 func (l *Limiter) startBase() bool { return l.startAt != 0 && l.baseAt == l.startAt }
+
+// startRecheck is how old the start's baseline grows before it is probed
+// again: startRecheck windows after a probe made in a hurry (startProbe),
+// CheckEvery after one made once the load stopped rising.
+func (l *Limiter) startRecheck() time.Duration {
+	if l.hurried {
+		return startRecheck * l.cfg.Window
+	}
+	return l.cfg.CheckEvery
+}
 
 // decide moves the limit after the measurement m.
 func (l *Limiter) decide(now time.Duration, m *Measure) {
@@ -461,7 +484,7 @@ func (l *Limiter) decide(now time.Duration, m *Measure) {
 		}
 		l.baseAt = now
 	}
-	if l.base == 0 || now-l.baseAt > l.cfg.ProbeEvery || l.startBase() && now-l.baseAt > startRecheck*l.cfg.Window {
+	if l.base == 0 || now-l.baseAt > l.cfg.ProbeEvery || l.startBase() && now-l.baseAt > l.startRecheck() {
 		if prev := l.last.Throughput; l.limit > l.cfg.Min && m.Throughput > rising*prev {
 			// The load still rises (clients arriving, a start; the first
 			// window has none before it to tell): a probe now would

@@ -461,24 +461,27 @@ func TestLimiterCheckSlowerKeepsBaseline(t *testing.T) {
 // probe, at the start among cold servers on a busy machine, is the one
 // that reads it so (TestAdaptiveLimitUnderQuota in CI: 13.9 ms per query
 // where 3.8 is right, the limit 6 on one core), so it is measured again
-// CheckEvery later.
+// CheckEvery later; startRecheck windows later when the start probed in a
+// hurry (startProbe).
 func TestLimiterStartBaselineTooHigh(t *testing.T) {
-	n := newSim(11)
-	n.CPU, n.Latency, n.Clients, n.Cores = 4*time.Millisecond, 200*time.Microsecond, 40, 1
-	l := NewLimiter(LimiterConfig{Min: 1, Max: 30})
-	run(l, n, 10*time.Second)
-	right := l.Baseline()
-	// Now as if the first probe had read 2.8 times the time: the limit
-	// settles at 6 on the capacity that makes (2.7 on one core), its
-	// queue within the band, so it neither grows nor shrinks.
-	l.base, l.baseAt, l.startAt = right*28/10, n.now, n.now
-	l.set(6, "as the start left it", 0)
-	d := startRecheck*l.Config().Window + 3*time.Second
-	run(l, n, d)
-	if got := l.Baseline(); got > 2*right {
-		t.Errorf("the start's baseline is still %s (right: %s) after %s: limit %d: %s", got, right, d, l.Limit(), l.Reason())
+	for _, hurried := range []bool{false, true} {
+		n := newSim(11)
+		n.CPU, n.Latency, n.Clients, n.Cores = 4*time.Millisecond, 200*time.Microsecond, 40, 1
+		l := NewLimiter(LimiterConfig{Min: 1, Max: 30})
+		run(l, n, 10*time.Second)
+		right := l.Baseline()
+		// Now as if the first probe had read 2.8 times the time: the limit
+		// settles at 6 on the capacity that makes (2.7 on one core), its
+		// queue within the band, so it neither grows nor shrinks.
+		l.base, l.baseAt, l.startAt, l.hurried = right*28/10, n.now, n.now, hurried
+		l.set(6, "as the start left it", 0)
+		d := l.startRecheck() + 5*time.Second
+		run(l, n, d)
+		if got := l.Baseline(); got > 2*right {
+			t.Errorf("hurried %v: the start's baseline is still %s (right: %s) after %s: limit %d: %s", hurried, got, right, d, l.Limit(), l.Reason())
+		}
+		t.Logf("hurried %v: limit %d, baseline %s after %s: %s", hurried, l.Limit(), l.Baseline(), d, l.Reason())
 	}
-	t.Logf("limit %d, baseline %s: %s", l.Limit(), l.Baseline(), l.Reason())
 }
 
 // A start in front of a loaded node (a proxy restarted, clients queued for
@@ -515,5 +518,30 @@ func TestLimiterStartsLowWhenClientsWait(t *testing.T) {
 		if x < 0.9*top {
 			t.Errorf("seed %d: %.0f queries/s over the first 10 s, the best fixed budget does %.0f (knee %d); limit %d: %s", seed, x, top, knee, l.Limit(), l.Reason())
 		}
+	}
+}
+
+// A limit started at a prior below the ceiling starts there, within [Min,
+// Max], and is not probed in a hurry: clients waiting for it are measured
+// as any other load, and it still finds the knee.
+func TestLimiterStartsAtItsPrior(t *testing.T) {
+	for _, c := range []struct{ start, min, max, want int }{{5, 0, 20, 5}, {1, 3, 20, 3}, {50, 0, 20, 20}} {
+		if l := NewLimiter(LimiterConfig{Start: c.start, Min: c.min, Max: c.max}); l.Limit() != c.want || l.Budget() != c.want {
+			t.Errorf("start %d in [%d, %d]: limit %d, budget %d; want %d", c.start, c.min, c.max, l.Limit(), l.Budget(), c.want)
+		}
+	}
+	n := newSim(300)
+	l := NewLimiter(LimiterConfig{Start: 5, Max: 20})
+	s := n.step(100*time.Millisecond, l.Budget())
+	l.Observe(n.now, s)
+	s = n.step(100*time.Millisecond, l.Budget())
+	l.Observe(n.now, s)
+	if l.Probing() || l.Limit() != 5 {
+		t.Errorf("limit %d, probing %v with %d clients waiting at the prior: %s", l.Limit(), l.Probing(), s.Waiting, l.Reason())
+	}
+	run(l, n, 20*time.Second)
+	top, knee := n.best()
+	if x := meanX(l, n, 20*time.Second); x < 0.9*top {
+		t.Errorf("%.0f queries/s from a start at 5, the best fixed budget does %.0f (knee %d); limit %d: %s", x, top, knee, l.Limit(), l.Reason())
 	}
 }

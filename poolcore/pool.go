@@ -235,8 +235,8 @@ func NewManager(o Options) *Manager {
 // comma-separated host list).
 func (m *Manager) newNode(name, server string) *node {
 	n := &node{name: name, log: m.log}
+	n.setServer(server) // first: the limiter's start depends on where the server is
 	n.init(m.opts)
-	n.setServer(server)
 	return n
 }
 
