@@ -54,10 +54,11 @@
 //   - the baseline B, the mean service time of a window that ran at most
 //     Min queries at once because no more were asked for (the least of
 //     them while fresh), or of a probe: when the node is loaded and the
-//     baseline is older than ProbeEvery (or missing; or six windows for
-//     the first probe's, taken at the start among cold servers, which
-//     can read it several times too high: nothing else shows a baseline
-//     too high, it only hides the queue), the limit drops to
+//     baseline is older than ProbeEvery (or missing; or CheckEvery for
+//     the first probe's, six windows if startProbe made it, taken at the
+//     start among cold servers, which can read it several times too
+//     high: nothing else shows a baseline too high, it only hides the
+//     queue), the limit drops to
 //     Min for one window to measure it (and then goes straight to its
 //     target when the window before the probe, read with the new
 //     baseline, had a queue above the band: a start at the ceiling does
@@ -67,12 +68,14 @@
 //     too low is what the checks correct, while one too high hides the
 //     queue. No probe is made while the load still rises (a window with
 //     a quarter more throughput than the one before, or the first), nor
-//     is a window begun while the node is idle. The exception is the
-//     start in front of a loaded node (nothing measured yet, every
-//     server of the limit held, clients waiting): it probes at once,
+//     is a window begun while the node is idle, with one exception: a
+//     start at the ceiling in front of a loaded node (nothing measured
+//     yet, every server held, clients waiting) probes at once,
 //     mid-window, and then climbs from Min by slow start, doubling the
 //     limit at each window in which it binds and the queue stays under
-//     the band, until one queues more (startProbe);
+//     the band, until one queues more (startProbe). The limit starts at
+//     LimiterConfig.Start, a prior (poolcore gives twice the cores plus
+//     one for a node on its own machine), or else at the ceiling;
 //   - Capacity = X*B, the queries the node would run at once with none of
 //     them waiting, and Queue = Running - Capacity, those waiting inside
 //     Postgres.

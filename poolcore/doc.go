@@ -53,7 +53,9 @@
 // counters, plus the servers held and the clients waiting) and sets the
 // allocator's budget under the ceiling (MaxDBConnections, or the server's
 // max_connections): the queries Postgres runs best at once, plus the
-// servers held that run nothing. The shares are cut from that budget; a
+// servers held that run nothing. A node on this machine (loopback,
+// localhost, a Unix socket) starts it at twice the cores plus one, any
+// other at the ceiling (startLimit). The shares are cut from that budget; a
 // budget that shrinks makes the allocator contended until the servers
 // above it closed at their release.
 //
