@@ -34,13 +34,13 @@ const loginWeight = 100
 // toward a probe's baseline (Measure.fastest).
 const tickSamples = 20
 
-// startRecheck is the windows after which the baseline of a start probed
+// startRecheckWindows is the windows after which the baseline of a start probed
 // in a hurry (startProbe: among cold servers and clients still
 // connecting, which read it two to three times too high in front of
 // pgbench's 100 clients) is probed again: soon, since a baseline too high
 // hides the queue and nothing else shows it, but after the clients'
 // arrival (decide does not probe while the load rises).
-const startRecheck = 6
+const startRecheckWindows = 6
 
 // rising is how much more throughput than the window before makes a
 // window part of a rising load, not to be probed in.
@@ -378,11 +378,11 @@ func (l *Limiter) low(m *Measure) bool { return m.Running <= float64(l.cfg.Min)+
 func (l *Limiter) startBase() bool { return l.startAt != 0 && l.baseAt == l.startAt }
 
 // startRecheck is how old the start's baseline grows before it is probed
-// again: startRecheck windows after a probe made in a hurry (startProbe),
+// again: startRecheckWindows windows after a probe made in a hurry (startProbe),
 // CheckEvery after one made once the load stopped rising.
 func (l *Limiter) startRecheck() time.Duration {
 	if l.hurried {
-		return startRecheck * l.cfg.Window
+		return startRecheckWindows * l.cfg.Window
 	}
 	return l.cfg.CheckEvery
 }

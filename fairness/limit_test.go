@@ -461,7 +461,7 @@ func TestLimiterCheckSlowerKeepsBaseline(t *testing.T) {
 // probe, at the start among cold servers on a busy machine, is the one
 // that reads it so (TestAdaptiveLimitUnderQuota in CI: 13.9 ms per query
 // where 3.8 is right, the limit 6 on one core), so it is measured again
-// CheckEvery later; startRecheck windows later when the start probed in a
+// CheckEvery later; startRecheckWindows later when the start probed in a
 // hurry (startProbe).
 func TestLimiterStartBaselineTooHigh(t *testing.T) {
 	for _, hurried := range []bool{false, true} {
@@ -489,7 +489,7 @@ func TestLimiterStartBaselineTooHigh(t *testing.T) {
 // servers are all held and clients wait, not windows later, and the limit
 // then climbs from the floor by doubling until a queue shows, never going
 // back to the ceiling. Over the first ten seconds (a benchmark's run,
-// with the start's baseline probed again after startRecheck windows) the
+// with the start's baseline probed again after startRecheckWindows) the
 // node does nearly its best.
 func TestLimiterStartsLowWhenClientsWait(t *testing.T) {
 	for seed := range uint64(10) {
