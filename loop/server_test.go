@@ -111,17 +111,21 @@ func TestCloseUnusedServers(t *testing.T) {
 		if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
 			t.Fatal(err)
 		}
+		// Usually one server; a loaded machine (CI) once showed two, a
+		// second login begun before the first was done. Either way none
+		// closes while the client is connected.
+		opened := serverConns(t, pg, "unused")
 		time.Sleep(300 * time.Millisecond) // several sweeps, the client idle but connected
-		if n := serverConns(t, pg, "unused"); n != 1 {
-			t.Fatalf("close %v: %d servers while the client is connected, want 1", close, n)
+		if n := serverConns(t, pg, "unused"); n < 1 || n != opened {
+			t.Fatalf("close %v: %d servers while the client is connected, %d before the sweeps", close, n, opened)
 		}
 		c.Close(ctx)
 		if close {
 			eventually(t, 5*time.Second, "the unused server to be closed", func() bool { return serverConns(t, pg, "unused") == 0 })
 		} else {
 			time.Sleep(300 * time.Millisecond)
-			if n := serverConns(t, pg, "unused"); n != 1 {
-				t.Fatalf("without CloseUnusedServers: %d servers after the client left, want 1 (kept)", n)
+			if n := serverConns(t, pg, "unused"); n != opened {
+				t.Fatalf("without CloseUnusedServers: %d servers after the client left, want %d (kept)", n, opened)
 			}
 		}
 		_ = p.Stop(context.Background())
