@@ -192,11 +192,12 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	}
 	cfg.Max = max(cfg.Max, 1)
 	cfg.Min = min(cfg.Min, cfg.Max)
-	if cfg.Start <= 0 || cfg.Start >= cfg.Max {
-		return &Limiter{cfg: cfg, limit: cfg.Max, budget: cfg.Max, reason: "start: the ceiling, nothing measured yet"}
+	n, reason := cfg.Max, "start: the ceiling, nothing measured yet"
+	if cfg.Start > 0 && cfg.Start < cfg.Max {
+		n = max(cfg.Start, cfg.Min)
+		reason = fmt.Sprintf("start: %d, the prior, nothing measured yet", n)
 	}
-	n := max(cfg.Start, cfg.Min)
-	return &Limiter{cfg: cfg, limit: n, budget: n, reason: fmt.Sprintf("start: %d, the prior, nothing measured yet", n)}
+	return &Limiter{cfg: cfg, limit: n, budget: n, reason: reason}
 }
 
 // Limit is the most queries the node should run at once.
@@ -343,7 +344,7 @@ func (l *Limiter) Observe(now time.Duration, s Sample) bool {
 // it held): a start, a proxy restarted in front of a busy node. Measuring
 // the node at the ceiling first costs the most there is to lose: at a
 // start every window is a burst of logins or a rising load (decide waits
-// them out), and a CPU-bound node run at a ceiling of four times its
+// them out), and a CPU-bound node run at a ceiling of ten times its
 // cores did three fifths of its best in `belay bench`'s sweeps, for the
 // two to three seconds before the first probe. After this probe the limit
 // climbs from Min by slow start, as TCP's does: doubled at each window
@@ -354,7 +355,7 @@ func (l *Limiter) Observe(now time.Duration, s Sample) bool {
 // started at a prior below the ceiling (LimiterConfig.Start) is not
 // probed in a hurry: it is a guess of the right place already.
 func (l *Limiter) startProbe(s Sample) bool {
-	if l.base != 0 || l.startAt != 0 || l.probing || l.limit < l.cfg.Max || l.limit <= l.cfg.Min || s.Waiting == 0 || s.Held < l.limit {
+	if l.base != 0 || l.probing || l.limit < l.cfg.Max || l.limit <= l.cfg.Min || s.Waiting == 0 || s.Held < l.limit {
 		return false
 	}
 	before := l.budget

@@ -115,6 +115,9 @@ func TestCloseUnusedServers(t *testing.T) {
 		// second login begun before the first was done. Either way none
 		// closes while the client is connected.
 		opened := serverConns(t, pg, "unused")
+		if opened > 2 {
+			t.Fatalf("close %v: %d servers for one client's one query", close, opened)
+		}
 		time.Sleep(300 * time.Millisecond) // several sweeps, the client idle but connected
 		if n := serverConns(t, pg, "unused"); n < 1 || n != opened {
 			t.Fatalf("close %v: %d servers while the client is connected, %d before the sweeps", close, n, opened)

@@ -3,7 +3,6 @@ package poolcore
 import (
 	"net"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/belaydb/belay/fairness"
@@ -58,11 +57,14 @@ func (n *node) startLimit() int {
 // localAddr says whether a server address (host:port) is on this machine:
 // a Unix socket directory, localhost or a loopback address.
 func localAddr(addr string) bool {
+	if network, _ := serverNetwork(addr); network == "unix" {
+		return true
+	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
 	}
-	if strings.HasPrefix(host, "/") || host == "localhost" {
+	if host == "localhost" {
 		return true
 	}
 	ip := net.ParseIP(host)
