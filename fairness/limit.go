@@ -36,7 +36,7 @@ const tickSamples = 20
 
 // startRecheckWindows is the windows after which the baseline of a start probed
 // in a hurry (startProbe: among cold servers and clients still
-// connecting, which read it 1.9 to 3.6 times too high in front of
+// connecting, which read it 1.8 to 3.6 times too high in front of
 // pgbench's 100 clients) is probed again: soon, since a baseline too high
 // hides the queue and nothing else shows it, but after the clients'
 // arrival (decide does not probe while the load rises).
